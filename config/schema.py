@@ -1,0 +1,204 @@
+"""Firelink configuration: pydantic models with a description per field.
+
+Every model forbids unknown keys, so a typo in YAML is a clear error
+naming the bad key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from config.cameras import CameraConfig
+
+UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class FirelinkBaseModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(FirelinkBaseModel):
+    url: str = Field(
+        "sqlite+aiosqlite:///var/firelink.db",
+        title="Database URL",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.",
+    )
+    echo: bool = Field(False, title="Echo SQL", description="Log every SQL statement (debugging only).")
+
+
+class MqttConfig(FirelinkBaseModel):
+    host: str = Field("127.0.0.1", title="Broker host", description="MQTT broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, title="Broker port", description="MQTT broker TCP port.")
+    username: str | None = Field(None, title="Username", description="MQTT username, if the broker needs one.")
+    password: SecretStr | None = Field(None, title="Password", description="MQTT password (never logged).")
+    client_id: str = Field(
+        "firelink-core",
+        title="Client id",
+        description="Fixed client id: the broker keeps this persistent session's QoS-1 queue across restarts.",
+    )
+    topic_prefix: str = Field("firelink", title="Topic prefix", description="Root of every Firelink topic.")
+    max_payload_bytes: int = Field(
+        65536, ge=256, title="Max payload", description="Alarm/status payloads larger than this are rejected."
+    )
+    keepalive_s: int = Field(15, ge=5, title="Keepalive", description="MQTT keepalive in seconds.")
+    embedded_broker: Literal["auto", "never"] = Field(
+        "auto",
+        title="Embedded broker",
+        description="auto: when no broker answers at a loopback host:port, start an in-process amqtt broker.",
+    )
+
+
+class ConsoleConfig(FirelinkBaseModel):
+    host: str = Field("127.0.0.1", title="Listen host", description="Address the web console listens on.")
+    port: int = Field(8080, ge=0, le=65535, title="Listen port", description="Web console port (0 = any free).")
+    public_url: str | None = Field(
+        None,
+        title="Public URL",
+        description="URL agencies use to reach the console (links in dispatches); default http://host:port.",
+    )
+    session_hours: int = Field(12, ge=1, title="Session lifetime", description="Hours a login stays valid.")
+    secure_cookies: bool = Field(False, title="Secure cookies", description="Set when served over HTTPS.")
+
+
+class DeviceConfig(FirelinkBaseModel):
+    id: str = Field(..., pattern=UNIT_ID_PATTERN, title="Device id", description="Id used in MQTT topics.")
+    kind: str = Field("one_key_button", title="Kind", description="e.g. one_key_button, smoke_detector, panel.")
+    heartbeat_interval_s: int = Field(
+        60, ge=1, title="Heartbeat interval", description="Silent longer than this → offline fault."
+    )
+
+
+class UnitConfig(FirelinkBaseModel):
+    id: str = Field(..., pattern=UNIT_ID_PATTERN, title="Unit id", description="Stable id used in topics/URLs.")
+    name: str = Field(..., min_length=1, title="Name", description="Unit name shown to officers.")
+    category: str = Field("其他", title="Category", description="单位类别, e.g. 学校, 宾馆/旅馆, 商场/市场.")
+    address: str = Field("", title="Address", description="Street address sent to agencies.")
+    lat: float | None = Field(None, ge=-90, le=90, title="Latitude", description="WGS-84 latitude.")
+    lon: float | None = Field(None, ge=-180, le=180, title="Longitude", description="WGS-84 longitude.")
+    contact_name: str = Field("", title="Contact", description="Person responsible at the unit.")
+    contact_phone: str = Field("", title="Contact phone", description="Phone of the contact person.")
+    devices: list[DeviceConfig] = Field(
+        default_factory=list, title="Devices", description="Alarm buttons/detectors/gateways."
+    )
+
+
+class WebhookChannel(FirelinkBaseModel):
+    url: str = Field(..., title="URL", description="Agency endpoint receiving the dispatch JSON (POST).")
+    secret: SecretStr = Field(
+        ..., title="HMAC secret", description="Key for X-Firelink-Signature (HMAC-SHA256 of the body)."
+    )
+    timeout_s: float = Field(5.0, gt=0, title="Timeout", description="Per-attempt HTTP timeout in seconds.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("webhook url must start with http:// or https://")
+        return v
+
+
+class AgencyConfig(FirelinkBaseModel):
+    name: str = Field(..., title="Name", description="Shown on the console, e.g. 消防救援大队 (119).")
+    phone: str = Field("", title="Phone", description="Emergency number, e.g. 119.")
+    webhooks: list[WebhookChannel] = Field(
+        default_factory=list, title="Webhooks", description="HTTP channels; each gets every dispatch."
+    )
+    mqtt: bool = Field(
+        True, title="MQTT channel", description="Also publish dispatches to firelink/dispatch/{agency}."
+    )
+    ack_token: SecretStr | None = Field(
+        None,
+        title="Ack token",
+        description="Bearer token the agency's system uses for POST /api/dispatches/{id}/ack.",
+    )
+
+
+class LeaderChannel(FirelinkBaseModel):
+    webhooks: list[WebhookChannel] = Field(
+        default_factory=list, title="Webhooks", description="Endpoints told about escalations."
+    )
+    mqtt: bool = Field(True, title="MQTT", description="Publish escalations to firelink/leader/escalation.")
+
+
+class EscalationConfig(FirelinkBaseModel):
+    ack_timeout_s: float = Field(
+        30, gt=0, title="Ack timeout", description="Unacknowledged this long → escalate (and again each time)."
+    )
+    max_level: int = Field(3, ge=1, title="Max level", description="Escalation stops re-alerting past this.")
+    merge_window_s: float = Field(
+        300, ge=0, title="Merge window", description="Alarms from a unit within this of its last alarm join."
+    )
+
+
+class DeliveryConfig(FirelinkBaseModel):
+    initial_backoff_s: float = Field(0.5, gt=0, title="Initial backoff", description="First retry delay.")
+    max_backoff_s: float = Field(60, gt=0, title="Max backoff", description="Retry delay ceiling.")
+
+
+class StationConfig(FirelinkBaseModel):
+    id: str = Field("station-1", pattern=UNIT_ID_PATTERN, title="Station id", description="派出所 id.")
+    name: str = Field("派出所", title="Station name", description="Police station name (UI).")
+    leader: LeaderChannel = Field(default_factory=LeaderChannel, title="Leader", description="Escalations.")
+
+
+class BootstrapUser(FirelinkBaseModel):
+    username: str = Field(..., min_length=1, title="Username", description="Login name.")
+    password: SecretStr = Field(..., title="Password", description="Initial password.")
+    role: Literal["admin", "duty_officer", "unit", "agency", "assessor"] = Field(
+        ..., title="Role", description="What the user may see and do."
+    )
+    unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
+    agency: str | None = Field(None, title="Agency", description="For role agency: fire or medical.")
+
+
+class FirelinkConfig(FirelinkBaseModel):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig, title="Database", description="Storage.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, title="MQTT", description="Broker connection.")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, title="Console", description="Web console.")
+    station: StationConfig = Field(default_factory=StationConfig, title="Station", description="This station.")
+    escalation: EscalationConfig = Field(
+        default_factory=EscalationConfig, title="Escalation", description="Timers."
+    )
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, title="Delivery", description="Outbox retry policy."
+    )
+    agencies: dict[Literal["fire", "medical"], AgencyConfig] = Field(
+        default_factory=dict, title="Agencies", description="Linked-dispatch targets by key."
+    )
+    units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
+    cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
+    users: list[BootstrapUser] = Field(
+        default_factory=list, title="Users", description="Accounts created at start if missing."
+    )
+    print_first_admin: bool = Field(
+        False,
+        title="Print first admin",
+        description="When no admin exists, create one with a random password and print it to the terminal.",
+    )
+    log_level: str = Field("INFO", title="Log level", description="Python logging level.")
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> FirelinkConfig:
+        unit_ids = [u.id for u in self.units]
+        dupes = {u for u in unit_ids if unit_ids.count(u) > 1}
+        if dupes:
+            raise ValueError(f"duplicate unit ids: {sorted(dupes)}")
+        device_ids = [d.id for u in self.units for d in u.devices]
+        dupes = {d for d in device_ids if device_ids.count(d) > 1}
+        if dupes:
+            raise ValueError(f"duplicate device ids: {sorted(dupes)}")
+        known = set(unit_ids)
+        for cam in self.cameras:
+            if cam.unit_id not in known:
+                raise ValueError(f"camera {cam.id!r} names unknown unit {cam.unit_id!r}")
+        for user in self.users:
+            if user.role == "unit" and user.unit_id not in known:
+                raise ValueError(f"user {user.username!r}: role unit needs a known unit_id")
+            if user.role == "agency" and user.agency not in ("fire", "medical"):
+                raise ValueError(f"user {user.username!r}: role agency needs agency fire or medical")
+        return self
+
+    def public_url(self) -> str:
+        return self.console.public_url or f"http://{self.console.host}:{self.console.port}"

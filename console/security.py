@@ -1,0 +1,55 @@
+"""Who is calling: session cookie (browsers) or bearer token (agency systems); CSRF for cookies."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from dispatch.appkeys import CONFIG, DB
+from dispatch.auth import SessionInfo, session_for
+from dispatch.inputs import Actor
+
+log = logging.getLogger(__name__)
+
+COOKIE = "firelink_session"
+CSRF_HEADER = "X-CSRF-Token"
+ACTOR = web.RequestKey("actor", Actor)  # who is calling; absent for anonymous requests
+SESSION = web.RequestKey("session", SessionInfo)
+VIA_SESSION = web.RequestKey("via_session", bool)
+
+
+def csrf_ok(request: web.Request) -> bool:
+    sess: SessionInfo | None = request.get(SESSION)
+    sent = request.headers.get(CSRF_HEADER, "")
+    return sess is not None and bool(sent) and hmac.compare_digest(sent, sess.csrf_token)
+
+
+def _bearer_actor(request: web.Request) -> Actor | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    token = header[7:].strip()
+    for key, agency in request.app[CONFIG].agencies.items():
+        if agency.ack_token is not None and hmac.compare_digest(token, agency.ack_token.get_secret_value()):
+            return Actor(f"{key}-system", "agency", agency=key)
+    return None
+
+
+@web.middleware
+async def identify(request: web.Request,
+                   handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    token = request.cookies.get(COOKIE)
+    if token:
+        sess = await session_for(request.app[DB], token)
+        if sess is not None:
+            request[SESSION] = sess
+            request[ACTOR] = sess.actor
+            request[VIA_SESSION] = True
+    if ACTOR not in request:
+        actor = _bearer_actor(request)
+        if actor is not None:
+            request[ACTOR] = actor
+    return await handler(request)

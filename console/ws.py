@@ -1,0 +1,89 @@
+"""WebSocket push: every bus event a user may see, as JSON `{"type": <event name>, ...}`.
+
+Each connection has its own bounded subscription; a browser that cannot
+keep up loses old events and is told to resynchronise (`{"type":
+"resync"}`), so one slow screen never holds up the core or other screens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from console.security import ACTOR
+from dispatch import events as ev
+from dispatch.appkeys import BUS
+from dispatch.events import Event
+from dispatch.inputs import Actor
+
+log = logging.getLogger(__name__)
+
+PUSHED = [e for e in sorted(ev.ALL_EVENTS) if e != ev.OUTBOX_PENDING]
+QUEUE_PER_CLIENT = 2000
+
+
+def _event_unit(event: Event) -> str | None:
+    data = event.data
+    if "unit_id" in data:
+        return str(data["unit_id"])
+    incident = data.get("incident")
+    return str(incident["unit_id"]) if isinstance(incident, dict) else None
+
+
+def visible(event: Event, who: Actor) -> dict[str, Any] | None:
+    """The event as this user may see it, or None."""
+    if who.role in ("admin", "duty_officer", "assessor"):
+        if event.type == ev.ALARM_REJECTED and who.role != "admin":
+            return None
+        return event.to_json()
+    if event.type in (ev.ALARM_REJECTED, ev.DEVICE_UPDATED) and who.role != "unit":
+        return None
+    if who.role == "unit":
+        if event.type == ev.ALARM_REJECTED or _event_unit(event) != who.unit_id:
+            return None
+        return event.to_json()
+    if who.role == "agency":
+        if event.type == ev.DISPATCH_UPDATED:
+            return event.to_json() if event.data["dispatch"]["agency"] == who.agency else None
+        incident = event.data.get("incident")
+        if event.type in (ev.INCIDENT_UPDATED, ev.INCIDENT_CREATED) and isinstance(incident, dict):
+            mine = [d for d in incident.get("dispatches", []) if d["agency"] == who.agency]
+            if mine:
+                return {"type": event.type, "incident": {**incident, "dispatches": mine}}
+    return None
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    who: Actor | None = request.get(ACTOR)
+    if who is None:
+        return web.json_response({"error": "login required"}, status=401)
+    ws = web.WebSocketResponse(heartbeat=20)
+    await ws.prepare(request)
+    sub = request.app[BUS].subscribe(PUSHED, maxsize=QUEUE_PER_CLIENT)
+
+    async def pump() -> None:
+        dropped = 0
+        while True:
+            event = await sub.get()
+            if sub.dropped != dropped:
+                dropped = sub.dropped
+                await ws.send_str('{"type":"resync"}')
+            out = visible(event, who)
+            if out is not None:
+                await ws.send_str(json.dumps(out, ensure_ascii=False))
+
+    await ws.send_str(json.dumps({"type": "hello", "user": {"username": who.username, "role": who.role,
+                                                              "unit_id": who.unit_id, "agency": who.agency}}))
+    sender = asyncio.create_task(pump())
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                await ws.send_str('{"type":"pong"}')
+    finally:
+        sender.cancel()
+        sub.close()
+    return ws

@@ -1,0 +1,107 @@
+"""App factory: small parts, each started and stopped by its own cleanup context.
+
+Order (start; stop is the reverse): database → core service → MQTT broker
+(embedded only when none answers) → MQTT link → background workers
+(notify outbox, escalation, device watchdog) → cameras. Parts find each
+other through typed app keys (dispatch.appkeys), not a god object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from config.schema import FirelinkConfig
+from console.web import setup_console
+from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE
+from dispatch.auth import ensure_first_admin, ensure_users
+from dispatch.db import Database
+from dispatch.devices import DeviceMonitor
+from dispatch.escalation import Escalator
+from dispatch.events import EventBus
+from dispatch.inbox import CoreInbox
+from dispatch.inputs import utcnow
+from dispatch.service import IncidentService
+from ingest.embedded_broker import maybe_start
+from ingest.mqtt_link import MqttLink
+from notify.worker import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+DEVICES = web.AppKey("devices", DeviceMonitor)
+FIRST_ADMIN = web.AppKey("first_admin", tuple)
+
+
+def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[CONFIG] = cfg
+    app[BUS] = EventBus()
+    app[MQTT] = None
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        db = Database(cfg.database.url, cfg.database.echo)
+        await db.upgrade()
+        app[DB] = db
+        yield
+        await db.dispose()
+
+    async def core(app: web.Application) -> AsyncIterator[None]:
+        service = IncidentService(app[DB], app[BUS], cfg, clock)
+        await service.start()
+        unit_ids = set(service.units)
+        created = await ensure_users(app[DB], list(cfg.users), unit_ids)
+        if created:
+            log.info("created configured users: %s", ", ".join(created))
+        if cfg.print_first_admin:
+            first = await ensure_first_admin(app[DB])
+            if first is not None:
+                app[FIRST_ADMIN] = first
+                print(f"\n  First login — admin account created: username {first[0]!r}, password {first[1]!r}\n"
+                      "  (shown once; change it with `firelink user add` / a new admin)\n", flush=True)
+        monitor = DeviceMonitor(service, cfg, clock)
+        await monitor.load()
+        app[SERVICE] = service
+        app[DEVICES] = monitor
+        yield
+
+    async def broker(app: web.Application) -> AsyncIterator[None]:
+        embedded = await maybe_start(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.embedded_broker) if mqtt else None
+        yield
+        if embedded is not None:
+            await embedded.stop()
+
+    async def mqtt_link(app: web.Application) -> AsyncIterator[None]:
+        if not mqtt:
+            yield
+            return
+        inbox = CoreInbox(app[SERVICE], app[DEVICES])
+        link = MqttLink(cfg.mqtt, inbox.handle)
+        await link.start()
+        app[MQTT] = link
+        yield
+        await link.stop()
+
+    async def workers(app: web.Application) -> AsyncIterator[None]:
+        service = app[SERVICE]
+        jobs: list[Coroutine[Any, Any, None]] = [
+            OutboxWorker(service, app[BUS], cfg, app[MQTT], clock).run(),
+            Escalator(service, app[BUS], cfg.escalation).run(),
+            app[DEVICES].run(),
+        ]
+        tasks = [asyncio.create_task(job) for job in jobs]
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    app.cleanup_ctx.extend([database, core, broker, mqtt_link, workers])
+    setup_console(app)
+    return app

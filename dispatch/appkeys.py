@@ -1,0 +1,27 @@
+"""Typed keys for what the app factory puts on the aiohttp Application.
+
+Each part (database, core service, MQTT link, notify worker, cameras) is
+created by its own cleanup context in dispatch/app.py and stored here,
+so parts find each other by key instead of through a god object.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from config.schema import FirelinkConfig
+from dispatch.events import EventBus
+
+if TYPE_CHECKING:
+    from ingest.mqtt_link import MqttLink
+
+    from dispatch.db import Database
+    from dispatch.service import IncidentService
+
+CONFIG = web.AppKey("config", FirelinkConfig)
+BUS = web.AppKey("bus", EventBus)
+DB: web.AppKey[Database] = web.AppKey("db")
+SERVICE: web.AppKey[IncidentService] = web.AppKey("service")
+MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")

@@ -1,0 +1,183 @@
+"""`firelink` command line. Every command reads the same configuration as `run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from config.loader import ConfigError, load
+from config.schema import FirelinkConfig
+from dispatch import logsetup
+
+
+def _config(args: argparse.Namespace) -> FirelinkConfig:
+    cfg, source = load(args.config)
+    logsetup.configure(cfg.log_level)
+    if args.command == "run":
+        print(f"config: {source}", flush=True)
+    return cfg
+
+
+def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from dispatch.app import create_app
+
+    app = create_app(cfg)
+    print(f"Firelink console: {cfg.public_url()}  (MQTT {cfg.mqtt.host}:{cfg.mqtt.port})", flush=True)
+    web.run_app(app, host=cfg.console.host, port=cfg.console.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
+    """Publishes exactly what a one-key button publishes, and waits for the broker's PUBACK."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    if args.unit_id not in {u.id for u in cfg.units}:
+        print(f"warning: unit {args.unit_id!r} is not configured; the core will reject this alarm", file=sys.stderr)
+    alarm_id = args.alarm_id or f"cli-{uuid.uuid4().hex}"
+    payload: dict[str, str] = {"alarm_id": alarm_id, "kind": args.kind, "ts": datetime.now(UTC).isoformat()}
+    if args.device_id:
+        payload["device_id"] = args.device_id
+    if args.note:
+        payload["note"] = args.note
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"firelink-press-{uuid.uuid4().hex[:8]}")
+    if cfg.mqtt.username:
+        client.username_pw_set(cfg.mqtt.username,
+                               cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else None)
+    try:
+        client.connect(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
+    except OSError as exc:
+        print(f"error: cannot reach MQTT broker {cfg.mqtt.host}:{cfg.mqtt.port}: {exc}", file=sys.stderr)
+        return 2
+    client.loop_start()
+    topic = f"{cfg.mqtt.topic_prefix}/units/{args.unit_id}/alarm"
+    info = client.publish(topic, json.dumps(payload), qos=1)
+    try:
+        info.wait_for_publish(timeout=10)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: publish failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not info.is_published():
+        print("error: broker did not confirm the alarm within 10 s", file=sys.stderr)
+        return 2
+    print(json.dumps({"topic": topic, **payload}, ensure_ascii=False))
+    return 0
+
+
+def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
+    from dispatch.auth import AuthError, add_user
+    from dispatch.db import Database
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("repeat: "):
+            print("error: passwords differ", file=sys.stderr)
+            return 2
+
+    async def go() -> None:
+        db = Database(cfg.database.url)
+        try:
+            await db.upgrade()
+            await add_user(db, args.name, password, args.role, args.unit, args.agency, {u.id for u in cfg.units})
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(go())
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {args.name!r} added with role {args.role}")
+    return 0
+
+
+def cmd_db_upgrade(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
+    from dispatch.db import upgrade_blocking
+
+    upgrade_blocking(cfg.database.url)
+    print("database schema is at the latest revision")
+    return 0
+
+
+def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from dispatch.db import Database
+    from dispatch.models import RecordEntry
+    from dispatch.records import verify
+
+    async def go() -> tuple[int, str | None]:
+        db = Database(cfg.database.url)
+        try:
+            async with db.session() as s:
+                rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
+            broken = verify(rows)
+            return len(rows), None if broken is None else f"entry {broken.entry_id}: {broken.reason}"
+        finally:
+            await db.dispose()
+
+    count, problem = asyncio.run(go())
+    if problem:
+        print(f"record chain BROKEN at {problem}")
+        return 1
+    print(f"record chain intact: {count} entries")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="firelink", description="Firelink alarm & dispatch command system")
+    p.add_argument("--config", help="YAML config (default: $FIRELINK_CONFIG, config/firelink.yaml, embedded)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the core, MQTT ingest and the web console")
+    press = sub.add_parser("press", help="press a unit's one-key alarm over MQTT (drills, demos, tests)")
+    press.add_argument("unit_id")
+    press.add_argument("--kind", default="one_key",
+                       choices=["one_key", "smoke", "heat", "manual_call_point", "gas", "other"])
+    press.add_argument("--device-id")
+    press.add_argument("--note")
+    press.add_argument("--alarm-id", help="fixed alarm id (default: random); repeats are de-duplicated")
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    add = user.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["admin", "duty_officer", "unit", "agency", "assessor"])
+    add.add_argument("--password", help="prompted when omitted")
+    add.add_argument("--unit", help="unit id (role unit)")
+    add.add_argument("--agency", choices=["fire", "medical"], help="agency (role agency)")
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply Alembic migrations")
+    audit = sub.add_parser("audit", help="record integrity").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="verify the hash chain of the record")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return cmd_run(cfg, args)
+    if args.command == "press":
+        return cmd_press(cfg, args)
+    if args.command == "user":
+        return cmd_user_add(cfg, args)
+    if args.command == "db":
+        return cmd_db_upgrade(cfg, args)
+    return cmd_audit_verify(cfg, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

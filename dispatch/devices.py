@@ -1,0 +1,62 @@
+"""Device liveness: heartbeats, last-will 'offline' messages, and silence → offline fault."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from config.schema import FirelinkConfig
+from dispatch.inputs import DeviceStatusIn, Rejection, utcnow
+from dispatch.models import Device
+from dispatch.service import IncidentService
+
+log = logging.getLogger(__name__)
+
+
+class DeviceMonitor:
+    """Heartbeats stay in memory; only status changes are written (and recorded)."""
+
+    def __init__(self, service: IncidentService, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
+        self.service = service
+        self.clock = clock
+        self.intervals = {d.id: timedelta(seconds=d.heartbeat_interval_s) for u in cfg.units for d in u.devices}
+        self.last_seen: dict[str, datetime] = {}
+        self.status: dict[str, str] = {}
+        self.started_at = clock()
+
+    async def load(self) -> None:
+        async with self.service.db.session() as s:
+            for dev in (await s.scalars(select(Device))).all():
+                self.status[dev.id] = dev.status
+
+    async def handle(self, msg: DeviceStatusIn) -> Rejection | None:
+        if msg.device_id not in self.intervals:
+            return Rejection("mqtt", f"devices/{msg.device_id}/status", f"unknown device {msg.device_id!r}", "", 0,
+                             msg.received_at)
+        self.last_seen[msg.device_id] = msg.received_at
+        if self.status.get(msg.device_id) != msg.status or msg.status == "fault":
+            await self.service.set_device_status(msg.device_id, msg.status, msg.detail, msg.received_at,
+                                                 msg.received_at)
+            self.status[msg.device_id] = msg.status
+        return None
+
+    async def check_silence(self) -> None:
+        now = self.clock()
+        for dev_id, interval in self.intervals.items():
+            last = self.last_seen.get(dev_id, self.started_at)
+            if now - last > interval and self.status.get(dev_id) != "offline":
+                secs = int((now - last).total_seconds())
+                await self.service.set_device_status(dev_id, "offline", f"no heartbeat for {secs}s", now, None)
+                self.status[dev_id] = "offline"
+
+    async def run(self, period_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.check_silence()
+            except Exception:
+                log.exception("device watchdog pass failed")
+            await asyncio.sleep(period_s)

@@ -1,0 +1,68 @@
+"""What the core accepts: plain dataclasses produced by ingest (MQTT), the console and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmIn:
+    alarm_id: str
+    unit_id: str
+    kind: str
+    source: str  # mqtt | web | video
+    received_at: datetime
+    device_id: str | None = None
+    device_ts: datetime | None = None
+    note: str = ""
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatusIn:
+    device_id: str
+    status: str  # online | offline | fault
+    detail: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyAckIn:
+    agency: str
+    dispatch_id: int
+    status: str  # acknowledged | on_scene
+    by: str
+    received_at: datetime
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Input refused before or inside the core; stored so an admin can see why."""
+
+    source: str
+    topic: str
+    reason: str
+    excerpt: str
+    size: int
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who performs an action: a logged-in user, an agency's system, or the system itself."""
+
+    username: str
+    role: str  # admin | duty_officer | unit | agency | assessor | system
+    unit_id: str | None = None
+    agency: str | None = None
+
+
+SYSTEM = Actor("system", "system")
+
+CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | Rejection

@@ -1,0 +1,195 @@
+"""Database tables (SQLAlchemy 2.x declarative). Schema changes go through Alembic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Unit(Base):
+    __tablename__ = "units"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(400), default="")
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    contact_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    heartbeat_interval_s: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="unknown")
+    detail: Mapped[str] = mapped_column(String(400), default="")
+    last_seen: Mapped[datetime | None]
+    status_since: Mapped[datetime | None]
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    unit_id: Mapped[str | None] = mapped_column(String(64))
+    agency: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class LoginSession(Base):
+    """Server-side sessions: revocable, and the cookie carries only a random token."""
+
+    __tablename__ = "sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[datetime]
+    last_alarm_at: Mapped[datetime]
+    alarm_count: Mapped[int] = mapped_column(default=1)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None]
+    on_scene_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    close_note: Mapped[str] = mapped_column(Text, default="")
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    escalated_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_incidents_unit_status", "unit_id", "status"),)
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alarm_id: Mapped[str] = mapped_column(String(128), unique=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    device_ts: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class Dispatch(Base):
+    """One agency linked to one incident; status advances pending→sent→delivered→acknowledged→on_scene."""
+
+    __tablename__ = "dispatches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    agency: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    on_scene_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """Transactional outbox: written with the state change, delivered (with retries) after commit."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dispatch_id: Mapped[int | None] = mapped_column(ForeignKey("dispatches.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | mqtt
+    target: Mapped[str] = mapped_column(String(400))  # URL, or MQTT topic
+    secret_ref: Mapped[str] = mapped_column(String(64), default="")  # config path of the HMAC secret
+    payload: Mapped[dict[str, Any]]
+    idempotency_key: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+
+class Message(Base):
+    """Instructions from the officer to the unit, and the unit's replies."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(64))
+    sender_role: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class RecordEntry(Base):
+    """Append-only record. Each entry's hash covers its content and the previous entry's hash."""
+
+    __tablename__ = "records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int | None] = mapped_column(index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class RejectedMessage(Base):
+    """Input that was refused, with the reason, for the admin's view."""
+
+    __tablename__ = "rejected_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    topic: Mapped[str] = mapped_column(String(400))
+    reason: Mapped[str] = mapped_column(String(400))
+    excerpt: Mapped[str] = mapped_column(String(600))
+    size: Mapped[int]

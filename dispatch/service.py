@@ -1,0 +1,674 @@
+"""The dispatch core: the single writer of incidents, dispatches, the outbox and the record.
+
+Every state change runs in one transaction under one lock, appends its
+record entries in that transaction, and publishes its events on the bus
+only after the commit, so what subscribers see is always in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.schema import FirelinkConfig
+from dispatch import events as ev
+from dispatch import records as rec
+from dispatch.db import Database
+from dispatch.events import Event, EventBus
+from dispatch.inputs import SYSTEM, Actor, AlarmIn, Rejection, utcnow
+from dispatch.models import (
+    Alarm,
+    Device,
+    Dispatch,
+    Incident,
+    Message,
+    OutboxMessage,
+    RecordEntry,
+    RejectedMessage,
+    Unit,
+)
+from dispatch.state import (
+    DispatchStatus,
+    IncidentStatus,
+    Outcome,
+    TransitionError,
+    check_incident,
+    dispatch_advances,
+)
+from dispatch.views import (
+    alarm_view,
+    device_view,
+    dispatch_view,
+    incident_view,
+    message_view,
+    record_view,
+    rejection_view,
+    unit_view,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+
+
+class NotFound(Exception):
+    """No such incident/dispatch (HTTP 404)."""
+
+
+class Forbidden(Exception):
+    """The actor may not see or touch this (HTTP 403)."""
+
+
+class BadRequest(Exception):
+    """The request is well-formed but asks for something invalid (HTTP 400)."""
+
+
+@dataclass
+class _Tx:
+    session: AsyncSession
+    events: list[Event] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncident:
+    incident_id: int
+    last_alarm_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Unacked:
+    opened_at: datetime
+    level: int
+
+
+class IncidentService:
+    def __init__(self, db: Database, bus: EventBus, cfg: FirelinkConfig,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.bus = bus
+        self.cfg = cfg
+        self.clock = clock
+        self.records = rec.RecordChain()
+        self.counters: Counter[str] = Counter()
+        self.units: dict[str, Unit] = {}
+        self.open_by_unit: dict[str, OpenIncident] = {}
+        self.unacked: dict[int, Unacked] = {}
+        self._lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- start-up
+
+    async def start(self) -> None:
+        """Sync units/devices from config and load the in-memory indexes from the database."""
+        async with self._lock, self.db.session() as s:
+            for u in self.cfg.units:
+                await s.merge(Unit(id=u.id, name=u.name, category=u.category, address=u.address, lat=u.lat,
+                                   lon=u.lon, contact_name=u.contact_name, contact_phone=u.contact_phone))
+            await s.flush()
+            for u in self.cfg.units:
+                for d in u.devices:
+                    dev = await s.get(Device, d.id)
+                    if dev is None:
+                        s.add(Device(id=d.id, unit_id=u.id, kind=d.kind, heartbeat_interval_s=d.heartbeat_interval_s,
+                                     status="unknown", detail=""))
+                    else:
+                        dev.unit_id, dev.kind, dev.heartbeat_interval_s = u.id, d.kind, d.heartbeat_interval_s
+            await s.commit()
+            self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
+            await self.records.load(s)
+            rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
+            for inc in rows:
+                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id, inc.last_alarm_at)
+                if inc.status == IncidentStatus.NEW:
+                    self.unacked[inc.id] = Unacked(inc.opened_at, inc.escalation_level)
+
+    # ------------------------------------------------------------ transactions
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_Tx]:
+        async with self._lock:
+            tx = _Tx(self.db.session())
+            try:
+                yield tx
+                await tx.session.commit()
+            except BaseException:
+                await tx.session.rollback()
+                self.records.rolled_back()
+                raise
+            finally:
+                await tx.session.close()
+            self.records.committed()
+            for fn in tx.after_commit:
+                fn()
+            for event in tx.events:
+                self.bus.publish(event)
+
+    def _record(self, tx: _Tx, incident_id: int | None, action: str, actor: Actor, at: datetime,
+                data: dict[str, Any] | None = None) -> None:
+        self.records.append(tx.session, incident_id, action, actor.username, at, data)
+
+    # ------------------------------------------------------------------ ingest
+
+    async def ingest(self, items: Sequence[AlarmIn | Rejection]) -> list[str]:
+        """Commits a batch of alarms (and refusals) in one transaction.
+
+        Returns one outcome per item: accepted | duplicate | rejected. The
+        caller acknowledges the messages to the broker only after this returns.
+        """
+        if not items:
+            return []
+        async with self._tx() as tx:
+            return await self._ingest(tx, items)
+
+    async def _ingest(self, tx: _Tx, items: Sequence[AlarmIn | Rejection]) -> list[str]:
+        s = tx.session
+        window = timedelta(seconds=self.cfg.escalation.merge_window_s)
+        ids = [i.alarm_id for i in items if isinstance(i, AlarmIn)]
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            known.update((await s.scalars(select(Alarm.alarm_id).where(Alarm.alarm_id.in_(chunk)))).all())
+
+        outcomes: list[str] = []
+        accepted: list[tuple[AlarmIn, Incident]] = []
+        created: list[Incident] = []
+        touched: dict[int, Incident] = {}
+        batch_open: dict[str, Incident] = {}
+        rejections: list[RejectedMessage] = []
+
+        for item in items:
+            if isinstance(item, Rejection):
+                rejections.append(self._rejection_row(item))
+                outcomes.append("rejected")
+                continue
+            if item.alarm_id in known:
+                outcomes.append("duplicate")
+                self.counters["alarms_duplicate"] += 1
+                continue
+            if item.unit_id not in self.units:
+                rejections.append(self._rejection_row(Rejection(
+                    item.source, item.topic, f"unknown unit {item.unit_id!r}", "", 0, item.received_at)))
+                outcomes.append("rejected")
+                continue
+            known.add(item.alarm_id)
+            inc = batch_open.get(item.unit_id)
+            if inc is None:
+                existing = self.open_by_unit.get(item.unit_id)
+                if existing is not None and item.received_at - existing.last_alarm_at <= window:
+                    inc = await s.get(Incident, existing.incident_id)
+            if inc is not None and item.received_at - inc.last_alarm_at <= window:
+                inc.alarm_count += 1
+                inc.last_alarm_at = max(inc.last_alarm_at, item.received_at)
+            else:
+                inc = Incident(unit_id=item.unit_id, kind=item.kind, status=IncidentStatus.NEW,
+                               opened_at=item.received_at, last_alarm_at=item.received_at, alarm_count=1,
+                               escalation_level=0, close_note="")
+                s.add(inc)
+                created.append(inc)
+            batch_open[item.unit_id] = inc
+            accepted.append((item, inc))
+            outcomes.append("accepted")
+
+        for r in rejections:
+            s.add(r)
+        if not accepted:
+            if rejections:
+                await s.flush()
+                tx.events.extend(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}) for r in rejections)
+            return outcomes
+        await s.flush()  # assigns incident ids
+
+        new_ids = {inc.id for inc in created}
+        created_ids = set(new_ids)
+        alarm_rows: list[Alarm] = []
+        for item, inc in accepted:
+            row = Alarm(alarm_id=item.alarm_id, unit_id=item.unit_id, incident_id=inc.id, kind=item.kind,
+                        device_id=item.device_id, device_ts=item.device_ts, received_at=item.received_at,
+                        note=item.note, source=item.source)
+            s.add(row)
+            alarm_rows.append(row)
+            touched[inc.id] = inc
+            self._record(tx, inc.id, rec.ALARM_RECEIVED, Actor(item.device_id or item.source, "device"),
+                         item.received_at, {"alarm_id": item.alarm_id, "kind": item.kind, "source": item.source,
+                                            "device_id": item.device_id})
+            if inc.id in created_ids:  # first alarm of a new incident
+                self._record(tx, inc.id, rec.INCIDENT_CREATED, SYSTEM, item.received_at,
+                             {"unit_id": inc.unit_id, "kind": inc.kind})
+                created_ids.discard(inc.id)
+        await s.flush()
+
+        dispatches = await self._dispatches_for(s, [i for i in touched if i not in new_ids])
+        self.counters["alarms_accepted"] += len(alarm_rows)
+        for row in alarm_rows:
+            tx.events.append(Event(ev.ALARM_RECEIVED, {"alarm": alarm_view(row), "unit_id": row.unit_id}))
+        for inc_id, inc in touched.items():
+            view = incident_view(inc, self.units[inc.unit_id], dispatches.get(inc_id, []))
+            kind = ev.INCIDENT_CREATED if inc_id in new_ids else ev.INCIDENT_UPDATED
+            tx.events.append(Event(kind, {"incident": view}))
+        for r in rejections:
+            tx.events.append(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}))
+
+        def apply() -> None:
+            for inc in touched.values():
+                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id, inc.last_alarm_at)
+            for inc in created:
+                self.unacked[inc.id] = Unacked(inc.opened_at, 0)
+
+        tx.after_commit.append(apply)
+        return outcomes
+
+    def _rejection_row(self, r: Rejection) -> RejectedMessage:
+        self.counters["rejected"] += 1
+        log.warning("rejected %s input on %r: %s", r.source, r.topic, r.reason)
+        return RejectedMessage(received_at=r.received_at, source=r.source, topic=r.topic[:400],
+                               reason=r.reason[:400], excerpt=r.excerpt[:600], size=r.size)
+
+    async def reject(self, rejection: Rejection) -> None:
+        async with self._tx() as tx:
+            row = self._rejection_row(rejection)
+            tx.session.add(row)
+            await tx.session.flush()
+            tx.events.append(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(row)}))
+
+    # ----------------------------------------------------------------- actions
+
+    async def _incident(self, s: AsyncSession, incident_id: int) -> Incident:
+        inc = await s.get(Incident, incident_id)
+        if inc is None:
+            raise NotFound(f"incident {incident_id} not found")
+        return inc
+
+    async def _dispatches_for(self, s: AsyncSession, incident_ids: Sequence[int]) -> dict[int, list[Dispatch]]:
+        out: dict[int, list[Dispatch]] = {}
+        if incident_ids:
+            rows = await s.scalars(select(Dispatch).where(Dispatch.incident_id.in_(list(incident_ids))))
+            for d in rows:
+                out.setdefault(d.incident_id, []).append(d)
+        return out
+
+    async def _emit_incident(self, tx: _Tx, inc: Incident) -> dict[str, Any]:
+        disp = (await self._dispatches_for(tx.session, [inc.id])).get(inc.id, [])
+        view = incident_view(inc, self.units[inc.unit_id], disp)
+        tx.events.append(Event(ev.INCIDENT_UPDATED, {"incident": view}))
+        return view
+
+    def _acknowledge(self, tx: _Tx, inc: Incident, actor: Actor, now: datetime) -> None:
+        check_incident(inc.status, IncidentStatus.ACKNOWLEDGED)
+        inc.status = IncidentStatus.ACKNOWLEDGED
+        inc.acknowledged_at = now
+        inc.acknowledged_by = actor.username
+        self._record(tx, inc.id, rec.ACKNOWLEDGED, actor, now)
+        incident_id = inc.id
+        tx.after_commit.append(lambda: self.unacked.pop(incident_id, None) and None)
+
+    async def acknowledge(self, incident_id: int, actor: Actor) -> dict[str, Any]:
+        """Takes the alarm. Acknowledging twice is harmless and records nothing new."""
+        async with self._tx() as tx:
+            inc = await self._incident(tx.session, incident_id)
+            if inc.status == IncidentStatus.CLOSED:
+                raise TransitionError("incident is closed")
+            if inc.status == IncidentStatus.NEW:
+                self._acknowledge(tx, inc, actor, self.clock())
+            return await self._emit_incident(tx, inc)
+
+    async def dispatch(self, incident_id: int, agencies: Sequence[str], actor: Actor) -> dict[str, Any]:
+        """Links out agencies in one action (acknowledging first if needed); each agency once."""
+        wanted = list(dict.fromkeys(agencies))
+        if not wanted:
+            raise BadRequest("agencies must name at least one of: " + ", ".join(self.cfg.agencies))
+        unknown = [a for a in wanted if a not in self.cfg.agencies]
+        if unknown:
+            raise BadRequest(f"unknown agencies {unknown}; configured: {sorted(self.cfg.agencies)}")
+        async with self._tx() as tx:
+            s = tx.session
+            now = self.clock()
+            inc = await self._incident(s, incident_id)
+            if inc.status == IncidentStatus.CLOSED:
+                raise TransitionError("incident is closed")
+            if inc.status == IncidentStatus.NEW:
+                self._acknowledge(tx, inc, actor, now)
+            existing = {d.agency for d in (await self._dispatches_for(s, [inc.id])).get(inc.id, [])}
+            new_rows: list[Dispatch] = []
+            for agency in wanted:
+                if agency in existing:
+                    continue
+                d = Dispatch(incident_id=inc.id, agency=agency, status=DispatchStatus.PENDING,
+                             idempotency_key=f"fl-{uuid.uuid4().hex}", created_at=now, created_by=actor.username)
+                s.add(d)
+                new_rows.append(d)
+            if not new_rows:
+                return await self._emit_incident(tx, inc)
+            await s.flush()
+            if inc.status == IncidentStatus.ACKNOWLEDGED:
+                inc.status = IncidentStatus.DISPATCHED
+            if inc.dispatched_at is None:
+                inc.dispatched_at = now
+            for d in new_rows:
+                self._record(tx, inc.id, rec.DISPATCH_CREATED, actor, now, {"agency": d.agency, "dispatch_id": d.id})
+                self._queue_dispatch(s, inc, d, now)
+                tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": dispatch_view(d),
+                                                             "incident_id": inc.id, "unit_id": inc.unit_id}))
+            tx.events.append(Event(ev.OUTBOX_PENDING, {}))
+            return await self._emit_incident(tx, inc)
+
+    def _queue_dispatch(self, s: AsyncSession, inc: Incident, d: Dispatch, now: datetime) -> None:
+        agency = self.cfg.agencies[d.agency]  # type: ignore[index]
+        base = self.cfg.public_url().rstrip("/")
+        unit = self.units[inc.unit_id]
+        payload = {
+            "dispatch_id": d.id, "idempotency_key": d.idempotency_key, "agency": d.agency,
+            "incident_id": inc.id, "kind": inc.kind, "alarm_count": inc.alarm_count,
+            "station": {"id": self.cfg.station.id, "name": self.cfg.station.name},
+            "unit": unit_view(unit),
+            "alarm_at": inc.opened_at.isoformat(),
+            "acknowledged_at": inc.acknowledged_at.isoformat() if inc.acknowledged_at else None,
+            "dispatched_at": now.isoformat(),
+            "console_url": f"{base}/#incident/{inc.id}",
+            "agency_url": f"{base}/agency.html",
+            "ack_url": f"{base}/api/dispatches/{d.id}/ack",
+            "on_scene_url": f"{base}/api/dispatches/{d.id}/on_scene",
+        }
+        for i, hook in enumerate(agency.webhooks):
+            s.add(OutboxMessage(dispatch_id=d.id, channel="webhook", target=hook.url,
+                                secret_ref=f"agencies.{d.agency}.webhooks.{i}", payload=payload,
+                                idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now))
+        if agency.mqtt:
+            s.add(OutboxMessage(dispatch_id=d.id, channel="mqtt",
+                                target=f"{self.cfg.mqtt.topic_prefix}/dispatch/{d.agency}", payload=payload,
+                                idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now))
+
+    async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
+        async with self._tx() as tx:
+            inc = await self._incident(tx.session, incident_id)
+            check_incident(inc.status, IncidentStatus.ON_SCENE)
+            now = self.clock()
+            inc.status = IncidentStatus.ON_SCENE
+            inc.on_scene_at = now
+            self._record(tx, inc.id, rec.ON_SCENE, actor, now)
+            return await self._emit_incident(tx, inc)
+
+    async def close(self, incident_id: int, outcome: str, note: str, actor: Actor) -> dict[str, Any]:
+        try:
+            result = Outcome(outcome)
+        except ValueError:
+            raise BadRequest("outcome must be resolved or false_alarm") from None
+        async with self._tx() as tx:
+            inc = await self._incident(tx.session, incident_id)
+            now = self.clock()
+            if inc.status == IncidentStatus.NEW:
+                self._acknowledge(tx, inc, actor, now)
+            check_incident(inc.status, IncidentStatus.CLOSED)
+            inc.status = IncidentStatus.CLOSED
+            inc.closed_at = now
+            inc.closed_by = actor.username
+            inc.outcome = result.value
+            inc.close_note = note
+            self._record(tx, inc.id, rec.CLOSED, actor, now, {"outcome": result.value, "note": note})
+            unit_id, inc_id = inc.unit_id, inc.id
+
+            def forget() -> None:
+                current = self.open_by_unit.get(unit_id)
+                if current is not None and current.incident_id == inc_id:
+                    del self.open_by_unit[unit_id]
+                self.unacked.pop(inc_id, None)
+
+            tx.after_commit.append(forget)
+            return await self._emit_incident(tx, inc)
+
+    async def escalate(self, incident_id: int, level: int) -> dict[str, Any] | None:
+        """Re-alerts an unacknowledged incident and tells the station leader. None if acked meanwhile."""
+        async with self._tx() as tx:
+            inc = await self._incident(tx.session, incident_id)
+            if inc.status != IncidentStatus.NEW or inc.escalation_level >= level:
+                return None
+            now = self.clock()
+            inc.escalation_level = level
+            inc.escalated_at = now
+            waited = round((now - inc.opened_at).total_seconds(), 1)
+            self._record(tx, inc.id, rec.ESCALATED, SYSTEM, now, {"level": level, "unacknowledged_s": waited})
+            view = await self._emit_incident(tx, inc)
+            tx.events.append(Event(ev.INCIDENT_ESCALATED, {"incident": view, "level": level}))
+            payload = {"type": ev.INCIDENT_ESCALATED, "level": level, "unacknowledged_s": waited,
+                       "station": {"id": self.cfg.station.id, "name": self.cfg.station.name},
+                       "incident": {k: view[k] for k in ("id", "kind", "opened_at", "unit")},
+                       "console_url": f"{self.cfg.public_url().rstrip('/')}/#incident/{inc.id}"}
+            key = f"esc-{inc.id}-{level}"
+            leader = self.cfg.station.leader
+            for i, hook in enumerate(leader.webhooks):
+                tx.session.add(OutboxMessage(channel="webhook", target=hook.url,
+                                             secret_ref=f"station.leader.webhooks.{i}", payload=payload,
+                                             idempotency_key=key, next_attempt_at=now, created_at=now))
+            if leader.mqtt:
+                tx.session.add(OutboxMessage(channel="mqtt", target=f"{self.cfg.mqtt.topic_prefix}/leader/escalation",
+                                             payload=payload, idempotency_key=key, next_attempt_at=now,
+                                             created_at=now))
+            tx.events.append(Event(ev.OUTBOX_PENDING, {}))
+            tx.after_commit.append(lambda: self._set_unacked_level(incident_id, level))
+            return view
+
+    def _set_unacked_level(self, incident_id: int, level: int) -> None:
+        cur = self.unacked.get(incident_id)
+        if cur is not None:
+            self.unacked[incident_id] = Unacked(cur.opened_at, level)
+
+    async def add_message(self, incident_id: int, text: str, actor: Actor) -> dict[str, Any]:
+        text = text.strip()
+        if not text or len(text) > MAX_MESSAGE_CHARS:
+            raise BadRequest(f"message text must be 1–{MAX_MESSAGE_CHARS} characters")
+        async with self._tx() as tx:
+            inc = await self._incident(tx.session, incident_id)
+            self._check_visible(actor, inc.unit_id, agencies=None)
+            now = self.clock()
+            msg = Message(incident_id=inc.id, sender=actor.username, sender_role=actor.role, text=text, at=now)
+            tx.session.add(msg)
+            await tx.session.flush()
+            self._record(tx, inc.id, rec.MESSAGE, actor, now, {"text": text, "message_id": msg.id})
+            view = message_view(msg)
+            tx.events.append(Event(ev.INCIDENT_MESSAGE, {"message": view, "unit_id": inc.unit_id}))
+            return view
+
+    # ------------------------------------------------------- agency responses
+
+    async def agency_update(self, dispatch_id: int, status: str, actor: Actor) -> dict[str, Any]:
+        """An agency acknowledges a dispatch or reports arrival (web page, token API or MQTT)."""
+        try:
+            target = DispatchStatus(status)
+        except ValueError:
+            raise BadRequest("status must be acknowledged or on_scene") from None
+        if target not in (DispatchStatus.ACKNOWLEDGED, DispatchStatus.ON_SCENE):
+            raise BadRequest("status must be acknowledged or on_scene")
+        async with self._tx() as tx:
+            s = tx.session
+            d = await s.get(Dispatch, dispatch_id)
+            if d is None:
+                raise NotFound(f"dispatch {dispatch_id} not found")
+            if actor.role == "agency" and actor.agency != d.agency:
+                raise Forbidden("this dispatch was sent to another agency")
+            inc = await self._incident(s, d.incident_id)
+            now = self.clock()
+            if not dispatch_advances(d.status, target):
+                return dispatch_view(d)
+            if d.delivered_at is None:
+                d.delivered_at = now
+            if target == DispatchStatus.ACKNOWLEDGED or d.acknowledged_at is None:
+                d.acknowledged_at, d.acknowledged_by = now, actor.username
+                self._record(tx, inc.id, rec.DISPATCH_ACKNOWLEDGED, actor, now,
+                             {"agency": d.agency, "dispatch_id": d.id})
+            if target == DispatchStatus.ON_SCENE:
+                d.on_scene_at = now
+                self._record(tx, inc.id, rec.DISPATCH_ON_SCENE, actor, now, {"agency": d.agency, "dispatch_id": d.id})
+                if inc.status in (IncidentStatus.ACKNOWLEDGED, IncidentStatus.DISPATCHED):
+                    inc.status = IncidentStatus.ON_SCENE
+                    inc.on_scene_at = now
+                    self._record(tx, inc.id, rec.ON_SCENE, actor, now, {"agency": d.agency})
+            d.status = target
+            view = dispatch_view(d)
+            tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": view, "incident_id": inc.id,
+                                                         "unit_id": inc.unit_id}))
+            await self._emit_incident(tx, inc)
+            return view
+
+    # ------------------------------------------------------ outbox bookkeeping
+
+    async def outbox_result(self, outbox_id: int, attempted_at: datetime, error: str | None,
+                            next_attempt_at: datetime | None = None) -> None:
+        """Called by the notify worker after each delivery attempt; records it on the dispatch."""
+        async with self._tx() as tx:
+            s = tx.session
+            msg = await s.get(OutboxMessage, outbox_id)
+            if msg is None or msg.status == "delivered":
+                return
+            now = self.clock()
+            msg.attempts += 1
+            d = await s.get(Dispatch, msg.dispatch_id) if msg.dispatch_id is not None else None
+            changed = False
+            if d is not None and d.sent_at is None:
+                d.sent_at = attempted_at
+                d.status = DispatchStatus.SENT
+                self._record(tx, d.incident_id, rec.DISPATCH_SENT, SYSTEM, attempted_at,
+                             {"agency": d.agency, "dispatch_id": d.id})
+                changed = True
+            if error is None:
+                msg.status, msg.delivered_at, msg.last_error = "delivered", now, ""
+                if d is not None and d.delivered_at is None:
+                    d.delivered_at = now
+                    if dispatch_advances(d.status, DispatchStatus.DELIVERED):
+                        d.status = DispatchStatus.DELIVERED
+                    self._record(tx, d.incident_id, rec.DISPATCH_DELIVERED, SYSTEM, now,
+                                 {"agency": d.agency, "dispatch_id": d.id, "channel": msg.channel,
+                                  "attempts": msg.attempts})
+                    changed = True
+            else:
+                msg.last_error = error[:400]
+                msg.next_attempt_at = next_attempt_at or now
+                if d is not None:
+                    self._record(tx, d.incident_id, rec.DISPATCH_FAILED, SYSTEM, attempted_at,
+                                 {"agency": d.agency, "dispatch_id": d.id, "channel": msg.channel,
+                                  "attempt": msg.attempts, "error": error[:200]})
+            if d is not None and changed:
+                inc = await self._incident(s, d.incident_id)
+                tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": dispatch_view(d), "incident_id": inc.id,
+                                                             "unit_id": inc.unit_id}))
+                await self._emit_incident(tx, inc)
+
+    # ---------------------------------------------------------------- devices
+
+    async def set_device_status(self, device_id: str, status: str, detail: str, at: datetime,
+                                last_seen: datetime | None) -> dict[str, Any] | None:
+        """Persists a device status change (online/offline/fault) with a record entry."""
+        async with self._tx() as tx:
+            dev = await tx.session.get(Device, device_id)
+            if dev is None:
+                return None
+            if last_seen is not None:
+                dev.last_seen = last_seen
+            if dev.status == status and dev.detail == detail:
+                return device_view(dev)
+            dev.status, dev.detail, dev.status_since = status, detail[:400], at
+            self._record(tx, None, f"device.{status}", SYSTEM, at,
+                         {"device_id": dev.id, "unit_id": dev.unit_id, "detail": detail[:200]})
+            view = device_view(dev)
+            tx.events.append(Event(ev.DEVICE_UPDATED, {"device": view, "unit_id": dev.unit_id}))
+            return view
+
+    # ----------------------------------------------------------------- queries
+
+    def _check_visible(self, actor: Actor, unit_id: str, agencies: set[str] | None) -> None:
+        if actor.role == "unit" and actor.unit_id != unit_id:
+            raise Forbidden("units see only their own incidents")
+        if actor.role == "agency" and (agencies is None or actor.agency not in agencies):
+            raise Forbidden("agencies see only incidents dispatched to them")
+
+    async def list_incidents(self, actor: Actor, state: str = "open", limit: int = 200) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            q = select(Incident).order_by(Incident.id.desc()).limit(max(1, min(limit, 1000)))
+            if state == "open":
+                q = q.where(Incident.status != IncidentStatus.CLOSED)
+            elif state == "closed":
+                q = q.where(Incident.status == IncidentStatus.CLOSED)
+            elif state != "all":
+                raise BadRequest("state must be open, closed or all")
+            if actor.role == "unit":
+                q = q.where(Incident.unit_id == actor.unit_id)
+            elif actor.role == "agency":
+                q = q.where(Incident.id.in_(select(Dispatch.incident_id).where(Dispatch.agency == actor.agency)))
+            rows = (await s.scalars(q)).all()
+            disp = await self._dispatches_for(s, [r.id for r in rows])
+            return [incident_view(r, self.units[r.unit_id], disp.get(r.id, [])) for r in rows]
+
+    async def incident_detail(self, incident_id: int, actor: Actor) -> dict[str, Any]:
+        async with self.db.session() as s:
+            inc = await self._incident(s, incident_id)
+            dispatches = (await self._dispatches_for(s, [inc.id])).get(inc.id, [])
+            self._check_visible(actor, inc.unit_id, {d.agency for d in dispatches})
+            alarms = (await s.scalars(select(Alarm).where(Alarm.incident_id == inc.id).order_by(Alarm.id))).all()
+            entries = (await s.scalars(select(RecordEntry).where(RecordEntry.incident_id == inc.id)
+                                       .order_by(RecordEntry.id))).all()
+            messages = (await s.scalars(select(Message).where(Message.incident_id == inc.id)
+                                        .order_by(Message.id))).all()
+            history = await s.scalar(select(func.count(Incident.id)).where(Incident.unit_id == inc.unit_id,
+                                                                            Incident.id != inc.id))
+            view = incident_view(inc, self.units[inc.unit_id], dispatches)
+            view.update(
+                alarms=[alarm_view(a) for a in alarms],
+                timeline=[record_view(e) for e in entries],
+                messages=[message_view(m) for m in messages],
+                response_times=rec.response_times(entries),
+                unit_incident_count=history or 0,
+            )
+            if actor.role == "agency":
+                view["dispatches"] = [d for d in view["dispatches"] if d["agency"] == actor.agency]
+            return view
+
+    async def list_units(self, actor: Actor) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            devices = (await s.scalars(select(Device).order_by(Device.id))).all()
+        by_unit: dict[str, list[dict[str, Any]]] = {}
+        for d in devices:
+            by_unit.setdefault(d.unit_id, []).append(device_view(d))
+        out = []
+        for unit in self.units.values():
+            if actor.role == "unit" and unit.id != actor.unit_id:
+                continue
+            view = unit_view(unit)
+            view["devices"] = by_unit.get(unit.id, [])
+            open_inc = self.open_by_unit.get(unit.id)
+            view["open_incident_id"] = open_inc.incident_id if open_inc else None
+            out.append(view)
+        return out
+
+    async def list_dispatches(self, actor: Actor, state: str = "open") -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            q = select(Dispatch, Incident).join(Incident, Incident.id == Dispatch.incident_id)
+            q = q.order_by(Dispatch.id.desc()).limit(500)
+            if actor.role == "agency":
+                q = q.where(Dispatch.agency == actor.agency)
+            if state == "open":
+                q = q.where(Incident.status != IncidentStatus.CLOSED)
+            elif state != "all":
+                raise BadRequest("state must be open or all")
+            out = []
+            for d, inc in (await s.execute(q)).all():
+                view = dispatch_view(d)
+                view["incident"] = {"id": inc.id, "kind": inc.kind, "status": inc.status,
+                                    "opened_at": inc.opened_at.isoformat(),
+                                    "unit": unit_view(self.units[inc.unit_id])}
+                out.append(view)
+            return out
+
+    async def list_rejections(self, limit: int = 100) -> dict[str, Any]:
+        async with self.db.session() as s:
+            rows = (await s.scalars(select(RejectedMessage).order_by(RejectedMessage.id.desc())
+                                    .limit(max(1, min(limit, 1000))))).all()
+            total = await s.scalar(select(func.count(RejectedMessage.id)))
+        return {"total": total or 0, "counters": dict(self.counters), "items": [rejection_view(r) for r in rows]}

@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from console.routing import EVERYONE, OFFICERS, STAFF, ApiRouter, error, openapi
+from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
 from console.security import ACTOR, COOKIE, SESSION
 from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE
 from dispatch.auth import AuthError, login, logout
-from dispatch.inputs import Actor, AlarmIn, utcnow
+from dispatch.inputs import Actor, AlarmIn, check_text, utcnow
 from dispatch.service import BadRequest, Forbidden, NotFound
 
 api = ApiRouter()
@@ -21,6 +21,13 @@ api = ApiRouter()
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_chars(cls, v: object) -> object:
+        if isinstance(v, str):
+            check_text(v)
+        return v
 
 
 class LoginBody(_Body):
@@ -206,12 +213,7 @@ async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
 @api.route("GET", "/healthz", "Health", roles=None, tag="meta")
 async def healthz(request: web.Request, _: None) -> web.StreamResponse:
     mqtt = request.app[MQTT]
-    db_ok = True
-    try:
-        async with request.app[DB].engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    except Exception:
-        db_ok = False
+    db_ok = await request.app[DB].alive()
     mqtt_ok = mqtt is not None and mqtt.connected.is_set()
     body = {"status": "ok" if db_ok and mqtt_ok else "degraded", "database": db_ok, "mqtt": mqtt_ok}
     return web.json_response(body, status=200 if db_ok else 503)

@@ -81,7 +81,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             yield
             return
         inbox = CoreInbox(app[SERVICE], app[DEVICES])
-        link = MqttLink(cfg.mqtt, inbox.handle)
+        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive)
         await link.start()
         app[MQTT] = link
         yield

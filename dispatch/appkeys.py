@@ -15,10 +15,9 @@ from config.schema import FirelinkConfig
 from dispatch.events import EventBus
 
 if TYPE_CHECKING:
-    from ingest.mqtt_link import MqttLink
-
     from dispatch.db import Database
     from dispatch.service import IncidentService
+    from ingest.mqtt_link import MqttLink
 
 CONFIG = web.AppKey("config", FirelinkConfig)
 BUS = web.AppKey("bus", EventBus)

@@ -80,9 +80,13 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
 
     password = args.password
     if password is None:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if password != getpass.getpass("repeat: "):
-            print("error: passwords differ", file=sys.stderr)
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+            if password != getpass.getpass("repeat: "):
+                print("error: passwords differ", file=sys.stderr)
+                return 2
+        except EOFError:
+            print("error: no password given (use --password or a terminal)", file=sys.stderr)
             return 2
 
     async def go() -> None:

@@ -48,6 +48,14 @@ class Database:
     def session(self) -> AsyncSession:
         return self.sessions()
 
+    async def alive(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+        except Exception:
+            return False
+        return True
+
     async def upgrade(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(_run_alembic_upgrade)

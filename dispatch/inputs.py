@@ -10,6 +10,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def check_text(v: str) -> None:
+    """Control characters (NUL above all: PostgreSQL refuses it) have no place in alarm text."""
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in v):
+        raise ValueError("control characters are not allowed")
+
+
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmIn:
     alarm_id: str

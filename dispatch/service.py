@@ -25,7 +25,7 @@ from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
-from dispatch.inputs import SYSTEM, Actor, AlarmIn, Rejection, utcnow
+from dispatch.inputs import SYSTEM, Actor, AlarmIn, Rejection, printable, utcnow
 from dispatch.models import (
     Alarm,
     Device,
@@ -270,7 +270,7 @@ class IncidentService:
     def _rejection_row(self, r: Rejection) -> RejectedMessage:
         self.counters["rejected"] += 1
         log.warning("rejected %s input on %r: %s", r.source, r.topic, r.reason)
-        return RejectedMessage(received_at=r.received_at, source=r.source, topic=r.topic[:400],
+        return RejectedMessage(received_at=r.received_at, source=r.source, topic=printable(r.topic)[:400],
                                reason=r.reason[:400], excerpt=r.excerpt[:600], size=r.size)
 
     async def reject(self, rejection: Rejection) -> None:
@@ -309,7 +309,11 @@ class IncidentService:
         inc.acknowledged_by = actor.username
         self._record(tx, inc.id, rec.ACKNOWLEDGED, actor, now)
         incident_id = inc.id
-        tx.after_commit.append(lambda: self.unacked.pop(incident_id, None) and None)
+
+        def taken() -> None:
+            self.unacked.pop(incident_id, None)
+
+        tx.after_commit.append(taken)
 
     async def acknowledge(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         """Takes the alarm. Acknowledging twice is harmless and records nothing new."""

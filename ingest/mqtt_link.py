@@ -23,13 +23,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.schema import MqttConfig
-from dispatch.inputs import CoreInput, utcnow
+from dispatch.inputs import CoreInput, Rejection, utcnow
 from ingest.payloads import parse_message
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[CoreInput]], Awaitable[None]]
 MAX_BATCH = 500
+POISON_AFTER = 3
 
 
 class PublishError(Exception):
@@ -44,18 +45,29 @@ class _Delivery:
     generation: int
 
 
+async def _never() -> bool:
+    return False
+
+
+def _topic_of(item: CoreInput) -> str:
+    return getattr(item, "topic", "") or type(item).__name__
+
+
 def subscriptions(prefix: str) -> list[tuple[str, int]]:
+    """Whole unit/device subtrees, so a device publishing to a wrong leaf is seen and rejected."""
     return [
-        (f"{prefix}/units/+/alarm", 1),
-        (f"{prefix}/devices/+/status", 1),
+        (f"{prefix}/units/#", 1),
+        (f"{prefix}/devices/#", 1),
         (f"{prefix}/dispatch/+/ack", 1),
     ]
 
 
 class MqttLink:
-    def __init__(self, cfg: MqttConfig, handler: Handler) -> None:
+    def __init__(self, cfg: MqttConfig, handler: Handler,
+                 store_ok: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.cfg = cfg
         self._handler = handler
+        self._store_ok = store_ok or _never
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
@@ -118,7 +130,7 @@ class MqttLink:
         self._call(self.connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        item = parse_message(self.cfg.topic_prefix, msg.topic, msg.payload, self.cfg.max_payload_bytes, utcnow())
+        item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow())
         self._call(self._inbox.put_nowait, _Delivery(item, msg.mid, msg.qos, self._generation))
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
@@ -137,31 +149,51 @@ class MqttLink:
     # --- inbound: commit, then acknowledge ------------------------------------------
 
     async def _pump(self) -> None:
-        backoff = 0.2
         while True:
             batch = [await self._inbox.get()]
             while len(batch) < MAX_BATCH and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            while True:
-                try:
-                    await self._handler([d.item for d in batch])
-                    backoff = 0.2
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("core could not commit %d MQTT messages; retrying (not acknowledged)", len(batch))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+            try:
+                await self._handler([d.item for d in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("core could not commit %d MQTT messages; retrying one by one", len(batch))
+                for d in batch:
+                    await self._commit_alone(d)
             for d in batch:
                 # A PUBACK for a message from an earlier connection would be meaningless: the
                 # broker redelivers those, and the core absorbs them as duplicates.
                 if d.qos > 0 and d.generation == self._generation:
                     self.client.ack(d.mid, d.qos)
 
+    async def _commit_alone(self, d: _Delivery) -> None:
+        """Retries one message until committed. A message that keeps failing while others commit
+        while the store is healthy is stored as a rejection instead, so one poison message cannot
+        stall the pipeline; while the database is down, nothing commits and nothing is acknowledged."""
+        backoff, failures = 0.2, 0
+        item = d.item
+        while True:
+            try:
+                await self._handler([item])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if failures >= POISON_AFTER and not isinstance(item, Rejection) and await self._store_ok():
+                    log.error("storing MQTT message on %r as rejected after %d failures: %s",
+                              _topic_of(item), failures, type(exc).__name__)
+                    item = Rejection("mqtt", _topic_of(item), f"could not be stored: {type(exc).__name__}", "", 0,
+                                     utcnow())
+                    continue
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
     # --- outbound -----------------------------------------------------------------
 
-    async def publish(self, topic: str, payload: dict[str, Any] | bytes, qos: int = 1, timeout: float = 5.0) -> None:
+    async def publish(self, topic: str, payload: dict[str, Any] | bytes, qos: int = 1,
+                      confirm_within_s: float = 5.0) -> None:
         """Publishes and waits for the broker's PUBACK (QoS 1) or raises PublishError."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
         if not self.connected.is_set():
@@ -176,7 +208,7 @@ class MqttLink:
         # Registered before this coroutine yields, so before the loop can run _published(mid).
         self._pending_pubs[info.mid] = fut
         try:
-            await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(fut, confirm_within_s)
         except TimeoutError:
             self._pending_pubs.pop(info.mid, None)
-            raise PublishError(f"no PUBACK within {timeout}s") from None
+            raise PublishError(f"no PUBACK within {confirm_within_s}s") from None

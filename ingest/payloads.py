@@ -11,9 +11,9 @@ import json
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dispatch.inputs import AgencyAckIn, AlarmIn, CoreInput, DeviceStatusIn, Rejection
+from dispatch.inputs import AgencyAckIn, AlarmIn, CoreInput, DeviceStatusIn, Rejection, check_text, printable
 
 EXCERPT_BYTES = 200
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -21,6 +21,13 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_chars(cls, v: object) -> object:
+        if isinstance(v, str):
+            check_text(v)
+        return v
 
 
 class AlarmPayload(_Payload):
@@ -46,7 +53,7 @@ class AgencyAckPayload(_Payload):
 
 
 def _excerpt(payload: bytes) -> str:
-    return payload[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return printable(payload[:EXCERPT_BYTES].decode("utf-8", errors="replace"))
 
 
 def _aware(ts: datetime | None) -> datetime | None:

@@ -346,3 +346,31 @@ async def ws_client(api: Api) -> AsyncIterator[WsClient]:
         yield client
     finally:
         await ws.close()
+
+
+def config_yaml(cfg: FirelinkConfig, path: Path) -> Path:
+    """Writes a config the CLI can read back, secrets included (test configs only)."""
+    import yaml
+    from pydantic import SecretStr
+
+    def reveal(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return v.get_secret_value()
+        if isinstance(v, dict):
+            return {k: reveal(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [reveal(x) for x in v]
+        return v
+
+    path.write_text(yaml.safe_dump(reveal(cfg.model_dump(mode="python")), allow_unicode=True), encoding="utf-8")
+    return path
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> tuple[int, str, str]:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dispatch.cli", *args, cwd=str(ROOT), env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
+    return proc.returncode or 0, out.decode(), err.decode()

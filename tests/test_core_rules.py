@@ -1,0 +1,231 @@
+"""Core rules on a real database: merge window, state machine, escalation, devices, record chain."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from dispatch import events as ev
+from dispatch.db import Database
+from dispatch.devices import DeviceMonitor
+from dispatch.escalation import Escalator
+from dispatch.events import EventBus
+from dispatch.inputs import SYSTEM, Actor, AlarmIn, DeviceStatusIn
+from dispatch.models import OutboxMessage, RecordEntry
+from dispatch.records import response_times, verify
+from dispatch.service import IncidentService
+from dispatch.state import TransitionError
+from tests.support import base_config
+
+T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
+OFFICER = Actor("officer", "duty_officer")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def core(db_url: str) -> AsyncIterator[tuple[IncidentService, Clock]]:
+    cfg = base_config(db_url, None, escalation={"ack_timeout_s": 30, "merge_window_s": 300, "max_level": 2})
+    db = Database(db_url)
+    await db.upgrade()
+    clock = Clock()
+    service = IncidentService(db, EventBus(), cfg, clock)
+    await service.start()
+    yield service, clock
+    await db.dispose()
+
+
+def alarm(alarm_id: str, at: datetime, unit: str = "school-1", kind: str = "one_key") -> AlarmIn:
+    return AlarmIn(alarm_id, unit, kind, "mqtt", at)
+
+
+async def test_alarms_within_the_window_join_and_after_it_open_a_new_incident(
+        core: tuple[IncidentService, Clock]) -> None:
+    service, _ = core
+    outcomes = await service.ingest([alarm("a1", T0), alarm("a2", T0 + timedelta(seconds=299)),
+                                     alarm("b1", T0, unit="hotel-1"), alarm("a1", T0)])
+    assert outcomes == ["accepted", "accepted", "accepted", "duplicate"]
+    first = service.open_by_unit["school-1"].incident_id
+    # 5 min after the *last* alarm (a2), not the first.
+    await service.ingest([alarm("a3", T0 + timedelta(seconds=299 + 300))])
+    assert service.open_by_unit["school-1"].incident_id == first
+    await service.ingest([alarm("a4", T0 + timedelta(seconds=299 + 300 + 301))])
+    second = service.open_by_unit["school-1"].incident_id
+    assert second != first
+    incidents = {i["id"]: i for i in await service.list_incidents(SYSTEM, "all")}
+    assert incidents[first]["alarm_count"] == 3 and incidents[second]["alarm_count"] == 1
+    assert len(incidents) == 3
+
+
+async def test_alarm_after_close_opens_a_new_incident(core: tuple[IncidentService, Clock]) -> None:
+    service, clock = core
+    await service.ingest([alarm("c1", T0)])
+    first = service.open_by_unit["school-1"].incident_id
+    clock.advance(10)
+    await service.close(first, "false_alarm", "误按", OFFICER)
+    await service.ingest([alarm("c2", T0 + timedelta(seconds=20))])
+    assert service.open_by_unit["school-1"].incident_id != first
+
+
+async def test_state_machine_refuses_steps_out_of_order(core: tuple[IncidentService, Clock]) -> None:
+    service, clock = core
+    await service.ingest([alarm("s1", T0)])
+    inc = service.open_by_unit["school-1"].incident_id
+    with pytest.raises(TransitionError):
+        await service.on_scene(inc, OFFICER)  # nobody acknowledged yet
+    clock.advance(4)
+    view = await service.acknowledge(inc, OFFICER)
+    again = await service.acknowledge(inc, Actor("someone-else", "duty_officer"))
+    assert again["acknowledged_by"] == "officer" and view["acknowledged_at"] == again["acknowledged_at"]
+    clock.advance(20)
+    await service.dispatch(inc, ["fire"], OFFICER)
+    view = await service.dispatch(inc, ["fire", "medical"], OFFICER)  # fire not sent twice
+    assert sorted(d["agency"] for d in view["dispatches"]) == ["fire", "medical"]
+    clock.advance(100)
+    await service.close(inc, "resolved", "", OFFICER)
+    with pytest.raises(TransitionError):
+        await service.acknowledge(inc, OFFICER)
+    detail = await service.incident_detail(inc, SYSTEM)
+    # Hand-computed from the clock: alarm T0, ack T0+4 s, first dispatch T0+24 s.
+    assert detail["response_times"] == {"alarm_to_ack_s": 4.0, "ack_to_dispatch_s": 20.0, "alarm_to_dispatch_s": 24.0}
+
+
+async def test_dispatch_writes_outbox_rows_per_channel_in_the_same_transaction(
+        core: tuple[IncidentService, Clock]) -> None:
+    service, _ = core
+    await service.ingest([alarm("o1", T0)])
+    inc = service.open_by_unit["school-1"].incident_id
+    await service.dispatch(inc, ["fire", "medical"], OFFICER)
+    async with service.db.session() as s:
+        rows = (await s.scalars(select(OutboxMessage))).all()
+    assert sorted(r.target.rsplit("/", 1)[-1] for r in rows) == ["fire", "medical"]  # MQTT channel each
+    assert all(r.status == "pending" and r.payload["unit"]["name"] == "第一小学" for r in rows)
+
+
+async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
+        core: tuple[IncidentService, Clock]) -> None:
+    service, clock = core
+    escalator = Escalator(service, service.bus, service.cfg.escalation)
+    sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
+    await service.ingest([alarm("e1", T0)])
+    inc = service.open_by_unit["school-1"].incident_id
+    clock.advance(29)
+    assert await escalator.tick() == pytest.approx(1.0)
+    assert sub.get_nowait() is None
+    clock.advance(1)
+    await escalator.tick()
+    first = sub.get_nowait()
+    assert first is not None and first.data["level"] == 1 and first.data["incident"]["escalation_level"] == 1
+    clock.advance(30)
+    await escalator.tick()
+    second = sub.get_nowait()
+    assert second is not None and second.data["level"] == 2
+    clock.advance(300)
+    await escalator.tick()
+    assert sub.get_nowait() is None  # max_level reached
+    async with service.db.session() as s:
+        leader = (await s.scalars(select(OutboxMessage).where(OutboxMessage.dispatch_id.is_(None)))).all()
+    assert [m.payload["level"] for m in leader] == [1, 2]
+    assert all(m.target.endswith("/leader/escalation") for m in leader)
+
+    await service.ingest([alarm("e2", T0 + timedelta(seconds=400), unit="hotel-1")])
+    hotel = service.open_by_unit["hotel-1"].incident_id
+    clock.now = T0 + timedelta(seconds=410)
+    await service.acknowledge(hotel, OFFICER)
+    clock.advance(600)
+    await escalator.tick()
+    assert sub.get_nowait() is None  # acknowledged incidents never escalate
+    assert inc != hotel
+
+
+async def test_escalator_task_wakes_on_new_incident_and_escalates_on_time(db_url: str) -> None:
+    cfg = base_config(db_url, None, escalation={"ack_timeout_s": 0.2})
+    db = Database(db_url)
+    await db.upgrade()
+    service = IncidentService(db, EventBus(), cfg)
+    await service.start()
+    sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
+    task = asyncio.create_task(Escalator(service, service.bus, cfg.escalation).run())
+    try:
+        await service.ingest([AlarmIn("live-1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+        event = await asyncio.wait_for(sub.get(), 5)
+        assert event.data["level"] == 1
+    finally:
+        task.cancel()
+        await db.dispose()
+
+
+async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, Clock]) -> None:
+    service, clock = core
+    monitor = DeviceMonitor(service, service.cfg, clock)
+    await monitor.load()
+    sub = service.bus.subscribe([ev.DEVICE_UPDATED])
+    assert await monitor.handle(DeviceStatusIn("btn-1", "online", "", clock())) is None
+    online = sub.get_nowait()
+    assert online is not None and online.data["device"]["status"] == "online"
+    clock.advance(30)
+    await monitor.handle(DeviceStatusIn("btn-1", "online", "", clock()))
+    assert sub.get_nowait() is None  # a heartbeat is not a change
+    clock.advance(59)
+    await monitor.check_silence()
+    assert sub.get_nowait() is None
+    clock.advance(2)  # 61 s since last heartbeat > 60 s interval
+    await monitor.check_silence()
+    offline = sub.get_nowait()
+    assert offline is not None and offline.data["device"]["status"] == "offline"
+    assert "no heartbeat" in offline.data["device"]["detail"]
+    await monitor.handle(DeviceStatusIn("btn-1", "fault", "battery low", clock()))
+    fault = sub.get_nowait()
+    assert fault is not None and fault.data["device"]["detail"] == "battery low"
+    refused = await monitor.handle(DeviceStatusIn("nope", "online", "", clock()))
+    assert refused is not None and "unknown device" in refused.reason
+
+
+async def test_record_chain_detects_an_altered_row(core: tuple[IncidentService, Clock]) -> None:
+    service, clock = core
+    await service.ingest([alarm("r1", T0), alarm("r2", T0, unit="hotel-1")])
+    inc = service.open_by_unit["school-1"].incident_id
+    clock.advance(5)
+    await service.acknowledge(inc, OFFICER)
+    async with service.db.session() as s:
+        rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
+    assert verify(rows) is None
+    assert response_times(rows)["alarm_to_ack_s"] == 5.0
+    victim = rows[2]
+    async with service.db.session() as s:
+        await s.execute(update(RecordEntry).where(RecordEntry.id == victim.id).values(actor="someone-else"))
+        await s.commit()
+        tampered = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
+    broken = verify(tampered)
+    assert broken is not None and broken.entry_id == victim.id and "altered" in broken.reason
+    assert verify([r for r in rows if r.id != rows[1].id]) is not None  # a removed entry breaks the link too
+
+
+async def test_restart_reloads_open_incidents_and_the_chain(db_url: str) -> None:
+    cfg = base_config(db_url, None)
+    db = Database(db_url)
+    await db.upgrade()
+    first = IncidentService(db, EventBus(), cfg)
+    await first.start()
+    await first.ingest([AlarmIn("x1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+    second = IncidentService(db, EventBus(), cfg)
+    await second.start()
+    assert second.open_by_unit == first.open_by_unit and set(second.unacked) == set(first.unacked)
+    await second.ingest([AlarmIn("x2", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+    async with db.session() as s:
+        rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
+    assert verify(rows) is None
+    await db.dispose()

@@ -1,0 +1,131 @@
+"""Linked dispatch out: signed webhooks retried until delivered, MQTT channel, agency answers over MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from dispatch.appkeys import SERVICE
+from dispatch.inputs import Actor, AlarmIn, utcnow
+from notify.signing import IDEMPOTENCY_HEADER, encode_body, sign, verify
+from notify.worker import safe_target
+from tests.support import Api, Broker, WebhookReceiver, base_config, publish, running_app, ws_client
+
+OFFICER = Actor("officer", "duty_officer")
+
+
+class Subscriber:
+    """A real MQTT client standing in for an agency's or leader's listener."""
+
+    def __init__(self, broker: Broker, topic: str) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        subscribed = asyncio.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+        self.client.on_message = lambda _c, _u, m: loop.call_soon_threadsafe(self.queue.put_nowait,
+                                                                             json.loads(m.payload))
+        self.client.on_subscribe = lambda *_a: loop.call_soon_threadsafe(subscribed.set)
+        self.client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
+        self.subscribed = subscribed
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    async def __aenter__(self) -> Subscriber:
+        await asyncio.wait_for(self.subscribed.wait(), 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_signature_is_hmac_sha256_of_the_exact_body() -> None:
+    body = encode_body({"b": 1, "a": "消防"})
+    assert body == '{"a":"消防","b":1}'.encode()
+    assert sign("k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert verify("k", body, sign("k", body))
+    assert not verify("k", body + b" ", sign("k", body))
+    assert not verify("other", body, sign("k", body))
+    assert safe_target("https://user:pw@agency.example:8443/hook?token=abc") == "https://agency.example:8443/hook"
+
+
+async def test_webhook_is_retried_with_the_same_key_until_delivered(
+        broker: Broker, db_url: str, receiver: WebhookReceiver) -> None:
+    receiver.fail_first = 2
+    cfg = base_config(db_url, broker, webhook_url=receiver.url)
+    async with running_app(cfg) as app:
+        service = app.app[SERVICE]
+        await service.ingest([AlarmIn("w1", "school-1", "smoke", "mqtt", utcnow())])
+        inc = service.open_by_unit["school-1"].incident_id
+        await service.dispatch(inc, ["fire"], OFFICER)
+        await receiver.wait_for(3)
+        assert len(receiver.unique_keys()) == 1
+        assert all(receiver.signature_ok)
+        officer = Api(app.url)
+        await officer.login("officer", "officer-pw")
+        async with ws_client(officer) as ws:
+            detail = await officer.get(f"/api/incidents/{inc}")
+            if detail["dispatches"][0]["status"] != "delivered":
+                await ws.next_matching(lambda e: e["type"] == "dispatch.updated"
+                                       and e["dispatch"]["status"] == "delivered")
+        detail = await officer.get(f"/api/incidents/{inc}")
+        failures = [e for e in detail["timeline"] if e["action"] == "dispatch.attempt_failed"
+                    and e["data"]["channel"] == "webhook"]
+        assert [f["data"]["error"] for f in failures] == [f"HTTP 503 from {receiver.url}"] * 2
+        first = receiver.received[0]
+        assert first.headers[IDEMPOTENCY_HEADER] == first.json["idempotency_key"]
+        assert first.json["dispatch_id"] == detail["dispatches"][0]["id"]
+        await officer.close()
+
+
+async def test_mqtt_channel_delivers_and_agency_acknowledges_over_mqtt(broker: Broker, db_url: str) -> None:
+    cfg = base_config(db_url, broker)
+    prefix = cfg.mqtt.topic_prefix
+    async with running_app(cfg) as app, Subscriber(broker, f"{prefix}/dispatch/fire") as brigade:
+        service = app.app[SERVICE]
+        await service.ingest([AlarmIn("m1", "school-1", "one_key", "mqtt", utcnow())])
+        inc = service.open_by_unit["school-1"].incident_id
+        await service.dispatch(inc, ["fire"], OFFICER)
+        message = await asyncio.wait_for(brigade.queue.get(), 10)
+        assert message["incident_id"] == inc and message["unit"]["contact_name"] == "韦保安"
+        officer = Api(app.url)
+        await officer.login("officer", "officer-pw")
+        async with ws_client(officer) as ws:
+            await publish(broker, f"{prefix}/dispatch/fire/ack",
+                          {"dispatch_id": message["dispatch_id"], "status": "on_scene", "by": "一中队"})
+            await ws.next_matching(lambda e: e["type"] == "dispatch.updated"
+                                   and e["dispatch"]["status"] == "on_scene")
+            # The medical centre cannot answer for the brigade's dispatch.
+            await publish(broker, f"{prefix}/dispatch/medical/ack", {"dispatch_id": message["dispatch_id"]})
+        admin = Api(app.url)
+        await admin.login("admin", "admin-pw")
+        detail = await officer.get(f"/api/incidents/{inc}")
+        assert detail["status"] == "on_scene"
+        assert detail["dispatches"][0]["acknowledged_by"] == "一中队"
+        rejections = await admin.get("/api/admin/rejections")
+        assert any("another agency" in r["reason"] for r in rejections["items"])
+        await officer.close()
+        await admin.close()
+
+
+async def test_escalation_reaches_the_leader_channel(broker: Broker, db_url: str) -> None:
+    cfg = base_config(db_url, broker, escalation={"ack_timeout_s": 0.3})
+    async with running_app(cfg) as app, Subscriber(broker, f"{cfg.mqtt.topic_prefix}/leader/escalation") as leader:
+        officer = Api(app.url)
+        await officer.login("officer", "officer-pw")
+        async with ws_client(officer) as ws:
+            await publish(broker, f"{cfg.mqtt.topic_prefix}/units/hotel-1/alarm",
+                          {"alarm_id": "esc-1", "kind": "smoke"})
+            escalated = await ws.next_matching(lambda e: e["type"] == "incident.escalated")
+            assert escalated["level"] == 1
+            note = await asyncio.wait_for(leader.queue.get(), 10)
+            assert note["incident"]["unit"]["name"] == "环江宾馆" and note["level"] == 1
+            await officer.post(f"/api/incidents/{escalated['incident']['id']}/ack")
+        await officer.close()

@@ -145,12 +145,24 @@ class StationConfig(FirelinkBaseModel):
 
 class BootstrapUser(FirelinkBaseModel):
     username: str = Field(..., min_length=1, title="Username", description="Login name.")
-    password: SecretStr = Field(..., title="Password", description="Initial password.")
+    password: SecretStr | None = Field(None, title="Password", description="Initial password (plain).")
+    password_hash: str | None = Field(
+        None,
+        pattern=r"^\$argon2id\$",
+        title="Password hash",
+        description="Argon2id hash instead of a plain password, so the YAML holds no password.",
+    )
     role: Literal["admin", "duty_officer", "unit", "agency", "assessor"] = Field(
         ..., title="Role", description="What the user may see and do."
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
     agency: str | None = Field(None, title="Agency", description="For role agency: fire or medical.")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BootstrapUser:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError(f"user {self.username!r}: give exactly one of password or password_hash")
+        return self
 
 
 class FirelinkConfig(FirelinkBaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -55,17 +55,20 @@ def validate_user(role: str, unit_id: str | None, agency: str | None, known_unit
         raise AuthError("role agency needs --agency fire or medical")
 
 
-async def add_user(db: Database, username: str, password: str, role: str, unit_id: str | None = None,
-                   agency: str | None = None, known_units: set[str] | None = None) -> User:
+async def add_user(db: Database, username: str, password: str | None, role: str, unit_id: str | None = None,
+                   agency: str | None = None, known_units: set[str] | None = None,
+                   password_hash: str | None = None) -> User:
     validate_user(role, unit_id, agency, known_units or set())
     if not username or len(username) > 64:
         raise AuthError("username must be 1–64 characters")
-    if len(password) < 4:
-        raise AuthError("password must have at least 4 characters")
+    if password_hash is None:
+        if password is None or len(password) < 4:
+            raise AuthError("password must have at least 4 characters")
+        password_hash = hash_password(password)
     async with db.session() as s:
         if await s.scalar(select(User.id).where(User.username == username)) is not None:
             raise AuthError(f"user {username!r} already exists")
-        user = User(username=username, password_hash=hash_password(password), role=role,
+        user = User(username=username, password_hash=password_hash, role=role,
                     unit_id=unit_id if role == "unit" else None, agency=agency if role == "agency" else None,
                     created_at=utcnow())
         s.add(user)
@@ -80,7 +83,8 @@ async def ensure_users(db: Database, users: list[BootstrapUser], known_units: se
         existing = set((await s.scalars(select(User.username))).all())
     for u in users:
         if u.username not in existing:
-            await add_user(db, u.username, u.password.get_secret_value(), u.role, u.unit_id, u.agency, known_units)
+            plain = u.password.get_secret_value() if u.password is not None else None
+            await add_user(db, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash)
             created.append(u.username)
     return created
 
@@ -133,7 +137,3 @@ async def logout(db: Database, token: str) -> None:
     async with db.session() as s:
         await s.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
         await s.commit()
-
-
-def expiry(now: datetime, hours: int) -> datetime:
-    return now + timedelta(hours=hours)

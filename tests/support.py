@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from aiohttp.test_utils import TestServer
 
 from config.schema import FirelinkConfig
 from dispatch.app import create_app
+from dispatch.auth import hash_password
 from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +127,23 @@ async def pg_database() -> AsyncIterator[str]:
             await conn.close()
 
 
+TEST_USERS: dict[str, dict[str, str]] = {
+    "admin": {"role": "admin"},
+    "officer": {"role": "duty_officer"},
+    "school": {"role": "unit", "unit_id": "school-1"},
+    "hotel": {"role": "unit", "unit_id": "hotel-1"},
+    "brigade": {"role": "agency", "agency": "fire"},
+    "medic": {"role": "agency", "agency": "medical"},
+    "assessor": {"role": "assessor"},
+}
+
+
+@functools.cache
+def _hashed(password: str) -> str:
+    """Hashed once per test session; each test's fresh database then stores hashes, not passwords."""
+    return hash_password(password)
+
+
 def base_config(db_url: str, broker: Broker | None, *, webhook_url: str | None = None,
                 **overrides: Any) -> FirelinkConfig:
     """A small station with isolated MQTT topics, so tests can share one broker."""
@@ -153,13 +172,8 @@ def base_config(db_url: str, broker: Broker | None, *, webhook_url: str | None =
              "contact_name": "蒙经理", "contact_phone": "13800000002"},
         ],
         "users": [
-            {"username": "admin", "password": "admin-pw", "role": "admin"},
-            {"username": "officer", "password": "officer-pw", "role": "duty_officer"},
-            {"username": "school", "password": "school-pw", "role": "unit", "unit_id": "school-1"},
-            {"username": "hotel", "password": "hotel-pw", "role": "unit", "unit_id": "hotel-1"},
-            {"username": "brigade", "password": "brigade-pw", "role": "agency", "agency": "fire"},
-            {"username": "medic", "password": "medic-pw", "role": "agency", "agency": "medical"},
-            {"username": "assessor", "password": "assessor-pw", "role": "assessor"},
+            {"username": name, "password_hash": _hashed(f"{name}-pw"), **extra}
+            for name, extra in TEST_USERS.items()
         ],
     }
     for key, value in overrides.items():

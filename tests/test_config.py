@@ -44,6 +44,8 @@ def test_env_variable_selects_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path
         ("agencies: {fire: {name: f, webhooks: [{url: ftp://x, secret: s}]}}\n", "http:// or https://"),
         ("agencies: {police: {name: p}}\n", "agencies.police"),
         ("users: [{username: u, password: p, role: unit}]\n", "needs a known unit_id"),
+        ("users: [{username: u, role: admin}]\n", "exactly one of password or password_hash"),
+        ("users: [{username: u, role: admin, password_hash: plain}]\n", "users.0.password_hash"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("mqtt: {port: [\n", "not valid YAML"),
     ],

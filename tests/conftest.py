@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Broker, WebhookReceiver, pg_available, pg_database, shared_or_own_broker
+from tests.support import (
+    PG_ADMIN_DSN,
+    Broker,
+    WebhookReceiver,
+    pg_available,
+    pg_database,
+    shared_or_own_broker,
+    start_own_postgres,
+)
 
 
 @pytest.fixture(scope="session")
@@ -14,15 +23,32 @@ def broker() -> Iterator[Broker]:
     yield from shared_or_own_broker()
 
 
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str | None]:
+    """The machine's PostgreSQL (127.0.0.1:5432, trust) or a throw-away cluster started for the tests."""
+    if asyncio.run(pg_available(PG_ADMIN_DSN)):
+        yield PG_ADMIN_DSN
+        return
+    own = start_own_postgres()
+    if own is None:
+        yield None
+        return
+    dsn, stop = own
+    try:
+        yield dsn
+    finally:
+        stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_dsn: str | None) -> AsyncIterator[str]:
     """Each core test runs against SQLite and against PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/firelink.db"
         return
-    if not await pg_available():
-        pytest.skip("PostgreSQL not reachable at FIRELINK_TEST_PG (default 127.0.0.1:5432, user postgres)")
-    async with pg_database() as url:
+    if pg_admin_dsn is None:
+        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
+    async with pg_database(pg_admin_dsn) as url:
         yield url
 
 

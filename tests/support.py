@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,8 @@ def start_mosquitto(conf_text: str | None = None, port: int | None = None) -> Br
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="firelink-mosq-"))
     body = conf_text if conf_text is not None else ""
-    body = "\n".join(line for line in body.splitlines() if not line.strip().startswith(("listener", "persistence_location", "log_dest", "pid_file")))
+    owned = ("listener", "persistence_location", "log_dest", "pid_file")
+    body = "\n".join(line for line in body.splitlines() if not line.strip().startswith(owned))
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"{body}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {workdir}/\n"
                     "log_dest none\n")
@@ -98,29 +99,56 @@ def shared_or_own_broker() -> Iterator[Broker]:
         broker.stop()
 
 
-async def pg_available() -> bool:
+async def pg_available(dsn: str) -> bool:
     try:
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
+        conn = await asyncpg.connect(dsn, timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     await conn.close()
     return True
 
 
+def start_own_postgres() -> tuple[str, Callable[[], None]] | None:
+    """Starts a throw-away PostgreSQL cluster (trust auth, free port) when none is running here."""
+    initdbs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not initdbs:
+        return None
+    bindir = initdbs[-1].parent
+    workdir = Path(tempfile.mkdtemp(prefix="firelink-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(workdir, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = workdir / "data"
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    opts = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "start"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop() -> None:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+
+
 @contextlib.asynccontextmanager
-async def pg_database() -> AsyncIterator[str]:
+async def pg_database(admin_dsn: str) -> AsyncIterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     name = f"firelink_t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     try:
         yield f"{base}/{name}"
     finally:
-        conn = await asyncpg.connect(PG_ADMIN_DSN)
+        conn = await asyncpg.connect(admin_dsn)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

@@ -76,10 +76,15 @@ def test_every_config_field_has_a_description() -> None:
         seen.add(model)
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
-            for arg in getattr(field.annotation, "__args__", ()) + (field.annotation,):
-                for inner in getattr(arg, "__args__", ()) + (arg,):
+            for arg in (*getattr(field.annotation, "__args__", ()), field.annotation):
+                for inner in (*getattr(arg, "__args__", ()), arg):
                     if isinstance(inner, type) and issubclass(inner, BaseModel):
                         walk(inner)
 
     walk(FirelinkConfig)
     assert len(seen) > 8
+
+
+def test_production_example_is_valid() -> None:
+    cfg, _ = load(Path(__file__).resolve().parent.parent / "config" / "firelink.example.yaml")
+    assert cfg.mqtt.embedded_broker == "never" and cfg.database.url.startswith("postgresql+asyncpg://")

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from config.schema import FirelinkConfig
 from console.web import setup_console
-from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE
+from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
@@ -28,6 +28,7 @@ from dispatch.events import EventBus
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import utcnow
 from dispatch.service import IncidentService
+from dispatch.writer import Writer
 from ingest.embedded_broker import maybe_start
 from ingest.mqtt_link import MqttLink
 from notify.worker import OutboxWorker
@@ -52,7 +53,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await db.dispose()
 
     async def core(app: web.Application) -> AsyncIterator[None]:
-        service = IncidentService(app[DB], app[BUS], cfg, clock)
+        writer = Writer(app[DB], app[BUS])
+        app[WRITER] = writer
+        service = IncidentService(writer, cfg, clock)
         await service.start()
         unit_ids = set(service.units)
         created = await ensure_users(app[DB], list(cfg.users), unit_ids)

@@ -17,10 +17,12 @@ from dispatch.events import EventBus
 if TYPE_CHECKING:
     from dispatch.db import Database
     from dispatch.service import IncidentService
+    from dispatch.writer import Writer
     from ingest.mqtt_link import MqttLink
 
 CONFIG = web.AppKey("config", FirelinkConfig)
 BUS = web.AppKey("bus", EventBus)
 DB: web.AppKey[Database] = web.AppKey("db")
+WRITER: web.AppKey[Writer] = web.AppKey("writer")
 SERVICE: web.AppKey[IncidentService] = web.AppKey("service")
 MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")

@@ -174,6 +174,7 @@ class RecordEntry(Base):
     __tablename__ = "records"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     incident_id: Mapped[int | None] = mapped_column(index=True)
+    hazard_id: Mapped[int | None] = mapped_column(index=True)
     action: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]

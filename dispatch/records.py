@@ -32,10 +32,10 @@ CLOSED = "incident.closed"
 MESSAGE = "incident.message"
 
 
-def entry_hash(prev_hash: str, incident_id: int | None, action: str, actor: str, at: datetime,
-               data: dict[str, Any]) -> str:
+def entry_hash(prev_hash: str, incident_id: int | None, hazard_id: int | None, action: str, actor: str,
+               at: datetime, data: dict[str, Any]) -> str:
     body = json.dumps(
-        {"prev": prev_hash, "incident_id": incident_id, "action": action, "actor": actor,
+        {"prev": prev_hash, "incident_id": incident_id, "hazard_id": hazard_id, "action": action, "actor": actor,
          "at": at.isoformat(), "data": data},
         sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
     )
@@ -43,7 +43,7 @@ def entry_hash(prev_hash: str, incident_id: int | None, action: str, actor: str,
 
 
 class RecordChain:
-    """Appends entries inside the caller's transaction. Callers serialise writes (one writer)."""
+    """Appends entries inside the caller's transaction. Callers serialise writes (dispatch.writer)."""
 
     def __init__(self) -> None:
         self._committed = GENESIS
@@ -53,12 +53,13 @@ class RecordChain:
         last = await session.scalar(select(RecordEntry.hash).order_by(RecordEntry.id.desc()).limit(1))
         self._committed = self._pending = last or GENESIS
 
-    def append(self, session: AsyncSession, incident_id: int | None, action: str, actor: str,
-               at: datetime, data: dict[str, Any] | None = None) -> RecordEntry:
+    def append(self, session: AsyncSession, action: str, actor: str, at: datetime,
+               data: dict[str, Any] | None = None, *, incident_id: int | None = None,
+               hazard_id: int | None = None) -> RecordEntry:
         data = data or {}
-        digest = entry_hash(self._pending, incident_id, action, actor, at, data)
-        entry = RecordEntry(incident_id=incident_id, action=action, actor=actor, at=at, data=data,
-                            prev_hash=self._pending, hash=digest)
+        digest = entry_hash(self._pending, incident_id, hazard_id, action, actor, at, data)
+        entry = RecordEntry(incident_id=incident_id, hazard_id=hazard_id, action=action, actor=actor, at=at,
+                            data=data, prev_hash=self._pending, hash=digest)
         session.add(entry)
         self._pending = digest
         return entry
@@ -82,7 +83,7 @@ def verify(entries: Iterable[RecordEntry]) -> ChainBreak | None:
     for e in entries:
         if e.prev_hash != prev:
             return ChainBreak(e.id, "previous-hash link broken (entry removed or reordered)")
-        if entry_hash(e.prev_hash, e.incident_id, e.action, e.actor, e.at, e.data) != e.hash:
+        if entry_hash(e.prev_hash, e.incident_id, e.hazard_id, e.action, e.actor, e.at, e.data) != e.hash:
             return ChainBreak(e.id, "content does not match its hash (entry altered)")
         prev = e.hash
     return None

@@ -7,13 +7,11 @@ only after the commit, so what subscribers see is always in the database.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch import records as rec
-from dispatch.db import Database
-from dispatch.events import Event, EventBus
+from dispatch.events import Event
 from dispatch.inputs import SYSTEM, Actor, AlarmIn, Rejection, printable, utcnow
 from dispatch.models import (
     Alarm,
@@ -55,6 +52,7 @@ from dispatch.views import (
     rejection_view,
     unit_view,
 )
+from dispatch.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +71,6 @@ class BadRequest(Exception):
     """The request is well-formed but asks for something invalid (HTTP 400)."""
 
 
-@dataclass
-class _Tx:
-    session: AsyncSession
-    events: list[Event] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
-
-
 @dataclass(frozen=True, slots=True)
 class OpenIncident:
     incident_id: int
@@ -93,24 +84,23 @@ class Unacked:
 
 
 class IncidentService:
-    def __init__(self, db: Database, bus: EventBus, cfg: FirelinkConfig,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.db = db
-        self.bus = bus
+    def __init__(self, writer: Writer, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
+        self.writer = writer
+        self.db = writer.db
+        self.bus = writer.bus
         self.cfg = cfg
         self.clock = clock
-        self.records = rec.RecordChain()
         self.counters: Counter[str] = Counter()
         self.units: dict[str, Unit] = {}
         self.open_by_unit: dict[str, OpenIncident] = {}
         self.unacked: dict[int, Unacked] = {}
-        self._lock = asyncio.Lock()
 
     # ---------------------------------------------------------------- start-up
 
     async def start(self) -> None:
         """Sync units/devices from config and load the in-memory indexes from the database."""
-        async with self._lock, self.db.session() as s:
+        await self.writer.load()
+        async with self.db.session() as s:
             for u in self.cfg.units:
                 await s.merge(Unit(id=u.id, name=u.name, category=u.category, address=u.address, lat=u.lat,
                                    lon=u.lon, contact_name=u.contact_name, contact_phone=u.contact_phone))
@@ -125,7 +115,6 @@ class IncidentService:
                         dev.unit_id, dev.kind, dev.heartbeat_interval_s = u.id, d.kind, d.heartbeat_interval_s
             await s.commit()
             self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
-            await self.records.load(s)
             rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
             for inc in rows:
                 self.open_by_unit[inc.unit_id] = OpenIncident(inc.id, inc.last_alarm_at)
@@ -134,28 +123,9 @@ class IncidentService:
 
     # ------------------------------------------------------------ transactions
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[_Tx]:
-        async with self._lock:
-            tx = _Tx(self.db.session())
-            try:
-                yield tx
-                await tx.session.commit()
-            except BaseException:
-                await tx.session.rollback()
-                self.records.rolled_back()
-                raise
-            finally:
-                await tx.session.close()
-            self.records.committed()
-            for fn in tx.after_commit:
-                fn()
-            for event in tx.events:
-                self.bus.publish(event)
-
-    def _record(self, tx: _Tx, incident_id: int | None, action: str, actor: Actor, at: datetime,
+    def _record(self, tx: Tx, incident_id: int | None, action: str, actor: Actor, at: datetime,
                 data: dict[str, Any] | None = None) -> None:
-        self.records.append(tx.session, incident_id, action, actor.username, at, data)
+        self.writer.record(tx, action, actor, at, data, incident_id=incident_id)
 
     # ------------------------------------------------------------------ ingest
 
@@ -167,10 +137,10 @@ class IncidentService:
         """
         if not items:
             return []
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             return await self._ingest(tx, items)
 
-    async def _ingest(self, tx: _Tx, items: Sequence[AlarmIn | Rejection]) -> list[str]:
+    async def _ingest(self, tx: Tx, items: Sequence[AlarmIn | Rejection]) -> list[str]:
         s = tx.session
         window = timedelta(seconds=self.cfg.escalation.merge_window_s)
         ids = [i.alarm_id for i in items if isinstance(i, AlarmIn)]
@@ -274,7 +244,7 @@ class IncidentService:
                                reason=r.reason[:400], excerpt=r.excerpt[:600], size=r.size)
 
     async def reject(self, rejection: Rejection) -> None:
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             row = self._rejection_row(rejection)
             tx.session.add(row)
             await tx.session.flush()
@@ -296,13 +266,13 @@ class IncidentService:
                 out.setdefault(d.incident_id, []).append(d)
         return out
 
-    async def _emit_incident(self, tx: _Tx, inc: Incident) -> dict[str, Any]:
+    async def _emit_incident(self, tx: Tx, inc: Incident) -> dict[str, Any]:
         disp = (await self._dispatches_for(tx.session, [inc.id])).get(inc.id, [])
         view = incident_view(inc, self.units[inc.unit_id], disp)
         tx.events.append(Event(ev.INCIDENT_UPDATED, {"incident": view}))
         return view
 
-    def _acknowledge(self, tx: _Tx, inc: Incident, actor: Actor, now: datetime) -> None:
+    def _acknowledge(self, tx: Tx, inc: Incident, actor: Actor, now: datetime) -> None:
         check_incident(inc.status, IncidentStatus.ACKNOWLEDGED)
         inc.status = IncidentStatus.ACKNOWLEDGED
         inc.acknowledged_at = now
@@ -317,7 +287,7 @@ class IncidentService:
 
     async def acknowledge(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         """Takes the alarm. Acknowledging twice is harmless and records nothing new."""
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed")
@@ -333,7 +303,7 @@ class IncidentService:
         unknown = [a for a in wanted if a not in self.cfg.agencies]
         if unknown:
             raise BadRequest(f"unknown agencies {unknown}; configured: {sorted(self.cfg.agencies)}")
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             s = tx.session
             now = self.clock()
             inc = await self._incident(s, incident_id)
@@ -392,7 +362,7 @@ class IncidentService:
                                 idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now))
 
     async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             check_incident(inc.status, IncidentStatus.ON_SCENE)
             now = self.clock()
@@ -406,7 +376,7 @@ class IncidentService:
             result = Outcome(outcome)
         except ValueError:
             raise BadRequest("outcome must be resolved or false_alarm") from None
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             now = self.clock()
             if inc.status == IncidentStatus.NEW:
@@ -431,7 +401,7 @@ class IncidentService:
 
     async def escalate(self, incident_id: int, level: int) -> dict[str, Any] | None:
         """Re-alerts an unacknowledged incident and tells the station leader. None if acked meanwhile."""
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             if inc.status != IncidentStatus.NEW or inc.escalation_level >= level:
                 return None
@@ -469,7 +439,7 @@ class IncidentService:
         text = text.strip()
         if not text or len(text) > MAX_MESSAGE_CHARS:
             raise BadRequest(f"message text must be 1–{MAX_MESSAGE_CHARS} characters")
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             self._check_visible(actor, inc.unit_id, agencies=None)
             now = self.clock()
@@ -491,7 +461,7 @@ class IncidentService:
             raise BadRequest("status must be acknowledged or on_scene") from None
         if target not in (DispatchStatus.ACKNOWLEDGED, DispatchStatus.ON_SCENE):
             raise BadRequest("status must be acknowledged or on_scene")
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             s = tx.session
             d = await s.get(Dispatch, dispatch_id)
             if d is None:
@@ -527,7 +497,7 @@ class IncidentService:
     async def outbox_result(self, outbox_id: int, attempted_at: datetime, error: str | None,
                             next_attempt_at: datetime | None = None) -> None:
         """Called by the notify worker after each delivery attempt; records it on the dispatch."""
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             s = tx.session
             msg = await s.get(OutboxMessage, outbox_id)
             if msg is None or msg.status == "delivered":
@@ -570,7 +540,7 @@ class IncidentService:
     async def set_device_status(self, device_id: str, status: str, detail: str, at: datetime,
                                 last_seen: datetime | None) -> dict[str, Any] | None:
         """Persists a device status change (online/offline/fault) with a record entry."""
-        async with self._tx() as tx:
+        async with self.writer.tx() as tx:
             dev = await tx.session.get(Device, device_id)
             if dev is None:
                 return None

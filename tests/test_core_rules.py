@@ -19,6 +19,7 @@ from dispatch.models import OutboxMessage, RecordEntry
 from dispatch.records import response_times, verify
 from dispatch.service import IncidentService
 from dispatch.state import TransitionError
+from dispatch.writer import Writer
 from tests.support import base_config
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
@@ -42,7 +43,7 @@ async def core(db_url: str) -> AsyncIterator[tuple[IncidentService, Clock]]:
     db = Database(db_url)
     await db.upgrade()
     clock = Clock()
-    service = IncidentService(db, EventBus(), cfg, clock)
+    service = IncidentService(Writer(db, EventBus()), cfg, clock)
     await service.start()
     yield service, clock
     await db.dispose()
@@ -155,7 +156,7 @@ async def test_escalator_task_wakes_on_new_incident_and_escalates_on_time(db_url
     cfg = base_config(db_url, None, escalation={"ack_timeout_s": 0.2})
     db = Database(db_url)
     await db.upgrade()
-    service = IncidentService(db, EventBus(), cfg)
+    service = IncidentService(Writer(db, EventBus()), cfg)
     await service.start()
     sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
     task = asyncio.create_task(Escalator(service, service.bus, cfg.escalation).run())
@@ -218,10 +219,10 @@ async def test_restart_reloads_open_incidents_and_the_chain(db_url: str) -> None
     cfg = base_config(db_url, None)
     db = Database(db_url)
     await db.upgrade()
-    first = IncidentService(db, EventBus(), cfg)
+    first = IncidentService(Writer(db, EventBus()), cfg)
     await first.start()
     await first.ingest([AlarmIn("x1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
-    second = IncidentService(db, EventBus(), cfg)
+    second = IncidentService(Writer(db, EventBus()), cfg)
     await second.start()
     assert second.open_by_unit == first.open_by_unit and set(second.unacked) == set(first.unacked)
     await second.ingest([AlarmIn("x2", "school-1", "one_key", "mqtt", datetime.now(UTC))])

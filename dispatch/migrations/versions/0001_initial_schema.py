@@ -1,13 +1,13 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-23 11:09:35.726298
+Revises:
+Create Date: 2026-11-23 11:28:55.726329
 """
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import dispatch.models
+
 
 revision = '0001'
 down_revision = None
@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.create_table('records',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('incident_id', sa.Integer(), nullable=True),
+    sa.Column('hazard_id', sa.Integer(), nullable=True),
     sa.Column('action', sa.String(length=40), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('at', dispatch.models.UTCDateTime(timezone=True), nullable=False),
@@ -29,6 +30,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('records', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_records_hazard_id'), ['hazard_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_records_incident_id'), ['incident_id'], unique=False)
 
     op.create_table('rejected_messages',
@@ -214,6 +216,7 @@ def downgrade() -> None:
     op.drop_table('rejected_messages')
     with op.batch_alter_table('records', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_records_incident_id'))
+        batch_op.drop_index(batch_op.f('ix_records_hazard_id'))
 
     op.drop_table('records')
     # ### end Alembic commands ###

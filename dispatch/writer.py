@@ -1,0 +1,66 @@
+"""The core's single writer: one lock, one transaction per change, the record chain, events after commit.
+
+Every service of the core (incidents now; hazards and penalties later) writes through one Writer,
+so the hash chain of the record stays a single line and subscribers only ever see committed state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.db import Database
+from dispatch.events import Event, EventBus
+from dispatch.inputs import Actor
+from dispatch.records import RecordChain
+
+
+@dataclass
+class Tx:
+    """One write transaction: the session, events to publish and callbacks to run after commit."""
+
+    session: AsyncSession
+    events: list[Event] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+        self.records = RecordChain()
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        async with self.db.session() as s:
+            await self.records.load(s)
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            tx = Tx(self.db.session())
+            try:
+                yield tx
+                await tx.session.commit()
+            except BaseException:
+                await tx.session.rollback()
+                self.records.rolled_back()
+                raise
+            finally:
+                await tx.session.close()
+            self.records.committed()
+            for fn in tx.after_commit:
+                fn()
+            for event in tx.events:
+                self.bus.publish(event)
+
+    def record(self, tx: Tx, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None, *,
+               incident_id: int | None = None, hazard_id: int | None = None) -> None:
+        self.records.append(tx.session, action, actor.username, at, data,
+                            incident_id=incident_id, hazard_id=hazard_id)

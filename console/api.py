@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any, Literal
@@ -11,11 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
 from console.security import ACTOR, COOKIE, SESSION
-from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE
+from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, check_text, utcnow
 from dispatch.service import BadRequest, Forbidden, NotFound
 
+log = logging.getLogger(__name__)
 api = ApiRouter()
 
 
@@ -94,7 +96,9 @@ async def post_login(request: web.Request, body: LoginBody) -> web.StreamRespons
         token, sess = await login(request.app[DB], body.username, body.password,
                                   timedelta(hours=cfg.console.session_hours))
     except AuthError as exc:
+        log.warning("failed login for %r from %s", body.username[:64], request.remote)
         return error(401, str(exc))
+    await request.app[WRITER].note("user.login", sess.actor, utcnow(), {"remote": request.remote or ""})
     resp = web.json_response({"csrf_token": sess.csrf_token, "user": user_json(sess.actor)})
     resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=cfg.console.secure_cookies,
                     max_age=cfg.console.session_hours * 3600, path="/")
@@ -106,6 +110,7 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
         await logout(request.app[DB], token)
+        await request.app[WRITER].note("user.logout", actor(request), utcnow())
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp

@@ -64,3 +64,8 @@ class Writer:
                incident_id: int | None = None, hazard_id: int | None = None) -> None:
         self.records.append(tx.session, action, actor.username, at, data,
                             incident_id=incident_id, hazard_id=hazard_id)
+
+    async def note(self, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None) -> None:
+        """Records an operator action that changes no case (log in, log out, ...)."""
+        async with self.tx() as tx:
+            self.record(tx, action, actor, at, data)

@@ -170,3 +170,15 @@ async def test_logout_ends_the_session(app: RunningApp) -> None:
     await officer.post("/api/logout")
     assert (await officer.request("GET", "/api/incidents"))[0] == 401
     await officer.close()
+
+
+async def test_logins_and_logouts_are_recorded(app: RunningApp) -> None:
+    from dispatch.models import RecordEntry
+
+    officer = await as_user(app, "officer")
+    await officer.post("/api/logout")
+    await officer.close()
+    async with app.app[DB].session() as s:
+        rows = (await s.scalars(select(RecordEntry).where(RecordEntry.action.like("user.%"))
+                                .order_by(RecordEntry.id))).all()
+    assert [(r.action, r.actor) for r in rows] == [("user.login", "officer"), ("user.logout", "officer")]

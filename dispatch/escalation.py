@@ -1,8 +1,13 @@
-"""Escalation: an incident nobody acknowledges re-alerts every console and the station leader."""
+"""Escalation: an incident nobody acknowledges re-alerts every console and the station leader.
+
+Deadlines sit in a heap, so a burst of thousands of open incidents costs O(log n) per incident
+instead of a scan of all of them on every wake-up.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from datetime import datetime, timedelta
 
@@ -15,37 +20,54 @@ log = logging.getLogger(__name__)
 
 
 class Escalator:
-    """Sleeps until the next deadline; a new incident wakes it to re-plan."""
+    """Sleeps until the next deadline; a new incident wakes it to add its deadline."""
 
     def __init__(self, service: IncidentService, bus: EventBus, cfg: EscalationConfig) -> None:
         self.service = service
         self.bus = bus
         self.timeout = timedelta(seconds=cfg.ack_timeout_s)
         self.max_level = cfg.max_level
+        self._heap: list[tuple[datetime, int]] = []
+        self.replan()
 
     def _due(self, opened_at: datetime, level: int) -> datetime:
         return opened_at + self.timeout * (level + 1)
 
+    def replan(self) -> None:
+        """Rebuilds the heap from the core's index of unacknowledged incidents."""
+        self._heap = [(self._due(s.opened_at, s.level), i) for i, s in self.service.unacked.items()
+                      if s.level < self.max_level]
+        heapq.heapify(self._heap)
+
+    def watch(self, incident_id: int) -> None:
+        state = self.service.unacked.get(incident_id)
+        if state is not None and state.level < self.max_level:
+            heapq.heappush(self._heap, (self._due(state.opened_at, state.level), incident_id))
+
     async def tick(self) -> float:
         """Escalates what is due; returns seconds until the next deadline."""
         now = self.service.clock()
-        next_wait = 3600.0
-        for incident_id, state in list(self.service.unacked.items()):
-            if state.level >= self.max_level:
-                continue
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, incident_id = heapq.heappop(heap)
+            state = self.service.unacked.get(incident_id)
+            if state is None or state.level >= self.max_level:
+                continue  # acknowledged or closed meanwhile, or done escalating
             due = self._due(state.opened_at, state.level)
-            if due <= now:
-                try:
-                    await self.service.escalate(incident_id, state.level + 1)
-                except NotFound:
-                    self.service.unacked.pop(incident_id, None)
-                    continue
-                due = self._due(state.opened_at, state.level + 1)
-            next_wait = min(next_wait, (due - now).total_seconds())
-        return max(0.02, next_wait)
+            if due > now:  # a stale entry: its level moved on
+                heapq.heappush(heap, (due, incident_id))
+                continue
+            try:
+                await self.service.escalate(incident_id, state.level + 1)
+            except NotFound:
+                self.service.unacked.pop(incident_id, None)
+                continue
+            self.watch(incident_id)
+        return max(0.02, (heap[0][0] - now).total_seconds()) if heap else 3600.0
 
     async def run(self) -> None:
         with self.bus.subscribe([ev.INCIDENT_CREATED]) as wake:
+            dropped = wake.dropped
             while True:
                 try:
                     wait = await self.tick()
@@ -53,6 +75,12 @@ class Escalator:
                     log.exception("escalation pass failed")
                     wait = 1.0
                 try:
-                    await asyncio.wait_for(wake.get(), wait)
+                    event: ev.Event | None = await asyncio.wait_for(wake.get(), wait)
                 except TimeoutError:
-                    pass
+                    continue
+                while event is not None:
+                    self.watch(event.data["incident"]["id"])
+                    event = wake.get_nowait()
+                if wake.dropped != dropped:  # missed wake-ups: re-plan from the core's index
+                    dropped = wake.dropped
+                    self.replan()

@@ -30,6 +30,7 @@ INCIDENT_MESSAGE = "incident.message"
 DISPATCH_UPDATED = "dispatch.updated"
 OUTBOX_PENDING = "outbox.pending"
 DEVICE_UPDATED = "device.updated"
+HAZARD_UPDATED = "hazard.updated"
 
 ALL_EVENTS = frozenset(
     {
@@ -42,6 +43,7 @@ ALL_EVENTS = frozenset(
         DISPATCH_UPDATED,
         OUTBOX_PENDING,
         DEVICE_UPDATED,
+        HAZARD_UPDATED,
     }
 )
 

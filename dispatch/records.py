@@ -53,16 +53,15 @@ class RecordChain:
         last = await session.scalar(select(RecordEntry.hash).order_by(RecordEntry.id.desc()).limit(1))
         self._committed = self._pending = last or GENESIS
 
-    def append(self, session: AsyncSession, action: str, actor: str, at: datetime,
-               data: dict[str, Any] | None = None, *, incident_id: int | None = None,
-               hazard_id: int | None = None) -> RecordEntry:
+    def append(self, action: str, actor: str, at: datetime, data: dict[str, Any] | None = None, *,
+               incident_id: int | None = None, hazard_id: int | None = None) -> dict[str, Any]:
+        """Returns the row to insert (the writer inserts a transaction's rows in one statement)."""
         data = data or {}
         digest = entry_hash(self._pending, incident_id, hazard_id, action, actor, at, data)
-        entry = RecordEntry(incident_id=incident_id, hazard_id=hazard_id, action=action, actor=actor, at=at,
-                            data=data, prev_hash=self._pending, hash=digest)
-        session.add(entry)
+        row = {"incident_id": incident_id, "hazard_id": hazard_id, "action": action, "actor": actor, "at": at,
+               "data": data, "prev_hash": self._pending, "hash": digest}
         self._pending = digest
-        return entry
+        return row
 
     def committed(self) -> None:
         self._committed = self._pending

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.schema import FirelinkConfig
@@ -143,16 +143,21 @@ class IncidentService:
     async def _ingest(self, tx: Tx, items: Sequence[AlarmIn | Rejection]) -> list[str]:
         s = tx.session
         window = timedelta(seconds=self.cfg.escalation.merge_window_s)
-        ids = [i.alarm_id for i in items if isinstance(i, AlarmIn)]
+        alarms = [i for i in items if isinstance(i, AlarmIn)]
         known: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            known.update((await s.scalars(select(Alarm.alarm_id).where(Alarm.alarm_id.in_(chunk)))).all())
+        open_rows: dict[int, Incident] = {}
+        open_ids = list({self.open_by_unit[a.unit_id].incident_id for a in alarms if a.unit_id in self.open_by_unit})
+        for start in range(0, max(len(alarms), len(open_ids)), 500):  # one round trip per 500, not per alarm
+            ids = [a.alarm_id for a in alarms[start:start + 500]]
+            if ids:
+                known.update((await s.scalars(select(Alarm.alarm_id).where(Alarm.alarm_id.in_(ids)))).all())
+            chunk = open_ids[start:start + 500]
+            if chunk:
+                open_rows.update((r.id, r) for r in (await s.scalars(select(Incident).where(Incident.id.in_(chunk)))))
 
         outcomes: list[str] = []
         accepted: list[tuple[AlarmIn, Incident]] = []
         created: list[Incident] = []
-        touched: dict[int, Incident] = {}
         batch_open: dict[str, Incident] = {}
         rejections: list[RejectedMessage] = []
 
@@ -172,10 +177,8 @@ class IncidentService:
                 continue
             known.add(item.alarm_id)
             inc = batch_open.get(item.unit_id)
-            if inc is None:
-                existing = self.open_by_unit.get(item.unit_id)
-                if existing is not None and item.received_at - existing.last_alarm_at <= window:
-                    inc = await s.get(Incident, existing.incident_id)
+            if inc is None and item.unit_id in self.open_by_unit:
+                inc = open_rows.get(self.open_by_unit[item.unit_id].incident_id)
             if inc is not None and item.received_at - inc.last_alarm_at <= window:
                 inc.alarm_count += 1
                 inc.last_alarm_at = max(inc.last_alarm_at, item.received_at)
@@ -189,44 +192,38 @@ class IncidentService:
             accepted.append((item, inc))
             outcomes.append("accepted")
 
-        for r in rejections:
-            s.add(r)
-        if not accepted:
-            if rejections:
-                await s.flush()
-                tx.events.extend(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}) for r in rejections)
-            return outcomes
+        s.add_all(rejections)
         await s.flush()  # assigns incident ids
+        tx.events.extend(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}) for r in rejections)
+        if not accepted:
+            return outcomes
 
         new_ids = {inc.id for inc in created}
-        created_ids = set(new_ids)
-        alarm_rows: list[Alarm] = []
+        first_alarm = set(new_ids)
+        touched: dict[int, Incident] = {}
+        alarm_rows: list[dict[str, Any]] = []
         for item, inc in accepted:
-            row = Alarm(alarm_id=item.alarm_id, unit_id=item.unit_id, incident_id=inc.id, kind=item.kind,
-                        device_id=item.device_id, device_ts=item.device_ts, received_at=item.received_at,
-                        note=item.note, source=item.source)
-            s.add(row)
-            alarm_rows.append(row)
+            alarm_rows.append({"alarm_id": item.alarm_id, "unit_id": item.unit_id, "incident_id": inc.id,
+                               "kind": item.kind, "device_id": item.device_id, "device_ts": item.device_ts,
+                               "received_at": item.received_at, "note": item.note, "source": item.source})
             touched[inc.id] = inc
             self._record(tx, inc.id, rec.ALARM_RECEIVED, Actor(item.device_id or item.source, "device"),
                          item.received_at, {"alarm_id": item.alarm_id, "kind": item.kind, "source": item.source,
                                             "device_id": item.device_id})
-            if inc.id in created_ids:  # first alarm of a new incident
+            if inc.id in first_alarm:
                 self._record(tx, inc.id, rec.INCIDENT_CREATED, SYSTEM, item.received_at,
                              {"unit_id": inc.unit_id, "kind": inc.kind})
-                created_ids.discard(inc.id)
-        await s.flush()
+                first_alarm.discard(inc.id)
+        await s.execute(insert(Alarm), alarm_rows)
 
         dispatches = await self._dispatches_for(s, [i for i in touched if i not in new_ids])
         self.counters["alarms_accepted"] += len(alarm_rows)
         for row in alarm_rows:
-            tx.events.append(Event(ev.ALARM_RECEIVED, {"alarm": alarm_view(row), "unit_id": row.unit_id}))
+            tx.events.append(Event(ev.ALARM_RECEIVED, {"alarm": alarm_view(Alarm(**row)), "unit_id": row["unit_id"]}))
         for inc_id, inc in touched.items():
             view = incident_view(inc, self.units[inc.unit_id], dispatches.get(inc_id, []))
             kind = ev.INCIDENT_CREATED if inc_id in new_ids else ev.INCIDENT_UPDATED
             tx.events.append(Event(kind, {"incident": view}))
-        for r in rejections:
-            tx.events.append(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}))
 
         def apply() -> None:
             for inc in touched.values():

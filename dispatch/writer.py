@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
 from dispatch.inputs import Actor
+from dispatch.models import RecordEntry
 from dispatch.records import RecordChain
 
 
@@ -26,6 +28,7 @@ class Tx:
     """One write transaction: the session, events to publish and callbacks to run after commit."""
 
     session: AsyncSession
+    records: list[dict[str, Any]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -47,6 +50,8 @@ class Writer:
             tx = Tx(self.db.session())
             try:
                 yield tx
+                if tx.records:
+                    await tx.session.execute(insert(RecordEntry), tx.records)
                 await tx.session.commit()
             except BaseException:
                 await tx.session.rollback()
@@ -62,8 +67,8 @@ class Writer:
 
     def record(self, tx: Tx, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None, *,
                incident_id: int | None = None, hazard_id: int | None = None) -> None:
-        self.records.append(tx.session, action, actor.username, at, data,
-                            incident_id=incident_id, hazard_id=hazard_id)
+        tx.records.append(self.records.append(action, actor.username, at, data,
+                                              incident_id=incident_id, hazard_id=hazard_id))
 
     async def note(self, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None) -> None:
         """Records an operator action that changes no case (log in, log out, ...)."""

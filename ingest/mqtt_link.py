@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,11 @@ class MqttLink:
         self._handler = handler
         self._store_ok = store_ok or _never
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: asyncio.Queue[_Delivery] = asyncio.Queue()
+        # Filled by paho's thread (deque.append is thread-safe); the loop is woken once per
+        # burst, not once per message (each call_soon_threadsafe costs a self-pipe write+read).
+        self._inbox: deque[_Delivery] = deque()
+        self._inbox_ready = asyncio.Event()
+        self._wake_pending = False
         self._pump_task: asyncio.Task[None] | None = None
         self._generation = 0
         self._pending_pubs: dict[int, asyncio.Future[None]] = {}
@@ -131,7 +136,10 @@ class MqttLink:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow())
-        self._call(self._inbox.put_nowait, _Delivery(item, msg.mid, msg.qos, self._generation))
+        self._inbox.append(_Delivery(item, msg.mid, msg.qos, self._generation))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call(self._inbox_ready.set)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         # Called with paho's own locks held: only hand over to the loop here.
@@ -150,9 +158,14 @@ class MqttLink:
 
     async def _pump(self) -> None:
         while True:
-            batch = [await self._inbox.get()]
-            while len(batch) < MAX_BATCH and not self._inbox.empty():
-                batch.append(self._inbox.get_nowait())
+            if not self._inbox:
+                await self._inbox_ready.wait()
+                self._inbox_ready.clear()
+                # Cleared before draining: a message appended from now on schedules a new wake-up.
+                self._wake_pending = False
+                if not self._inbox:
+                    continue
+            batch = [self._inbox.popleft() for _ in range(min(MAX_BATCH, len(self._inbox)))]
             try:
                 await self._handler([d.item for d in batch])
             except asyncio.CancelledError:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,32 +61,36 @@ class Broker:
 
 def start_mosquitto(conf_text: str | None = None, port: int | None = None) -> Broker:
     """Spawns a real Mosquitto on a free loopback port (optionally with the project's production config)."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="firelink-mosq-"))
-    body = conf_text if conf_text is not None else ""
-    owned = ("listener", "persistence_location", "log_dest", "pid_file")
-    body = "\n".join(line for line in body.splitlines() if not line.strip().startswith(owned))
+    os.chmod(workdir, 0o777)  # started as root, Mosquitto drops to its own user before persisting
+    owned = ("listener", "persistence_location", "log_dest", "pid_file", "allow_anonymous")
+    body = "\n".join(line for line in (conf_text or "").splitlines() if not line.strip().startswith(owned))
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"{body}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence_location {workdir}/\n"
                     "log_dest none\n")
+    return _spawn_mosquitto(conf, port)
+
+
+def _spawn_mosquitto(conf: Path, port: int) -> Broker:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    broker = Broker("127.0.0.1", port, proc, conf)
-    for _ in range(100):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         if port_open("127.0.0.1", port):
-            return broker
+            return Broker("127.0.0.1", port, proc, conf)
         if proc.poll() is not None:
             raise RuntimeError(f"mosquitto exited with {proc.returncode}")
-        import time
-
-        time.sleep(0.05)  # process start-up: no event to await across processes
+        time.sleep(0.05)  # process start-up: there is no event to await across processes
     raise RuntimeError("mosquitto did not start")
 
 
 def restart_mosquitto(broker: Broker) -> Broker:
+    """Stops the broker (SIGTERM: it saves its persistence file) and starts it again on the same data."""
     assert broker.conf is not None
     broker.stop()
-    return start_mosquitto(broker.conf.read_text(), broker.port)
+    broker.process = _spawn_mosquitto(broker.conf, broker.port).process
+    return broker
 
 
 def shared_or_own_broker() -> Iterator[Broker]:

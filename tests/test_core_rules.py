@@ -123,6 +123,7 @@ async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
     sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
     await service.ingest([alarm("e1", T0)])
     inc = service.open_by_unit["school-1"].incident_id
+    escalator.watch(inc)
     clock.advance(29)
     assert await escalator.tick() == pytest.approx(1.0)
     assert sub.get_nowait() is None
@@ -144,6 +145,7 @@ async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
 
     await service.ingest([alarm("e2", T0 + timedelta(seconds=400), unit="hotel-1")])
     hotel = service.open_by_unit["hotel-1"].incident_id
+    escalator.watch(hotel)
     clock.now = T0 + timedelta(seconds=410)
     await service.acknowledge(hotel, OFFICER)
     clock.advance(600)

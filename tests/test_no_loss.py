@@ -13,9 +13,7 @@ Across processes there is no event to await: waits are bounded polls with deadli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -37,7 +35,7 @@ from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
-from tests.support import ROOT, Broker, free_port, start_mosquitto
+from tests.support import ROOT, Broker, free_port, restart_mosquitto, start_mosquitto
 
 BROKER_CONF = ROOT / "deploy" / "mosquitto" / "firelink.conf"
 SECRET = "no-loss-webhook-secret"
@@ -50,17 +48,8 @@ pytestmark = pytest.mark.timeout(120)
 # ---------------------------------------------------------------- broker
 
 
-def broker_conf_text() -> str:
-    text = BROKER_CONF.read_text()
-    if os.geteuid() == 0:
-        # As root Mosquitto drops to the `mosquitto` user, which cannot write the test's private
-        # temp dir: persistence would silently fail. Stay root for the test broker only.
-        text += "\nuser root\n"
-    return text
-
-
 def production_broker() -> Broker:
-    return start_mosquitto(broker_conf_text())
+    return start_mosquitto(BROKER_CONF.read_text())
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -69,26 +58,6 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(POLL_S)
-
-
-def port_open(port: int) -> bool:
-    import socket
-
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
-
-
-def restart_broker(broker: Broker) -> None:
-    """Graceful stop (final snapshot) and start with the SAME config and persistence directory."""
-    assert broker.process is not None and broker.conf is not None
-    broker.process.send_signal(signal.SIGTERM)
-    broker.process.wait(10)
-    exe = broker.process.args[0]
-    broker.process = subprocess.Popen([exe, "-c", str(broker.conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-    wait_until(lambda: port_open(broker.port) or broker.process.poll() is not None, 10, "mosquitto restart")
-    assert broker.process.poll() is None, "mosquitto did not restart"
 
 
 @pytest.fixture
@@ -351,7 +320,7 @@ def test_broker_restarts_lose_nothing(prod_broker: Broker, make_core: Callable[.
         # 1. The broker restarts under the running core in the middle of a burst.
         pub.burst(first, rate=1000)
         wait_until(lambda: core.alarm_count() >= 200, 20, "part of the burst committed")
-        restart_broker(prod_broker)
+        restart_mosquitto(prod_broker)
         pub.join()
         pub.wait_all_acked()
         assert_exactly_once(core, expected_first)
@@ -364,7 +333,7 @@ def test_broker_restarts_lose_nothing(prod_broker: Broker, make_core: Callable[.
         pub.burst(second, rate=5000)
         pub.join()
         pub.wait_all_acked()
-        restart_broker(prod_broker)
+        restart_mosquitto(prod_broker)
         core.start()
         expected = expected_first | expected_second
         assert_exactly_once(core, expected)

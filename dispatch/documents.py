@@ -1,0 +1,112 @@
+"""Chinese documents as PDF: 责令限期改正通知书, 行政处罚决定书 and the period evaluation report.
+
+Jinja2 HTML templates (dispatch/templates/) rendered by WeasyPrint, which lays out CJK text through
+Pango/HarfBuzz and embeds subsets of the system's Noto CJK fonts (Debian `fonts-noto-cjk`). Rendering
+is CPU work: callers run it in a thread (`render_*` are synchronous; `*_async` wrap them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from dispatch.hazards import CHINA_TZ
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DIGITS = "零壹贰叁肆伍陆柒捌玖"
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["j2", "html"]),
+                      undefined=StrictUndefined)
+    env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.1f}%"
+    env.filters["num"] = lambda v: "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+    return env
+
+
+@cache
+def _css() -> str:
+    return (TEMPLATES / "base.css").read_text(encoding="utf-8")
+
+
+def cn_date(dt: datetime | None) -> str:
+    if dt is None:
+        return ""
+    d = dt.astimezone(CHINA_TZ)
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+def cn_datetime(dt: datetime | None) -> str:
+    if dt is None:
+        return ""
+    d = dt.astimezone(CHINA_TZ)
+    return f"{d.year}年{d.month}月{d.day}日{d.hour}时{d.minute:02d}分"
+
+
+def yuan_upper(amount: int) -> str:
+    """5000 → 伍仟元整; 12050 → 壹万贰仟零伍拾元整 (amounts below 100,000,000 yuan)."""
+    if amount == 0:
+        return "零元整"
+    if not 0 < amount < 100_000_000:
+        raise ValueError("amount out of range")
+
+    def four(n: int) -> str:
+        out, zero = "", False
+        for unit, div in (("仟", 1000), ("佰", 100), ("拾", 10), ("", 1)):
+            d = n // div % 10
+            if d == 0:
+                zero = bool(out)
+            else:
+                out += ("零" if zero else "") + DIGITS[d] + unit
+                zero = False
+        return out
+
+    wan, rest = divmod(amount, 10000)
+    text = (four(wan) + "万") if wan else ""
+    if rest:
+        text += ("零" if wan and rest < 1000 else "") + four(rest)
+    return text + "元整"
+
+
+def html_to_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
+    return pdf
+
+
+def notice_html(doc: dict[str, Any], evidence: list[dict[str, Any]] | None = None) -> str:
+    n, h = doc["notice"], doc["hazard"]
+    return _env().get_template("notice.html.j2").render(
+        css=_css(), notice=n, hazard=h, unit=doc["unit"], authority=doc["authority"],
+        category_name=h["category_name"], found_date=cn_date(datetime.fromisoformat(h["found_at"])),
+        deadline=cn_datetime(n.deadline), issued_date=cn_date(n.issued_at), issued_time=cn_datetime(n.issued_at),
+        evidence=evidence or [])
+
+
+def penalty_html(doc: dict[str, Any]) -> str:
+    p = doc["penalty"]
+    return _env().get_template("penalty.html.j2").render(
+        css=_css(), penalty=p, hazard=doc["hazard"], unit=doc["unit"], notice=doc["notice"],
+        authority=doc["authority"], amount_cn=yuan_upper(p.amount_yuan) if p.kind == "fine" else "",
+        decided_date=cn_date(p.approved_at or p.confirmed_at), confirmed_time=cn_datetime(p.confirmed_at),
+        approved_time=cn_datetime(p.approved_at))
+
+
+def report_html(k: dict[str, Any], authority: str, categories: dict[str, str], generated: datetime) -> str:
+    end = datetime.fromisoformat(k["to"])
+    from datetime import timedelta
+
+    return _env().get_template("report.html.j2").render(
+        css=_css(), k=k, authority=authority, categories=categories, generated=cn_datetime(generated),
+        start=cn_date(datetime.fromisoformat(k["from"])), end=cn_date(end - timedelta(seconds=1)))
+
+
+async def pdf_async(html: str) -> bytes:
+    return await asyncio.to_thread(html_to_pdf, html)

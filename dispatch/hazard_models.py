@@ -1,0 +1,115 @@
+"""Tables of hazard supervision: hazards, evidence, rectification notices, rechecks, penalty decisions.
+
+They share `Base` with dispatch.models, so Alembic sees one metadata. Law clauses live in configuration
+(config.hazards.HazardsConfig.law_clauses); each document stores the clause texts it cited, so a later
+config change never rewrites an issued document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models import Base
+
+
+class Hazard(Base):
+    __tablename__ = "hazards"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
+    category: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(16))  # general | major
+    source: Mapped[str] = mapped_column(String(16))  # detection | patrol | inspection
+    status: Mapped[str] = mapped_column(String(24))
+    description: Mapped[str] = mapped_column(Text, default="")
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    zone: Mapped[str | None] = mapped_column(String(64))
+    camera_visible: Mapped[bool] = mapped_column(default=False)
+    found_at: Mapped[datetime]
+    found_by: Mapped[str] = mapped_column(String(64))
+    deadline: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(24))  # rectified | penalty_closed | withdrawn
+
+    __table_args__ = (Index("ix_hazards_status", "status"),)
+
+
+class HazardEvidence(Base):
+    """A photo or snapshot. Bytes are kept in the database; their SHA-256 is in the hash-chained record."""
+
+    __tablename__ = "hazard_evidence"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # before | proof | recheck | after
+    content_type: Mapped[str] = mapped_column(String(40))
+    filename: Mapped[str] = mapped_column(String(200), default="")
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text, default="")
+    uploaded_at: Mapped[datetime]
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+
+
+class RectificationNotice(Base):
+    """责令限期改正通知书."""
+
+    __tablename__ = "rectification_notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    number: Mapped[str] = mapped_column(String(80), unique=True)
+    year: Mapped[int]
+    seq: Mapped[int]
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(64))
+    deadline: Mapped[datetime]
+    requirement: Mapped[str] = mapped_column(Text, default="")
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # cited clause snapshots
+
+
+class Recheck(Base):
+    """复查: by camera (system) or by an officer."""
+
+    __tablename__ = "rechecks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16))  # camera | officer
+    rectified: Mapped[bool]
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(64))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("hazard_evidence.id"))
+
+
+class PenaltyDecision(Base):
+    """行政处罚决定书: proposed → confirmed (officer) → approved (supervisor) → paid/closed."""
+
+    __tablename__ = "penalty_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(16))  # unit | individual
+    person_name: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # fine | warning
+    amount_yuan: Mapped[int] = mapped_column(default=0)
+    facts: Mapped[str] = mapped_column(Text, default="")
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    number: Mapped[str | None] = mapped_column(String(80), unique=True)
+    year: Mapped[int | None]
+    seq: Mapped[int | None]
+    proposed_at: Mapped[datetime]
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None]
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closure: Mapped[str | None] = mapped_column(String(16))  # paid | warned | rejected
+    closure_note: Mapped[str] = mapped_column(Text, default="")

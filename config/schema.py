@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.cameras import CameraConfig
+from config.hazards import HazardsConfig
 
 UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -181,6 +182,11 @@ class FirelinkConfig(FirelinkBaseModel):
     )
     units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
     cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
+    hazards: HazardsConfig = Field(
+        default_factory=HazardsConfig,
+        title="Hazards",
+        description="Hazard supervision: categories, law clauses, penalty rules, KPI targets, scoring.",
+    )
     users: list[BootstrapUser] = Field(
         default_factory=list, title="Users", description="Accounts created at start if missing."
     )

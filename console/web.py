@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+import console.api_hazards  # noqa: F401  (registers hazard/evaluation routes on the route table)
 from console.api import api
 from console.security import identify
 from console.ws import websocket

@@ -1,6 +1,6 @@
 """App factory: small parts, each started and stopped by its own cleanup context.
 
-Order (start; stop is the reverse): database → core service → MQTT broker
+Order (start; stop is the reverse): database → core service → hazard service → MQTT broker
 (embedded only when none answers) → MQTT link → background workers
 (notify outbox, escalation, device watchdog) → cameras. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
@@ -25,6 +25,7 @@ from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
+from dispatch.hazards import hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import utcnow
 from dispatch.service import IncidentService
@@ -105,6 +106,6 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
-    app.cleanup_ctx.extend([database, core, broker, mqtt_link, workers])
+    app.cleanup_ctx.extend([database, core, hazards_context, broker, mqtt_link, workers])
     setup_console(app)
     return app

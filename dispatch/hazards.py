@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.hazards import HazardsConfig, LawClause
 from config.schema import FirelinkConfig
 from dispatch import events as ev
+from dispatch.appkeys import BUS, CONFIG, SERVICE, WRITER
 from dispatch.events import Event, EventBus
 from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
 from dispatch.inputs import SYSTEM, Actor, utcnow
@@ -413,8 +414,8 @@ class HazardService:
         async with self.db.session() as s:
             rows = (await s.execute(select(Hazard.id, Hazard.deadline).where(
                 Hazard.status.in_([NOTICE, PROOF]), Hazard.deadline.is_not(None)))).all()
-        due = [hid for hid, dl in rows if dl <= now]
-        later = [dl for _, dl in rows if dl > now]
+        due = [hid for hid, dl in rows if dl is not None and dl <= now]
+        later: list[datetime] = [dl for _, dl in rows if dl is not None and dl > now]
         return due, min(later) if later else None
 
     async def process_deadline(self, hazard_id: int) -> dict[str, Any] | None:
@@ -462,8 +463,8 @@ class HazardService:
         unit = self._unit(h.unit_id)
         facts = f"经查，{unit.name}（{unit.address}）存在“{cat.name if cat else h.category}”的火灾隐患"
         if notice is not None:
-            facts += (f"，{self.cfg.station.name}于{_cn_date(notice.issued_at)}以《责令限期改正通知书》（{notice.number}）"
-                      f"责令其于{_cn_date(notice.deadline)}前改正，逾期未改正")
+            facts += (f"，{self.cfg.station.name}于{_cn_date(notice.issued_at)}以《责令限期改正通知书》"
+                      f"（{notice.number}）责令其于{_cn_date(notice.deadline)}前改正，逾期未改正")
         facts += "。"
         p = PenaltyDecision(hazard_id=h.id, status="proposed", target=rule.target, person_name="", kind=rule.kind,
                             amount_yuan=rule.proposed_yuan, facts=facts,
@@ -749,8 +750,6 @@ async def hazards_context(app: web.Application) -> AsyncIterator[None]:
 
     The camera layer plugs its recheck in later with `app[HAZARDS].recheck_by_camera = fn`.
     """
-    from dispatch.appkeys import BUS, CONFIG, SERVICE, WRITER
-
     core = app[SERVICE]
     service = HazardService(app[WRITER], app[CONFIG], core.units, core.clock)
     app[HAZARDS] = service
@@ -759,9 +758,3 @@ async def hazards_context(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def install_hazards(app: web.Application) -> None:
-    """Adds the hazard context to an app made by dispatch.app.create_app (idempotent)."""
-    if hazards_context not in app.cleanup_ctx:
-        app.cleanup_ctx.append(hazards_context)

@@ -236,11 +236,10 @@ def _hazard_block(entries: Sequence[Entry], notices: Sequence[NoticeFacts], t: K
 
     window = timedelta(hours=t.recheck_within_h)
     deadlines = {n.hazard_id: n.deadline for n in notices}
-    all_notice_deadlines = deadlines
     rechecks = [e for e in entries if e.action == hz.RECHECKED and mine(e)]
     on_time = 0
     for e in rechecks:
-        dl = all_notice_deadlines.get(e.hazard_id or 0)
+        dl = deadlines.get(e.hazard_id or 0)
         if dl is None and e.data.get("deadline"):
             dl = datetime.fromisoformat(e.data["deadline"])
         if dl is not None and e.at <= dl + window:
@@ -282,6 +281,8 @@ def compute(entries: Sequence[Entry], start: datetime, end: datetime, cfg: Hazar
     """All KPIs of a period from record entries. `units`: unit id → name (for labels)."""
     t = cfg.targets
     units = units or {}
+    # detections are created by the detector layer (actor role "system"); their actor names are not officers
+    detectors = {e.actor for e in entries if e.action == hz.HAZARD_CREATED and e.data.get("source") == "detection"}
 
     def inside(at: datetime) -> bool:
         return start <= at < end
@@ -291,11 +292,11 @@ def compute(entries: Sequence[Entry], start: datetime, end: datetime, cfg: Hazar
     notices = [n for n in _notices(entries).values() if inside(n.deadline)]
 
     # officers: anyone who acted as an officer in the period
-    officers = sorted({i.ack_by for i in incs if i.ack_by} |
-                      {e.actor for e in dated if e.action in (hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED,
-                                                               hz.PENALTY_CONFIRMED)} |
-                      {n.issued_by for n in notices} - SYSTEM_ACTORS)
-    officers = [o for o in officers if o not in SYSTEM_ACTORS and o != "detector"]
+    acting = ({i.ack_by for i in incs if i.ack_by}
+              | {e.actor for e in dated if e.action in (hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED,
+                                                        hz.PENALTY_CONFIRMED)}
+              | {n.issued_by for n in notices})
+    officers = sorted(o for o in acting if o not in SYSTEM_ACTORS and o not in detectors)
     officer_rows = []
     for o in officers:
         row: dict[str, Any] = {"officer": o, **_response_block([i for i in incs if i.ack_by == o], t),
@@ -369,22 +370,24 @@ def _trend(incs: Sequence[IncidentFacts], dated: Sequence[Entry], start: datetim
         if not buckets or buckets[-1] != k:
             buckets.append(k)
         cur += timedelta(days=1)
-    rows = {k: {"bucket": k, "alarms": 0, "ack": [], "dispatch": [], "hazards": 0} for k in buckets}
+    alarms = dict.fromkeys(buckets, 0)
+    hazards = dict.fromkeys(buckets, 0)
+    ack: dict[str, list[float]] = {k: [] for k in buckets}
+    disp: dict[str, list[float]] = {k: [] for k in buckets}
     for i in incs:
-        r = rows.get(key(i.created_at)) if i.created_at else None
-        if r is None:
+        k = key(i.created_at) if i.created_at else ""
+        if k not in alarms:
             continue
-        r["alarms"] += 1
+        alarms[k] += 1
         if (s := i.span(i.ack_at)) is not None:
-            r["ack"].append(s)
+            ack[k].append(s)
         if (s := i.span(i.dispatch_at)) is not None:
-            r["dispatch"].append(s)
+            disp[k].append(s)
     for e in dated:
-        if e.action == hz.HAZARD_CREATED and (r := rows.get(key(e.at))) is not None:
-            r["hazards"] += 1
-    out = [{"bucket": r["bucket"], "alarms": r["alarms"], "hazards": r["hazards"],
-            "ack_median_s": quantile(r["ack"], 0.5), "dispatch_median_s": quantile(r["dispatch"], 0.5)}
-           for r in rows.values()]
+        if e.action == hz.HAZARD_CREATED and (k := key(e.at)) in hazards:
+            hazards[k] += 1
+    out = [{"bucket": k, "alarms": alarms[k], "hazards": hazards[k], "ack_median_s": quantile(ack[k], 0.5),
+            "dispatch_median_s": quantile(disp[k], 0.5)} for k in buckets]
     return {"granularity": "day" if daily else "month", "points": out}
 
 

@@ -1,0 +1,342 @@
+"""HTTP API of hazard supervision and evaluation, on the console's one route table (console.api.api).
+
+Importing this module registers the routes; console/web.py imports it before `api.install(app)`.
+Officers act; units see their own hazards/notices and upload proof; the assessor reads; the admin
+(supervisor) approves penalties. Uploads are multipart, size-limited, and checked by their bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, web
+from pydantic import Field
+from sqlalchemy import or_, select
+
+from console.api import _Body, _int, _limit, actor, api
+from console.routing import OFFICERS, STAFF, error
+from dispatch import documents, kpi
+from dispatch.appkeys import CONFIG, DB, SERVICE
+from dispatch.hazards import HAZARDS, HazardService, Upload, hazards_config
+from dispatch.inputs import utcnow
+from dispatch.models import Incident
+from dispatch.service import BadRequest
+from dispatch.state import IncidentStatus
+from dispatch.views import iso
+
+READERS = frozenset({*STAFF, "unit"})
+ADMIN = frozenset({"admin"})
+MAX_FIELD = 4000
+
+
+def hazards(request: web.Request) -> HazardService:
+    return request.app[HAZARDS]
+
+
+class HazardBody(_Body):
+    unit_id: str = Field(..., min_length=1, max_length=64, description="The unit where the hazard is.")
+    category: str = Field(..., min_length=1, max_length=40, description="Category key from /api/hazards/config.")
+    source: Literal["patrol", "inspection", "detection"] = Field("inspection", description="How it was found.")
+    severity: Literal["general", "major"] | None = None
+    description: str = Field("", max_length=2000)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    camera_id: str | None = Field(None, max_length=64, description="Camera of a video patrol/detection.")
+    zone: str | None = Field(None, max_length=64)
+
+
+class NoticeBody(_Body):
+    deadline: datetime | None = Field(None, description="ISO-8601 with zone; default now + category days.")
+    days: int | None = Field(None, ge=0, le=365)
+    clauses: list[str] | None = Field(None, max_length=20, description="Law-clause keys; default per category.")
+    requirement: str | None = Field(None, max_length=2000)
+
+
+class RecheckBody(_Body):
+    rectified: bool
+    note: str = Field("", max_length=2000)
+
+
+class NoteBody(_Body):
+    note: str = Field("", max_length=2000)
+
+
+class ConfirmBody(_Body):
+    target: Literal["unit", "individual"] | None = None
+    kind: Literal["fine", "warning"] | None = None
+    amount_yuan: int | None = Field(None, ge=0, le=10_000_000)
+    person_name: str | None = Field(None, max_length=100)
+
+
+class InspectionBody(_Body):
+    unit_id: str = Field(..., min_length=1, max_length=64)
+    note: str = Field("", max_length=2000)
+
+
+async def read_uploads(request: web.Request, svc: HazardService) -> tuple[dict[str, str], list[Upload]]:
+    """Multipart form: text fields and image files, within the configured limits (413 beyond)."""
+    cfg = svc.hcfg
+    limit = cfg.max_upload_bytes * cfg.max_files_per_upload + 64 * 1024
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
+                                            text=f"upload larger than {limit} bytes")
+    if not request.content_type.startswith("multipart/form-data"):
+        raise BadRequest("send multipart/form-data (fields and image files)")
+    fields: dict[str, str] = {}
+    files: list[Upload] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart is not accepted")
+        if part.filename is None:
+            raw = await part.read_chunk(MAX_FIELD + 1)
+            if len(raw) > MAX_FIELD:
+                raise BadRequest(f"field {part.name!r} longer than {MAX_FIELD} bytes")
+            try:
+                fields[part.name or ""] = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise BadRequest(f"field {part.name!r} is not UTF-8") from None
+            continue
+        if len(files) >= cfg.max_files_per_upload:
+            raise BadRequest(f"at most {cfg.max_files_per_upload} files per upload")
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data.extend(chunk)
+            if len(data) > cfg.max_upload_bytes:
+                raise web.HTTPRequestEntityTooLarge(max_size=cfg.max_upload_bytes, actual_size=len(data),
+                                                    text=f"{part.filename} larger than {cfg.max_upload_bytes} bytes")
+        files.append(Upload(part.filename[:200], part.headers.get("Content-Type", ""), bytes(data)))
+    return fields, files
+
+
+# ------------------------------------------------------------------ hazards
+
+@api.route("GET", "/api/hazards/config", "Hazard categories, law clauses, penalty rules", roles=READERS,
+           tag="hazards")
+async def get_hazard_config(request: web.Request, _: None) -> dict[str, Any]:
+    return hazards(request).config_view()
+
+
+@api.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards")
+async def get_hazards(request: web.Request, _: None) -> list[dict[str, Any]]:
+    q = request.query
+    start, end = _range(request)
+    return await hazards(request).list_hazards(
+        actor(request), status=q.get("status", "open"), unit_id=q.get("unit_id") or None,
+        category=q.get("category") or None, severity=q.get("severity") or None, q=q.get("q") or None,
+        start=start, end=end, limit=_limit(request))
+
+
+@api.route("POST", "/api/hazards", "Create a hazard (patrol, inspection)", roles=OFFICERS, body=HazardBody,
+           tag="hazards")
+async def post_hazard(request: web.Request, body: HazardBody) -> dict[str, Any]:
+    return await hazards(request).create(
+        unit_id=body.unit_id, category=body.category, source=body.source, actor=actor(request),
+        description=body.description, severity=body.severity, lat=body.lat, lon=body.lon, camera_id=body.camera_id,
+        zone=body.zone)
+
+
+@api.route("GET", "/api/hazards/{id}", "Get a hazard with its timeline and evidence", roles=READERS, tag="hazards")
+async def get_hazard(request: web.Request, _: None) -> dict[str, Any]:
+    return await hazards(request).detail(_int(request), actor(request))
+
+
+@api.route("POST", "/api/hazards/{id}/evidence", "Attach photos (multipart: stage, note, files)", roles=OFFICERS,
+           tag="hazards")
+async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
+    svc = hazards(request)
+    fields, files = await read_uploads(request, svc)
+    return await svc.add_evidence(_int(request), fields.get("stage", "before"), files, fields.get("note", ""),
+                                  actor(request))
+
+
+@api.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
+           tag="hazards")
+async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
+    return await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
+                                               days=body.days, clauses=body.clauses, requirement=body.requirement)
+
+
+@api.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
+           roles=frozenset({*OFFICERS, "unit"}), tag="hazards")
+async def post_proof(request: web.Request, _: None) -> dict[str, Any]:
+    svc = hazards(request)
+    fields, files = await read_uploads(request, svc)
+    return await svc.submit_proof(_int(request), fields.get("note", ""), files, actor(request))
+
+
+@api.route("POST", "/api/hazards/{id}/recheck", "Record a recheck", roles=OFFICERS, body=RecheckBody, tag="hazards")
+async def post_recheck(request: web.Request, body: RecheckBody) -> dict[str, Any]:
+    return await hazards(request).recheck(_int(request), body.rectified, body.note, actor(request))
+
+
+@api.route("POST", "/api/hazards/{id}/withdraw", "Withdraw an open hazard (no hazard after all)", roles=OFFICERS,
+           body=NoteBody, tag="hazards")
+async def post_withdraw(request: web.Request, body: NoteBody) -> dict[str, Any]:
+    return await hazards(request).withdraw(_int(request), body.note, actor(request))
+
+
+@api.route("POST", "/api/hazards/{id}/penalty", "Propose a penalty for an overdue hazard", roles=OFFICERS,
+           tag="hazards")
+async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
+    return await hazards(request).propose_penalty(_int(request), actor(request))
+
+
+@api.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
+           tag="hazards")
+async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
+    return await hazards(request).confirm_penalty(_int(request), actor(request), target=body.target,
+                                                  kind=body.kind, amount_yuan=body.amount_yuan,
+                                                  person_name=body.person_name)
+
+
+@api.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
+async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
+    return await hazards(request).approve_penalty(_int(request), actor(request))
+
+
+@api.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
+           body=NoteBody, tag="hazards")
+async def post_close_penalty(request: web.Request, body: NoteBody) -> dict[str, Any]:
+    return await hazards(request).close_penalty(_int(request), actor(request), body.note)
+
+
+@api.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
+           tag="hazards")
+async def post_inspection(request: web.Request, body: InspectionBody) -> dict[str, Any]:
+    return await hazards(request).record_inspection(body.unit_id, body.note, actor(request))
+
+
+# ------------------------------------------------------------------ files
+
+def _pdf(data: bytes, name: str) -> web.Response:
+    return web.Response(body=data, content_type="application/pdf", headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "Cache-Control": "no-store"})
+
+
+@api.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards")
+async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    svc = hazards(request)
+    who = actor(request)
+    doc = await svc.notice_document(_int(request), who)
+    detail = await svc.detail(doc["hazard"]["id"], who)
+    html = documents.notice_html(doc, [e for e in detail["evidence"] if e["stage"] == "before"])
+    return _pdf(await documents.pdf_async(html), f"责令限期改正通知书-{doc['notice'].number}.pdf")
+
+
+@api.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards")
+async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    doc = await hazards(request).penalty_document(_int(request), actor(request))
+    return _pdf(await documents.pdf_async(documents.penalty_html(doc)),
+                f"行政处罚决定书-{doc['penalty'].number}.pdf")
+
+
+@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards")
+async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
+    e, _unit = await hazards(request).evidence(_int(request), actor(request))
+    return web.Response(body=e.data, content_type=e.content_type, headers={
+        "Cache-Control": "private, max-age=3600", "X-Content-SHA256": e.sha256,
+        "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
+
+
+# ------------------------------------------------------------------ evaluation
+
+def _range(request: web.Request) -> tuple[datetime | None, datetime | None]:
+    q = request.query
+    if not (q.get("from") or q.get("to") or q.get("period")):
+        return None, None
+    p = _period(request)
+    return p.start, p.end
+
+
+def _period(request: web.Request) -> kpi.Period:
+    q = request.query
+    try:
+        return kpi.parse_period(q.get("period"), q.get("from"), q.get("to"), now=utcnow())
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _kpis(request: web.Request) -> dict[str, Any]:
+    units = {u.id: u.name for u in request.app[SERVICE].units.values()}
+    return await kpi.kpis(request.app[DB], hazards_config(request.app[CONFIG]), _period(request), units)
+
+
+@api.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
+           roles=STAFF, tag="evaluation")
+async def get_kpi(request: web.Request, _: None) -> dict[str, Any]:
+    return await _kpis(request)
+
+
+@api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation")
+async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
+    result = await _kpis(request)
+    body = "\ufeff" + kpi.to_csv(result)  # BOM: Excel opens UTF-8 Chinese correctly
+    return web.Response(text=body, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote('考评-' + result['period'] + '.csv')}"})
+
+
+@api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation")
+async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    result = await _kpis(request)
+    cfg = request.app[CONFIG]
+    hc = hazards_config(cfg)
+    html = documents.report_html(result, hc.issuing_authority or cfg.station.name,
+                                 {c.key: c.name for c in hc.categories}, utcnow())
+    return _pdf(await documents.pdf_async(html), f"考评报告-{result['period']}.pdf")
+
+
+@api.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,
+           tag="evaluation")
+async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
+    core = request.app[SERVICE]
+    async with request.app[DB].session() as s:
+        rows = (await s.execute(select(Incident.status).where(Incident.status != IncidentStatus.CLOSED))).all()
+    active = len(rows)
+    unacked = sum(1 for (st,) in rows if st == IncidentStatus.NEW)
+    return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await hazards(request).counts(),
+            "units": len(core.units)}
+
+
+@api.route("GET", "/api/search", "Search incidents and hazards (?type=&q=&unit_id=&status=&from=&to=)",
+           roles=STAFF, tag="evaluation")
+async def get_search(request: web.Request, _: None) -> dict[str, Any]:
+    q = request.query
+    kind = q.get("type", "all")
+    if kind not in ("all", "incidents", "hazards"):
+        return error(400, "type must be all, incidents or hazards")  # type: ignore[return-value]
+    start, end = _range(request)
+    text = (q.get("q") or "").strip()
+    unit_id = q.get("unit_id") or None
+    status = q.get("status") or "all"
+    limit = max(1, min(_limit(request), 500))
+    out: dict[str, Any] = {"incidents": [], "hazards": []}
+    core = request.app[SERVICE]
+    if kind in ("all", "incidents"):
+        query = select(Incident).order_by(Incident.id.desc()).limit(limit)
+        if unit_id:
+            query = query.where(Incident.unit_id == unit_id)
+        if status not in ("all", ""):
+            query = query.where(Incident.status == status) if status != "open" else \
+                query.where(Incident.status != IncidentStatus.CLOSED)
+        if start:
+            query = query.where(Incident.opened_at >= start)
+        if end:
+            query = query.where(Incident.opened_at < end)
+        if text:
+            ids = [u.id for u in core.units.values() if text in u.name or text in u.address]
+            query = query.where(or_(Incident.unit_id.in_(ids), Incident.kind == text, Incident.close_note.like(
+                f"%{text}%")))
+        async with request.app[DB].session() as s:
+            rows = (await s.scalars(query)).all()
+        out["incidents"] = [{"id": i.id, "unit_id": i.unit_id, "unit_name": core.units[i.unit_id].name,
+                             "kind": i.kind, "status": i.status, "outcome": i.outcome, "opened_at": iso(i.opened_at),
+                             "acknowledged_by": i.acknowledged_by, "closed_at": iso(i.closed_at)} for i in rows]
+    if kind in ("all", "hazards"):
+        out["hazards"] = await hazards(request).list_hazards(
+            actor(request), status=status if status != "" else "all", unit_id=unit_id,
+            category=q.get("category") or None, severity=q.get("severity") or None, q=text or None,
+            start=start, end=end, limit=limit)
+    return out

@@ -1,0 +1,194 @@
+// Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
+// hazards by unit, case search with full timeline and evidence, CSV/PDF export.
+import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { fmtTime, get, h, loadMe, logout, toast } from "./common.js";
+import { num, pct } from "./hazards_i18n.js";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+let cfg = null;
+let last = null;
+
+function s(tag, attrs, ...kids) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const c of kids.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+/** Lines (series: [{name, color, values}]) over labels; nulls leave gaps. */
+function lineChart(labels, series) {
+  const W = 600, H = 220, L = 40, B = 24, T = 10;
+  const all = series.flatMap((x) => x.values).filter((v) => v !== null);
+  const max = Math.max(1, ...all);
+  const x = (i) => L + (labels.length <= 1 ? 0 : (i * (W - L - 10)) / (labels.length - 1));
+  const y = (v) => T + (H - T - B) * (1 - v / max);
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
+  for (const f of [0, 0.5, 1]) {
+    svg.append(s("line", { x1: L, x2: W - 10, y1: y(max * f), y2: y(max * f), stroke: "#2a3542" }),
+      s("text", { x: 2, y: y(max * f) + 4 }, Math.round(max * f * 10) / 10));
+  }
+  const step = Math.max(1, Math.ceil(labels.length / 8));
+  labels.forEach((lab, i) => { if (i % step === 0) svg.append(s("text", { x: x(i) - 14, y: H - 6 }, lab.slice(5))); });
+  for (const ser of series) {
+    let d = "";
+    ser.values.forEach((v, i) => { if (v !== null) d += `${d && ser.values[i - 1] !== null ? "L" : "M"}${x(i)},${y(v)}`; });
+    svg.append(s("path", { d, fill: "none", stroke: ser.color, "stroke-width": 2, "data-series": ser.name }));
+    ser.values.forEach((v, i) => { if (v !== null) svg.append(s("circle", { cx: x(i), cy: y(v), r: 2.5, fill: ser.color })); });
+  }
+  return h("div", svg, h("div.legend", series.flatMap((ser) => [h("i", { style: `background:${ser.color}` }), ser.name])));
+}
+
+/** Horizontal bars: [[label, value]]. */
+function barChart(pairs, color = "#4c9dff") {
+  const W = 600, rowH = 22, H = Math.max(40, pairs.length * rowH + 10), L = 190;
+  const max = Math.max(1, ...pairs.map((p) => p[1]));
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, style: `height:${Math.max(4, H / 16)}em` });
+  pairs.forEach(([lab, v], i) => {
+    const y = 6 + i * rowH;
+    svg.append(s("text", { x: 4, y: y + 14 }, lab.length > 14 ? lab.slice(0, 14) + "…" : lab),
+      s("rect", { x: L, y, width: ((W - L - 40) * v) / max, height: rowH - 6, fill: color, rx: 3 }),
+      s("text", { x: L + ((W - L - 40) * v) / max + 4, y: y + 14 }, v));
+  });
+  return svg;
+}
+
+function table(cols, rows, onClick) {
+  return h("table.kt", h("thead", h("tr", cols.map((c) => h("th", { class: c.left ? "l" : "" }, t(c.label))))),
+    h("tbody", rows.map((r) => h("tr", { class: onClick ? "click" : "", onclick: onClick ? () => onClick(r) : null },
+      cols.map((c) => h("td", { class: c.left ? "l" : "" }, c.f(r)))))));
+}
+
+function stat(label, value, hot) {
+  return h("div.stat", { class: hot ? "hot" : "" }, h("div.v", value), h("div.l", label));
+}
+
+const catName = (k) => (cfg && cfg.categories.find((c) => c.key === k)?.name) || k;
+
+async function loadNow() {
+  const d = await get("/api/dashboard");
+  $("now").replaceChildren(stat(t("as.active"), d.incidents.active, d.incidents.active > 0),
+    stat(t("as.unacked"), d.incidents.unacknowledged, d.incidents.unacknowledged > 0),
+    stat(t("as.open_hazards"), d.hazards.open_total, false));
+  $("now").querySelector(".stat:last-child").id = "now-open-hazards";
+  $("now-cat").replaceChildren(barChart(Object.entries(d.hazards.by_category).map(([k, v]) => [catName(k), v]), "#ffb020"));
+  $("now-sev").replaceChildren(barChart(Object.entries(d.hazards.by_severity).map(([k, v]) => [t("sev." + k), v]), "#ff3b30"));
+  $("locations").replaceChildren(table([
+    { label: "k.name", left: true, f: (r) => r.name || r.unit_id },
+    { label: "k.address", left: true, f: (r) => r.address || "—" },
+    { label: "k.coords", f: (r) => (r.lat !== null && r.lat !== undefined ? `${r.lat}, ${r.lon}` : "—") },
+    { label: "k.open", f: (r) => r.open }, { label: "k.closed", f: (r) => r.closed },
+  ], d.hazards.by_unit));
+}
+
+function query() {
+  const kind = $("p-kind").value;
+  if (kind === "range") return `from=${$("p-from").value}&to=${$("p-to").value}`;
+  return `period=${encodeURIComponent($("p-value").value.trim())}`;
+}
+
+function defaultValue(kind) {
+  const d = new Date();
+  if (kind === "month") return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`;
+  if (kind === "quarter") return `${d.getFullYear()}-Q${Math.floor(d.getMonth() / 3) + 1}`;
+  return String(d.getFullYear());
+}
+
+async function loadKpi() {
+  const q = query();
+  const k = await get(`/api/kpi?${q}`);
+  last = k;
+  $("x-csv").href = `/api/kpi.csv?${q}`;
+  $("x-pdf").href = `/api/kpi/report.pdf?${q}`;
+  $("p-label").textContent = k.period;
+  const hl = k.headline;
+  $("headline").replaceChildren(...["units_inspected", "hazards_found", "notices_issued", "penalty_cases",
+    "fires_handled", "alarms", "incidents", "false_alarms"].map((key) => {
+    const el = stat(t("as." + key), hl[key]);
+    el.dataset.key = key;
+    return el;
+  }));
+  const cols = [
+    { label: "k.rank", f: (r) => r.rank ?? "—" }, { label: "k.officer", left: true, f: (r) => r.officer },
+    { label: "k.score", f: (r) => num(r.score) }, { label: "k.alarms_handled", f: (r) => r.alarms_handled },
+    { label: "k.ack", f: (r) => `${num(r.ack_median_s)} / ${num(r.ack_p90_s)}` },
+    { label: "k.dispatch", f: (r) => `${num(r.dispatch_median_s)} / ${num(r.dispatch_p90_s)}` },
+    { label: "k.ack_share", f: (r) => pct(r.ack_within_target_share) },
+    { label: "k.dispatch_share", f: (r) => pct(r.dispatch_within_target_share) },
+    { label: "k.handled_share", f: (r) => pct(r.handled_within_2min_share) },
+    { label: "k.escalations", f: (r) => r.escalations }, { label: "k.hazards_found", f: (r) => r.hazards_found },
+    { label: "k.notices", f: (r) => r.notices_issued },
+    { label: "k.rectified", f: (r) => `${r.rectified_on_time}/${r.notices_due}` },
+    { label: "k.rechecks", f: (r) => `${r.rechecks_on_time}/${r.rechecks_done}` },
+    { label: "k.penalties", f: (r) => r.penalties },
+  ];
+  $("ranking").replaceChildren(table(cols, [{ ...k.station, officer: t("as.station") }, ...k.officers]));
+  $("units").replaceChildren(table([
+    { label: "k.name", left: true, f: (r) => r.name }, { label: "as.alarms", f: (r) => r.alarms },
+    { label: "as.incidents", f: (r) => r.incidents }, { label: "k.false_rate", f: (r) => pct(r.false_alarm_rate) },
+    { label: "k.faults", f: (r) => r.device_faults }, { label: "k.hazards", f: (r) => r.hazards },
+    { label: "k.compliance", f: (r) => pct(r.rectification_compliance) },
+  ], k.units));
+  const pts = k.trend.points;
+  const labels = pts.map((p) => p.bucket);
+  $("chart-times").replaceChildren(lineChart(labels, [
+    { name: t("k.ack"), color: "#ffb020", values: pts.map((p) => p.ack_median_s) },
+    { name: t("k.dispatch"), color: "#4c9dff", values: pts.map((p) => p.dispatch_median_s) }]));
+  $("chart-counts").replaceChildren(lineChart(labels, [
+    { name: t("as.alarms"), color: "#ff3b30", values: pts.map((p) => p.alarms) },
+    { name: t("as.hazards_found"), color: "#2fd07a", values: pts.map((p) => p.hazards) }]));
+  $("chart-cat").replaceChildren(barChart(Object.entries(k.hazards_by_category).map(([c, v]) => [catName(c), v])));
+}
+
+async function search() {
+  const q = encodeURIComponent($("s-q").value.trim());
+  const r = await get(`/api/search?type=${$("s-type").value}&q=${q}&status=all&${query()}`);
+  const inc = r.incidents.map((i) => ({ kind: "incident", id: i.id, unit: i.unit_name, what: t("kind." + i.kind),
+    status: t("status." + i.status), at: i.opened_at }));
+  const hz = r.hazards.map((x) => ({ kind: "hazard", id: x.id, unit: x.unit.name, what: x.category_name,
+    status: t("hst." + x.status), at: x.found_at }));
+  $("results").replaceChildren(table([
+    { label: "k.kind", left: true, f: (x) => (x.kind === "incident" ? t("as.type.incidents") : t("as.type.hazards")) + ` #${x.id}` },
+    { label: "k.name", left: true, f: (x) => x.unit }, { label: "hz.category", left: true, f: (x) => x.what },
+    { label: "k.status", f: (x) => x.status }, { label: "k.time", f: (x) => fmtTime(x.at) },
+  ], [...inc, ...hz], (x) => openCase(x.kind, x.id)));
+}
+
+async function openCase(kind, id) {
+  const c = await get(kind === "incident" ? `/api/incidents/${id}` : `/api/hazards/${id}`);
+  const box = $("case");
+  const evidence = kind === "hazard" ? h("div.gallery", c.evidence.map((e) => h("figure",
+    h("a", { href: e.url, target: "_blank" }, h("img", { src: e.url, alt: e.filename })),
+    h("figcaption", `${t("ev." + e.stage)} · ${e.sha256.slice(0, 12)}`)))) : null;
+  const docs = kind === "hazard" ? h("div.row", c.notices.map((n) => h("a.btn.btn-small", { href: n.pdf, target: "_blank" }, n.number)),
+    c.penalties.filter((p) => p.pdf).map((p) => h("a.btn.btn-small", { href: p.pdf, target: "_blank" }, p.number))) : null;
+  const times = kind === "incident" ? h("p", Object.entries(c.response_times).map(([k2, v]) => `${t("times." + k2)} ${num(v)} s`).join(" · ")) : null;
+  box.replaceChildren(h("h2#case-title", `${t("as.case")} · ${kind === "incident" ? t("as.type.incidents") : t("as.type.hazards")} #${id} · ${c.unit.name}`),
+    times, docs, evidence,
+    h("ol#case-timeline.tl", c.timeline.map((e) => h("li", { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)),
+      t("tl." + e.action), " · ", e.actor, h("span.legend", ` ${e.hash.slice(0, 10)}`)))));
+  box.hidden = false;
+  box.scrollIntoView({ behavior: "smooth" });
+}
+
+async function main() {
+  applyI18n(document);
+  bindLangToggle($("lang"));
+  $("logout").onclick = logout;
+  const me = await loadMe();
+  $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`;
+  cfg = await get("/api/hazards/config");
+  $("p-value").value = defaultValue("month");
+  $("p-kind").onchange = () => {
+    const range = $("p-kind").value === "range";
+    $("p-value").hidden = range; $("p-from").hidden = !range; $("p-to").hidden = !range;
+    if (!range) $("p-value").value = defaultValue($("p-kind").value);
+  };
+  $("period-form").addEventListener("submit", (e) => { e.preventDefault(); loadKpi().catch((err) => toast(err.message)); });
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search().catch((err) => toast(err.message)); });
+  onLangChange(() => { applyI18n(document); loadNow(); if (last) loadKpi(); });
+  await Promise.all([loadNow(), loadKpi()]);
+  setInterval(() => loadNow().catch(() => {}), 15000);
+}
+
+main().catch((err) => toast(err.message));

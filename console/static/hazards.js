@@ -1,0 +1,237 @@
+// Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
+import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { connectLive, fmtTime, get, h, loadMe, logout, post, toast } from "./common.js";
+import { upload } from "./hazards_i18n.js";
+
+const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null };
+const $ = (id) => document.getElementById(id);
+const officer = () => ["admin", "duty_officer"].includes(state.me.user.role);
+
+async function guard(fn) {
+  try { return await fn(); } catch (err) { toast(err.message || t("error.generic")); return null; }
+}
+
+async function refreshList() {
+  state.list = await get(`/api/hazards?status=${$("filter").value}`);
+  paintList();
+}
+
+function paintList() {
+  const ul = $("hz-list");
+  ul.replaceChildren(...state.list.map((x) => h("li.hz-item", {
+    dataset: { status: x.status, id: String(x.id) }, tabindex: "0",
+    class: x.id === state.selected ? "selected" : "",
+    onclick: () => select(x.id),
+  },
+  h("div.u", x.unit.name),
+  h("div", x.category_name),
+  h("div.m", h("span.badge.st", t("hst." + x.status)),
+    x.severity === "major" ? h("span.badge.major", t("sev.major")) : null,
+    h("span", t("src." + x.source)),
+    x.deadline ? h("span", `${t("hz.deadline")} ${fmtTime(x.deadline)}`) : null))));
+  if (!state.list.length) ul.replaceChildren(h("li.empty", t("hz.none")));
+}
+
+async function select(id) {
+  state.selected = id;
+  state.detail = await get(`/api/hazards/${id}`);
+  paintList();
+  paintDetail();
+}
+
+function clauseChecks(cat) {
+  return h("div.clauses", state.cfg.law_clauses.map((c) => h("label", h("input", {
+    type: "checkbox", value: c.key, checked: cat && cat.clauses.includes(c.key), name: "clause" }), " ", c.citation)));
+}
+
+function actions(d) {
+  const out = [];
+  const cat = state.cfg.categories.find((c) => c.key === d.category);
+  if (officer() && d.status === "open") {
+    const days = h("input#n-days", { type: "number", min: "0", max: "365", value: String(cat ? cat.default_days : 3) });
+    const req = h("textarea#n-req", { maxlength: "2000" }, cat ? cat.requirement : "");
+    const checks = clauseChecks(cat);
+    out.push(h("div.card", h("h2", t("hz.notice")),
+      h("div.form-grid", h("label", t("hz.notice.days")), days, h("label", t("hz.notice.requirement")), req,
+        h("label", t("hz.notice.clauses")), checks),
+      h("div.row", h("button#n-issue.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
+        const clauses = [...checks.querySelectorAll("input:checked")].map((i) => i.value);
+        await post(`/api/hazards/${d.id}/notice`, { days: Number(days.value), requirement: req.value, clauses });
+        await select(d.id); await refreshList();
+      }) }, t("hz.notice.issue")),
+      h("button.btn", { type: "button", onclick: () => guard(async () => {
+        await post(`/api/hazards/${d.id}/withdraw`, { note: "" }); await select(d.id); await refreshList();
+      }) }, t("hz.withdraw")))));
+  }
+  if (["notice_issued", "proof_submitted", "recheck_due", "penalty"].includes(d.status)) {
+    if (state.me.user.role === "unit" || officer()) {
+      const note = h("textarea#p-note", { maxlength: "2000" });
+      const files = h("input#p-files", { type: "file", accept: "image/jpeg,image/png,image/webp", multiple: true,
+        capture: "environment" });
+      if (state.me.user.role === "unit") {
+        out.push(h("div.card", h("h2", t("hz.proof")), h("div.form-grid", h("label", t("hz.proof.note")), note,
+          h("label", t("hz.photos")), files),
+        h("div.row", h("button#p-submit.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
+          const fd = new FormData();
+          fd.append("note", note.value);
+          for (const f of files.files) fd.append("files", f, f.name);
+          await upload(`/api/hazards/${d.id}/proof`, fd);
+          toast(t("hz.proof.submit"), "info");
+          await select(d.id);
+        }) }, t("hz.proof.submit")))));
+      }
+    }
+    if (officer() && d.status !== "penalty") {
+      const note = h("input#r-note", { maxlength: "2000", placeholder: t("hz.recheck.note") });
+      const recheck = (ok) => guard(async () => {
+        await post(`/api/hazards/${d.id}/recheck`, { rectified: ok, note: note.value });
+        await select(d.id); await refreshList();
+      });
+      const overdue = d.deadline && Date.parse(d.deadline) <= Date.now();
+      out.push(h("div.card", h("h2", t("hz.recheck")), h("div.row", note,
+        h("button#r-ok.btn.btn-ok", { type: "button", onclick: () => recheck(true) }, t("hz.recheck.ok")),
+        h("button#r-fail.btn.btn-danger", { type: "button", onclick: () => recheck(false) }, t("hz.recheck.fail")),
+        overdue ? h("button#pen-propose.btn", { type: "button", onclick: () => guard(async () => {
+          await post(`/api/hazards/${d.id}/penalty`); await select(d.id);
+        }) }, t("hz.penalty.propose")) : null)));
+    }
+  }
+  for (const p of d.penalties) {
+    const rows = [h("div.row", h("span.badge.st", t("pst." + p.status)),
+      h("span", p.kind === "fine" ? `¥${p.amount_yuan.toLocaleString()}` : t("hz.penalty")),
+      p.number ? h("span", p.number) : null,
+      p.pdf ? h("a.btn.btn-small", { href: p.pdf, target: "_blank" }, t("hz.penalty.pdf")) : null),
+    h("p", p.facts),
+    h("p.legend", p.clauses.map((c) => c.citation).join("、"))];
+    if (officer() && p.status === "proposed") {
+      const rule = state.cfg.penalty_rules.find((r) => r.target === p.target && r.kind === p.kind);
+      const amount = h("input#pen-amount", { type: "number", value: String(p.amount_yuan),
+        min: rule ? String(rule.min_yuan) : "0", max: rule ? String(rule.max_yuan) : "" });
+      rows.push(h("div.row", h("label", t("hz.penalty.amount")), amount,
+        h("button#pen-confirm.btn.btn-danger", { type: "button", onclick: () => guard(async () => {
+          await post(`/api/penalties/${p.id}/confirm`, { amount_yuan: Number(amount.value) }); await select(d.id);
+        }) }, t("hz.penalty.confirm"))));
+    }
+    if (state.me.user.role === "admin" && p.status === "confirmed") {
+      rows.push(h("div.row", h("button#pen-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
+        await post(`/api/penalties/${p.id}/approve`); await select(d.id);
+      }) }, t("hz.penalty.approve"))));
+    }
+    if (officer() && p.status === "approved") {
+      const note = h("input#pen-note", { maxlength: "2000" });
+      rows.push(h("div.row", note, h("button#pen-close.btn.btn-ok", { type: "button", onclick: () => guard(async () => {
+        await post(`/api/penalties/${p.id}/close`, { note: note.value }); await select(d.id); await refreshList();
+      }) }, t("hz.penalty.close"))));
+    }
+    out.push(h("div.card.penalty", { dataset: { status: p.status } }, h("h2", t("hz.penalty")), rows));
+  }
+  return out;
+}
+
+function paintDetail() {
+  const d = state.detail;
+  if (!d) return;
+  const notice = d.notices[d.notices.length - 1];
+  $("detail").replaceChildren(
+    h("h1#d-unit", d.unit.name),
+    h("div.row", h("span#d-status.badge.st", { dataset: { status: d.status } }, t("hst." + d.status)),
+      d.outcome ? h("span.badge", t("out." + d.outcome)) : null,
+      h("span.badge" + (d.severity === "major" ? ".major" : ""), t("sev." + d.severity)),
+      h("span.badge", t("src." + d.source))),
+    h("dl.kv",
+      h("dt", t("hz.category")), h("dd", d.category_name),
+      h("dt", t("hz.description")), h("dd", d.description || "—"),
+      h("dt", t("detail.address")), h("dd", d.unit.address || "—"),
+      h("dt", t("hz.found")), h("dd", `${fmtTime(d.found_at)} · ${d.found_by}`),
+      d.camera_id ? [h("dt", t("hz.camera")), h("dd", `${d.camera_id} ${d.zone || ""}`)] : null,
+      d.lat !== null ? [h("dt", t("hz.location")), h("dd", `${d.lat}, ${d.lon}`)] : null,
+      d.deadline ? [h("dt", t("hz.deadline")), h("dd#d-deadline", fmtTime(d.deadline))] : null),
+    notice ? h("div.card", h("h2", t("hz.notice")), h("div.row", h("span#d-notice-number", notice.number),
+      h("a#d-notice-pdf.btn.btn-small", { href: notice.pdf, target: "_blank" }, t("hz.notice.pdf"))),
+    h("p.legend", notice.clauses.map((c) => c.citation).join("、"))) : null,
+    ...actions(d),
+    h("div.card", h("h2", t("hz.evidence")), h("div.gallery", d.evidence.map((e) => h("figure",
+      h("a", { href: e.url, target: "_blank" }, h("img", { src: e.url, alt: e.filename, loading: "lazy" })),
+      h("figcaption", `${t("ev." + e.stage)} · ${fmtTime(e.uploaded_at)} · ${e.sha256.slice(0, 8)}`))))),
+    h("div.card", h("h2", t("hz.timeline")), h("ol#d-timeline.tl", d.timeline.map((e) => h("li",
+      { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)), t("tl." + e.action), " · ", e.actor,
+      e.data && e.data.number ? ` · ${e.data.number}` : "")))),
+  );
+}
+
+function bindForm() {
+  const form = $("new-form");
+  $("new-btn").onclick = () => { form.hidden = !form.hidden; };
+  $("f-cancel").onclick = () => { form.hidden = true; };
+  $("f-gps").onclick = () => {
+    if (!navigator.geolocation) return;
+    navigator.geolocation.getCurrentPosition((pos) => {
+      state.gps = { lat: pos.coords.latitude, lon: pos.coords.longitude };
+      $("f-gps-out").textContent = `${t("hz.gps.ok")} ${state.gps.lat.toFixed(5)}, ${state.gps.lon.toFixed(5)}`;
+    }, (err) => toast(err.message));
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    guard(async () => {
+      const body = { unit_id: $("f-unit").value, category: $("f-category").value, source: $("f-source").value,
+        description: $("f-desc").value, ...(state.gps || {}) };
+      if ($("f-severity").value) body.severity = $("f-severity").value;
+      const created = await post("/api/hazards", body);
+      const files = $("f-photos").files;
+      if (files.length) {
+        const fd = new FormData();
+        fd.append("stage", "before");
+        for (const f of files) fd.append("files", f, f.name);
+        await upload(`/api/hazards/${created.id}/evidence`, fd);
+      }
+      form.reset();
+      form.hidden = true;
+      toast(t("hz.created"), "info");
+      await refreshList();
+      await select(created.id);
+    });
+  });
+}
+
+function fillSelects() {
+  $("f-unit").replaceChildren(...state.units.map((u) => h("option", { value: u.id }, u.name)));
+  $("f-category").replaceChildren(...state.cfg.categories.map((c) => h("option", { value: c.key }, c.name)));
+}
+
+async function main() {
+  applyI18n(document);
+  bindLangToggle($("lang"));
+  $("logout").onclick = logout;
+  state.me = await loadMe();
+  $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`;
+  const [cfg, units] = await Promise.all([get("/api/hazards/config"), get("/api/units")]);
+  state.cfg = cfg;
+  state.units = units;
+  if (!officer()) {
+    $("new-btn").hidden = true;
+    $("nav-console").hidden = state.me.user.role !== "assessor";
+    $("nav-assessor").hidden = state.me.user.role !== "assessor";
+    if (state.me.user.role === "unit") $("nav-console").href = "/unit.html";
+    if (state.me.user.role === "unit") $("nav-console").hidden = false;
+  }
+  fillSelects();
+  bindForm();
+  $("filter").onchange = () => guard(refreshList);
+  onLangChange(() => { applyI18n(document); paintList(); paintDetail(); });
+  await refreshList();
+  const wanted = Number(new URLSearchParams(location.hash.slice(1)).get("id"));
+  if (wanted) await guard(() => select(wanted));
+  connectLive({
+    onOpen: () => guard(refreshList),
+    onState: (on) => { $("ws-state").dataset.online = on ? "1" : "0"; $("ws-state").textContent = t(on ? "ws.online" : "ws.offline"); },
+    onEvent: (ev) => {
+      if (ev.type !== "hazard.updated") return;
+      guard(async () => {
+        await refreshList();
+        if (state.selected === ev.hazard.id) await select(ev.hazard.id);
+      });
+    },
+  });
+}
+
+main();

@@ -1,0 +1,89 @@
+"""Through the browser (headless Debian Chromium): a detected hazard driven to a paid penalty by clicks,
+then found by the assessor with its full timeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from dispatch.hazards import HAZARDS
+from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
+from tests.hazards.conftest import config, hazard_app, jpeg
+from tests.support import RunningApp
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def app(sqlite_url: str, clock: Clock) -> AsyncIterator[RunningApp]:
+    async with hazard_app(config(sqlite_url), clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:  # noqa: F811
+    p = Pages(browser, app.url)
+    yield p
+    await p.close()
+    assert not p.errors, f"uncaught JavaScript errors: {p.errors}"
+
+
+async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clock: Clock, shot) -> None:  # noqa: F811
+    svc = app.app[HAZARDS]
+    hz = await svc.create_from_detection(unit_id="school-1", camera_id="cam-1", zone="exit-east",
+                                         category="blocked_exit", snapshot_jpeg=jpeg())
+    officer = await pages.login("officer")
+    await officer.goto(pages.base + "/hazards.html")
+    item = officer.locator(f'.hz-item[data-id="{hz["id"]}"]')
+    await expect(item).to_contain_text("第一小学")
+    await item.click()
+    await expect(officer.locator("#d-status")).to_have_text("待下发通知")
+    await expect(officer.locator(".gallery img")).to_have_count(1)
+    await officer.click("#n-issue")
+    await expect(officer.locator("#d-status")).to_have_text("限期整改中")
+    await expect(officer.locator("#d-notice-number")).to_contain_text("消限字")
+    await shot(officer, "hazard-notice")
+
+    # the deadline passes (no proof, no camera result): the deadline handler proposes the penalty
+    clock.offset = timedelta(days=2)
+    await svc.process_deadline(hz["id"])
+    await expect(officer.locator("#d-status")).to_have_text("处罚中")  # pushed over the WebSocket
+    await officer.fill("#pen-amount", "8000")
+    await officer.click("#pen-confirm")
+    await expect(officer.locator(".card.penalty")).to_have_attribute("data-status", "confirmed")
+
+    admin = await pages.login("admin")
+    await admin.goto(pages.base + f"/hazards.html#id={hz['id']}")
+    await admin.click("#pen-approve")
+    await expect(admin.locator(".card.penalty")).to_have_attribute("data-status", "approved")
+
+    await expect(officer.locator("#pen-close")).to_be_visible()
+    await officer.fill("#pen-note", "已缴纳")
+    await officer.click("#pen-close")
+    await expect(officer.locator("#d-status")).to_have_text("已办结")
+    await expect(officer.locator('#d-timeline li[data-action="penalty.closed"]')).to_have_count(1)
+    await shot(officer, "hazard-closed")
+
+    assessor = await pages.login("assessor")
+    await assessor.goto(pages.base + "/assessor.html")
+    await expect(assessor.locator('#headline .stat[data-key="penalty_cases"] .v')).to_have_text("1")
+    await expect(assessor.locator("#ranking tbody tr")).to_have_count(2)  # station + officer
+    await assessor.fill("#s-q", "第一小学")
+    await assessor.click("#s-go")
+    await assessor.locator("#results tbody tr").first.click()
+    await expect(assessor.locator('#case-timeline li[data-action="penalty.approved"]')).to_have_count(1)
+    await shot(assessor, "assessor")

@@ -1,0 +1,134 @@
+// Fire brigade / medical centre page (消防救援大队 / 120急救中心): dispatches sent to this agency,
+// with 签收 (accept) and 到场 (on scene). Live over the WebSocket; a new dispatch sounds.
+
+import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import {
+  Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, startTimers, telLink, toast,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const UNACCEPTED = new Set(["pending", "sent", "delivered"]);
+const state = { me: null, agency: null, dispatches: [], seen: null };
+let alerter;
+let paintTimers = () => {};
+
+async function boot() {
+  applyI18n(document);
+  bindLangToggle($("lang"));
+  state.me = await loadMe();
+  const role = state.me.user.role;
+  if (role === "unit") return location.replace("/unit.html");
+  if (role !== "agency") return location.replace("/");
+  state.agency = state.me.user.agency;
+  $("agency-name").textContent = state.me.agencies?.[state.agency]?.name || t("agency." + state.agency);
+  $("who").textContent = state.me.user.username;
+  $("logout").addEventListener("click", logout);
+  alerter = new Alerter($("sound-banner"));
+  onLangChange(render);
+  paintTimers = startTimers();
+  setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
+  await refetch();
+  connectLive({ onEvent, onOpen: refetch, onState: paintWs });
+}
+
+function paintWs(online) {
+  const el = $("ws-state");
+  el.dataset.online = online ? "1" : "0";
+  el.dataset.i18n = online ? "ws.online" : "ws.offline";
+  el.textContent = t(el.dataset.i18n);
+}
+
+let busy = null;
+let again = false;
+async function refetch() {
+  if (busy) { again = true; return busy; }
+  busy = (async () => {
+    try {
+      const list = await get("/api/dispatches?state=open");
+      const ids = new Set(list.map((d) => d.id));
+      if (state.seen && list.some((d) => !state.seen.has(d.id))) alerter.chime();
+      state.seen = ids;
+      state.dispatches = list;
+      render();
+    } catch (err) {
+      toast(err.message);
+    } finally {
+      busy = null;
+      if (again) { again = false; refetch(); }
+    }
+  })();
+  return busy;
+}
+
+function onEvent(ev) {
+  if (["dispatch.updated", "incident.updated", "incident.created", "resync"].includes(ev.type)) refetch();
+}
+
+async function act(d, what) {
+  const btn = document.querySelector(`[data-dispatch="${d.id}"] [data-action="${what}"]`);
+  if (btn) btn.disabled = true;
+  try {
+    const view = await post(`/api/dispatches/${d.id}/${what === "accept" ? "ack" : "on_scene"}`);
+    Object.assign(d, view);
+    render();
+    refetch();
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+    render();
+  }
+}
+
+function geoLink(unit) {
+  if (unit.lat === null || unit.lat === undefined || unit.lon === null || unit.lon === undefined) {
+    return h("span.muted", t("ag.nopos"));
+  }
+  const lat = Number(unit.lat).toFixed(5);
+  const lon = Number(unit.lon).toFixed(5);
+  return h("span", h("span.coords", `${lat}, ${lon}`),
+    h("a.geo-link", { href: `geo:${lat},${lon}?q=${lat},${lon}(${encodeURIComponent(unit.name || "")})` }, t("ag.map")));
+}
+
+function render() {
+  applyI18n(document);
+  const list = [...state.dispatches].sort((a, b) => {
+    const an = UNACCEPTED.has(a.status) ? 0 : 1;
+    const bn = UNACCEPTED.has(b.status) ? 0 : 1;
+    return an - bn || b.id - a.id;
+  });
+  const waiting = list.filter((d) => UNACCEPTED.has(d.status)).length;
+  alerter.set(waiting ? "normal" : "off");
+  $("ag-count").textContent = String(list.length);
+  $("ag-count").classList.toggle("hot", waiting > 0);
+  $("ag-empty").hidden = list.length > 0;
+  $("dispatches").replaceChildren(...list.map((d) => {
+    const inc = d.incident || {};
+    const unit = inc.unit || {};
+    const row = (key, value, cls) => [h("dt", t(key)), h("dd", { class: cls }, value)];
+    return h("li.dcard", { dataset: { dispatch: String(d.id), status: d.status } },
+      h("div.dcard-head",
+        h("span.kind-badge.big", { dataset: { kind: inc.kind } }, kindLabel(inc.kind)),
+        h("span.dstatus", { dataset: { status: d.status } },
+          UNACCEPTED.has(d.status) ? t("ag.waiting") : t("dstatus." + d.status)),
+        h("span.timer", { dataset: { since: d.created_at } })),
+      h("h3.dcard-unit", unit.name || ""),
+      h("dl.info-list",
+        ...row("ag.address", unit.address || "—", "addr"),
+        ...row("ag.position", geoLink(unit)),
+        ...row("ag.contact", h("span", `${unit.contact_name || "—"} `, telLink(unit.contact_phone))),
+        ...row("detail.category", unit.category || "—"),
+        ...row("ag.dispatched_at", fmtTime(d.created_at)),
+        ...row("ag.incident_status", t("status." + inc.status))),
+      h("div.dcard-actions",
+        h("button.btn.act.btn-ack", {
+          type: "button", dataset: { action: "accept" }, disabled: !UNACCEPTED.has(d.status),
+          onclick: () => act(d, "accept"),
+        }, d.acknowledged_at ? `${t("ag.accept")} ✔ ${fmtTime(d.acknowledged_at)}` : t("ag.accept")),
+        h("button.btn.act.btn-resolve", {
+          type: "button", dataset: { action: "on_scene" }, disabled: d.status === "on_scene",
+          onclick: () => act(d, "on_scene"),
+        }, d.on_scene_at ? `${t("ag.on_scene")} ✔ ${fmtTime(d.on_scene_at)}` : t("ag.on_scene"))));
+  }));
+  paintTimers();
+}
+
+boot().catch((err) => toast(err.message || String(err)));

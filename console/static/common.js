@@ -1,0 +1,308 @@
+// Shared browser plumbing: API calls (cookie session + X-CSRF-Token), the 401 → login rule,
+// the live WebSocket with reconnect, the WebAudio alerter, timers and small DOM helpers.
+
+import { t } from "./i18n.js";
+
+const CSRF_KEY = "firelink.csrf";
+let csrfToken = sessionStorage.getItem(CSRF_KEY);
+let clockSkewMs = 0; // server time − browser time, from the Date header (only trusted when large)
+
+export class ApiError extends Error {
+  constructor(status, message, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export function setCsrf(token) {
+  csrfToken = token || null;
+  if (csrfToken) sessionStorage.setItem(CSRF_KEY, csrfToken);
+  else sessionStorage.removeItem(CSRF_KEY);
+}
+
+/** Sends the browser to the login page, remembering where to come back to. */
+export function toLogin(reason) {
+  const here = location.pathname + location.search + location.hash;
+  const q = new URLSearchParams({ next: here });
+  if (reason) q.set("reason", reason);
+  location.replace("/login.html?" + q.toString());
+  // Stop the caller: nothing more should run on a page that is leaving.
+  return new Promise(() => {});
+}
+
+export async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method, headers, credentials: "same-origin", cache: "no-store",
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch (err) {
+    throw new ApiError(0, t("error.network"), null);
+  }
+  if (resp.status === 401) return toLogin("expired");
+  const text = await resp.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!resp.ok) {
+    const msg = (data && data.error) || `${resp.status} ${resp.statusText}`;
+    throw new ApiError(resp.status, msg, data);
+  }
+  const date = resp.headers.get("Date");
+  if (date) {
+    const skew = Date.parse(date) - Date.now();
+    clockSkewMs = Math.abs(skew) > 3000 ? skew : 0;
+  }
+  return data;
+}
+
+export const get = (path) => api("GET", path);
+export const post = (path, body) => api("POST", path, body === undefined ? {} : body);
+
+/** GET /api/me, keeping its CSRF token. Redirects to login on 401. */
+export async function loadMe() {
+  const me = await get("/api/me");
+  if (me.csrf_token) setCsrf(me.csrf_token);
+  return me;
+}
+
+export async function logout() {
+  try { await post("/api/logout"); } catch { /* leaving anyway */ }
+  setCsrf(null);
+  location.replace("/login.html");
+}
+
+export function homeFor(role) {
+  if (role === "unit") return "/unit.html";
+  if (role === "agency") return "/agency.html";
+  return "/";
+}
+
+/** Live events. Reconnects with backoff; `onOpen` runs on every (re)connect so the page refetches. */
+export function connectLive({ onEvent, onOpen, onState }) {
+  let delay = 500;
+  let ws = null;
+  let stopped = false;
+  const open = () => {
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+    ws = new WebSocket(url);
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      delay = 500;
+      onState && onState(true);
+      onOpen && onOpen();
+    };
+    ws.onmessage = (m) => {
+      let ev;
+      try { ev = JSON.parse(m.data); } catch { return; }
+      if (ev.type === "pong" || ev.type === "hello") return;
+      onEvent(ev);
+    };
+    ws.onclose = async () => {
+      onState && onState(false);
+      if (stopped) return;
+      if (!opened) {
+        // The handshake failed: maybe the session is gone. /api/me answers 401 → login.
+        try { await get("/api/me"); } catch { /* network down: keep retrying */ }
+      }
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  };
+  open();
+  // Keep NAT/proxies from idling the socket out; the server also heartbeats.
+  setInterval(() => { if (ws && ws.readyState === 1) ws.send("ping"); }, 25000);
+  return { close() { stopped = true; ws && ws.close(); } };
+}
+
+// ---------------------------------------------------------------- sound
+
+/**
+ * Repeating alarm beeps through WebAudio (no audio files). Browsers keep audio locked until a
+ * user gesture, so pages show a banner until the first click/keypress unlocks it.
+ * level: "off" | "normal" | "escalated". document.body.dataset.alert mirrors the level.
+ */
+export class Alerter {
+  constructor(banner) {
+    this.banner = banner;
+    this.level = "off";
+    this.muted = false;
+    this.ctx = null;
+    this.timer = null;
+    const unlock = () => this.unlock();
+    for (const evName of ["pointerdown", "keydown", "touchstart"]) {
+      window.addEventListener(evName, unlock, { capture: true });
+    }
+    this.paintBanner();
+  }
+
+  get unlocked() { return !!this.ctx && this.ctx.state === "running"; }
+
+  unlock() {
+    try {
+      if (!this.ctx) {
+        const Ctx = window.AudioContext || window.webkitAudioContext;
+        if (!Ctx) return;
+        this.ctx = new Ctx();
+      }
+      if (this.ctx.state !== "running") this.ctx.resume().then(() => this.paintBanner(), () => {});
+    } catch { /* no audio device */ }
+    document.body.dataset.soundReady = "1"; // the gesture happened: audio is as enabled as it can be
+    this.paintBanner();
+  }
+
+  paintBanner() {
+    if (this.banner) this.banner.hidden = document.body.dataset.soundReady === "1";
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    this.restart();
+  }
+
+  set(level) {
+    if (level === this.level) return;
+    this.level = level;
+    document.body.dataset.alert = level;
+    this.restart();
+  }
+
+  restart() {
+    clearInterval(this.timer);
+    this.timer = null;
+    if (this.level === "off" || this.muted) return;
+    const fast = this.level === "escalated";
+    const tick = () => this.pattern(fast);
+    tick();
+    this.timer = setInterval(tick, fast ? 700 : 1600);
+  }
+
+  /** One short chime now (new dispatch, new instruction). */
+  chime() { this.tone(1046, 0.12, 0.25, 0); this.tone(1318, 0.18, 0.25, 0.14); }
+
+  pattern(fast) {
+    if (fast) {
+      this.tone(1400, 0.14, 0.6, 0);
+      this.tone(1000, 0.14, 0.6, 0.18);
+      this.tone(1400, 0.14, 0.6, 0.36);
+    } else {
+      this.tone(880, 0.18, 0.3, 0);
+      this.tone(880, 0.18, 0.3, 0.3);
+    }
+  }
+
+  tone(freq, dur, gain, at) {
+    if (!this.unlocked || this.muted) return;
+    const c = this.ctx;
+    const start = c.currentTime + at;
+    const osc = c.createOscillator();
+    const g = c.createGain();
+    osc.type = "square";
+    osc.frequency.value = freq;
+    g.gain.setValueAtTime(0.0001, start);
+    g.gain.exponentialRampToValueAtTime(gain, start + 0.01);
+    g.gain.exponentialRampToValueAtTime(0.0001, start + dur);
+    osc.connect(g).connect(c.destination);
+    osc.start(start);
+    osc.stop(start + dur + 0.02);
+  }
+}
+
+// ---------------------------------------------------------------- time
+
+export function now() { return Date.now() + clockSkewMs; }
+
+export function fmtDuration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${String(m).padStart(2, "0")}:${ss}`;
+}
+
+export function fmtTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, "0");
+  const today = new Date(now());
+  const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (d.toDateString() === today.toDateString()) return hms;
+  return `${d.getMonth() + 1}-${pad(d.getDate())} ${hms}`;
+}
+
+export function fmtSeconds(s) {
+  if (s === null || s === undefined) return "—";
+  return s < 60 ? `${s.toFixed(1)} s` : fmtDuration(s);
+}
+
+/**
+ * Elements with data-since="ISO" show a running mm:ss; with data-late-after="N" they get
+ * class "late" after N seconds (unless data-stopped is set).
+ */
+export function startTimers() {
+  const paint = () => {
+    for (const el of document.querySelectorAll("[data-since]")) {
+      const secs = (now() - Date.parse(el.dataset.since)) / 1000;
+      el.textContent = fmtDuration(secs);
+      const lateAfter = Number(el.dataset.lateAfter || 0);
+      el.classList.toggle("late", lateAfter > 0 && secs >= lateAfter);
+    }
+  };
+  paint();
+  setInterval(paint, 500);
+  return paint;
+}
+
+// ---------------------------------------------------------------- DOM
+
+/** h("div.cls#id", {attr: v, onclick: fn, dataset: {...}}, ...children) */
+export function h(sel, attrs, ...children) {
+  const tag = sel.match(/^[a-z0-9]*/i)[0] || "div";
+  const el = document.createElement(tag);
+  for (const [, mark, name] of sel.slice(tag.length).matchAll(/([.#])([^.#]+)/g)) {
+    if (mark === "#") el.id = name;
+    else el.classList.add(name);
+  }
+  if (attrs && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+    children.unshift(attrs);
+    attrs = null;
+  }
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") { for (const c of String(v).split(/\s+/)) if (c) el.classList.add(c); }
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+let toastTimer = null;
+export function toast(message, kind = "error") {
+  let el = document.getElementById("toast");
+  if (!el) {
+    el = h("div#toast", { role: "alert" });
+    document.body.append(el);
+  }
+  el.textContent = message;
+  el.className = "toast " + kind;
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+export function kindLabel(kind) { return t("kind." + kind); }
+
+export function telLink(phone) {
+  return phone ? h("a.tel", { href: "tel:" + phone }, phone) : "—";
+}

@@ -1,0 +1,702 @@
+// Duty officer's console (值班民警 · 综合指挥调度室): live incident queue, the selected incident,
+// one-key actions, linked dispatch status, video, timeline and instructions to the unit.
+
+import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import {
+  Alerter, connectLive, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
+  startTimers, telLink, toast,
+} from "./common.js";
+
+const AGENCIES = ["fire", "medical"];
+const DISPATCH_STEPS = [
+  ["sent", "sent_at"], ["delivered", "delivered_at"], ["acknowledged", "acknowledged_at"], ["on_scene", "on_scene_at"],
+];
+
+const state = {
+  me: null,
+  role: "",
+  readonly: true,
+  ackTimeout: 30,
+  incidents: new Map(), // open incidents (list view) by id
+  selected: null, // selected incident id
+  detail: null, // GET /api/incidents/{id} of the selected one
+  unread: new Set(), // incident ids with unit replies not yet seen
+  units: new Map(),
+  devices: new Map(),
+  cameras: null, // null: not loaded / unavailable; [] none
+  camerasAt: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+let alerter;
+let paintTimers = () => {};
+
+// ------------------------------------------------------------------ boot
+
+async function boot() {
+  applyI18n(document);
+  bindLangToggle($("lang"));
+  state.me = await loadMe();
+  state.role = state.me.user.role;
+  if (state.role === "unit") return location.replace("/unit.html");
+  if (state.role === "agency") return location.replace("/agency.html");
+  state.readonly = !["admin", "duty_officer"].includes(state.role);
+  state.ackTimeout = state.me.escalation?.ack_timeout_s ?? 30;
+  document.body.classList.toggle("readonly", state.readonly);
+  $("station-name").textContent = state.me.station?.name || "";
+  paintWho();
+
+  alerter = new Alerter($("sound-banner"));
+  $("mute").addEventListener("click", () => {
+    alerter.setMuted(!alerter.muted);
+    $("mute").dataset.i18n = alerter.muted ? "sound.unmute" : "sound.mute";
+    $("mute").textContent = t($("mute").dataset.i18n);
+    $("mute").classList.toggle("on", alerter.muted);
+  });
+  $("logout").addEventListener("click", logout);
+  $("close-cancel").addEventListener("click", () => $("close-dialog").close());
+  $("close-form").addEventListener("submit", onCloseSubmit);
+  $("close-note").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("close-form").requestSubmit(); }
+  });
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("hashchange", () => {
+    const id = hashIncident();
+    if (id && id !== state.selected) select(id);
+  });
+  onLangChange(() => { paintWho(); renderAll(); });
+
+  paintTimers = startTimers();
+  setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
+
+  if (state.role === "admin") $("rejections").hidden = false;
+  const wanted = hashIncident();
+  await refetchAll();
+  if (wanted) select(wanted);
+  connectLive({ onEvent, onOpen: refetchAll, onState: paintWs });
+}
+
+function paintWho() {
+  const u = state.me.user;
+  $("who").textContent = `${u.username} · ${t("role." + u.role)}${state.readonly ? " · " + t("readonly") : ""}`;
+}
+
+function paintWs(online) {
+  const el = $("ws-state");
+  el.dataset.online = online ? "1" : "0";
+  el.dataset.i18n = online ? "ws.online" : "ws.offline";
+  el.textContent = t(el.dataset.i18n);
+}
+
+function hashIncident() {
+  const m = location.hash.match(/^#incident\/(\d+)$/);
+  return m ? Number(m[1]) : null;
+}
+
+// ---------------------------------------------------------------- data
+
+// Coalesced like refreshDetail: a request made while a fetch is in flight runs once more after it,
+// so the state always reflects a fetch that started after the last reason to refetch.
+let refetching = null;
+let refetchAgain = false;
+async function refetchAll() {
+  if (refetching) { refetchAgain = true; return refetching; }
+  refetching = (async () => {
+    try {
+      const [incidents, units] = await Promise.all([get("/api/incidents?state=open"), get("/api/units")]);
+      state.incidents = new Map(incidents.map((i) => [i.id, i]));
+      state.units = new Map(units.map((u) => [u.id, u]));
+      state.devices = new Map(units.flatMap((u) => u.devices.map((d) => [d.id, d])));
+      if (state.role === "admin") refreshRejections();
+      autoSelect();
+      if (state.selected) refreshDetail();
+      renderAll();
+    } catch (err) {
+      toast(err.message);
+    } finally {
+      refetching = null;
+      if (refetchAgain) { refetchAgain = false; refetchAll(); }
+    }
+  })();
+  return refetching;
+}
+
+let detailBusy = false;
+let detailAgain = false;
+async function refreshDetail() {
+  if (!state.selected) return;
+  if (detailBusy) { detailAgain = true; return; }
+  detailBusy = true;
+  const id = state.selected;
+  try {
+    const d = await get(`/api/incidents/${id}`);
+    if (state.selected === id) {
+      // Messages are append-only: keep any that arrived live while this fetch was in flight.
+      if (state.detail && state.detail.id === id && state.detail.messages) {
+        const byId = new Map([...d.messages, ...state.detail.messages].map((m) => [m.id, m]));
+        d.messages = [...byId.values()].sort((a, b) => a.id - b.id);
+      }
+      state.detail = d;
+      renderDetail();
+    }
+  } catch (err) {
+    if (err.status === 404) { state.selected = null; state.detail = null; renderAll(); }
+    else toast(err.message);
+  } finally {
+    detailBusy = false;
+    if (detailAgain) { detailAgain = false; refreshDetail(); }
+  }
+}
+
+let rejTimer = null;
+function refreshRejections() {
+  if (rejTimer) return;
+  rejTimer = setTimeout(async () => {
+    rejTimer = null;
+    try { renderRejections(await get("/api/admin/rejections?limit=8")); } catch (err) { toast(err.message); }
+  }, 300);
+}
+
+function sortedIncidents() {
+  return [...state.incidents.values()].sort((a, b) => {
+    const an = a.status === "new" ? 0 : 1;
+    const bn = b.status === "new" ? 0 : 1;
+    if (an !== bn) return an - bn;
+    return Date.parse(b.opened_at) - Date.parse(a.opened_at) || b.id - a.id;
+  });
+}
+
+function autoSelect() {
+  const cur = state.selected && (state.incidents.get(state.selected) || state.detail);
+  if (cur && cur.status !== "closed") return;
+  if (state.selected && state.detail && state.detail.status === "closed" && !state.incidents.size) return;
+  const next = sortedIncidents()[0];
+  if (next && next.id !== state.selected) select(next.id);
+}
+
+function select(id) {
+  if (state.selected !== id) {
+    state.selected = id;
+    state.detail = state.incidents.get(id) ? { ...state.incidents.get(id) } : null;
+    state.unread.delete(id);
+    history.replaceState(null, "", `#incident/${id}`);
+    buildDetailSkeleton();
+  }
+  renderQueue();
+  renderDetail();
+  refreshDetail();
+  const li = document.querySelector(`#queue [data-id="${id}"]`);
+  if (li) li.scrollIntoView({ block: "nearest" });
+}
+
+function upsert(incident) {
+  if (incident.status === "closed") state.incidents.delete(incident.id);
+  else state.incidents.set(incident.id, { ...state.incidents.get(incident.id), ...incident });
+  if (state.detail && state.detail.id === incident.id) Object.assign(state.detail, incident);
+}
+
+// --------------------------------------------------------------- events
+
+function onEvent(ev) {
+  // An event that lands while a full refetch is in flight may predate or postdate its snapshot:
+  // fetch once more afterwards so nothing is lost.
+  if (refetching) refetchAgain = true;
+  switch (ev.type) {
+    case "incident.created":
+      upsert(ev.incident);
+      autoSelect();
+      break;
+    case "incident.updated":
+    case "incident.escalated":
+      upsert(ev.incident);
+      if (ev.incident.id === state.selected) refreshDetail();
+      if (ev.incident.status === "closed") autoSelect();
+      break;
+    case "incident.message": {
+      const m = ev.message;
+      if (m.incident_id === state.selected && state.detail) {
+        state.detail.messages = state.detail.messages || [];
+        if (!state.detail.messages.some((x) => x.id === m.id)) state.detail.messages.push(m);
+        refreshDetail();
+      } else if (m.sender_role === "unit") {
+        state.unread.add(m.incident_id);
+      }
+      if (m.sender_role === "unit") alerter.chime();
+      break;
+    }
+    case "dispatch.updated": {
+      const d = ev.dispatch;
+      const inc = state.incidents.get(d.incident_id);
+      for (const target of [inc, state.detail && state.detail.id === d.incident_id ? state.detail : null]) {
+        if (!target) continue;
+        const list = (target.dispatches || []).filter((x) => x.id !== d.id);
+        list.push(d);
+        target.dispatches = list.sort((a, b) => a.id - b.id);
+      }
+      if (d.incident_id === state.selected) refreshDetail();
+      break;
+    }
+    case "alarm.received":
+      if (ev.alarm && ev.alarm.incident_id === state.selected) refreshDetail();
+      break;
+    case "alarm.rejected":
+      refreshRejections();
+      return;
+    case "device.updated":
+      state.devices.set(ev.device.id, ev.device);
+      renderDevices();
+      return;
+    case "resync":
+      refetchAll();
+      return;
+    default:
+      return;
+  }
+  scheduleRender();
+}
+
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(() => { renderPending = false; renderQueue(); renderDetail(); updateAlert(); });
+  // rAF does not run in background tabs; make sure the alert level still follows.
+  setTimeout(updateAlert, 0);
+}
+
+function updateAlert() {
+  const unacked = [...state.incidents.values()].filter((i) => i.status === "new");
+  const level = unacked.some((i) => i.escalation_level > 0) ? "escalated" : unacked.length ? "normal" : "off";
+  alerter.set(level);
+}
+
+// -------------------------------------------------------------- actions
+
+async function act(name) {
+  if (state.readonly || !state.selected) return;
+  const id = state.selected;
+  const inc = state.detail || state.incidents.get(id);
+  if (!inc || !actionEnabled(name, inc)) return;
+  if (name === "resolve" || name === "false_alarm") return openClose(name === "resolve" ? "resolved" : "false_alarm");
+  const btn = document.querySelector(`[data-action="${name}"]`);
+  if (btn) btn.disabled = true;
+  try {
+    let result;
+    if (name === "ack") result = await post(`/api/incidents/${id}/ack`);
+    else if (name === "on_scene") result = await post(`/api/incidents/${id}/on_scene`);
+    else {
+      const agencies = name === "dispatch_both" ? AGENCIES : [name.replace("dispatch_", "")];
+      result = await post(`/api/incidents/${id}/dispatch`, { agencies });
+    }
+    upsert(result);
+    scheduleRender();
+    refreshDetail();
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+  } finally {
+    renderActions();
+  }
+}
+
+function dispatchedAgencies(inc) { return new Set((inc.dispatches || []).map((d) => d.agency)); }
+
+function actionEnabled(name, inc) {
+  const st = inc.status;
+  if (st === "closed") return false;
+  const done = dispatchedAgencies(inc);
+  switch (name) {
+    case "ack": return st === "new";
+    case "dispatch_both": return AGENCIES.some((a) => !done.has(a));
+    case "dispatch_fire": return !done.has("fire");
+    case "dispatch_medical": return !done.has("medical");
+    case "on_scene": return st === "acknowledged" || st === "dispatched";
+    case "resolve": case "false_alarm": return true;
+    default: return false;
+  }
+}
+
+let closing = null;
+function openClose(outcome) {
+  closing = { id: state.selected, outcome };
+  $("close-title").textContent = t("close.title." + outcome);
+  $("close-note").value = "";
+  $("close-dialog").dataset.outcome = outcome;
+  $("close-dialog").showModal();
+  $("close-note").focus();
+}
+
+async function onCloseSubmit(e) {
+  e.preventDefault();
+  if (!closing) return;
+  const { id, outcome } = closing;
+  const note = $("close-note").value.trim();
+  $("close-confirm").disabled = true;
+  try {
+    const result = await post(`/api/incidents/${id}/close`, { outcome, note });
+    $("close-dialog").close();
+    closing = null;
+    upsert(result);
+    scheduleRender();
+    refreshDetail();
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+  } finally {
+    $("close-confirm").disabled = false;
+  }
+}
+
+function onKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const tag = (e.target.tagName || "").toLowerCase();
+  if (tag === "input" || tag === "textarea" || tag === "select" || $("close-dialog").open) {
+    if (e.key === "Escape" && $("close-dialog").open) $("close-dialog").close();
+    return;
+  }
+  const key = e.key.toLowerCase();
+  const map = { a: "ack", d: "dispatch_both", s: "on_scene", r: "resolve", f: "false_alarm" };
+  if (map[key]) { e.preventDefault(); act(map[key]); return; }
+  if (e.key === "ArrowDown" || e.key === "ArrowUp" || key === "j" || key === "k") {
+    const list = sortedIncidents();
+    if (!list.length) return;
+    e.preventDefault();
+    const idx = list.findIndex((i) => i.id === state.selected);
+    const step = e.key === "ArrowDown" || key === "j" ? 1 : -1;
+    const next = list[Math.max(0, Math.min(list.length - 1, idx + step))];
+    if (next) select(next.id);
+  }
+}
+
+async function sendMessage(text) {
+  const input = $("msg-input");
+  text = (text ?? input.value).trim();
+  if (!text || !state.selected) return;
+  const btn = $("msg-send");
+  btn.disabled = true;
+  try {
+    const m = await post(`/api/incidents/${state.selected}/messages`, { text });
+    input.value = "";
+    if (state.detail && !state.detail.messages?.some((x) => x.id === m.id)) {
+      state.detail.messages = [...(state.detail.messages || []), m];
+      renderMessages();
+    }
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// -------------------------------------------------------------- render
+
+function renderAll() {
+  applyI18n(document);
+  renderQueue();
+  buildDetailSkeleton();
+  renderDetail();
+  renderDevices();
+  updateAlert();
+}
+
+function renderQueue() {
+  const list = sortedIncidents();
+  $("queue-count").textContent = String(list.length);
+  $("queue-count").classList.toggle("hot", list.some((i) => i.status === "new"));
+  $("queue-empty").hidden = list.length > 0;
+  const items = list.map((inc) => {
+    const unacked = inc.status === "new";
+    const li = h("li.queue-item", {
+      dataset: { id: String(inc.id), status: inc.status },
+      class: [
+        inc.id === state.selected ? "selected" : "",
+        unacked && inc.escalation_level > 0 ? "escalated" : "",
+        unacked ? "unacked" : "",
+      ].filter(Boolean).join(" "),
+      tabindex: "0",
+      role: "button",
+      onclick: () => select(inc.id),
+    },
+    h("div.qi-top",
+      h("span.timer", { dataset: { since: inc.opened_at, ...(unacked ? { lateAfter: String(state.ackTimeout) } : {}) } }),
+      h("span.kind-badge", { dataset: { kind: inc.kind } }, kindLabel(inc.kind)),
+    ),
+    h("div.qi-unit", inc.unit?.name || inc.unit_id),
+    h("div.qi-meta",
+      h("span", inc.unit?.category || ""),
+      h("span.qi-count", t("queue.alarms", { n: inc.alarm_count })),
+      h("span.status-badge", { dataset: { status: inc.status } }, t("status." + inc.status)),
+      unacked && inc.escalation_level > 0 ? h("span.esc-badge", t("queue.escalated")) : null,
+      state.unread.has(inc.id) ? h("span.unread-dot", { title: t("section.messages") }, "●") : null,
+    ));
+    return li;
+  });
+  $("queue").replaceChildren(...items);
+  paintTimers();
+}
+
+let skeletonFor = null;
+function buildDetailSkeleton() {
+  const body = $("detail-body");
+  if (!state.selected) {
+    body.hidden = true;
+    const none = $("detail-none");
+    none.dataset.i18n = state.incidents.size ? "detail.none" : "detail.idle";
+    none.textContent = t(none.dataset.i18n);
+    none.hidden = false;
+    body.replaceChildren();
+    skeletonFor = null;
+    return;
+  }
+  $("detail-none").hidden = true;
+  body.hidden = false;
+  skeletonFor = state.selected;
+  const actionBtn = (name, cls, key) => h(`button.btn.act.${cls}`, {
+    type: "button", dataset: { action: name }, onclick: () => act(name),
+  }, h("span.act-label", t("act." + name)), key ? h("kbd", key) : null);
+
+  body.replaceChildren(
+    h("div.d-head",
+      h("div.d-title",
+        h("div.d-name-row", h("h1#d-unit"),
+          h("div.d-badges", h("span#d-status.status-badge.big"), h("span#d-kind.kind-badge.big"),
+            h("span#d-esc.esc-badge.big", { hidden: true }, t("queue.escalated")))),
+        h("div#d-where.d-where")),
+      h("div.d-timer", h("span.lbl", t("detail.elapsed")), h("span#d-timer.timer.huge"))),
+    h("div#d-closed.closed-banner", { hidden: true }),
+    state.readonly ? null : h("div.d-actions#d-actions",
+      actionBtn("ack", "btn-ack", "A"),
+      actionBtn("dispatch_both", "btn-dispatch", "D"),
+      actionBtn("dispatch_fire", "btn-secondary", null),
+      actionBtn("dispatch_medical", "btn-secondary", null),
+      actionBtn("on_scene", "btn-secondary", "S"),
+      actionBtn("resolve", "btn-resolve", "R"),
+      actionBtn("false_alarm", "btn-false", "F")),
+    state.readonly ? null : h("p.keys-hint", t("act.keys")),
+    h("div.d-grid",
+      h("div.d-col",
+        h("section.card.info", h("dl#d-info.info-list")),
+        h("section.card.times", h("h3", t("section.times")), h("dl#d-times.times-list")),
+        h("section.card.timeline", h("h3", t("section.timeline")), h("ol#d-timeline.tl-list"))),
+      h("div.d-col",
+        h("section.card.dispatch", h("h3", t("section.dispatch")), h("div#d-dispatch.dispatch-rows")),
+        // ===== VIDEO PANEL — filled from console/video.py (GET /api/cameras, live.mjpeg); see renderVideo =====
+        h("section.card.video#video-panel", { dataset: { videoPanel: "" } },
+          h("h3", t("section.video")), h("div#video-body.video-body"))),
+      h("div.d-col",
+        h("section.card.messages",
+          h("h3", t("section.messages")),
+          h("ol#d-messages.msg-list"),
+          state.readonly ? null : h("div.quick-row", [1, 2, 3, 4, 5].map((n) => h("button.chip", {
+            type: "button", onclick: () => { $("msg-input").value = t(`msg.quick.${n}`); $("msg-input").focus(); },
+          }, t(`msg.quick.${n}`)))),
+          state.readonly ? null : h("form#msg-form.msg-form", {
+            onsubmit: (e) => { e.preventDefault(); sendMessage(); },
+          }, h("input#msg-input", { placeholder: t("msg.placeholder"), maxlength: "2000", autocomplete: "off" }),
+          h("button#msg-send.btn.btn-primary", { type: "submit" }, t("msg.send")))))),
+  );
+  videoFor = null;
+}
+
+function renderDetail() {
+  if (!state.selected) { buildDetailSkeleton(); return; }
+  if (skeletonFor !== state.selected) buildDetailSkeleton();
+  const d = state.detail;
+  if (!d) return;
+  const unit = d.unit || {};
+  $("d-unit").textContent = unit.name || d.unit_id;
+  const st = $("d-status");
+  st.dataset.status = d.status;
+  st.textContent = t("status." + d.status);
+  $("d-kind").textContent = kindLabel(d.kind);
+  $("d-kind").dataset.kind = d.kind;
+  $("d-esc").hidden = !(d.status === "new" && d.escalation_level > 0);
+  const timer = $("d-timer");
+  timer.dataset.since = d.opened_at;
+  if (d.status === "new") timer.dataset.lateAfter = String(state.ackTimeout);
+  else delete timer.dataset.lateAfter;
+  if (d.status === "closed") {
+    delete timer.dataset.since;
+    timer.textContent = fmtSeconds((Date.parse(d.closed_at) - Date.parse(d.opened_at)) / 1000);
+    timer.classList.remove("late");
+  }
+  const closed = $("d-closed");
+  closed.hidden = d.status !== "closed";
+  if (d.status === "closed") {
+    closed.dataset.outcome = d.outcome || "";
+    closed.textContent = t("detail.closed", {
+      outcome: t("outcome." + d.outcome), who: d.closed_by || "", at: fmtTime(d.closed_at),
+    }) + (d.close_note ? ` — ${d.close_note}` : "");
+  }
+
+  $("d-where").replaceChildren(
+    h("span#d-address.d-address", unit.address || "—"),
+    h("span.d-contact", h("span.contact-name", unit.contact_name || ""), " ", telLink(unit.contact_phone)));
+  const row = (key, value, cls) => [h("dt", t(key)), h("dd", { class: cls }, value)];
+  $("d-info").replaceChildren(
+    ...row("detail.category", unit.category || "—"),
+    ...row("detail.kind", kindLabel(d.kind)),
+    ...row("detail.opened", fmtTime(d.opened_at)),
+    ...row("detail.last", fmtTime(d.last_alarm_at)),
+    ...row("detail.count", String(d.alarm_count), d.alarm_count > 1 ? "hot" : ""),
+    ...row("detail.history", d.unit_incident_count === undefined ? "…" : t("detail.history.n", { n: d.unit_incident_count })),
+    ...(d.acknowledged_by ? row("detail.ackby", `${d.acknowledged_by} ${fmtTime(d.acknowledged_at)}`) : []),
+  );
+  renderActions();
+  renderDispatch();
+  renderVideo();
+  renderMessages();
+  renderTimes();
+  renderTimeline();
+  paintTimers();
+}
+
+function renderActions() {
+  const d = state.detail;
+  for (const btn of document.querySelectorAll("#d-actions [data-action]")) {
+    btn.disabled = !d || !actionEnabled(btn.dataset.action, d);
+  }
+}
+
+function renderDispatch() {
+  const d = state.detail;
+  const rows = AGENCIES.map((agency) => {
+    const disp = (d.dispatches || []).find((x) => x.agency === agency);
+    const status = disp ? disp.status : "none";
+    const info = state.me.agencies?.[agency];
+    return h("div.dispatch-row", { dataset: { agency, status } },
+      h("div.dr-head",
+        h("span.dr-agency", t("agency." + agency)),
+        h("span.dr-name", info ? info.name : ""),
+        h("span.dstatus", { dataset: { status } }, t("dstatus." + status))),
+      h("ol.steps", DISPATCH_STEPS.map(([step, field]) => {
+        const at = disp && disp[field];
+        return h("li.step", { dataset: { step }, class: at ? "done" : "" },
+          h("span.step-label", t("dstatus." + step)),
+          h("span.step-time", at ? fmtTime(at) : "—"),
+          step === "acknowledged" && disp && disp.acknowledged_by ? h("span.step-by", disp.acknowledged_by) : null);
+      })));
+  });
+  $("d-dispatch").replaceChildren(...rows);
+}
+
+// ===== VIDEO PANEL =====
+// Cameras come from console/video.py: GET /api/cameras → {"cameras": [{id, unit_id, name, status, ...}]}
+// (a bare list is accepted too), filtered by the incident's unit; each shows live MJPEG in an <img>.
+// Any failure (route missing, 401/403/404/503, empty list, broken stream) degrades to "暂无视频".
+let videoFor = null;
+async function loadCameras() {
+  if (state.cameras !== null && Date.now() - state.camerasAt < 30000) return state.cameras;
+  try {
+    // Plain fetch, not api(): a video failure must never log the officer out.
+    const resp = await fetch("/api/cameras", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!resp.ok) throw new Error(String(resp.status));
+    const body = await resp.json();
+    state.cameras = Array.isArray(body) ? body : Array.isArray(body.cameras) ? body.cameras : [];
+  } catch {
+    state.cameras = [];
+  }
+  state.camerasAt = Date.now();
+  return state.cameras;
+}
+
+function videoPlaceholder(key) {
+  return h("div.video-none", { dataset: { videoNone: "" } }, h("span.video-icon"), h("span", t(key)));
+}
+
+async function renderVideo() {
+  const d = state.detail;
+  const box = $("video-body");
+  if (!box || !d) return;
+  const key = `${d.id}:${d.unit_id}`;
+  if (videoFor === key) return;
+  videoFor = key;
+  box.replaceChildren(videoPlaceholder("loading"));
+  const cams = (await loadCameras()).filter((c) => c.unit_id === d.unit_id);
+  if (videoFor !== key || !document.body.contains(box)) return;
+  if (!cams.length) { box.replaceChildren(videoPlaceholder("video.none")); return; }
+  box.replaceChildren(...cams.slice(0, 4).map((cam) => {
+    const fig = h("figure.cam", { dataset: { cameraId: cam.id } });
+    const img = h("img", {
+      alt: cam.name || cam.id,
+      src: `/api/cameras/${encodeURIComponent(cam.id)}/live.mjpeg?w=640&fps=10`,
+      onerror: () => fig.replaceChildren(videoPlaceholder("video.offline"), h("figcaption", cam.name || cam.id)),
+    });
+    fig.append(img, h("figcaption", cam.name || cam.id, cam.location ? ` · ${cam.location}` : ""));
+    return fig;
+  }));
+  box.dataset.count = String(cams.length);
+}
+
+function renderMessages() {
+  const d = state.detail;
+  const list = $("d-messages");
+  if (!list || !d) return;
+  const msgs = d.messages || [];
+  const wasAtBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.replaceChildren(...(msgs.length ? msgs.map((m) => h("li.msg", {
+    dataset: { role: m.sender_role, id: String(m.id) },
+    class: m.sender_role === "unit" ? "from-unit" : "from-officer",
+  },
+  h("div.msg-meta", `${m.sender_role === "unit" ? t("msg.from.unit") : t("msg.from.officer")} ${m.sender} · ${fmtTime(m.at)}`),
+  h("div.msg-text", m.text))) : [h("li.empty", t("msg.empty"))]));
+  if (wasAtBottom || msgs.length) list.scrollTop = list.scrollHeight;
+}
+
+function renderTimes() {
+  const d = state.detail;
+  const rt = d.response_times || {};
+  $("d-times").replaceChildren(...["alarm_to_ack_s", "ack_to_dispatch_s", "alarm_to_dispatch_s"].flatMap((k) => [
+    h("dt", t("times." + k)), h("dd", { dataset: { time: k } }, fmtSeconds(rt[k])),
+  ]));
+}
+
+function timelineDetail(e) {
+  const data = e.data || {};
+  const parts = [];
+  if (data.agency) parts.push(t("agency." + data.agency));
+  if (data.kind && e.action === "alarm.received") parts.push(kindLabel(data.kind));
+  if (data.device_id && data.device_id !== e.actor) parts.push(data.device_id);
+  if (data.outcome) parts.push(t("outcome." + data.outcome));
+  if (data.note) parts.push(data.note);
+  if (data.text) parts.push(`“${data.text}”`);
+  if (data.level) parts.push(`L${data.level}`);
+  if (data.error) parts.push(data.error);
+  return parts.join(" · ");
+}
+
+function renderTimeline() {
+  const d = state.detail;
+  const list = $("d-timeline");
+  if (!d.timeline) { list.replaceChildren(h("li.empty", t("loading"))); return; }
+  list.replaceChildren(...d.timeline.map((e) => h("li.tl", { dataset: { event: e.action } },
+    h("span.tl-time", fmtTime(e.at)),
+    h("span.tl-body",
+      h("span.tl-action", t("tl." + e.action)),
+      h("span.tl-actor", e.actor === "system" ? t("tl.system") : e.actor),
+      h("span.tl-detail", timelineDetail(e))))));
+  list.scrollTop = list.scrollHeight;
+}
+
+function renderDevices() {
+  const devices = [...state.devices.values()];
+  const bad = devices.filter((d) => d.status === "offline" || d.status === "fault");
+  const ok = devices.filter((d) => d.status === "online").length;
+  const unknown = devices.length - bad.length - ok;
+  const unitName = (id) => state.units.get(id)?.name || id;
+  const chips = bad.map((d) => h("span.dev.bad", {
+    dataset: { device: d.id, status: d.status }, title: d.detail || "",
+  }, `${unitName(d.unit_id)} · ${d.id} · ${t("dev.status." + d.status)}`, d.status_since ? ` ${fmtTime(d.status_since)}` : ""));
+  if (!devices.length) chips.push(h("span.dev", t("dev.none")));
+  if (ok) chips.push(h("span.dev.ok", `${t("dev.status.online")} ${ok}`));
+  if (unknown) chips.push(h("span.dev.unknown", `${t("dev.status.unknown")} ${unknown}`));
+  $("devices").replaceChildren(...chips);
+}
+
+function renderRejections(data) {
+  $("rej-total").textContent = t("rej.total", { n: data.total });
+  const items = data.items || [];
+  $("rej-list").replaceChildren(...(items.length ? items.map((r) => h("li", { dataset: { rejection: String(r.id) } },
+    h("span.rej-time", fmtTime(r.received_at)), h("span.rej-src", r.source), h("code.rej-topic", r.topic),
+    h("span.rej-reason", r.reason))) : [h("li.empty", t("rej.none"))]));
+}
+
+boot().catch((err) => toast(err.message || String(err)));

@@ -1,0 +1,249 @@
+// Key unit's phone page (重点单位): press-and-hold one-key alarm, live status, officer's instructions, replies.
+
+import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { Alerter, connectLive, fmtTime, get, h, loadMe, logout, post, toast } from "./common.js";
+
+const HOLD_MS = 1000;
+const STEPS = [
+  ["new", "opened_at"], ["acknowledged", "acknowledged_at"], ["dispatched", "dispatched_at"],
+  ["on_scene", "on_scene_at"], ["closed", "closed_at"],
+];
+const $ = (id) => document.getElementById(id);
+const state = { me: null, unitId: null, unit: null, incident: null, messages: [], fresh: new Set(), sending: false };
+let alerter;
+
+async function boot() {
+  applyI18n(document);
+  bindLangToggle($("lang"));
+  state.me = await loadMe();
+  if (state.me.user.role !== "unit") return location.replace(state.me.user.role === "agency" ? "/agency.html" : "/");
+  state.unitId = state.me.user.unit_id;
+  alerter = new Alerter(null);
+  $("logout").addEventListener("click", logout);
+  $("reply-form").addEventListener("submit", (e) => { e.preventDefault(); reply(); });
+  $("quick-replies").replaceChildren(...[1, 2, 3, 4].map((n) => h("button.chip", {
+    type: "button", dataset: { quick: String(n) }, onclick: () => reply(t(`unit.quick.${n}`)),
+  }, t(`unit.quick.${n}`))));
+  onLangChange(() => {
+    for (const b of document.querySelectorAll("[data-quick]")) b.textContent = t(`unit.quick.${b.dataset.quick}`);
+    render();
+  });
+  setupHold($("alarm-btn"));
+  await refetch();
+  connectLive({ onEvent, onOpen: refetch, onState: paintWs });
+}
+
+function paintWs(online) {
+  const el = $("ws-state");
+  el.dataset.online = online ? "1" : "0";
+  el.dataset.i18n = online ? "ws.online" : "ws.offline";
+  el.textContent = t(el.dataset.i18n);
+}
+
+async function refetch() {
+  try {
+    const [units, incidents] = await Promise.all([get("/api/units"), get("/api/incidents?state=open&limit=5")]);
+    state.unit = units.find((u) => u.id === state.unitId) || null;
+    const open = incidents.filter((i) => i.unit_id === state.unitId)[0];
+    if (open) await loadIncident(open.id);
+    else if (state.incident && state.incident.status !== "closed") await loadIncident(state.incident.id);
+    render();
+  } catch (err) { toast(err.message); }
+}
+
+function mergeMessages(a, b) {
+  const byId = new Map([...a, ...b].map((m) => [m.id, m]));
+  return [...byId.values()].sort((x, y) => x.id - y.id);
+}
+
+// Coalesced: one fetch at a time, and one more after it when events arrived meanwhile, so the
+// last fetch always starts after the last event (a slow response never overwrites newer state).
+let loading = null;
+let loadAgain = null;
+async function loadIncident(id) {
+  if (loading) { loadAgain = id; return loading; }
+  loading = (async () => {
+    try {
+      const d = await get(`/api/incidents/${id}`);
+      // Messages are append-only: keep any that arrived live while this fetch was in flight.
+      const known = state.incident && state.incident.id === d.id ? state.messages : [];
+      state.incident = d;
+      state.messages = mergeMessages(d.messages || [], known);
+      render();
+    } finally {
+      loading = null;
+      if (loadAgain !== null) { const next = loadAgain; loadAgain = null; loadIncident(next).catch(() => {}); }
+    }
+  })();
+  return loading;
+}
+
+function onEvent(ev) {
+  if (ev.type === "incident.created" || ev.type === "incident.updated") {
+    const inc = ev.incident;
+    if (inc.unit_id !== state.unitId) return;
+    if (state.incident && state.incident.id === inc.id) {
+      Object.assign(state.incident, inc);
+      loadIncident(inc.id).catch(() => {});
+    } else if (inc.status !== "closed") {
+      state.incident = inc;
+      state.messages = [];
+      loadIncident(inc.id).catch(() => {});
+    }
+  } else if (ev.type === "incident.message") {
+    const m = ev.message;
+    if (!state.incident || m.incident_id !== state.incident.id) {
+      loadIncident(m.incident_id).catch(() => {});
+    } else {
+      state.messages = mergeMessages(state.messages, [m]);
+      loadIncident(m.incident_id).catch(() => {});
+    }
+    if (m.sender_role !== "unit") {
+      state.fresh.add(m.id);
+      setTimeout(() => state.fresh.delete(m.id), 4000);
+      alerter.chime();
+      if (navigator.vibrate) navigator.vibrate([200, 100, 200]);
+    }
+  } else if (ev.type === "dispatch.updated") {
+    if (state.incident && ev.incident_id === state.incident.id) loadIncident(state.incident.id).catch(() => {});
+    return;
+  } else if (ev.type === "resync") {
+    refetch();
+    return;
+  } else {
+    return;
+  }
+  render();
+}
+
+// -------------------------------------------------------------- hold-to-alarm
+
+function setupHold(btn) {
+  let timer = null;
+  let started = 0;
+  let raf = 0;
+  const paint = () => {
+    const p = Math.min(1, (performance.now() - started) / HOLD_MS);
+    btn.style.setProperty("--p", String(p));
+    if (timer) raf = requestAnimationFrame(paint);
+  };
+  const start = (e) => {
+    if (state.sending || timer) return;
+    if (e.type === "keydown" && e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();
+    alerter.unlock();
+    started = performance.now();
+    btn.classList.add("holding");
+    $("alarm-hint").classList.remove("warn");
+    timer = setTimeout(() => { timer = null; finish(); fire(); }, HOLD_MS);
+    raf = requestAnimationFrame(paint);
+  };
+  const cancel = (e) => {
+    if (e && e.type === "keyup" && e.key !== "Enter" && e.key !== " ") return;
+    if (!timer) return;
+    clearTimeout(timer);
+    timer = null;
+    finish();
+    const hint = $("alarm-hint");
+    hint.dataset.i18n = "unit.hold.short";
+    hint.textContent = t("unit.hold.short");
+    hint.classList.add("warn");
+  };
+  const finish = () => {
+    cancelAnimationFrame(raf);
+    btn.classList.remove("holding");
+    btn.style.setProperty("--p", "0");
+  };
+  btn.addEventListener("pointerdown", start);
+  btn.addEventListener("keydown", start);
+  for (const name of ["pointerup", "pointerleave", "pointercancel"]) btn.addEventListener(name, cancel);
+  btn.addEventListener("keyup", cancel);
+  btn.addEventListener("contextmenu", (e) => e.preventDefault());
+}
+
+async function fire() {
+  state.sending = true;
+  const hint = $("alarm-hint");
+  hint.dataset.i18n = "unit.sending";
+  hint.textContent = t("unit.sending");
+  $("alarm-btn").disabled = true;
+  try {
+    const res = await post(`/api/units/${encodeURIComponent(state.unitId)}/alarm`, { kind: "one_key" });
+    if (navigator.vibrate) navigator.vibrate(300);
+    hint.dataset.i18n = "unit.sent";
+    hint.classList.remove("warn");
+    if (res.incident_id) await loadIncident(res.incident_id);
+  } catch (err) {
+    hint.dataset.i18n = "unit.failed";
+    hint.classList.add("warn");
+    toast(`${t("unit.failed")} (${err.message})`);
+  } finally {
+    hint.textContent = t(hint.dataset.i18n);
+    state.sending = false;
+    $("alarm-btn").disabled = false;
+    render();
+  }
+}
+
+async function reply(text) {
+  const input = $("reply-input");
+  text = (text ?? input.value).trim();
+  if (!text || !state.incident) return;
+  $("reply-send").disabled = true;
+  try {
+    const m = await post(`/api/incidents/${state.incident.id}/messages`, { text });
+    if (text === input.value.trim()) input.value = "";
+    if (!state.messages.some((x) => x.id === m.id)) state.messages.push(m);
+    render();
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+  } finally {
+    $("reply-send").disabled = false;
+  }
+}
+
+// -------------------------------------------------------------------- render
+
+function render() {
+  applyI18n(document);
+  const u = state.unit;
+  $("unit-name").textContent = u ? u.name : state.unitId || "";
+  $("unit-address").textContent = u ? [u.category, u.address].filter(Boolean).join(" · ") : "";
+  const inc = state.incident;
+  const active = !!inc;
+  $("unit-status").hidden = !active;
+  $("unit-idle").hidden = active && inc.status !== "closed";
+  $("instructions").hidden = !active;
+  $("alarm-btn").classList.toggle("small", active && inc.status !== "closed");
+  $("alarm-label").dataset.i18n = active && inc.status !== "closed" ? "unit.again" : "unit.button";
+  $("alarm-label").textContent = t($("alarm-label").dataset.i18n);
+  if (!active) return;
+
+  const box = $("unit-status");
+  box.dataset.status = inc.status;
+  $("status-line").textContent = inc.status === "closed" ? t("unit.closed") : t("unit.sent");
+  const reached = STEPS.findIndex(([s]) => s === inc.status);
+  $("unit-steps").replaceChildren(...STEPS.map(([step, field], i) => {
+    const at = inc[field];
+    const done = at || i <= reached;
+    if (step === "closed" && inc.status !== "closed") return null;
+    return h("li", { dataset: { step }, class: done ? "done" : "" },
+      h("span.what", t("unit.step." + step)), h("span.when", at ? fmtTime(at) : ""));
+  }).filter(Boolean));
+
+  // The officer's instructions first (newest on top, large), then the unit's own replies.
+  const newest = (a, b) => b.id - a.id;
+  const msgs = [...state.messages.filter((m) => m.sender_role !== "unit").sort(newest),
+    ...state.messages.filter((m) => m.sender_role === "unit").sort(newest)];
+  $("instr-list").replaceChildren(...(msgs.length ? msgs.map((m) => h("li.instr", {
+    dataset: { id: String(m.id), role: m.sender_role },
+    class: (m.sender_role === "unit" ? "from-unit" : "from-officer") + (state.fresh.has(m.id) ? " fresh" : ""),
+  }, h("div.msg-text", m.text),
+  h("div.msg-meta", `${m.sender_role === "unit" ? t("msg.from.unit") : t("msg.from.officer")} · ${fmtTime(m.at)}`)))
+    : [h("li.empty", t("unit.no_instructions"))]));
+  const closed = inc.status === "closed";
+  $("reply-form").hidden = closed;
+  $("quick-replies").hidden = closed;
+}
+
+boot().catch((err) => toast(err.message || String(err)));

@@ -1,0 +1,44 @@
+"""Opening browser pages for the tests: one cookie jar per page, uncaught JavaScript errors recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page
+
+PASSWORDS = {"admin": "admin-pw", "officer": "officer-pw", "school": "school-pw", "hotel": "hotel-pw",
+             "brigade": "brigade-pw", "medic": "medic-pw", "assessor": "assessor-pw"}
+
+
+class Pages:
+    """Opens pages (each in its own cookie jar) and records their uncaught JavaScript errors."""
+
+    def __init__(self, browser: Browser, base: str) -> None:
+        self.browser = browser
+        self.base = base
+        self.errors: list[str] = []
+        self.contexts: list[BrowserContext] = []
+
+    async def new(self, *, mobile: bool = False, width: int = 1600, height: int = 900) -> Page:
+        if mobile:
+            ctx = await self.browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                                 is_mobile=True, has_touch=True, locale="zh-CN")
+        else:
+            ctx = await self.browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+        self.contexts.append(ctx)
+        page = await ctx.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        return page
+
+    async def login(self, username: str, *, path: str = "/login.html", **kwargs: Any) -> Page:
+        page = await self.new(**kwargs)
+        await page.goto(self.base + path)
+        await page.fill("#username", username)
+        await page.fill("#password", PASSWORDS[username])
+        await page.click("#login-submit")
+        await page.wait_for_function("() => !location.pathname.startsWith('/login')")
+        return page
+
+    async def close(self) -> None:
+        for ctx in self.contexts:
+            await ctx.close()

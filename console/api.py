@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
 from console.security import ACTOR, COOKIE, SESSION
+from console.ws import SOCKETS
 from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, check_text, utcnow
@@ -110,6 +111,7 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
         await logout(request.app[DB], token)
+        await request.app[SOCKETS].close_session(token)
         await request.app[WRITER].note("user.logout", actor(request), utcnow())
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")

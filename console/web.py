@@ -12,7 +12,7 @@ from aiohttp import web
 import console.api_hazards  # noqa: F401  (registers hazard/evaluation routes on the route table)
 from console.api import api
 from console.security import identify
-from console.ws import websocket
+from console.ws import SOCKETS, Sockets, websocket
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 
@@ -50,6 +50,7 @@ async def _page(request: web.Request) -> web.StreamResponse:
 
 def setup_console(app: web.Application) -> None:
     app.middlewares.extend([errors, identify])
+    app[SOCKETS] = Sockets()
     api.install(app)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/", _page)

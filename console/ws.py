@@ -12,11 +12,12 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from console.security import ACTOR
+from console.security import ACTOR, COOKIE
 from dispatch import events as ev
-from dispatch.appkeys import BUS
+from dispatch.appkeys import BUS, DB
+from dispatch.auth import session_for
 from dispatch.events import Event
 from dispatch.inputs import Actor
 
@@ -57,13 +58,39 @@ def visible(event: Event, who: Actor) -> dict[str, Any] | None:
     return None
 
 
+class Sockets:
+    """Open console sockets by session token, so logging out closes that session's live feed."""
+
+    def __init__(self) -> None:
+        self.by_token: dict[str, set[web.WebSocketResponse]] = {}
+
+    async def close_session(self, token: str) -> None:
+        for ws in list(self.by_token.pop(token, ())):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"logged out")
+
+
+SOCKETS = web.AppKey("sockets", Sockets)
+SESSION_RECHECK_S = 60.0
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     who: Actor | None = request.get(ACTOR)
-    if who is None:
+    token = request.cookies.get(COOKIE)
+    if who is None or token is None:
         return web.json_response({"error": "login required"}, status=401)
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.by_token.setdefault(token, set()).add(ws)
     sub = request.app[BUS].subscribe(PUSHED, maxsize=QUEUE_PER_CLIENT)
+
+    async def expire() -> None:
+        """A session that expires while its page stays open stops receiving events."""
+        while True:
+            await asyncio.sleep(SESSION_RECHECK_S)  # expiry is a time, not an event: re-check periodically
+            if await session_for(request.app[DB], token) is None:
+                break
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session expired")
 
     async def pump() -> None:
         dropped = 0
@@ -78,12 +105,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     await ws.send_str(json.dumps({"type": "hello", "user": {"username": who.username, "role": who.role,
                                                               "unit_id": who.unit_id, "agency": who.agency}}))
-    sender = asyncio.create_task(pump())
+    tasks = [asyncio.create_task(pump()), asyncio.create_task(expire())]
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and msg.data == "ping":
                 await ws.send_str('{"type":"pong"}')
     finally:
-        sender.cancel()
+        for task in tasks:
+            task.cancel()
         sub.close()
+        sockets.by_token.get(token, set()).discard(ws)
     return ws

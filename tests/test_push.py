@@ -79,3 +79,20 @@ async def test_openapi_lists_the_interface(sqlite_url: str) -> None:
     assert body["$ref"] == "#/components/schemas/DispatchBody"
     assert "agencies" in doc["components"]["schemas"]["DispatchBody"]["properties"]
     assert "duty_officer" in paths["/api/incidents/{id}/ack"]["post"]["description"]
+
+
+async def test_logout_closes_that_sessions_websocket(sqlite_url: str) -> None:
+    async with running_app(base_config(sqlite_url, None), mqtt=False) as app:
+        officer = Api(app.url)
+        await officer.login("officer", "officer-pw")
+        other = Api(app.url)
+        await other.login("officer", "officer-pw")
+        async with ws_client(officer) as mine, ws_client(other) as theirs:
+            await officer.post("/api/logout")
+            closed = await mine.ws.receive(timeout=5)
+            assert closed.type.name in ("CLOSE", "CLOSED", "CLOSING")
+            # Another session of the same user keeps its feed.
+            await app.app[SERVICE].ingest([AlarmIn("after-logout", "school-1", "one_key", "mqtt", utcnow())])
+            await theirs.next_matching(lambda e: e["type"] == "incident.created")
+        await officer.close()
+        await other.close()

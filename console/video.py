@@ -1,0 +1,332 @@
+"""Video routes of the console, and the camera layer's place in the app.
+
+Routes (all need a logged-in user on ``request["user"]``; see ensure_can_view_unit):
+
+* ``GET /api/cameras`` — cameras the user may see: id, unit_id, name, location, status, fault,
+  resolution, fps (never the source URL or its credentials).
+* ``GET /api/cameras/{id}`` — one camera.
+* ``GET /api/cameras/{id}/snapshot.jpg?w=640`` — the latest frame.
+* ``GET /api/cameras/{id}/live.mjpeg?w=640&fps=10`` — live multipart MJPEG (works in ``<img src>``).
+* ``GET /api/cameras/{id}/live.ws?w=640`` — live WebSocket: one binary message per JPEG frame.
+* ``GET /api/incidents/{id}/evidence`` — evidence files of an incident with their SHA-256.
+* ``GET /api/evidence/incident-{id}/{name}`` — one evidence file (Range requests: <video> seeks).
+
+``setup_video(app, record=...)`` adds the routes and a cleanup context that runs the CameraHub
+and the evidence recorder for the app's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from config.cameras import VideoConfig
+from dispatch.appkeys import BUS, CONFIG
+from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
+from ingest.cameras.capture import Health
+from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore
+from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
+
+log = logging.getLogger(__name__)
+
+CAMERAS = web.AppKey("cameras", CameraHub)
+EVIDENCE = web.AppKey("evidence", EvidenceRecorder)
+
+DEFAULT_EVIDENCE_DIR = "var/evidence"  # used when neither the config nor setup_video names one
+RETENTION_CHECK_S = 3600.0
+WRITE_TIMEOUT_S = 20.0  # a viewer that accepts nothing for this long is disconnected
+BOUNDARY = "firelinkframe"
+# Where the console's login middleware puts the user (an object with .role and .unit_id).
+# A string today; the console may swap in a web.RequestKey by assigning this.
+USER_KEY: Any = "user"
+VIEW_ROLES = frozenset({"admin", "duty_officer", "unit", "assessor"})
+
+RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
+
+
+def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+    return cls(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def ensure_logged_in(request: web.Request) -> Any:
+    user = request.get(USER_KEY)
+    if user is None:
+        raise _json_error(web.HTTPUnauthorized, "login required")
+    if getattr(user, "role", None) not in VIEW_ROLES:
+        raise _json_error(web.HTTPForbidden, "not allowed to view video")
+    return user
+
+
+def ensure_can_view_unit(request: web.Request, unit_id: str) -> None:
+    """401 without a user; 403 for agencies, and for unit users looking at another unit."""
+    user = ensure_logged_in(request)
+    if user.role == "unit" and getattr(user, "unit_id", None) != unit_id:
+        raise _json_error(web.HTTPForbidden, "this camera belongs to another unit")
+
+
+def _hub(request: web.Request) -> CameraHub:
+    hub = request.app.get(CAMERAS)
+    if hub is None:
+        raise _json_error(web.HTTPServiceUnavailable, "video is not running")
+    return hub
+
+
+def _camera(request: web.Request) -> CameraStream:
+    hub = _hub(request)
+    cid = request.match_info["camera_id"]
+    ensure_logged_in(request)
+    if cid not in hub:
+        raise _json_error(web.HTTPNotFound, "no such camera")
+    s = hub.get(cid)
+    ensure_can_view_unit(request, s.cfg.unit_id)
+    return s
+
+
+def _int_arg(request: web.Request, name: str, lo: float, hi: float) -> int | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise _json_error(web.HTTPBadRequest, f"{name} must be a number") from None
+    if not lo <= value <= hi:
+        raise _json_error(web.HTTPBadRequest, f"{name} must be between {lo:g} and {hi:g}")
+    return value
+
+
+async def list_cameras(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    user = ensure_logged_in(request)
+    cams = [s.info() for s in hub.streams.values() if user.role != "unit" or s.cfg.unit_id == user.unit_id]
+    return web.json_response({"cameras": cams})
+
+
+async def get_camera(request: web.Request) -> web.Response:
+    return web.json_response(_camera(request).info())
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    s = _camera(request)
+    width = _int_arg(request, "w", 16, 7680)
+    frame = await s.hub.snapshot(s.id, width)
+    if frame is None:
+        raise _json_error(web.HTTPServiceUnavailable, f"no picture yet ({s.health.status.value})")
+    return web.Response(
+        body=frame.data,
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Frame-Time": f"{frame.ts:.3f}"},
+    )
+
+
+async def _paced(frames: AsyncIterator[EncodedFrame], fps: int | None) -> AsyncIterator[EncodedFrame]:
+    period = 1.0 / fps if fps else 0.0
+    last = 0.0
+    async for f in frames:
+        if period and f.ts - last < period * 0.9:
+            continue
+        last = f.ts
+        yield f
+
+
+async def live_mjpeg(request: web.Request) -> web.StreamResponse:
+    s = _camera(request)
+    width = _int_arg(request, "w", 16, 7680)
+    fps = _int_arg(request, "fps", 1, 60)
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-store, no-cache, must-revalidate",
+            "Pragma": "no-cache",
+            "X-Accel-Buffering": "no",
+            "Connection": "close",
+        }
+    )
+    await resp.prepare(request)
+    async with s.hub.live(s.id, width) as ch:
+        try:
+            async for f in _paced(ch.frames(), fps):
+                head = (
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(f.data)}\r\n"
+                    f"X-Frame-Time: {f.ts:.3f}\r\n\r\n"
+                ).encode()
+                # A slow viewer waits here (the transport applies back-pressure) while newer
+                # frames replace older ones in the channel: it skips frames, nobody else waits.
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await resp.write(head + f.data + b"\r\n")
+        except (ConnectionError, TimeoutError):
+            pass
+    return resp
+
+
+async def live_ws(request: web.Request) -> web.WebSocketResponse:
+    s = _camera(request)
+    width = _int_arg(request, "w", 16, 7680)
+    fps = _int_arg(request, "fps", 1, 60)
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 16)
+    await ws.prepare(request)
+
+    async def drain_incoming() -> None:
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+
+    reader = asyncio.create_task(drain_incoming())
+    try:
+        async with s.hub.live(s.id, width) as ch:
+            async for f in _paced(ch.frames(), fps):
+                if ws.closed or reader.done():
+                    break
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await ws.send_bytes(f.data)
+    except (ConnectionError, TimeoutError):
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close()
+    return ws
+
+
+def _store(request: web.Request) -> EvidenceStore:
+    rec = request.app.get(EVIDENCE)
+    if rec is None:
+        raise _json_error(web.HTTPServiceUnavailable, "evidence is not available")
+    return rec.store
+
+
+async def incident_evidence(request: web.Request) -> web.Response:
+    ensure_logged_in(request)
+    store = _store(request)
+    try:
+        incident_id = int(request.match_info["incident_id"])
+    except ValueError:
+        raise _json_error(web.HTTPNotFound, "no such incident") from None
+    manifest = await asyncio.to_thread(store.manifest, incident_id)
+    if manifest is None:
+        return web.json_response({"incident_id": incident_id, "files": [], "hold": False})
+    ensure_can_view_unit(request, str(manifest.get("unit_id")))
+    files = [dict(f, url=f"/api/evidence/{f['file']}") for f in manifest.get("files", [])]
+    return web.json_response(
+        {
+            "incident_id": incident_id,
+            "unit_id": manifest.get("unit_id"),
+            "hold": manifest.get("hold", False),
+            "files": files,
+        }
+    )
+
+
+async def evidence_file(request: web.Request) -> web.StreamResponse:
+    ensure_logged_in(request)
+    store = _store(request)
+    folder, name = request.match_info["folder"], request.match_info["name"]
+    path = await asyncio.to_thread(store.resolve, f"{folder}/{name}")
+    if path is None:
+        raise _json_error(web.HTTPNotFound, "no such evidence file")
+    manifest = await asyncio.to_thread(store.manifest, int(folder.removeprefix("incident-")))
+    ensure_can_view_unit(request, str((manifest or {}).get("unit_id")))
+    ctype = {".mp4": "video/mp4", ".jpg": "image/jpeg"}.get(Path(name).suffix, "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "private, max-age=3600"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/cameras", list_cameras)
+    app.router.add_get("/api/cameras/{camera_id}", get_camera)
+    app.router.add_get("/api/cameras/{camera_id}/snapshot.jpg", snapshot)
+    app.router.add_get("/api/cameras/{camera_id}/live.mjpeg", live_mjpeg)
+    app.router.add_get("/api/cameras/{camera_id}/live.ws", live_ws)
+    app.router.add_get("/api/incidents/{incident_id}/evidence", incident_evidence)
+    app.router.add_get(r"/api/evidence/{folder:incident-\d+}/{name}", evidence_file)
+
+
+def setup_video(
+    app: web.Application,
+    *,
+    record: RecordFn | None = None,
+    video: VideoConfig | None = None,
+    evidence_dir: str | None = None,
+    status_event: str | None = DEVICE_UPDATED,
+) -> None:
+    """Add the video routes and run cameras + evidence with the app.
+
+    `record(incident_id, "evidence.saved", {file, sha256, kind, camera_id})` is awaited for each
+    saved evidence file. `video` defaults to ``app[CONFIG].video`` when the config has one.
+    Camera status changes are published on the bus as `status_event` with data
+    ``{"kind": "camera", "camera": <as in GET /api/cameras>}`` (None: don't publish).
+    """
+    add_routes(app)
+
+    def make() -> tuple[CameraHub, EvidenceRecorder]:
+        cfg = app[CONFIG]
+        vcfg = video or getattr(cfg, "video", None) or VideoConfig()
+        root = evidence_dir or (vcfg.evidence_dir if "evidence_dir" in vcfg.model_fields_set else None)
+        hub = CameraHub(cfg.cameras, vcfg)
+        rec = EvidenceRecorder(hub, vcfg, root=root or DEFAULT_EVIDENCE_DIR, record=record)
+        return hub, rec
+
+    if CONFIG in app:  # build now, while the app may still be changed; started by the context
+        app[CAMERAS], app[EVIDENCE] = make()
+
+    async def video_ctx(app: web.Application) -> AsyncIterator[None]:
+        if CAMERAS not in app:
+            app[CAMERAS], app[EVIDENCE] = make()
+        hub, rec = app[CAMERAS], app[EVIDENCE]
+        bus = app.get(BUS)
+        if bus is not None and status_event is not None:
+            event_type = status_event
+
+            def on_status(s: CameraStream, _old: Health, _new: Health) -> None:
+                bus.publish(Event(event_type, {"kind": "camera", "camera": s.info()}))
+
+            hub.on_status.append(on_status)
+        await hub.start()
+        rec.start()
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(_retention(rec), name="evidence-retention")]
+        if bus is not None:
+            sub = bus.subscribe([INCIDENT_CREATED])
+            tasks.append(asyncio.create_task(_incidents(rec, sub), name="evidence-incidents"))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if bus is not None:
+                sub.close()
+            await rec.stop()
+            await hub.stop()
+
+    async def end_live_views(app: web.Application) -> None:
+        hub = app.get(CAMERAS)
+        if hub is not None:
+            hub.end_live_views()
+
+    app.cleanup_ctx.append(video_ctx)
+    app.on_shutdown.append(end_live_views)  # before connections are closed: streams end cleanly
+
+
+async def _incidents(rec: EvidenceRecorder, sub: Any) -> None:
+    async for ev in sub:
+        incident = ev.data.get("incident")
+        if isinstance(incident, dict):
+            rec.on_incident(incident)
+
+
+async def _retention(rec: EvidenceRecorder) -> None:
+    while True:
+        t0 = time.monotonic()
+        try:
+            await asyncio.to_thread(rec.store.purge, rec.video.retention_days)
+        except Exception:
+            log.exception("evidence retention failed")
+        await asyncio.sleep(max(60.0, RETENTION_CHECK_S - (time.monotonic() - t0)))

@@ -90,6 +90,15 @@ class CameraConfig(BaseModel):
     read_timeout_s: float = Field(
         3.0, gt=0, le=60, title="Read timeout", description="A read blocked this long counts as a lost stream."
     )
+    max_lag_s: float = Field(
+        2.0,
+        gt=0,
+        title="Resync after lag",
+        description=(
+            "If decoding falls this many seconds behind the camera (an overloaded machine), drop the "
+            "backlog by reconnecting, so live video never runs ever later."
+        ),
+    )
     offline_after_s: float = Field(
         3.0, gt=0, title="Offline after", description="No frame for this many seconds → offline fault."
     )
@@ -120,9 +129,11 @@ class CameraConfig(BaseModel):
     def _check(self) -> CameraConfig:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be ≥ reconnect_initial_s")
-        if self.url.startswith(("rtsp://", "http://", "https://", "rtsps://")) and "@" in urlsplit(
-            self.url
-        ).netloc and (self.username or self.password):
+        if (
+            self.url.startswith(("rtsp://", "http://", "https://", "rtsps://"))
+            and "@" in urlsplit(self.url).netloc
+            and (self.username or self.password)
+        ):
             raise ValueError(f"camera {self.id}: give credentials either in the URL or as username/password")
         return self
 

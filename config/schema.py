@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from config.cameras import CameraConfig
+from config.cameras import CameraConfig, VideoConfig
+from config.detectors import DetectorsConfig
 from config.hazards import HazardsConfig
 
 UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -42,6 +43,10 @@ class MqttConfig(FirelinkBaseModel):
     topic_prefix: str = Field("firelink", title="Topic prefix", description="Root of every Firelink topic.")
     max_payload_bytes: int = Field(
         65536, ge=256, title="Max payload", description="Alarm/status payloads larger than this are rejected."
+    )
+    max_detection_bytes: int = Field(
+        1 << 20, ge=1024, title="Max detection payload",
+        description="Detector-worker messages (they carry a JPEG) larger than this are rejected.",
     )
     keepalive_s: int = Field(15, ge=5, title="Keepalive", description="MQTT keepalive in seconds.")
     embedded_broker: Literal["auto", "never"] = Field(
@@ -182,6 +187,10 @@ class FirelinkConfig(FirelinkBaseModel):
     )
     units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
     cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
+    video: VideoConfig = Field(default_factory=VideoConfig, title="Video", description="Live video and evidence.")
+    detectors: DetectorsConfig = Field(
+        default_factory=DetectorsConfig, title="Detectors", description="Smoke/fire and blocked-exit detectors."
+    )
     hazards: HazardsConfig = Field(
         default_factory=HazardsConfig,
         title="Hazards",

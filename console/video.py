@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from config.cameras import VideoConfig
+from console.security import ACTOR
 from dispatch.appkeys import BUS, CONFIG
 from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
@@ -44,9 +45,8 @@ DEFAULT_EVIDENCE_DIR = "var/evidence"  # used when neither the config nor setup_
 RETENTION_CHECK_S = 3600.0
 WRITE_TIMEOUT_S = 20.0  # a viewer that accepts nothing for this long is disconnected
 BOUNDARY = "firelinkframe"
-# Where the console's login middleware puts the user (an object with .role and .unit_id).
-# A string today; the console may swap in a web.RequestKey by assigning this.
-USER_KEY: Any = "user"
+# Where the console's identity middleware puts the caller (dispatch.inputs.Actor: .role, .unit_id).
+USER_KEY = ACTOR
 VIEW_ROLES = frozenset({"admin", "duty_officer", "unit", "assessor"})
 
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]

@@ -1,8 +1,8 @@
 """App factory: small parts, each started and stopped by its own cleanup context.
 
-Order (start; stop is the reverse): database → core service → hazard service → MQTT broker
-(embedded only when none answers) → MQTT link → background workers
-(notify outbox, escalation, device watchdog) → cameras. Parts find each
+Order (start; stop is the reverse): database → core service → hazard service → detection sink →
+MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
+escalation, device watchdog, false-alarm learning) → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
 """
 
@@ -18,16 +18,18 @@ from typing import Any
 from aiohttp import web
 
 from config.schema import FirelinkConfig
+from console.video import CAMERAS, setup_video
 from console.web import setup_console
 from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
+from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
-from dispatch.hazards import hazards_context
+from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
-from dispatch.inputs import utcnow
+from dispatch.inputs import SYSTEM, utcnow
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
 from ingest.embedded_broker import maybe_start
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEVICES = web.AppKey("devices", DeviceMonitor)
 FIRST_ADMIN = web.AppKey("first_admin", tuple)
+DETECTIONS = web.AppKey("detections", DetectionSink)
 
 
 def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True) -> web.Application:
@@ -74,6 +77,11 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[DEVICES] = monitor
         yield
 
+    async def detection_sink(app: web.Application) -> AsyncIterator[None]:
+        app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], cfg.video.evidence_dir,
+                                        cfg.detectors.hard_negatives_dir)
+        yield
+
     async def broker(app: web.Application) -> AsyncIterator[None]:
         embedded = await maybe_start(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.embedded_broker) if mqtt else None
         yield
@@ -84,7 +92,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         if not mqtt:
             yield
             return
-        inbox = CoreInbox(app[SERVICE], app[DEVICES])
+        inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
         link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive)
         await link.start()
         app[MQTT] = link
@@ -97,6 +105,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             OutboxWorker(service, app[BUS], cfg, app[MQTT], clock).run(),
             Escalator(service, app[BUS], cfg.escalation).run(),
             app[DEVICES].run(),
+            app[DETECTIONS].learn_from_false_alarms(),
         ]
         tasks = [asyncio.create_task(job) for job in jobs]
         yield
@@ -106,6 +115,26 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
-    app.cleanup_ctx.extend([database, core, hazards_context, broker, mqtt_link, workers])
+    async def record_evidence(incident_id: int, action: str, data: dict[str, Any]) -> None:
+        writer = app[WRITER]
+        async with writer.tx() as tx:
+            writer.record(tx, action, SYSTEM, utcnow(), data, incident_id=incident_id)
+
+    async def detectors(app: web.Application) -> AsyncIterator[None]:
+        if not cfg.detectors.enabled or not cfg.cameras:
+            yield
+            return
+        from detectors.pipeline import DetectorService  # torch is loaded only when detectors run here
+
+        sink = app[DETECTIONS]
+        service = DetectorService(app[CAMERAS], cfg.detectors, submit=sink.submit, on_hazard=sink.on_hazard,
+                                  on_detection=sink.on_detection)
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.extend([database, core, hazards_context, detection_sink, broker, mqtt_link, workers])
+    setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
+    app.cleanup_ctx.append(detectors)
     setup_console(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import json
 import sys
@@ -13,6 +14,10 @@ from datetime import UTC, datetime
 from config.loader import ConfigError, load
 from config.schema import FirelinkConfig
 from dispatch import logsetup
+
+# A burst allocates many short-lived ORM/JSON objects; with the default thresholds the cyclic GC ran
+# full collections under load and stalled the loop (bench, 1000 alarms/s: p99 ~1 s → under 200 ms).
+gc.set_threshold(100_000, 50, 1000)
 
 
 def _config(args: argparse.Namespace) -> FirelinkConfig:

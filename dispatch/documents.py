@@ -75,7 +75,7 @@ def yuan_upper(amount: int) -> str:
 
 
 def html_to_pdf(html: str) -> bytes:
-    from weasyprint import HTML  # type: ignore[import-untyped]
+    from weasyprint import HTML
 
     pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
     return pdf

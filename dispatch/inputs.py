@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -52,6 +53,15 @@ class AgencyAckIn:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectionIn:
+    """A remote detector worker's message (detectors.worker.DetectionMessage): an alarm or an exit event."""
+
+    message: Any
+    received_at: datetime
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Input refused before or inside the core; stored so an admin can see why."""
 
@@ -75,4 +85,4 @@ class Actor:
 
 SYSTEM = Actor("system", "system")
 
-CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | Rejection
+CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | DetectionIn | Rejection

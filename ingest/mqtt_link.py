@@ -60,6 +60,7 @@ def subscriptions(prefix: str) -> list[tuple[str, int]]:
         (f"{prefix}/units/#", 1),
         (f"{prefix}/devices/#", 1),
         (f"{prefix}/dispatch/+/ack", 1),
+        (f"{prefix}/cameras/+/detections", 1),
     ]
 
 
@@ -135,7 +136,8 @@ class MqttLink:
         self._call(self.connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow())
+        item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow(),
+                             self.cfg.max_detection_bytes)
         self._inbox.append(_Delivery(item, msg.mid, msg.qos, self._generation))
         if not self._wake_pending:
             self._wake_pending = True

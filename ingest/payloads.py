@@ -13,7 +13,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dispatch.inputs import AgencyAckIn, AlarmIn, CoreInput, DeviceStatusIn, Rejection, check_text, printable
+from dispatch.inputs import (
+    AgencyAckIn,
+    AlarmIn,
+    CoreInput,
+    DetectionIn,
+    DeviceStatusIn,
+    Rejection,
+    check_text,
+    printable,
+)
 
 EXCERPT_BYTES = 200
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -70,16 +79,24 @@ def _errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_message(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at: datetime) -> CoreInput:
+def parse_message(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at: datetime,
+                  max_detection_bytes: int = 1 << 20) -> CoreInput:
     def reject(reason: str) -> Rejection:
         return Rejection("mqtt", topic, reason, _excerpt(payload), len(payload), received_at)
 
-    if len(payload) > max_bytes:
-        return reject(f"payload too large: {len(payload)} bytes > {max_bytes}")
     parts = topic.split("/")
     if len(parts) < 4 or parts[0] != prefix:
         return reject("unknown topic")
     section, ident, leaf = parts[1], parts[2], "/".join(parts[3:])
+    if section == "cameras" and leaf == "detections":  # from detector workers: carries a JPEG, so larger
+        if len(payload) > max_detection_bytes:
+            return reject(f"payload too large: {len(payload)} bytes > {max_detection_bytes}")
+        from detectors.worker import parse_detection_message
+
+        message = parse_detection_message(topic, payload, received_at)
+        return DetectionIn(message, received_at, topic) if message else reject("invalid detections message")
+    if len(payload) > max_bytes:
+        return reject(f"payload too large: {len(payload)} bytes > {max_bytes}")
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

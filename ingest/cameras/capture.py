@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,22 +35,20 @@ from urllib.parse import unquote, urlsplit
 
 # Process-wide FFmpeg options for OpenCV captures, read at each open: RTSP over TCP (robust through
 # NAT/firewalls and what our test camera serves), a short probe so opening takes ~1 s rather than 5,
-# no input buffering (latency). FFmpeg/OpenCV chatter is silenced: it can name hosts and we report
+# FFmpeg/OpenCV chatter is silenced: it can name hosts and we report
 # faults through status instead.
-os.environ.setdefault(
-    "OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;1000000|probesize;1000000|fflags;nobuffer"
-)
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;1000000|probesize;1000000")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from config.cameras import CameraConfig, redact_url  # noqa: E402
+from config.cameras import CameraConfig, redact_url
 
 log = logging.getLogger(__name__)
 
-Frame = np.ndarray[Any, np.dtype[np.uint8]]
+Frame = np.ndarray[Any, Any]
 FrameSink = Callable[[float, Frame], None]
 
 THUMB_SIZE = (160, 90)
@@ -144,7 +143,7 @@ def diagnose(cfg: CameraConfig, timeout: float = 2.0) -> str:
 def _http_get(cfg: CameraConfig, timeout: float) -> bytes:
     """GET an HTTP(S) URL with Basic/Digest credentials (blocking). Errors never contain the password."""
     parts = urlsplit(cfg.source_url())
-    clean = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    clean = parts._replace(netloc=(parts.hostname or "") + (f":{parts.port}" if parts.port else "")).geturl()
     handlers: list[urllib.request.BaseHandler] = []
     if parts.username:
         mgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()
@@ -154,6 +153,36 @@ def _http_get(cfg: CameraConfig, timeout: float) -> bytes:
     with opener.open(clean, timeout=timeout) as resp:
         data: bytes = resp.read()
         return data
+
+
+FPS_WINDOW_S = 3.0  # the reported frame rate is measured over this window
+SKIP_BEHIND_S = 0.3  # more than this behind the camera: skip BGR conversion/delivery to catch up
+MAX_SKIP_IN_A_ROW = 4  # …but still deliver every 5th frame
+
+
+class _LagMeter:
+    """How far decoding runs behind the camera: (wall time − stream time) above its live-edge value.
+
+    When a read had to wait for data we were at the live edge: that frame's offset becomes the
+    baseline (this also absorbs stream clocks that drift from ours). When reads never wait, data is
+    queueing up (decoding too slow) and the offset grows above the baseline: that is the backlog.
+    Stream time jumps (RTSP timestamps restarting) rebase the meter.
+    """
+
+    def __init__(self) -> None:
+        self.base: float | None = None
+        self.prev_pts: float | None = None
+
+    def update(self, now: float, pts_ms: float, waited: bool) -> float:
+        if pts_ms <= 0 and self.prev_pts is None:
+            return 0.0
+        if self.prev_pts is not None and not 0 <= pts_ms - self.prev_pts <= 5000:
+            self.base = None  # discontinuity
+        self.prev_pts = pts_ms
+        offset = now - pts_ms / 1000
+        if self.base is None or waited or offset < self.base:
+            self.base = offset
+        return offset - self.base
 
 
 class CameraCapture:
@@ -169,7 +198,8 @@ class CameraCapture:
         self.connected = False
         self.last_error: str | None = None
         self.attempts = 0  # consecutive failed connection attempts
-        self.reconnects = 0
+        self.reconnects = 0  # successful connections after the first
+        self.sessions = 0
         self.next_retry_mono: float | None = None
         self.last_frame_mono: float | None = None
         self.last_frame_wall: float | None = None
@@ -179,9 +209,12 @@ class CameraCapture:
         self.source_fps: float | None = None
         self.fps = 0.0  # measured, exponential moving average
         self.identical_since: float | None = None
+        self.behind_s = 0.0  # how far decoding lags the camera (network sources)
+        self.skipped = 0  # frames decoded but skipped to catch up
         self.dark_since: float | None = None
         self.dark_reason: str | None = None
         self._thumb: Frame | None = None
+        self._recent: deque[float] = deque()  # frame times of the last FPS_WINDOW_S
         self._last_kept = 0.0
 
     # ---- lifecycle (called from the loop; never blocks long) ----
@@ -244,7 +277,6 @@ class CameraCapture:
                 break
             if got_frames:
                 backoff = cfg.reconnect_initial_s
-                self.reconnects += 1
             self.attempts += 1
             self.next_retry_mono = time.monotonic() + backoff
             log.warning(
@@ -263,6 +295,9 @@ class CameraCapture:
             params = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000),
+                # One decoding thread per camera: FFmpeg's frame threading would hold back
+                # (threads - 1) frames, i.e. latency; cameras already decode in parallel.
+                cv2.CAP_PROP_N_THREADS, 1,
             ]  # fmt: skip
             cap = cv2.VideoCapture(cfg.source_url(), cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
@@ -281,19 +316,37 @@ class CameraCapture:
             pace = 1.0 / (cfg.fps or self.source_fps or 10.0) if is_file else 0.0
             next_due = time.monotonic()
             log.info("camera %s (%s): connected", cfg.id, cfg.display_url())
+            lag = _LagMeter() if cfg.is_network else None
+            skipped = 0
+            wait_evidence = max(0.03, 0.5 / (self.source_fps or 10.0))
             while not self._stop.is_set():
-                ok, frame = cap.read()
-                if not ok or frame is None:
+                t_grab = time.monotonic()
+                ok = cap.grab()  # decodes; the BGR conversion happens in retrieve()
+                now = time.monotonic()
+                if not ok:
                     if is_file and cfg.loop and got:
                         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                        ok, frame = cap.read()
-                    if not ok or frame is None:
+                        ok = cap.grab()
+                    if not ok:
                         raise SourceError("stream ended" if is_file else "stream lost (no data)")
+                if lag is not None and got:
+                    behind = lag.update(now, cap.get(cv2.CAP_PROP_POS_MSEC), now - t_grab > wait_evidence)
+                    self.behind_s = behind
+                    if behind > cfg.max_lag_s:
+                        raise SourceError(
+                            f"decoding fell {behind:.1f} s behind the camera (overloaded?); resynchronising"
+                        )
+                    if behind > SKIP_BEHIND_S and skipped < MAX_SKIP_IN_A_ROW:
+                        skipped += 1  # catching up: decode only, don't convert or deliver
+                        self.skipped += 1
+                        continue
+                skipped = 0
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    raise SourceError("stream lost (undecodable frame)")
                 if not got:
                     got = True
-                    self.connected = True
-                    self.attempts = 0
-                    self.last_error = None
+                    self._on_connected()
                 self._accept(frame)
                 if pace:
                     next_due += pace
@@ -324,22 +377,31 @@ class CameraCapture:
                 raise SourceError("snapshot is not an image")
             if not got:
                 got = True
-                self.connected = True
-                self.attempts = 0
-                self.last_error = None
+                self._on_connected()
             self._accept(frame)
             self._stop.wait(max(0.0, period - (time.monotonic() - t0)))
         return got
+
+    def _on_connected(self) -> None:
+        if self.sessions:
+            self.reconnects += 1
+            log.info("camera %s: video back after reconnecting", self.cfg.id)
+        self.sessions += 1
+        self.connected = True
+        self.attempts = 0
+        self.last_error = None
 
     def _accept(self, frame: Frame) -> None:
         now = time.monotonic()
         if self.cfg.fps and self.frames and now - self._last_kept < 0.9 / self.cfg.fps:
             return  # over the configured rate: decoded (the codec needs it) but not kept
         wall = time.time()
-        if self.last_frame_mono is not None:
-            dt = now - self.last_frame_mono
-            if dt > 0:
-                self.fps = 1.0 / dt if self.fps == 0 else 0.9 * self.fps + 0.1 / dt
+        recent = self._recent
+        recent.append(now)
+        while recent[0] < now - FPS_WINDOW_S:
+            recent.popleft()
+        span = now - recent[0]
+        self.fps = (len(recent) - 1) / span if span > 0.5 else self.fps
         self._last_kept = now
         self.height, self.width = frame.shape[:2]
         self._analyse(frame, now)
@@ -376,9 +438,10 @@ class CameraCapture:
             "status": h.status.value,
             "fault": h.fault,
             "resolution": [self.width, self.height] if self.width else None,
-            "fps": round(self.fps, 1),
+            "fps": round(self.fps, 1) if h.status in (Status.ONLINE, Status.FROZEN, Status.DARK) else 0.0,
             "frames": self.frames,
             "reconnects": self.reconnects,
+            "behind_s": round(self.behind_s, 2),
             "last_frame_at": self.last_frame_wall,
         }
 

@@ -250,6 +250,7 @@ class EvidenceRecorder:
         self.rings: dict[str, FrameRing] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._active: dict[int, asyncio.Task[list[EvidenceFile]]] = {}
+        self._finished: dict[int, asyncio.Future[list[EvidenceFile]]] = {}
         self._stopping = asyncio.Event()
         self._manifest_lock = asyncio.Lock()
 
@@ -315,8 +316,27 @@ class EvidenceRecorder:
             at = time.time()
         task = asyncio.create_task(self.capture(incident_id, unit_id, at), name=f"evidence-{incident_id}")
         self._active[incident_id] = task
-        task.add_done_callback(lambda _t: self._active.pop(incident_id, None))
+
+        def done(t: asyncio.Task[list[EvidenceFile]]) -> None:
+            self._active.pop(incident_id, None)
+            fut = self._finished.setdefault(incident_id, asyncio.get_running_loop().create_future())
+            if not fut.done():
+                if t.cancelled():
+                    fut.cancel()
+                elif (exc := t.exception()) is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(t.result())
+            while len(self._finished) > 256:  # keep recent results only
+                self._finished.pop(next(iter(self._finished)))
+
+        task.add_done_callback(done)
         return task
+
+    async def finished(self, incident_id: int) -> list[EvidenceFile]:
+        """Wait until the evidence of an incident has been recorded (for tests and tools)."""
+        fut = self._finished.setdefault(incident_id, asyncio.get_running_loop().create_future())
+        return await asyncio.shield(fut)
 
     async def capture(self, incident_id: int, unit_id: str, at: float) -> list[EvidenceFile]:
         streams = self.hub.for_unit(unit_id)

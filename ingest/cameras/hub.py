@@ -141,7 +141,8 @@ class EncodedChannel:
 
     async def frames(self) -> AsyncIterator[EncodedFrame]:
         """The newest encoded frame each time one is ready (skips what the consumer missed)."""
-        seq = self.out.seq - 1 if self.out.value is not None else 0
+        fresh = self.out.value is not None and self.out.value.ts > time.time() - 1.0
+        seq = self.out.seq - 1 if fresh else self.out.seq  # start with the current frame unless stale
         while True:
             got = await self.out.wait_newer(seq)
             if got is None:
@@ -256,6 +257,7 @@ class CameraHub:
         *,
         health_interval_s: float = 0.25,
         encode_workers: int | None = None,
+        stop_wait_s: float = 2.0,
     ) -> None:
         ids = [c.id for c in cameras]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -267,6 +269,7 @@ class CameraHub:
         )
         self.streams: dict[str, CameraStream] = {c.id: CameraStream(self, c) for c in cameras}
         self.health_interval_s = health_interval_s
+        self.stop_wait_s = stop_wait_s
         self.on_status: list[StatusCallback] = []
         self._task: asyncio.Task[None] | None = None
         self.started = False
@@ -309,8 +312,9 @@ class CameraHub:
             s.close()
         # Threads may sit in a blocking read for up to read_timeout_s; they are daemons and see
         # the stop flag as soon as the read returns. Wait a bounded time, off the loop.
-        deadline = max((s.cfg.read_timeout_s for s in self.streams.values()), default=0) + 1
-        await asyncio.gather(*(asyncio.to_thread(s.capture.join, deadline) for s in self.streams.values()))
+        # A thread still opening a slow camera is left to finish on its own (daemon; it releases
+        # the capture itself), so shutdown never waits more than `stop_wait_s`.
+        await asyncio.gather(*(asyncio.to_thread(s.capture.join, self.stop_wait_s) for s in self.streams.values()))
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("camera hub stopped")
 
@@ -333,7 +337,14 @@ class CameraHub:
                     s.health = h
             await asyncio.sleep(self.health_interval_s)
 
-    async def wait_status(self, camera_id: str, *statuses: Status, timeout: float) -> Health:
+    def end_live_views(self) -> None:
+        """End every live viewer's stream (app shutdown: don't hold connections open)."""
+        for s in self.streams.values():
+            for ch in s.channels.values():
+                if ch is not s.evidence_channel:
+                    ch.out.close()
+
+    async def wait_status(self, camera_id: str, *statuses: Status, within: float) -> Health:
         """Wait until a camera's status is one of `statuses` (raises TimeoutError)."""
         s = self.get(camera_id)
         fut: asyncio.Future[Health] = asyncio.get_running_loop().create_future()
@@ -346,14 +357,12 @@ class CameraHub:
             return s.health
         self.on_status.append(cb)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, within)
         finally:
             self.on_status.remove(cb)
 
     # ---- consumers ----
-    async def subscribe_frames(
-        self, camera_id: str, fps: float | None = None
-    ) -> AsyncIterator[tuple[float, Frame]]:
+    async def subscribe_frames(self, camera_id: str, fps: float | None = None) -> AsyncIterator[tuple[float, Frame]]:
         """Decoded BGR frames of one camera for detectors: (wall-clock ts, read-only ndarray).
 
         Yields the newest frame, at most `fps` per second; frames the consumer is too slow for are

@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,9 +78,7 @@ class RtspTestServer:
         self.host = host
         self.port = port
         self.path = path.strip("/")
-        self.auth = (
-            "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode() if username else None
-        )
+        self.auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode() if username else None
         self.encode_args = encode_args or [
             "-an", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
             "-g", "10", "-pix_fmt", "yuv420p", "-flags", "+global_header",
@@ -110,12 +109,13 @@ class RtspTestServer:
             "-f", "rtp", "-sdp_file", str(sdp_file),
             f"rtp://127.0.0.1:{rtp.getsockname()[1]}?rtcpport={rtcp.getsockname()[1]}&pkt_size=1200",
         ]  # fmt: skip
-        self.ffmpeg = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=_pdeathsig)
+        self.ffmpeg = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we poll it below
+            cmd, stdout=subprocess.DEVNULL, preexec_fn=_pdeathsig
+        )
         for _ in range(200):
             if sdp_file.exists() and "m=video" in (text := sdp_file.read_text()):
                 self.sdp = self._rewrite_sdp(text)
-                sdp_file.unlink()
-                tmp.rmdir()
+                shutil.rmtree(tmp, ignore_errors=True)
                 return
             if self.ffmpeg.poll() is not None:
                 raise RuntimeError(f"ffmpeg exited with {self.ffmpeg.returncode}")
@@ -154,7 +154,7 @@ class RtspTestServer:
                     continue
                 head = first + await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                method, url, _ = (lines[0].split(" ") + ["", ""])[:3]
+                method, url, _ = [*lines[0].split(" "), "", ""][:3]
                 headers = {}
                 for h in lines[1:]:
                     if ":" in h:
@@ -214,8 +214,8 @@ class RtspTestServer:
         print(f"READY rtsp://{self.host}:{self.port}/{self.path}", flush=True)
         try:
             async with server:
-                while self.ffmpeg is not None and self.ffmpeg.poll() is None:
-                    await asyncio.sleep(0.2)
+                assert self.ffmpeg is not None
+                await asyncio.to_thread(self.ffmpeg.wait)
         finally:
             if self.ffmpeg is not None and self.ffmpeg.poll() is None:
                 self.ffmpeg.kill()

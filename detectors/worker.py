@@ -1,0 +1,206 @@
+"""`firelink detect --cameras ...`: a detector worker process publishing over MQTT.
+
+A worker (possibly on another machine with a GPU) opens the listed cameras itself, runs the
+detector service and publishes each event, QoS 1, to ``{prefix}/cameras/{camera_id}/detections``.
+The core subscribes to ``{prefix}/cameras/+/detections`` and turns each message back into core
+inputs with `parse_detection_message` (pure; never raises on bad input — returns None).
+
+Payload (JSON, UTF-8; JPEGs base64, scaled to ≤ 640 px wide, so a message stays < ~150 KB):
+
+* smoke/fire: ``{"type": "video_smoke"|"video_fire", "alarm_id", "camera_id", "unit_id", "ts" (ISO-8601),
+  "confidence", "boxes": [{"class", "confidence", "box": [x1, y1, x2, y2]}], "width", "height", "jpeg_b64"}``
+  (box pixels refer to the full frame of width×height);
+* blocked exit: ``{"type": "blocked_exit", "camera_id", "unit_id", "zone_id", "zone_name", "started_at",
+  "confirmed_at", "fraction", "before_jpeg_b64", "after_jpeg_b64"}``;
+* cleared: ``{"type": "blocked_exit_cleared", ... "cleared_at", "after_jpeg_b64"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detectors.exits import ExitCleared, ExitEvent, ExitHazard
+
+log = logging.getLogger(__name__)
+
+MAX_JPEG_WIDTH = 640
+
+
+def topic(prefix: str, camera_id: str) -> str:
+    return f"{prefix}/cameras/{camera_id}/detections"
+
+
+def shrink_jpeg(data: bytes, width: int = MAX_JPEG_WIDTH, quality: int = 75) -> bytes:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.shape[1] <= width:
+        return data
+    h = round(img.shape[0] * width / img.shape[1])
+    ok, buf = cv2.imencode(".jpg", cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else data
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(shrink_jpeg(b)).decode("ascii")
+
+
+def fire_payload(record: dict[str, Any], unit_id: str | None) -> dict[str, Any]:
+    return {
+        "type": record["type"], "alarm_id": record["alarm_id"], "camera_id": record["camera_id"],
+        "unit_id": unit_id, "ts": datetime.fromtimestamp(record["t"], UTC).isoformat(),
+        "confidence": record["confidence"], "boxes": record["boxes"], "width": record["width"],
+        "height": record["height"], "jpeg_b64": _b64(record["jpeg"]),
+    }
+
+
+def hazard_payload(ev: ExitEvent) -> dict[str, Any]:
+    base = {"camera_id": ev.camera_id, "unit_id": ev.unit_id, "zone_id": ev.zone_id, "zone_name": ev.zone_name,
+            "started_at": ev.started_at.isoformat(), "confirmed_at": ev.confirmed_at.isoformat(),
+            "fraction": ev.fraction, "after_jpeg_b64": _b64(ev.after_jpeg)}
+    if isinstance(ev, ExitHazard):
+        return {"type": "blocked_exit", **base, "before_jpeg_b64": _b64(ev.before_jpeg)}
+    return {"type": "blocked_exit_cleared", **base, "cleared_at": ev.cleared_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionMessage:
+    """A parsed detections message: an alarm for the core plus its record/JPEG, or an exit event."""
+
+    alarm: Any | None = None  # dispatch.inputs.AlarmIn
+    record: dict[str, Any] | None = None
+    jpeg: bytes | None = None
+    exit_event: ExitEvent | None = None
+
+
+def parse_detection_message(topic_name: str, payload: bytes, received_at: datetime | None = None,
+                            default_unit: str | None = None) -> DetectionMessage | None:
+    """Core side: a detections message → DetectionMessage; None (and a log line) when malformed."""
+    from dispatch.inputs import AlarmIn, check_text
+
+    try:
+        d = json.loads(payload.decode("utf-8"))
+        cam = topic_name.split("/")[-2]
+        if d.get("camera_id") != cam:
+            raise ValueError("camera_id does not match the topic")
+        for v in d.values():
+            if isinstance(v, str):
+                check_text(v)
+        now = received_at or datetime.now(UTC)
+        typ = d["type"]
+        if typ in ("video_smoke", "video_fire"):
+            unit = d.get("unit_id") or default_unit
+            if not unit:
+                raise ValueError("no unit_id")
+            what = "smoke" if typ == "video_smoke" else "fire"
+            alarm = AlarmIn(
+                alarm_id=str(d["alarm_id"])[:128], unit_id=str(unit), kind=typ, source="video", received_at=now,
+                device_id=cam, device_ts=datetime.fromisoformat(d["ts"]),
+                note=f"camera {cam}: {what} confirmed over time, confidence {float(d['confidence']):.2f}",
+                topic=topic_name,
+            )
+            record = {k: d[k] for k in ("camera_id", "alarm_id", "confidence", "boxes", "width", "height")}
+            record.update(type=typ, t=datetime.fromisoformat(d["ts"]).timestamp(), frame_jpeg=None)
+            return DetectionMessage(alarm, record, base64.b64decode(d["jpeg_b64"]))
+        started, confirmed = datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["confirmed_at"])
+        after = base64.b64decode(d["after_jpeg_b64"])
+        if typ == "blocked_exit":
+            ev: ExitEvent = ExitHazard(cam, d["zone_id"], started, confirmed, float(d["fraction"]),
+                                       base64.b64decode(d["before_jpeg_b64"]), after, d.get("zone_name", ""),
+                                       d.get("unit_id"))
+        elif typ == "blocked_exit_cleared":
+            ev = ExitCleared(cam, d["zone_id"], started, confirmed, datetime.fromisoformat(d["cleared_at"]),
+                             float(d["fraction"]), after, d.get("zone_name", ""), d.get("unit_id"))
+        else:
+            raise ValueError(f"unknown type {typ!r}")
+        return DetectionMessage(exit_event=ev)
+    except Exception as exc:  # malformed input must never take the core down
+        log.warning("bad detections message on %s: %s", topic_name, exc)
+        return None
+
+
+class MqttPublisher:
+    """Blocking paho client used from the event loop through threads; QoS 1, waits for PUBACK."""
+
+    def __init__(self, mqtt_cfg: Any, client_id: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.cfg = mqtt_cfg
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if mqtt_cfg.username:
+            pw = mqtt_cfg.password.get_secret_value() if mqtt_cfg.password else None
+            self.client.username_pw_set(mqtt_cfg.username, pw)
+        self.client.max_inflight_messages_set(100)
+
+    def start(self) -> None:
+        self.client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+
+    async def publish(self, topic_name: str, payload: dict[str, Any]) -> None:
+        info = self.client.publish(topic_name, json.dumps(payload).encode(), qos=1)
+        await asyncio.to_thread(info.wait_for_publish, 30)
+
+
+async def run_worker(cfg: Any, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
+    """Runs until `stop` is set (or SIGINT/SIGTERM)."""
+    from config.detectors import DetectorsConfig
+    from detectors.pipeline import DetectorService
+    from ingest.cameras.hub import CameraHub
+
+    dcfg: DetectorsConfig = getattr(cfg, "detectors", None) or DetectorsConfig()
+    known = {c.id: c for c in cfg.cameras}
+    missing = [c for c in camera_ids if c not in known]
+    if missing:
+        raise SystemExit(f"unknown camera(s): {', '.join(missing)}")
+    cams = [known[c] for c in camera_ids]
+    units = {c.id: c.unit_id for c in cams}
+    prefix = cfg.mqtt.topic_prefix
+    pub = MqttPublisher(cfg.mqtt, f"firelink-detect-{'-'.join(camera_ids)[:40]}")
+    await asyncio.to_thread(pub.start)
+    hub = CameraHub(cams, getattr(cfg, "video", None))
+
+    async def on_detection(record: dict[str, Any]) -> None:
+        await pub.publish(topic(prefix, record["camera_id"]), fire_payload(record, units.get(record["camera_id"])))
+
+    async def on_hazard(ev: ExitEvent) -> None:
+        await pub.publish(topic(prefix, ev.camera_id), hazard_payload(ev))
+
+    svc = DetectorService(hub, dcfg, on_detection=on_detection, on_hazard=on_hazard, camera_ids=camera_ids)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    await svc.start()
+    try:
+        await stop.wait()
+    finally:
+        await svc.stop()
+        await hub.stop()
+        await asyncio.to_thread(pub.stop)
+
+
+def cmd_detect(cfg: Any, args: argparse.Namespace) -> int:
+    ids = [c for part in args.cameras for c in part.split(",") if c]
+    if not ids:
+        ids = [c.id for c in cfg.cameras if c.enabled]
+    asyncio.run(run_worker(cfg, ids))
+    return 0

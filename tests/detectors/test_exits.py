@@ -1,0 +1,84 @@
+"""Blocked exits on scenes built from real footage: vtest.avi (people walking along a path) with a zone on
+the path, a real photographed object composited into it, brightness changes of ±30 %."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from config.detectors import ExitAnalysis, ExitZoneConfig
+from detectors.exits import ExitCleared, ExitHazard, ExitWatcher
+
+ZONE = [(0.45, 0.38), (0.80, 0.38), (0.80, 0.62), (0.45, 0.62)]
+DWELL = 5.0
+FPS = 2.0  # analysed frames per second (vtest is 10 fps → every 5th frame)
+
+
+@pytest.fixture(scope="module")
+def reference(vtest_frames) -> np.ndarray:
+    """The clear view: per-pixel median over the clip removes the people."""
+    return np.median(np.stack(vtest_frames[::25]), axis=0).astype(np.uint8)
+
+
+def watcher(reference: np.ndarray, persons) -> ExitWatcher:
+    zone = ExitZoneConfig(id="north", polygon=ZONE, dwell_s=DWELL, min_fraction=0.25, clear_s=3.0)
+    w = ExitWatcher("hall", [zone], ExitAnalysis(fps=FPS), persons=persons, unit_id="U1")
+    w.set_reference(reference)
+    return w
+
+
+def composite(frame: np.ndarray, obj: np.ndarray, coverage: float) -> np.ndarray:
+    """Pastes `obj` over the left part of the zone so it covers `coverage` of the zone's area."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (round(ZONE[0][0] * w), round(ZONE[0][1] * h), round(ZONE[2][0] * w), round(ZONE[2][1] * h))
+    ow = max(8, round((x1 - x0) * coverage))
+    import cv2
+
+    patch = cv2.resize(obj, (ow, y1 - y0), interpolation=cv2.INTER_AREA)
+    out = frame.copy()
+    out[y0:y1, x0 : x0 + ow] = patch
+    return out
+
+
+def run(w: ExitWatcher, frames: list[np.ndarray], t0: float = 0.0) -> list[tuple[float, object]]:
+    out = []
+    for i, f in enumerate(frames):
+        t = t0 + i / FPS
+        out += [(t, e) for e in w.update(t, f)]
+    return out
+
+
+def test_people_walking_through_never_flag(vtest_frames, reference, persons) -> None:
+    w = watcher(reference, persons)
+    events = run(w, vtest_frames[::5])  # the whole clip: 80 s, people crossing the zone
+    assert events == []
+
+
+@pytest.mark.parametrize("gain", [0.7, 1.3])
+def test_global_brightness_change_never_flags(vtest_frames, reference, persons, gain: float) -> None:
+    w = watcher(reference, persons)
+    frames = [np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8) for f in vtest_frames[:400:5]]
+    assert run(w, frames) == []
+
+
+@pytest.mark.parametrize("coverage", [0.3, 0.6, 1.0])
+def test_obstruction_flagged_within_dwell_plus_10s_and_clears(vtest_frames, reference, persons, obstacle,
+                                                             coverage: float) -> None:
+    w = watcher(reference, persons)
+    base = vtest_frames[200:795:5]
+    placed_at = 5.0  # seconds into the scene
+    n_blocked = int((DWELL + 12) * FPS)
+    k0 = int(placed_at * FPS)
+    frames = list(base[:k0])
+    frames += [composite(f, obstacle, coverage) for f in base[k0 : k0 + n_blocked]]
+    frames += list(base[k0 + n_blocked : k0 + n_blocked + 40])  # removed again (20 s)
+    events = run(w, frames)
+    hazards = [(t, e) for t, e in events if isinstance(e, ExitHazard)]
+    assert len(hazards) == 1, events
+    t, hz = hazards[0]
+    assert t - placed_at <= DWELL + 10
+    assert hz.fraction >= coverage * 0.6
+    assert hz.before_jpeg[:2] == b"\xff\xd8" and hz.after_jpeg[:2] == b"\xff\xd8"
+    assert hz.confirmed_at > hz.started_at
+    cleared = [(t, e) for t, e in events if isinstance(e, ExitCleared)]
+    assert len(cleared) == 1 and cleared[0][0] > placed_at + n_blocked / FPS

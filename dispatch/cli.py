@@ -170,6 +170,9 @@ def parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply Alembic migrations")
     audit = sub.add_parser("audit", help="record integrity").add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="verify the hash chain of the record")
+    from detectors.cli import add_commands  # detect-image, detect-video, detect (worker), train
+
+    add_commands(sub)
     return p
 
 
@@ -180,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    handler = getattr(args, "detectors_handler", None)
+    if handler is not None:
+        code: int = handler(cfg, args)
+        return code
     if args.command == "run":
         return cmd_run(cfg, args)
     if args.command == "press":

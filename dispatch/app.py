@@ -130,6 +130,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         service = DetectorService(app[CAMERAS], cfg.detectors, submit=sink.submit, on_hazard=sink.on_hazard,
                                   on_detection=sink.on_detection)
         await service.start()
+        app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
         yield
         await service.stop()
 

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,21 @@ class DetectionSink:
                     {"camera_id": event.camera_id, "zone_id": event.zone_id, "fraction": event.fraction,
                      "sha256": hashlib.sha256(event.after_jpeg).hexdigest()},
                     hazard_id=hazard_id)
+
+    def camera_recheck(self, detectors: Any, hub: Any) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        """A hazard's automatic recheck at its deadline: the exit zone's live state plus a snapshot."""
+
+        async def recheck(hazard: dict[str, Any]) -> tuple[bool, bytes] | None:
+            pipeline = detectors.pipelines.get(hazard.get("camera_id"))
+            if pipeline is None or pipeline.exits is None:
+                return None  # not watched by a detector here: an officer rechecks
+            zone = next((z for z in pipeline.exits.state() if z["zone_id"] == hazard.get("zone")), None)
+            frame = await hub.snapshot(hazard["camera_id"])
+            if zone is None or frame is None:
+                return None
+            return zone["blocked_since"] is None, frame.data
+
+        return recheck
 
     def _unit_of(self, camera_id: str) -> str | None:
         return next((c.unit_id for c in self.service.cfg.cameras if c.id == camera_id), None)

@@ -75,7 +75,6 @@ class MqttLink:
         # burst, not once per message (each call_soon_threadsafe costs a self-pipe write+read).
         self._inbox: deque[_Delivery] = deque()
         self._inbox_ready = asyncio.Event()
-        self._wake_pending = False
         self._pump_task: asyncio.Task[None] | None = None
         self._generation = 0
         self._pending_pubs: dict[int, asyncio.Future[None]] = {}
@@ -139,9 +138,7 @@ class MqttLink:
         item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow(),
                              self.cfg.max_detection_bytes)
         self._inbox.append(_Delivery(item, msg.mid, msg.qos, self._generation))
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._call(self._inbox_ready.set)
+        self._call(self._inbox_ready.set)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         # Called with paho's own locks held: only hand over to the loop here.
@@ -161,12 +158,10 @@ class MqttLink:
     async def _pump(self) -> None:
         while True:
             if not self._inbox:
-                await self._inbox_ready.wait()
-                self._inbox_ready.clear()
-                # Cleared before draining: a message appended from now on schedules a new wake-up.
-                self._wake_pending = False
+                self._inbox_ready.clear()  # then re-check: a message appended after this sets it again
                 if not self._inbox:
-                    continue
+                    await self._inbox_ready.wait()
+                continue
             batch = [self._inbox.popleft() for _ in range(min(MAX_BATCH, len(self._inbox)))]
             try:
                 await self._handler([d.item for d in batch])

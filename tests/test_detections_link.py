@@ -86,3 +86,26 @@ async def test_worker_blocked_exit_becomes_hazard_and_clearing_is_recorded(
         actions = [e["action"] for e in detail["timeline"]]
         assert "hazard.obstruction_cleared" in actions
         await officer.close()
+
+
+async def test_camera_recheck_reads_the_exit_zone_state_and_takes_a_snapshot(sqlite_url: str) -> None:
+    from types import SimpleNamespace
+
+    from dispatch.app import DETECTIONS
+
+    cfg = base_config(sqlite_url, None)
+    async with running_app(cfg, mqtt=False) as app:
+        zones = [{"zone_id": "north", "fraction": 0.0, "blocked_since": None, "hazard": False}]
+        pipeline = SimpleNamespace(exits=SimpleNamespace(state=lambda: zones))
+        detectors = SimpleNamespace(pipelines={"cam-9": pipeline})
+        shot = jpeg((1, 2, 3))
+
+        async def snapshot(camera_id: str) -> SimpleNamespace:
+            return SimpleNamespace(data=shot)
+
+        recheck = app.app[DETECTIONS].camera_recheck(detectors, SimpleNamespace(snapshot=snapshot))
+        assert await recheck({"camera_id": "cam-9", "zone": "north"}) == (True, shot)
+        zones[0].update(fraction=0.5, blocked_since=123.0, hazard=True)
+        assert await recheck({"camera_id": "cam-9", "zone": "north"}) == (False, shot)
+        assert await recheck({"camera_id": "other", "zone": "north"}) is None  # not watched: officer rechecks
+        assert await recheck({"camera_id": "cam-9", "zone": "south"}) is None

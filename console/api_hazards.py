@@ -17,13 +17,14 @@ from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
 from console.routing import OFFICERS, STAFF, error
+from console.video import CAMERAS
 from dispatch import documents, kpi
 from dispatch.appkeys import CONFIG, DB, SERVICE
 from dispatch.hazards import HAZARDS, HazardService, Upload, hazards_config
 from dispatch.inputs import utcnow
 from dispatch.models import Incident
-from dispatch.service import BadRequest
-from dispatch.state import IncidentStatus
+from dispatch.service import BadRequest, NotFound
+from dispatch.state import IncidentStatus, TransitionError
 from dispatch.views import iso
 
 READERS = frozenset({*STAFF, "unit"})
@@ -45,6 +46,13 @@ class HazardBody(_Body):
     lon: float | None = Field(None, ge=-180, le=180)
     camera_id: str | None = Field(None, max_length=64, description="Camera of a video patrol/detection.")
     zone: str | None = Field(None, max_length=64)
+
+
+class PatrolBody(_Body):
+    category: str = Field(..., min_length=1, max_length=40, description="Category key from /api/hazards/config.")
+    severity: Literal["general", "major"] | None = None
+    description: str = Field("", max_length=2000)
+    zone: str | None = Field(None, max_length=64, description="Exit zone or area seen, if any.")
 
 
 class NoticeBody(_Body):
@@ -136,6 +144,23 @@ async def post_hazard(request: web.Request, body: HazardBody) -> dict[str, Any]:
         unit_id=body.unit_id, category=body.category, source=body.source, actor=actor(request),
         description=body.description, severity=body.severity, lat=body.lat, lon=body.lon, camera_id=body.camera_id,
         zone=body.zone)
+
+
+@api.route("POST", "/api/cameras/{camera_id}/patrol-hazard", "Record a hazard seen on a live view (video patrol)",
+           roles=OFFICERS, body=PatrolBody, tag="hazards")
+async def post_patrol_hazard(request: web.Request, body: PatrolBody) -> dict[str, Any]:
+    """One action from a live view: the camera's current frame becomes the hazard's evidence."""
+    camera_id = request.match_info["camera_id"]
+    camera = next((c for c in request.app[CONFIG].cameras if c.id == camera_id), None)
+    if camera is None:
+        raise NotFound(f"unknown camera {camera_id!r}")
+    frame = await request.app[CAMERAS].snapshot(camera_id)
+    if frame is None:
+        raise TransitionError(f"camera {camera_id} has no picture right now; cannot take the snapshot")
+    return await hazards(request).create(
+        unit_id=camera.unit_id, category=body.category, source="patrol", actor=actor(request),
+        description=body.description, severity=body.severity, camera_id=camera_id, zone=body.zone,
+        camera_visible=True, photos=[Upload(f"{camera_id}-patrol.jpg", "image/jpeg", frame.data)])
 
 
 @api.route("GET", "/api/hazards/{id}", "Get a hazard with its timeline and evidence", roles=READERS, tag="hazards")

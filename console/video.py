@@ -10,6 +10,8 @@ Routes (all need a logged-in user on ``request["user"]``; see ensure_can_view_un
 * ``GET /api/cameras/{id}/live.ws?w=640`` — live WebSocket: one binary message per JPEG frame.
 * ``GET /api/incidents/{id}/evidence`` — evidence files of an incident with their SHA-256.
 * ``GET /api/evidence/incident-{id}/{name}`` — one evidence file (Range requests: <video> seeks).
+* ``POST /api/incidents/{id}/photos`` — a photo (multipart, JPEG/PNG/WebP, ≤ 8 MB) from the unit's phone or
+  an officer, stored as incident evidence (kind ``photo``) like the recorder's files. Needs X-CSRF-Token.
 
 ``setup_video(app, record=...)`` adds the routes and a cleanup context that runs the CameraHub
 and the evidence recorder for the app's lifetime.
@@ -19,21 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import io
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from config.cameras import VideoConfig
-from console.security import ACTOR
-from dispatch.appkeys import BUS, CONFIG
+from console.security import ACTOR, csrf_ok
+from dispatch.appkeys import BUS, CONFIG, SERVICE
 from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
-from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore
+from ingest.cameras.evidence import EvidenceFile, EvidenceRecorder, EvidenceStore, parse_time
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,9 @@ BOUNDARY = "firelinkframe"
 # Where the console's identity middleware puts the caller (dispatch.inputs.Actor: .role, .unit_id).
 USER_KEY = ACTOR
 VIEW_ROLES = frozenset({"admin", "duty_officer", "unit", "assessor"})
+PHOTO_ROLES = frozenset({"admin", "duty_officer", "unit"})
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
+PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format → stored extension
 
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
@@ -235,8 +243,93 @@ async def evidence_file(request: web.Request) -> web.StreamResponse:
         raise _json_error(web.HTTPNotFound, "no such evidence file")
     manifest = await asyncio.to_thread(store.manifest, int(folder.removeprefix("incident-")))
     ensure_can_view_unit(request, str((manifest or {}).get("unit_id")))
-    ctype = {".mp4": "video/mp4", ".jpg": "image/jpeg"}.get(Path(name).suffix, "application/octet-stream")
+    types = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+    ctype = types.get(Path(name).suffix, "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "private, max-age=3600"})
+
+
+def _photo_format(data: bytes) -> str | None:
+    """The stored extension when `data` is a JPEG/PNG/WebP image by content (not by name or header), else None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            img.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return PHOTO_FORMATS.get(fmt or "")
+
+
+async def _read_photo(request: web.Request) -> bytes:
+    """The first file part of a multipart body, refusing more than MAX_PHOTO_BYTES (read in chunks)."""
+    if (request.content_length or 0) > MAX_PHOTO_BYTES + 64 * 1024:
+        raise _json_error(web.HTTPRequestEntityTooLarge, "photo too large (max 8 MB)")
+    if not request.content_type.startswith("multipart/"):
+        raise _json_error(web.HTTPBadRequest, "send the photo as multipart/form-data")
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise _json_error(web.HTTPBadRequest, "no photo in the request")
+        if not isinstance(part, BodyPartReader) or (part.filename is None and part.name != "photo"):
+            continue
+        buf = bytearray()
+        while chunk := await part.read_chunk(1 << 16):
+            buf += chunk
+            if len(buf) > MAX_PHOTO_BYTES:
+                raise _json_error(web.HTTPRequestEntityTooLarge, "photo too large (max 8 MB)")
+        return bytes(buf)
+
+
+async def upload_photo(request: web.Request) -> web.Response:
+    user = ensure_logged_in(request)
+    if user.role not in PHOTO_ROLES:
+        raise _json_error(web.HTTPForbidden, "not allowed to add photos")
+    if not csrf_ok(request):
+        raise _json_error(web.HTTPForbidden, "missing or wrong X-CSRF-Token")
+    try:
+        incident_id = int(request.match_info["incident_id"])
+    except ValueError:
+        raise _json_error(web.HTTPNotFound, "no such incident") from None
+    rec = request.app.get(EVIDENCE)
+    if rec is None:
+        raise _json_error(web.HTTPServiceUnavailable, "evidence is not available")
+    store = rec.store
+    service = request.app.get(SERVICE)
+    manifest = None if service is not None else await asyncio.to_thread(store.manifest, incident_id)
+    if service is not None:  # the incident must exist and be visible to the caller (403/404 by the service)
+        incident = await service.incident_detail(incident_id, user)
+        unit_id, opened_at = str(incident["unit_id"]), parse_time(incident.get("opened_at"))
+    elif manifest is not None:
+        unit_id, opened_at = str(manifest.get("unit_id")), float(manifest.get("opened_at") or time.time())
+    else:
+        raise _json_error(web.HTTPNotFound, "no such incident")
+    ensure_can_view_unit(request, unit_id)
+
+    data = await _read_photo(request)
+    ext = await asyncio.to_thread(_photo_format, data)
+    if ext is None:
+        raise _json_error(web.HTTPBadRequest, "not a JPEG, PNG or WebP image")
+    now = time.time()
+    name = f"photo-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{uuid.uuid4().hex[:6]}.{ext}"
+    d = store.incident_dir(incident_id)
+
+    def write() -> str:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / (name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(d / name)
+        return hashlib.sha256(data).hexdigest()
+
+    digest = await asyncio.to_thread(write)
+    source = f"phone-{user.unit_id}" if user.role == "unit" else f"officer-{getattr(user, 'username', '')}"
+    ef = EvidenceFile(f"{d.name}/{name}", "photo", source, digest, len(data), now, now)
+    base = {"incident_id": incident_id, "unit_id": unit_id, "opened_at": opened_at, "created": time.time(),
+            "hold": False, "files": []}  # fmt: skip
+    # The recorder's own path: manifest under its lock, then `evidence.saved` into the incident record.
+    await rec._register(incident_id, base, ef)
+    return web.json_response(dict(ef.to_json(), url=f"/api/evidence/{ef.file}"), status=201)
 
 
 def add_routes(app: web.Application) -> None:
@@ -247,6 +340,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/cameras/{camera_id}/live.ws", live_ws)
     app.router.add_get("/api/incidents/{incident_id}/evidence", incident_evidence)
     app.router.add_get(r"/api/evidence/{folder:incident-\d+}/{name}", evidence_file)
+    app.router.add_post("/api/incidents/{incident_id}/photos", upload_photo)
 
 
 def setup_video(

@@ -60,6 +60,23 @@ export async function api(method, path, body) {
   return data;
 }
 
+/** POST a FormData (multipart: file uploads) with the session's CSRF token; JSON answer. */
+export async function upload(path, form) {
+  const headers = { Accept: "application/json" };
+  if (csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  let resp;
+  try {
+    resp = await fetch(path, { method: "POST", headers, credentials: "same-origin", body: form });
+  } catch (err) {
+    throw new ApiError(0, t("error.network"), null);
+  }
+  if (resp.status === 401) return toLogin("expired");
+  let data = null;
+  try { data = await resp.json(); } catch { /* not JSON */ }
+  if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || `${resp.status} ${resp.statusText}`, data);
+  return data;
+}
+
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body === undefined ? {} : body);
 

@@ -209,7 +209,7 @@ function onEvent(ev) {
     case "incident.updated":
     case "incident.escalated":
       upsert(ev.incident);
-      if (ev.incident.id === state.selected) refreshDetail();
+      if (ev.incident.id === state.selected) { refreshDetail(); loadEvidence(); }
       if (ev.incident.status === "closed") autoSelect();
       break;
     case "incident.message": {
@@ -243,6 +243,7 @@ function onEvent(ev) {
       refreshRejections();
       return;
     case "device.updated":
+      if (!ev.device) return; // camera status ({kind: "camera"}) is the video wall's business
       state.devices.set(ev.device.id, ev.device);
       renderDevices();
       return;
@@ -480,7 +481,12 @@ function buildDetailSkeleton() {
         h("section.card.dispatch", h("h3", t("section.dispatch")), h("div#d-dispatch.dispatch-rows")),
         // ===== VIDEO PANEL — filled from console/video.py (GET /api/cameras, live.mjpeg); see renderVideo =====
         h("section.card.video#video-panel", { dataset: { videoPanel: "" } },
-          h("h3", t("section.video")), h("div#video-body.video-body"))),
+          h("h3", t("section.video")), h("div#video-body.video-body")),
+        h("section.card.evidence#evidence-panel",
+          h("div.card-head", h("h3", t("evidence.title")),
+            h("button#evidence-refresh.btn-small", { type: "button", onclick: () => loadEvidence() },
+              t("evidence.refresh"))),
+          h("ol#evidence-list.evidence-list"))),
       h("div.d-col",
         h("section.card.messages",
           h("h3", t("section.messages")),
@@ -494,6 +500,8 @@ function buildDetailSkeleton() {
           h("button#msg-send.btn.btn-primary", { type: "submit" }, t("msg.send")))))),
   );
   videoFor = null;
+  evidenceFor = null;
+  evidenceShown = "";
 }
 
 function renderDetail() {
@@ -543,6 +551,7 @@ function renderDetail() {
   renderActions();
   renderDispatch();
   renderVideo();
+  if (evidenceFor !== d.id) loadEvidence();
   renderMessages();
   renderTimes();
   renderTimeline();
@@ -626,6 +635,65 @@ async function renderVideo() {
   box.dataset.count = String(cams.length);
 }
 
+// ===== EVIDENCE =====
+// GET /api/incidents/{id}/evidence → {files: [{file, kind: snapshot|clip|photo, camera_id, sha256, url}]}.
+// Refetched when the incident is selected or updated, on the refresh button, and every few seconds
+// while it is open (clips finish post_s after the alarm; photos arrive any time). Unchanged lists are
+// not re-rendered, so a playing clip keeps playing.
+const EVIDENCE_POLL_MS = 5000;
+let evidenceFor = null;
+let evidenceShown = "";
+let evidenceBusy = false;
+let evidenceAgain = false;
+setInterval(() => {
+  if (state.selected && state.detail && state.detail.status !== "closed" && !document.hidden) loadEvidence();
+}, EVIDENCE_POLL_MS);
+
+async function loadEvidence() {
+  const id = state.selected;
+  if (!id || !$("evidence-list")) return;
+  evidenceFor = id;
+  if (evidenceBusy) { evidenceAgain = true; return; }
+  evidenceBusy = true;
+  let files = [];
+  try {
+    // Plain fetch, not api(): evidence being unavailable must never log the officer out.
+    const resp = await fetch(`/api/incidents/${id}/evidence`, { credentials: "same-origin", cache: "no-store" });
+    if (resp.ok) files = (await resp.json()).files || [];
+  } catch { /* offline: keep what is shown */ }
+  finally {
+    evidenceBusy = false;
+  }
+  if (state.selected === id) renderEvidence(files);
+  if (evidenceAgain) { evidenceAgain = false; loadEvidence(); }
+}
+
+function shortSha(sha) { return sha ? `${sha.slice(0, 8)}…${sha.slice(-8)}` : "—"; }
+
+function renderEvidence(files) {
+  const list = $("evidence-list");
+  if (!list) return;
+  const order = { snapshot: 0, clip: 1, photo: 2 };
+  files = files.slice().sort((a, b) => (order[a.kind] ?? 3) - (order[b.kind] ?? 3) || a.file.localeCompare(b.file));
+  const key = files.map((f) => f.file + ":" + f.sha256).join("|");
+  if (key === evidenceShown && list.childElementCount) return;
+  evidenceShown = key;
+  list.dataset.count = String(files.length);
+  if (!files.length) { list.replaceChildren(h("li.empty", t("evidence.none"))); return; }
+  list.replaceChildren(...files.map((f) => {
+    const url = f.url || `/api/evidence/${f.file}`;
+    const media = f.kind === "clip"
+      ? h("video", { src: url, controls: true, preload: "metadata", muted: true, playsinline: true })
+      : h("a", { href: url, target: "_blank", rel: "noopener" }, h("img", { src: url, alt: f.file, loading: "lazy" }));
+    return h("li.ev-item", { dataset: { evidenceKind: f.kind, file: f.file, sha256: f.sha256 } },
+      media,
+      h("div.ev-meta",
+        h("span.ev-kind", t("evidence.kind." + f.kind)),
+        h("span.ev-cam", f.camera_id || ""),
+        h("code.ev-sha", { title: `SHA-256 ${f.sha256}` }, `SHA-256 ${shortSha(f.sha256)}`)));
+  }));
+}
+
 function renderMessages() {
   const d = state.detail;
   const list = $("d-messages");
@@ -660,6 +728,7 @@ function timelineDetail(e) {
   if (data.text) parts.push(`“${data.text}”`);
   if (data.level) parts.push(`L${data.level}`);
   if (data.error) parts.push(data.error);
+  if (e.action === "evidence.saved") parts.push(t("evidence.kind." + data.kind), shortSha(data.sha256));
   return parts.join(" · ");
 }
 

@@ -1,9 +1,10 @@
 // Key unit's phone page (重点单位): press-and-hold one-key alarm, live status, officer's instructions, replies.
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { Alerter, connectLive, fmtTime, get, h, loadMe, logout, post, toast } from "./common.js";
+import { Alerter, connectLive, fmtTime, get, h, loadMe, logout, post, toast, upload } from "./common.js";
 
 const HOLD_MS = 1000;
+const MAX_PHOTO_BYTES = 8 * 1024 * 1024;
 const STEPS = [
   ["new", "opened_at"], ["acknowledged", "acknowledged_at"], ["dispatched", "dispatched_at"],
   ["on_scene", "on_scene_at"], ["closed", "closed_at"],
@@ -29,6 +30,7 @@ async function boot() {
     render();
   });
   setupHold($("alarm-btn"));
+  $("photo-input").addEventListener("change", sendPhoto);
   await refetch();
   connectLive({ onEvent, onOpen: refetch, onState: paintWs });
 }
@@ -185,6 +187,37 @@ async function fire() {
   }
 }
 
+// ------------------------------------------------------------------- photos
+
+// A photo from the phone's camera becomes incident evidence (POST /api/incidents/{id}/photos).
+let photosSent = 0;
+async function sendPhoto() {
+  const input = $("photo-input");
+  const file = input.files && input.files[0];
+  input.value = "";
+  if (!file || !state.incident) return;
+  const status = $("photo-status");
+  const show = (key, extra = "") => {
+    status.dataset.state = key.split(".")[1];
+    status.textContent = t(key) + extra;
+  };
+  if (file.size > MAX_PHOTO_BYTES) { show("photo.failed", " (> 8 MB)"); return; }
+  const form = new FormData();
+  form.append("photo", file, file.name || "photo.jpg");
+  show("photo.sending");
+  $("photo-label").classList.add("busy");
+  try {
+    await upload(`/api/incidents/${state.incident.id}/photos`, form);
+    photosSent += 1;
+    show("photo.sent", photosSent > 1 ? ` ×${photosSent}` : "");
+  } catch (err) {
+    show("photo.failed", ` (${err.message})`);
+    toast(`${t("photo.failed")}: ${err.message}`);
+  } finally {
+    $("photo-label").classList.remove("busy");
+  }
+}
+
 async function reply(text) {
   const input = $("reply-input");
   text = (text ?? input.value).trim();
@@ -214,6 +247,7 @@ function render() {
   $("unit-status").hidden = !active;
   $("unit-idle").hidden = active && inc.status !== "closed";
   $("instructions").hidden = !active;
+  $("photo-zone").hidden = !active || inc.status === "closed";
   $("alarm-btn").classList.toggle("small", active && inc.status !== "closed");
   $("alarm-label").dataset.i18n = active && inc.status !== "closed" ? "unit.again" : "unit.button";
   $("alarm-label").textContent = t($("alarm-label").dataset.i18n);

@@ -7,7 +7,7 @@
 // API call of the page; WebSockets do not count against that limit.
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { connectLive, get, h, homeFor, loadMe, logout, toast } from "./common.js";
+import { connectLive, get, h, homeFor, loadMe, logout, post, toast } from "./common.js";
 
 const PER_PAGE = 9;
 const TILE_Q = "w=480&fps=5";
@@ -32,6 +32,7 @@ async function boot() {
   $("page-next").addEventListener("click", () => setPage(state.page + 1));
   $("focus-back").addEventListener("click", () => unfocus());
   $("focus-snap").addEventListener("click", snapshot);
+  if (role === "admin" || role === "duty_officer") setupPatrol();
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", fromHash);
   onLangChange(() => { $("who").textContent = `${state.me.user.username} · ${t("role." + role)}`; renderWall(); });
@@ -263,6 +264,33 @@ function unfocus() {
   delete $("focus").dataset.cameraId;
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   renderWall(true);
+}
+
+// Video patrol (视频巡查): one action records a hazard with the camera's current frame as evidence.
+async function setupPatrol() {
+  try {
+    const cfg = await get("/api/hazards/config");
+    $("patrol-cat").replaceChildren(...cfg.categories.map((c) => h("option", { value: c.key }, c.name)));
+    $("patrol").hidden = false;
+    $("patrol-record").addEventListener("click", recordHazard);
+  } catch (err) {
+    toast(err.message);
+  }
+}
+
+async function recordHazard() {
+  const id = state.focused;
+  if (!id) return;
+  const btn = $("patrol-record");
+  btn.disabled = true;
+  try {
+    const hz = await post(camUrl(id, "patrol-hazard"), { category: $("patrol-cat").value });
+    toast(t("wall.hazard.saved").replace("{id}", hz.id), "info");
+  } catch (err) {
+    toast(`${t("error.generic")}: ${err.message}`);
+  } finally {
+    btn.disabled = false;
+  }
 }
 
 async function snapshot() {

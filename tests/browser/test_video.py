@@ -117,6 +117,17 @@ async def test_video_wall_shows_moving_frames_and_focused_view(pages: Pages, app
     assert full > width
     await page.click("#focus-snap")
     await page.wait_for_function("() => document.querySelector('#snaps img')?.naturalWidth > 0")
+
+    # Video patrol: one action records a hazard with the current frame as evidence.
+    await page.select_option("#patrol-cat", "blocked_exit")
+    await page.click("#patrol-record")
+    await expect(page.locator(".toast").last).to_contain_text("#")
+    officer = Api(app.url)
+    await officer.login("officer", "officer-pw")
+    listed = await officer.get("/api/hazards")
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert [(h["source"], h["camera_id"], h["category"]) for h in items] == [("patrol", CAM, "blocked_exit")]
+    await officer.close()
     await page.keyboard.press("Escape")
     await expect(page.locator("#wall [data-camera-id]")).to_have_count(1)
 

@@ -75,6 +75,7 @@ class MqttLink:
         # burst, not once per message (each call_soon_threadsafe costs a self-pipe write+read).
         self._inbox: deque[_Delivery] = deque()
         self._inbox_ready = asyncio.Event()
+        self._wake_scheduled = False
         self._pump_task: asyncio.Task[None] | None = None
         self._generation = 0
         self._pending_pubs: dict[int, asyncio.Future[None]] = {}
@@ -92,6 +93,7 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
 
     # --- lifecycle --------------------------------------------------------
 
@@ -128,6 +130,12 @@ class MqttLink:
         self._generation += 1
         client.subscribe(subscriptions(self.cfg.topic_prefix))
         log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        # "Connected" means subscribed: from here on every alarm published reaches this session.
+        if any(getattr(r, "is_failure", False) for r in reasons):
+            log.error("MQTT subscription refused: %s", reasons)
+            return
         self._call(self.connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -138,7 +146,15 @@ class MqttLink:
         item = parse_message(self.cfg.topic_prefix, msg.topic, bytes(msg.payload), self.cfg.max_payload_bytes, utcnow(),
                              self.cfg.max_detection_bytes)
         self._inbox.append(_Delivery(item, msg.mid, msg.qos, self._generation))
-        self._call(self._inbox_ready.set)
+        if not self._wake_scheduled:  # one loop wake-up per burst, not per message
+            self._wake_scheduled = True
+            self._call(self._wake)
+
+    def _wake(self) -> None:
+        # Runs on the loop. Cleared first: anything appended from now on schedules another wake-up,
+        # and anything appended before is already in the inbox when the pump looks.
+        self._wake_scheduled = False
+        self._inbox_ready.set()
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         # Called with paho's own locks held: only hand over to the loop here.

@@ -8,29 +8,22 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
 from console.security import ACTOR, COOKIE, SESSION
 from console.ws import SOCKETS
 from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthError, login, logout
-from dispatch.inputs import Actor, AlarmIn, check_text, utcnow
+from dispatch.inputs import Actor, AlarmIn, InputModel, utcnow
 from dispatch.service import BadRequest, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
 api = ApiRouter()
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_chars(cls, v: object) -> object:
-        if isinstance(v, str):
-            check_text(v)
-        return v
+class _Body(InputModel):
+    pass
 
 
 class LoginBody(_Body):

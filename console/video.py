@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -38,7 +37,7 @@ from console.security import ACTOR, csrf_ok
 from dispatch.appkeys import BUS, CONFIG, SERVICE
 from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
-from ingest.cameras.evidence import EvidenceFile, EvidenceRecorder, EvidenceStore, parse_time
+from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore, parse_time
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
 
 log = logging.getLogger(__name__)
@@ -313,22 +312,10 @@ async def upload_photo(request: web.Request) -> web.Response:
         raise _json_error(web.HTTPBadRequest, "not a JPEG, PNG or WebP image")
     now = time.time()
     name = f"photo-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{uuid.uuid4().hex[:6]}.{ext}"
-    d = store.incident_dir(incident_id)
-
-    def write() -> str:
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(d / name)
-        return hashlib.sha256(data).hexdigest()
-
-    digest = await asyncio.to_thread(write)
     source = f"phone-{user.unit_id}" if user.role == "unit" else f"officer-{getattr(user, 'username', '')}"
-    ef = EvidenceFile(f"{d.name}/{name}", "photo", source, digest, len(data), now, now)
     base = {"incident_id": incident_id, "unit_id": unit_id, "opened_at": opened_at, "created": time.time(),
             "hold": False, "files": []}  # fmt: skip
-    # The recorder's own path: manifest under its lock, then `evidence.saved` into the incident record.
-    await rec._register(incident_id, base, ef)
+    ef = await rec.save_file(incident_id, base, name, source, "photo", data, now)
     return web.json_response(dict(ef.to_json(), url=f"/api/evidence/{ef.file}"), status=201)
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, field_validator
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -15,6 +17,19 @@ def check_text(v: str) -> None:
     """Control characters (NUL above all: PostgreSQL refuses it) have no place in alarm text."""
     if any(ord(c) < 32 and c not in "\t\n\r" for c in v):
         raise ValueError("control characters are not allowed")
+
+
+class InputModel(BaseModel):
+    """Base of every edge payload (MQTT and HTTP): unknown keys and control characters are refused."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_chars(cls, v: object) -> object:
+        if isinstance(v, str):
+            check_text(v)
+        return v
 
 
 def printable(text: str) -> str:

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from dispatch.inputs import (
     AgencyAckIn,
@@ -19,8 +19,8 @@ from dispatch.inputs import (
     CoreInput,
     DetectionIn,
     DeviceStatusIn,
+    InputModel,
     Rejection,
-    check_text,
     printable,
 )
 
@@ -28,15 +28,8 @@ EXCERPT_BYTES = 200
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_chars(cls, v: object) -> object:
-        if isinstance(v, str):
-            check_text(v)
-        return v
+class _Payload(InputModel):
+    pass
 
 
 class AlarmPayload(_Payload):

@@ -404,8 +404,13 @@ class EvidenceRecorder:
     async def _save(
         self, incident_id: int, base: dict[str, Any], camera_id: str, kind: str, data: bytes, ext: str, ts: float
     ) -> EvidenceFile:
+        return await self.save_file(incident_id, base, f"{camera_id}-{kind}.{ext}", camera_id, kind, data, ts)
+
+    async def save_file(
+        self, incident_id: int, base: dict[str, Any], name: str, source: str, kind: str, data: bytes, ts: float
+    ) -> EvidenceFile:
+        """Writes one evidence file atomically, adds it to the manifest and records its SHA-256."""
         d = self.store.incident_dir(incident_id)
-        name = f"{camera_id}-{kind}.{ext}"
 
         def write() -> str:
             d.mkdir(parents=True, exist_ok=True)
@@ -415,7 +420,7 @@ class EvidenceRecorder:
             return hashlib.sha256(data).hexdigest()
 
         digest = await asyncio.to_thread(write)
-        ef = EvidenceFile(f"{d.name}/{name}", kind, camera_id, digest, len(data), ts, ts)
+        ef = EvidenceFile(f"{d.name}/{name}", kind, source, digest, len(data), ts, ts)
         await self._register(incident_id, base, ef)
         return ef
 

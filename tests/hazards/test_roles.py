@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import console.api_hazards as mod
 from console.api import api
 from tests.hazards.conftest import config, hazard_app
@@ -20,7 +22,7 @@ async def test_role_boundaries(sqlite_url: str) -> None:
             await clients[name].login(name, f"{name}-pw")
         try:
             for r in ROUTES:
-                path = r.path.replace("{id}", "1")
+                path = re.sub(r"\{[a-z_]+\}", "1", r.path)
                 assert (await anon.request(r.method, path, {}))[0] == 401, path
                 for name, client in clients.items():
                     role = TEST_USERS[name]["role"]

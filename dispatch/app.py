@@ -24,7 +24,7 @@ from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
-from dispatch.devices import DeviceMonitor
+from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.hazards import HAZARDS, hazards_context
@@ -106,6 +106,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             Escalator(service, app[BUS], cfg.escalation).run(),
             app[DEVICES].run(),
             app[DETECTIONS].learn_from_false_alarms(),
+            record_camera_health(app[WRITER]),
         ]
         tasks = [asyncio.create_task(job) for job in jobs]
         yield

@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from config.schema import FirelinkConfig
-from dispatch.inputs import DeviceStatusIn, Rejection, utcnow
+from dispatch import events as ev
+from dispatch.inputs import SYSTEM, DeviceStatusIn, Rejection, utcnow
 from dispatch.models import Device
 from dispatch.service import IncidentService
+from dispatch.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +62,26 @@ class DeviceMonitor:
             except Exception:
                 log.exception("device watchdog pass failed")
             await asyncio.sleep(period_s)
+
+
+CAMERA_ACTIONS = {"offline": "camera.offline", "frozen": "camera.fault", "dark": "camera.fault",
+                  "online": "camera.online"}
+
+
+async def record_camera_health(writer: Writer) -> None:
+    """Camera faults and recoveries (published by the camera layer) go into the record, for KPIs and audits."""
+    with writer.bus.subscribe([ev.DEVICE_UPDATED]) as sub:
+        async for event in sub:
+            if event.data.get("kind") != "camera":
+                continue
+            cam = event.data["camera"]
+            action = CAMERA_ACTIONS.get(str(cam.get("status")))
+            if action is None:
+                continue
+            try:
+                async with writer.tx() as tx:
+                    writer.record(tx, action, SYSTEM, utcnow(),
+                                  {"camera_id": cam.get("id"), "unit_id": cam.get("unit_id"),
+                                   "detail": str(cam.get("fault") or "")[:200]})
+            except Exception:
+                log.exception("could not record camera status of %s", cam.get("id"))

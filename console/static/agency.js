@@ -3,7 +3,8 @@
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import {
-  Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, startTimers, telLink, toast,
+  Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, serialised, startTimers, telLink,
+  toast,
 } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,37 +29,17 @@ async function boot() {
   paintTimers = startTimers();
   setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
   await refetch();
-  connectLive({ onEvent, onOpen: refetch, onState: paintWs });
+  connectLive({ onEvent, onOpen: refetch });
 }
 
-function paintWs(online) {
-  const el = $("ws-state");
-  el.dataset.online = online ? "1" : "0";
-  el.dataset.i18n = online ? "ws.online" : "ws.offline";
-  el.textContent = t(el.dataset.i18n);
-}
-
-let busy = null;
-let again = false;
-async function refetch() {
-  if (busy) { again = true; return busy; }
-  busy = (async () => {
-    try {
-      const list = await get("/api/dispatches?state=open");
-      const ids = new Set(list.map((d) => d.id));
-      if (state.seen && list.some((d) => !state.seen.has(d.id))) alerter.chime();
-      state.seen = ids;
-      state.dispatches = list;
-      render();
-    } catch (err) {
-      toast(err.message);
-    } finally {
-      busy = null;
-      if (again) { again = false; refetch(); }
-    }
-  })();
-  return busy;
-}
+const refetch = serialised(async () => {
+  const list = await get("/api/dispatches?state=open");
+  const ids = new Set(list.map((d) => d.id));
+  if (state.seen && list.some((d) => !state.seen.has(d.id))) alerter.chime();
+  state.seen = ids;
+  state.dispatches = list;
+  render();
+});
 
 function onEvent(ev) {
   if (["dispatch.updated", "incident.updated", "incident.created", "resync"].includes(ev.type)) refetch();

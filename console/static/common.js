@@ -99,8 +99,43 @@ export function homeFor(role) {
   return "/";
 }
 
+/**
+ * Serialises a page refresh: one run at a time; a call during a run queues exactly one more, so the
+ * page always ends on a fetch that started after the last reason to refresh. `again()` queues one
+ * more only if a run is in flight (an event that may predate or postdate that run's snapshot).
+ */
+export function serialised(run) {
+  let current = null;
+  let pending = false;
+  const call = () => {
+    if (current) { pending = true; return current; }
+    current = (async () => {
+      try {
+        await run();
+      } catch (err) {
+        toast(err.message);
+      } finally {
+        current = null;
+        if (pending) { pending = false; call(); }
+      }
+    })();
+    return current;
+  };
+  call.again = () => { if (current) pending = true; };
+  return call;
+}
+
+/** Shows the live connection's state in the page's #ws-state badge (every page has one). */
+export function paintWsState(online) {
+  const el = document.getElementById("ws-state");
+  if (!el) return;
+  el.dataset.online = online ? "1" : "0";
+  el.dataset.i18n = online ? "ws.online" : "ws.offline";
+  el.textContent = t(el.dataset.i18n);
+}
+
 /** Live events. Reconnects with backoff; `onOpen` runs on every (re)connect so the page refetches. */
-export function connectLive({ onEvent, onOpen, onState }) {
+export function connectLive({ onEvent, onOpen, onState = paintWsState }) {
   let delay = 500;
   let ws = null;
   let stopped = false;

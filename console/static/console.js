@@ -4,7 +4,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import {
   Alerter, connectLive, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
-  startTimers, telLink, toast,
+  serialised, startTimers, telLink, toast,
 } from "./common.js";
 
 const AGENCIES = ["fire", "medical"];
@@ -73,19 +73,12 @@ async function boot() {
   const wanted = hashIncident();
   await refetchAll();
   if (wanted) select(wanted);
-  connectLive({ onEvent, onOpen: refetchAll, onState: paintWs });
+  connectLive({ onEvent, onOpen: refetchAll });
 }
 
 function paintWho() {
   const u = state.me.user;
   $("who").textContent = `${u.username} · ${t("role." + u.role)}${state.readonly ? " · " + t("readonly") : ""}`;
-}
-
-function paintWs(online) {
-  const el = $("ws-state");
-  el.dataset.online = online ? "1" : "0";
-  el.dataset.i18n = online ? "ws.online" : "ws.offline";
-  el.textContent = t(el.dataset.i18n);
 }
 
 function hashIncident() {
@@ -97,29 +90,16 @@ function hashIncident() {
 
 // Coalesced like refreshDetail: a request made while a fetch is in flight runs once more after it,
 // so the state always reflects a fetch that started after the last reason to refetch.
-let refetching = null;
-let refetchAgain = false;
-async function refetchAll() {
-  if (refetching) { refetchAgain = true; return refetching; }
-  refetching = (async () => {
-    try {
-      const [incidents, units] = await Promise.all([get("/api/incidents?state=open"), get("/api/units")]);
-      state.incidents = new Map(incidents.map((i) => [i.id, i]));
-      state.units = new Map(units.map((u) => [u.id, u]));
-      state.devices = new Map(units.flatMap((u) => u.devices.map((d) => [d.id, d])));
-      if (state.role === "admin") refreshRejections();
-      autoSelect();
-      if (state.selected) refreshDetail();
-      renderAll();
-    } catch (err) {
-      toast(err.message);
-    } finally {
-      refetching = null;
-      if (refetchAgain) { refetchAgain = false; refetchAll(); }
-    }
-  })();
-  return refetching;
-}
+const refetchAll = serialised(async () => {
+  const [incidents, units] = await Promise.all([get("/api/incidents?state=open"), get("/api/units")]);
+  state.incidents = new Map(incidents.map((i) => [i.id, i]));
+  state.units = new Map(units.map((u) => [u.id, u]));
+  state.devices = new Map(units.flatMap((u) => u.devices.map((d) => [d.id, d])));
+  if (state.role === "admin") refreshRejections();
+  autoSelect();
+  if (state.selected) refreshDetail();
+  renderAll();
+});
 
 let detailBusy = false;
 let detailAgain = false;
@@ -200,7 +180,7 @@ function upsert(incident) {
 function onEvent(ev) {
   // An event that lands while a full refetch is in flight may predate or postdate its snapshot:
   // fetch once more afterwards so nothing is lost.
-  if (refetching) refetchAgain = true;
+  refetchAll.again();
   switch (ev.type) {
     case "incident.created":
       upsert(ev.incident);

@@ -32,14 +32,7 @@ async function boot() {
   setupHold($("alarm-btn"));
   $("photo-input").addEventListener("change", sendPhoto);
   await refetch();
-  connectLive({ onEvent, onOpen: refetch, onState: paintWs });
-}
-
-function paintWs(online) {
-  const el = $("ws-state");
-  el.dataset.online = online ? "1" : "0";
-  el.dataset.i18n = online ? "ws.online" : "ws.offline";
-  el.textContent = t(el.dataset.i18n);
+  connectLive({ onEvent, onOpen: refetch });
 }
 
 async function refetch() {

@@ -38,14 +38,7 @@ async function boot() {
   onLangChange(() => { $("who").textContent = `${state.me.user.username} · ${t("role." + role)}`; renderWall(); });
   await loadCameras();
   fromHash();
-  connectLive({ onEvent, onOpen: loadCameras, onState: paintWs });
-}
-
-function paintWs(online) {
-  const el = $("ws-state");
-  el.dataset.online = online ? "1" : "0";
-  el.dataset.i18n = online ? "ws.online" : "ws.offline";
-  el.textContent = t(el.dataset.i18n);
+  connectLive({ onEvent, onOpen: loadCameras });
 }
 
 async function loadCameras() {

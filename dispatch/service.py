@@ -73,8 +73,9 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True, slots=True)
 class OpenIncident:
+    """The unit's open incident; the merge window is judged on its row's last_alarm_at."""
+
     incident_id: int
-    last_alarm_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ class IncidentService:
             self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
             rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
             for inc in rows:
-                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id, inc.last_alarm_at)
+                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id)
                 if inc.status == IncidentStatus.NEW:
                     self.unacked[inc.id] = Unacked(inc.opened_at, inc.escalation_level)
 
@@ -227,7 +228,7 @@ class IncidentService:
 
         def apply() -> None:
             for inc in touched.values():
-                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id, inc.last_alarm_at)
+                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id)
             for inc in created:
                 self.unacked[inc.id] = Unacked(inc.opened_at, 0)
 

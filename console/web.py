@@ -9,7 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-import console.api_hazards  # noqa: F401  (registers hazard/evaluation routes on the route table)
+import console.api_hazards  # (registers hazard/evaluation routes on the route table)
+import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
 from console.security import identify
 from console.ws import SOCKETS, Sockets, websocket

@@ -14,6 +14,10 @@ Per analysed frame (grey, scaled to `ANALYSIS_WIDTH`, blurred):
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change.
    At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`; once a hazard is open, below half of
    ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
+
+A zone may have its own clear reference (`set_zone_reference`, `set_zones`: captured in the console when that
+exit was clear); it is then compared with that frame, with its own lighting gain, and the others keep the
+watcher's reference. Zones can be replaced live (`set_zones`); unchanged zones keep their state.
 """
 
 from __future__ import annotations
@@ -98,6 +102,10 @@ def _jpeg(img: np.ndarray, poly_px: np.ndarray | None = None, quality: int = 85)
     return buf.tobytes() if ok else b""
 
 
+def _same_image(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b or (a is not None and b is not None and a.shape == b.shape and bool(np.array_equal(a, b)))
+
+
 def _prep(frame: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     scale = ANALYSIS_WIDTH / w
@@ -106,9 +114,19 @@ def _prep(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(g, (5, 5), 0).astype(np.float32)
 
 
+def _gain(cur: np.ndarray, ref: np.ndarray, sel: np.ndarray) -> float:
+    """Global lighting of `cur` against `ref`: the median ratio over `sel` (pixels outside all zones)."""
+    gain = float(np.median(cur[sel] / ref[sel])) if sel.any() else 1.0
+    return gain if 0.3 < gain < 3.0 else 1.0
+
+
 class _Zone:
-    def __init__(self, cfg: ExitZoneConfig, shape: tuple[int, int], cell: int, full_shape: tuple[int, int]) -> None:
+    def __init__(self, cfg: ExitZoneConfig, shape: tuple[int, int], cell: int, full_shape: tuple[int, int],
+                 reference: np.ndarray | None = None) -> None:
         self.cfg = cfg
+        # The zone's own clear view (colour, full size) and its analysis image; None: the watcher's reference.
+        self.ref_color = reference
+        self.ref = _prep(reference) if reference is not None else None
         h, w = shape
         self.mask = polygon_mask([cfg.polygon], w, h)
         fh, fw = full_shape
@@ -160,6 +178,8 @@ class ExitWatcher:
         self.zones: list[_Zone] = []
         self.history: deque[tuple[float, np.ndarray]] = deque()
         self.outside: np.ndarray | None = None
+        self._free: np.ndarray | None = None  # pixels outside every zone (analysis size)
+        self.zone_refs: dict[str, np.ndarray] = {}  # zone id → its own clear view (colour)
         self.last_t: float | None = None
         refs = {z.reference for z in zones if z.reference}
         if refs:
@@ -173,18 +193,70 @@ class ExitWatcher:
         """The view with every exit clear (from config, the console, or the auto median)."""
         self.ref_color = frame.copy()
         self.ref = _prep(frame)
+        self._build_zones({})
+        self.history.clear()
+
+    def set_zone_reference(self, zone_id: str, frame: np.ndarray) -> None:
+        """One zone's clear view (captured in the console when that exit was clear); the others keep theirs.
+
+        Without any reference yet, the frame is also the watcher's reference (rather than waiting for the median).
+        """
+        self.zone_refs[zone_id] = frame.copy()
+        if self.ref is None:
+            self.set_reference(frame)
+            return
+        self._build_zones({z.cfg.id: z for z in self.zones if z.cfg.id != zone_id})
+
+    def set_zones(self, zones: list[ExitZoneConfig], references: dict[str, np.ndarray] | None = None) -> None:
+        """Replaces the zones and their own references live (the console changed them).
+
+        A zone whose settings and reference are unchanged keeps its state: an obstruction being timed or an open
+        hazard survives an edit of another zone.
+        """
+        refs = dict(references or {})
+        stale = {z for z in set(refs) | set(self.zone_refs)
+                 if not _same_image(refs.get(z), self.zone_refs.get(z))}
+        self.zone_cfgs = list(zones)
+        self.zone_refs = refs
+        if self.ref is None:
+            if refs:
+                self.set_reference(refs[min(refs)])
+            return
+        self._build_zones({z.cfg.id: z for z in self.zones if z.cfg.id not in stale})
+
+    def _build_zones(self, keep: dict[str, _Zone]) -> None:
+        """Zones at the reference's size; those in `keep` with the same settings are reused as they are."""
+        assert self.ref is not None and self.ref_color is not None
         h, w = self.ref.shape
-        self.zones = [_Zone(z, (h, w), self.cfg.cell_px, frame.shape[:2]) for z in self.zone_cfgs]
+        zones: list[_Zone] = []
+        for zc in self.zone_cfgs:
+            old = keep.get(zc.id)
+            if old is not None and old.cfg == zc:
+                zones.append(old)
+                continue
+            try:
+                zones.append(_Zone(zc, (h, w), self.cfg.cell_px, self.ref_color.shape[:2], self._own_ref(zc.id)))
+            except ValueError as exc:  # a zone too small to hold a pixel: skip it, keep watching the others
+                log.warning("camera %s: %s", self.camera_id, exc)
+        self.zones = zones
         inside = np.zeros((h, w), bool)
         for z in self.zones:
             inside |= z.mask
-        self.outside = ~inside & (self.ref > 20)
-        self.history.clear()
+        self._free = ~inside
+        self.outside = self._free & (self.ref > 20)
+
+    def _own_ref(self, zone_id: str) -> np.ndarray | None:
+        """The zone's own reference at the watcher's frame size (a camera may have changed resolution)."""
+        img = self.zone_refs.get(zone_id)
+        if img is None or self.ref_color is None:
+            return None
+        h, w = self.ref_color.shape[:2]
+        return img if img.shape[:2] == (h, w) else cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
     def state(self) -> list[dict[str, Any]]:
         return [
             {"zone_id": z.cfg.id, "fraction": round(z.fraction, 3), "blocked_since": z.blocked_since,
-             "hazard": z.hazard is not None}
+             "hazard": z.hazard is not None, "own_reference": z.ref is not None}
             for z in self.zones
         ]
 
@@ -203,10 +275,7 @@ class ExitWatcher:
             self.set_reference(frame)
             return []
         ref = self.ref
-        sel = self.outside
-        gain = float(np.median(cur[sel] / ref[sel])) if sel.any() else 1.0
-        gain = gain if 0.3 < gain < 3.0 else 1.0
-        norm = cur / gain
+        norm = cur / _gain(cur, ref, self.outside)
         diff = np.abs(norm - ref)
         while self.history and t - self.history[0][0] > self.cfg.motion_window_s:
             self.history.popleft()
@@ -216,13 +285,14 @@ class ExitWatcher:
         person_boxes: list[tuple[float, float, float, float]] | None = None
         scale = ANALYSIS_WIDTH / frame.shape[1]
         for z in self.zones:
+            zref, znorm, zdiff = (ref, norm, diff) if z.ref is None else self._against_own(cur, z.ref)
             changed = np.zeros(len(z.cells), bool)
             moving = np.zeros(len(z.cells), bool)
             for i, (x0, y0, x1, y1, _c) in enumerate(z.cells):
-                d = float(diff[y0:y1, x0:x1].mean())
+                d = float(zdiff[y0:y1, x0:x1].mean())
                 if d > self.cfg.diff_threshold:
-                    a = norm[y0:y1, x0:x1].ravel()
-                    b = ref[y0:y1, x0:x1].ravel()
+                    a = znorm[y0:y1, x0:x1].ravel()
+                    b = zref[y0:y1, x0:x1].ravel()
                     sa, sb = a.std(), b.std()
                     ncc = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb)) if sa > 6 and sb > 6 else -1.0
                     same_structure = ncc >= self.cfg.min_ncc
@@ -250,6 +320,12 @@ class ExitWatcher:
         self.last_t = t
         return events
 
+    def _against_own(self, cur: np.ndarray, zref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reference, normalised frame, difference) for a zone with its own reference and its own gain."""
+        assert self._free is not None
+        norm = cur / _gain(cur, zref, self._free & (zref > 20))
+        return zref, norm, np.abs(norm - zref)
+
     def _advance(self, z: _Zone, t: float, frame: np.ndarray) -> list[ExitEvent]:
         zc = z.cfg
         assert self.ref_color is not None
@@ -260,7 +336,8 @@ class ExitWatcher:
                 elif t - z.blocked_since >= zc.dwell_s:
                     z.hazard = ExitHazard(
                         self.camera_id, zc.id, _dt(z.blocked_since), _dt(t), round(z.fraction, 3),
-                        _jpeg(self.ref_color, z.poly_px), _jpeg(frame, z.poly_px), zc.name, self.unit_id,
+                        _jpeg(self.ref_color if z.ref_color is None else z.ref_color, z.poly_px),
+                        _jpeg(frame, z.poly_px), zc.name, self.unit_id,
                     )
                     z.clear_since = None
                     return [z.hazard]

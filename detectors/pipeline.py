@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from config.detectors import CameraDetectors, DetectorsConfig
+from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig
 from detectors.exits import ExitEvent, ExitWatcher, PersonDetector, person_detector
 from detectors.fire import Confirmed, Confirmer, FireDetector
 from detectors.model import Box
@@ -131,6 +132,8 @@ class CameraPipeline:
             ExitWatcher(camera_id, list(self.cam.exits), cfg.exits, persons=persons, unit_id=unit_id)
             if self.cam.exits else None
         )
+        self._persons = persons
+        self._exit_lock = threading.Lock()  # zones change on the loop while a batch thread may be analysing
         self._next_exit_t = -1e18
         self.frames = 0
 
@@ -163,10 +166,26 @@ class CameraPipeline:
         return self.exits is not None and t >= self._next_exit_t
 
     def on_exit_frame(self, t: float, frame: np.ndarray) -> list[ExitEvent]:
-        if self.exits is None:
-            return []
-        self._next_exit_t = t + 1.0 / self.cfg.exits.fps - 1e-6
-        return self.exits.update(t, frame)
+        with self._exit_lock:
+            if self.exits is None:
+                return []
+            self._next_exit_t = t + 1.0 / self.cfg.exits.fps - 1e-6
+            return self.exits.update(t, frame)
+
+    def set_exit_zones(self, zones: list[ExitZoneConfig], references: dict[str, np.ndarray],
+                       persons: PersonDetector | None = None) -> None:
+        """Replaces this camera's exit zones and their own clear references (blocking: waits for a running
+        analysis). Zones that did not change keep their state; no zones stops the exit watching."""
+        with self._exit_lock:
+            self._persons = persons or self._persons
+            if not zones:
+                self.exits = None
+                return
+            if self.exits is None:
+                self.exits = ExitWatcher(self.camera_id, list(zones), self.cfg.exits, persons=self._persons,
+                                         unit_id=self.unit_id)
+            self.exits.persons = self.exits.persons or self._persons
+            self.exits.set_zones(list(zones), references)
 
     def process(self, t: float, frame: np.ndarray, boxes: list[Box] | None = None) -> list[FireEvent | ExitEvent]:
         """Synchronous convenience: model (if boxes not given) + confirmation + exit zones."""
@@ -245,12 +264,34 @@ class DetectorService:
                 await t
         self._tasks = []
 
+    async def set_exit_zones(self, camera_id: str, zones: list[ExitZoneConfig],
+                             references: dict[str, np.ndarray]) -> bool:
+        """Replaces a camera's exit zones live (the caller merges config and console zones); references are
+        zones' own clear views. False when this service does not watch that camera."""
+        p = self.pipelines.get(camera_id)
+        if p is None:
+            return False
+        if zones and self._persons is None and self.cfg.exits.person_weights:
+            self._persons = await asyncio.to_thread(person_detector, self.cfg.exits)
+        await asyncio.to_thread(p.set_exit_zones, list(zones), dict(references), self._persons)
+        log.info("camera %s: %d exit zone(s) now watched", camera_id, len(zones))
+        return True
+
     async def _feed(self, cid: str) -> None:
         p = self.pipelines[cid]
-        fps = max(p.cam.fps if p.fire is not None else 0.0, self.cfg.exits.fps if p.exits is not None else 0.0)
-        async for ts, image in self.hub.subscribe_frames(cid, fps):
-            self._queue[cid] = (ts, image)  # newest only: a slow model skips frames, never queues them
-            self._wake.set()
+        while True:
+            fps = self._feed_fps(p)
+            async with contextlib.aclosing(self.hub.subscribe_frames(cid, fps)) as frames:
+                async for ts, image in frames:
+                    self._queue[cid] = (ts, image)  # newest only: a slow model skips frames, never queues them
+                    self._wake.set()
+                    if self._feed_fps(p) != fps:
+                        break  # exit zones were added or removed: sample at the new rate
+                else:
+                    return  # the hub stopped
+
+    def _feed_fps(self, p: CameraPipeline) -> float:
+        return max(p.cam.fps if p.fire is not None else 0.0, self.cfg.exits.fps if p.exits is not None else 0.0)
 
     async def _batch_loop(self) -> None:
         while True:

@@ -1,6 +1,6 @@
 """App factory: small parts, each started and stopped by its own cleanup context.
 
-Order (start; stop is the reverse): database → core service → hazard service → detection sink →
+Order (start; stop is the reverse): database → core service → hazard service → exit zones → detection sink →
 MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
 escalation, device watchdog, false-alarm learning) → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,6 +27,7 @@ from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
+from dispatch.exit_zones import EXIT_ZONES, ExitZoneFollower, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
@@ -36,11 +37,15 @@ from ingest.embedded_broker import maybe_start
 from ingest.mqtt_link import MqttLink
 from notify.worker import OutboxWorker
 
+if TYPE_CHECKING:
+    from detectors.pipeline import DetectorService
+
 log = logging.getLogger(__name__)
 
 DEVICES = web.AppKey("devices", DeviceMonitor)
 FIRST_ADMIN = web.AppKey("first_admin", tuple)
 DETECTIONS = web.AppKey("detections", DetectionSink)
+DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
 
 
 def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True) -> web.Application:
@@ -131,11 +136,16 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         service = DetectorService(app[CAMERAS], cfg.detectors, submit=sink.submit, on_hazard=sink.on_hazard,
                                   on_detection=sink.on_detection)
         await service.start()
+        app[DETECTORS] = service
         app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
+        zones = ExitZoneFollower(app[EXIT_ZONES], service)  # console-drawn zones, at start and on every change
+        await zones.start()
         yield
+        await zones.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, core, hazards_context, detection_sink, broker, mqtt_link, workers])
+    app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, detection_sink, broker, mqtt_link,
+                            workers])
     setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
     app.cleanup_ctx.append(detectors)
     setup_console(app)

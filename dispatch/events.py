@@ -31,6 +31,8 @@ DISPATCH_UPDATED = "dispatch.updated"
 OUTBOX_PENDING = "outbox.pending"
 DEVICE_UPDATED = "device.updated"
 HAZARD_UPDATED = "hazard.updated"
+EXIT_ZONE_CHANGED = "exit_zone.changed"
+EXIT_ZONE_APPLIED = "exit_zone.applied"
 
 ALL_EVENTS = frozenset(
     {
@@ -44,6 +46,8 @@ ALL_EVENTS = frozenset(
         OUTBOX_PENDING,
         DEVICE_UPDATED,
         HAZARD_UPDATED,
+        EXIT_ZONE_CHANGED,
+        EXIT_ZONE_APPLIED,
     }
 )
 

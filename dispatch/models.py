@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -194,3 +205,34 @@ class RejectedMessage(Base):
     reason: Mapped[str] = mapped_column(String(400))
     excerpt: Mapped[str] = mapped_column(String(600))
     size: Mapped[int]
+
+
+class ExitZone(Base):
+    """An exit zone drawn in the console (zones of the config file are not stored here).
+
+    The clear reference JPEG is kept in the row, like hazard evidence, so it commits with the zone; its SHA-256
+    is also written into the hash-chained record. The bytes are deferred: listing zones never loads them.
+    """
+
+    __tablename__ = "exit_zones"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    polygon: Mapped[list[list[float]]] = mapped_column(JSON)  # normalised [x, y] points
+    dwell_s: Mapped[float]
+    min_fraction: Mapped[float]
+    clear_s: Mapped[float]
+    reference_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    reference_sha256: Mapped[str | None] = mapped_column(String(64))
+    reference_size: Mapped[int | None]
+    reference_width: Mapped[int | None]
+    reference_height: Mapped[int | None]
+    reference_at: Mapped[datetime | None]
+    reference_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("camera_id", "zone_id", name="uq_exit_zones_camera_zone"),)

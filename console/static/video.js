@@ -1,6 +1,7 @@
 // Video wall for video patrol (视频巡查): every camera the user may see, paged, live tiles at small width;
-// click a tile for the focused view (live MJPEG at full resolution) with a snapshot button. Camera status
-// follows the live WebSocket's `device.updated` events of kind "camera".
+// click a tile for the focused view (live MJPEG at full resolution) with a snapshot button and, for staff, the
+// camera's exit zones (安全出口区域, zones.js) drawn on a snapshot. Camera status follows the live WebSocket's
+// `device.updated` events of kind "camera".
 //
 // Tiles take their frames from live.ws (one JPEG per message) rather than MJPEG <img>: the browser allows
 // only 6 HTTP/1.1 connections per host, so 9 endless MJPEG responses would starve each other and every
@@ -8,6 +9,7 @@
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { connectLive, get, h, homeFor, loadMe, logout, post, toast } from "./common.js";
+import { closeZones, openZones, setupZones, zonesOnEvent, zonesOnKey } from "./zones.js";
 
 const PER_PAGE = 9;
 const TILE_Q = "w=480&fps=5";
@@ -33,6 +35,7 @@ async function boot() {
   $("focus-back").addEventListener("click", () => unfocus());
   $("focus-snap").addEventListener("click", snapshot);
   if (role === "admin" || role === "duty_officer") setupPatrol();
+  if (role !== "unit") setupZoneEditor(role === "admin" || role === "duty_officer");
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", fromHash);
   onLangChange(() => { $("who").textContent = `${state.me.user.username} · ${t("role." + role)}`; renderWall(); });
@@ -65,6 +68,7 @@ function setPage(p) {
 
 function onKey(e) {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (zonesOnKey(e)) return;
   if (e.key === "Escape" && state.focused) { e.preventDefault(); unfocus(); return; }
   if (state.focused) return;
   if (e.key === "ArrowRight" || e.key === "PageDown") { e.preventDefault(); setPage(state.page + 1); }
@@ -73,6 +77,7 @@ function onKey(e) {
 
 function onEvent(ev) {
   if (ev.type === "resync") { loadCameras(); return; }
+  zonesOnEvent(ev);
   if (ev.type !== "device.updated" || ev.kind !== "camera" || !ev.camera) return;
   const cam = ev.camera;
   const i = state.cams.findIndex((c) => c.id === cam.id);
@@ -235,6 +240,7 @@ function fromHash() {
 function focus(id) {
   const cam = state.cams.find((c) => c.id === id);
   if (!cam) return;
+  closeZones();
   state.focused = id;
   if (location.hash !== `#cam/${encodeURIComponent(id)}`) history.replaceState(null, "", `#cam/${encodeURIComponent(id)}`);
   renderWall(); // stops the tiles' streams
@@ -251,12 +257,26 @@ function focus(id) {
 }
 
 function unfocus() {
+  closeZones();
   stopImg($("focus-img"));
   state.focused = null;
   $("focus").hidden = true;
   delete $("focus").dataset.cameraId;
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   renderWall(true);
+}
+
+// Exit zones (安全出口区域): the editor replaces the live view (its stream stops) until closed.
+function setupZoneEditor(canEdit) {
+  setupZones({ canEdit });
+  $("zones-open").addEventListener("click", () => {
+    if (!state.focused) return;
+    stopImg($("focus-img"));
+    openZones(state.focused);
+  });
+  document.addEventListener("zones-closed", () => {
+    if (state.focused) startImg($("focus-img"), camUrl(state.focused, "live.mjpeg"));
+  });
 }
 
 // Video patrol (视频巡查): one action records a hazard with the camera's current frame as evidence.

@@ -1,0 +1,98 @@
+"""HTTP API of exit zones drawn in the console, on the console's one route table (console.api.api).
+
+Importing this module registers the routes; console/web.py imports it before `api.install(app)`.
+Officers (admin, duty officer) draw, replace and delete zones and capture a zone's clear reference from the
+camera's current frame; the assessor reads. Zones of the config file are listed read-only. Responses name
+cameras by id only: a camera's source URL and credentials never appear.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field, field_validator
+
+from console.api import _Body, actor, api
+from console.routing import OFFICERS, STAFF
+from console.video import CAMERAS
+from dispatch.exit_zones import EXIT_ZONES, ExitZoneService, zone_spec
+from dispatch.state import TransitionError
+
+MAX_POINTS = 64
+TAG = "exit-zones"
+ZONES = "/api/cameras/{camera_id}/exit-zones"
+ZONE = ZONES + "/{zone_id}"
+
+
+class ZoneBody(_Body):
+    name: str = Field("", max_length=100, description="Shown to officers, e.g. 北侧安全出口.")
+    polygon: list[tuple[float, float]] = Field(
+        ..., min_length=3, max_length=MAX_POINTS,
+        description="Outline as normalised [x, y] points: fractions (0..1) of the picture's width and height.")
+    dwell_s: float = Field(600.0, gt=0, le=7 * 86400, allow_inf_nan=False,
+                           description="Seconds an obstruction must last before a hazard is raised.")
+    min_fraction: float = Field(0.25, gt=0, le=1, allow_inf_nan=False,
+                                description="Share of the zone that must be occupied to count as blocked.")
+    clear_s: float = Field(30.0, ge=0, le=86400, allow_inf_nan=False,
+                           description="Seconds below half that share that clear a raised hazard.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _inside_picture(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for x, y in v:
+            if not (math.isfinite(x) and math.isfinite(y) and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point ({x}, {y}) is outside the picture (coordinates are fractions 0..1)")
+        return v
+
+
+class CaptureBody(_Body):
+    confirm_clear: Literal[True] = Field(
+        ..., description="The officer confirms the exit is clear now (the frame becomes what 'clear' looks like).")
+
+
+def zones(request: web.Request) -> ExitZoneService:
+    return request.app[EXIT_ZONES]
+
+
+def _ids(request: web.Request) -> tuple[str, str]:
+    return request.match_info["camera_id"], request.match_info["zone_id"]
+
+
+@api.route("GET", ZONES, "List a camera's exit zones", roles=STAFF, tag=TAG)
+async def get_zones(request: web.Request, _: None) -> dict[str, Any]:
+    return await zones(request).list_zones(request.match_info["camera_id"])
+
+
+@api.route("PUT", ZONE, "Create or replace an exit zone", roles=OFFICERS, body=ZoneBody, tag=TAG)
+async def put_zone(request: web.Request, body: ZoneBody) -> dict[str, Any]:
+    camera_id, zone_id = _ids(request)
+    zones(request).camera(camera_id)  # 404 for an unknown camera before anything about the zone
+    return await zones(request).put(camera_id, zone_spec(zone_id, body.model_dump()), actor(request))
+
+
+@api.route("DELETE", ZONE, "Delete an exit zone", roles=OFFICERS, tag=TAG)
+async def delete_zone(request: web.Request, _: None) -> dict[str, Any]:
+    return await zones(request).delete(*_ids(request), actor(request))
+
+
+@api.route("POST", ZONE + "/reference", "Capture the zone's clear reference from the live picture now",
+           roles=OFFICERS, body=CaptureBody, tag=TAG)
+async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]:
+    camera_id, zone_id = _ids(request)
+    svc = zones(request)
+    await svc.check_editable(camera_id, zone_id)
+    frame = await request.app[CAMERAS].snapshot(camera_id)
+    if frame is None:
+        raise TransitionError(f"camera {camera_id} has no picture right now; cannot capture the reference")
+    return await svc.set_reference(camera_id, zone_id, frame.data, frame.ts, frame.width, frame.height,
+                                   actor(request))
+
+
+@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG)
+async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
+    data, digest = await zones(request).reference(*_ids(request))
+    return web.Response(body=data, content_type="image/jpeg", headers={
+        "Cache-Control": "private, max-age=60", "X-Content-SHA256": digest,
+        "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})

@@ -11,7 +11,7 @@ animals, cartoon …; see `build_negatives`). The split of negatives into "tune"
 "check" (odd index) halves lets thresholds be chosen on one half and reported on the other.
 
 The per-image decision is the configured pipeline's `alarm` (FireDetector.image_decision: class
-thresholds, masks n/a, second-stage check when enabled): the same decision `firelink detect-image`
+thresholds, masks n/a, the configured second stage): the same decision `firelink detect-image`
 prints. Raw detections (conf ≥ 0.05) are cached per image in var/eval-cache/ so threshold sweeps
 are cheap.
 """
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from config.detectors import DetectorsConfig  # noqa: E402
 from detectors.fire import FireDetector  # noqa: E402
 from detectors.model import Box  # noqa: E402
+from detectors.verifier import BUILTIN, BoxVerifier, Rows  # noqa: E402
 
 IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
 # opencv-doc sample images that are photographs of everyday scenes (not charts, logos, renders).
@@ -95,6 +96,39 @@ def build_negatives(out: Path) -> Path:
             img = cv2.imread(str(p)) if p.is_file() else None
             if img is not None:
                 cv2.imwrite(str(out / f"doc-{p.stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return out
+
+
+# Debian desktop-background packages: photographs and artwork with warm colours (sunsets, autumn, lamps),
+# the kind of scene a fire model confuses with flames. Used as verifier negatives (`firelink train-verifier`).
+WALLPAPER_PACKAGES = (
+    "ukui-wallpapers", "mate-backgrounds", "plasma-workspace-wallpapers", "gnome-backgrounds", "lomiri-wallpapers",
+    "lomiri-wallpapers-20.04", "lomiri-wallpapers-16.04", "sway-backgrounds", "mypaint-data-extras",
+)
+
+
+def build_wallpapers(out: Path) -> Path:
+    """One JPEG (≤ 1280 px) per distinct picture of `WALLPAPER_PACKAGES` (apt-get download, no root)."""
+    if out.is_dir() and any(out.iterdir()):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for pkg in WALLPAPER_PACKAGES:
+            subprocess.run(["apt-get", "download", "-q", pkg], cwd=tmp, capture_output=True)
+        for deb in Path(tmp).glob("*.deb"):
+            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True, capture_output=True)
+        for f in sorted((Path(tmp) / "x").rglob("*")):
+            if f.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            img = cv2.imread(str(f))
+            if img is None or min(img.shape[:2]) < 400:
+                continue
+            h, w = img.shape[:2]
+            s = 1280 / max(h, w)
+            if s < 1:
+                img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+            name = f"{f.parent.name[:20]}_{f.stem[:40]}.jpg".replace(" ", "_")
+            cv2.imwrite(str(out / name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return out
 
 
@@ -251,6 +285,20 @@ def evaluate(det: FireDetector, dataset: Path, split: str, negatives: Path) -> d
     }
 
 
+def held_out_verifier(cfg: DetectorsConfig, negatives: Path) -> BoxVerifier | None:
+    """The configured verifier refitted *without* rows from the negatives being evaluated (and without
+    collected hard negatives): false positives are then measured on scenes the verifier never saw."""
+    ss = cfg.second_stage
+    if not ss.verifier:
+        return None
+    rows = Rows.load(BUILTIN if ss.verifier == "builtin" else Path(ss.verifier))
+    keep = [i for i, src in enumerate(rows.sources) if Path(src.split(": ", 1)[-1]).name != negatives.name]
+    if len(keep) < len(rows.sources):
+        print(f"verifier refitted without its rows from {negatives.name} (held out)", file=sys.stderr)
+    m = np.isin(rows.source, keep)
+    return BoxVerifier(Rows(rows.x[m], rows.y[m], rows.source[m], rows.sources), ss.verifier_threshold)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dataset", type=Path)
@@ -261,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default=None, choices=["torch", "onnx", "openvino"])
     ap.add_argument("--smoke", type=float, default=None, help="smoke threshold (default: config)")
     ap.add_argument("--fire", type=float, default=None, help="fire threshold (default: config)")
-    ap.add_argument("--no-second-stage", action="store_true")
+    ap.add_argument("--second-stage", choices=["both", "verifier", "colour", "off"], default=None,
+                    help="second stage (default: config, i.e. both colour rules and the verifier)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     cfg = DetectorsConfig()
@@ -278,11 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.fire is not None:
         th["fire"] = args.fire
     upd["thresholds"] = th
-    if args.no_second_stage:
-        upd["second_stage"] = {**cfg.second_stage.model_dump(), "enabled": False}
+    if args.second_stage:
+        colour = args.second_stage in ("both", "colour")
+        verifier = cfg.second_stage.verifier if args.second_stage in ("both", "verifier") else None
+        upd["second_stage"] = {**cfg.second_stage.model_dump(), "colour": colour, "verifier": verifier}
     cfg = DetectorsConfig.model_validate({**cfg.model_dump(), **upd})
     negatives = args.negatives or build_negatives(ROOT / "var" / "negatives")
-    det = FireDetector(cfg)
+    det = FireDetector(cfg, verifier=held_out_verifier(cfg, negatives))
     res = evaluate(det, args.dataset, args.split, negatives)
     print(f"weights={res['weights']} imgsz={res['imgsz']} backend={res['backend']} thresholds={res['thresholds']}")
     print(f"{'class':8} {'AP50':>6} {'P':>6} {'R':>6} {'n_gt':>5}")

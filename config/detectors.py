@@ -29,12 +29,12 @@ def _check_polygon(poly: list[Point]) -> list[Point]:
 
 class Thresholds(_Model):
     smoke: float = Field(
-        0.25, ge=0.01, le=1.0, title="Smoke threshold",
-        description="Minimum model confidence for a smoke box to count (per frame and per image).",
+        0.1, ge=0.01, le=1.0, title="Smoke threshold",
+        description="Minimum model confidence for a smoke box to be a candidate for the second stage.",
     )
     fire: float = Field(
-        0.25, ge=0.01, le=1.0, title="Fire threshold",
-        description="Minimum model confidence for a fire box to count (per frame and per image).",
+        0.1, ge=0.01, le=1.0, title="Fire threshold",
+        description="Minimum model confidence for a fire box to be a candidate for the second stage.",
     )
     nms_iou: float = Field(0.5, gt=0, le=1.0, title="NMS IoU", description="IoU above which boxes are merged by NMS.")
     min_box_area: float = Field(
@@ -66,19 +66,36 @@ class Confirmation(_Model):
 
 
 class SecondStage(_Model):
-    enabled: bool = Field(
-        True, title="Colour check",
+    colour: bool = Field(
+        True, title="Colour rules",
         description=(
-            "Second-stage check on each candidate box: a fire box must contain enough flame-coloured pixels "
-            "(bright, saturated red–yellow), a smoke box must be mostly low-saturation. Cheap (no model)."
+            "Fixed rules on each candidate box: a fire box must contain enough flame-coloured pixels (bright, "
+            "saturated red–yellow), a smoke box must be mostly low-saturation. Cheap (no model)."
         ),
     )
+    verifier: str | None = Field(
+        "builtin", title="Verifier",
+        description=(
+            "Learned check on each candidate box's colour, brightness and texture (detectors/verifier.py), fitted "
+            "from feature rows: 'builtin' or a file written by `firelink train-verifier`; null disables it. "
+            "With it the model thresholds stay low (~0.1); without it use ~0.25."
+        ),
+    )
+    verifier_threshold: float = Field(
+        0.7, gt=0, lt=1, title="Verifier threshold",
+        description="Minimum verifier probability for a box to count as smoke/fire.",
+    )
+    learn_hard_negatives: bool = Field(
+        True, title="Learn from false alarms",
+        description="Add the boxes of officer-marked false alarms (hard_negatives_dir) to the verifier's negatives.",
+    )
     fire_min_flame_fraction: float = Field(
-        0.03, ge=0, le=1, title="Flame pixels", description="Minimum fraction of flame-coloured pixels in a fire box.",
+        0.03, ge=0, le=1, title="Flame pixels",
+        description="Colour rules: minimum fraction of flame-coloured pixels in a fire box.",
     )
     smoke_max_saturation: float = Field(
         0.45, ge=0, le=1, title="Smoke saturation",
-        description="Maximum median HSV saturation (0..1) inside a smoke box (smoke is grey/white/brown-grey).",
+        description="Colour rules: maximum median HSV saturation (0..1) inside a smoke box.",
     )
 
 
@@ -196,7 +213,7 @@ class DetectorsConfig(_Model):
         default_factory=Confirmation, title="Confirmation", description="k-of-n confirmation over time per camera."
     )
     second_stage: SecondStage = Field(
-        default_factory=SecondStage, title="Second stage", description="Per-box colour check after the model."
+        default_factory=SecondStage, title="Second stage", description="Per-box check after the model."
     )
     exits: ExitAnalysis = Field(default_factory=ExitAnalysis, title="Exit analysis", description="Blocked-exit tuning.")
     cameras: list[CameraDetectors] = Field(default_factory=list, title="Cameras", description="Per-camera settings.")

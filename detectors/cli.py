@@ -1,4 +1,4 @@
-"""CLI commands of the detectors: detect-image, detect-video, detect (worker), train.
+"""CLI commands of the detectors: detect-image, detect-video, detect (worker), train, train-verifier.
 
 Wiring (dispatch/cli.py)::
 
@@ -166,6 +166,60 @@ def cmd_train(_cfg: Any, args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_train_verifier(cfg: Any, args: argparse.Namespace) -> int:
+    """Rebuild the second stage's feature table from labelled datasets and everyday-scene folders."""
+    import hashlib
+    import platform
+    import time
+
+    from detectors.fire import FireDetector
+    from detectors.verifier import BoxVerifier, Rows, dataset_rows, hard_negative_rows
+
+    dcfg = detectors_config(cfg)
+    det = FireDetector(dcfg, verifier=None)
+    runner = det.runner
+
+    def detect(img: Any) -> Any:
+        return runner.detect([img], conf=0.05, iou=dcfg.thresholds.nms_iou)[0]
+
+    def images(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+
+    t0 = time.perf_counter()
+    parts: list[Rows] = []
+    for ds in args.data:
+        parts.append(dataset_rows(detect, runner.names, images(ds / "train" / "images"), ds / "train" / "labels",
+                                  f"positives: {ds}/train"))
+    for neg in args.negatives:
+        parts.append(dataset_rows(detect, runner.names, images(neg), None, f"everyday scenes: {neg}"))
+    for hn in args.hard_negatives:
+        extra = hard_negative_rows(hn)
+        if extra is not None:
+            parts.append(extra)
+    rows = parts[0]
+    for r in parts[1:]:
+        rows = rows + r
+    BoxVerifier(rows)  # refuses a table without both classes
+    rows.save(args.out)
+    licences = {}
+    for ds in args.data:
+        for name in ("README.dataset.txt", "README.roboflow.txt", "LICENSE"):
+            if (ds / name).is_file():
+                licences[str(ds / name)] = (ds / name).read_text(errors="replace")[:4000]
+    prov = {
+        "what": "feature rows (detectors.verifier.FEATURES) of the smoke/fire model's candidate boxes",
+        "weights": dcfg.weights, "imgsz": runner.imgsz,
+        "sources": {s: int((rows.source == i).sum()) for i, s in enumerate(rows.sources)},
+        "positives": int(rows.y.sum()), "negatives": int(len(rows.y) - rows.y.sum()),
+        "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),
+        "command": "firelink " + " ".join(sys.argv[1:]), "python": platform.python_version(),
+        "seconds": round(time.perf_counter() - t0, 1), "licences": licences,
+    }
+    args.out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=1, ensure_ascii=False))
+    print(json.dumps({k: prov[k] for k in ("positives", "negatives", "sources", "seconds")}, ensure_ascii=False))
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Adds detect-image, detect-video, detect and train to the `firelink` sub-command parsers."""
     from detectors.train import add_arguments as train_args
@@ -187,6 +241,16 @@ def add_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("detect", help="detector worker: watch cameras, publish detections over MQTT")
     p.add_argument("--cameras", action="append", default=[], help="camera ids (comma-separated; default: all)")
     p.set_defaults(detectors_handler=cmd_detect)
+
+    p = subparsers.add_parser("train-verifier", help="rebuild the second stage's feature table (CPU, minutes)")
+    p.add_argument("--data", type=Path, action="append", default=[], required=True,
+                   help="labelled YOLO dataset folder (train/images + train/labels); repeatable")
+    p.add_argument("--negatives", type=Path, action="append", default=[],
+                   help="folder of everyday-scene images with no smoke/fire; repeatable")
+    p.add_argument("--hard-negatives", type=Path, action="append", default=[],
+                   help="folder of officer-marked false alarms (detectors.hard_negatives_dir); repeatable")
+    p.add_argument("--out", type=Path, required=True, help="rows file to write (.npz; provenance beside it)")
+    p.set_defaults(detectors_handler=cmd_train_verifier)
 
     p = subparsers.add_parser("train", help="fine-tune smoke/fire weights on dataset folders")
     train_args(p)

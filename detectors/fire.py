@@ -1,4 +1,4 @@
-"""Smoke/fire: per-box filtering (thresholds, masks, colour check) and per-camera confirmation over time.
+"""Smoke/fire: per-box filtering (thresholds, masks, second stage) and per-camera confirmation over time.
 
 A single frame never raises an alarm. `Confirmer` keeps, per camera and class, regions (tracks) of
 detections; a region that was hit in at least k of the last n sampled frames — the same place, by box
@@ -18,6 +18,7 @@ import numpy as np
 
 from config.detectors import CameraDetectors, DetectorsConfig, Point, Thresholds
 from detectors.model import Box, YoloRunner
+from detectors.verifier import BoxVerifier, load_verifier
 
 KINDS = {"smoke": "video_smoke", "fire": "video_fire"}
 
@@ -76,12 +77,19 @@ def median_saturation(img: np.ndarray, xyxy: tuple[float, ...]) -> float:
 class FireDetector:
     """The smoke/fire model plus the per-box stages. One instance serves all cameras."""
 
-    def __init__(self, cfg: DetectorsConfig, runner: YoloRunner | None = None) -> None:
+    def __init__(
+        self, cfg: DetectorsConfig, runner: YoloRunner | None = None, verifier: BoxVerifier | str | None = "config"
+    ) -> None:
         self.cfg = cfg
         self._runners: dict[str, YoloRunner] = {}
         self._lock = threading.Lock()
         self.runner = runner or self.runner_for(cfg.weights)
         self._mask_cache: dict[tuple[str, int, int], np.ndarray] = {}
+        ss = cfg.second_stage
+        if verifier == "config":
+            hard = cfg.hard_negatives_dir if ss.learn_hard_negatives else None
+            verifier = load_verifier(ss.verifier, ss.verifier_threshold, hard) if ss.verifier else None
+        self.verifier: BoxVerifier | None = verifier if isinstance(verifier, BoxVerifier) else None
 
     def runner_for(self, weights: str | None) -> YoloRunner:
         key = weights or self.cfg.weights
@@ -115,7 +123,7 @@ class FireDetector:
     def keep(
         self, img: np.ndarray, boxes: list[Box], cam: CameraDetectors | None = None
     ) -> list[tuple[str, Box]]:
-        """Boxes that pass thresholds, minimum area, the camera's masks and the colour check."""
+        """Boxes that pass thresholds, minimum area, the camera's masks and the second stage."""
         th: Thresholds = (cam.thresholds if cam and cam.thresholds else None) or self.cfg.thresholds
         h, w = img.shape[:2]
         mask = None
@@ -126,7 +134,7 @@ class FireDetector:
                 mask = self._mask_cache[key] = polygon_mask(cam.masks, w, h)
         ss = self.cfg.second_stage
         weights = cam.weights if cam else None
-        kept = []
+        kept: list[tuple[str, Box]] = []
         for b in boxes:
             name = self.class_name(b.cls, weights)
             if name not in KINDS:
@@ -140,12 +148,15 @@ class FireDetector:
                 region = mask[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
                 if region.size and region.mean() >= 0.5:
                     continue
-            if ss.enabled:
+            if ss.colour:
                 if name == "fire" and flame_fraction(img, b.xyxy) < ss.fire_min_flame_fraction:
                     continue
                 if name == "smoke" and median_saturation(img, b.xyxy) > ss.smoke_max_saturation:
                     continue
             kept.append((name, b))
+        if self.verifier is not None and kept:
+            scores = self.verifier.scores(img, kept)
+            kept = [k for k, p in zip(kept, scores, strict=True) if p >= self.verifier.threshold]
         return kept
 
     def image_decision(

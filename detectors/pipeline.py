@@ -52,10 +52,11 @@ class FireEvent:
     started_at: float  # first hit of the confirmed region
     confidence: float
     boxes: list[dict[str, Any]]  # {"class", "confidence", "box": [x1, y1, x2, y2] pixels}
-    jpeg: bytes = field(repr=False)  # the triggering frame
+    jpeg: bytes = field(repr=False)  # the triggering frame, boxes drawn (evidence shown to officers)
     width: int = 0
     height: int = 0
     jpeg_path: str | None = None  # where the evidence JPEG was written, once it was
+    raw_jpeg: bytes = field(default=b"", repr=False)  # the same frame unmarked (a clean hard negative if false)
 
     def note(self) -> str:
         what = "smoke" if self.kind == "video_smoke" else "fire"
@@ -160,7 +161,7 @@ class CameraPipeline:
         h, w = frame.shape[:2]
         alarm_id = f"video-{self.camera_id}-{c.cls_name}-{round(c.started_at * 1000)}"
         return FireEvent(self.camera_id, self.unit_id, alarm_id, c.kind, t, c.started_at, c.confidence, boxes,
-                         encode_jpeg(frame, boxes), w, h)
+                         encode_jpeg(frame, boxes), w, h, raw_jpeg=encode_jpeg(frame))
 
     def wants_exit_frame(self, t: float) -> bool:
         return self.exits is not None and t >= self._next_exit_t
@@ -343,7 +344,7 @@ class DetectorService:
             if isinstance(ev, FireEvent):
                 log.warning("camera %s: %s confirmed (%s)", ev.camera_id, ev.kind, ev.alarm_id)
                 if self.on_detection is not None:
-                    await self.on_detection({**ev.record(), "jpeg": ev.jpeg})
+                    await self.on_detection({**ev.record(), "jpeg": ev.jpeg, "raw_jpeg": ev.raw_jpeg})
                 if self.submit is not None and ev.unit_id:
                     await self.submit([ev.alarm_in()])
             elif self.on_hazard is not None:

@@ -83,6 +83,7 @@ def load_checkpoint(spec: str) -> dict[str, Any]:
 
     path = resolve(spec)
     ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_pickle_module)
+    restore_pil_open()
     if not isinstance(ckpt, dict) or ("model" not in ckpt and "ema" not in ckpt):
         raise ValueError(f"{path}: not an ultralytics checkpoint")
     return ckpt
@@ -98,6 +99,14 @@ def load_model(spec: str) -> Any:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def restore_pil_open() -> None:
+    """Undo ultralytics' process-wide ``PIL.Image.open`` wrapper (see detectors/__init__)."""
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    Image.open = patches._image_open
 
 
 _convert_lock = threading.Lock()
@@ -137,5 +146,7 @@ def ultralytics_weights(spec: str, cache_dir: Path | None = None) -> Path:
 def yolo(spec: str, cache_dir: Path | None = None) -> Any:
     """An ``ultralytics.YOLO`` for training/validation/export."""
     from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    restore_pil_open()
 
     return YOLO(str(ultralytics_weights(spec, cache_dir)))

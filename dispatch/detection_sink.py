@@ -57,8 +57,10 @@ class DetectionSink:
         jpeg: bytes = record["jpeg"]
         self.frames.mkdir(parents=True, exist_ok=True)
         path = self.frames / f"{alarm.alarm_id}.jpg"
-        meta = {k: v for k, v in record.items() if k not in ("jpeg", "frame_jpeg")}
+        meta = {k: v for k, v in record.items() if k not in ("jpeg", "raw_jpeg", "frame_jpeg")}
         await asyncio.to_thread(path.write_bytes, jpeg)
+        if record.get("raw_jpeg"):  # unmarked copy: what a false alarm teaches the detectors
+            await asyncio.to_thread(path.with_suffix(".raw.jpg").write_bytes, record["raw_jpeg"])
         await asyncio.to_thread(path.with_suffix(".json").write_text, json.dumps(meta, default=str))
         open_inc = self.service.open_by_unit.get(alarm.unit_id)
         if open_inc is None:
@@ -87,7 +89,9 @@ class DetectionSink:
                     if not frame.exists():
                         continue
                     meta = json.loads(frame.with_suffix(".json").read_text())
-                    saved = await asyncio.to_thread(save_hard_negative, frame.read_bytes(), meta.get("boxes", []),
+                    raw = frame.with_suffix(".raw.jpg")
+                    clean = raw if raw.exists() else frame  # MQTT workers send the marked frame only
+                    saved = await asyncio.to_thread(save_hard_negative, clean.read_bytes(), meta.get("boxes", []),
                                                     self.hard_negatives_dir, name=alarm_id,
                                                     meta={"incident_id": inc["id"], "closed_by": inc["closed_by"]})
                     log.info("false alarm %s saved as hard negative %s", alarm_id, saved)

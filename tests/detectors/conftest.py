@@ -65,7 +65,8 @@ def fire8() -> Path:
 
 @pytest.fixture(scope="session")
 def dcfg() -> DetectorsConfig:
-    return DetectorsConfig()
+    """Defaults, minus hard negatives a developer may have collected under var/ (tests must not depend on them)."""
+    return DetectorsConfig.model_validate({"second_stage": {"learn_hard_negatives": False}})
 
 
 @pytest.fixture(scope="session")

@@ -98,3 +98,17 @@ def test_cli_detect_image_json(fire8: Path, vtest_frames, tmp_path: Path, capsys
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [set(x) for x in lines] == [{"path", "smoke", "fire", "alarm"}] * 2
     assert lines[0]["alarm"] is False and lines[1]["alarm"] is True
+
+
+def test_loading_weights_leaves_pil_and_pip_alone(fire_detector: object) -> None:
+    """ultralytics wraps PIL.Image.open to pip-install pi-heif on unreadable images; the loader undoes it."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    assert Image.open.__module__.startswith("PIL")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"not an image"))
+    from ultralytics.utils import AUTOINSTALL
+
+    assert AUTOINSTALL is False

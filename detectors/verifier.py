@@ -1,0 +1,205 @@
+"""Second stage: a learned check on each candidate box, from cheap physical measurements of the box.
+
+Why: the shipped model alone cannot separate fire from warm lights, sunsets and orange things at any
+threshold (raise it and recall falls with the false alarms). A box's own pixels say more — flames are
+bright, saturated red-to-yellow with a hot core and texture; smoke is unsaturated and soft — but
+hand-set colour rules are brittle. So the model's candidates (confidence ≥ ~0.1) are scored by a small
+gradient-boosted classifier over ten measurements (`FEATURES`), trained on boxes the model produced on
+labelled fire/smoke images (positives) and on everyday scenes (negatives). Deliberately *no* scene
+context (position, whole-image brightness) and no deep features: measured with whole scenes held out,
+those learn which video a frame came from, not fire (docs/detectors.md has the figures).
+
+The classifier is refitted from a small table of feature rows when it is loaded (well under a second),
+so no pickled model is shipped and officers' false alarms (`hard_negatives_dir`) join the negatives at
+the next start. `firelink train-verifier` rebuilds the table; the shipped one is
+``detectors/data/verifier_rows.npz`` with its provenance beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detectors.model import Box
+
+log = logging.getLogger(__name__)
+
+BUILTIN = Path(__file__).with_name("data") / "verifier_rows.npz"
+FEATURES = (
+    "class (0 smoke, 1 fire)", "model confidence", "log box area (fraction of frame)", "flame-coloured fraction",
+    "median saturation", "mean brightness", "brightness spread", "mean saturation", "95th-percentile brightness",
+    "texture (Laplacian RMS / 50)",
+)
+CLASS_INDEX = {"smoke": 0, "fire": 1}
+# An officer-confirmed false alarm from our own cameras outweighs a generic everyday scene: each counts as
+# this many rows, so a scene marked false two or three times is learned (the classifier's leaves need ≥ 20 rows).
+HARD_NEGATIVE_WEIGHT = 10
+
+
+def box_features(img: np.ndarray, cls_name: str, conf: float, xyxy: Sequence[float]) -> np.ndarray | None:
+    """The ten measurements of one box (None for an empty box)."""
+    h, w = img.shape[:2]
+    x1, y1 = max(0, int(xyxy[0])), max(0, int(xyxy[1]))
+    x2, y2 = min(w, int(xyxy[2])), min(h, int(xyxy[3]))
+    crop = img[y1:y2, x1:x2]
+    if crop.size == 0:
+        return None
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    b, g, r = (crop[..., i].astype(np.int16) for i in range(3))
+    flame = ((hue <= 35) | (hue >= 170)) & (sat >= 60) & (val >= 150) & (r >= g) & (g >= b)
+    white_hot = (val >= 240) & (r >= 230) & (g >= 200)
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    texture = float(cv2.Laplacian(grey, cv2.CV_32F).var()) ** 0.5
+    area = (x2 - x1) * (y2 - y1) / float(w * h)
+    return np.array([
+        CLASS_INDEX.get(cls_name, 1), conf, np.log(area + 1e-6), float(np.mean(flame | white_hot)),
+        float(np.median(sat)) / 255, float(val.mean()) / 255, float(val.std()) / 255, float(sat.mean()) / 255,
+        float(np.percentile(val, 95)) / 255, texture / 50,
+    ], dtype=np.float32)
+
+
+@dataclass
+class Rows:
+    """Training table: features, labels (1 smoke/fire, 0 not), and where each row came from."""
+
+    x: np.ndarray  # (n, len(FEATURES)) float32
+    y: np.ndarray  # (n,) int8
+    source: np.ndarray  # (n,) int16 index into `sources`
+    sources: list[str]
+
+    @classmethod
+    def load(cls, path: Path) -> Rows:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["x"], z["y"], z["source"], [str(s) for s in z["sources"]])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez_compressed(f, x=self.x, y=self.y, source=self.source, sources=np.array(self.sources))
+
+    def repeated(self, k: int) -> Rows:
+        return Rows(np.repeat(self.x, k, 0), np.repeat(self.y, k), np.repeat(self.source, k), self.sources)
+
+    def __add__(self, other: Rows) -> Rows:
+        return Rows(
+            np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
+            np.concatenate([self.source, other.source + len(self.sources)]), self.sources + other.sources,
+        )
+
+
+def rows_from(samples: Iterable[tuple[np.ndarray, float]], source: str) -> Rows:
+    """Rows from (features, label) pairs of one source."""
+    feats = [(f, y) for f, y in samples]
+    x = np.array([f for f, _ in feats], np.float32).reshape(-1, len(FEATURES))
+    return Rows(x, np.array([y for _, y in feats], np.int8), np.zeros(len(feats), np.int16), [source])
+
+
+def hard_negative_rows(folder: Path) -> Rows | None:
+    """Rows from officers' false alarms saved by `detectors.train.save_hard_negative`."""
+    samples: list[tuple[np.ndarray, float]] = []
+    for js in sorted((folder / "train" / "rejected").glob("*.json")):
+        img = cv2.imread(str(folder / "train" / "images" / f"{js.stem}.jpg"))
+        if img is None:
+            continue
+        try:
+            boxes = json.loads(js.read_text()).get("boxes") or []
+        except (OSError, ValueError):
+            continue
+        for b in boxes:
+            if isinstance(b, dict) and isinstance(b.get("box"), list) and len(b["box"]) == 4:
+                f = box_features(img, str(b.get("class", "fire")), float(b.get("confidence", 0.5)), b["box"])
+                if f is not None:
+                    samples.append((f, 0.0))
+    return rows_from(samples, f"hard negatives: {folder}") if samples else None
+
+
+class BoxVerifier:
+    """P(real smoke/fire) for candidate boxes."""
+
+    def __init__(self, rows: Rows, threshold: float = 0.5) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
+
+        y = rows.y.astype(int)
+        if y.min(initial=1) == y.max(initial=0):
+            raise ValueError("verifier rows need both positives and negatives")
+        pos = max(1, int(y.sum()))
+        weight = np.where(y == 1, len(y) / (2 * pos), len(y) / (2 * max(1, len(y) - pos)))
+        self.model = HistGradientBoostingClassifier(
+            max_depth=3, max_iter=150, learning_rate=0.05, min_samples_leaf=20, random_state=0
+        ).fit(rows.x, y, sample_weight=weight)
+        self.threshold = threshold
+        self.n_rows = len(y)
+
+    def scores(self, img: np.ndarray, boxes: Sequence[tuple[str, Box]]) -> list[float]:
+        feats = [box_features(img, n, b.conf, b.xyxy) for n, b in boxes]
+        ok = [i for i, f in enumerate(feats) if f is not None]
+        out = [0.0] * len(boxes)
+        if ok:
+            p = self.model.predict_proba(np.stack([feats[i] for i in ok]))[:, 1]  # type: ignore[misc]
+            for i, v in zip(ok, p, strict=True):
+                out[i] = float(v)
+        return out
+
+
+def load_verifier(spec: str, threshold: float, hard_negatives: str | Path | None = None) -> BoxVerifier:
+    """The verifier from a rows table ('builtin' or a path), plus any collected hard negatives."""
+    rows = Rows.load(BUILTIN if spec == "builtin" else Path(spec))
+    if hard_negatives and Path(hard_negatives).is_dir():
+        extra = hard_negative_rows(Path(hard_negatives))
+        if extra is not None:
+            rows = rows + extra.repeated(HARD_NEGATIVE_WEIGHT)
+            log.info("verifier: %d hard-negative boxes from %s", len(extra.y), hard_negatives)
+    return BoxVerifier(rows, threshold)
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def dataset_rows(detect: Any, names: dict[int, str], images: list[Path], label_dir: Path | None,
+                 source: str, top: int = 5) -> Rows:
+    """Rows from the model's own candidates (conf ≥ 0.05, best `top` per image).
+
+    With labels: a candidate overlapping a labelled box (IoU ≥ 0.3) is a positive, others are left out
+    (an unlabelled wisp may still be smoke), images without labels are left out. Without labels (a folder
+    of everyday scenes): every candidate is a negative.
+    """
+    samples: list[tuple[np.ndarray, float]] = []
+    for p in images:
+        img = cv2.imread(str(p))
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        gts: list[tuple[float, float, float, float]] = []
+        if label_dir is not None:
+            lab = label_dir / f"{p.stem}.txt"
+            text = lab.read_text().split("\n") if lab.is_file() else []
+            for line in text:
+                v = line.split()
+                if len(v) == 5:
+                    xc, yc, bw, bh = (float(t) for t in v[1:])
+                    gts.append(((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h))
+            if not gts:
+                continue
+        boxes = sorted(detect(img), key=lambda b: -b.conf)[:top]
+        for b in boxes:
+            label = 0.0
+            if label_dir is not None:
+                if max(iou(b.xyxy, g) for g in gts) < 0.3:
+                    continue
+                label = 1.0
+            f = box_features(img, names.get(b.cls, "fire"), b.conf, b.xyxy)
+            if f is not None:
+                samples.append((f, label))
+    return rows_from(samples, source)

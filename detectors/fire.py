@@ -84,12 +84,24 @@ class FireDetector:
         self._runners: dict[str, YoloRunner] = {}
         self._lock = threading.Lock()
         self.runner = runner or self.runner_for(cfg.weights)
-        self._mask_cache: dict[tuple[str, int, int], np.ndarray] = {}
-        ss = cfg.second_stage
+        # keyed by the polygons themselves, so masks edited at run time never meet a stale raster
+        self._mask_cache: dict[tuple[Any, int, int], np.ndarray] = {}
         if verifier == "config":
-            hard = cfg.hard_negatives_dir if ss.learn_hard_negatives else None
-            verifier = load_verifier(ss.verifier, ss.verifier_threshold, hard) if ss.verifier else None
+            verifier = self._configured_verifier()
         self.verifier: BoxVerifier | None = verifier if isinstance(verifier, BoxVerifier) else None
+
+    def _configured_verifier(self) -> BoxVerifier | None:
+        ss = self.cfg.second_stage
+        hard = self.cfg.hard_negatives_dir if ss.learn_hard_negatives else None
+        return load_verifier(ss.verifier, ss.verifier_threshold, hard) if ss.verifier else None
+
+    def relearn(self) -> None:
+        """Refit the verifier with the hard negatives collected so far (blocking, ~1 s; run in a thread).
+
+        Called when an officer marks a video alarm false, so the same false alarm stops passing now,
+        not at the next restart. The swap is one assignment: frames in flight use the old or the new one."""
+        if self.verifier is not None:
+            self.verifier = self._configured_verifier()
 
     def runner_for(self, weights: str | None) -> YoloRunner:
         key = weights or self.cfg.weights
@@ -128,7 +140,7 @@ class FireDetector:
         h, w = img.shape[:2]
         mask = None
         if cam and cam.masks:
-            key = (cam.camera_id, w, h)
+            key = (tuple(tuple(p) for p in cam.masks), w, h)
             mask = self._mask_cache.get(key)
             if mask is None:
                 mask = self._mask_cache[key] = polygon_mask(cam.masks, w, h)

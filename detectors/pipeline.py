@@ -257,6 +257,11 @@ class DetectorService:
         self._tasks.append(asyncio.create_task(self._batch_loop(), name="detect-batch"))
         log.info("detectors watching %d camera(s)", len(self.pipelines))
 
+    async def relearn(self) -> None:
+        """Officers marked a video alarm false: refit the smoke/fire verifier with the new hard negatives."""
+        if self._fire is not None:
+            await asyncio.to_thread(self._fire.relearn)
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()

@@ -137,6 +137,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
                                   on_detection=sink.on_detection)
         await service.start()
         app[DETECTORS] = service
+        sink.after_learning.append(service.relearn)
         app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
         zones = ExitZoneFollower(app[EXIT_ZONES], service)  # console-drawn zones, at start and on every change
         await zones.start()

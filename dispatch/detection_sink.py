@@ -39,6 +39,8 @@ class DetectionSink:
         self.frames = Path(evidence_dir) / "detections"
         self.hard_negatives_dir = Path(hard_negatives_dir)
         self._pending: dict[str, dict[str, Any]] = {}
+        # awaited after false-alarm frames were saved as hard negatives (in-process detectors refit on them)
+        self.after_learning: list[Callable[[], Awaitable[None]]] = []
 
     # ---------------------------------------------------------------- smoke / fire
 
@@ -84,6 +86,7 @@ class DetectionSink:
                     continue
                 async with self.service.db.session() as s:
                     ids = (await s.scalars(select(Alarm.alarm_id).where(Alarm.incident_id == inc["id"]))).all()
+                learned = False
                 for alarm_id in ids:
                     frame = self.frames / f"{alarm_id}.jpg"
                     if not frame.exists():
@@ -95,6 +98,12 @@ class DetectionSink:
                                                     self.hard_negatives_dir, name=alarm_id,
                                                     meta={"incident_id": inc["id"], "closed_by": inc["closed_by"]})
                     log.info("false alarm %s saved as hard negative %s", alarm_id, saved)
+                    learned = True
+                for hook in self.after_learning if learned else []:
+                    try:
+                        await hook()
+                    except Exception:  # a failed refit keeps the previous verifier; never stops learning
+                        log.exception("refit after false alarm %s failed", inc["id"])
 
     # ---------------------------------------------------------------- blocked exits
 

@@ -10,8 +10,8 @@ context (position, whole-image brightness) and no deep features: measured with w
 those learn which video a frame came from, not fire (docs/detectors.md has the figures).
 
 The classifier is refitted from a small table of feature rows when it is loaded (well under a second),
-so no pickled model is shipped and officers' false alarms (`hard_negatives_dir`) join the negatives at
-the next start. `firelink train-verifier` rebuilds the table; the shipped one is
+so no pickled model is shipped and officers' false alarms (`hard_negatives_dir`) join the negatives as
+soon as they are marked (`FireDetector.relearn`). `firelink train-verifier` rebuilds the table; the shipped one is
 ``detectors/data/verifier_rows.npz`` with its provenance beside it.
 """
 

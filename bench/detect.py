@@ -1,6 +1,6 @@
 """Detector throughput: end-to-end (decoded frame in → detection out) vs the raw model forward pass.
 
-    python bench/detect.py [--cameras 1,8,64] [--imgsz 416] [--backend torch|onnx|openvino]
+    python bench/detect.py [--cameras 1,8,64] [--imgsz 416] [--backend auto|torch|onnx|openvino]
         [--seconds 10] [--json bench/out/detect.json]
 
 End-to-end per round: the newest decoded frame of every camera (vtest.avi frames, 768×576 BGR) is
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", default="1,8,64")
     ap.add_argument("--imgsz", type=int, default=416)
-    ap.add_argument("--backend", default="torch", choices=["torch", "onnx", "openvino"])
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "openvino"])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     r = fire.runner
     ncams = [int(x) for x in args.cameras.split(",")]
     frames = frames_from(args.clip, max(ncams))
-    results = {"imgsz": args.imgsz, "backend": args.backend, "device": r.device, "max_batch": args.max_batch,
+    results = {"imgsz": args.imgsz, "backend": r.backend, "device": r.device, "max_batch": args.max_batch,
                "cpus": os.cpu_count(), "load_avg": os.getloadavg(), "runs": []}
     for n in ncams:
         pipes = [CameraPipeline(f"cam{i}", cfg, fire, unit_id="U") for i in range(n)]
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"].append(row)
         print(f"{n:3d} cameras  end-to-end {e2e['fps']:7.2f} frames/s ({e2e['cpu_ms_per_frame']} CPU-ms/frame)   "
               f"raw forward {fwd['fps']:7.2f} frames/s ({fwd['cpu_ms_per_frame']} CPU-ms/frame)", flush=True)
-    print(f"imgsz={args.imgsz} backend={args.backend} device={r.device} load_avg={results['load_avg']}")
+    print(f"imgsz={args.imgsz} backend={r.backend} device={r.device} load_avg={results['load_avg']}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

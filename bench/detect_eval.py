@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--negatives", type=Path, default=None)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--imgsz", type=int, default=None)
-    ap.add_argument("--backend", default=None, choices=["torch", "onnx", "openvino"])
+    ap.add_argument("--backend", default=None, choices=["auto", "torch", "onnx", "openvino"])
     ap.add_argument("--smoke", type=float, default=None, help="smoke threshold (default: config)")
     ap.add_argument("--fire", type=float, default=None, help="fire threshold (default: config)")
     ap.add_argument("--second-stage", choices=["both", "verifier", "colour", "off"], default=None,

@@ -201,8 +201,12 @@ class DetectorsConfig(_Model):
     )
     imgsz: int = Field(416, ge=160, le=1280, title="Input size", description="Model input size (multiple of 32).")
     device: str = Field("auto", title="Device", description="auto (GPU when present, else CPU), cpu, cuda:0 …")
-    backend: Literal["torch", "onnx", "openvino"] = Field(
-        "torch", title="Backend", description="torch, or an ONNX export run by onnxruntime/OpenVINO (CPU only).",
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "auto", title="Backend",
+        description=(
+            "auto: PyTorch on a GPU, the OpenVINO export on a CPU (~2.7x less CPU per frame); or force torch, "
+            "onnx (onnxruntime) or openvino (CPU only). Exports are cached under FIRELINK_MODEL_CACHE (var/models)."
+        ),
     )
     max_batch: int = Field(
         16, ge=1, le=512, title="Max batch", description="Frames of several cameras per forward pass."

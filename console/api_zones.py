@@ -1,8 +1,9 @@
-"""HTTP API of exit zones drawn in the console, on the console's one route table (console.api.api).
+"""HTTP API of the outlines drawn in the console (exit zones, smoke/fire detection masks), on the console's one
+route table (console.api.api).
 
 Importing this module registers the routes; console/web.py imports it before `api.install(app)`.
-Officers (admin, duty officer) draw, replace and delete zones and capture a zone's clear reference from the
-camera's current frame; the assessor reads. Zones of the config file are listed read-only. Responses name
+Officers (admin, duty officer) draw, replace and delete zones and masks, and capture a zone's clear reference from
+the camera's current frame; the assessor reads. Outlines of the config file are listed read-only. Responses name
 cameras by id only: a camera's source URL and credentials never appear.
 """
 
@@ -18,25 +19,23 @@ from console.api import _Body, actor, api
 from console.routing import OFFICERS, STAFF
 from console.video import CAMERAS
 from dispatch.exit_zones import EXIT_ZONES, ExitZoneService, zone_spec
+from dispatch.masks import MASKS, MaskService, mask_spec
 from dispatch.state import TransitionError
 
 MAX_POINTS = 64
 TAG = "exit-zones"
 ZONES = "/api/cameras/{camera_id}/exit-zones"
 ZONE = ZONES + "/{zone_id}"
+MASK_TAG = "masks"
+MASKS_PATH = "/api/cameras/{camera_id}/masks"
+MASK_PATH = MASKS_PATH + "/{mask_id}"
 
 
-class ZoneBody(_Body):
-    name: str = Field("", max_length=100, description="Shown to officers, e.g. 北侧安全出口.")
+class OutlineBody(_Body):
+    name: str = Field("", max_length=100, description="Shown to officers, e.g. 北侧安全出口, 厨房灶台.")
     polygon: list[tuple[float, float]] = Field(
         ..., min_length=3, max_length=MAX_POINTS,
         description="Outline as normalised [x, y] points: fractions (0..1) of the picture's width and height.")
-    dwell_s: float = Field(600.0, gt=0, le=7 * 86400, allow_inf_nan=False,
-                           description="Seconds an obstruction must last before a hazard is raised.")
-    min_fraction: float = Field(0.25, gt=0, le=1, allow_inf_nan=False,
-                                description="Share of the zone that must be occupied to count as blocked.")
-    clear_s: float = Field(30.0, ge=0, le=86400, allow_inf_nan=False,
-                           description="Seconds below half that share that clear a raised hazard.")
 
     @field_validator("polygon")
     @classmethod
@@ -45,6 +44,19 @@ class ZoneBody(_Body):
             if not (math.isfinite(x) and math.isfinite(y) and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"point ({x}, {y}) is outside the picture (coordinates are fractions 0..1)")
         return v
+
+
+class MaskBody(OutlineBody):
+    """A smoke/fire detection mask: detections at least half inside it are ignored."""
+
+
+class ZoneBody(OutlineBody):
+    dwell_s: float = Field(600.0, gt=0, le=7 * 86400, allow_inf_nan=False,
+                           description="Seconds an obstruction must last before a hazard is raised.")
+    min_fraction: float = Field(0.25, gt=0, le=1, allow_inf_nan=False,
+                                description="Share of the zone that must be occupied to count as blocked.")
+    clear_s: float = Field(30.0, ge=0, le=86400, allow_inf_nan=False,
+                           description="Seconds below half that share that clear a raised hazard.")
 
 
 class CaptureBody(_Body):
@@ -96,3 +108,28 @@ async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
     return web.Response(body=data, content_type="image/jpeg", headers={
         "Cache-Control": "private, max-age=60", "X-Content-SHA256": digest,
         "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
+
+
+# ------------------------------------------------------------------ smoke/fire detection masks
+
+def masks(request: web.Request) -> MaskService:
+    return request.app[MASKS]
+
+
+@api.route("GET", MASKS_PATH, "List a camera's detection masks", roles=STAFF, tag=MASK_TAG)
+async def get_masks(request: web.Request, _: None) -> dict[str, Any]:
+    return await masks(request).list_masks(request.match_info["camera_id"])
+
+
+@api.route("PUT", MASK_PATH, "Create or replace a detection mask", roles=OFFICERS, body=MaskBody, tag=MASK_TAG)
+async def put_mask(request: web.Request, body: MaskBody) -> dict[str, Any]:
+    camera_id, mask_id = request.match_info["camera_id"], request.match_info["mask_id"]
+    svc = masks(request)
+    svc.check_writable(camera_id, mask_id)  # 404 unknown camera, 409 a config-file mask, before judging the body
+    return await svc.put(camera_id, mask_spec(mask_id, body.model_dump()), actor(request))
+
+
+@api.route("DELETE", MASK_PATH, "Delete a detection mask", roles=OFFICERS, tag=MASK_TAG)
+async def delete_mask(request: web.Request, _: None) -> dict[str, Any]:
+    return await masks(request).delete(request.match_info["camera_id"], request.match_info["mask_id"],
+                                       actor(request))

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig
+from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig, Point
 from detectors.exits import ExitEvent, ExitWatcher, PersonDetector, person_detector
 from detectors.fire import Confirmed, Confirmer, FireDetector
 from detectors.model import Box
@@ -110,7 +110,10 @@ def encode_jpeg(frame: np.ndarray, boxes: list[dict[str, Any]] | None = None, qu
 
 
 class CameraPipeline:
-    """Confirmation and exit zones for one camera; frames and their model boxes come in from outside."""
+    """Confirmation and exit zones for one camera; frames and their model boxes come in from outside.
+
+    Exit zones and masks can be replaced live (`set_exit_zones`, `set_masks`) while a batch thread is working.
+    """
 
     def __init__(
         self,
@@ -134,7 +137,7 @@ class CameraPipeline:
             if self.cam.exits else None
         )
         self._persons = persons
-        self._exit_lock = threading.Lock()  # zones change on the loop while a batch thread may be analysing
+        self._lock = threading.Lock()  # zones and masks change on the loop while a batch thread may be analysing
         self._next_exit_t = -1e18
         self.frames = 0
 
@@ -167,7 +170,7 @@ class CameraPipeline:
         return self.exits is not None and t >= self._next_exit_t
 
     def on_exit_frame(self, t: float, frame: np.ndarray) -> list[ExitEvent]:
-        with self._exit_lock:
+        with self._lock:
             if self.exits is None:
                 return []
             self._next_exit_t = t + 1.0 / self.cfg.exits.fps - 1e-6
@@ -177,7 +180,7 @@ class CameraPipeline:
                        persons: PersonDetector | None = None) -> None:
         """Replaces this camera's exit zones and their own clear references (blocking: waits for a running
         analysis). Zones that did not change keep their state; no zones stops the exit watching."""
-        with self._exit_lock:
+        with self._lock:
             self._persons = persons or self._persons
             if not zones:
                 self.exits = None
@@ -187,6 +190,12 @@ class CameraPipeline:
                                          unit_id=self.unit_id)
             self.exits.persons = self.exits.persons or self._persons
             self.exits.set_zones(list(zones), references)
+
+    def set_masks(self, masks: list[list[Point]]) -> None:
+        """Replaces this camera's smoke/fire masks (config and console merged). `cam` is immutable and swapped whole
+        for a copy, so a frame being judged uses either the old masks or the new ones, never a mix."""
+        with self._lock:
+            self.cam = self.cam.model_copy(update={"masks": [list(poly) for poly in masks]})
 
     def process(self, t: float, frame: np.ndarray, boxes: list[Box] | None = None) -> list[FireEvent | ExitEvent]:
         """Synchronous convenience: model (if boxes not given) + confirmation + exit zones."""
@@ -281,6 +290,16 @@ class DetectorService:
             self._persons = await asyncio.to_thread(person_detector, self.cfg.exits)
         await asyncio.to_thread(p.set_exit_zones, list(zones), dict(references), self._persons)
         log.info("camera %s: %d exit zone(s) now watched", camera_id, len(zones))
+        return True
+
+    async def set_masks(self, camera_id: str, masks: list[list[Point]]) -> bool:
+        """Replaces a camera's smoke/fire masks live (the caller merges config and console masks). False when this
+        service does not watch that camera."""
+        p = self.pipelines.get(camera_id)
+        if p is None:
+            return False
+        await asyncio.to_thread(p.set_masks, masks)  # the lock may be held by an exit analysis
+        log.info("camera %s: %d smoke/fire mask(s) now applied", camera_id, len(masks))
         return True
 
     async def _feed(self, cid: str) -> None:

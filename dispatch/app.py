@@ -1,7 +1,7 @@
 """App factory: small parts, each started and stopped by its own cleanup context.
 
-Order (start; stop is the reverse): database → core service → hazard service → exit zones → detection sink →
-MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
+Order (start; stop is the reverse): database → core service → hazard service → exit zones → masks → detection
+sink → MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
 escalation, device watchdog, false-alarm learning) → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
 """
@@ -27,10 +27,12 @@ from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
-from dispatch.exit_zones import EXIT_ZONES, ExitZoneFollower, exit_zones_context
+from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
+from dispatch.masks import MASKS, masks_context
+from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
 from ingest.embedded_broker import maybe_start
@@ -139,14 +141,16 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[DETECTORS] = service
         sink.after_learning.append(service.relearn)
         app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
-        zones = ExitZoneFollower(app[EXIT_ZONES], service)  # console-drawn zones, at start and on every change
-        await zones.start()
+        # console-drawn exit zones and masks, at start and on every change
+        exit_zones, masks = app[EXIT_ZONES], app[MASKS]
+        regions = RegionFollower([exit_zones, masks], service)
+        await regions.start()
         yield
-        await zones.stop()
+        await regions.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, detection_sink, broker, mqtt_link,
-                            workers])
+    app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, masks_context, detection_sink, broker,
+                            mqtt_link, workers])
     setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
     app.cleanup_ctx.append(detectors)
     setup_console(app)

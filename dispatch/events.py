@@ -33,6 +33,8 @@ DEVICE_UPDATED = "device.updated"
 HAZARD_UPDATED = "hazard.updated"
 EXIT_ZONE_CHANGED = "exit_zone.changed"
 EXIT_ZONE_APPLIED = "exit_zone.applied"
+DETECTOR_MASK_CHANGED = "detector_mask.changed"
+DETECTOR_MASK_APPLIED = "detector_mask.applied"
 
 ALL_EVENTS = frozenset(
     {
@@ -48,6 +50,8 @@ ALL_EVENTS = frozenset(
         HAZARD_UPDATED,
         EXIT_ZONE_CHANGED,
         EXIT_ZONE_APPLIED,
+        DETECTOR_MASK_CHANGED,
+        DETECTOR_MASK_APPLIED,
     }
 )
 

@@ -207,7 +207,23 @@ class RejectedMessage(Base):
     size: Mapped[int]
 
 
-class ExitZone(Base):
+class CameraRegion(Base):
+    """Columns of every outline officers draw on a camera's picture (exit zones, detection masks): one table per
+    kind, so each keeps only the columns it needs and its own unique (camera, id)."""
+
+    __abstract__ = True
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))  # the outline's id on its camera (the URL's id)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    polygon: Mapped[list[list[float]]] = mapped_column(JSON)  # normalised [x, y] points
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class ExitZone(CameraRegion):
     """An exit zone drawn in the console (zones of the config file are not stored here).
 
     The clear reference JPEG is kept in the row, like hazard evidence, so it commits with the zone; its SHA-256
@@ -215,11 +231,6 @@ class ExitZone(Base):
     """
 
     __tablename__ = "exit_zones"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    camera_id: Mapped[str] = mapped_column(String(64))
-    zone_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200), default="")
-    polygon: Mapped[list[list[float]]] = mapped_column(JSON)  # normalised [x, y] points
     dwell_s: Mapped[float]
     min_fraction: Mapped[float]
     clear_s: Mapped[float]
@@ -230,9 +241,14 @@ class ExitZone(Base):
     reference_height: Mapped[int | None]
     reference_at: Mapped[datetime | None]
     reference_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime]
-    created_by: Mapped[str] = mapped_column(String(64))
-    updated_at: Mapped[datetime]
-    updated_by: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("camera_id", "zone_id", name="uq_exit_zones_camera_zone"),)
+
+
+class DetectorMask(CameraRegion):
+    """A smoke/fire detection mask drawn in the console: detections mostly inside it are ignored (a stove, a lit
+    sign). The config file's masks (`detectors.cameras[].masks`) are not stored here."""
+
+    __tablename__ = "detector_masks"
+
+    __table_args__ = (UniqueConstraint("camera_id", "zone_id", name="uq_detector_masks_camera_zone"),)

@@ -1,7 +1,7 @@
 // Video wall for video patrol (视频巡查): every camera the user may see, paged, live tiles at small width;
 // click a tile for the focused view (live MJPEG at full resolution) with a snapshot button and, for staff, the
-// camera's exit zones (安全出口区域, zones.js) drawn on a snapshot. Camera status follows the live WebSocket's
-// `device.updated` events of kind "camera".
+// camera's exit zones and detection masks (安全出口 / 屏蔽区域, zones.js) drawn on a snapshot. Camera status follows
+// the live WebSocket's `device.updated` events of kind "camera".
 //
 // Tiles take their frames from live.ws (one JPEG per message) rather than MJPEG <img>: the browser allows
 // only 6 HTTP/1.1 connections per host, so 9 endless MJPEG responses would starve each other and every
@@ -266,7 +266,7 @@ function unfocus() {
   renderWall(true);
 }
 
-// Exit zones (安全出口区域): the editor replaces the live view (its stream stops) until closed.
+// Exit zones and masks (安全出口 / 屏蔽区域): the editor replaces the live view (its stream stops) until closed.
 function setupZoneEditor(canEdit) {
   setupZones({ canEdit });
   $("zones-open").addEventListener("click", () => {

@@ -1,30 +1,47 @@
-// Exit-zone editor (安全出口区域) of the focused camera on the video page.
+// Zone editor of the focused camera on the video page, in two modes: exit zones (安全出口) and smoke/fire detection
+// masks (屏蔽区域: a stove, a lit sign — detections inside are ignored).
 //
-// A fresh snapshot of the camera; the camera's zones drawn over it in distinct colours; click the corners of an exit
-// to draw a new outline (Enter, double-click or “Finish” closes it, Esc cancels, Backspace undoes a point), then name,
-// dwell minutes and minimum blocked share, and Save (PUT). Each console zone can be edited, deleted, or given its
-// “clear” reference: the camera's current frame, after the officer confirms the exit is clear now. Zones from the
-// config file are shown read-only. The assessor sees the zones only. Running detectors take changes at once; the
-// `exit_zone.applied` event says so. Coordinates are fractions (0..1) of the picture, as the detectors use them.
+// A fresh snapshot of the camera; exit zones drawn over it in distinct colours, masks hatched grey; click the corners
+// to draw a new outline (Enter, double-click or “Finish” closes it, Esc cancels, Backspace undoes a point), then name
+// (and, for an exit, dwell minutes and minimum blocked share), and Save (PUT). Each console outline can be edited or
+// deleted; an exit zone can also be given its “clear” reference: the camera's current frame, after the officer
+// confirms the exit is clear now (masks need none). Outlines from the config file are shown read-only. The assessor
+// sees them only. Running detectors take changes at once; `exit_zone.applied` / `detector_mask.applied` say so.
+// Coordinates are fractions (0..1) of the picture, as the detectors use them.
 
 import "./zones_i18n.js";
 import { onLangChange, t } from "./i18n.js";
 import { api, fmtTime, h, post, serialised, toast } from "./common.js";
 
 const COLORS = ["#ff5252", "#40c4ff", "#69f0ae", "#ffd740", "#e040fb", "#ff9100", "#b2ff59", "#f8bbd0"];
+const MASK_GREY = "#cfd8dc";
 const SNAP_WIDTH = 1280;
 const NEAR_PX = 6; // a click this close to the last point is the second click of a double-click, not a point
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-const $ = (id) => document.getElementById(id);
-const z = {
-  cam: null, canEdit: false, zones: [], draft: null, editing: null, size: null, applied: null, confirm: null,
-  snapUrl: null,
+// The two kinds of outline: API path, list key, new-id prefix, live events, ids in the `applied` event, UI strings.
+const KINDS = {
+  exit: { path: "exit-zones", list: "zones", prefix: "exit", changed: "exit_zone.changed",
+    applied: "exit_zone.applied", ids: "zone_ids", s: "zone" },
+  mask: { path: "masks", list: "masks", prefix: "mask", changed: "detector_mask.changed",
+    applied: "detector_mask.applied", ids: "mask_ids", s: "mask" },
 };
 
-const zonesUrl = (cam, rest = "") => `/api/cameras/${encodeURIComponent(cam)}/exit-zones${rest}`;
-const zoneUrl = (cam, id, rest = "") => zonesUrl(cam, `/${encodeURIComponent(id)}${rest}`);
+const $ = (id) => document.getElementById(id);
+const z = {
+  cam: null, canEdit: false, mode: "exit", regions: { exit: [], mask: [] }, draft: null, editing: null, size: null,
+  applied: { exit: null, mask: null }, confirm: null, snapUrl: null,
+};
+
+const listUrl = (cam, kind) => `/api/cameras/${encodeURIComponent(cam)}/${KINDS[kind].path}`;
+const itemUrl = (cam, kind, id, rest = "") => `${listUrl(cam, kind)}/${encodeURIComponent(id)}${rest}`;
 const reload = serialised(loadZones);
+const current = () => z.regions[z.mode];
+/** The mode's own string when it has one (mask.*), else the shared zone.* one. */
+const tm = (key, vars) => {
+  const own = `${KINDS[z.mode].s}.${key}`;
+  return t(t(own) === own ? `zone.${key}` : own, vars);
+};
 
 /** Wires the editor's controls once; `canEdit` for officers (admin, duty officer). */
 export function setupZones({ canEdit }) {
@@ -40,14 +57,25 @@ export function setupZones({ canEdit }) {
   $("zone-cancel").addEventListener("click", cancelDraft);
   $("zone-form").addEventListener("submit", (e) => { e.preventDefault(); saveDraft(); });
   $("zone-form").hidden = !canEdit;
+  for (const btn of document.querySelectorAll("#zone-modes [data-mode]")) {
+    btn.addEventListener("click", () => setMode(btn.dataset.mode));
+  }
   onLangChange(() => { if (z.cam) render(); });
+}
+
+/** Exit zones or masks: what the list, the form and new drawings are about (a drawing in progress is dropped). */
+function setMode(mode) {
+  if (!KINDS[mode] || mode === z.mode) return;
+  z.mode = mode;
+  resetDraft();
+  render();
 }
 
 /** Shows the editor for a camera in place of its live view (the caller stops the live stream). */
 export async function openZones(cam) {
   z.cam = cam;
-  z.zones = [];
-  z.applied = null;
+  z.regions = { exit: [], mask: [] };
+  z.applied = { exit: null, mask: null };
   resetDraft();
   document.body.classList.add("zones-on");
   $("zones").hidden = false;
@@ -71,11 +99,13 @@ export function closeZones(back = false) {
   if (back) document.dispatchEvent(new CustomEvent("zones-closed"));
 }
 
-/** Live events: another screen changed this camera's zones, or the detectors took them. */
+/** Live events: another screen changed this camera's zones or masks, or the detectors took them. */
 export function zonesOnEvent(ev) {
   if (!z.cam || ev.camera_id !== z.cam) return;
-  if (ev.type === "exit_zone.changed") reload();
-  else if (ev.type === "exit_zone.applied") { z.applied = ev; renderList(); }
+  for (const [kind, k] of Object.entries(KINDS)) {
+    if (ev.type === k.changed) reload();
+    else if (ev.type === k.applied) { z.applied[kind] = ev; renderList(); }
+  }
 }
 
 /** Keys while the editor is open; true when the key was the editor's (the page then ignores it). */
@@ -123,9 +153,10 @@ async function loadSnapshot() {
 async function loadZones() {
   const cam = z.cam;
   if (!cam) return;
-  const body = await api("GET", zonesUrl(cam));
+  const kinds = Object.keys(KINDS);
+  const bodies = await Promise.all(kinds.map((kind) => api("GET", listUrl(cam, kind))));
   if (cam !== z.cam) return;
-  z.zones = body.zones || [];
+  kinds.forEach((kind, i) => { z.regions[kind] = bodies[i][KINDS[kind].list] || []; });
   render();
 }
 
@@ -187,33 +218,36 @@ function cancelDraft() {
 }
 
 function nextId() {
-  const taken = new Set(z.zones.map((x) => x.id));
+  const prefix = KINDS[z.mode].prefix;
+  const taken = new Set(current().map((x) => x.id));
   let n = 1;
-  while (taken.has(`exit-${n}`)) n += 1;
-  return [`exit-${n}`, n];
+  while (taken.has(`${prefix}-${n}`)) n += 1;
+  return [`${prefix}-${n}`, n];
 }
 
 function saveDraft() {
   if (!z.draft || !z.draft.closed) return;
   const [fresh, n] = nextId();
   const id = z.editing || fresh;
-  const body = {
-    name: $("zone-name").value.trim() || t("zone.default_name", { n }),
-    polygon: z.draft.points,
-    dwell_s: Math.round(Number($("zone-dwell").value) * 60 * 10) / 10,
-    min_fraction: Number($("zone-fraction").value) / 100,
-    clear_s: z.zones.find((x) => x.id === id)?.clear_s ?? 30,
-  };
+  const kind = z.mode;
+  const body = { name: $("zone-name").value.trim() || tm("default_name", { n }), polygon: z.draft.points };
+  if (kind === "exit") {
+    body.dwell_s = Math.round(Number($("zone-dwell").value) * 60 * 10) / 10;
+    body.min_fraction = Number($("zone-fraction").value) / 100;
+    body.clear_s = current().find((x) => x.id === id)?.clear_s ?? 30;
+  }
   const cam = z.cam;
-  act(async () => { await api("PUT", zoneUrl(cam, id), body); resetDraft(); }, "zone.saved");
+  act(async () => { await api("PUT", itemUrl(cam, kind, id), body); resetDraft(); }, "zone.saved");
 }
 
 function editZone(zone) {
   z.draft = { points: zone.polygon.map((p) => [p[0], p[1]]), closed: true };
   z.editing = zone.id;
   $("zone-name").value = zone.name;
-  $("zone-dwell").value = String(Math.round((zone.dwell_s / 60) * 100) / 100);
-  $("zone-fraction").value = String(Math.round(zone.min_fraction * 1000) / 10);
+  if (z.mode === "exit") {
+    $("zone-dwell").value = String(Math.round((zone.dwell_s / 60) * 100) / 100);
+    $("zone-fraction").value = String(Math.round(zone.min_fraction * 1000) / 10);
+  }
   render();
 }
 
@@ -226,9 +260,9 @@ function render() {
 }
 
 function hint() {
-  if (!z.canEdit) return t("zone.hint.readonly");
-  if (!z.draft) return t("zone.hint.idle");
-  return z.draft.closed ? t("zone.hint.closed") : t("zone.hint.drawing", { n: z.draft.points.length });
+  if (!z.canEdit) return tm("hint.readonly");
+  if (!z.draft) return tm("hint.idle");
+  return z.draft.closed ? tm("hint.closed") : tm("hint.drawing", { n: z.draft.points.length });
 }
 
 function svg(tag, attrs, text) {
@@ -238,7 +272,20 @@ function svg(tag, attrs, text) {
   return el;
 }
 
-/** The zones and the draft over the snapshot; drawn in the picture's pixels so circles stay round. */
+/** Hatching for masks, in the picture's pixels (a stripe every ~1/60 of its width). */
+function hatch(w) {
+  const step = Math.max(6, Math.round(w / 60));
+  const pattern = svg("pattern", { id: "zone-hatch", patternUnits: "userSpaceOnUse", width: step, height: step,
+    patternTransform: "rotate(45)" });
+  pattern.append(svg("rect", { width: step, height: step, fill: MASK_GREY, "fill-opacity": 0.3 }),
+    svg("line", { x1: 0, y1: 0, x2: 0, y2: step, stroke: MASK_GREY, "stroke-width": step / 2.5, "stroke-opacity": 0.8 }));
+  const defs = svg("defs", {});
+  defs.append(pattern);
+  return defs;
+}
+
+/** Exit zones, masks and the draft over the snapshot; drawn in the picture's pixels so circles stay round. The mode's
+ * own kind is drawn on top, the other kind dimmed. */
 function renderShapes() {
   const layer = $("zone-svg");
   $("zone-hint").textContent = hint();
@@ -248,16 +295,29 @@ function renderShapes() {
   const hgt = z.size.h;
   layer.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
   const pts = (poly) => poly.map(([x, y]) => `${(x * w).toFixed(1)},${(y * hgt).toFixed(1)}`).join(" ");
-  const items = [];
-  z.zones.forEach((zone, i) => {
-    if (zone.id === z.editing) return;
-    const color = COLORS[i % COLORS.length];
+  const items = [hatch(w)];
+  const label = (zone, color) => {
     const c = centroid(zone.polygon);
-    items.push(svg("polygon", { points: pts(zone.polygon), fill: color, "fill-opacity": 0.22, stroke: color,
-      "stroke-width": 3, "vector-effect": "non-scaling-stroke", "data-zone-id": zone.id }));
-    items.push(svg("text", { x: c[0] * w, y: c[1] * hgt, fill: color, "font-size": Math.round(w / 40),
-      "text-anchor": "middle", "dominant-baseline": "middle", class: "zone-label" }, zone.name || zone.id));
+    return svg("text", { x: c[0] * w, y: c[1] * hgt, fill: color, "font-size": Math.round(w / 40),
+      "text-anchor": "middle", "dominant-baseline": "middle", class: "zone-label" }, zone.name || zone.id);
+  };
+  const layers = { exit: [], mask: [] };
+  z.regions.exit.forEach((zone, i) => {
+    if (z.mode === "exit" && zone.id === z.editing) return;
+    const color = COLORS[i % COLORS.length];
+    layers.exit.push(svg("polygon", { points: pts(zone.polygon), fill: color, "fill-opacity": 0.22, stroke: color,
+      "stroke-width": 3, "vector-effect": "non-scaling-stroke", "data-zone-id": zone.id }), label(zone, color));
   });
+  for (const mask of z.regions.mask) {
+    if (z.mode === "mask" && mask.id === z.editing) continue;
+    layers.mask.push(svg("polygon", { points: pts(mask.polygon), fill: "url(#zone-hatch)", stroke: MASK_GREY,
+      "stroke-width": 2, "stroke-dasharray": "6 4", "vector-effect": "non-scaling-stroke", class: "zone-mask",
+      "data-mask-id": mask.id }), label({ ...mask, name: maskName(mask) }, MASK_GREY));
+  }
+  const other = z.mode === "exit" ? "mask" : "exit";
+  const dimmed = svg("g", { class: "zone-other" });
+  dimmed.append(...layers[other]);
+  items.push(dimmed, ...layers[z.mode]);
   if (z.draft) {
     const d = z.draft;
     const shape = d.closed ? "polygon" : "polyline";
@@ -280,17 +340,30 @@ function centroid(poly) {
 function renderForm() {
   if (!z.canEdit) return;
   const drawing = !!z.draft && !z.draft.closed;
-  $("zone-form-title").textContent = z.editing ? t("zone.editing", { id: z.editing }) : t("zone.new");
+  $("zone-form-title").textContent = z.editing ? tm("editing", { id: z.editing }) : tm("new");
+  $("zone-name").placeholder = tm("name.ph");
+  const exitFields = $("zone-exit-fields");
+  exitFields.hidden = exitFields.disabled = z.mode !== "exit"; // disabled: not validated while hidden
   $("zone-finish").disabled = !drawing || z.draft.points.length < 3;
   $("zone-undo").disabled = !z.draft;
   $("zone-cancel").disabled = !z.draft;
   $("zone-save").disabled = !(z.draft && z.draft.closed);
 }
 
+function renderModes() {
+  for (const btn of document.querySelectorAll("#zone-modes [data-mode]")) {
+    btn.setAttribute("aria-pressed", String(btn.dataset.mode === z.mode));
+  }
+  $("zones").dataset.mode = z.mode;
+}
+
 function renderList() {
+  renderModes();
   const list = $("zone-list");
-  if (!z.zones.length) { list.replaceChildren(h("li.empty", t("zone.none"))); return; }
-  list.replaceChildren(...z.zones.map((zone, i) => zoneItem(zone, COLORS[i % COLORS.length])));
+  const items = current();
+  if (!items.length) { list.replaceChildren(h("li.empty", tm("none"))); return; }
+  list.replaceChildren(...items.map((zone, i) => (z.mode === "exit"
+    ? zoneItem(zone, COLORS[i % COLORS.length]) : maskItem(zone))));
 }
 
 function refText(zone) {
@@ -300,10 +373,10 @@ function refText(zone) {
 }
 
 function appliedBadge(zone) {
-  const a = z.applied;
+  const a = z.applied[z.mode];
   if (!a) return null;
   if (!a.watched) return h("span.zone-badge.warn", t("zone.unwatched"));
-  return a.zone_ids.includes(zone.id) ? h("span.zone-badge.ok", t("zone.applied")) : null;
+  return (a[KINDS[z.mode].ids] || []).includes(zone.id) ? h("span.zone-badge.ok", t("zone.applied")) : null;
 }
 
 function zoneItem(zone, color) {
@@ -322,23 +395,43 @@ function zoneItem(zone, color) {
   return item;
 }
 
+/** The config file's masks have no name: "configuration file mask 1". */
+function maskName(mask) {
+  if (mask.name) return mask.name;
+  return mask.source === "config" ? t("mask.config_name", { n: mask.id.replace(/^config:/, "") }) : mask.id;
+}
+
+function maskItem(mask) {
+  const item = h("li.zone-item", { dataset: { zoneId: mask.id, source: mask.source, kind: "mask" } },
+    h("span.zone-swatch.mask"),
+    h("div.zone-info",
+      h("strong.zone-name", maskName(mask)),
+      h("span.zone-meta", t("mask.meta", { id: mask.id })),
+      mask.source === "config" ? h("span.zone-badge", t("zone.source.config")) : null,
+      appliedBadge(mask)));
+  if (z.canEdit && !mask.read_only) item.append(zoneActions(mask));
+  return item;
+}
+
 function zoneActions(zone) {
   const cam = z.cam;
+  const kind = z.mode;
   const c = z.confirm;
   if (c && c.id === zone.id) {
     const yes = c.kind === "capture"
       ? h("button.btn.zone-yes.zone-yes-capture", { type: "button", onclick: () => act(
-        () => post(zoneUrl(cam, zone.id, "/reference"), { confirm_clear: true }), "zone.captured") },
+        () => post(itemUrl(cam, kind, zone.id, "/reference"), { confirm_clear: true }), "zone.captured") },
       t("zone.capture.yes"))
       : h("button.btn.zone-yes.zone-yes-delete", { type: "button", onclick: () => act(
-        () => api("DELETE", zoneUrl(cam, zone.id)), "zone.deleted") }, t("zone.delete.yes"));
+        () => api("DELETE", itemUrl(cam, kind, zone.id)), "zone.deleted") }, t("zone.delete.yes"));
     const text = c.kind === "capture" ? t("zone.capture.confirm") : t("zone.delete.confirm", { name: zone.name || zone.id });
     return h("div.zone-confirm", h("p", text), h("div.zone-buttons", yes,
       h("button.btn.zone-no", { type: "button", onclick: () => { z.confirm = null; renderList(); } }, t("zone.no"))));
   }
   const ask = (kind) => () => { z.confirm = { id: zone.id, kind }; renderList(); };
   return h("div.zone-buttons",
-    h("button.btn.zone-capture", { type: "button", onclick: ask("capture") }, t("zone.capture")),
+    kind === "exit" ? h("button.btn.zone-capture", { type: "button", onclick: ask("capture") }, t("zone.capture"))
+      : null,
     h("button.btn.zone-edit", { type: "button", onclick: () => editZone(zone) }, t("zone.edit")),
     h("button.btn.zone-delete", { type: "button", onclick: ask("delete") }, t("zone.delete")));
 }

@@ -1,10 +1,12 @@
-// UI strings of the exit-zone editor on the video page (zh default, en). Merged into i18n.js's table at import,
+// UI strings of the zone editor on the video page (exit zones 安全出口 and detection masks 屏蔽区域; zh default, en). Merged into i18n.js's table at import,
 // as hazards_i18n.js does, so t()/applyI18n() serve them; i18n.js itself stays untouched.
 import { STRINGS } from "./i18n.js";
 
 const MINE = {
   zh: {
-    "zone.open": "安全出口区域",
+    "zone.open": "安全出口 / 屏蔽区域",
+    "zone.mode.exit": "安全出口",
+    "zone.mode.mask": "屏蔽区域",
     "zone.title": "安全出口区域",
     "zone.live": "返回实时画面",
     "zone.refresh": "刷新画面",
@@ -47,9 +49,21 @@ const MINE = {
     "zone.unwatched": "本机检测未监视此摄像头",
     "zone.need3": "至少需要 3 个点",
     "zone.default_name": "安全出口 {n}",
+    "mask.hint.idle": "在画面上依次点击易被误认为烟火的物体（如灶台、发光招牌）的各个角点；区域内的烟火检测结果将被忽略",
+    "mask.hint.closed": "区域已闭合：填写名称后点“保存区域”",
+    "mask.hint.readonly": "只读：显示已划定的屏蔽区域",
+    "mask.new": "新建屏蔽区域",
+    "mask.name.ph": "例如：厨房灶台",
+    "mask.editing": "修改屏蔽区域 {id}",
+    "mask.none": "尚未划定屏蔽区域",
+    "mask.meta": "编号 {id} · 区域内的烟火检测结果将被忽略",
+    "mask.default_name": "屏蔽区域 {n}",
+    "mask.config_name": "配置文件屏蔽区域 {n}",
   },
   en: {
-    "zone.open": "Exit zones",
+    "zone.open": "Exit zones / masks",
+    "zone.mode.exit": "Exit zones",
+    "zone.mode.mask": "Detection masks",
     "zone.title": "Exit zones",
     "zone.live": "Back to live view",
     "zone.refresh": "New snapshot",
@@ -92,6 +106,16 @@ const MINE = {
     "zone.unwatched": "No detector here watches this camera",
     "zone.need3": "At least 3 points are needed",
     "zone.default_name": "Exit {n}",
+    "mask.hint.idle": "Click the corners of something that looks like fire but is not (a stove, a lit sign); smoke/fire detections inside are ignored",
+    "mask.hint.closed": "Outline closed: give it a name, then Save zone",
+    "mask.hint.readonly": "Read-only: the detection masks drawn so far",
+    "mask.new": "New mask",
+    "mask.name.ph": "e.g. Kitchen stove",
+    "mask.editing": "Edit mask {id}",
+    "mask.none": "No detection masks yet",
+    "mask.meta": "id {id} · smoke/fire detections here are ignored",
+    "mask.default_name": "Mask {n}",
+    "mask.config_name": "Config-file mask {n}",
   },
 };
 

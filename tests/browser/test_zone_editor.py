@@ -1,6 +1,6 @@
-"""The exit-zone editor in Chromium: an officer draws a zone by clicking on the camera's snapshot, saves it, captures
-its clear reference after confirming, and finds it again after a reload; Esc cancels a drawing; the assessor only
-looks."""
+"""The zone editor in Chromium: an officer draws an exit zone by clicking on the camera's snapshot, saves it, captures
+its clear reference after confirming, and finds it again after a reload; Esc cancels a drawing; in the other mode
+(屏蔽区域) the officer draws and saves a detection mask; the assessor only looks."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.test_exit_zones import demo_clip
 
 CAM = "cam-exit"
 CLICKS = [(0.2, 0.3), (0.6, 0.3), (0.6, 0.75), (0.2, 0.75)]
+MASK_CLICKS = [(0.65, 0.55), (0.9, 0.55), (0.9, 0.9)]
 
 
 @pytest.fixture
@@ -96,10 +97,40 @@ async def test_officer_draws_saves_and_captures_an_exit_zone(pages: Pages, app: 
     await expect(page.locator("#zone-list [data-zone-id=exit-1]")).to_contain_text("北侧安全出口")
     await expect(page.locator("#zone-list [data-zone-id=exit-1] .zone-ref")).to_have_attribute("data-has", "1")
 
+    # Detection masks (屏蔽区域): the same drawing, no exit settings, no reference; hatched grey, exits dimmed.
+    await page.click("#zone-mode-mask")
+    await expect(page.locator("#zone-list")).to_contain_text("尚未划定屏蔽区域")
+    await expect(page.locator("#zone-exit-fields")).to_be_hidden()
+    for fx, fy in MASK_CLICKS:
+        await click_at(page, fx, fy)
+    await page.keyboard.press("Enter")
+    await page.fill("#zone-name", "厨房灶台")
+    await page.click("#zone-save")
+    item = page.locator("#zone-list [data-zone-id=mask-1]")
+    await expect(item).to_contain_text("厨房灶台")
+    await expect(item.locator(".zone-capture")).to_have_count(0)
+    await expect(page.locator("#zone-svg polygon[data-mask-id=mask-1]")).to_have_attribute("fill", "url(#zone-hatch)")
+    await expect(page.locator("#zone-svg .zone-other polygon[data-zone-id=exit-1]")).to_have_count(1)
+    await shot(page, "zones-mask")
+    officer = Api(app.url)
+    await officer.login("officer", "officer-pw")
+    mask = (await officer.get(f"/api/cameras/{CAM}/masks"))["masks"][0]
+    assert (mask["id"], mask["name"]) == ("mask-1", "厨房灶台")
+    for (x, y), (fx, fy) in zip(mask["polygon"], MASK_CLICKS, strict=True):
+        assert abs(x - fx) < 0.01 and abs(y - fy) < 0.01
+    assert [z["id"] for z in (await officer.get(f"/api/cameras/{CAM}/exit-zones"))["zones"]] == ["exit-1"]
+    await officer.close()
+    await page.click("#zone-mode-exit")
+    await expect(page.locator("#zone-list [data-zone-id=exit-1]")).to_be_visible()
+    await expect(page.locator("#zone-exit-fields")).to_be_visible()
+
     assessor = await pages.login("assessor")
     await open_editor(assessor, app.url)
     await expect(assessor.locator("#zone-list [data-zone-id=exit-1]")).to_contain_text("北侧安全出口")
     await expect(assessor.locator("#zone-form")).to_be_hidden()
     await expect(assessor.locator("#zone-list button")).to_have_count(0)
     await expect(assessor.locator("#zone-hint")).to_contain_text("只读")
+    await assessor.click("#zone-mode-mask")
+    await expect(assessor.locator("#zone-list [data-zone-id=mask-1]")).to_contain_text("厨房灶台")
+    await expect(assessor.locator("#zone-list button")).to_have_count(0)
     await shot(assessor, "zones-assessor")

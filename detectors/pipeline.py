@@ -35,6 +35,8 @@ from detectors.model import Box
 
 log = logging.getLogger(__name__)
 
+IDLE_FPS = 0.2  # a watched camera with nothing to analyse yet
+
 Submit = Callable[[list[Any]], Awaitable[None]]  # list[dispatch.inputs.AlarmIn]
 OnHazard = Callable[[ExitEvent], Awaitable[None]]
 OnDetection = Callable[[dict[str, Any]], Awaitable[None]]
@@ -316,7 +318,10 @@ class DetectorService:
                     return  # the hub stopped
 
     def _feed_fps(self, p: CameraPipeline) -> float:
-        return max(p.cam.fps if p.fire is not None else 0.0, self.cfg.exits.fps if p.exits is not None else 0.0)
+        """Sampling rate the camera's detectors need; a slow idle rate when none runs yet (zones may be drawn
+        later: the feed notices at its next frame). Never 0, which the hub reads as "every frame"."""
+        need = max(p.cam.fps if p.fire is not None else 0.0, self.cfg.exits.fps if p.exits is not None else 0.0)
+        return need or IDLE_FPS
 
     async def _batch_loop(self) -> None:
         while True:

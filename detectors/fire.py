@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -168,7 +168,8 @@ class FireDetector:
             kept.append((name, b))
         if self.verifier is not None and kept:
             scores = self.verifier.scores(img, kept)
-            kept = [k for k, p in zip(kept, scores, strict=True) if p >= self.verifier.threshold]
+            kept = [(n, replace(b, verifier=p)) for (n, b), p in zip(kept, scores, strict=True)
+                    if p >= self.verifier.threshold]
         return kept
 
     def image_decision(
@@ -189,7 +190,7 @@ class FireDetector:
             "fire": round(best["fire"], 4),
             "alarm": bool(kept),
             "boxes": [
-                {"class": n, "confidence": round(b.conf, 4), "box": [round(v, 1) for v in b.xyxy]} for n, b in kept
+                b.as_dict(n) for n, b in kept
             ],
         }
 

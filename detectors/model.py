@@ -27,13 +27,13 @@ class Box:
     cls: int
     conf: float
     xyxy: tuple[float, float, float, float]  # pixels in the source frame
+    verifier: float | None = None  # second-stage probability, once judged (shown with the evidence)
 
-    def as_dict(self, names: dict[int, str]) -> dict[str, Any]:
-        return {
-            "class": names.get(self.cls, str(self.cls)),
-            "confidence": round(self.conf, 4),
-            "box": [round(v, 1) for v in self.xyxy],
-        }
+    def as_dict(self, name: str) -> dict[str, Any]:
+        d: dict[str, Any] = {"class": name, "confidence": round(self.conf, 4), "box": [round(v, 1) for v in self.xyxy]}
+        if self.verifier is not None:
+            d["verifier"] = round(self.verifier, 4)
+        return d
 
 
 def pick_device(device: str = "auto") -> str:

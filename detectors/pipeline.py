@@ -161,7 +161,7 @@ class CameraPipeline:
     def _event(self, t: float, frame: np.ndarray, c: Confirmed) -> FireEvent:
         assert self.fire is not None
         boxes = [
-            {"class": c.cls_name, "confidence": round(b.conf, 4), "box": [round(v, 1) for v in b.xyxy]} for b in c.boxes
+            b.as_dict(c.cls_name) for b in c.boxes
         ]
         h, w = frame.shape[:2]
         alarm_id = f"video-{self.camera_id}-{c.cls_name}-{round(c.started_at * 1000)}"

@@ -18,7 +18,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_polygon(poly: list[Point]) -> list[Point]:
+REGION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # exit zones and masks (no ':', so never like `config:1`)
+
+
+def check_polygon(poly: list[Point]) -> list[Point]:
     if len(poly) < 3:
         raise ValueError("a polygon needs at least 3 points")
     for x, y in poly:
@@ -100,7 +103,7 @@ class SecondStage(_Model):
 
 
 class ExitZoneConfig(_Model):
-    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", title="Zone id", description="Stable id.")
+    id: str = Field(..., pattern=REGION_ID, title="Zone id", description="Stable id.")
     name: str = Field("", title="Name", description="Shown to officers, e.g. 'North fire escape'.")
     polygon: list[Point] = Field(
         ..., title="Polygon", description="Zone outline, normalised (x, y) points (0..1 of width/height).",
@@ -126,7 +129,7 @@ class ExitZoneConfig(_Model):
     @field_validator("polygon")
     @classmethod
     def _poly(cls, v: list[Point]) -> list[Point]:
-        return _check_polygon(v)
+        return check_polygon(v)
 
 
 class ExitAnalysis(_Model):
@@ -178,7 +181,7 @@ class CameraDetectors(_Model):
     @classmethod
     def _masks(cls, v: list[list[Point]]) -> list[list[Point]]:
         for poly in v:
-            _check_polygon(poly)
+            check_polygon(poly)
         return v
 
     @model_validator(mode="after")

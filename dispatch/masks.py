@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config.detectors import Point
+from config.detectors import REGION_ID, Point, check_polygon
 from dispatch import events as ev
 from dispatch.appkeys import CONFIG, SERVICE, WRITER
 from dispatch.inputs import Actor
@@ -31,18 +31,14 @@ class MaskSpec(BaseModel):
     """A console mask as the detectors take it (the config file's masks have no id or name)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # ExitZoneConfig.id's pattern: no ':', so no console id can look like a config mask's `config:N`
-    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="Stable id.")
+    id: str = Field(..., pattern=REGION_ID, description="Stable id.")
     name: str = Field("", max_length=100, description="Shown to officers, e.g. 厨房灶台.")
     polygon: list[Point] = Field(..., min_length=3, description="Outline, normalised (x, y) points (0..1).")
 
     @field_validator("polygon")
     @classmethod
     def _inside(cls, v: list[Point]) -> list[Point]:
-        for x, y in v:
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise ValueError(f"point ({x}, {y}) is outside the picture (coordinates are fractions 0..1)")
-        return v
+        return check_polygon(v)
 
 
 def mask_spec(mask_id: str, fields: dict[str, Any]) -> MaskSpec:

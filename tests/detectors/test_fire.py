@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from config.detectors import CameraDetectors, DetectorsConfig
 from detectors.fire import Confirmer
@@ -93,13 +94,14 @@ def test_vtest_hour_loop_raises_no_alarm(fire_detector, dcfg: DetectorsConfig, v
     assert events == []
 
 
+@pytest.mark.parametrize("video", ["fire2_mp4", "newsmoke1_mp4"])
 def test_smoke_clip_alarms_within_5s(fire_detector, dcfg: DetectorsConfig, fire8: Path, vtest_frames,
-                                     tmp_path: Path) -> None:
+                                     tmp_path: Path, video: str) -> None:
     """A clip: 10 s of the hall, then a real fire/smoke CCTV sequence (fire8 frames of one video, 2 per second).
     `detect-video` on it must raise the alarm within 5 s of the first smoke frame, and not before."""
     from detectors.cli import video_events
 
-    seq = _fire8_sequence(fire8, "fire2_mp4")[:16]
+    seq = _fire8_sequence(fire8, video)[:16]
     clip = tmp_path / "smoke.avi"
     w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (608, 608))
     for f in vtest_frames[:100]:

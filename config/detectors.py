@@ -85,7 +85,7 @@ class SecondStage(_Model):
         ),
     )
     verifier_threshold: float = Field(
-        0.7, gt=0, lt=1, title="Verifier threshold",
+        0.8, gt=0, lt=1, title="Verifier threshold",
         description="Minimum verifier probability for a box to count as smoke/fire.",
     )
     learn_hard_negatives: bool = Field(

@@ -208,7 +208,7 @@ def cmd_train_verifier(cfg: Any, args: argparse.Namespace) -> int:
                 licences[str(ds / name)] = (ds / name).read_text(errors="replace")[:4000]
     prov = {
         "what": "feature rows (detectors.verifier.FEATURES) of the smoke/fire model's candidate boxes",
-        "weights": dcfg.weights, "imgsz": runner.imgsz,
+        "weights": dcfg.weights, "imgsz": runner.imgsz, "backend": runner.backend,
         "sources": {s: int((rows.source == i).sum()) for i, s in enumerate(rows.sources)},
         "positives": int(rows.y.sum()), "negatives": int(len(rows.y) - rows.y.sum()),
         "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),

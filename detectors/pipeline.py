@@ -151,8 +151,13 @@ class CameraPipeline:
         """Feed one sampled frame's raw model boxes; returns confirmed smoke/fire events."""
         if self.fire is None:
             return []
+        return self.on_kept(t, frame, self.fire.keep(frame, boxes, self.cam))
+
+    def on_kept(self, t: float, frame: np.ndarray, kept: list[tuple[str, Box]]) -> list[FireEvent]:
+        """Feed boxes that passed every per-box stage (`FireDetector.keep_batch` over several cameras)."""
+        if self.fire is None:
+            return []
         self.frames += 1
-        kept = self.fire.keep(frame, boxes, self.cam)
         out = []
         for c in self.confirmer.update(t, kept):
             out.append(self._event(t, frame, c))
@@ -355,9 +360,12 @@ class DetectorService:
         for weights, cids in groups.items():
             assert self._fire is not None
             results = self._fire.detect([batch[c][1] for c in cids], weights)
-            for cid, boxes in zip(cids, results, strict=True):
+            kept = self._fire.keep_batch(
+                [(batch[c][1], boxes, self.pipelines[c].cam) for c, boxes in zip(cids, results, strict=True)]
+            )
+            for cid, k in zip(cids, kept, strict=True):
                 ts, frame = batch[cid]
-                events += self.pipelines[cid].on_boxes(ts, frame, boxes)
+                events += self.pipelines[cid].on_kept(ts, frame, k)
         for cid, (ts, frame) in batch.items():
             p = self.pipelines[cid]
             if p.wants_exit_frame(ts):

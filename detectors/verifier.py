@@ -138,8 +138,9 @@ class BoxVerifier:
         self.threshold = threshold
         self.n_rows = len(y)
 
-    def scores(self, img: np.ndarray, boxes: Sequence[tuple[str, Box]]) -> list[float]:
-        feats = [box_features(img, n, b.conf, b.xyxy) for n, b in boxes]
+    def scores(self, boxes: Sequence[tuple[np.ndarray, str, Box]]) -> list[float]:
+        """P(real) for (frame, class name, box) triples, in one model call."""
+        feats = [box_features(img, n, b.conf, b.xyxy) for img, n, b in boxes]
         ok = [i for i, f in enumerate(feats) if f is not None]
         out = [0.0] * len(boxes)
         if ok:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from config.detectors import CameraDetectors, DetectorsConfig, Point, Thresholds
-from detectors.model import Box, YoloRunner
+from detectors.model import Box, YoloRunner, box_iou
 from detectors.verifier import BoxVerifier, load_verifier
 
 KINDS = {"smoke": "video_smoke", "fire": "video_fire"}
@@ -32,14 +32,6 @@ def polygon_mask(polys: list[list[Point]], w: int, h: int) -> np.ndarray:
         pts = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in poly], np.int32)
         cv2.fillPoly(m, [pts], 1)
     return m.astype(bool)
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
 
 
 def contains_centre(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detectors.model import Box
+from detectors.model import Box, box_iou
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,13 @@ def hard_negative_rows(folder: Path) -> Rows | None:
             boxes = json.loads(js.read_text()).get("boxes") or []
         except (OSError, ValueError):
             continue
-        for b in boxes:
-            if isinstance(b, dict) and isinstance(b.get("box"), list) and len(b["box"]) == 4:
-                f = box_features(img, str(b.get("class", "fire")), float(b.get("confidence", 0.5)), b["box"])
-                if f is not None:
-                    samples.append((f, 0.0))
+        for b in boxes if isinstance(boxes, list) else []:
+            try:  # one damaged file must not keep the detectors from starting
+                f = box_features(img, str(b["class"]), float(b["confidence"]), [float(v) for v in b["box"]][:4])
+            except (KeyError, TypeError, ValueError, IndexError):
+                continue
+            if f is not None:
+                samples.append((f, 0.0))
     return rows_from(samples, f"hard negatives: {folder}") if samples else None
 
 
@@ -161,13 +163,6 @@ def load_verifier(spec: str, threshold: float, hard_negatives: str | Path | None
     return BoxVerifier(rows, threshold)
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def dataset_rows(detect: Any, names: dict[int, str], images: list[Path], label_dir: Path | None,
                  source: str, top: int = 5) -> Rows:
     """Rows from the model's own candidates (conf ≥ 0.05, best `top` per image).
@@ -197,7 +192,7 @@ def dataset_rows(detect: Any, names: dict[int, str], images: list[Path], label_d
         for b in boxes:
             label = 0.0
             if label_dir is not None:
-                if max(iou(b.xyxy, g) for g in gts) < 0.3:
+                if max(box_iou(b.xyxy, g) for g in gts) < 0.3:
                     continue
                 label = 1.0
             f = box_features(img, names.get(b.cls, "fire"), b.conf, b.xyxy)

@@ -103,3 +103,19 @@ def test_train_verifier_writes_a_usable_table(fire8: Path, vtest_frames, tmp_pat
     assert prov["positives"] == int(rows.y.sum()) > 0 and prov["negatives"] >= 1
     assert set(prov["sources"]) == set(rows.sources) and len(rows.sources) == 3
     BoxVerifier(rows)
+
+
+def test_damaged_hard_negatives_are_skipped(tmp_path: Path) -> None:
+    """A hand-edited or truncated file must not keep the detectors from starting."""
+    from detectors.verifier import hard_negative_rows
+
+    img = np.full((120, 160, 3), 90, np.uint8)
+    _ok, jpg = cv2.imencode(".jpg", img)
+    save_hard_negative(jpg.tobytes(), [{"class": "fire", "confidence": 0.5, "box": [10, 10, 60, 60]}], tmp_path,
+                       name="good")
+    for name, boxes in {"bad-box": [{"class": "fire", "confidence": "x", "box": [1, 2]}],
+                        "no-fields": [{"box": "here"}, 7]}.items():
+        save_hard_negative(jpg.tobytes(), boxes, tmp_path, name=name)
+    (tmp_path / "train" / "rejected" / "truncated.json").write_text('{"boxes": [')
+    rows = hard_negative_rows(tmp_path)
+    assert rows is not None and len(rows.y) == 1 and rows.y[0] == 0

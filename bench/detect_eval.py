@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from config.detectors import DetectorsConfig  # noqa: E402
 from detectors.fire import FireDetector  # noqa: E402
 from detectors.model import Box  # noqa: E402
-from detectors.verifier import BUILTIN, BoxVerifier, Rows  # noqa: E402
+from detectors.verifier import BoxVerifier, Rows, table_path  # noqa: E402
 
 IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
 # opencv-doc sample images that are photographs of everyday scenes (not charts, logos, renders).
@@ -291,7 +291,7 @@ def held_out_verifier(cfg: DetectorsConfig, negatives: Path) -> BoxVerifier | No
     ss = cfg.second_stage
     if not ss.verifier:
         return None
-    rows = Rows.load(BUILTIN if ss.verifier == "builtin" else Path(ss.verifier))
+    rows = Rows.load(table_path(ss.verifier))
     keep = [i for i, src in enumerate(rows.sources) if Path(src.split(": ", 1)[-1]).name != negatives.name]
     if len(keep) < len(rows.sources):
         print(f"verifier refitted without its rows from {negatives.name} (held out)", file=sys.stderr)

@@ -8,6 +8,7 @@ camera/class stays quiet until no detection of that class has been seen for `rea
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -19,7 +20,9 @@ import numpy as np
 
 from config.detectors import CameraDetectors, DetectorsConfig, Point, Thresholds
 from detectors.model import Box, YoloRunner, box_iou
-from detectors.verifier import BoxVerifier, load_verifier
+from detectors.verifier import BoxVerifier, built_for, load_verifier
+
+log = logging.getLogger(__name__)
 
 KINDS = {"smoke": "video_smoke", "fire": "video_fire"}
 
@@ -85,8 +88,15 @@ class FireDetector:
 
     def _configured_verifier(self) -> BoxVerifier | None:
         ss = self.cfg.second_stage
+        if not ss.verifier:
+            return None
+        built = built_for(ss.verifier)
+        if built and (built.get("weights"), built.get("imgsz")) != (self.cfg.weights, self.cfg.imgsz):
+            log.warning("verifier table %s was built for weights %s at %s px, detectors run %s at %s px: its "
+                        "confidence feature may not match; rebuild it with `firelink train-verifier`",
+                        ss.verifier, built.get("weights"), built.get("imgsz"), self.cfg.weights, self.cfg.imgsz)
         hard = self.cfg.hard_negatives_dir if ss.learn_hard_negatives else None
-        return load_verifier(ss.verifier, ss.verifier_threshold, hard) if ss.verifier else None
+        return load_verifier(ss.verifier, ss.verifier_threshold, hard)
 
     def relearn(self) -> None:
         """Refit the verifier with the hard negatives collected so far (blocking, ~1 s; run in a thread).

@@ -152,9 +152,23 @@ class BoxVerifier:
         return out
 
 
+def table_path(spec: str) -> Path:
+    return BUILTIN if spec == "builtin" else Path(spec)
+
+
+def built_for(spec: str) -> dict[str, Any] | None:
+    """The provenance written beside a rows table (weights, imgsz, sources), when there is one."""
+    prov = table_path(spec).with_suffix(".provenance.json")
+    try:
+        data = json.loads(prov.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def load_verifier(spec: str, threshold: float, hard_negatives: str | Path | None = None) -> BoxVerifier:
     """The verifier from a rows table ('builtin' or a path), plus any collected hard negatives."""
-    rows = Rows.load(BUILTIN if spec == "builtin" else Path(spec))
+    rows = Rows.load(table_path(spec))
     if hard_negatives and Path(hard_negatives).is_dir():
         extra = hard_negative_rows(Path(hard_negatives))
         if extra is not None:

@@ -119,3 +119,15 @@ def test_damaged_hard_negatives_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "train" / "rejected" / "truncated.json").write_text('{"boxes": [')
     rows = hard_negative_rows(tmp_path)
     assert rows is not None and len(rows.y) == 1 and rows.y[0] == 0
+
+
+def test_a_table_built_for_other_weights_is_reported(fire_detector, caplog) -> None:
+    """The confidence feature belongs to the weights and input size the table was built with."""
+    cfg = DetectorsConfig.model_validate({"imgsz": 640, "second_stage": {"learn_hard_negatives": False}})
+    with caplog.at_level("WARNING", logger="detectors.fire"):
+        FireDetector(cfg, runner=fire_detector.runner)
+    assert "built for weights fire-detector at 416 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detectors.fire"):
+        FireDetector(fire_detector.cfg, runner=fire_detector.runner)
+    assert "built for" not in caplog.text

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from config.detectors import DetectorsConfig  # noqa: E402
 from detectors.fire import FireDetector  # noqa: E402
-from detectors.model import Box  # noqa: E402
+from detectors.model import LETTERBOX, Box  # noqa: E402
 from detectors.verifier import BoxVerifier, Rows, table_path  # noqa: E402
 
 IMG_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -146,15 +146,15 @@ def labels_for(img: Path) -> np.ndarray:
 
 
 def cached_detections(det: FireDetector, paths: list[Path], tag: str) -> list[list[Box]]:
-    """Raw boxes (conf ≥ 0.05) per image, cached by weights/imgsz/backend and file content."""
+    """Raw boxes (conf ≥ 0.05) per image, cached by weights/imgsz/backend/preprocessing and file content."""
     cache_dir = ROOT / "var" / "eval-cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     r = det.runner
     out: list[list[Box]] = []
     todo: list[tuple[int, Path, Path]] = []
     for i, p in enumerate(paths):
-        ident = f"{r.weights}|{r.imgsz}|{r.backend}|{tag}|{p.read_bytes().hex()[:4096]}|{p.stat().st_size}"
-        key = hashlib.sha1(ident.encode()).hexdigest()
+        ident = f"{r.weights}|{r.imgsz}|{r.backend}|{LETTERBOX}|{tag}|".encode()
+        key = hashlib.sha1(ident + p.read_bytes()).hexdigest()
         c = cache_dir / f"{key}.json"
         out.append([])
         if c.is_file():

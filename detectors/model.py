@@ -67,6 +67,9 @@ def pick_backend(backend: Backend, device: str) -> Backend:
     return "openvino"
 
 
+LETTERBOX = "bilinear-114"  # names how frames are letterboxed: caches of model outputs key on it
+
+
 def letterbox_into(img: np.ndarray, out: np.ndarray, size: int) -> tuple[float, float, float]:
     """Resize keeping aspect ratio, pad with 114 into `out` (size×size×3 uint8); returns (gain, padx, pady)."""
     h, w = img.shape[:2]

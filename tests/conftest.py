@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import (
     PG_ADMIN_DSN,
+    Api,
     Broker,
     WebhookReceiver,
     pg_available,
@@ -63,3 +64,12 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture
+async def users() -> AsyncIterator[dict[str, Api]]:
+    """Logged-in API clients by user name (filled by the tests' `login`), closed after the test."""
+    made: dict[str, Api] = {}
+    yield made
+    for api in made.values():
+        await api.close()

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +62,6 @@ def zone_config(db_url: str, tmp_path: Path, *, detectors: bool = False) -> Fire
                    "cameras": [{"camera_id": CAM, "smoke_fire": False, "exits": [YAML_ZONE]}]})
 
 
-@pytest.fixture
-async def users(tmp_path: Path) -> AsyncIterator[dict[str, Api]]:
-    made: dict[str, Api] = {}
-    yield made
-    for api in made.values():
-        await api.close()
-
-
 async def login(app: RunningApp, users: dict[str, Api], name: str) -> Api:
     api = users[name] = Api(app.url)
     await api.login(name, PASSWORDS[name])
@@ -84,9 +75,10 @@ async def first_frame(app: RunningApp) -> tuple[int, int]:
     return got[1].image.shape[:2]
 
 
-async def zone_records(app: RunningApp) -> list[RecordEntry]:
+async def records_of(app: RunningApp, prefix: str = "exit_zone.") -> list[RecordEntry]:
+    """Record entries whose action starts with `prefix`, oldest first."""
     async with app.app[DB].session() as s:
-        return list((await s.scalars(select(RecordEntry).where(RecordEntry.action.like("exit_zone.%"))
+        return list((await s.scalars(select(RecordEntry).where(RecordEntry.action.like(f"{prefix}%"))
                                      .order_by(RecordEntry.id))).all())
 
 
@@ -155,7 +147,7 @@ async def test_zone_lifecycle_is_stored_recorded_and_published(db_url: str, tmp_
             changes = [e.data["change"] for e in iter(sub.get_nowait, None)]
             assert changes == ["updated", "created", "reference_captured", "deleted"]
 
-        records = await zone_records(app)
+        records = await records_of(app)
         assert [(r.action, r.actor, r.data["zone_id"]) for r in records] == [
             ("exit_zone.created", "officer", "exit-1"), ("exit_zone.updated", "officer", "exit-1"),
             ("exit_zone.created", "officer", "north"), ("exit_zone.reference_captured", "officer", "exit-1"),
@@ -226,13 +218,13 @@ async def test_bad_input_and_wrong_roles_change_nothing(db_url: str, tmp_path: P
         assert (await officer.request("PUT", f"{ZONES}/exit-1", {"polygon": SQUARE}, csrf=False))[0] == 403
 
         assert [z["id"] for z in (await assessor.get(ZONES))["zones"]] == ["north"]
-        assert await zone_records(app) == []
+        assert await records_of(app) == []
 
         admin = await login(app, users, "admin")
         await put(admin, "exit-1", {"polygon": SQUARE})
         assert (await assessor.request("DELETE", f"{ZONES}/exit-1"))[0] == 403
         assert (await officer.request("DELETE", f"{ZONES}/exit-1"))[0] == 200
-        assert [(r.action, r.actor) for r in await zone_records(app)] == [
+        assert [(r.action, r.actor) for r in await records_of(app)] == [
             ("exit_zone.created", "admin"), ("exit_zone.deleted", "officer")]
         spec = await anon.get("/api/openapi.json")
         assert {"get"} <= set(spec["paths"]["/api/cameras/{camera_id}/exit-zones"])

@@ -8,12 +8,10 @@ Same camera and helpers as tests/test_exit_zones.py.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from config.schema import FirelinkConfig
@@ -23,8 +21,8 @@ from dispatch.app import DETECTORS
 from dispatch.appkeys import BUS, DB
 from dispatch.models import RecordEntry
 from dispatch.records import verify
-from tests.support import Api, RunningApp, base_config, running_app
-from tests.test_exit_zones import CAM, CAM_SECRET, CAM_USER, SQUARE, YAML_ZONE, demo_clip, login, next_event
+from tests.support import Api, base_config, running_app
+from tests.test_exit_zones import CAM, CAM_SECRET, CAM_USER, SQUARE, YAML_ZONE, demo_clip, login, next_event, records_of
 
 MASKS = f"/api/cameras/{CAM}/masks"
 YAML_MASK = [[0.7, 0.6], [1.0, 0.6], [1.0, 1.0], [0.7, 1.0]]  # e.g. a lit sign, bottom right
@@ -43,20 +41,6 @@ def mask_config(db_url: str, tmp_path: Path, *, detectors: bool = False) -> Fire
                    "second_stage": {"verifier": None, "learn_hard_negatives": False},
                    "cameras": [{"camera_id": CAM, "smoke_fire": detectors, "fps": 0.5, "masks": [YAML_MASK],
                                 "exits": [] if detectors else [YAML_ZONE]}]})
-
-
-@pytest.fixture
-async def users() -> AsyncIterator[dict[str, Api]]:
-    made: dict[str, Api] = {}
-    yield made
-    for api in made.values():
-        await api.close()
-
-
-async def mask_records(app: RunningApp, prefix: str = "detector_mask.") -> list[RecordEntry]:
-    async with app.app[DB].session() as s:
-        return list((await s.scalars(select(RecordEntry).where(RecordEntry.action.like(f"{prefix}%"))
-                                     .order_by(RecordEntry.id))).all())
 
 
 async def put(api: Api, mask_id: str, body: dict[str, Any]) -> Any:
@@ -101,13 +85,13 @@ async def test_mask_lifecycle_is_stored_recorded_and_published(db_url: str, tmp_
                 ("stove", "created"), ("stove", "updated"), ("stove", "deleted")]
 
         assert [z["id"] for z in (await assessor.get(f"/api/cameras/{CAM}/exit-zones"))["zones"]] == ["north"]
-        records = await mask_records(app)
+        records = await records_of(app, "detector_mask.")
         assert [(r.action, r.actor, r.data["mask_id"]) for r in records] == [
             ("detector_mask.created", "officer", "stove"), ("detector_mask.updated", "officer", "stove"),
             ("detector_mask.deleted", "officer", "stove")]
         assert records[1].data["previous"] == {"name": "厨房灶台", "polygon": SQUARE}
         assert records[1].data["polygon"] == moved and records[2].data["polygon"] == moved
-        assert await mask_records(app, "exit_zone.") == []
+        assert await records_of(app, "exit_zone.") == []
         async with app.app[DB].session() as s:
             assert verify((await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()) is None
     text = json.dumps(bodies, ensure_ascii=False)
@@ -152,14 +136,14 @@ async def test_bad_input_and_wrong_roles_change_nothing(db_url: str, tmp_path: P
         assert (await officer.request("PUT", f"{MASKS}/stove", {"polygon": SQUARE}, csrf=False))[0] == 403
 
         assert listed(await assessor.get(MASKS)) == [("config:1", "config", True)]
-        assert await mask_records(app) == []
+        assert await records_of(app, "detector_mask.") == []
 
         admin = await login(app, users, "admin")
         await put(admin, "stove", {"polygon": SQUARE})
         assert (await assessor.request("DELETE", f"{MASKS}/stove"))[0] == 403
         assert (await officer.request("DELETE", f"{MASKS}/stove", csrf=False))[0] == 403
         assert (await officer.request("DELETE", f"{MASKS}/stove"))[0] == 200
-        assert [(r.action, r.actor) for r in await mask_records(app)] == [
+        assert [(r.action, r.actor) for r in await records_of(app, "detector_mask.")] == [
             ("detector_mask.created", "admin"), ("detector_mask.deleted", "officer")]
         spec = await anon.get("/api/openapi.json")
         assert {"get"} <= set(spec["paths"]["/api/cameras/{camera_id}/masks"])

@@ -112,7 +112,8 @@ class RtspTestServer:
         self.ffmpeg = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; we poll it below
             cmd, stdout=subprocess.DEVNULL, preexec_fn=_pdeathsig
         )
-        for _ in range(200):
+        deadline = loop.time() + 30  # a cold first ffmpeg start on a busy 2-core box has taken > 10 s
+        while loop.time() < deadline:
             if sdp_file.exists() and "m=video" in (text := sdp_file.read_text()):
                 self.sdp = self._rewrite_sdp(text)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -120,7 +121,7 @@ class RtspTestServer:
             if self.ffmpeg.poll() is not None:
                 raise RuntimeError(f"ffmpeg exited with {self.ffmpeg.returncode}")
             await asyncio.sleep(0.05)
-        raise RuntimeError("ffmpeg wrote no SDP in 10 s")
+        raise RuntimeError("ffmpeg wrote no SDP in 30 s")
 
     @staticmethod
     def _rewrite_sdp(text: str) -> str:

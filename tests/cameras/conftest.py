@@ -67,7 +67,7 @@ class RtspCamera:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{self.path}"
 
-    def start(self, timeout: float = 15.0) -> RtspCamera:
+    def start(self, timeout: float = 45.0) -> RtspCamera:  # returns as soon as READY; cold starts were > 15 s
         cmd = [sys.executable, "-m", "ingest.cameras.testsrc", "--port", str(self.port), "--path", self.path]
         env = dict(os.environ)
         if self.username:

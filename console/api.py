@@ -13,9 +13,9 @@ from pydantic import Field
 from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
 from console.security import ACTOR, COOKIE, SESSION
 from console.ws import SOCKETS
-from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
+from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthError, login, logout
-from dispatch.inputs import Actor, AlarmIn, InputModel, utcnow
+from dispatch.inputs import Actor, AlarmIn, InputModel
 from dispatch.service import BadRequest, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ async def post_login(request: web.Request, body: LoginBody) -> web.StreamRespons
     except AuthError as exc:
         log.warning("failed login for %r from %s", body.username[:64], request.remote)
         return error(401, str(exc))
-    await request.app[WRITER].note("user.login", sess.actor, utcnow(), {"remote": request.remote or ""})
+    await request.app[WRITER].note("user.login", sess.actor, request.app[CLOCK](), {"remote": request.remote or ""})
     resp = web.json_response({"csrf_token": sess.csrf_token, "user": user_json(sess.actor)})
     resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=cfg.console.secure_cookies,
                     max_age=cfg.console.session_hours * 3600, path="/")
@@ -105,7 +105,7 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     if token:
         await logout(request.app[DB], token)
         await request.app[SOCKETS].close_session(token)
-        await request.app[WRITER].note("user.logout", actor(request), utcnow())
+        await request.app[WRITER].note("user.logout", actor(request), request.app[CLOCK]())
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -118,7 +118,9 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     return {"user": user_json(actor(request)), "csrf_token": sess.csrf_token if sess else None,
             "station": {"id": cfg.station.id, "name": cfg.station.name},
             "agencies": {k: {"name": a.name, "phone": a.phone} for k, a in cfg.agencies.items()},
-            "escalation": {"ack_timeout_s": cfg.escalation.ack_timeout_s}}
+            "escalation": {"ack_timeout_s": cfg.escalation.ack_timeout_s},
+            # the server's clock: pages compute "today", periods and running timers from it
+            "now": request.app[CLOCK]().isoformat()}
 
 
 # ------------------------------------------------------------- incidents
@@ -177,7 +179,8 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
         raise NotFound(f"unknown unit {unit_id!r}")
     alarm_id = f"web-{uuid.uuid4().hex}"
     await service.ingest([AlarmIn(alarm_id=alarm_id, unit_id=unit_id, kind=body.kind, source="web",
-                                  received_at=utcnow(), device_id=None, note=body.note or f"pressed by {who.username}",
+                                  received_at=request.app[CLOCK](), device_id=None,
+                                  note=body.note or f"pressed by {who.username}",
                                   topic=request.path)])
     open_inc = service.open_by_unit.get(unit_id)
     return {"alarm_id": alarm_id, "incident_id": open_inc.incident_id if open_inc else None}

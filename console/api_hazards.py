@@ -19,9 +19,8 @@ from console.api import _Body, _int, _limit, actor, api
 from console.routing import OFFICERS, STAFF, error
 from console.video import CAMERAS
 from dispatch import documents, kpi
-from dispatch.appkeys import CONFIG, DB, SERVICE
+from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE
 from dispatch.hazards import HAZARDS, HazardService, Upload, hazards_config
-from dispatch.inputs import utcnow
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
@@ -279,7 +278,7 @@ def _range(request: web.Request) -> tuple[datetime | None, datetime | None]:
 def _period(request: web.Request) -> kpi.Period:
     q = request.query
     try:
-        return kpi.parse_period(q.get("period"), q.get("from"), q.get("to"), now=utcnow())
+        return kpi.parse_period(q.get("period"), q.get("from"), q.get("to"), now=request.app[CLOCK]())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -309,7 +308,7 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     hc = hazards_config(cfg)
     html = documents.report_html(result, hc.issuing_authority or cfg.station.name,
-                                 {c.key: c.name for c in hc.categories}, utcnow())
+                                 {c.key: c.name for c in hc.categories}, request.app[CLOCK]())
     return _pdf(await documents.pdf_async(html), f"考评报告-{result['period']}.pdf")
 
 
@@ -346,8 +345,8 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
         if status not in ("all", ""):
             query = query.where(Incident.status == status) if status != "open" else \
                 query.where(Incident.status != IncidentStatus.CLOSED)
-        if start:
-            query = query.where(Incident.opened_at >= start)
+        if start:  # active in the period: opened before its end and not closed before its start
+            query = query.where(or_(Incident.closed_at.is_(None), Incident.closed_at >= start))
         if end:
             query = query.where(Incident.opened_at < end)
         if text:

@@ -20,7 +20,7 @@ from aiohttp import web
 from config.schema import FirelinkConfig
 from console.video import CAMERAS, setup_video
 from console.web import setup_console
-from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
+from dispatch.appkeys import BUS, CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
@@ -53,6 +53,7 @@ DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
 def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = cfg
+    app[CLOCK] = clock
     app[BUS] = EventBus()
     app[MQTT] = None
 
@@ -126,7 +127,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     async def record_evidence(incident_id: int, action: str, data: dict[str, Any]) -> None:
         writer = app[WRITER]
         async with writer.tx() as tx:
-            writer.record(tx, action, SYSTEM, utcnow(), data, incident_id=incident_id)
+            writer.record(tx, action, SYSTEM, clock(), data, incident_id=incident_id)
 
     async def detectors(app: web.Application) -> AsyncIterator[None]:
         if not cfg.detectors.enabled or not cfg.cameras:

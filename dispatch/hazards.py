@@ -587,8 +587,9 @@ class HazardService:
             query = query.where(Hazard.category == category)
         if severity:
             query = query.where(Hazard.severity == severity)
+        # a period holds the cases active in it: found before its end and not closed before its start
         if start:
-            query = query.where(Hazard.found_at >= start)
+            query = query.where(or_(Hazard.closed_at.is_(None), Hazard.closed_at >= start))
         if end:
             query = query.where(Hazard.found_at < end)
         if q:

@@ -27,6 +27,7 @@ from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
+from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
@@ -151,7 +152,11 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, masks_context, detection_sink, broker,
                             mqtt_link, workers])
-    setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
+    async def recorded_evidence(incident_id: int) -> dict[str, str]:
+        return await recorded_sha256(app[DB], incident_id)
+
+    # adds the camera context (after the ones above)
+    setup_video(app, record=record_evidence, recorded=recorded_evidence)
     app.cleanup_ctx.append(detectors)
     setup_console(app)
     return app

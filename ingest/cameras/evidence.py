@@ -133,11 +133,8 @@ class EvidenceStore:
             return None
 
     def write_manifest(self, incident_id: int, data: dict[str, Any]) -> None:
-        d = self.incident_dir(incident_id)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-        tmp.replace(d / MANIFEST)
+        write_confined(self.incident_dir(incident_id), MANIFEST,
+                       json.dumps(data, ensure_ascii=False, indent=1).encode())
 
     def add_file(self, incident_id: int, base: dict[str, Any], ef: EvidenceFile) -> None:
         data = self.manifest(incident_id) or dict(base, files=[])
@@ -348,8 +345,9 @@ class EvidenceRecorder:
             return []
         base = {"incident_id": incident_id, "unit_id": unit_id, "opened_at": at, "created": time.time(),
                 "hold": False, "files": []}  # fmt: skip
-        if self.store.manifest(incident_id) is None:
-            await asyncio.to_thread(self.store.write_manifest, incident_id, base)
+        async with self._manifest_lock:  # a photo may be saved at the same moment
+            if await asyncio.to_thread(self.store.manifest, incident_id) is None:
+                await asyncio.to_thread(self.store.write_manifest, incident_id, base)
         results = await asyncio.gather(
             *(self._capture_camera(incident_id, base, s, at) for s in streams), return_exceptions=True
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from config.schema import FirelinkConfig
+from console.security import LOGIN_THROTTLE
 from console.video import CAMERAS, setup_video
 from console.web import setup_console
 from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
@@ -32,6 +33,7 @@ from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
+from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MASKS, masks_context
 from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
@@ -56,6 +58,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     app[CONFIG] = cfg
     app[BUS] = EventBus()
     app[MQTT] = None
+    # failed logins: in memory (one core per database, see dispatch.lease); the clock is the app's
+    app[LOGIN_THROTTLE] = LoginThrottle(cfg.console.login_throttle, lambda: clock().timestamp())
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         db = Database(cfg.database.url, cfg.database.echo)

@@ -25,9 +25,11 @@ from console.video import EVIDENCE
 from detectors.worker import fire_payload, topic
 from dispatch.app import DETECTIONS
 from dispatch.appkeys import DB, SERVICE
+from dispatch.exit_zones import EXIT_ZONES
 from dispatch.hazard_models import HazardEvidence
 from dispatch.hazards import HAZARDS, Upload
 from dispatch.inputs import Actor, AlarmIn, utcnow
+from dispatch.models import ExitZone
 from ingest.integrity import Verifier, confined, write_content_addressed
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app, ws_client
 
@@ -189,6 +191,20 @@ async def test_altered_evidence_file_is_refused(db_url: str, tmp_path: Path) -> 
             await s.commit()
         status, body = await officer.request("GET", f"/api/evidence/{evidence_id}")
         assert status == 409
+
+        # An exit zone's clear reference (in the database) likewise.
+        zone = "/api/cameras/cam-1/exit-zones/exit-1"
+        status, _ = await officer.request("PUT", zone, {"polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]})
+        assert status == 200
+        await app.app[EXIT_ZONES].set_reference("cam-1", "exit-1", original, time.time(), 120, 90,
+                                                Actor("officer", "duty_officer"))
+        async with officer.http.get(f"{app.url}{zone}/reference.jpg") as resp:
+            assert resp.status == 200 and await resp.read() == original
+        async with app.app[DB].session() as s:
+            await s.execute(update(ExitZone).values(reference_jpeg=forged))
+            await s.commit()
+        status, body = await officer.request("GET", f"{zone}/reference.jpg")
+        assert status == 409 and "altered" in body["error"]
         await officer.close()
 
 

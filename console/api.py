@@ -11,11 +11,12 @@ from aiohttp import web
 from pydantic import Field
 
 from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
-from console.security import ACTOR, COOKIE, SESSION
+from console.security import ACTOR, COOKIE, LOGIN_THROTTLE, SESSION, client_address, secure_cookie
 from console.ws import SOCKETS
 from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
-from dispatch.auth import AuthError, login, logout
+from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, InputModel
+from dispatch.login_throttle import retry_after_header
 from dispatch.service import BadRequest, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
@@ -85,17 +86,38 @@ def user_json(a: Actor) -> dict[str, Any]:
 
 @api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session")
 async def post_login(request: web.Request, body: LoginBody) -> web.StreamResponse:
+    """Throttled per account and per client address (429 + Retry-After while locked, the right password too)."""
     cfg = request.app[CONFIG]
+    throttle = request.app[LOGIN_THROTTLE]
+    address = client_address(request)
+    wait = throttle.retry_after(body.username, address)
+    if wait > 0:
+        log.warning("login refused while locked: %r from %s (retry in %s s)", body.username[:64], address,
+                    retry_after_header(wait))
+        return _too_many(wait)
     try:
         token, sess = await login(request.app[DB], body.username, body.password,
                                   timedelta(hours=cfg.console.session_hours))
+    except AuthBusy:
+        log.warning("login from %s refused: too many password checks queued", address)
+        return _too_many(1.0, "too many logins in progress; try again shortly")
     except AuthError as exc:
-        log.warning("failed login for %r from %s", body.username[:64], request.remote)
+        lock = throttle.failed(body.username, address)
+        log.warning("failed login for %r from %s%s", body.username[:64], address,
+                    f" (locked for {retry_after_header(lock)} s)" if lock else "")
         return error(401, str(exc))
-    await request.app[WRITER].note("user.login", sess.actor, request.app[CLOCK](), {"remote": request.remote or ""})
+    throttle.succeeded(body.username)
+    await request.app[WRITER].note("user.login", sess.actor, request.app[CLOCK](), {"remote": address})
     resp = web.json_response({"csrf_token": sess.csrf_token, "user": user_json(sess.actor)})
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=cfg.console.secure_cookies,
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure_cookie(request),
                     max_age=cfg.console.session_hours * 3600, path="/")
+    return resp
+
+
+def _too_many(seconds: float, message: str | None = None) -> web.Response:
+    retry = retry_after_header(seconds)
+    resp = error(429, message or f"too many failed logins; try again in {retry} s", retry_after=int(retry))
+    resp.headers["Retry-After"] = retry
     return resp
 
 

@@ -25,6 +25,7 @@ from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
 from dispatch.views import iso
+from ingest.integrity import IntegrityError
 
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
@@ -259,7 +260,10 @@ async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
 
 @api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards")
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
-    e, _unit = await hazards(request).evidence(_int(request), actor(request))
+    try:
+        e, _unit = await hazards(request).evidence(_int(request), actor(request))
+    except IntegrityError as exc:
+        return error(409, str(exc))
     return web.Response(body=e.data, content_type=e.content_type, headers={
         "Cache-Control": "private, max-age=3600", "X-Content-SHA256": e.sha256,
         "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})

@@ -12,8 +12,10 @@ from aiohttp import web
 import console.api_hazards  # (registers hazard/evaluation routes on the route table)
 import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
-from console.security import identify
+from console.security import LOGIN_THROTTLE, identify
 from console.ws import SOCKETS, Sockets, websocket
+from dispatch.appkeys import CONFIG
+from dispatch.login_throttle import LoginThrottle
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 
@@ -51,6 +53,8 @@ async def _page(request: web.Request) -> web.StreamResponse:
 
 def setup_console(app: web.Application) -> None:
     app.middlewares.extend([errors, identify])
+    if LOGIN_THROTTLE not in app:
+        app[LOGIN_THROTTLE] = LoginThrottle(app[CONFIG].console.login_throttle)
     app[SOCKETS] = Sockets()
     api.install(app)
     app.router.add_get("/ws", websocket)

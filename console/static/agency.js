@@ -6,6 +6,8 @@ import {
   Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, serialised, startTimers, telLink,
   toast,
 } from "./common.js";
+import "./console_i18n.js";
+import { hasPosition, offlineMap } from "./map.js";
 
 const $ = (id) => document.getElementById(id);
 const UNACCEPTED = new Set(["pending", "sent", "delivered"]);
@@ -107,9 +109,38 @@ function render() {
         h("button.btn.act.btn-resolve", {
           type: "button", dataset: { action: "on_scene" }, disabled: d.status === "on_scene",
           onclick: () => act(d, "on_scene"),
-        }, d.on_scene_at ? `${t("ag.on_scene")} ✔ ${fmtTime(d.on_scene_at)}` : t("ag.on_scene"))));
+        }, d.on_scene_at ? `${t("ag.on_scene")} ✔ ${fmtTime(d.on_scene_at)}` : t("ag.on_scene"))),
+      hasPosition(unit) ? h("div.dcard-map-slot", { dataset: { unit: unit.id || "" } }) : null);
   }));
+  attachMaps(list);
   paintTimers();
+}
+
+// One small offline map per dispatch card, kept across re-renders (moved into the new card) and
+// removed with its dispatch; the unit's position on the locally drawn grid, no tiles fetched.
+const maps = new Map(); // dispatch id → {el, m}
+function attachMaps(list) {
+  const live = new Set();
+  for (const d of list) {
+    const unit = d.incident?.unit || {};
+    const slot = document.querySelector(`[data-dispatch="${d.id}"] .dcard-map-slot`);
+    if (!slot || !hasPosition(unit)) continue;
+    live.add(d.id);
+    let entry = maps.get(d.id);
+    if (!entry) {
+      const el = h("div.dcard-map", { role: "img", title: t("ag.map.title") });
+      slot.append(el);
+      entry = { el, m: offlineMap(el, { wheel: false }) };
+      maps.set(d.id, entry);
+    } else {
+      slot.append(entry.el);
+    }
+    entry.m.refresh();
+    entry.m.setUnits([unit], (u) => ({ state: "incident", label: u.name || "" }));
+  }
+  for (const [id, entry] of maps) {
+    if (!live.has(id)) { entry.m.map.remove(); maps.delete(id); }
+  }
 }
 
 boot().catch((err) => toast(err.message || String(err)));

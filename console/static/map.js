@@ -31,7 +31,7 @@ function graticule() {
     }
     for (let lon = west; lon <= b.getEast() + step; lon += step) {
       group.addLayer(L.polyline([[b.getSouth() - 1, lon], [b.getNorth() + 1, lon]], line));
-      group.addLayer(label(`${lon.toFixed(digits)}°${lon >= 0 ? "E" : "W"}`, [b.getSouth(), lon], "lon"));
+      group.addLayer(label(`${lon.toFixed(digits)}°${lon >= 0 ? "E" : "W"}`, [b.getNorth(), lon], "lon"));
     }
   };
   group.onAdd = function onAdd(m) {
@@ -83,29 +83,52 @@ export function offlineMap(el, { interactive = true, wheel = interactive, outlin
     interactive: false, style: { color: "#4c9dff", weight: 2, dashArray: "6 6", fill: true, fillOpacity: 0.04 },
   }).addTo(map);
   const markers = L.layerGroup().addTo(map);
+  const shown = new Map(); // unit id → {key, layers}: markers are replaced only when what they show changes
   let fitted = "";
 
+  function label(text, latlng, state) {
+    const el = document.createElement("span");
+    el.textContent = text; // (text, never HTML)
+    return L.marker(latlng, {
+      interactive: false, keyboard: false,
+      icon: L.divIcon({ className: `unit-label state-${state}`, html: el, iconSize: null, iconAnchor: [-12, 10] }),
+    });
+  }
+
   function setUnits(units, styleOf, onClick) {
-    markers.clearLayers();
     outline.clearLayers();
     const area = areaOutline(units);
     if (area) outline.addData(area);
     const placed = units.filter(hasPosition);
+    const keep = new Set();
     for (const u of placed) {
-      const { state, label } = styleOf(u);
-      const m = L.circleMarker([Number(u.lat), Number(u.lon)], {
+      const { state, label: text } = styleOf(u);
+      const latlng = [Number(u.lat), Number(u.lon)];
+      const key = `${latlng}|${state}|${text}`;
+      keep.add(u.id);
+      const old = shown.get(u.id);
+      if (old && old.key === key) continue;
+      if (old) for (const layer of old.layers) markers.removeLayer(layer);
+      const m = L.circleMarker(latlng, {
         radius: state === "incident" ? 11 : 8, weight: 3, fillOpacity: 0.85,
         className: `unit-marker state-${state} unit-${u.id}`,
       });
-      m.bindTooltip(label, { permanent: true, direction: "right", offset: [10, 0], className: `unit-label state-${state}` });
       if (onClick) m.on("click", () => onClick(u));
-      markers.addLayer(m);
+      const layers = [m, label(text, latlng, state)];
+      for (const layer of layers) markers.addLayer(layer);
+      shown.set(u.id, { key, layers });
     }
-    const key = placed.map((u) => `${u.id}:${u.lat}:${u.lon}`).join("|");
-    if (key && key !== fitted) {
-      fitted = key;
-      const bounds = L.latLngBounds(placed.map((u) => [Number(u.lat), Number(u.lon)]));
-      map.fitBounds(bounds.pad(0.25), { maxZoom: 16, animate: false });
+    for (const [id, old] of shown) {
+      if (keep.has(id)) continue;
+      for (const layer of old.layers) markers.removeLayer(layer);
+      shown.delete(id);
+    }
+    const fitKey = placed.map((u) => `${u.id}:${u.lat}:${u.lon}`).join("|");
+    if (fitKey && fitKey !== fitted) { // the whole area in view (once per set of positions: the officer may pan)
+      fitted = fitKey;
+      const bounds = outline.getBounds().isValid() ? outline.getBounds()
+        : L.latLngBounds(placed.map((u) => [Number(u.lat), Number(u.lon)]));
+      map.fitBounds(bounds.pad(0.08), { maxZoom: 16, animate: false });
     }
     return placed.length;
   }

@@ -289,7 +289,7 @@ async def test_idle_overview_shows_units_devices_cameras_and_a_map_without_leavi
             await expect(page.locator("#ov-map.leaflet-container")).to_be_visible()
             markers = page.locator("#ov-map path.unit-marker")
             await expect(markers).to_have_count(2)
-            await expect(page.locator("#ov-map .leaflet-tooltip")).to_have_count(2)
+            await expect(page.locator("#ov-map .unit-label")).to_have_count(2)
             await expect(page.locator("#ov-map .map-grid-label").first).to_have_text(re.compile(r"^\d+(\.\d+)?°[NE]$"))
             school = page.locator("#ov-units tr[data-unit=school-1]")
             # btn-1 has never sent a heartbeat: unknown (grey), not a red 离线
@@ -335,7 +335,7 @@ async def test_agency_card_shows_the_unit_on_an_offline_map(pages: Pages, app: R
         card = page.locator("#dispatches .dcard")
         await expect(card.locator(".dcard-map.leaflet-container")).to_be_visible()
         await expect(card.locator(".dcard-map path.unit-marker")).to_have_count(1)
-        await expect(card.locator(".dcard-map .leaflet-tooltip")).to_have_text("第一小学")
+        await expect(card.locator(".dcard-map .unit-label")).to_have_text("第一小学")
         await expect(card.locator(".coords")).to_have_text("24.82000, 108.25000")
         await shot(page, "agency-map")
         assert not off_host, off_host

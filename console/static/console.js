@@ -193,25 +193,28 @@ function sortedIncidents() {
 
 /**
  * Picks the most urgent open incident when the officer has none in hand: nothing selected, or the one
- * shown was just closed (afterClose). A closed incident opened on purpose (from the history) stays.
+ * shown is closed and `replaceClosed` (it was just closed, or a new alarm came in). A closed incident
+ * opened on purpose (from the history) otherwise stays.
  */
-function autoSelect({ afterClose = false } = {}) {
+function autoSelect({ replaceClosed = false } = {}) {
   if (state.view !== "incident") return;
   if (state.selected) {
     const cur = state.incidents.get(state.selected) || (state.detail && state.detail.id === state.selected ? state.detail : null);
-    if (!cur || cur.status !== "closed" || !afterClose) return;
+    if (!cur || cur.status !== "closed" || !replaceClosed) return;
   }
   const next = sortedIncidents()[0];
   if (next && next.id !== state.selected) select(next.id);
 }
 
-function select(id) {
+/** Shows incident `id` (`known`: its list view, e.g. a history row, shown until the detail arrives). */
+function select(id, known = null) {
   const fromOtherView = state.view !== "incident";
   state.view = "incident";
   if (fromOtherView) renderPanels();
   if (state.selected !== id) {
     state.selected = id;
-    state.detail = state.incidents.get(id) ? { ...state.incidents.get(id) } : null;
+    const base = state.incidents.get(id) || (known && known.id === id ? known : null);
+    state.detail = base ? { ...base } : null;
     state.unread.delete(id);
     history.replaceState(null, "", `#incident/${id}`);
     buildDetailSkeleton();
@@ -238,14 +241,16 @@ function onEvent(ev) {
   switch (ev.type) {
     case "incident.created":
       upsert(ev.incident);
-      if (state.view === "overview") state.view = "incident"; // a new alarm takes the screen (not the history search)
-      autoSelect();
+      // A new alarm takes the screen from the overview or a closed incident (not from the history search,
+      // nor from an open incident the officer is handling).
+      if (state.view === "overview") state.view = "incident";
+      autoSelect({ replaceClosed: true });
       break;
     case "incident.updated":
     case "incident.escalated":
       upsert(ev.incident);
       if (ev.incident.id === state.selected) { refreshDetail(); loadEvidence(); }
-      if (ev.incident.status === "closed" && ev.incident.id === state.selected) autoSelect({ afterClose: true });
+      if (ev.incident.status === "closed" && ev.incident.id === state.selected) autoSelect({ replaceClosed: true });
       else if (ev.incident.status === "closed") autoSelect();
       break;
     case "incident.message": {
@@ -381,7 +386,7 @@ async function onCloseSubmit(e) {
     upsert(result);
     if (state.detail && state.detail.id === id) state.detail.status = "closed";
     buildDetailSkeleton(); // read-only now: no action bar, no message box
-    autoSelect({ afterClose: true });
+    autoSelect({ replaceClosed: true });
     scheduleRender();
     refreshDetail();
   } catch (err) {
@@ -837,6 +842,7 @@ function renderPanels() {
   $("nav-overview").classList.toggle("on", overview);
   $("nav-history").classList.toggle("on", history);
   if (overview) renderOverview();
+  if (history) fillHistoryOptions();
 }
 
 // --- overview: the station's key units with their devices and cameras, and the map
@@ -956,16 +962,27 @@ function searchHistory(f, { fromHash = false } = {}) {
   runHistory();
 }
 
-function fillHistoryForm() {
-  const f = state.hist;
+let histOptionsKey = "";
+/** (Re)builds the filter lists when the units or the language changed, keeping what is chosen. */
+function fillHistoryOptions() {
+  const key = `${[...state.units.keys()].join(",")}|${t("hist.unit.all")}`;
+  if (key === histOptionsKey) return;
+  histOptionsKey = key;
+  const chosen = readHistoryForm();
   const opt = (value, label) => h("option", { value }, label);
   $("hist-unit").replaceChildren(opt("", t("hist.unit.all")),
     ...[...state.units.values()].map((u) => opt(u.id, u.name)));
   $("hist-kind").replaceChildren(opt("", t("hist.kind.all")), ...KINDS.map((k) => opt(k, kindLabel(k))));
   $("hist-outcome").replaceChildren(opt("", t("hist.outcome.all")),
     ...["resolved", "false_alarm"].map((o) => opt(o, t("outcome." + o))));
+  setHistoryForm(chosen);
+}
+
+function setHistoryForm(f) {
   // a unit named in a link before the unit list arrived still shows as chosen
-  if (f.unit && !state.units.has(f.unit)) $("hist-unit").append(opt(f.unit, f.unit));
+  if (f.unit && ![...$("hist-unit").options].some((o) => o.value === f.unit)) {
+    $("hist-unit").append(h("option", { value: f.unit }, f.unit));
+  }
   $("hist-unit").value = f.unit;
   $("hist-kind").value = f.kind;
   $("hist-outcome").value = f.outcome;
@@ -973,16 +990,21 @@ function fillHistoryForm() {
   $("hist-until").value = f.until;
 }
 
+function fillHistoryForm() {
+  fillHistoryOptions();
+  setHistoryForm(state.hist);
+}
+
 function renderHistory() {
-  fillHistoryForm();
+  fillHistoryOptions();
   const rows = state.histRows || [];
   $("hist-count").textContent = state.histRows === null ? t("loading")
     : rows.length >= HISTORY_LIMIT ? t("hist.count.max", { n: rows.length }) : t("hist.count", { n: rows.length });
   $("hist-empty").hidden = state.histRows === null || rows.length > 0;
   $("hist-rows").replaceChildren(...rows.map((i) => h("tr.click", {
     dataset: { id: String(i.id), unit: i.unit_id, kind: i.kind, outcome: i.outcome || "" },
-    tabindex: "0", onclick: () => select(i.id),
-    onkeydown: (e) => { if (e.key === "Enter") select(i.id); },
+    tabindex: "0", onclick: () => select(i.id, i),
+    onkeydown: (e) => { if (e.key === "Enter") select(i.id, i); },
   },
   h("td", fmtTime(i.opened_at)),
   h("td.l", i.unit?.name || i.unit_id),

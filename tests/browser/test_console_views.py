@@ -257,6 +257,11 @@ async def test_closing_the_shown_incident_makes_it_read_only(pages: Pages, app: 
         await expect(page.locator("#d-actions")).to_have_count(0)
         await expect(page.locator("#msg-form")).to_have_count(0)
         await expect(page.locator("#d-timer")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+        # The next alarm takes the screen from the closed one, with its actions.
+        await officer.post("/api/units/hotel-1/alarm", {"kind": "gas"})
+        await expect(page.locator("#d-unit")).to_have_text("环江宾馆")
+        await expect(page.locator("#d-actions [data-action=ack]")).to_be_enabled()
+        await expect(page.locator("#msg-form")).to_be_visible()
     finally:
         await officer.close()
 

@@ -1,7 +1,7 @@
 // Fire brigade / medical centre page (消防救援大队 / 120急救中心): dispatches sent to this agency,
 // with 签收 (accept) and 到场 (on scene). Live over the WebSocket; a new dispatch sounds.
 
-import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { applyI18n, bindLangToggle, getLang, onLangChange, t } from "./i18n.js";
 import {
   Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, serialised, startTimers, telLink,
   toast,
@@ -53,10 +53,12 @@ async function act(d, what) {
   try {
     const view = await post(`/api/dispatches/${d.id}/${what === "accept" ? "ack" : "on_scene"}`);
     Object.assign(d, view);
+    renderedKey = ""; // (the pressed button was disabled: repaint even if nothing else changed)
     render();
     refetch();
   } catch (err) {
     toast(`${t("error.generic")}: ${err.message}`);
+    renderedKey = "";
     render();
   }
 }
@@ -71,6 +73,7 @@ function geoLink(unit) {
     h("a.geo-link", { href: `geo:${lat},${lon}?q=${lat},${lon}(${encodeURIComponent(unit.name || "")})` }, t("ag.map")));
 }
 
+let renderedKey = "";
 function render() {
   applyI18n(document);
   const list = [...state.dispatches].sort((a, b) => {
@@ -80,6 +83,11 @@ function render() {
   });
   const waiting = list.filter((d) => UNACCEPTED.has(d.status)).length;
   alerter.set(waiting ? "normal" : "off");
+  // Unchanged data (a refetch after an event that changed nothing shown): keep the cards as they are,
+  // so a button being pressed is not replaced under the finger between pointerdown and pointerup.
+  const key = `${getLang()}|${JSON.stringify(list)}`;
+  if (key === renderedKey) { paintTimers(); return; }
+  renderedKey = key;
   $("ag-count").textContent = String(list.length);
   $("ag-count").classList.toggle("hot", waiting > 0);
   $("ag-empty").hidden = list.length > 0;

@@ -866,9 +866,23 @@ function unitState(u) {
   return "unknown";
 }
 
+// At most one overview paint per OVERVIEW_MS (a burst of events repaints once, at its end too).
+const OVERVIEW_MS = 250;
+let overviewLast = 0;
+let overviewTimer = null;
 function renderOverview() {
   const box = $("overview");
   if (!box || box.hidden) return;
+  const wait = overviewLast + OVERVIEW_MS - Date.now();
+  if (wait > 0) {
+    if (!overviewTimer) overviewTimer = setTimeout(() => { overviewTimer = null; renderOverview(); }, wait);
+    return;
+  }
+  overviewLast = Date.now();
+  paintOverview();
+}
+
+function paintOverview() {
   if ((state.cameras === null || Date.now() - state.camerasAt > 30000) && !camerasLoading) {
     camerasLoading = true;
     loadCameras().finally(() => { camerasLoading = false; renderOverview(); });

@@ -142,9 +142,8 @@ class IncidentQuery(InputModel):
     limit: int = Field(200, ge=1, le=MAX_LIMIT)
 
 
-@api.route("GET", "/api/incidents",
-           "List incidents: open ones in urgency order, or the history "
-           "(?state=closed|all&unit_id=&kind=&outcome=&since=&until=&limit=, newest first)", roles=EVERYONE)
+@api.route("GET", "/api/incidents", "List incidents (open: urgency order; closed/all: history, filtered)",
+           roles=EVERYONE)
 async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | list[dict[str, Any]]:
     try:
         q = IncidentQuery.model_validate({k: v for k, v in request.query.items() if v != ""})

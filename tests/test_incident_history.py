@@ -48,7 +48,8 @@ class Clock:
 def five_units(db_url: str) -> Any:
     cfg = base_config(db_url, None)
     units = [u.model_dump() for u in cfg.units] + EXTRA_UNITS
-    return base_config(db_url, None, units=units)
+    # escalation only where a test asks for it (the escalator follows the injected clock)
+    return base_config(db_url, None, units=units, escalation={"ack_timeout_s": 3600, "merge_window_s": 300})
 
 
 @pytest.fixture

@@ -172,6 +172,7 @@ async def clocked_app(sqlite_url: str) -> AsyncIterator[tuple[RunningApp, Clock]
 async def closed_incident(app: RunningApp, clock: Clock, unit: str, kind: str, at: datetime, outcome: str,
                           note: str = "") -> int:
     service: IncidentService = app.app[SERVICE]
+    clock.now = at  # (the escalator follows this clock: the alarm is not overdue when it arrives)
     await service.ingest([AlarmIn(f"c-{uuid.uuid4().hex}", unit, kind, "mqtt", at)])
     inc = service.open_by_unit[unit].incident_id
     clock.now = at + timedelta(seconds=12)

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from console.security import ACTOR, CSRF_HEADER, VIA_SESSION, csrf_ok
+from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.inputs import Actor
 
 Handler = Callable[[web.Request, Any], Awaitable[Any]]
@@ -61,7 +61,9 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         actor: Actor | None = request.get(ACTOR)
         if route.roles is not None:
             if actor is None:
-                return error(401, "login required")
+                # session_expired: a session cookie came but no longer names a session (the login page
+                # says "expired" only then, not on a first visit)
+                return error(401, "login required", session_expired=COOKIE in request.cookies)
             if actor.role not in route.roles:
                 return error(403, f"role {actor.role} may not {route.summary.lower()}")
             if request.method not in ("GET", "HEAD") and request.get(VIA_SESSION) and not csrf_ok(request):

@@ -34,7 +34,7 @@ from ingest.integrity import Verifier, confined, write_content_addressed
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app, ws_client
 
 TRAVERSALS = ["../incident-{id}/cam-1-snapshot", "../../../trav-pwned", "../../trav-pwned2",
-              "/tmp/trav-abs", "..\\..\\trav-win", "detections/../../incident-{id}/cam-1-snapshot"]
+              "{abs}/trav-abs", "..\\..\\trav-win", "detections/../../incident-{id}/cam-1-snapshot"]
 
 
 def jpeg(color: tuple[int, int, int]) -> bytes:
@@ -82,7 +82,7 @@ async def test_traversal_alarm_ids_write_nothing_outside_and_replace_no_evidence
         sent: list[str] = []
         async with ws_client(admin) as ws:
             for i, pattern in enumerate(TRAVERSALS):
-                alarm_id = pattern.format(id=incident_id)
+                alarm_id = pattern.format(id=incident_id, abs=tmp_path)
                 # accepted (configured unit) and rejected (unknown unit) alarms, both with a frame
                 for unit in ("school-1", "nowhere-unit"):
                     record = {"type": "video_fire", "alarm_id": f"{alarm_id}" if unit == "school-1" else
@@ -102,8 +102,8 @@ async def test_traversal_alarm_ids_write_nothing_outside_and_replace_no_evidence
             sink = app.app[DETECTIONS]
             for i, pattern in enumerate(TRAVERSALS):
                 for unit in ("school-1", "nowhere-unit"):
-                    alarm = AlarmIn(f"{pattern.format(id=incident_id)}-sink-{unit}-{i}", unit, "video_fire",
-                                    "video", utcnow(), device_id="cam-1")
+                    alarm_id = f"{pattern.format(id=incident_id, abs=tmp_path)}-sink-{unit}-{i}"
+                    alarm = AlarmIn(alarm_id, unit, "video_fire", "video", utcnow(), device_id="cam-1")
                     await sink.on_detection({"alarm_id": alarm.alarm_id, "camera_id": "cam-1", "boxes": [],
                                              "confidence": 0.9, "jpeg": attacker, "raw_jpeg": attacker})
                     await sink.submit([alarm])
@@ -116,7 +116,7 @@ async def test_traversal_alarm_ids_write_nothing_outside_and_replace_no_evidence
         attacker_sha = hashlib.sha256(attacker).hexdigest()
         assert changed == set(), changed
         assert set(new) == {f"var/evidence/detections/{attacker_sha}.jpg"}, new
-        assert not await asyncio.to_thread(os.path.exists, "/tmp/trav-abs.jpg")
+        assert not await asyncio.to_thread(os.path.exists, tmp_path / "trav-abs.jpg")  # an absolute path
         assert (evidence / rel).read_bytes() == original
 
         # Accepted detections recorded their frame by content name on the incident; rejected ones nothing.

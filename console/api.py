@@ -10,13 +10,26 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
-from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
+from console.routing import (
+    EVERYONE,
+    OFFICERS,
+    PATH_PARAMS_KEY,
+    QUERY_KEY,
+    ROUTES,
+    ApiRouter,
+    Count,
+    Query,
+    Route,
+    error,
+    openapi,
+    query_of,
+)
 from console.security import ACTOR, COOKIE, SESSION
-from console.ws import SOCKETS
+from console.ws import SOCKETS, websocket
 from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, InputModel, utcnow
-from dispatch.service import BadRequest, Forbidden, NotFound
+from dispatch.service import Forbidden, NotFound
 
 log = logging.getLogger(__name__)
 api = ApiRouter()
@@ -54,27 +67,32 @@ class EmptyBody(_Body):
     pass
 
 
+class IncidentsQuery(Query):
+    state: Literal["open", "closed", "all"] = Field("open", description="Which incidents.")
+    limit: Count = 200
+
+
+class DispatchesQuery(Query):
+    state: Literal["open", "all"] = Field("open", description="Which dispatches.")
+
+
+class LimitQuery(Query):
+    limit: Count = 200
+
+
 def actor(request: web.Request) -> Actor:
     a: Actor = request[ACTOR]
     return a
 
 
 def _int(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
-    if value < 1:
-        raise web.HTTPBadRequest(text=f"{name} must be positive")
-    return value
+    """A numeric path parameter, validated by the route table (1 to 2**31-1)."""
+    return int(request[PATH_PARAMS_KEY][name])
 
 
 def _limit(request: web.Request) -> int:
-    try:
-        return int(request.query.get("limit", "200"))
-    except ValueError:
-        raise BadRequest("limit must be an integer") from None
+    """The validated `limit` of the route's query model."""
+    return int(getattr(request[QUERY_KEY], "limit", 200))
 
 
 def user_json(a: Actor) -> dict[str, Any]:
@@ -83,7 +101,7 @@ def user_json(a: Actor) -> dict[str, Any]:
 
 # --------------------------------------------------------------- session
 
-@api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session")
+@api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session", statuses=(401, 429, 503))
 async def post_login(request: web.Request, body: LoginBody) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     try:
@@ -128,10 +146,10 @@ async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
     return await request.app[SERVICE].list_units(actor(request))
 
 
-@api.route("GET", "/api/incidents", "List incidents", roles=EVERYONE)
+@api.route("GET", "/api/incidents", "List incidents", roles=EVERYONE, query=IncidentsQuery)
 async def get_incidents(request: web.Request, _: None) -> list[dict[str, Any]]:
-    return await request.app[SERVICE].list_incidents(actor(request), request.query.get("state", "open"),
-                                                     _limit(request))
+    q = query_of(request, IncidentsQuery)
+    return await request.app[SERVICE].list_incidents(actor(request), q.state, q.limit)
 
 
 @api.route("GET", "/api/incidents/{id}", "Get an incident with its timeline", roles=EVERYONE)
@@ -186,9 +204,11 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
 # ------------------------------------------------------------- dispatches
 
 @api.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({"admin", "duty_officer", "assessor",
-                                                                          "agency"}), tag="agency")
+                                                                          "agency"}), tag="agency",
+           query=DispatchesQuery)
 async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
-    return await request.app[SERVICE].list_dispatches(actor(request), request.query.get("state", "open"))
+    q = query_of(request, DispatchesQuery)
+    return await request.app[SERVICE].list_dispatches(actor(request), q.state)
 
 
 @api.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
@@ -205,12 +225,13 @@ async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any
 
 # ------------------------------------------------------------------ admin
 
-@api.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin")
+@api.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin",
+           query=LimitQuery)
 async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].list_rejections(_limit(request))
 
 
-@api.route("GET", "/healthz", "Health", roles=None, tag="meta")
+@api.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))
 async def healthz(request: web.Request, _: None) -> web.StreamResponse:
     mqtt = request.app[MQTT]
     db_ok = await request.app[DB].alive()
@@ -221,4 +242,11 @@ async def healthz(request: web.Request, _: None) -> web.StreamResponse:
 
 @api.route("GET", "/api/openapi.json", "OpenAPI document", roles=None, tag="meta")
 async def get_openapi(request: web.Request, _: None) -> dict[str, Any]:
-    return openapi(api, "Firelink API", "1")
+    routes: list[Route] = request.app[ROUTES]
+    return openapi(routes, "Firelink API", "1")
+
+
+@api.route("GET", "/ws", "Live console events over a WebSocket (README: Events); needs the session cookie",
+           roles=EVERYONE, tag="meta", success=101, statuses=(400,))
+async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
+    return await websocket(request)

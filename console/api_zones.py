@@ -102,7 +102,8 @@ async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]
                                    actor(request))
 
 
-@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG)
+@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG,
+           produces=("image/jpeg",))
 async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
     data, digest = await zones(request).reference(*_ids(request))
     return web.Response(body=data, content_type="image/jpeg", headers={

@@ -48,7 +48,8 @@ PROOF_UPLOAD: dict[str, Any] = {
 
 
 class PeriodQuery(Query):
-    period: str = Field("", max_length=40, description="2026-11, 2026-Q4 or 2026 (default: this month).")
+    period: str = Field("", pattern=r"^([0-9]{4}(-(0[1-9]|1[0-2])|-[Qq][1-4])?)?$",
+                        description="2026-11, 2026-Q4 or 2026 (default: this month).")
     from_: str = Field("", alias="from", max_length=40, description="Start date (YYYY-MM-DD) or ISO datetime.")
     to: str = Field("", max_length=40, description="End date (inclusive) or ISO datetime.")
 
@@ -316,17 +317,17 @@ async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
 # ------------------------------------------------------------------ evaluation
 
 def _range(request: web.Request) -> tuple[datetime | None, datetime | None]:
-    q = request.query
-    if not (q.get("from") or q.get("to") or q.get("period")):
+    q = query_of(request, PeriodQuery)
+    if not (q.from_ or q.to or q.period):
         return None, None
     p = _period(request)
     return p.start, p.end
 
 
 def _period(request: web.Request) -> kpi.Period:
-    q = request.query
+    q = query_of(request, PeriodQuery)
     try:
-        return kpi.parse_period(q.get("period"), q.get("from"), q.get("to"), now=utcnow())
+        return kpi.parse_period(q.period or None, q.from_ or None, q.to or None, now=utcnow())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from console.outage import DB_DOWN, unavailable
@@ -213,6 +214,8 @@ def error_for(exc: BaseException) -> web.Response | None:
         return error(400, str(exc))
     if isinstance(exc, TransitionError):
         return error(409, str(exc))
+    if isinstance(exc, HttpProcessingError):  # e.g. a malformed part header inside a multipart body
+        return error(400, f"malformed request: {exc.message}"[:300])
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = sorted(exc.allowed_methods)
         resp = error(405, f"method {exc.method} not allowed here; allowed: {', '.join(allowed)}", allowed=allowed)

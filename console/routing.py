@@ -57,7 +57,8 @@ PATH_PARAMS: dict[str, Any] = {
     "unit_id": Key,
     "camera_id": Key,
     "zone_id": Key,
-    "mask_id": Key,
+    "mask_id": Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,63}|config:[0-9]{1,6})$",
+                                    description="Mask id; `config:N` names the config file's N-th mask.")],
     "folder": Annotated[str, Field(pattern=r"^incident-[0-9]{1,10}$", description="`incident-{incident id}`.")],
     "name": Annotated[str, Field(min_length=1, max_length=255, description="Evidence file name.")],
 }
@@ -68,6 +69,7 @@ STATUS_TEXT = {
     200: "OK",
     201: "Created",
     206: "Partial Content (Range request)",
+    304: "Not Modified (conditional request)",
     400: "Invalid path, query or body (details name the field)",
     401: "Login required",
     403: "Role not allowed, another unit's or agency's data, or CSRF token missing",
@@ -364,9 +366,11 @@ def _operation(r: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in sorted(r.statuses):
         text = STATUS_TEXT.get(status, "")
-        if status < 300:
+        if status in (101, 304):
+            responses[str(status)] = {"description": text}
+        elif status < 300:
             content: dict[str, Any] = {t: {} for t in r.produces}
-            responses[str(status)] = {"description": text, **({"content": content} if status != 101 else {})}
+            responses[str(status)] = {"description": text, "content": content}
         else:
             ref = "#/components/schemas/" + ("Unavailable" if status == 503 else "Error")
             responses[str(status)] = {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}

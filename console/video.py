@@ -251,8 +251,8 @@ async def incident_evidence(request: web.Request, _: None) -> web.Response:
 
 
 @video_api.route("GET", r"/api/evidence/{folder:incident-\d+}/{name}",
-                 "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG, statuses=(206, 416),
-                 produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
+                 "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG,
+                 statuses=(206, 304, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
 async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
     ensure_logged_in(request)
     store = _store(request)

@@ -210,3 +210,19 @@ async def test_nan_and_infinity_are_refused_at_the_edge(app: RunningApp, users: 
         assert "JSON" in result["error"], result
     assert (await officer.get("/api/hazards?status=all")) == []
     assert len(service.open_by_unit) == before
+
+
+async def test_video_and_evidence_errors_are_plain_json(app: RunningApp, users: dict[str, Api]) -> None:
+    officer = await login(app, users)
+    school = await login(app, users, "school")
+    brigade = await login(app, users, "brigade")
+    cases = [(officer, "/api/cameras/nope", 404, "no such camera"),
+             (officer, "/api/cameras/nope/snapshot.jpg?w=abc", 400, "invalid query parameter w"),
+             (officer, "/api/cameras/nope/live.mjpeg?fps=0", 400, "invalid query parameter fps"),
+             (officer, "/api/evidence/incident-1/nope.jpg", 404, "no such evidence file"),
+             (brigade, "/api/cameras", 403, "role agency may not list cameras"),
+             (school, "/api/incidents/abc/evidence", 400, "invalid path parameter incident_id")]
+    for who, path, status, message in cases:
+        got, body = await who.request("GET", path)
+        assert got == status and isinstance(body, dict), (path, got, body)
+        assert body["error"].startswith(message), (path, body)  # a message, not JSON inside a JSON string

@@ -28,6 +28,12 @@ class DatabaseConfig(FirelinkBaseModel):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.",
     )
     echo: bool = Field(False, title="Echo SQL", description="Log every SQL statement (debugging only).")
+    lease_s: float = Field(
+        30.0, ge=3, le=3600, title="Core lease",
+        description="One core per database: the running core renews a lease row every third of this; a second "
+                    "core refuses to start until the lease is released or has expired this long after its last "
+                    "renewal.",
+    )
 
 
 class MqttConfig(FirelinkBaseModel):
@@ -56,6 +62,27 @@ class MqttConfig(FirelinkBaseModel):
     )
 
 
+class LoginThrottleConfig(FirelinkBaseModel):
+    """Failed logins lock an account and a client address for growing periods (kept in memory, one core)."""
+
+    account_free_failures: int = Field(
+        5, ge=1, title="Free failures per account",
+        description="Failed logins for one user name before it is locked (the right password is refused too).",
+    )
+    address_free_failures: int = Field(
+        20, ge=1, title="Free failures per address",
+        description="Failed logins from one client address, whatever the user name, before the address is locked.",
+    )
+    base_lock_s: float = Field(1.0, gt=0, title="First lock", description="Seconds of the first lock; each further "
+                               "failure doubles it.")
+    max_lock_s: float = Field(900.0, gt=0, title="Longest lock", description="Upper bound of one lock, in seconds.")
+    forget_after_s: float = Field(
+        3600.0, gt=0, title="Forget after",
+        description="Failures are forgotten this long after the last one (a successful login forgets an "
+                    "account's at once).",
+    )
+
+
 class ConsoleConfig(FirelinkBaseModel):
     host: str = Field("127.0.0.1", title="Listen host", description="Address the web console listens on.")
     port: int = Field(8080, ge=0, le=65535, title="Listen port", description="Web console port (0 = any free).")
@@ -65,7 +92,16 @@ class ConsoleConfig(FirelinkBaseModel):
         description="URL agencies use to reach the console (links in dispatches); default http://host:port.",
     )
     session_hours: int = Field(12, ge=1, title="Session lifetime", description="Hours a login stays valid.")
-    secure_cookies: bool = Field(False, title="Secure cookies", description="Set when served over HTTPS.")
+    secure_cookies: bool | Literal["auto"] = Field(
+        "auto", title="Secure cookies",
+        description="Mark the session cookie Secure. auto: when the login came over HTTPS (directly, or through a "
+                    "proxy on this machine that sends X-Forwarded-Proto: https); true: always (serve over HTTPS "
+                    "only); false: never.",
+    )
+    login_throttle: LoginThrottleConfig = Field(
+        default_factory=LoginThrottleConfig, title="Login throttle",
+        description="Growing lockouts after failed logins, per account and per client address.",
+    )
 
 
 class DeviceConfig(FirelinkBaseModel):

@@ -24,11 +24,12 @@ from console.routing import (
     openapi,
     query_of,
 )
-from console.security import ACTOR, COOKIE, SESSION
+from console.security import ACTOR, COOKIE, LOGIN_THROTTLE, SESSION, client_address, secure_cookie
 from console.ws import SOCKETS, websocket
-from dispatch.appkeys import CONFIG, DB, MQTT, SERVICE, WRITER
-from dispatch.auth import AuthError, login, logout
-from dispatch.inputs import Actor, AlarmIn, InputModel, utcnow
+from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
+from dispatch.auth import AuthBusy, AuthError, login, logout
+from dispatch.inputs import Actor, AlarmIn, InputModel
+from dispatch.login_throttle import retry_after_header
 from dispatch.service import Forbidden, NotFound
 
 log = logging.getLogger(__name__)
@@ -103,17 +104,38 @@ def user_json(a: Actor) -> dict[str, Any]:
 
 @api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session", statuses=(401, 429, 503))
 async def post_login(request: web.Request, body: LoginBody) -> web.StreamResponse:
+    """Throttled per account and per client address (429 + Retry-After while locked, the right password too)."""
     cfg = request.app[CONFIG]
+    throttle = request.app[LOGIN_THROTTLE]
+    address = client_address(request)
+    wait = throttle.retry_after(body.username, address)
+    if wait > 0:
+        log.warning("login refused while locked: %r from %s (retry in %s s)", body.username[:64], address,
+                    retry_after_header(wait))
+        return _too_many(wait)
     try:
         token, sess = await login(request.app[DB], body.username, body.password,
                                   timedelta(hours=cfg.console.session_hours))
+    except AuthBusy:
+        log.warning("login from %s refused: too many password checks queued", address)
+        return _too_many(1.0, "too many logins in progress; try again shortly")
     except AuthError as exc:
-        log.warning("failed login for %r from %s", body.username[:64], request.remote)
+        lock = throttle.failed(body.username, address)
+        log.warning("failed login for %r from %s%s", body.username[:64], address,
+                    f" (locked for {retry_after_header(lock)} s)" if lock else "")
         return error(401, str(exc))
-    await request.app[WRITER].note("user.login", sess.actor, utcnow(), {"remote": request.remote or ""})
+    throttle.succeeded(body.username)
+    await request.app[WRITER].note("user.login", sess.actor, request.app[CLOCK](), {"remote": address})
     resp = web.json_response({"csrf_token": sess.csrf_token, "user": user_json(sess.actor)})
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=cfg.console.secure_cookies,
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure_cookie(request),
                     max_age=cfg.console.session_hours * 3600, path="/")
+    return resp
+
+
+def _too_many(seconds: float, message: str | None = None) -> web.Response:
+    retry = retry_after_header(seconds)
+    resp = error(429, message or f"too many failed logins; try again in {retry} s", retry_after=int(retry))
+    resp.headers["Retry-After"] = retry
     return resp
 
 
@@ -123,7 +145,7 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     if token:
         await logout(request.app[DB], token)
         await request.app[SOCKETS].close_session(token)
-        await request.app[WRITER].note("user.logout", actor(request), utcnow())
+        await request.app[WRITER].note("user.logout", actor(request), request.app[CLOCK]())
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -136,7 +158,9 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     return {"user": user_json(actor(request)), "csrf_token": sess.csrf_token if sess else None,
             "station": {"id": cfg.station.id, "name": cfg.station.name},
             "agencies": {k: {"name": a.name, "phone": a.phone} for k, a in cfg.agencies.items()},
-            "escalation": {"ack_timeout_s": cfg.escalation.ack_timeout_s}}
+            "escalation": {"ack_timeout_s": cfg.escalation.ack_timeout_s},
+            # the server's clock: pages compute "today", periods and running timers from it
+            "now": request.app[CLOCK]().isoformat()}
 
 
 # ------------------------------------------------------------- incidents
@@ -195,7 +219,8 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
         raise NotFound(f"unknown unit {unit_id!r}")
     alarm_id = f"web-{uuid.uuid4().hex}"
     await service.ingest([AlarmIn(alarm_id=alarm_id, unit_id=unit_id, kind=body.kind, source="web",
-                                  received_at=utcnow(), device_id=None, note=body.note or f"pressed by {who.username}",
+                                  received_at=request.app[CLOCK](), device_id=None,
+                                  note=body.note or f"pressed by {who.username}",
                                   topic=request.path)])
     open_inc = service.open_by_unit.get(unit_id)
     return {"alarm_id": alarm_id, "incident_id": open_inc.incident_id if open_inc else None}

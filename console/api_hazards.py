@@ -16,16 +16,17 @@ from pydantic import Field
 from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
-from console.routing import OFFICERS, STAFF, Count, Query, query_of
+from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
 from console.video import CAMERAS
 from dispatch import documents, kpi
-from dispatch.appkeys import CONFIG, DB, SERVICE
+from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE
 from dispatch.hazards import HAZARDS, STAGES, HazardService, Upload, hazards_config
-from dispatch.inputs import check_text, utcnow
+from dispatch.inputs import check_text
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
 from dispatch.views import iso
+from ingest.integrity import IntegrityError
 
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
@@ -306,9 +307,13 @@ async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
                 f"行政处罚决定书-{doc['penalty'].number}.pdf")
 
 
-@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES)
+@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
+           statuses=(409,))
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
-    e, _unit = await hazards(request).evidence(_int(request), actor(request))
+    try:
+        e, _unit = await hazards(request).evidence(_int(request), actor(request))
+    except IntegrityError as exc:
+        return error(409, str(exc))
     return web.Response(body=e.data, content_type=e.content_type, headers={
         "Cache-Control": "private, max-age=3600", "X-Content-SHA256": e.sha256,
         "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
@@ -327,7 +332,7 @@ def _range(request: web.Request) -> tuple[datetime | None, datetime | None]:
 def _period(request: web.Request) -> kpi.Period:
     q = query_of(request, PeriodQuery)
     try:
-        return kpi.parse_period(q.period or None, q.from_ or None, q.to or None, now=utcnow())
+        return kpi.parse_period(q.period or None, q.from_ or None, q.to or None, now=request.app[CLOCK]())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -359,7 +364,7 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     cfg = request.app[CONFIG]
     hc = hazards_config(cfg)
     html = documents.report_html(result, hc.issuing_authority or cfg.station.name,
-                                 {c.key: c.name for c in hc.categories}, utcnow())
+                                 {c.key: c.name for c in hc.categories}, request.app[CLOCK]())
     return _pdf(await documents.pdf_async(html), f"考评报告-{result['period']}.pdf")
 
 
@@ -394,8 +399,8 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
         if status not in ("all", ""):
             query = query.where(Incident.status == status) if status != "open" else \
                 query.where(Incident.status != IncidentStatus.CLOSED)
-        if start:
-            query = query.where(Incident.opened_at >= start)
+        if start:  # active in the period: opened before its end and not closed before its start
+            query = query.where(or_(Incident.closed_at.is_(None), Incident.closed_at >= start))
         if end:
             query = query.where(Incident.opened_at < end)
         if text:

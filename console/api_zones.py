@@ -16,11 +16,12 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from console.api import _Body, actor, api
-from console.routing import OFFICERS, STAFF
+from console.routing import OFFICERS, STAFF, error
 from console.video import CAMERAS
 from dispatch.exit_zones import EXIT_ZONES, ExitZoneService, zone_spec
 from dispatch.masks import MASKS, MaskService, mask_spec
 from dispatch.state import TransitionError
+from ingest.integrity import IntegrityError
 
 MAX_POINTS = 64
 TAG = "exit-zones"
@@ -106,9 +107,12 @@ async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]
 
 
 @api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG,
-           produces=("image/jpeg",))
+           produces=("image/jpeg",), statuses=(409,))
 async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
-    data, digest = await zones(request).reference(*_ids(request))
+    try:
+        data, digest = await zones(request).reference(*_ids(request))
+    except IntegrityError as exc:
+        return error(409, str(exc))
     return web.Response(body=data, content_type="image/jpeg", headers={
         "Cache-Control": "private, max-age=60", "X-Content-SHA256": digest,
         "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})

@@ -74,7 +74,7 @@ STATUS_TEXT = {
     401: "Login required",
     403: "Role not allowed, another unit's or agency's data, or CSRF token missing",
     404: "No such object",
-    409: "Conflicts with the object's current state",
+    409: "Conflicts with the object's current state (or a stored file no longer matches its recorded SHA-256)",
     413: "Request body too large",
     416: "Range not satisfiable",
     429: "Too many attempts; retry later",

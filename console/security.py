@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -12,6 +13,7 @@ from console.outage import DB_DOWN, database_down
 from dispatch.appkeys import CONFIG, DB
 from dispatch.auth import SessionInfo, session_for
 from dispatch.inputs import Actor
+from dispatch.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,37 @@ CSRF_HEADER = "X-CSRF-Token"
 ACTOR = web.RequestKey("actor", Actor)  # who is calling; absent for anonymous requests
 SESSION = web.RequestKey("session", SessionInfo)
 VIA_SESSION = web.RequestKey("via_session", bool)
+LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def client_address(request: web.Request) -> str:
+    """The caller's address. Behind a reverse proxy on this machine (peer on loopback), the address that proxy
+    appended to X-Forwarded-For; anyone else's X-Forwarded-For is ignored (it could dodge the login throttle)."""
+    peer = request.remote or ""
+    if _loopback(peer):
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return peer
+
+
+def secure_cookie(request: web.Request) -> bool:
+    """console.secure_cookies: true/false, or auto = Secure when the request came over HTTPS (directly, or
+    through a proxy on this machine that says X-Forwarded-Proto: https)."""
+    setting = request.app[CONFIG].console.secure_cookies
+    if setting != "auto":
+        return bool(setting)
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" and _loopback(request.remote)
 
 
 def csrf_ok(request: web.Request) -> bool:

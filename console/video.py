@@ -9,7 +9,8 @@ Routes (all need a logged-in user on ``request["user"]``; see ensure_can_view_un
 * ``GET /api/cameras/{id}/live.mjpeg?w=640&fps=10`` — live multipart MJPEG (works in ``<img src>``).
 * ``GET /api/cameras/{id}/live.ws?w=640`` — live WebSocket: one binary message per JPEG frame.
 * ``GET /api/incidents/{id}/evidence`` — evidence files of an incident with their SHA-256.
-* ``GET /api/evidence/incident-{id}/{name}`` — one evidence file (Range requests: <video> seeks).
+* ``GET /api/evidence/incident-{id}/{name}`` — one evidence file (Range requests: <video> seeks), checked
+  against the SHA-256 recorded when it was saved: an altered file is refused with 409, never served.
 * ``POST /api/incidents/{id}/photos`` — a photo (multipart, JPEG/PNG/WebP, ≤ 8 MB) from the unit's phone or
   an officer, stored as incident evidence (kind ``photo``) like the recorder's files. Needs X-CSRF-Token.
 
@@ -40,6 +41,7 @@ from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
 from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore, parse_time
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
+from ingest.integrity import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 video_api = ApiRouter()  # installed by setup_video; listed in the console's OpenAPI document with the others
 TAG = "video"
 EVIDENCE_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+RecordedFn = Callable[[int], Awaitable[dict[str, str]]]  # incident id → {file: SHA-256 in the record}
+RECORDED: web.AppKey[RecordedFn] = web.AppKey("evidence_recorded")
+VERIFIER = web.AppKey("evidence_verifier", Verifier)
 
 
 class FrameQuery(Query):
@@ -252,18 +257,42 @@ async def incident_evidence(request: web.Request, _: None) -> web.Response:
 
 @video_api.route("GET", r"/api/evidence/{folder:incident-\d+}/{name}",
                  "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG,
-                 statuses=(206, 304, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
+                 statuses=(206, 304, 409, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
 async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
     ensure_logged_in(request)
     store = _store(request)
     folder, name = request.match_info["folder"], request.match_info["name"]
-    path = await asyncio.to_thread(store.resolve, f"{folder}/{name}")
+    rel = f"{folder}/{name}"
+    path = await asyncio.to_thread(store.resolve, rel)
     if path is None:
         raise HttpError(404, "no such evidence file")
-    manifest = await asyncio.to_thread(store.manifest, int(folder.removeprefix("incident-")))
+    incident_id = int(folder.removeprefix("incident-"))
+    manifest = await asyncio.to_thread(store.manifest, incident_id)
     ensure_can_view_unit(request, str((manifest or {}).get("unit_id")))
+    await _check_integrity(request, store, incident_id, rel, path)
     ctype = EVIDENCE_TYPES.get(Path(name).suffix, "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "private, max-age=3600"})
+
+
+async def _check_integrity(request: web.Request, store: EvidenceStore, incident_id: int, rel: str,
+                           path: Path) -> None:
+    """Refuses (409) a file whose content no longer has the SHA-256 recorded for it; 404 for one never recorded.
+
+    The hash-chained record is the authority when the app has one (``RECORDED``); the manifest next to the
+    files is used for files the record does not list (a recording that failed) and must agree with it.
+    """
+    listed = await asyncio.to_thread(store.listed_sha256, rel)
+    lookup = request.app.get(RECORDED)
+    recorded = (await lookup(incident_id)).get(rel) if lookup is not None else None
+    expected = recorded or listed
+    if expected is None:
+        raise HttpError(404, "no such evidence file")
+    verifier = request.app.get(VERIFIER) or Verifier()
+    if (recorded is not None and listed is not None and recorded != listed) or not await asyncio.to_thread(
+            verifier.verify, path, expected):
+        log.error("evidence %s failed its integrity check (expected sha256 %s): refused", rel, expected)
+        raise HttpError(409, "evidence file altered: its content no longer matches the SHA-256 recorded when it was "
+                             "saved; not served")
 
 
 def _photo_format(data: bytes) -> str | None:
@@ -344,15 +373,20 @@ def setup_video(
     video: VideoConfig | None = None,
     evidence_dir: str | None = None,
     status_event: str | None = DEVICE_UPDATED,
+    recorded: RecordedFn | None = None,
 ) -> None:
     """Add the video routes and run cameras + evidence with the app.
 
     `record(incident_id, "evidence.saved", {file, sha256, kind, camera_id})` is awaited for each
-    saved evidence file. `video` defaults to ``app[CONFIG].video`` when the config has one.
+    saved evidence file; `recorded(incident_id)` returns those recorded hashes, which files are checked
+    against when served (else against the manifest). `video` defaults to ``app[CONFIG].video`` when the config has one.
     Camera status changes are published on the bus as `status_event` with data
     ``{"kind": "camera", "camera": <as in GET /api/cameras>}`` (None: don't publish).
     """
     add_routes(app)
+    app[VERIFIER] = Verifier()
+    if recorded is not None:
+        app[RECORDED] = recorded
 
     def make() -> tuple[CameraHub, EvidenceRecorder]:
         cfg = app[CONFIG]

@@ -14,9 +14,10 @@ import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `
 from console.api import api
 from console.outage import database_down, unavailable
 from console.routing import error_for
-from console.security import identify
+from console.security import LOGIN_THROTTLE, identify
 from console.ws import SOCKETS, Sockets
-from dispatch.appkeys import DB
+from dispatch.appkeys import CONFIG, DB
+from dispatch.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("console") / "static"))
@@ -58,6 +59,8 @@ async def _page(request: web.Request) -> web.StreamResponse:
 
 def setup_console(app: web.Application) -> None:
     app.middlewares.extend([errors, identify])
+    if LOGIN_THROTTLE not in app:
+        app[LOGIN_THROTTLE] = LoginThrottle(app[CONFIG].console.login_throttle)
     app[SOCKETS] = Sockets()
     api.install(app)
     app.router.add_get("/", _page)

@@ -217,12 +217,12 @@ class CameraPipeline:
 
 
 def save_evidence(event: FireEvent, folder: Path) -> Path:
-    """Writes the triggering JPEG: {folder}/{camera_id}/{alarm_id}.jpg (blocking)."""
-    d = folder / event.camera_id
-    d.mkdir(parents=True, exist_ok=True)
-    p = d / f"{event.alarm_id}.jpg"
-    p.write_bytes(event.jpeg)
-    return p
+    """Writes the triggering JPEG: {folder}/{camera_id}/{alarm_id}.jpg (blocking). Both names are made here
+    (configured camera id, generated alarm id); the write is still confined to the folder."""
+    from ingest.integrity import confined, write_confined
+
+    d = confined(folder, event.camera_id)
+    return write_confined(d, f"{event.alarm_id}.jpg", event.jpeg)[0]
 
 
 class DetectorService:

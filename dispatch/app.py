@@ -1,8 +1,9 @@
 """App factory: small parts, each started and stopped by its own cleanup context.
 
-Order (start; stop is the reverse): database → core service → hazard service → exit zones → masks → detection
-sink → MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
-escalation, device watchdog, false-alarm learning) → cameras and evidence → detectors. Parts find each
+Order (start; stop is the reverse): database → core lease (a second core on the same database stops
+here) → core service → hazard service → exit zones → masks → detection sink → MQTT broker (embedded only
+when none answers) → MQTT link → background workers (notify outbox, escalation, device watchdog,
+false-alarm learning) → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
 """
 
@@ -18,19 +19,23 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from config.schema import FirelinkConfig
+from console.security import LOGIN_THROTTLE
 from console.video import CAMERAS, setup_video
 from console.web import setup_console
-from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
+from dispatch.appkeys import BUS, CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
+from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
+from dispatch.lease import CoreLeaseHolder
+from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MASKS, masks_context
 from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
@@ -50,11 +55,16 @@ DETECTIONS = web.AppKey("detections", DetectionSink)
 DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
 
 
-def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True) -> web.Application:
+def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True,
+               on_lease_lost: Callable[[], None] | None = None) -> web.Application:
+    """`on_lease_lost` is called if another core takes this database over (`firelink run` stops the process)."""
     app = web.Application(client_max_size=64 * 1024)
     app[CONFIG] = cfg
+    app[CLOCK] = clock
     app[BUS] = EventBus()
     app[MQTT] = None
+    # failed logins: in memory (one core per database, see dispatch.lease); the clock is the app's
+    app[LOGIN_THROTTLE] = LoginThrottle(cfg.console.login_throttle, lambda: clock().timestamp())
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         db = Database(cfg.database.url, cfg.database.echo)
@@ -62,6 +72,20 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[DB] = db
         yield
         await db.dispose()
+
+    async def lease(app: web.Application) -> AsyncIterator[None]:
+        """One core per database: raises LeaseHeld (before anything else starts) when another core runs."""
+        holder = CoreLeaseHolder(app[DB], cfg.database.lease_s, clock)
+        await holder.acquire()
+        keeper = asyncio.create_task(holder.keep(on_lease_lost or (lambda: None)), name="core-lease")
+        yield
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        try:
+            await holder.release()
+        except Exception as exc:  # it expires by itself
+            log.warning("core lease not released: %s", exc)
 
     async def core(app: web.Application) -> AsyncIterator[None]:
         writer = Writer(app[DB], app[BUS])
@@ -126,7 +150,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     async def record_evidence(incident_id: int, action: str, data: dict[str, Any]) -> None:
         writer = app[WRITER]
         async with writer.tx() as tx:
-            writer.record(tx, action, SYSTEM, utcnow(), data, incident_id=incident_id)
+            writer.record(tx, action, SYSTEM, clock(), data, incident_id=incident_id)
 
     async def detectors(app: web.Application) -> AsyncIterator[None]:
         if not cfg.detectors.enabled or not cfg.cameras:
@@ -149,9 +173,14 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await regions.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, masks_context, detection_sink, broker,
-                            mqtt_link, workers])
-    setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
+    app.cleanup_ctx.extend([database, lease, core, hazards_context, exit_zones_context, masks_context,
+                            detection_sink, broker, mqtt_link, workers])
+
+    async def recorded_evidence(incident_id: int) -> dict[str, str]:
+        return await recorded_sha256(app[DB], incident_id)
+
+    # adds the camera context (after the ones above)
+    setup_video(app, record=record_evidence, recorded=recorded_evidence)
     app.cleanup_ctx.append(detectors)
     setup_console(app)
     return app

@@ -7,6 +7,8 @@ so parts find each other by key instead of through a god object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from ingest.mqtt_link import MqttLink
 
 CONFIG = web.AppKey("config", FirelinkConfig)
+# The one clock of the app (injected by tests): record times, deadlines, periods, what pages call "now".
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 BUS = web.AppKey("bus", EventBus)
 DB: web.AppKey[Database] = web.AppKey("db")
 WRITER: web.AppKey[Writer] = web.AppKey("writer")

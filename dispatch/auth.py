@@ -1,11 +1,21 @@
-"""Users, roles, password hashing (Argon2id) and server-side login sessions."""
+"""Users, roles, password hashing (Argon2id) and server-side login sessions.
+
+Argon2 is slow on purpose (tens of ms of CPU per check). It never runs on the event loop: hashing and
+verifying go to a small thread pool (argon2-cffi releases the GIL), at most `HASH_THREADS` at once and at
+most `MAX_WAITING` queued, so a flood of logins cannot delay alarms nor pile up memory.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,8 +33,20 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("firelink-timing-equaliser")
 
 
+# One thread per two cores (one on a 2-core box): the other core stays free for the alarm path.
+HASH_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))
+MAX_WAITING = 64
+_pool = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="argon2")
+_waiting = 0
+T = TypeVar("T")
+
+
 class AuthError(Exception):
     """Wrong credentials or invalid user definition."""
+
+
+class AuthBusy(Exception):
+    """Too many password checks queued: try again shortly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +57,35 @@ class SessionInfo:
 
 
 def hash_password(password: str) -> str:
+    """Blocking (CLI, tests); on the event loop use `hash_password_async`."""
     return _hasher.hash(password)
+
+
+def _verify_sync(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def _in_pool(fn: Callable[..., T], *args: str) -> T:
+    global _waiting
+    if _waiting >= MAX_WAITING:
+        raise AuthBusy("too many logins in progress")
+    _waiting += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    finally:
+        _waiting -= 1
+
+
+async def hash_password_async(password: str) -> str:
+    return await _in_pool(hash_password, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """Whether `password` matches `password_hash`, checked in the hashing pool (never on the loop)."""
+    return await _in_pool(_verify_sync, password_hash, password)
 
 
 def _token_hash(token: str) -> str:
@@ -64,7 +114,7 @@ async def add_user(db: Database, username: str, password: str | None, role: str,
     if password_hash is None:
         if password is None or len(password) < 4:
             raise AuthError("password must have at least 4 characters")
-        password_hash = hash_password(password)
+        password_hash = await hash_password_async(password)
     async with db.session() as s:
         if await s.scalar(select(User.id).where(User.username == username)) is not None:
             raise AuthError(f"user {username!r} already exists")
@@ -102,15 +152,16 @@ async def ensure_first_admin(db: Database) -> tuple[str, str] | None:
 
 
 async def login(db: Database, username: str, password: str, lifetime: timedelta) -> tuple[str, SessionInfo]:
-    """Returns (cookie token, session). The database keeps only the token's hash."""
+    """Returns (cookie token, session). The database keeps only the token's hash.
+
+    Raises AuthError for wrong credentials, AuthBusy when too many checks are queued.
+    """
     async with db.session() as s:
         user = await s.scalar(select(User).where(User.username == username))
-        try:
-            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-        except (VerificationError, InvalidHashError):
-            raise AuthError("wrong username or password") from None
-        if user is None:
-            raise AuthError("wrong username or password")
+    # no database connection is held while the password is checked
+    if not await verify_password(user.password_hash if user else _DUMMY_HASH, password) or user is None:
+        raise AuthError("wrong username or password")
+    async with db.session() as s:
         now = utcnow()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         await s.execute(delete(LoginSession).where(LoginSession.expires_at < now))

@@ -29,16 +29,33 @@ def _config(args: argparse.Namespace) -> FirelinkConfig:
 
 
 def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
+    import os
+    import signal
+
     from aiohttp import web
 
     from dispatch.app import create_app
+    from dispatch.lease import LeaseHeld
 
     # paho's network thread and the event loop share the GIL: hand it over every 0.5 ms instead of
     # 5 ms, so a burst being parsed does not hold up commits and WebSocket pushes (measured in bench/).
     sys.setswitchinterval(0.0005)
-    app = create_app(cfg)
-    print(f"Firelink console: {cfg.public_url()}  (MQTT {cfg.mqtt.host}:{cfg.mqtt.port})", flush=True)
-    web.run_app(app, host=cfg.console.host, port=cfg.console.port, print=None, access_log=None)
+    lost: list[bool] = []
+
+    def lease_lost() -> None:  # another core took the database over: stop (cleanly) and exit non-zero
+        lost.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = create_app(cfg, on_lease_lost=lease_lost)
+    try:
+        web.run_app(app, host=cfg.console.host, port=cfg.console.port, print=None, access_log=None,
+                    handle_signals=True)
+    except LeaseHeld as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 3
+    if lost:
+        print("error: stopped: another core took over this database (core lease lost)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -1,7 +1,8 @@
 """Where video detections enter the core (from in-process detectors or remote workers over MQTT).
 
-- Confirmed smoke/fire → an alarm in the same pipeline as a button press; the triggering frame and its
-  boxes are kept as evidence and recorded on the incident (with the file's SHA-256).
+- Confirmed smoke/fire → an alarm in the same pipeline as a button press; once the alarm is stored, the
+  triggering frame is kept under its SHA-256 (``{evidence_dir}/detections/{sha256}.jpg``; no name from the
+  message) and recorded with its boxes on the incident. A rejected or duplicate alarm writes nothing.
 - An officer closing such an incident as a false alarm turns that frame into a labelled hard negative
   for `firelink train`.
 - A blocked exit → a hazard with before/after snapshots; the obstruction clearing is recorded on it.
@@ -10,8 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Any
 from sqlalchemy import select
 
 from dispatch import events as ev
+from dispatch.evidence_record import DETECTION_FRAME, entries
 from dispatch.hazard_models import Hazard
 from dispatch.hazards import CLOSED, HazardService, Upload
 from dispatch.inputs import SYSTEM, Actor, AlarmIn
-from dispatch.models import Alarm
 from dispatch.service import IncidentService
+from ingest.integrity import confined, sha256_bytes, write_content_addressed
 
 log = logging.getLogger(__name__)
 
@@ -49,31 +49,44 @@ class DetectionSink:
         self._pending[str(record["alarm_id"])] = record
 
     async def submit(self, alarms: list[AlarmIn]) -> None:
-        await self.service.ingest(alarms)
-        for alarm in alarms:
+        outcomes = await self.service.ingest(alarms)
+        for alarm, outcome in zip(alarms, outcomes, strict=True):
             record = self._pending.pop(alarm.alarm_id, None)
-            if record is not None and record.get("jpeg"):
+            # Only a newly stored alarm keeps its frame: a rejected or duplicate one writes nothing.
+            if outcome == "accepted" and record is not None and record.get("jpeg"):
                 await self._keep_frame(alarm, record)
 
     async def _keep_frame(self, alarm: AlarmIn, record: dict[str, Any]) -> None:
-        jpeg: bytes = record["jpeg"]
-        self.frames.mkdir(parents=True, exist_ok=True)
-        path = self.frames / f"{alarm.alarm_id}.jpg"
-        meta = {k: v for k, v in record.items() if k not in ("jpeg", "raw_jpeg", "frame_jpeg")}
-        await asyncio.to_thread(path.write_bytes, jpeg)
-        if record.get("raw_jpeg"):  # unmarked copy: what a false alarm teaches the detectors
-            await asyncio.to_thread(path.with_suffix(".raw.jpg").write_bytes, record["raw_jpeg"])
-        await asyncio.to_thread(path.with_suffix(".json").write_text, json.dumps(meta, default=str))
+        """Stores the frame under its SHA-256 (never a name from the message) and records it on the incident."""
         open_inc = self.service.open_by_unit.get(alarm.unit_id)
         if open_inc is None:
+            return  # no incident to attach it to: nothing is written
+        jpeg = record["jpeg"]
+        if not isinstance(jpeg, bytes) or not jpeg.startswith(b"\xff\xd8"):
+            log.warning("alarm %r: detection frame is not a JPEG; not kept", alarm.alarm_id[:128])
             return
+        name, digest = await asyncio.to_thread(write_content_addressed, self.frames, jpeg, "jpg")
+        data: dict[str, Any] = {"alarm_id": alarm.alarm_id, "camera_id": alarm.device_id, "file": name,
+                                "sha256": digest, "boxes": record.get("boxes", []),
+                                "confidence": record.get("confidence")}
+        raw = record.get("raw_jpeg")
+        if isinstance(raw, bytes) and raw.startswith(b"\xff\xd8"):  # unmarked copy: what a false alarm teaches
+            data["raw_file"], data["raw_sha256"] = await asyncio.to_thread(
+                write_content_addressed, self.frames, raw, "jpg")
         async with self.service.writer.tx() as tx:
-            self.service.writer.record(
-                tx, "detection.frame", SYSTEM, alarm.received_at,
-                {"alarm_id": alarm.alarm_id, "camera_id": alarm.device_id, "file": path.name,
-                 "sha256": hashlib.sha256(jpeg).hexdigest(), "boxes": meta.get("boxes", []),
-                 "confidence": meta.get("confidence")},
-                incident_id=open_inc.incident_id)
+            self.service.writer.record(tx, DETECTION_FRAME, SYSTEM, alarm.received_at, data,
+                                       incident_id=open_inc.incident_id)
+
+    def _read_verified(self, name: Any, sha256: Any) -> bytes | None:
+        """A kept frame's bytes when its name is plain and its content still has the recorded SHA-256 (blocking)."""
+        try:
+            data = confined(self.frames, str(name)).read_bytes()
+        except (ValueError, OSError):
+            return None
+        if sha256_bytes(data) != sha256:
+            log.error("detection frame %s does not match its recorded SHA-256: not used", name)
+            return None
+        return data
 
     async def learn_from_false_alarms(self) -> None:
         """Frames of video incidents closed as false alarms become hard negatives."""
@@ -84,20 +97,20 @@ class DetectionSink:
                 inc = event.data["incident"]
                 if inc["outcome"] != "false_alarm" or not str(inc["kind"]).startswith("video_"):
                     continue
-                async with self.service.db.session() as s:
-                    ids = (await s.scalars(select(Alarm.alarm_id).where(Alarm.incident_id == inc["id"]))).all()
                 learned = False
-                for alarm_id in ids:
-                    frame = self.frames / f"{alarm_id}.jpg"
-                    if not frame.exists():
+                for frame in await entries(self.service.db, int(inc["id"]), DETECTION_FRAME):
+                    marked = await asyncio.to_thread(self._read_verified, frame.get("file"), frame.get("sha256"))
+                    raw = None
+                    if frame.get("raw_file"):
+                        raw = await asyncio.to_thread(self._read_verified, frame["raw_file"], frame.get("raw_sha256"))
+                    clean = raw or marked  # MQTT workers send the marked frame only
+                    if clean is None:
                         continue
-                    meta = json.loads(frame.with_suffix(".json").read_text())
-                    raw = frame.with_suffix(".raw.jpg")
-                    clean = raw if raw.exists() else frame  # MQTT workers send the marked frame only
-                    saved = await asyncio.to_thread(save_hard_negative, clean.read_bytes(), meta.get("boxes", []),
-                                                    self.hard_negatives_dir, name=alarm_id,
+                    alarm_id = str(frame.get("alarm_id", ""))
+                    saved = await asyncio.to_thread(save_hard_negative, clean, frame.get("boxes") or [],
+                                                    self.hard_negatives_dir, name=alarm_id or None,
                                                     meta={"incident_id": inc["id"], "closed_by": inc["closed_by"]})
-                    log.info("false alarm %s saved as hard negative %s", alarm_id, saved)
+                    log.info("false alarm %s saved as hard negative %s", alarm_id[:128], saved)
                     learned = True
                 for hook in self.after_learning if learned else []:
                     try:
@@ -135,7 +148,7 @@ class DetectionSink:
                 self.service.writer.record(
                     tx, "hazard.obstruction_cleared", DETECTOR, event.cleared_at,
                     {"camera_id": event.camera_id, "zone_id": event.zone_id, "fraction": event.fraction,
-                     "sha256": hashlib.sha256(event.after_jpeg).hexdigest()},
+                     "sha256": sha256_bytes(event.after_jpeg)},
                     hazard_id=hazard_id)
 
     def camera_recheck(self, detectors: Any, hub: Any) -> Callable[[dict[str, Any]], Awaitable[Any]]:

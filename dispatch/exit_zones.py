@@ -12,7 +12,6 @@ Storage, record entries (`exit_zone.created|updated|deleted`, plus `exit_zone.re
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from dispatch.models import ExitZone
 from dispatch.regions import RegionStore, RegionTarget, check_area, console_view, rounded, validated
 from dispatch.service import BadRequest, NotFound
 from dispatch.views import iso
+from ingest.integrity import IntegrityError, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,10 @@ class ExitZoneService(RegionStore[ExitZone]):
                                  .options(undefer(ExitZone.reference_jpeg)))
         if row is None or row.reference_jpeg is None or row.reference_sha256 is None:
             raise NotFound(f"exit zone {zone_id!r} of camera {camera_id!r} has no clear reference")
+        if await asyncio.to_thread(sha256_bytes, row.reference_jpeg) != row.reference_sha256:
+            log.error("clear reference of exit zone %r (camera %r) fails its SHA-256: refused", zone_id, camera_id)
+            raise IntegrityError(f"the clear reference of exit zone {zone_id!r} was altered: it no longer matches "
+                                 "its recorded SHA-256; not served")
         return row.reference_jpeg, row.reference_sha256
 
     # ------------------------------------------------------------ writing
@@ -162,7 +166,7 @@ class ExitZoneService(RegionStore[ExitZone]):
         self.camera(camera_id)
         if not jpeg.startswith(b"\xff\xd8"):
             raise BadRequest("the reference must be a JPEG frame")
-        digest = hashlib.sha256(jpeg).hexdigest()
+        digest = sha256_bytes(jpeg)
         async with self.writer.tx() as tx:
             row = await self._editable(tx.session, camera_id, zone_id)
             now = self.clock()

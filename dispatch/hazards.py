@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -39,6 +38,7 @@ from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 from dispatch.views import iso, record_view, unit_view
 from dispatch.writer import Tx, Writer
+from ingest.integrity import IntegrityError, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class HazardService:
         rows = []
         for f, kind in self._check_images(files):
             row = HazardEvidence(hazard_id=h.id, stage=stage, content_type=kind, filename=f.filename[:200],
-                                 size=len(f.data), sha256=hashlib.sha256(f.data).hexdigest(), data=f.data,
+                                 size=len(f.data), sha256=sha256_bytes(f.data), data=f.data,
                                  note=note, uploaded_at=now, uploaded_by=actor.username)
             tx.session.add(row)
             rows.append(row)
@@ -587,8 +587,9 @@ class HazardService:
             query = query.where(Hazard.category == category)
         if severity:
             query = query.where(Hazard.severity == severity)
+        # a period holds the cases active in it: found before its end and not closed before its start
         if start:
-            query = query.where(Hazard.found_at >= start)
+            query = query.where(or_(Hazard.closed_at.is_(None), Hazard.closed_at >= start))
         if end:
             query = query.where(Hazard.found_at < end)
         if q:
@@ -629,12 +630,26 @@ class HazardService:
         return view
 
     async def evidence(self, evidence_id: int, actor: Actor) -> tuple[HazardEvidence, str]:
+        """A photo the caller may see, checked against the SHA-256 recorded when it was added.
+
+        Raises IntegrityError when the stored bytes, the row's SHA-256 and the record do not all agree.
+        """
         async with self.db.session() as s:
             e = await s.get(HazardEvidence, evidence_id)
             if e is None:
                 raise NotFound(f"evidence {evidence_id} not found")
             h = await self._hazard(s, e.hazard_id)
+            added = (await s.scalars(select(RecordEntry.data).where(
+                RecordEntry.hazard_id == h.id, RecordEntry.action == EVIDENCE_ADDED))).all()
         self._check_visible(actor, h.unit_id)
+        recorded = {f.get("evidence_id"): f.get("sha256") for d in added if isinstance(d, dict)
+                    for f in d.get("files", []) if isinstance(f, dict)}
+        digest = await asyncio.to_thread(sha256_bytes, e.data)
+        if digest != e.sha256 or recorded.get(e.id) != e.sha256:
+            log.error("hazard evidence %s failed its integrity check (row %s, record %s, content %s): refused",
+                      e.id, e.sha256, recorded.get(e.id), digest)
+            raise IntegrityError(f"evidence {e.id} altered: its content no longer matches the SHA-256 recorded "
+                                 "when it was added; not served")
         return e, h.unit_id
 
     async def notice_document(self, notice_id: int, actor: Actor) -> dict[str, Any]:

@@ -252,3 +252,16 @@ class DetectorMask(CameraRegion):
     __tablename__ = "detector_masks"
 
     __table_args__ = (UniqueConstraint("camera_id", "zone_id", name="uq_detector_masks_camera_zone"),)
+
+
+class CoreLease(Base):
+    """Which core may write to this database (dispatch.lease): one row, renewed while that core runs."""
+
+    __tablename__ = "core_lease"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))  # random per process start
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    acquired_at: Mapped[datetime]
+    renewed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,21 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get("FIRELINK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WEBHOOK_SECRET = "test-webhook-secret"
 AGENCY_TOKEN = "test-agency-token"
+
+
+class RunningClock:
+    """An injected app clock that starts at a fixed instant and runs at real speed; `offset` jumps it.
+
+    Tests that run the app live use it so that nothing depends on today's date (periods, deadlines, month ends).
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self.offset = timedelta()
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
 
 
 def free_port() -> int:

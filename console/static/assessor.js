@@ -1,7 +1,7 @@
 // Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
 // hazards by unit, case search with full timeline and evidence, CSV/PDF export.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { fmtTime, get, h, loadMe, logout, toast } from "./common.js";
+import { fmtTime, get, h, loadMe, logout, now, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -87,11 +87,15 @@ function query() {
   return `period=${encodeURIComponent($("p-value").value.trim())}`;
 }
 
+/** The current period on the server's clock, in the station's time zone (as the server counts periods). */
 function defaultValue(kind) {
-  const d = new Date();
-  if (kind === "month") return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`;
-  if (kind === "quarter") return `${d.getFullYear()}-Q${Math.floor(d.getMonth() / 3) + 1}`;
-  return String(d.getFullYear());
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit" })
+    .formatToParts(new Date(now()));
+  const year = parts.find((p) => p.type === "year").value;
+  const month = Number(parts.find((p) => p.type === "month").value);
+  if (kind === "month") return `${year}-${String(month).padStart(2, "0")}`;
+  if (kind === "quarter") return `${year}-Q${Math.floor((month - 1) / 3) + 1}`;
+  return year;
 }
 
 async function loadKpi() {

@@ -1,6 +1,6 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { connectLive, fmtTime, get, h, loadMe, logout, post, toast } from "./common.js";
+import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast } from "./common.js";
 import { upload } from "./hazards_i18n.js";
 
 const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null };
@@ -87,7 +87,7 @@ function actions(d) {
         await post(`/api/hazards/${d.id}/recheck`, { rectified: ok, note: note.value });
         await select(d.id); await refreshList();
       });
-      const overdue = d.deadline && Date.parse(d.deadline) <= Date.now();
+      const overdue = d.deadline && Date.parse(d.deadline) <= now();
       out.push(h("div.card", h("h2", t("hz.recheck")), h("div.row", note,
         h("button#r-ok.btn.btn-ok", { type: "button", onclick: () => recheck(true) }, t("hz.recheck.ok")),
         h("button#r-fail.btn.btn-danger", { type: "button", onclick: () => recheck(false) }, t("hz.recheck.fail")),

@@ -22,6 +22,7 @@ export const STRINGS = {
     "login.submit": "登录",
     "login.busy": "正在登录…",
     "login.failed": "用户名或密码错误",
+    "login.locked": "登录失败次数过多，请 {s} 秒后再试",
     "login.expired": "登录已过期，请重新登录",
 
     "role.admin": "管理员",
@@ -246,6 +247,7 @@ export const STRINGS = {
     "login.submit": "Log in",
     "login.busy": "Logging in…",
     "login.failed": "Wrong username or password",
+    "login.locked": "Too many failed logins; try again in {s} s",
     "login.expired": "Session expired, please log in again",
 
     "role.admin": "Admin",

@@ -44,7 +44,9 @@ form.addEventListener("submit", async (e) => {
     });
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) {
-      errorEl.textContent = resp.status === 401 ? t("login.failed") : (body.error || t("error.generic"));
+      errorEl.textContent = resp.status === 401 ? t("login.failed")
+        : resp.status === 429 ? t("login.locked", { s: resp.headers.get("Retry-After") || "1" })
+        : (body.error || t("error.generic"));
       errorEl.hidden = false;
       return;
     }

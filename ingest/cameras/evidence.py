@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,19 +32,12 @@ from typing import Any
 
 from config.cameras import VideoConfig
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
+from ingest.integrity import confined, sha256_file, write_confined
 
 log = logging.getLogger(__name__)
 
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_time(value: str | float | None) -> float:
@@ -141,11 +133,8 @@ class EvidenceStore:
             return None
 
     def write_manifest(self, incident_id: int, data: dict[str, Any]) -> None:
-        d = self.incident_dir(incident_id)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1))
-        tmp.replace(d / MANIFEST)
+        write_confined(self.incident_dir(incident_id), MANIFEST,
+                       json.dumps(data, ensure_ascii=False, indent=1).encode())
 
     def add_file(self, incident_id: int, base: dict[str, Any], ef: EvidenceFile) -> None:
         data = self.manifest(incident_id) or dict(base, files=[])
@@ -154,13 +143,25 @@ class EvidenceStore:
 
     def resolve(self, rel: str) -> Path | None:
         """A stored evidence file by its relative name, or None (rejects anything outside the folder)."""
-        parts = Path(rel).parts
+        parts = rel.split("/")
         if len(parts) != 2 or not parts[0].startswith("incident-") or parts[1] == MANIFEST:
             return None
-        if any(p in ("..", ".", "") or "/" in p or "\\" in p for p in parts):
+        try:
+            confined(confined(self.root, parts[0]), parts[1])
+        except ValueError:
             return None
         p = self.root / parts[0] / parts[1]
         return p if p.is_file() else None
+
+    def listed_sha256(self, rel: str) -> str | None:
+        """The SHA-256 the incident's manifest lists for `rel` (incident-{id}/{name}), or None."""
+        try:
+            incident_id = int(rel.split("/")[0].removeprefix("incident-"))
+        except ValueError:
+            return None
+        files = (self.manifest(incident_id) or {}).get("files", [])
+        found = [f.get("sha256") for f in files if isinstance(f, dict) and f.get("file") == rel]
+        return str(found[-1]) if found and found[-1] else None
 
     def set_hold(self, incident_id: int, hold: bool, reason: str = "") -> bool:
         """Keep (or release) an incident's evidence beyond retention, e.g. while a case is open."""
@@ -344,8 +345,9 @@ class EvidenceRecorder:
             return []
         base = {"incident_id": incident_id, "unit_id": unit_id, "opened_at": at, "created": time.time(),
                 "hold": False, "files": []}  # fmt: skip
-        if self.store.manifest(incident_id) is None:
-            await asyncio.to_thread(self.store.write_manifest, incident_id, base)
+        async with self._manifest_lock:  # a photo may be saved at the same moment
+            if await asyncio.to_thread(self.store.manifest, incident_id) is None:
+                await asyncio.to_thread(self.store.write_manifest, incident_id, base)
         results = await asyncio.gather(
             *(self._capture_camera(incident_id, base, s, at) for s in streams), return_exceptions=True
         )
@@ -388,7 +390,7 @@ class EvidenceRecorder:
         frames = [f for f in collected if at - pre <= f.ts <= at + post]
         if len(frames) >= 2:
             d.mkdir(parents=True, exist_ok=True)
-            path = d / f"{s.id}-clip.mp4"
+            path = confined(d, f"{s.id}-clip.mp4")
             await encode_clip(frames, path, self.video.clip_crf)
             digest = await asyncio.to_thread(sha256_file, path)
             ef = EvidenceFile(
@@ -412,14 +414,7 @@ class EvidenceRecorder:
         """Writes one evidence file atomically, adds it to the manifest and records its SHA-256."""
         d = self.store.incident_dir(incident_id)
 
-        def write() -> str:
-            d.mkdir(parents=True, exist_ok=True)
-            tmp = d / (name + ".part")
-            tmp.write_bytes(data)
-            tmp.replace(d / name)
-            return hashlib.sha256(data).hexdigest()
-
-        digest = await asyncio.to_thread(write)
+        _, digest = await asyncio.to_thread(write_confined, d, name, data)
         ef = EvidenceFile(f"{d.name}/{name}", kind, source, digest, len(data), ts, ts)
         await self._register(incident_id, base, ef)
         return ef

@@ -12,24 +12,20 @@ from playwright.async_api import Browser, expect
 from dispatch.hazards import HAZARDS
 from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
 from tests.hazards.conftest import config, hazard_app, jpeg
-from tests.support import RunningApp
+from tests.support import RunningApp, RunningClock
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+# The last evening of the year in the station's time zone (UTC+8): the deadline jump below crosses a month and a
+# year end, the edge where a page or server that reads the real calendar instead of the app's clock goes wrong.
+YEAR_END = datetime(2026, 12, 31, 13, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> RunningClock:
+    return RunningClock(YEAR_END)
 
 
 @pytest.fixture
-async def app(sqlite_url: str, clock: Clock) -> AsyncIterator[RunningApp]:
+async def app(sqlite_url: str, clock: RunningClock) -> AsyncIterator[RunningApp]:
     async with hazard_app(config(sqlite_url), clock=clock) as running:
         yield running
 
@@ -42,7 +38,7 @@ async def pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:  # n
     assert not p.errors, f"uncaught JavaScript errors: {p.errors}"
 
 
-async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clock: Clock, shot) -> None:  # noqa: F811
+async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clock: RunningClock, shot) -> None:  # noqa: F811
     svc = app.app[HAZARDS]
     hz = await svc.create_from_detection(unit_id="school-1", camera_id="cam-1", zone="exit-east",
                                          category="blocked_exit", snapshot_jpeg=jpeg())

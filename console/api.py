@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from console.routing import (
     EVERYONE,
@@ -30,7 +30,9 @@ from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, InputModel
 from dispatch.login_throttle import retry_after_header
+from dispatch.queries import IncidentFilter
 from dispatch.service import Forbidden, NotFound
+from dispatch.state import ALARM_KINDS
 
 log = logging.getLogger(__name__)
 api = ApiRouter()
@@ -66,11 +68,6 @@ class PressBody(_Body):
 
 class EmptyBody(_Body):
     pass
-
-
-class IncidentsQuery(Query):
-    state: Literal["open", "closed", "all"] = Field("open", description="Which incidents.")
-    limit: Count = 200
 
 
 class DispatchesQuery(Query):
@@ -170,10 +167,30 @@ async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
     return await request.app[SERVICE].list_units(actor(request))
 
 
-@api.route("GET", "/api/incidents", "List incidents", roles=EVERYONE, query=IncidentsQuery)
-async def get_incidents(request: web.Request, _: None) -> list[dict[str, Any]]:
-    q = query_of(request, IncidentsQuery)
-    return await request.app[SERVICE].list_incidents(actor(request), q.state, q.limit)
+class IncidentQuery(Query):
+    """Query parameters of GET /api/incidents (the queue and the history search)."""
+
+    state: Literal["open", "closed", "all"] = "open"
+    unit_id: str | None = Field(None, min_length=1, max_length=64)
+    kind: Literal[ALARM_KINDS] | None = None  # type: ignore[valid-type]
+    outcome: Literal["resolved", "false_alarm"] | None = None
+    since: AwareDatetime | None = Field(None, description="Opened at or after (ISO 8601 with a zone).")
+    until: AwareDatetime | None = Field(None, description="Opened before (ISO 8601 with a zone).")
+    limit: Count = 200
+
+
+@api.route("GET", "/api/incidents", "List incidents (open: urgency order; closed/all: history, filtered)",
+           roles=EVERYONE, query=IncidentQuery)
+async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | list[dict[str, Any]]:
+    q = query_of(request, IncidentQuery)
+    service = request.app[SERVICE]
+    if q.unit_id is not None and q.unit_id not in service.units:
+        return error(400, f"unknown unit {q.unit_id!r}")
+    if q.since is not None and q.until is not None and q.until <= q.since:
+        return error(400, "until must be after since")
+    return await service.list_incidents(actor(request), IncidentFilter(
+        state=q.state, unit_id=q.unit_id, kind=q.kind, outcome=q.outcome, since=q.since, until=q.until,
+        limit=q.limit))
 
 
 @api.route("GET", "/api/incidents/{id}", "Get an incident with its timeline", roles=EVERYONE)

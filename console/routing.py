@@ -20,7 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from console.outage import DB_DOWN, unavailable
-from console.security import ACTOR, CSRF_HEADER, VIA_SESSION, csrf_ok
+from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.inputs import Actor, InputModel, loads
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
@@ -246,7 +246,9 @@ async def _check(route: Route, request: web.Request) -> tuple[web.StreamResponse
         if actor is None:
             if request.get(DB_DOWN):  # the session could not be looked up: not the caller's fault
                 return unavailable(), None
-            return error(401, "login required"), None
+            # session_expired: a session cookie came but no longer names a session (the login page
+            # says "expired" only then, not on a first visit)
+            return error(401, "login required", session_expired=COOKIE in request.cookies), None
         if actor.role not in route.roles:
             return error(403, f"role {actor.role} may not {route.summary.lower()}"), None
         if request.method not in ("GET", "HEAD") and request.get(VIA_SESSION) and not csrf_ok(request):
@@ -258,7 +260,8 @@ async def _check(route: Route, request: web.Request) -> tuple[web.StreamResponse
             return _invalid("path parameter", exc), None
     if route.query is not None:
         try:
-            request[QUERY_KEY] = route.query.model_validate(dict(request.query))
+            # an empty value means absent (forms send `unit_id=` for "any")
+            request[QUERY_KEY] = route.query.model_validate({k: v for k, v in request.query.items() if v != ""})
         except ValidationError as exc:
             return _invalid("query parameter", exc), None
     if route.body is None:
@@ -345,7 +348,9 @@ def _operation(r: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     if r.query is not None:
         q = _schema_of(r.query, schemas)
         required = set(q.get("required", []))
-        params += [{"name": n, "in": "query", "required": n in required, "schema": _not_null(s)}
+        params += [{"name": n, "in": "query", "required": n in required,
+                    "description": "An empty value means the parameter is absent.",
+                    "schema": {"anyOf": [_not_null(s), {"const": ""}]}}
                    for n, s in q.get("properties", {}).items()]
     if params:
         op["parameters"] = params

@@ -67,9 +67,8 @@ def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
     if args.unit_id not in {u.id for u in cfg.units}:
         print(f"warning: unit {args.unit_id!r} is not configured; the core will reject this alarm", file=sys.stderr)
     alarm_id = args.alarm_id or f"cli-{uuid.uuid4().hex}"
-    payload: dict[str, str] = {"alarm_id": alarm_id, "kind": args.kind, "ts": datetime.now(UTC).isoformat()}
-    if args.device_id:
-        payload["device_id"] = args.device_id
+    payload: dict[str, str] = {"alarm_id": alarm_id, "kind": args.kind, "ts": datetime.now(UTC).isoformat(),
+                               "device_id": args.device_id or f"{args.unit_id[:60]}-cli"}
     if args.note:
         payload["note"] = args.note
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"firelink-press-{uuid.uuid4().hex[:8]}")
@@ -166,14 +165,15 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="firelink", description="Firelink alarm & dispatch command system")
-    p.add_argument("--config", help="YAML config (default: $FIRELINK_CONFIG, config/firelink.yaml, embedded)")
+    p.add_argument("--config", help=CONFIG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the core, MQTT ingest and the web console")
     press = sub.add_parser("press", help="press a unit's one-key alarm over MQTT (drills, demos, tests)")
     press.add_argument("unit_id")
     press.add_argument("--kind", default="one_key",
                        choices=["one_key", "smoke", "heat", "manual_call_point", "gas", "other"])
-    press.add_argument("--device-id")
+    press.add_argument("--device-id", help="device id sent with the alarm (default: UNIT_ID-cli, so the record "
+                       "shows the alarm came from this command, not from a configured button)")
     press.add_argument("--note")
     press.add_argument("--alarm-id", help="fixed alarm id (default: random); repeats are de-duplicated")
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
@@ -190,7 +190,25 @@ def parser() -> argparse.ArgumentParser:
     from detectors.cli import add_commands  # detect-image, detect-video, detect (worker), train
 
     add_commands(sub)
+    _config_everywhere(p)
     return p
+
+
+CONFIG_HELP = "YAML config (default: $FIRELINK_CONFIG, config/firelink.yaml, embedded)"
+
+
+def _config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE` is accepted after the command too (`firelink run --config FILE`), as users type it.
+
+    The sub-command's option has no default of its own (SUPPRESS), so it never overwrites one given
+    before the command.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                if not any("--config" in a.option_strings for a in child._actions):
+                    child.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+                _config_everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:

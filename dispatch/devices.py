@@ -28,12 +28,15 @@ class DeviceMonitor:
         self.intervals = {d.id: timedelta(seconds=d.heartbeat_interval_s) for u in cfg.units for d in u.devices}
         self.last_seen: dict[str, datetime] = {}
         self.status: dict[str, str] = {}
+        self.heard_before: set[str] = set()  # devices heard from before this start (last_seen in the database)
         self.started_at = clock()
 
     async def load(self) -> None:
         async with self.service.db.session() as s:
             for dev in (await s.scalars(select(Device))).all():
                 self.status[dev.id] = dev.status
+                if dev.last_seen is not None:
+                    self.heard_before.add(dev.id)
 
     async def handle(self, msg: DeviceStatusIn) -> Rejection | None:
         if msg.device_id not in self.intervals:
@@ -46,9 +49,26 @@ class DeviceMonitor:
             self.status[msg.device_id] = msg.status
         return None
 
+    async def alarm_from(self, device_id: str | None, at: datetime) -> None:
+        """An alarm sent by a configured device shows it is alive: it counts as a heartbeat.
+
+        A device never heard from (or silent, offline) becomes online; a reported fault stays until
+        the device reports otherwise.
+        """
+        if device_id is None or device_id not in self.intervals:
+            return
+        self.last_seen[device_id] = max(at, self.last_seen.get(device_id, at))
+        if self.status.get(device_id) in (None, "unknown", "offline"):
+            await self.service.set_device_status(device_id, "online", "alarm received", at, at)
+            self.status[device_id] = "online"
+
     async def check_silence(self) -> None:
+        """Devices silent longer than their interval go offline. One never heard from stays 'unknown':
+        silence from a device that never spoke says nothing about it, so it is not shown as a failure."""
         now = self.clock()
         for dev_id, interval in self.intervals.items():
+            if dev_id not in self.last_seen and dev_id not in self.heard_before:
+                continue
             last = self.last_seen.get(dev_id, self.started_at)
             if now - last > interval and self.status.get(dev_id) != "offline":
                 secs = int((now - last).total_seconds())

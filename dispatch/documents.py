@@ -27,6 +27,7 @@ def _env() -> Environment:
                       undefined=StrictUndefined)
     env.filters["pct"] = lambda v: "—" if v is None else f"{v * 100:.1f}%"
     env.filters["num"] = lambda v: "—" if v is None else (f"{v:g}" if isinstance(v, float) else str(v))
+    env.filters["secs"] = lambda v: "—" if v is None else str(round(v))  # response times: to the second
     return env
 
 

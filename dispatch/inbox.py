@@ -19,7 +19,9 @@ class CoreInbox:
         """Commits everything in `items`; raises only if the database is unavailable (then nothing is acked)."""
         await self.service.ingest([i for i in items if isinstance(i, AlarmIn | Rejection)])
         for item in items:
-            if isinstance(item, DeviceStatusIn):
+            if isinstance(item, AlarmIn):
+                await self.devices.alarm_from(item.device_id, item.received_at)
+            elif isinstance(item, DeviceStatusIn):
                 refused = await self.devices.handle(item)
                 if refused is not None:
                     await self.service.reject(refused)

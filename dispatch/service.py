@@ -34,6 +34,7 @@ from dispatch.models import (
     RejectedMessage,
     Unit,
 )
+from dispatch.queries import STATES, IncidentFilter, incident_rows
 from dispatch.state import (
     DispatchStatus,
     IncidentStatus,
@@ -440,6 +441,8 @@ class IncidentService:
         async with self.writer.tx() as tx:
             inc = await self._incident(tx.session, incident_id)
             self._check_visible(actor, inc.unit_id, agencies=None)
+            if inc.status == IncidentStatus.CLOSED:
+                raise TransitionError("incident is closed: instructions and replies can no longer be sent")
             now = self.clock()
             msg = Message(incident_id=inc.id, sender=actor.username, sender_role=actor.role, text=text, at=now)
             tx.session.add(msg)
@@ -561,20 +564,14 @@ class IncidentService:
         if actor.role == "agency" and (agencies is None or actor.agency not in agencies):
             raise Forbidden("agencies see only incidents dispatched to them")
 
-    async def list_incidents(self, actor: Actor, state: str = "open", limit: int = 200) -> list[dict[str, Any]]:
+    async def list_incidents(self, actor: Actor, state: str | IncidentFilter = "open",
+                             limit: int = 200) -> list[dict[str, Any]]:
+        """Open incidents in urgency order, or the history (closed / all) newest first, filtered."""
+        f = state if isinstance(state, IncidentFilter) else IncidentFilter(state=state, limit=limit)
+        if f.state not in STATES:
+            raise BadRequest("state must be open, closed or all")
         async with self.db.session() as s:
-            q = select(Incident).order_by(Incident.id.desc()).limit(max(1, min(limit, 1000)))
-            if state == "open":
-                q = q.where(Incident.status != IncidentStatus.CLOSED)
-            elif state == "closed":
-                q = q.where(Incident.status == IncidentStatus.CLOSED)
-            elif state != "all":
-                raise BadRequest("state must be open, closed or all")
-            if actor.role == "unit":
-                q = q.where(Incident.unit_id == actor.unit_id)
-            elif actor.role == "agency":
-                q = q.where(Incident.id.in_(select(Dispatch.incident_id).where(Dispatch.agency == actor.agency)))
-            rows = (await s.scalars(q)).all()
+            rows = await incident_rows(s, actor, f)
             disp = await self._dispatches_for(s, [r.id for r in rows])
             return [incident_view(r, self.units[r.unit_id], disp.get(r.id, [])) for r in rows]
 
@@ -588,8 +585,9 @@ class IncidentService:
                                        .order_by(RecordEntry.id))).all()
             messages = (await s.scalars(select(Message).where(Message.incident_id == inc.id)
                                         .order_by(Message.id))).all()
+            # the unit's incidents before this one (a later one is not this alarm's history)
             history = await s.scalar(select(func.count(Incident.id)).where(Incident.unit_id == inc.unit_id,
-                                                                            Incident.id != inc.id))
+                                                                            Incident.id < inc.id))
             view = incident_view(inc, self.units[inc.unit_id], dispatches)
             view.update(
                 alarms=[alarm_view(a) for a in alarms],

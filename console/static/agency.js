@@ -1,11 +1,13 @@
 // Fire brigade / medical centre page (消防救援大队 / 120急救中心): dispatches sent to this agency,
 // with 签收 (accept) and 到场 (on scene). Live over the WebSocket; a new dispatch sounds.
 
-import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { applyI18n, bindLangToggle, getLang, onLangChange, t } from "./i18n.js";
 import {
   Alerter, connectLive, fmtTime, get, h, kindLabel, loadMe, logout, now, post, serialised, startTimers, telLink,
   toast,
 } from "./common.js";
+import "./console_i18n.js";
+import { hasPosition, offlineMap } from "./map.js";
 
 const $ = (id) => document.getElementById(id);
 const UNACCEPTED = new Set(["pending", "sent", "delivered"]);
@@ -51,10 +53,12 @@ async function act(d, what) {
   try {
     const view = await post(`/api/dispatches/${d.id}/${what === "accept" ? "ack" : "on_scene"}`);
     Object.assign(d, view);
+    renderedKey = ""; // (the pressed button was disabled: repaint even if nothing else changed)
     render();
     refetch();
   } catch (err) {
     toast(`${t("error.generic")}: ${err.message}`);
+    renderedKey = "";
     render();
   }
 }
@@ -69,6 +73,7 @@ function geoLink(unit) {
     h("a.geo-link", { href: `geo:${lat},${lon}?q=${lat},${lon}(${encodeURIComponent(unit.name || "")})` }, t("ag.map")));
 }
 
+let renderedKey = "";
 function render() {
   applyI18n(document);
   const list = [...state.dispatches].sort((a, b) => {
@@ -78,6 +83,11 @@ function render() {
   });
   const waiting = list.filter((d) => UNACCEPTED.has(d.status)).length;
   alerter.set(waiting ? "normal" : "off");
+  // Unchanged data (a refetch after an event that changed nothing shown): keep the cards as they are,
+  // so a button being pressed is not replaced under the finger between pointerdown and pointerup.
+  const key = `${getLang()}|${JSON.stringify(list)}`;
+  if (key === renderedKey) { paintTimers(); return; }
+  renderedKey = key;
   $("ag-count").textContent = String(list.length);
   $("ag-count").classList.toggle("hot", waiting > 0);
   $("ag-empty").hidden = list.length > 0;
@@ -107,9 +117,38 @@ function render() {
         h("button.btn.act.btn-resolve", {
           type: "button", dataset: { action: "on_scene" }, disabled: d.status === "on_scene",
           onclick: () => act(d, "on_scene"),
-        }, d.on_scene_at ? `${t("ag.on_scene")} ✔ ${fmtTime(d.on_scene_at)}` : t("ag.on_scene"))));
+        }, d.on_scene_at ? `${t("ag.on_scene")} ✔ ${fmtTime(d.on_scene_at)}` : t("ag.on_scene"))),
+      hasPosition(unit) ? h("div.dcard-map-slot", { dataset: { unit: unit.id || "" } }) : null);
   }));
+  attachMaps(list);
   paintTimers();
+}
+
+// One small offline map per dispatch card, kept across re-renders (moved into the new card) and
+// removed with its dispatch; the unit's position on the locally drawn grid, no tiles fetched.
+const maps = new Map(); // dispatch id → {el, m}
+function attachMaps(list) {
+  const live = new Set();
+  for (const d of list) {
+    const unit = d.incident?.unit || {};
+    const slot = document.querySelector(`[data-dispatch="${d.id}"] .dcard-map-slot`);
+    if (!slot || !hasPosition(unit)) continue;
+    live.add(d.id);
+    let entry = maps.get(d.id);
+    if (!entry) {
+      const el = h("div.dcard-map", { role: "img", title: t("ag.map.title") });
+      slot.append(el);
+      entry = { el, m: offlineMap(el, { wheel: false }) };
+      maps.set(d.id, entry);
+    } else {
+      slot.append(entry.el);
+    }
+    entry.m.refresh();
+    entry.m.setUnits([unit], (u) => ({ state: "incident", label: u.name || "" }));
+  }
+  for (const [id, entry] of maps) {
+    if (!live.has(id)) { entry.m.map.remove(); maps.delete(id); }
+  }
 }
 
 boot().catch((err) => toast(err.message || String(err)));

@@ -1,7 +1,7 @@
 // Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
 // hazards by unit, case search with full timeline and evidence, CSV/PDF export.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { fmtTime, get, h, loadMe, logout, now, toast } from "./common.js";
+import { fmtSeconds, fmtTime, get, h, loadMe, logout, now, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -63,6 +63,9 @@ function stat(label, value, hot) {
   return h("div.stat", { class: hot ? "hot" : "" }, h("div.v", value), h("div.l", label));
 }
 
+/** KPI response times: whole seconds (the column says 秒/s); the server keeps milliseconds for exports. */
+const secs = (v) => (v === null || v === undefined ? "—" : String(Math.round(v)));
+
 const catName = (k) => (cfg && cfg.categories.find((c) => c.key === k)?.name) || k;
 
 async function loadNow() {
@@ -115,8 +118,8 @@ async function loadKpi() {
   const cols = [
     { label: "k.rank", f: (r) => r.rank ?? "—" }, { label: "k.officer", left: true, f: (r) => r.officer },
     { label: "k.score", f: (r) => num(r.score) }, { label: "k.alarms_handled", f: (r) => r.alarms_handled },
-    { label: "k.ack", f: (r) => `${num(r.ack_median_s)} / ${num(r.ack_p90_s)}` },
-    { label: "k.dispatch", f: (r) => `${num(r.dispatch_median_s)} / ${num(r.dispatch_p90_s)}` },
+    { label: "k.ack", f: (r) => `${secs(r.ack_median_s)} / ${secs(r.ack_p90_s)}` },
+    { label: "k.dispatch", f: (r) => `${secs(r.dispatch_median_s)} / ${secs(r.dispatch_p90_s)}` },
     { label: "k.ack_share", f: (r) => pct(r.ack_within_target_share) },
     { label: "k.dispatch_share", f: (r) => pct(r.dispatch_within_target_share) },
     { label: "k.handled_share", f: (r) => pct(r.handled_within_2min_share) },
@@ -166,11 +169,13 @@ async function openCase(kind, id) {
     h("figcaption", `${t("ev." + e.stage)} · ${e.sha256.slice(0, 12)}`)))) : null;
   const docs = kind === "hazard" ? h("div.row", c.notices.map((n) => h("a.btn.btn-small", { href: n.pdf, target: "_blank" }, n.number)),
     c.penalties.filter((p) => p.pdf).map((p) => h("a.btn.btn-small", { href: p.pdf, target: "_blank" }, p.number))) : null;
-  const times = kind === "incident" ? h("p", Object.entries(c.response_times).map(([k2, v]) => `${t("times." + k2)} ${num(v)} s`).join(" · ")) : null;
-  box.replaceChildren(h("h2#case-title", `${t("as.case")} · ${kind === "incident" ? t("as.type.incidents") : t("as.type.hazards")} #${id} · ${c.unit.name}`),
+  const times = kind === "incident" ? h("p#case-times", Object.entries(c.response_times)
+    .map(([k2, v]) => `${t("times." + k2)} ${fmtSeconds(v)}`).join(" · ")) : null;
+  // (null parts are left out: replaceChildren would print them as "null")
+  box.replaceChildren(...[h("h2#case-title", `${t("as.case")} · ${kind === "incident" ? t("as.type.incidents") : t("as.type.hazards")} #${id} · ${c.unit.name}`),
     times, docs, evidence,
     h("ol#case-timeline.tl", c.timeline.map((e) => h("li", { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)),
-      t("tl." + e.action), " · ", e.actor, h("span.legend", ` ${e.hash.slice(0, 10)}`)))));
+      t("tl." + e.action), " · ", e.actor, h("span.legend", ` ${e.hash.slice(0, 10)}`))))].filter(Boolean));
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth" });
 }
@@ -180,7 +185,8 @@ async function main() {
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
   const me = await loadMe();
-  $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`;
+  const paintWho = () => { $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`; };
+  paintWho();
   cfg = await get("/api/hazards/config");
   $("p-value").value = defaultValue("month");
   $("p-kind").onchange = () => {
@@ -190,7 +196,7 @@ async function main() {
   };
   $("period-form").addEventListener("submit", (e) => { e.preventDefault(); loadKpi().catch((err) => toast(err.message)); });
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search().catch((err) => toast(err.message)); });
-  onLangChange(() => { applyI18n(document); loadNow(); if (last) loadKpi(); });
+  onLangChange(() => { applyI18n(document); paintWho(); loadNow(); if (last) loadKpi(); });
   await Promise.all([loadNow(), loadKpi()]);
   setInterval(() => loadNow().catch(() => {}), 15000);
 }

@@ -22,7 +22,10 @@ export function setCsrf(token) {
   else sessionStorage.removeItem(CSRF_KEY);
 }
 
-/** Sends the browser to the login page, remembering where to come back to. */
+/**
+ * Sends the browser to the login page, remembering where to come back to. "expired" only when this tab
+ * had a session (a CSRF token from a login or /api/me): a first visit is not an expiry.
+ */
 export function toLogin(reason) {
   const here = location.pathname + location.search + location.hash;
   const q = new URLSearchParams({ next: here });
@@ -30,6 +33,11 @@ export function toLogin(reason) {
   location.replace("/login.html?" + q.toString());
   // Stop the caller: nothing more should run on a page that is leaving.
   return new Promise(() => {});
+}
+
+/** A 401 means "expired" only if there was a session: this tab had one, or the server saw a stale cookie. */
+function hadSession(body) {
+  return !!csrfToken || !!(body && typeof body === "object" && body.session_expired);
 }
 
 export async function api(method, path, body) {
@@ -45,10 +53,10 @@ export async function api(method, path, body) {
   } catch (err) {
     throw new ApiError(0, t("error.network"), null);
   }
-  if (resp.status === 401) return toLogin("expired");
   const text = await resp.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (resp.status === 401) return toLogin(hadSession(data) ? "expired" : undefined);
   if (!resp.ok) {
     const msg = (data && data.error) || `${resp.status} ${resp.statusText}`;
     throw new ApiError(resp.status, msg, data);
@@ -71,9 +79,9 @@ export async function upload(path, form) {
   } catch (err) {
     throw new ApiError(0, t("error.network"), null);
   }
-  if (resp.status === 401) return toLogin("expired");
   let data = null;
   try { data = await resp.json(); } catch { /* not JSON */ }
+  if (resp.status === 401) return toLogin(hadSession(data) ? "expired" : undefined);
   if (!resp.ok) throw new ApiError(resp.status, (data && data.error) || `${resp.status} ${resp.statusText}`, data);
   return data;
 }
@@ -104,6 +112,30 @@ export function homeFor(role) {
   if (role === "unit") return "/unit.html";
   if (role === "agency") return "/agency.html";
   return "/";
+}
+
+/** The pages each role works on (login's `next` may return only to one of these). */
+export const PAGES_FOR = {
+  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  unit: ["/unit.html", "/hazards.html", "/video.html"],
+  agency: ["/agency.html"],
+};
+
+/**
+ * Where login goes for `role` given a `next` parameter: back to `next` only when it is a same-origin
+ * relative path ("/page.html?…#…", never "//host" or "/\\host" or "https:…") to a page of that role;
+ * otherwise the role's home page. Never an open redirect.
+ */
+export function safeNext(role, next, origin = location.origin) {
+  const home = homeFor(role);
+  if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return home;
+  let url;
+  try { url = new URL(next, origin); } catch { return home; }
+  if (url.origin !== origin) return home;
+  if (!(PAGES_FOR[role] || []).includes(url.pathname)) return home;
+  return url.pathname + url.search + url.hash;
 }
 
 /**
@@ -294,9 +326,11 @@ export function fmtTime(iso) {
   return `${d.getMonth() + 1}-${pad(d.getDate())} ${hms}`;
 }
 
+/** A response time, to the second: "12 s" under a minute, else mm:ss (h:mm:ss). */
 export function fmtSeconds(s) {
-  if (s === null || s === undefined) return "—";
-  return s < 60 ? `${s.toFixed(1)} s` : fmtDuration(s);
+  if (s === null || s === undefined || !Number.isFinite(Number(s))) return "—";
+  const r = Math.round(Number(s));
+  return r < 60 ? `${r} s` : fmtDuration(r);
 }
 
 /**
@@ -327,7 +361,10 @@ export function h(sel, attrs, ...children) {
     if (mark === "#") el.id = name;
     else el.classList.add(name);
   }
-  if (attrs && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
+  // The second argument is attributes only when it is a plain object; anything else (a node, an array,
+  // a string, a number — 0 included — or a boolean) is the first child.
+  if (attrs !== null && attrs !== undefined
+      && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
     attrs = null;
   }

@@ -3,11 +3,16 @@
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import {
-  Alerter, connectLive, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
+  Alerter, connectLive, fmtDuration, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
   serialised, startTimers, telLink, toast,
 } from "./common.js";
+import "./console_i18n.js";
+import { hasPosition, offlineMap } from "./map.js";
 
 const AGENCIES = ["fire", "medical"];
+const KINDS = ["one_key", "smoke", "heat", "manual_call_point", "gas", "other", "video_smoke", "video_fire"];
+const HISTORY_LIMIT = 200;
+const BAD_CAMERA = new Set(["offline", "frozen", "dark", "error"]);
 const DISPATCH_STEPS = [
   ["sent", "sent_at"], ["delivered", "delivered_at"], ["acknowledged", "acknowledged_at"], ["on_scene", "on_scene_at"],
 ];
@@ -25,6 +30,12 @@ const state = {
   devices: new Map(),
   cameras: null, // null: not loaded / unavailable; [] none
   camerasAt: 0,
+  // What the detail column shows: "incident" (the selected one; with nothing selected, the idle overview;
+  // new alarms are selected automatically), "overview" or "history" (chosen by the officer: kept until
+  // an incident is picked or a new alarm arrives — the history search is never interrupted).
+  view: "incident",
+  hist: { unit: "", kind: "", outcome: "", since: "", until: "" },
+  histRows: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -60,20 +71,47 @@ async function boot() {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("close-form").requestSubmit(); }
   });
   document.addEventListener("keydown", onKey);
-  window.addEventListener("hashchange", () => {
-    const id = hashIncident();
-    if (id && id !== state.selected) select(id);
-  });
-  onLangChange(() => { paintWho(); renderAll(); });
+  window.addEventListener("hashchange", routeFromHash);
+  $("hist-form").addEventListener("submit", (e) => { e.preventDefault(); searchHistory(readHistoryForm()); });
+  $("hist-reset").addEventListener("click", () => searchHistory({ unit: "", kind: "", outcome: "", since: "", until: "" }));
+  onLangChange(() => { paintWho(); renderAll(); if (state.view === "history") renderHistory(); });
 
   paintTimers = startTimers();
   setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
 
   if (state.role === "admin") $("rejections").hidden = false;
   const wanted = hashIncident();
+  if (!wanted && /^#(overview|history)/.test(location.hash)) routeFromHash();
   await refetchAll();
   if (wanted) select(wanted);
   connectLive({ onEvent, onOpen: refetchAll });
+}
+
+/** #incident/ID, #overview, #history?unit=…&kind=…&outcome=…&since=YYYY-MM-DD&until=YYYY-MM-DD */
+function routeFromHash() {
+  const id = hashIncident();
+  if (id) { if (id !== state.selected || state.view !== "incident") select(id); return; }
+  if (location.hash.startsWith("#history")) {
+    const q = new URLSearchParams(location.hash.split("?")[1] || "");
+    showView("history");
+    searchHistory({ unit: q.get("unit") || "", kind: q.get("kind") || "", outcome: q.get("outcome") || "",
+      since: q.get("since") || "", until: q.get("until") || "" }, { fromHash: true });
+  } else if (location.hash === "#overview") {
+    showView("overview");
+  }
+}
+
+/** Switches the detail column to the overview or the history (leaving the selected incident). */
+function showView(view) {
+  state.view = view;
+  if (view !== "incident") {
+    state.selected = null;
+    state.detail = null;
+    if (view === "overview" && location.hash !== "#overview") history.replaceState(null, "", "#overview");
+  }
+  renderQueue();
+  buildDetailSkeleton();
+  renderPanels();
 }
 
 function paintWho() {
@@ -137,27 +175,46 @@ function refreshRejections() {
   }, 300);
 }
 
-function sortedIncidents() {
-  return [...state.incidents.values()].sort((a, b) => {
-    const an = a.status === "new" ? 0 : 1;
-    const bn = b.status === "new" ? 0 : 1;
-    if (an !== bn) return an - bn;
-    return Date.parse(b.opened_at) - Date.parse(a.opened_at) || b.id - a.id;
-  });
+/**
+ * The queue's order, the same as GET /api/incidents?state=open (dispatch/queries.py URGENCY):
+ * unacknowledged and escalated first, then unacknowledged, then acknowledged but not linked out, then
+ * dispatched / on scene; within each, the longest-waiting (earliest opened) first.
+ */
+function urgencyTier(inc) {
+  if (inc.status === "new") return inc.escalation_level > 0 ? 0 : 1;
+  if (inc.status === "acknowledged") return 2;
+  return inc.status === "closed" ? 4 : 3;
 }
 
-function autoSelect() {
-  const cur = state.selected && (state.incidents.get(state.selected) || state.detail);
-  if (cur && cur.status !== "closed") return;
-  if (state.selected && state.detail && state.detail.status === "closed" && !state.incidents.size) return;
+function sortedIncidents() {
+  return [...state.incidents.values()].sort((a, b) => urgencyTier(a) - urgencyTier(b)
+    || Date.parse(a.opened_at) - Date.parse(b.opened_at) || a.id - b.id);
+}
+
+/**
+ * Picks the most urgent open incident when the officer has none in hand: nothing selected, or the one
+ * shown is closed and `replaceClosed` (it was just closed, or a new alarm came in). A closed incident
+ * opened on purpose (from the history) otherwise stays.
+ */
+function autoSelect({ replaceClosed = false } = {}) {
+  if (state.view !== "incident") return;
+  if (state.selected) {
+    const cur = state.incidents.get(state.selected) || (state.detail && state.detail.id === state.selected ? state.detail : null);
+    if (!cur || cur.status !== "closed" || !replaceClosed) return;
+  }
   const next = sortedIncidents()[0];
   if (next && next.id !== state.selected) select(next.id);
 }
 
-function select(id) {
+/** Shows incident `id` (`known`: its list view, e.g. a history row, shown until the detail arrives). */
+function select(id, known = null) {
+  const fromOtherView = state.view !== "incident";
+  state.view = "incident";
+  if (fromOtherView) renderPanels();
   if (state.selected !== id) {
     state.selected = id;
-    state.detail = state.incidents.get(id) ? { ...state.incidents.get(id) } : null;
+    const base = state.incidents.get(id) || (known && known.id === id ? known : null);
+    state.detail = base ? { ...base } : null;
     state.unread.delete(id);
     history.replaceState(null, "", `#incident/${id}`);
     buildDetailSkeleton();
@@ -184,13 +241,17 @@ function onEvent(ev) {
   switch (ev.type) {
     case "incident.created":
       upsert(ev.incident);
-      autoSelect();
+      // A new alarm takes the screen from the overview or a closed incident (not from the history search,
+      // nor from an open incident the officer is handling).
+      if (state.view === "overview") state.view = "incident";
+      autoSelect({ replaceClosed: true });
       break;
     case "incident.updated":
     case "incident.escalated":
       upsert(ev.incident);
       if (ev.incident.id === state.selected) { refreshDetail(); loadEvidence(); }
-      if (ev.incident.status === "closed") autoSelect();
+      if (ev.incident.status === "closed" && ev.incident.id === state.selected) autoSelect({ replaceClosed: true });
+      else if (ev.incident.status === "closed") autoSelect();
       break;
     case "incident.message": {
       const m = ev.message;
@@ -223,9 +284,15 @@ function onEvent(ev) {
       refreshRejections();
       return;
     case "device.updated":
-      if (!ev.device) return; // camera status ({kind: "camera"}) is the video wall's business
+      if (ev.kind === "camera" && ev.camera) { // camera status: the overview shows it
+        if (state.cameras) state.cameras = state.cameras.map((c) => (c.id === ev.camera.id ? { ...c, ...ev.camera } : c));
+        renderOverview();
+        return;
+      }
+      if (!ev.device) return;
       state.devices.set(ev.device.id, ev.device);
       renderDevices();
+      renderOverview();
       return;
     case "resync":
       refetchAll();
@@ -240,7 +307,7 @@ let renderPending = false;
 function scheduleRender() {
   if (renderPending) return;
   renderPending = true;
-  requestAnimationFrame(() => { renderPending = false; renderQueue(); renderDetail(); updateAlert(); });
+  requestAnimationFrame(() => { renderPending = false; renderQueue(); renderDetail(); renderOverview(); updateAlert(); });
   // rAF does not run in background tabs; make sure the alert level still follows.
   setTimeout(updateAlert, 0);
 }
@@ -317,6 +384,9 @@ async function onCloseSubmit(e) {
     $("close-dialog").close();
     closing = null;
     upsert(result);
+    if (state.detail && state.detail.id === id) state.detail.status = "closed";
+    buildDetailSkeleton(); // read-only now: no action bar, no message box
+    autoSelect({ replaceClosed: true });
     scheduleRender();
     refreshDetail();
   } catch (err) {
@@ -349,6 +419,7 @@ function onKey(e) {
 
 async function sendMessage(text) {
   const input = $("msg-input");
+  if (!input) return; // read-only (closed incident or assessor)
   text = (text ?? input.value).trim();
   if (!text || !state.selected) return;
   const btn = $("msg-send");
@@ -375,6 +446,7 @@ function renderAll() {
   buildDetailSkeleton();
   renderDetail();
   renderDevices();
+  renderPanels();
   updateAlert();
 }
 
@@ -414,22 +486,29 @@ function renderQueue() {
   paintTimers();
 }
 
-let skeletonFor = null;
+let skeletonFor = null; // "id:open" or "id:closed": a closed incident gets the read-only skeleton
+const skeletonKey = () => {
+  const d = state.detail && state.detail.id === state.selected ? state.detail : state.incidents.get(state.selected);
+  return `${state.selected}:${d && d.status === "closed" ? "closed" : "open"}`;
+};
+
 function buildDetailSkeleton() {
   const body = $("detail-body");
   if (!state.selected) {
     body.hidden = true;
-    const none = $("detail-none");
-    none.dataset.i18n = state.incidents.size ? "detail.none" : "detail.idle";
-    none.textContent = t(none.dataset.i18n);
-    none.hidden = false;
+    $("detail-none").hidden = true; // the overview (or the history) takes the column
     body.replaceChildren();
     skeletonFor = null;
+    renderPanels();
     return;
   }
   $("detail-none").hidden = true;
   body.hidden = false;
-  skeletonFor = state.selected;
+  skeletonFor = skeletonKey();
+  // Closed means closed: no action bar, no keys hint, no message box (the API refuses them too).
+  const closedNow = skeletonFor.endsWith(":closed");
+  const canAct = !state.readonly && !closedNow;
+  renderPanels();
   const actionBtn = (name, cls, key) => h(`button.btn.act.${cls}`, {
     type: "button", dataset: { action: name }, onclick: () => act(name),
   }, h("span.act-label", t("act." + name)), key ? h("kbd", key) : null);
@@ -443,7 +522,9 @@ function buildDetailSkeleton() {
         h("div#d-where.d-where")),
       h("div.d-timer", h("span.lbl", t("detail.elapsed")), h("span#d-timer.timer.huge"))),
     h("div#d-closed.closed-banner", { hidden: true }),
-    state.readonly ? null : h("div.d-actions#d-actions",
+    closedNow ? h("div#d-readonly.readonly-note", h("span", t("detail.readonly_closed")),
+      h("a.btn-small.nav-link", { href: "#overview" }, t("detail.to_overview"))) : null,
+    !canAct ? null : h("div.d-actions#d-actions",
       actionBtn("ack", "btn-ack", "A"),
       actionBtn("dispatch_both", "btn-dispatch", "D"),
       actionBtn("dispatch_fire", "btn-secondary", null),
@@ -451,7 +532,7 @@ function buildDetailSkeleton() {
       actionBtn("on_scene", "btn-secondary", "S"),
       actionBtn("resolve", "btn-resolve", "R"),
       actionBtn("false_alarm", "btn-false", "F")),
-    state.readonly ? null : h("p.keys-hint", t("act.keys")),
+    !canAct ? null : h("p.keys-hint", t("act.keys")),
     h("div.d-grid",
       h("div.d-col",
         h("section.card.info", h("dl#d-info.info-list")),
@@ -471,10 +552,10 @@ function buildDetailSkeleton() {
         h("section.card.messages",
           h("h3", t("section.messages")),
           h("ol#d-messages.msg-list"),
-          state.readonly ? null : h("div.quick-row", [1, 2, 3, 4, 5].map((n) => h("button.chip", {
+          !canAct ? null : h("div.quick-row", [1, 2, 3, 4, 5].map((n) => h("button.chip", {
             type: "button", onclick: () => { $("msg-input").value = t(`msg.quick.${n}`); $("msg-input").focus(); },
           }, t(`msg.quick.${n}`)))),
-          state.readonly ? null : h("form#msg-form.msg-form", {
+          !canAct ? null : h("form#msg-form.msg-form", {
             onsubmit: (e) => { e.preventDefault(); sendMessage(); },
           }, h("input#msg-input", { placeholder: t("msg.placeholder"), maxlength: "2000", autocomplete: "off" }),
           h("button#msg-send.btn.btn-primary", { type: "submit" }, t("msg.send")))))),
@@ -486,7 +567,7 @@ function buildDetailSkeleton() {
 
 function renderDetail() {
   if (!state.selected) { buildDetailSkeleton(); return; }
-  if (skeletonFor !== state.selected) buildDetailSkeleton();
+  if (skeletonFor !== skeletonKey()) buildDetailSkeleton();
   const d = state.detail;
   if (!d) return;
   const unit = d.unit || {};
@@ -501,9 +582,9 @@ function renderDetail() {
   timer.dataset.since = d.opened_at;
   if (d.status === "new") timer.dataset.lateAfter = String(state.ackTimeout);
   else delete timer.dataset.lateAfter;
-  if (d.status === "closed") {
+  if (d.status === "closed") { // the same mm:ss as while it ran, stopped at the close
     delete timer.dataset.since;
-    timer.textContent = fmtSeconds((Date.parse(d.closed_at) - Date.parse(d.opened_at)) / 1000);
+    timer.textContent = fmtDuration((Date.parse(d.closed_at) - Date.parse(d.opened_at)) / 1000);
     timer.classList.remove("late");
   }
   const closed = $("d-closed");
@@ -525,7 +606,9 @@ function renderDetail() {
     ...row("detail.opened", fmtTime(d.opened_at)),
     ...row("detail.last", fmtTime(d.last_alarm_at)),
     ...row("detail.count", String(d.alarm_count), d.alarm_count > 1 ? "hot" : ""),
-    ...row("detail.history", d.unit_incident_count === undefined ? "…" : t("detail.history.n", { n: d.unit_incident_count })),
+    ...row("detail.history", d.unit_incident_count === undefined ? "…" : h("a#d-history-link", {
+      href: historyHash({ unit: d.unit_id }), title: t("nav.history"),
+    }, t("detail.history.n", { n: d.unit_incident_count }))),
     ...(d.acknowledged_by ? row("detail.ackby", `${d.acknowledged_by} ${fmtTime(d.acknowledged_at)}`) : []),
   );
   renderActions();
@@ -746,6 +829,204 @@ function renderRejections(data) {
   $("rej-list").replaceChildren(...(items.length ? items.map((r) => h("li", { dataset: { rejection: String(r.id) } },
     h("span.rej-time", fmtTime(r.received_at)), h("span.rej-src", r.source), h("code.rej-topic", r.topic),
     h("span.rej-reason", r.reason))) : [h("li.empty", t("rej.none"))]));
+}
+
+// ===== OVERVIEW AND HISTORY (detail column when no incident is shown) =====
+
+/** Shows the panel the view calls for: the overview (nothing selected), the history, or neither. */
+function renderPanels() {
+  const history = state.view === "history";
+  const overview = !history && !state.selected;
+  $("overview").hidden = !overview;
+  $("history-view").hidden = !history;
+  $("nav-overview").classList.toggle("on", overview);
+  $("nav-history").classList.toggle("on", history);
+  if (overview) renderOverview();
+  if (history) fillHistoryOptions();
+}
+
+// --- overview: the station's key units with their devices and cameras, and the map
+
+let ovMap = null;
+let camerasLoading = false;
+
+function unitIncident(unitId) {
+  for (const inc of state.incidents.values()) if (inc.unit_id === unitId) return inc;
+  return null;
+}
+
+function camerasOf(unitId) { return (state.cameras || []).filter((c) => c.unit_id === unitId); }
+
+function unitState(u) {
+  if (unitIncident(u.id)) return "incident";
+  const devs = (u.devices || []).map((d) => state.devices.get(d.id) || d);
+  const cams = camerasOf(u.id);
+  if (devs.some((d) => d.status === "offline" || d.status === "fault") || cams.some((c) => BAD_CAMERA.has(c.status))) return "fault";
+  if (devs.length + cams.length && devs.every((d) => d.status === "online") && cams.every((c) => c.status === "online")) return "ok";
+  return "unknown";
+}
+
+// At most one overview paint per OVERVIEW_MS (a burst of events repaints once, at its end too).
+const OVERVIEW_MS = 250;
+let overviewLast = 0;
+let overviewTimer = null;
+function renderOverview() {
+  const box = $("overview");
+  if (!box || box.hidden) return;
+  const wait = overviewLast + OVERVIEW_MS - Date.now();
+  if (wait > 0) {
+    if (!overviewTimer) overviewTimer = setTimeout(() => { overviewTimer = null; renderOverview(); }, wait);
+    return;
+  }
+  overviewLast = Date.now();
+  paintOverview();
+}
+
+function paintOverview() {
+  if ((state.cameras === null || Date.now() - state.camerasAt > 30000) && !camerasLoading) {
+    camerasLoading = true;
+    loadCameras().finally(() => { camerasLoading = false; renderOverview(); });
+  }
+  const units = [...state.units.values()];
+  const open = state.incidents.size;
+  const devs = [...state.devices.values()];
+  const devBad = devs.filter((d) => d.status === "offline" || d.status === "fault").length;
+  const camBad = (state.cameras || []).filter((c) => BAD_CAMERA.has(c.status)).length;
+  $("ov-state").textContent = open ? t("ov.open", { n: open }) : t("ov.idle");
+  $("ov-state").dataset.open = String(open);
+  $("ov-summary").textContent = t("ov.summary", { units: units.length, dev: devBad, cam: camBad });
+
+  const chip = (cls, status, text, title) => h(`span.${cls}`, { dataset: { status }, title: title || "" }, text);
+  $("ov-units").replaceChildren(...units.map((u) => {
+    const inc = unitIncident(u.id);
+    const devices = (u.devices || []).map((d) => state.devices.get(d.id) || d);
+    const cams = camerasOf(u.id);
+    return h("tr", { dataset: { unit: u.id, state: unitState(u) } },
+      h("td.l", h("div.ov-name", u.name), h("div.ov-cat", u.category || "")),
+      h("td", inc ? h("button.btn-small.ov-inc", { type: "button", dataset: { status: inc.status }, onclick: () => select(inc.id) },
+        h("span.status-badge", { dataset: { status: inc.status } }, t("status." + inc.status)), " ", kindLabel(inc.kind))
+        : t("ov.none")),
+      h("td.ov-devs", devices.length ? devices.map((d) => chip("dev-chip", d.status, `${d.id} · ${t("dev.status." + d.status)}`, d.detail))
+        : h("span.muted", t("ov.no_devices"))),
+      h("td.ov-cams", state.cameras === null ? t("ov.cams.loading") : cams.length
+        ? cams.map((c) => chip("cam-chip", c.status, `${c.name || c.id} · ${t("cam.status." + c.status)}`, c.fault || ""))
+        : h("span.muted", t("ov.no_devices"))),
+      h("td.ov-pos", hasPosition(u) ? h("span.coords", `${Number(u.lat).toFixed(4)}, ${Number(u.lon).toFixed(4)}`)
+        : h("span.muted", t("ov.nopos"))));
+  }));
+  const unplaced = units.filter((u) => !hasPosition(u)).length;
+  $("ov-unplaced").hidden = !unplaced;
+  $("ov-unplaced").textContent = t("ov.unplaced", { n: unplaced });
+
+  if (!ovMap) ovMap = offlineMap($("ov-map"), { outlineLabel: t("ov.map.area") });
+  ovMap.refresh();
+  ovMap.setUnits(units, (u) => {
+    const st = unitState(u);
+    const inc = unitIncident(u.id);
+    return { state: st, label: inc ? `${u.name} · ${kindLabel(inc.kind)} · ${t("status." + inc.status)}` : u.name };
+  }, (u) => { const inc = unitIncident(u.id); if (inc) select(inc.id); });
+}
+
+// --- history: closed incidents, searchable by unit, kind, outcome and date
+
+function historyHash(f) {
+  const q = new URLSearchParams();
+  for (const k of ["unit", "kind", "outcome", "since", "until"]) if (f[k]) q.set(k, f[k]);
+  const qs = q.toString();
+  return "#history" + (qs ? "?" + qs : "");
+}
+
+function readHistoryForm() {
+  return { unit: $("hist-unit").value, kind: $("hist-kind").value, outcome: $("hist-outcome").value,
+    since: $("hist-since").value, until: $("hist-until").value };
+}
+
+/** "YYYY-MM-DD" (the officer's calendar day) → the instant that day starts here, as ISO (UTC). */
+function dayStart(day, plusDays = 0) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day || "");
+  if (!m) return null;
+  return new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + plusDays).toISOString();
+}
+
+const runHistory = serialised(async () => {
+  const f = state.hist;
+  const q = new URLSearchParams({ state: "closed", limit: String(HISTORY_LIMIT) });
+  if (f.unit) q.set("unit_id", f.unit);
+  if (f.kind) q.set("kind", f.kind);
+  if (f.outcome) q.set("outcome", f.outcome);
+  const since = dayStart(f.since);
+  const until = dayStart(f.until, 1); // "to" day included
+  if (since) q.set("since", since);
+  if (until) q.set("until", until);
+  $("history-view").dataset.loading = "1";
+  try {
+    state.histRows = await get("/api/incidents?" + q.toString());
+  } finally {
+    delete $("history-view").dataset.loading;
+  }
+  renderHistory();
+});
+
+function searchHistory(f, { fromHash = false } = {}) {
+  state.hist = { unit: "", kind: "", outcome: "", since: "", until: "", ...f };
+  if (state.view !== "history") showView("history");
+  const hash = historyHash(state.hist);
+  if (!fromHash && location.hash !== hash) history.replaceState(null, "", hash);
+  fillHistoryForm();
+  runHistory();
+}
+
+let histOptionsKey = "";
+/** (Re)builds the filter lists when the units or the language changed, keeping what is chosen. */
+function fillHistoryOptions() {
+  const key = `${[...state.units.keys()].join(",")}|${t("hist.unit.all")}`;
+  if (key === histOptionsKey) return;
+  histOptionsKey = key;
+  const chosen = readHistoryForm();
+  const opt = (value, label) => h("option", { value }, label);
+  $("hist-unit").replaceChildren(opt("", t("hist.unit.all")),
+    ...[...state.units.values()].map((u) => opt(u.id, u.name)));
+  $("hist-kind").replaceChildren(opt("", t("hist.kind.all")), ...KINDS.map((k) => opt(k, kindLabel(k))));
+  $("hist-outcome").replaceChildren(opt("", t("hist.outcome.all")),
+    ...["resolved", "false_alarm"].map((o) => opt(o, t("outcome." + o))));
+  setHistoryForm(chosen);
+}
+
+function setHistoryForm(f) {
+  // a unit named in a link before the unit list arrived still shows as chosen
+  if (f.unit && ![...$("hist-unit").options].some((o) => o.value === f.unit)) {
+    $("hist-unit").append(h("option", { value: f.unit }, f.unit));
+  }
+  $("hist-unit").value = f.unit;
+  $("hist-kind").value = f.kind;
+  $("hist-outcome").value = f.outcome;
+  $("hist-since").value = f.since;
+  $("hist-until").value = f.until;
+}
+
+function fillHistoryForm() {
+  fillHistoryOptions();
+  setHistoryForm(state.hist);
+}
+
+function renderHistory() {
+  fillHistoryOptions();
+  const rows = state.histRows || [];
+  $("hist-count").textContent = state.histRows === null ? t("loading")
+    : rows.length >= HISTORY_LIMIT ? t("hist.count.max", { n: rows.length }) : t("hist.count", { n: rows.length });
+  $("hist-empty").hidden = state.histRows === null || rows.length > 0;
+  $("hist-rows").replaceChildren(...rows.map((i) => h("tr.click", {
+    dataset: { id: String(i.id), unit: i.unit_id, kind: i.kind, outcome: i.outcome || "" },
+    tabindex: "0", onclick: () => select(i.id, i),
+    onkeydown: (e) => { if (e.key === "Enter") select(i.id, i); },
+  },
+  h("td", fmtTime(i.opened_at)),
+  h("td.l", i.unit?.name || i.unit_id),
+  h("td", h("span.kind-badge", { dataset: { kind: i.kind } }, kindLabel(i.kind))),
+  h("td", h("span.outcome-badge", { dataset: { outcome: i.outcome || "" } }, i.outcome ? t("outcome." + i.outcome) : "—")),
+  h("td", i.acknowledged_by ? `${i.acknowledged_by} ${fmtTime(i.acknowledged_at)}` : "—"),
+  h("td.mono", i.closed_at ? fmtDuration((Date.parse(i.closed_at) - Date.parse(i.opened_at)) / 1000) : "—"),
+  h("td.l.hist-note", i.close_note || ""))));
 }
 
 boot().catch((err) => toast(err.message || String(err)));

@@ -203,7 +203,8 @@ async function main() {
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
   state.me = await loadMe();
-  $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`;
+  const paintWho = () => { $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`; };
+  paintWho();
   const [cfg, units] = await Promise.all([get("/api/hazards/config"), get("/api/units")]);
   state.cfg = cfg;
   state.units = units;
@@ -217,7 +218,7 @@ async function main() {
   fillSelects();
   bindForm();
   $("filter").onchange = () => guard(refreshList);
-  onLangChange(() => { applyI18n(document); paintList(); paintDetail(); });
+  onLangChange(() => { applyI18n(document); paintWho(); paintList(); paintDetail(); });
   await refreshList();
   const wanted = Number(new URLSearchParams(location.hash.slice(1)).get("id"));
   if (wanted) await guard(() => select(wanted));

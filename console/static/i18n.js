@@ -1,7 +1,8 @@
 // Every UI string of the Firelink pages, Simplified Chinese (default) and English.
 // Code and API values stay English; only what a person reads lives here.
 // Usage: t("key"), t("key", {n: 3}) for "{n}" placeholders; elements with
-// data-i18n="key" (text), data-i18n-ph="key" (placeholder), data-i18n-title="key" (title).
+// data-i18n="key" (text), data-i18n-ph="key" (placeholder), data-i18n-title="key" (title);
+// <title data-i18n-doc="key"> (the document title, see pageTitle()).
 
 export const STRINGS = {
   zh: {
@@ -9,6 +10,14 @@ export const STRINGS = {
     "app.console": "综合指挥调度室",
     "app.unit": "重点单位 · 一键报警",
     "app.agency": "联动调度",
+    // page titles (<title data-i18n="title.…">)
+    "title.agency": "Firelink · 联动调度",
+    "title.assessor": "Firelink · 一键考评",
+    "title.hazards": "Firelink · 隐患整改",
+    "title.console": "Firelink · 综合指挥调度室",
+    "title.login": "Firelink · 登录",
+    "title.unit": "Firelink · 一键报警",
+    "title.video": "Firelink · 视频巡查",
     "lang.toggle": "EN",
     "lang.toggle.title": "Switch to English",
     "logout": "退出",
@@ -231,6 +240,14 @@ export const STRINGS = {
   },
   en: {
     "app.name": "Firelink",
+    // page titles
+    "title.agency": "Firelink · Linked dispatch",
+    "title.assessor": "Firelink · One-key evaluation",
+    "title.hazards": "Firelink · Hazards",
+    "title.console": "Firelink · Command room",
+    "title.login": "Firelink · Log in",
+    "title.unit": "Firelink · One-key alarm",
+    "title.video": "Firelink · Video patrol",
     "app.console": "Command room",
     "app.unit": "Key unit · one-key alarm",
     "app.agency": "Linked dispatch",
@@ -480,7 +497,21 @@ export function t(key, vars) {
   return s;
 }
 
+/** The page's title in the current language (<title data-i18n-doc="title.…">); for title flashing, too. */
+export function pageTitle() {
+  const el = document.querySelector("title[data-i18n-doc]");
+  return el ? t(el.dataset.i18nDoc) : document.title;
+}
+
+// document.title is set when the language changes (and once at load), not on every applyI18n: a page
+// that flashes its title for an alarm keeps control of it between language changes.
+let titleLang = null;
+
 export function applyI18n(root) {
+  if (titleLang !== lang && document.querySelector("title[data-i18n-doc]")) {
+    titleLang = lang;
+    document.title = pageTitle();
+  }
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-ph]")) el.placeholder = t(el.dataset.i18nPh);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);

@@ -1,6 +1,7 @@
-// Login: POST /api/login, keep the CSRF token, go to the page for the user's role.
+// Login: POST /api/login, keep the CSRF token, go back to `next` when it is one of the role's pages,
+// else to the role's home page.
 import { applyI18n, bindLangToggle, t } from "./i18n.js";
-import { homeFor, setCsrf } from "./common.js";
+import { safeNext, setCsrf } from "./common.js";
 
 const form = document.getElementById("login-form");
 const errorEl = document.getElementById("login-error");
@@ -10,6 +11,7 @@ const params = new URLSearchParams(location.search);
 applyI18n(document);
 bindLangToggle(document.getElementById("lang"));
 
+setCsrf(null); // whatever session this tab had is gone (or never was): a new login brings a new token
 if (params.get("reason") === "expired") {
   const note = document.getElementById("login-note");
   note.dataset.i18n = "login.expired";
@@ -17,15 +19,7 @@ if (params.get("reason") === "expired") {
   note.hidden = false;
 }
 
-/** Only same-site paths of the page the role may use (never an open redirect). */
-function destination(role) {
-  const home = homeFor(role);
-  const next = params.get("next") || "";
-  if (!next.startsWith("/") || next.startsWith("//")) return home;
-  const nextPage = next.split(/[?#]/)[0];
-  const homePage = home === "/" ? ["/", "/index.html"] : [home];
-  return homePage.includes(nextPage) ? next : home;
-}
+const destination = (role) => safeNext(role, params.get("next"));
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();

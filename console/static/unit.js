@@ -2,15 +2,17 @@
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { Alerter, connectLive, fmtTime, get, h, loadMe, logout, post, toast, upload } from "./common.js";
+import "./console_i18n.js";
 
 const HOLD_MS = 1000;
 const MAX_PHOTO_BYTES = 8 * 1024 * 1024;
-const STEPS = [
-  ["new", "opened_at"], ["acknowledged", "acknowledged_at"], ["dispatched", "dispatched_at"],
-  ["on_scene", "on_scene_at"], ["closed", "closed_at"],
-];
+const SHORT_HINT_MS = 4000;
 const $ = (id) => document.getElementById(id);
-const state = { me: null, unitId: null, unit: null, incident: null, messages: [], fresh: new Set(), sending: false };
+// hint: what the line under the button says besides the state-derived text — "short" (a tap, for a
+// few seconds), "sending", "failed" (until the next alarm goes out); null: follow the incident's state.
+const state = {
+  me: null, unitId: null, unit: null, incident: null, messages: [], fresh: new Set(), sending: false, hint: null,
+};
 let alerter;
 
 async function boot() {
@@ -113,6 +115,27 @@ function onEvent(ev) {
 
 // -------------------------------------------------------------- hold-to-alarm
 
+let shortTimer = null;
+function setHint(kind) {
+  state.hint = kind;
+  paintHint();
+}
+
+/** The line under the button: what the user can do now, from the state (never a claim about the officer). */
+function paintHint() {
+  const hint = $("alarm-hint");
+  const inc = state.incident;
+  const open = !!inc && inc.status !== "closed";
+  const key = state.hint === "short" ? "unit.hold.short"
+    : state.hint === "sending" ? "unit.sending"
+      : state.hint === "failed" ? "unit.failed"
+        : open ? "unit.hold.again" : "unit.hold";
+  hint.dataset.i18n = key;
+  hint.dataset.state = state.hint || (open ? "open" : "idle");
+  hint.textContent = t(key);
+  hint.classList.toggle("warn", state.hint === "short" || state.hint === "failed");
+}
+
 function setupHold(btn) {
   let timer = null;
   let started = 0;
@@ -129,7 +152,7 @@ function setupHold(btn) {
     alerter.unlock();
     started = performance.now();
     btn.classList.add("holding");
-    $("alarm-hint").classList.remove("warn");
+    if (state.hint === "short") setHint(null);
     timer = setTimeout(() => { timer = null; finish(); fire(); }, HOLD_MS);
     raf = requestAnimationFrame(paint);
   };
@@ -139,10 +162,9 @@ function setupHold(btn) {
     clearTimeout(timer);
     timer = null;
     finish();
-    const hint = $("alarm-hint");
-    hint.dataset.i18n = "unit.hold.short";
-    hint.textContent = t("unit.hold.short");
-    hint.classList.add("warn");
+    setHint("short");
+    clearTimeout(shortTimer);
+    shortTimer = setTimeout(() => { if (state.hint === "short") setHint(null); }, SHORT_HINT_MS);
   };
   const finish = () => {
     cancelAnimationFrame(raf);
@@ -158,22 +180,17 @@ function setupHold(btn) {
 
 async function fire() {
   state.sending = true;
-  const hint = $("alarm-hint");
-  hint.dataset.i18n = "unit.sending";
-  hint.textContent = t("unit.sending");
+  setHint("sending");
   $("alarm-btn").disabled = true;
   try {
     const res = await post(`/api/units/${encodeURIComponent(state.unitId)}/alarm`, { kind: "one_key" });
     if (navigator.vibrate) navigator.vibrate(300);
-    hint.dataset.i18n = "unit.sent";
-    hint.classList.remove("warn");
+    state.hint = null;
     if (res.incident_id) await loadIncident(res.incident_id);
   } catch (err) {
-    hint.dataset.i18n = "unit.failed";
-    hint.classList.add("warn");
+    state.hint = "failed";
     toast(`${t("unit.failed")} (${err.message})`);
   } finally {
-    hint.textContent = t(hint.dataset.i18n);
     state.sending = false;
     $("alarm-btn").disabled = false;
     render();
@@ -230,6 +247,36 @@ async function reply(text) {
 
 // -------------------------------------------------------------------- render
 
+/**
+ * What has happened, each with its time — only what the record shows: "notified 119" only for a dispatch
+ * that exists (and went out), "on scene" only when an arrival was reported. While the incident is open,
+ * the one awaited step (the officer's acknowledgement) is shown greyed; after the close nothing is awaited.
+ */
+function steps(inc) {
+  const out = [];
+  const step = (name, label, at, done = true, extra = {}) => out.push({ name, label, at, done, extra });
+  const closed = inc.status === "closed";
+  step("new", t("unit.step.new"), inc.opened_at);
+  if (inc.acknowledged_at) step("acknowledged", t("unit.step.acknowledged"), inc.acknowledged_at);
+  else if (!closed) step("acknowledged", t("unit.step.waiting_ack"), null, false);
+  const dispatches = [...(inc.dispatches || [])].sort((a, b) => a.id - b.id);
+  for (const d of dispatches) {
+    const agency = t("agency." + d.agency);
+    const sentAt = d.sent_at || d.delivered_at || d.acknowledged_at;
+    if (sentAt) step("dispatched", t("unit.step.notified", { agency }), sentAt, true, { agency: d.agency });
+    else if (!closed) step("dispatched", t("unit.step.notifying", { agency }), null, false, { agency: d.agency });
+    if (d.acknowledged_at) step("agency_ack", t("unit.step.agency_ack", { agency }), d.acknowledged_at, true, { agency: d.agency });
+    if (d.on_scene_at) step("on_scene", t("unit.step.agency_on_scene", { agency }), d.on_scene_at, true, { agency: d.agency });
+  }
+  if (inc.on_scene_at && !dispatches.some((d) => d.on_scene_at)) step("on_scene", t("unit.step.on_scene"), inc.on_scene_at);
+  if (closed) step("closed", t("unit.step.closed." + (inc.outcome || "resolved")), inc.closed_at);
+  // in time order (a dispatch's steps interleave with the incident's)
+  return out.map((x, i) => ({ ...x, i })).sort((a, b) => {
+    if (!a.at || !b.at) return a.at ? -1 : b.at ? 1 : a.i - b.i;
+    return Date.parse(a.at) - Date.parse(b.at) || a.i - b.i;
+  });
+}
+
 function render() {
   applyI18n(document);
   const u = state.unit;
@@ -237,26 +284,25 @@ function render() {
   $("unit-address").textContent = u ? [u.category, u.address].filter(Boolean).join(" · ") : "";
   const inc = state.incident;
   const active = !!inc;
+  const open = active && inc.status !== "closed";
+  document.body.dataset.incident = !active ? "none" : open ? "open" : "closed";
   $("unit-status").hidden = !active;
-  $("unit-idle").hidden = active && inc.status !== "closed";
+  $("unit-idle").hidden = active;
   $("instructions").hidden = !active;
-  $("photo-zone").hidden = !active || inc.status === "closed";
-  $("alarm-btn").classList.toggle("small", active && inc.status !== "closed");
-  $("alarm-label").dataset.i18n = active && inc.status !== "closed" ? "unit.again" : "unit.button";
+  $("photo-zone").hidden = !open;
+  $("alarm-btn").classList.toggle("small", open);
+  $("alarm-label").dataset.i18n = open ? "unit.again" : "unit.button";
   $("alarm-label").textContent = t($("alarm-label").dataset.i18n);
+  paintHint();
   if (!active) return;
 
   const box = $("unit-status");
   box.dataset.status = inc.status;
-  $("status-line").textContent = inc.status === "closed" ? t("unit.closed") : t("unit.sent");
-  const reached = STEPS.findIndex(([s]) => s === inc.status);
-  $("unit-steps").replaceChildren(...STEPS.map(([step, field], i) => {
-    const at = inc[field];
-    const done = at || i <= reached;
-    if (step === "closed" && inc.status !== "closed") return null;
-    return h("li", { dataset: { step }, class: done ? "done" : "" },
-      h("span.what", t("unit.step." + step)), h("span.when", at ? fmtTime(at) : ""));
-  }).filter(Boolean));
+  $("status-line").textContent = !open ? t("unit.closed." + (inc.outcome || "resolved"))
+    : inc.status === "new" ? t("unit.unacked") : t("unit.sent");
+  $("unit-steps").replaceChildren(...steps(inc).map((x) => h("li", {
+    dataset: { step: x.name, ...(x.extra.agency ? { agency: x.extra.agency } : {}) }, class: x.done ? "done" : "pending",
+  }, h("span.what", x.label), h("span.when", x.at ? fmtTime(x.at) : ""))));
 
   // The officer's instructions first (newest on top, large), then the unit's own replies.
   const newest = (a, b) => b.id - a.id;
@@ -268,9 +314,8 @@ function render() {
   }, h("div.msg-text", m.text),
   h("div.msg-meta", `${m.sender_role === "unit" ? t("msg.from.unit") : t("msg.from.officer")} · ${fmtTime(m.at)}`)))
     : [h("li.empty", t("unit.no_instructions"))]));
-  const closed = inc.status === "closed";
-  $("reply-form").hidden = closed;
-  $("quick-replies").hidden = closed;
+  $("reply-form").hidden = !open;
+  $("quick-replies").hidden = !open;
 }
 
 boot().catch((err) => toast(err.message || String(err)));

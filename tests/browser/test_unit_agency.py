@@ -42,7 +42,7 @@ async def test_unit_presses_alarm_gets_instruction_live_and_replies(pages: Pages
         await page.mouse.down()
         await expect(page.locator("#unit-status")).to_be_visible()
         await page.mouse.up()
-        await expect(page.locator("#status-line")).to_have_text("报警已发送，民警正在处理")
+        await expect(page.locator("#status-line")).to_have_text("报警已发送，等待民警签收")  # nobody has it yet
         incidents = await officer.get("/api/incidents")
         assert len(incidents) == 1 and incidents[0]["unit_id"] == "school-1" and incidents[0]["kind"] == "one_key"
         inc_id = incidents[0]["id"]
@@ -50,6 +50,7 @@ async def test_unit_presses_alarm_gets_instruction_live_and_replies(pages: Pages
         # The officer acknowledges and instructs; the phone shows both live.
         await officer.post(f"/api/incidents/{inc_id}/ack")
         await expect(page.locator("#unit-steps [data-step=acknowledged]")).to_have_class(re.compile(r"\bdone\b"))
+        await expect(page.locator("#status-line")).to_have_text("报警已发送，民警正在处理")
         await officer.post(f"/api/incidents/{inc_id}/messages", {"text": "立即切断电源，检查是否有被困人员"})
         await expect(console.locator("#d-unit")).to_have_text("第一小学")
         instr = page.locator("#instr-list .instr[data-role=duty_officer]").first
@@ -73,7 +74,7 @@ async def test_unit_presses_alarm_gets_instruction_live_and_replies(pages: Pages
         await expect(page.locator("#unit-steps [data-step=dispatched]")).to_have_class(re.compile(r"\bdone\b"))
         await shot(page, "unit-dispatched")
         await officer.post(f"/api/incidents/{inc_id}/close", {"outcome": "resolved", "note": ""})
-        await expect(page.locator("#status-line")).to_have_text("警情已办结")
+        await expect(page.locator("#status-line")).to_have_text("警情已办结 · 已处置完毕")
     finally:
         await officer.close()
 

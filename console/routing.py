@@ -83,9 +83,8 @@ STATUS_TEXT = {
 
 
 class Query(InputModel):
-    """Base of query-string models: unknown parameters are ignored (cache busters), known ones validated."""
-
-    model_config = ConfigDict(extra="ignore")
+    """Base of query-string models: like bodies, unknown parameters are refused (a typo is an error, not "all");
+    an empty value means the parameter is absent."""
 
 
 class HttpError(Exception):

@@ -210,17 +210,14 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
 
     from config.cameras import VideoConfig
     from config.schema import FirelinkConfig
-    from console.video import setup_video
+    from console.video import USER_KEY, setup_video
     from dispatch.appkeys import BUS, CONFIG
     from dispatch.events import EventBus
-
-    class U:
-        role = "duty_officer"
-        unit_id = None
+    from dispatch.inputs import Actor
 
     @web.middleware
     async def login(request: web.Request, handler: Any) -> web.StreamResponse:
-        request["user"] = U()
+        request[USER_KEY] = Actor("bench", "duty_officer")  # where the console's identity middleware puts it
         resp: web.StreamResponse = await handler(request)
         return resp
 

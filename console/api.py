@@ -8,17 +8,30 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, Field
 
-from console.routing import EVERYONE, OFFICERS, ApiRouter, error, openapi
+from console.routing import (
+    EVERYONE,
+    OFFICERS,
+    PATH_PARAMS_KEY,
+    QUERY_KEY,
+    ROUTES,
+    ApiRouter,
+    Count,
+    Query,
+    Route,
+    error,
+    openapi,
+    query_of,
+)
 from console.security import ACTOR, COOKIE, LOGIN_THROTTLE, SESSION, client_address, secure_cookie
-from console.ws import SOCKETS
+from console.ws import SOCKETS, websocket
 from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
 from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.inputs import Actor, AlarmIn, InputModel
 from dispatch.login_throttle import retry_after_header
-from dispatch.queries import MAX_LIMIT, IncidentFilter
-from dispatch.service import BadRequest, Forbidden, NotFound
+from dispatch.queries import IncidentFilter
+from dispatch.service import Forbidden, NotFound
 from dispatch.state import ALARM_KINDS
 
 log = logging.getLogger(__name__)
@@ -57,27 +70,27 @@ class EmptyBody(_Body):
     pass
 
 
+class DispatchesQuery(Query):
+    state: Literal["open", "all"] = Field("open", description="Which dispatches.")
+
+
+class LimitQuery(Query):
+    limit: Count = 200
+
+
 def actor(request: web.Request) -> Actor:
     a: Actor = request[ACTOR]
     return a
 
 
 def _int(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
-    if value < 1:
-        raise web.HTTPBadRequest(text=f"{name} must be positive")
-    return value
+    """A numeric path parameter, validated by the route table (1 to 2**31-1)."""
+    return int(request[PATH_PARAMS_KEY][name])
 
 
 def _limit(request: web.Request) -> int:
-    try:
-        return int(request.query.get("limit", "200"))
-    except ValueError:
-        raise BadRequest("limit must be an integer") from None
+    """The validated `limit` of the route's query model."""
+    return int(getattr(request[QUERY_KEY], "limit", 200))
 
 
 def user_json(a: Actor) -> dict[str, Any]:
@@ -86,7 +99,7 @@ def user_json(a: Actor) -> dict[str, Any]:
 
 # --------------------------------------------------------------- session
 
-@api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session")
+@api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session", statuses=(401, 429, 503))
 async def post_login(request: web.Request, body: LoginBody) -> web.StreamResponse:
     """Throttled per account and per client address (429 + Retry-After while locked, the right password too)."""
     cfg = request.app[CONFIG]
@@ -154,7 +167,7 @@ async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
     return await request.app[SERVICE].list_units(actor(request))
 
 
-class IncidentQuery(InputModel):
+class IncidentQuery(Query):
     """Query parameters of GET /api/incidents (the queue and the history search)."""
 
     state: Literal["open", "closed", "all"] = "open"
@@ -163,17 +176,13 @@ class IncidentQuery(InputModel):
     outcome: Literal["resolved", "false_alarm"] | None = None
     since: AwareDatetime | None = Field(None, description="Opened at or after (ISO 8601 with a zone).")
     until: AwareDatetime | None = Field(None, description="Opened before (ISO 8601 with a zone).")
-    limit: int = Field(200, ge=1, le=MAX_LIMIT)
+    limit: Count = 200
 
 
 @api.route("GET", "/api/incidents", "List incidents (open: urgency order; closed/all: history, filtered)",
-           roles=EVERYONE)
+           roles=EVERYONE, query=IncidentQuery)
 async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | list[dict[str, Any]]:
-    try:
-        q = IncidentQuery.model_validate({k: v for k, v in request.query.items() if v != ""})
-    except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return error(400, "invalid query parameters", details=details)
+    q = query_of(request, IncidentQuery)
     service = request.app[SERVICE]
     if q.unit_id is not None and q.unit_id not in service.units:
         return error(400, f"unknown unit {q.unit_id!r}")
@@ -237,9 +246,11 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
 # ------------------------------------------------------------- dispatches
 
 @api.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({"admin", "duty_officer", "assessor",
-                                                                          "agency"}), tag="agency")
+                                                                          "agency"}), tag="agency",
+           query=DispatchesQuery)
 async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
-    return await request.app[SERVICE].list_dispatches(actor(request), request.query.get("state", "open"))
+    q = query_of(request, DispatchesQuery)
+    return await request.app[SERVICE].list_dispatches(actor(request), q.state)
 
 
 @api.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
@@ -256,12 +267,13 @@ async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any
 
 # ------------------------------------------------------------------ admin
 
-@api.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin")
+@api.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin",
+           query=LimitQuery)
 async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].list_rejections(_limit(request))
 
 
-@api.route("GET", "/healthz", "Health", roles=None, tag="meta")
+@api.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))
 async def healthz(request: web.Request, _: None) -> web.StreamResponse:
     mqtt = request.app[MQTT]
     db_ok = await request.app[DB].alive()
@@ -272,4 +284,11 @@ async def healthz(request: web.Request, _: None) -> web.StreamResponse:
 
 @api.route("GET", "/api/openapi.json", "OpenAPI document", roles=None, tag="meta")
 async def get_openapi(request: web.Request, _: None) -> dict[str, Any]:
-    return openapi(api, "Firelink API", "1")
+    routes: list[Route] = request.app[ROUTES]
+    return openapi(routes, "Firelink API", "1")
+
+
+@api.route("GET", "/ws", "Live console events over a WebSocket (README: Events); needs the session cookie",
+           roles=EVERYONE, tag="meta", success=101, statuses=(400,))
+async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
+    return await websocket(request)

@@ -16,11 +16,12 @@ from pydantic import Field
 from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
-from console.routing import OFFICERS, STAFF, error
+from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
 from console.video import CAMERAS
 from dispatch import documents, kpi
 from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE
-from dispatch.hazards import HAZARDS, HazardService, Upload, hazards_config
+from dispatch.hazards import HAZARDS, STAGES, HazardService, Upload, hazards_config
+from dispatch.inputs import check_text
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
@@ -29,7 +30,48 @@ from ingest.integrity import IntegrityError
 
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
-MAX_FIELD = 4000
+MAX_FIELD = 4000  # bytes read of one text field
+MAX_NOTE = 2000  # characters of a note, as in the JSON bodies
+PDF = ("application/pdf",)
+IMAGES = ("image/jpeg", "image/png", "image/webp")
+_FILES = {"type": "array", "items": {"type": "string", "format": "binary"},
+          "description": "JPEG, PNG or WebP images (judged by their bytes), each within hazards.max_upload_bytes."}
+_NOTE = {"type": "string", "maxLength": MAX_NOTE}
+EVIDENCE_UPLOAD: dict[str, Any] = {
+    "type": "object", "required": ["files"],
+    "properties": {"stage": {"type": "string", "enum": list(STAGES), "default": "before"}, "note": _NOTE,
+                   "files": {**_FILES, "minItems": 1}},
+}
+PROOF_UPLOAD: dict[str, Any] = {
+    "type": "object", "description": "At least a photo or a note.",
+    "properties": {"note": _NOTE, "files": _FILES},
+}
+
+
+class PeriodQuery(Query):
+    period: str = Field("", pattern=r"^([0-9]{4}(-(0[1-9]|1[0-2])|-[Qq][1-4])?)?$",
+                        description="2026-11, 2026-Q4 or 2026 (default: this month).")
+    from_: str = Field("", alias="from", max_length=40, description="Start date (YYYY-MM-DD) or ISO datetime.")
+    to: str = Field("", max_length=40, description="End date (inclusive) or ISO datetime.")
+
+
+class HazardsQuery(PeriodQuery):
+    status: Literal["open", "all", "notice_issued", "proof_submitted", "recheck_due", "penalty", "closed"] = "open"
+    unit_id: str = Field("", max_length=64)
+    category: str = Field("", max_length=40)
+    severity: str = Field("", max_length=20)
+    q: str = Field("", max_length=200, description="Text to look for.")
+    limit: Count = 200
+
+
+class SearchQuery(PeriodQuery):
+    type: Literal["all", "incidents", "hazards"] = "all"
+    q: str = Field("", max_length=200, description="Text to look for.")
+    unit_id: str = Field("", max_length=64)
+    status: str = Field("", max_length=40, description="all (default), open, or an incident/hazard status.")
+    category: str = Field("", max_length=40)
+    severity: str = Field("", max_length=20)
+    limit: Count = 200
 
 
 def hazards(request: web.Request) -> HazardService:
@@ -103,9 +145,15 @@ async def read_uploads(request: web.Request, svc: HazardService) -> tuple[dict[s
             if len(raw) > MAX_FIELD:
                 raise BadRequest(f"field {part.name!r} longer than {MAX_FIELD} bytes")
             try:
-                fields[part.name or ""] = raw.decode("utf-8").strip()
+                text = raw.decode("utf-8").strip()
+                check_text(text)
             except UnicodeDecodeError:
                 raise BadRequest(f"field {part.name!r} is not UTF-8") from None
+            except ValueError as exc:
+                raise BadRequest(f"field {part.name!r}: {exc}") from None
+            if len(text) > MAX_NOTE:
+                raise BadRequest(f"field {part.name!r} longer than {MAX_NOTE} characters")
+            fields[part.name or ""] = text
             continue
         if len(files) >= cfg.max_files_per_upload:
             raise BadRequest(f"at most {cfg.max_files_per_upload} files per upload")
@@ -127,7 +175,7 @@ async def get_hazard_config(request: web.Request, _: None) -> dict[str, Any]:
     return hazards(request).config_view()
 
 
-@api.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards")
+@api.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards", query=HazardsQuery)
 async def get_hazards(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = request.query
     start, end = _range(request)
@@ -169,7 +217,7 @@ async def get_hazard(request: web.Request, _: None) -> dict[str, Any]:
 
 
 @api.route("POST", "/api/hazards/{id}/evidence", "Attach photos (multipart: stage, note, files)", roles=OFFICERS,
-           tag="hazards")
+           tag="hazards", upload=EVIDENCE_UPLOAD)
 async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
     svc = hazards(request)
     fields, files = await read_uploads(request, svc)
@@ -185,7 +233,7 @@ async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
 
 
 @api.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
-           roles=frozenset({*OFFICERS, "unit"}), tag="hazards")
+           roles=frozenset({*OFFICERS, "unit"}), tag="hazards", upload=PROOF_UPLOAD)
 async def post_proof(request: web.Request, _: None) -> dict[str, Any]:
     svc = hazards(request)
     fields, files = await read_uploads(request, svc)
@@ -241,7 +289,7 @@ def _pdf(data: bytes, name: str) -> web.Response:
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "Cache-Control": "no-store"})
 
 
-@api.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards")
+@api.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     svc = hazards(request)
     who = actor(request)
@@ -251,14 +299,16 @@ async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     return _pdf(await documents.pdf_async(html), f"责令限期改正通知书-{doc['notice'].number}.pdf")
 
 
-@api.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards")
+@api.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
+           produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
     doc = await hazards(request).penalty_document(_int(request), actor(request))
     return _pdf(await documents.pdf_async(documents.penalty_html(doc)),
                 f"行政处罚决定书-{doc['penalty'].number}.pdf")
 
 
-@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards")
+@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
+           statuses=(409,))
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
     try:
         e, _unit = await hazards(request).evidence(_int(request), actor(request))
@@ -272,17 +322,17 @@ async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
 # ------------------------------------------------------------------ evaluation
 
 def _range(request: web.Request) -> tuple[datetime | None, datetime | None]:
-    q = request.query
-    if not (q.get("from") or q.get("to") or q.get("period")):
+    q = query_of(request, PeriodQuery)
+    if not (q.from_ or q.to or q.period):
         return None, None
     p = _period(request)
     return p.start, p.end
 
 
 def _period(request: web.Request) -> kpi.Period:
-    q = request.query
+    q = query_of(request, PeriodQuery)
     try:
-        return kpi.parse_period(q.get("period"), q.get("from"), q.get("to"), now=request.app[CLOCK]())
+        return kpi.parse_period(q.period or None, q.from_ or None, q.to or None, now=request.app[CLOCK]())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
@@ -293,12 +343,13 @@ async def _kpis(request: web.Request) -> dict[str, Any]:
 
 
 @api.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
-           roles=STAFF, tag="evaluation")
+           roles=STAFF, tag="evaluation", query=PeriodQuery)
 async def get_kpi(request: web.Request, _: None) -> dict[str, Any]:
     return await _kpis(request)
 
 
-@api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation")
+@api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation", query=PeriodQuery,
+           produces=("text/csv",))
 async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
     result = await _kpis(request)
     body = "\ufeff" + kpi.to_csv(result)  # BOM: Excel opens UTF-8 Chinese correctly
@@ -306,7 +357,8 @@ async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote('考评-' + result['period'] + '.csv')}"})
 
 
-@api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation")
+@api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation",
+           query=PeriodQuery, produces=PDF)
 async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     result = await _kpis(request)
     cfg = request.app[CONFIG]
@@ -329,12 +381,10 @@ async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
 
 
 @api.route("GET", "/api/search", "Search incidents and hazards (?type=&q=&unit_id=&status=&from=&to=)",
-           roles=STAFF, tag="evaluation")
+           roles=STAFF, tag="evaluation", query=SearchQuery)
 async def get_search(request: web.Request, _: None) -> dict[str, Any]:
     q = request.query
-    kind = q.get("type", "all")
-    if kind not in ("all", "incidents", "hazards"):
-        return error(400, "type must be all, incidents or hazards")  # type: ignore[return-value]
+    kind = query_of(request, SearchQuery).type
     start, end = _range(request)
     text = (q.get("q") or "").strip()
     unit_id = q.get("unit_id") or None

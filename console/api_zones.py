@@ -10,7 +10,7 @@ cameras by id only: a camera's source URL and credentials never appear.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, field_validator
@@ -32,9 +32,12 @@ MASKS_PATH = "/api/cameras/{camera_id}/masks"
 MASK_PATH = MASKS_PATH + "/{mask_id}"
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class OutlineBody(_Body):
     name: str = Field("", max_length=100, description="Shown to officers, e.g. 北侧安全出口, 厨房灶台.")
-    polygon: list[tuple[float, float]] = Field(
+    polygon: list[tuple[Fraction, Fraction]] = Field(
         ..., min_length=3, max_length=MAX_POINTS,
         description="Outline as normalised [x, y] points: fractions (0..1) of the picture's width and height.")
 
@@ -103,7 +106,8 @@ async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]
                                    actor(request))
 
 
-@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG)
+@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG,
+           produces=("image/jpeg",), statuses=(409,))
 async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
     try:
         data, digest = await zones(request).reference(*_ids(request))

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from console.outage import DB_DOWN, database_down
 from dispatch.appkeys import CONFIG, DB
 from dispatch.auth import SessionInfo, session_for
 from dispatch.inputs import Actor
@@ -76,7 +77,16 @@ async def identify(request: web.Request,
                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
-        sess = await session_for(request.app[DB], token)
+        db = request.app[DB]
+        try:
+            sess = await session_for(db, token)
+        except Exception as exc:
+            if not await database_down(db, exc):
+                raise
+            # Public routes (health, login, OpenAPI) still answer; the others say 503 "database unavailable".
+            log.warning("session lookup failed: database unavailable (%s)", type(exc).__name__)
+            request[DB_DOWN] = True
+            sess = None
         if sess is not None:
             request[SESSION] = sess
             request[ACTOR] = sess.actor

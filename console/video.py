@@ -23,18 +23,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
+from pydantic import BeforeValidator, Field
 
 from config.cameras import VideoConfig
-from console.security import ACTOR, csrf_ok
+from console.routing import PATH_PARAMS_KEY, QUERY_KEY, ApiRouter, HttpError, Query, whole_number
+from console.security import ACTOR
 from dispatch.appkeys import BUS, CONFIG, SERVICE
 from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
@@ -59,21 +60,37 @@ MAX_PHOTO_BYTES = 8 * 1024 * 1024
 PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format → stored extension
 
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
+video_api = ApiRouter()  # installed by setup_video; listed in the console's OpenAPI document with the others
+TAG = "video"
+EVIDENCE_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 RecordedFn = Callable[[int], Awaitable[dict[str, str]]]  # incident id → {file: SHA-256 in the record}
 RECORDED: web.AppKey[RecordedFn] = web.AppKey("evidence_recorded")
 VERIFIER = web.AppKey("evidence_verifier", Verifier)
 
 
-def _json_error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
-    return cls(text=json.dumps({"error": message}), content_type="application/json")
+class FrameQuery(Query):
+    w: Annotated[int, Field(ge=16, le=7680), BeforeValidator(whole_number)] | None = Field(
+        None, description="Width in pixels (16–7680); default the camera's own.")
+
+
+class LiveQuery(FrameQuery):
+    fps: Annotated[int, Field(ge=1, le=60), BeforeValidator(whole_number)] | None = Field(
+        None, description="At most this many frames per second (1–60); default all.")
+
+
+PHOTO_UPLOAD: dict[str, Any] = {
+    "type": "object", "required": ["photo"],
+    "properties": {"photo": {"type": "string", "format": "binary",
+                             "description": "JPEG, PNG or WebP (judged by its bytes), at most 8 MB."}},
+}
 
 
 def ensure_logged_in(request: web.Request) -> Any:
     user = request.get(USER_KEY)
     if user is None:
-        raise _json_error(web.HTTPUnauthorized, "login required")
+        raise HttpError(401, "login required")
     if getattr(user, "role", None) not in VIEW_ROLES:
-        raise _json_error(web.HTTPForbidden, "not allowed to view video")
+        raise HttpError(403, "not allowed to view video")
     return user
 
 
@@ -81,13 +98,13 @@ def ensure_can_view_unit(request: web.Request, unit_id: str) -> None:
     """401 without a user; 403 for agencies, and for unit users looking at another unit."""
     user = ensure_logged_in(request)
     if user.role == "unit" and getattr(user, "unit_id", None) != unit_id:
-        raise _json_error(web.HTTPForbidden, "this camera belongs to another unit")
+        raise HttpError(403, "this camera belongs to another unit")
 
 
 def _hub(request: web.Request) -> CameraHub:
     hub = request.app.get(CAMERAS)
     if hub is None:
-        raise _json_error(web.HTTPServiceUnavailable, "video is not running")
+        raise HttpError(503, "video is not running", down=["video"])
     return hub
 
 
@@ -96,42 +113,39 @@ def _camera(request: web.Request) -> CameraStream:
     cid = request.match_info["camera_id"]
     ensure_logged_in(request)
     if cid not in hub:
-        raise _json_error(web.HTTPNotFound, "no such camera")
+        raise HttpError(404, "no such camera")
     s = hub.get(cid)
     ensure_can_view_unit(request, s.cfg.unit_id)
     return s
 
 
-def _int_arg(request: web.Request, name: str, lo: float, hi: float) -> int | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(float(raw))
-    except ValueError:
-        raise _json_error(web.HTTPBadRequest, f"{name} must be a number") from None
-    if not lo <= value <= hi:
-        raise _json_error(web.HTTPBadRequest, f"{name} must be between {lo:g} and {hi:g}")
-    return value
+def _frame_query(request: web.Request) -> tuple[int | None, int | None]:
+    q = request[QUERY_KEY]
+    assert isinstance(q, FrameQuery)
+    return q.w, q.fps if isinstance(q, LiveQuery) else None
 
 
-async def list_cameras(request: web.Request) -> web.Response:
+@video_api.route("GET", "/api/cameras", "List cameras", roles=VIEW_ROLES, tag=TAG)
+async def list_cameras(request: web.Request, _: None) -> web.Response:
     hub = _hub(request)
     user = ensure_logged_in(request)
     cams = [s.info() for s in hub.streams.values() if user.role != "unit" or s.cfg.unit_id == user.unit_id]
     return web.json_response({"cameras": cams})
 
 
-async def get_camera(request: web.Request) -> web.Response:
+@video_api.route("GET", "/api/cameras/{camera_id}", "Get a camera", roles=VIEW_ROLES, tag=TAG)
+async def get_camera(request: web.Request, _: None) -> web.Response:
     return web.json_response(_camera(request).info())
 
 
-async def snapshot(request: web.Request) -> web.Response:
+@video_api.route("GET", "/api/cameras/{camera_id}/snapshot.jpg", "A camera's latest frame", roles=VIEW_ROLES,
+                 tag=TAG, query=FrameQuery, produces=("image/jpeg",))
+async def snapshot(request: web.Request, _: None) -> web.Response:
     s = _camera(request)
-    width = _int_arg(request, "w", 16, 7680)
+    width, _fps = _frame_query(request)
     frame = await s.hub.snapshot(s.id, width)
     if frame is None:
-        raise _json_error(web.HTTPServiceUnavailable, f"no picture yet ({s.health.status.value})")
+        raise HttpError(503, f"no picture yet ({s.health.status.value})", down=[f"camera:{s.id}"])
     return web.Response(
         body=frame.data,
         content_type="image/jpeg",
@@ -149,10 +163,11 @@ async def _paced(frames: AsyncIterator[EncodedFrame], fps: int | None) -> AsyncI
         yield f
 
 
-async def live_mjpeg(request: web.Request) -> web.StreamResponse:
+@video_api.route("GET", "/api/cameras/{camera_id}/live.mjpeg", "Live video as multipart MJPEG", roles=VIEW_ROLES,
+                 tag=TAG, query=LiveQuery, produces=(f"multipart/x-mixed-replace; boundary={BOUNDARY}",))
+async def live_mjpeg(request: web.Request, _: None) -> web.StreamResponse:
     s = _camera(request)
-    width = _int_arg(request, "w", 16, 7680)
-    fps = _int_arg(request, "fps", 1, 60)
+    width, fps = _frame_query(request)
     resp = web.StreamResponse(
         headers={
             "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
@@ -179,11 +194,14 @@ async def live_mjpeg(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def live_ws(request: web.Request) -> web.WebSocketResponse:
+@video_api.route("GET", "/api/cameras/{camera_id}/live.ws", "Live video over a WebSocket (one JPEG per message)",
+                 roles=VIEW_ROLES, tag=TAG, query=LiveQuery, success=101, statuses=(400,))
+async def live_ws(request: web.Request, _: None) -> web.WebSocketResponse:
     s = _camera(request)
-    width = _int_arg(request, "w", 16, 7680)
-    fps = _int_arg(request, "fps", 1, 60)
+    width, fps = _frame_query(request)
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 16)
+    if not ws.can_prepare(request).ok:
+        raise HttpError(400, "a WebSocket endpoint: connect with Upgrade: websocket")
     await ws.prepare(request)
 
     async def drain_incoming() -> None:
@@ -212,17 +230,16 @@ async def live_ws(request: web.Request) -> web.WebSocketResponse:
 def _store(request: web.Request) -> EvidenceStore:
     rec = request.app.get(EVIDENCE)
     if rec is None:
-        raise _json_error(web.HTTPServiceUnavailable, "evidence is not available")
+        raise HttpError(503, "evidence is not available", down=["video"])
     return rec.store
 
 
-async def incident_evidence(request: web.Request) -> web.Response:
+@video_api.route("GET", "/api/incidents/{incident_id}/evidence", "Evidence files of an incident with their SHA-256",
+                 roles=VIEW_ROLES, tag=TAG)
+async def incident_evidence(request: web.Request, _: None) -> web.Response:
     ensure_logged_in(request)
     store = _store(request)
-    try:
-        incident_id = int(request.match_info["incident_id"])
-    except ValueError:
-        raise _json_error(web.HTTPNotFound, "no such incident") from None
+    incident_id: int = request[PATH_PARAMS_KEY]["incident_id"]
     manifest = await asyncio.to_thread(store.manifest, incident_id)
     if manifest is None:
         return web.json_response({"incident_id": incident_id, "files": [], "hold": False})
@@ -238,20 +255,22 @@ async def incident_evidence(request: web.Request) -> web.Response:
     )
 
 
-async def evidence_file(request: web.Request) -> web.StreamResponse:
+@video_api.route("GET", r"/api/evidence/{folder:incident-\d+}/{name}",
+                 "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG,
+                 statuses=(206, 304, 409, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
+async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
     ensure_logged_in(request)
     store = _store(request)
     folder, name = request.match_info["folder"], request.match_info["name"]
     rel = f"{folder}/{name}"
     path = await asyncio.to_thread(store.resolve, rel)
     if path is None:
-        raise _json_error(web.HTTPNotFound, "no such evidence file")
+        raise HttpError(404, "no such evidence file")
     incident_id = int(folder.removeprefix("incident-"))
     manifest = await asyncio.to_thread(store.manifest, incident_id)
     ensure_can_view_unit(request, str((manifest or {}).get("unit_id")))
     await _check_integrity(request, store, incident_id, rel, path)
-    types = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
-    ctype = types.get(Path(name).suffix, "application/octet-stream")
+    ctype = EVIDENCE_TYPES.get(Path(name).suffix, "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "private, max-age=3600"})
 
 
@@ -267,13 +286,13 @@ async def _check_integrity(request: web.Request, store: EvidenceStore, incident_
     recorded = (await lookup(incident_id)).get(rel) if lookup is not None else None
     expected = recorded or listed
     if expected is None:
-        raise _json_error(web.HTTPNotFound, "no such evidence file")
+        raise HttpError(404, "no such evidence file")
     verifier = request.app.get(VERIFIER) or Verifier()
     if (recorded is not None and listed is not None and recorded != listed) or not await asyncio.to_thread(
             verifier.verify, path, expected):
         log.error("evidence %s failed its integrity check (expected sha256 %s): refused", rel, expected)
-        raise _json_error(web.HTTPConflict, "evidence file altered: its content no longer matches the SHA-256 "
-                                            "recorded when it was saved; not served")
+        raise HttpError(409, "evidence file altered: its content no longer matches the SHA-256 recorded when it was "
+                             "saved; not served")
 
 
 def _photo_format(data: bytes) -> str | None:
@@ -292,37 +311,32 @@ def _photo_format(data: bytes) -> str | None:
 async def _read_photo(request: web.Request) -> bytes:
     """The first file part of a multipart body, refusing more than MAX_PHOTO_BYTES (read in chunks)."""
     if (request.content_length or 0) > MAX_PHOTO_BYTES + 64 * 1024:
-        raise _json_error(web.HTTPRequestEntityTooLarge, "photo too large (max 8 MB)")
+        raise HttpError(413, "photo too large (max 8 MB)")
     if not request.content_type.startswith("multipart/"):
-        raise _json_error(web.HTTPBadRequest, "send the photo as multipart/form-data")
+        raise HttpError(400, "send the photo as multipart/form-data")
     reader = await request.multipart()
     while True:
         part = await reader.next()
         if part is None:
-            raise _json_error(web.HTTPBadRequest, "no photo in the request")
+            raise HttpError(400, "no photo in the request")
         if not isinstance(part, BodyPartReader) or (part.filename is None and part.name != "photo"):
             continue
         buf = bytearray()
         while chunk := await part.read_chunk(1 << 16):
             buf += chunk
             if len(buf) > MAX_PHOTO_BYTES:
-                raise _json_error(web.HTTPRequestEntityTooLarge, "photo too large (max 8 MB)")
+                raise HttpError(413, "photo too large (max 8 MB)")
         return bytes(buf)
 
 
-async def upload_photo(request: web.Request) -> web.Response:
-    user = ensure_logged_in(request)
-    if user.role not in PHOTO_ROLES:
-        raise _json_error(web.HTTPForbidden, "not allowed to add photos")
-    if not csrf_ok(request):
-        raise _json_error(web.HTTPForbidden, "missing or wrong X-CSRF-Token")
-    try:
-        incident_id = int(request.match_info["incident_id"])
-    except ValueError:
-        raise _json_error(web.HTTPNotFound, "no such incident") from None
+@video_api.route("POST", "/api/incidents/{incident_id}/photos", "Add a photo to an incident's evidence (multipart)",
+                 roles=PHOTO_ROLES, tag=TAG, upload=PHOTO_UPLOAD, success=201)
+async def upload_photo(request: web.Request, _: None) -> web.Response:
+    user = request[USER_KEY]  # role and CSRF checked by the route table
+    incident_id: int = request[PATH_PARAMS_KEY]["incident_id"]
     rec = request.app.get(EVIDENCE)
     if rec is None:
-        raise _json_error(web.HTTPServiceUnavailable, "evidence is not available")
+        raise HttpError(503, "evidence is not available", down=["video"])
     store = rec.store
     service = request.app.get(SERVICE)
     manifest = None if service is not None else await asyncio.to_thread(store.manifest, incident_id)
@@ -332,13 +346,13 @@ async def upload_photo(request: web.Request) -> web.Response:
     elif manifest is not None:
         unit_id, opened_at = str(manifest.get("unit_id")), float(manifest.get("opened_at") or time.time())
     else:
-        raise _json_error(web.HTTPNotFound, "no such incident")
+        raise HttpError(404, "no such incident")
     ensure_can_view_unit(request, unit_id)
 
     data = await _read_photo(request)
     ext = await asyncio.to_thread(_photo_format, data)
     if ext is None:
-        raise _json_error(web.HTTPBadRequest, "not a JPEG, PNG or WebP image")
+        raise HttpError(400, "not a JPEG, PNG or WebP image")
     now = time.time()
     name = f"photo-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}-{uuid.uuid4().hex[:6]}.{ext}"
     source = f"phone-{user.unit_id}" if user.role == "unit" else f"officer-{getattr(user, 'username', '')}"
@@ -349,14 +363,7 @@ async def upload_photo(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/cameras", list_cameras)
-    app.router.add_get("/api/cameras/{camera_id}", get_camera)
-    app.router.add_get("/api/cameras/{camera_id}/snapshot.jpg", snapshot)
-    app.router.add_get("/api/cameras/{camera_id}/live.mjpeg", live_mjpeg)
-    app.router.add_get("/api/cameras/{camera_id}/live.ws", live_ws)
-    app.router.add_get("/api/incidents/{incident_id}/evidence", incident_evidence)
-    app.router.add_get(r"/api/evidence/{folder:incident-\d+}/{name}", evidence_file)
-    app.router.add_post("/api/incidents/{incident_id}/photos", upload_photo)
+    video_api.install(app)
 
 
 def setup_video(

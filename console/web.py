@@ -12,12 +12,12 @@ from aiohttp import web
 import console.api_hazards  # (registers hazard/evaluation routes on the route table)
 import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
+from console.outage import database_down, unavailable
+from console.routing import error_for
 from console.security import LOGIN_THROTTLE, identify
-from console.ws import SOCKETS, Sockets, websocket
-from dispatch.appkeys import CONFIG
+from console.ws import SOCKETS, Sockets
+from dispatch.appkeys import CONFIG, DB
 from dispatch.login_throttle import LoginThrottle
-from dispatch.service import BadRequest, Forbidden, NotFound
-from dispatch.state import TransitionError
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("console") / "static"))
@@ -26,24 +26,30 @@ STATIC = Path(str(resources.files("console") / "static"))
 @web.middleware
 async def errors(request: web.Request,
                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Maps core exceptions to 4xx JSON; anything unexpected is logged and answered 500 without details."""
+    """Maps core exceptions to 4xx JSON and a database outage to 503 with what is down; anything else unexpected is
+    logged and answered 500 without details. Pages and static files keep aiohttp's own (non-JSON) errors."""
     try:
         return await handler(request)
-    except NotFound as exc:
-        return web.json_response({"error": str(exc)}, status=404)
-    except Forbidden as exc:
-        return web.json_response({"error": str(exc)}, status=403)
-    except (BadRequest, ValueError) as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    except TransitionError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
+        if exc.status < 400 or not _is_api(request):
             raise
-        return web.json_response({"error": exc.text or exc.reason}, status=exc.status)
-    except Exception:
+        answer = error_for(exc)
+        assert answer is not None
+        return answer
+    except Exception as exc:
+        answer = error_for(exc)
+        if answer is not None:
+            return answer
+        if DB in request.app and await database_down(request.app[DB], exc):
+            log.error("%s %s: database unavailable (%s: %s)", request.method, request.path, type(exc).__name__,
+                      str(exc).splitlines()[0] if str(exc) else "")
+            return unavailable()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/ws")
 
 
 async def _page(request: web.Request) -> web.StreamResponse:
@@ -57,7 +63,6 @@ def setup_console(app: web.Application) -> None:
         app[LOGIN_THROTTLE] = LoginThrottle(app[CONFIG].console.login_throttle)
     app[SOCKETS] = Sockets()
     api.install(app)
-    app.router.add_get("/ws", websocket)
     app.router.add_get("/", _page)
     app.router.add_get("/{name:[a-z_]+\\.html}", _page)
     app.router.add_static("/static/", STATIC, append_version=True)

@@ -77,8 +77,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     who: Actor | None = request.get(ACTOR)
     token = request.cookies.get(COOKIE)
     if who is None or token is None:
-        return web.json_response({"error": "login required"}, status=401)
+        return web.json_response({"error": "login required (a session cookie)"}, status=401)
     ws = web.WebSocketResponse(heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        return web.json_response({"error": "a WebSocket endpoint: connect with Upgrade: websocket"}, status=400)
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.by_token.setdefault(token, set()).add(ws)

@@ -87,16 +87,20 @@ class DetectionMessage:
 def parse_detection_message(topic_name: str, payload: bytes, received_at: datetime | None = None,
                             default_unit: str | None = None) -> DetectionMessage | None:
     """Core side: a detections message → DetectionMessage; None (and a log line) when malformed."""
-    from dispatch.inputs import AlarmIn, check_text
+    from dispatch.inputs import AlarmIn, check_text, loads
 
     try:
-        d = json.loads(payload.decode("utf-8"))
+        d = loads(payload.decode("utf-8"))  # NaN/Infinity (e.g. a NaN confidence) refused
         cam = topic_name.split("/")[-2]
         if d.get("camera_id") != cam:
             raise ValueError("camera_id does not match the topic")
         for v in d.values():
             if isinstance(v, str):
                 check_text(v)
+        for key in ("confidence", "fraction"):
+            v = d.get(key)
+            if key in d and not (isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1):
+                raise ValueError(f"{key} must be a number from 0 to 1")
         now = received_at or datetime.now(UTC)
         typ = d["type"]
         if typ in ("video_smoke", "video_fire"):

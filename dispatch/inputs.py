@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,10 +21,47 @@ def check_text(v: str) -> None:
         raise ValueError("control characters are not allowed")
 
 
-class InputModel(BaseModel):
-    """Base of every edge payload (MQTT and HTTP): unknown keys and control characters are refused."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:24]} is out of range")
+    return value
+
+
+def loads(data: bytes | str) -> Any:
+    """`json.loads` for input from outside: NaN, Infinity and numbers that overflow to infinity are refused
+    (ValueError), as JSON itself refuses them; json.loads alone would hand on float('nan')."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
+
+
+NO_CONTROL_CHARS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"  # what check_text allows, for JSON Schema
+
+
+def _document_text_rule(schema: dict[str, Any]) -> None:
+    """Adds NO_CONTROL_CHARS to every free-text string of a model's JSON Schema (the rule check_text enforces)."""
+    def visit(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "string" and not ({"pattern", "enum", "const", "format"} & node.keys()):
+            node["pattern"] = NO_CONTROL_CHARS
+        for key in ("anyOf", "prefixItems"):
+            for sub in node.get(key, []):
+                visit(sub)
+        visit(node.get("items"))
+
+    for prop in schema.get("properties", {}).values():
+        visit(prop)
+
+
+class InputModel(BaseModel):
+    """Base of every edge payload (MQTT and HTTP): unknown keys, control characters, NaN and infinity are refused."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False,
+                              json_schema_extra=_document_text_rule)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -3,6 +3,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { fmtTime, get, h, loadMe, logout, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
+import { startAlerts } from "./alerts.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -176,6 +177,7 @@ async function main() {
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
   const me = await loadMe();
+  startAlerts(me, { page: "assessor" });
   $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`;
   cfg = await get("/api/hazards/config");
   $("p-value").value = defaultValue("month");

@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="firelink-bench-sound-"))
     broker, broker_port = start_broker(workdir)
-    cfg = core_config(workdir, broker_port, args.alarms + 1, None, f"http://127.0.0.1:{free_port()}/hook")
+    cfg = core_config(workdir, broker_port, args.warmup + args.alarms, None, f"http://127.0.0.1:{free_port()}/hook")
     cfg["agencies"]["fire"]["webhooks"] = []
     cfg["agencies"]["medical"]["webhooks"] = []
     prefix = cfg["mqtt"]["topic_prefix"]
@@ -103,7 +103,7 @@ async def run(args: argparse.Namespace) -> int:
 
                 delays: list[float] = []
                 latency = 0.0
-                for n in range(args.alarms):
+                for n in range(args.warmup + args.alarms):
                     unit = f"u{n:05d}"
                     body = json.dumps({"alarm_id": f"snd-{uuid.uuid4().hex}", "kind": "smoke"})
                     t_pub = time.time() * 1000
@@ -112,7 +112,8 @@ async def run(args: argparse.Namespace) -> int:
                         "(t) => { const s = __starts.find((x) => x.at >= t && x.freq === 880); return s || null; }",
                         arg=t_pub, timeout=20_000)
                     start: dict[str, Any] = await first.json_value()
-                    delays.append(start["at"] - t_pub)
+                    if n >= args.warmup:
+                        delays.append(start["at"] - t_pub)
                     latency = start["latency"]
                     async with http.get(base + "/api/incidents?state=open") as r:
                         incidents = await r.json()
@@ -144,6 +145,7 @@ def report(args: argparse.Namespace, delays: list[float], latency: float) -> int
     print(f"alarm → first oscillator start in Chromium ({args.page}, {len(delays)} alarms, SQLite, kiosk flag):")
     print(f"  p50 {pct(delays, 50):.1f} ms   p95 {pct(delays, 95):.1f} ms   max {max(delays):.1f} ms   "
           f"mean {statistics.fmean(delays):.1f} ms")
+    print("  sorted (ms): " + " ".join(f"{d:.0f}" for d in sorted(delays)))
     print(f"  audio output latency reported by the AudioContext: {latency * 1000:.1f} ms (headless: no device)")
     if args.json:
         Path(args.json).write_text(json.dumps({"page": args.page, "delays_ms": delays}))
@@ -153,6 +155,7 @@ def report(args: argparse.Namespace, delays: list[float], latency: float) -> int
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alarms", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=1, help="alarms before measuring (first page/incident work)")
     ap.add_argument("--page", default="/", help="officer page to measure on: /, /video.html, /hazards.html")
     ap.add_argument("--gap", type=float, default=0.3, help="seconds between alarms once the page is silent")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (core.log, database)")

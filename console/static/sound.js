@@ -77,7 +77,7 @@ export class Alerter {
     this.step = step ? ensureStep() : null;
     listeners.add(() => {
       // Sound just became possible: play the current alarm now, not at the next tick.
-      if (audioState() === "on" && !this.timer && this.soundLevel !== "off") this.restart();
+      if (audioState() === "on" && this.soundLevel !== "off") this.restart();
       this.paint();
     });
     onLangChange(() => this.paint());

@@ -15,10 +15,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from console.ws import visible
 from dispatch import events as ev
@@ -26,6 +28,8 @@ from dispatch.appkeys import BUS
 from dispatch.inputs import Actor
 from tests.browser.conftest import ARGS, CHROMIUM, _chromium_present
 from tests.browser.pages import PASSWORDS, Pages
+from tests.browser.test_video import rtsp  # noqa: F401  (module-scoped RTSP camera fixture)
+from tests.cameras.conftest import RtspCamera, camera
 from tests.support import Api, Broker, RunningApp, publish
 
 Shot = Callable[[Page, str], Awaitable[None]]
@@ -132,6 +136,18 @@ async def reload_blocked(page: Page) -> None:
     assert await audible(page) == 0
 
 
+async def finger_tap(page: Page, target: Locator, hold_ms: int = 100) -> None:
+    """A finger's tap: touch down, held as long as a person's tap (~0.1 s), up at the same point."""
+    box = await target.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    await page.wait_for_timeout(hold_ms)  # the duration of the gesture itself, not a wait for the app
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    await cdp.detach()
+
+
 async def alarm(broker: Broker, app: RunningApp, unit: str = "school-1", kind: str = "one_key") -> str:
     alarm_id = f"a-{uuid.uuid4().hex}"
     await publish(broker, f"{app.cfg.mqtt.topic_prefix}/units/{unit}/alarm", {"alarm_id": alarm_id, "kind": kind})
@@ -172,9 +188,12 @@ async def test_first_click_after_load_acknowledges(strict: Pages, app: RunningAp
     await expect(page.locator("body")).to_have_attribute("data-alert", "normal")
     await expect(page.locator("#sound-banner")).to_have_attribute("data-alarm", "1")  # an alarm nobody hears
     assert await audible(page) == 0
+    ack = page.locator("[data-action=ack]")
+    where = await ack.bounding_box()
 
-    await page.click("[data-action=ack]")  # the very first click on the page
+    await ack.click(delay=100)  # the very first click on the page, pressed as long as a person does
     await expect(page.locator("#d-status")).to_have_text("已签收")
+    assert await ack.bounding_box() == where  # unlocking sound moved nothing
     await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
     await expect(page.locator("#sound-banner")).to_be_hidden()
     assert await page.evaluate("__audio.contexts.map((c) => c.state)") == ["running"]
@@ -195,8 +214,11 @@ async def test_agency_first_tap_accepts_and_new_dispatch_sounds_until_accepted(
         await expect(card).to_contain_text("第一小学")
         await expect(page.locator("body")).to_have_attribute("data-alert", "normal")
 
-        await card.locator("[data-action=accept]").tap()  # the very first tap on the page
+        top = await page.evaluate("document.querySelector('#dispatches').getBoundingClientRect().top")
+        await finger_tap(page, card.locator("[data-action=accept]"))  # the very first tap on the page
         await expect(card).to_have_attribute("data-status", "acknowledged")
+        # Unlocking sound moved nothing.
+        assert await page.evaluate("document.querySelector('#dispatches').getBoundingClientRect().top") == top
         await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
         await expect(page.locator("body")).to_have_attribute("data-alert", "off")
 
@@ -311,13 +333,29 @@ async def test_escalation_sounds_again_after_silence(pages: Pages, app_factory: 
 # ------------------------------------------------------------------ every officer page alerts
 
 
+@pytest.fixture
+async def patrol(strict_browser: Browser, app_factory: Callable[..., AbstractAsyncContextManager[RunningApp]],
+                 rtsp: RtspCamera, tmp_path: Path) -> AsyncIterator[tuple[RunningApp, Pages]]:
+    """An app with one real RTSP camera at 第一小学 (what the officer patrols), and strict-browser pages."""
+    cams = [camera("cam-school", rtsp.url, unit="school-1").model_copy(update={"name": "校门摄像头", "location": "南门"})]
+    async with app_factory(cameras=cams, video={"evidence_dir": str(tmp_path / "evidence")}) as running:
+        p = Pages(strict_browser, running.url)
+        yield running, p
+        await p.close()
+        assert not p.errors, f"uncaught JavaScript errors: {p.errors}"
+
+
 async def test_alarm_during_video_patrol_alerts_on_the_video_wall(
-        strict: Pages, app: RunningApp, broker: Broker, shot: Shot) -> None:
+        patrol: tuple[RunningApp, Pages], broker: Broker, shot: Shot) -> None:
+    app, strict = patrol
     page = await login(strict, "officer", notifications=True, width=1600, height=900)
     await page.click("#nav-video")  # routine video patrol; the click carries the sound unlock along
     await expect(page).to_have_url(app.url + "/video.html")
     await expect(page.locator("body")).to_have_attribute("data-alerts-live", "1")
     await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
+    await expect(page.locator("#wall [data-camera-id=cam-school] img")).to_have_count(1)
+    await page.wait_for_function("() => { const i = document.querySelector('#wall img'); return i && i.naturalWidth > 0; }",
+                                 timeout=20_000)  # the live picture is on the wall
     title = await page.title()
 
     await alarm(broker, app)

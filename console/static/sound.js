@@ -42,13 +42,44 @@ export function tryUnlock() {
   if (c && c.state !== "running") c.resume().catch(() => {});
 }
 
+// While a gesture is in progress (finger or button down, until its click), nothing the unlock causes is
+// shown or hidden: a touch's click is hit-tested after touchend, so an overlay vanishing in between would
+// send the click to whatever lies beneath it.
+let gesture = false;
+let gestureEnd = null;
+const afterGesture = new Set();
+
+function endGesture() {
+  clearTimeout(gestureEnd);
+  gestureEnd = null;
+  if (!gesture) return;
+  gesture = false;
+  setTimeout(() => { for (const fn of afterGesture) fn(); });
+}
+
 let armed = false;
 function armGestures() {
   if (armed) return;
   armed = true;
   // Capture phase, passive, no preventDefault: observe the gesture, never take it.
   for (const name of GESTURES) window.addEventListener(name, tryUnlock, { capture: true, passive: true });
+  const opts = { capture: true, passive: true };
+  for (const name of ["pointerdown", "touchstart"]) {
+    window.addEventListener(name, () => { gesture = true; clearTimeout(gestureEnd); }, opts);
+  }
+  window.addEventListener("click", endGesture, opts);
+  for (const name of ["pointerup", "pointercancel", "touchend", "touchcancel"]) {
+    // No click follows a drag or a cancelled touch: end the gesture anyway, a little later.
+    window.addEventListener(name, () => { clearTimeout(gestureEnd); gestureEnd = setTimeout(endGesture, 400); }, opts);
+  }
 }
+
+// At load, once: the context runs at once where the browser allows it (kiosk flag, or a gesture on the page
+// this one was reached from); otherwise it waits for the first gesture on this page. Nothing else resumes
+// it, so what the page says ("blocked") stays true until a gesture actually happens here.
+audioContext();
+tryUnlock();
+armGestures();
 
 /** "on" | "blocked" | "unsupported" */
 export function audioState() {
@@ -71,8 +102,6 @@ export class Alerter {
     this.soundLevel = "off";
     this.silencedUntil = 0; // ms epoch; > now: the current alarms are silenced
     this.timer = null;
-    armGestures();
-    tryUnlock(); // allowed already (kiosk flag, or a gesture on the page we came from): it just runs
     this.pill = ensurePill();
     this.step = step ? ensureStep() : null;
     listeners.add(() => {
@@ -80,6 +109,7 @@ export class Alerter {
       if (audioState() === "on" && this.soundLevel !== "off") this.restart();
       this.paint();
     });
+    afterGesture.add(() => this.paint());
     onLangChange(() => this.paint());
     this.paint();
   }
@@ -133,6 +163,7 @@ export class Alerter {
   }
 
   paint() {
+    if (gesture) return; // repainted when the gesture is over (afterGesture)
     const st = this.state;
     document.body.dataset.sound = st;
     const blocked = st === "blocked";

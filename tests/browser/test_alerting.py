@@ -12,9 +12,10 @@ the page, or on a page reached by a same-origin navigation from one that had a g
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,7 @@ from dispatch.appkeys import BUS
 from dispatch.inputs import Actor
 from tests.browser.conftest import ARGS, CHROMIUM, _chromium_present
 from tests.browser.pages import PASSWORDS, Pages
-from tests.browser.test_video import rtsp  # noqa: F401  (module-scoped RTSP camera fixture)
-from tests.cameras.conftest import RtspCamera, camera
+from tests.cameras.conftest import RtspCamera, camera, free_port
 from tests.support import Api, Broker, RunningApp, publish
 
 Shot = Callable[[Page, str], Awaitable[None]]
@@ -129,16 +129,49 @@ async def login(pages: Pages, username: str, *, path: str = "/login.html", notif
     return page
 
 
-async def reload_blocked(page: Page) -> None:
-    """A reload is not a gesture: the browser holds the new page's sound until the next one."""
-    await page.reload()
-    await expect(page.locator("#sound-state")).to_have_attribute("data-state", "blocked")
-    assert await audible(page) == 0
+async def quiet_js(page: Page, expression: str) -> Any:
+    """Evaluates in the page WITHOUT giving it user activation. Playwright's evaluate, expect and locator
+    queries run with CDP `userGesture: true`, which counts as a gesture on the page; a reload or navigation
+    after one inherits it and may start sound. The steps before a reload that must not hear use this."""
+    cdp = await page.context.new_cdp_session(page)
+    try:
+        r = await cdp.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True})
+    finally:
+        await cdp.detach()
+    return r["result"].get("value")
+
+
+async def quiet_wait(page: Page, condition: str, timeout: float = 10) -> None:
+    """Waits, gesture-free, until `condition` (a JS expression) holds in the page."""
+    expr = ("new Promise((resolve) => { const check = () => { let ok = false; try { ok = (" + condition
+            + "); } catch { /* not yet */ } if (ok) resolve(true); else setTimeout(check, 50); }; check(); })")
+    await asyncio.wait_for(quiet_js(page, expr), timeout)
+
+
+async def open_logged_in(pages: Pages, username: str, path: str = "/", **kwargs: Any) -> Page:
+    """A page opened with a session but without any gesture in its tab (a bookmark, a browser restart):
+    the browser holds its sound until the first gesture on it."""
+    api = Api(pages.base)
+    await api.login(username, PASSWORDS[username])
+    cookies = [{"name": c.key, "value": c.value, "url": pages.base, "httpOnly": True, "sameSite": "Strict"}
+               for c in api.http.cookie_jar]
+    await api.close()
+    page = await open_page(pages, **kwargs)
+    await page.context.add_cookies(cookies)  # type: ignore[arg-type]
+    await page.goto(pages.base + path)
+    await quiet_wait(page, "document.body.dataset.sound === 'blocked'")
+    assert await quiet_js(page, "__audio.started.length") == 0
+    return page
 
 
 async def finger_tap(page: Page, target: Locator, hold_ms: int = 100) -> None:
     """A finger's tap: touch down, held as long as a person's tap (~0.1 s), up at the same point."""
-    box = await target.bounding_box()
+    box = None
+    for _ in range(20):  # the page may re-render the element between resolving it and measuring it
+        await expect(target).to_be_visible()
+        box = await target.bounding_box()
+        if box is not None:
+            break
     assert box is not None
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     cdp = await page.context.new_cdp_session(page)
@@ -179,8 +212,7 @@ async def strict(strict_browser: Browser, app: RunningApp) -> AsyncIterator[Page
 
 
 async def test_first_click_after_load_acknowledges(strict: Pages, app: RunningApp, broker: Broker) -> None:
-    page = await login(strict, "officer")
-    await reload_blocked(page)
+    page = await open_logged_in(strict, "officer")
     await expect(page.locator("#sound-banner")).to_be_visible()
     await expect(page.locator("#start-duty")).to_be_visible()
     await alarm(broker, app)
@@ -202,8 +234,7 @@ async def test_first_click_after_load_acknowledges(strict: Pages, app: RunningAp
 
 async def test_agency_first_tap_accepts_and_new_dispatch_sounds_until_accepted(
         strict: Pages, app: RunningApp) -> None:
-    page = await login(strict, "brigade", mobile=True)
-    await reload_blocked(page)
+    page = await open_logged_in(strict, "brigade", "/agency.html", mobile=True)
     officer = Api(app.url)
     await officer.login("officer", "officer-pw")
     try:
@@ -213,6 +244,7 @@ async def test_agency_first_tap_accepts_and_new_dispatch_sounds_until_accepted(
         card = page.locator("#dispatches .dcard").first
         await expect(card).to_contain_text("第一小学")
         await expect(page.locator("body")).to_have_attribute("data-alert", "normal")
+        await expect(card).to_have_attribute("data-status", "delivered")  # settled: no more re-renders
 
         top = await page.evaluate("document.querySelector('#dispatches').getBoundingClientRect().top")
         await finger_tap(page, card.locator("[data-action=accept]"))  # the very first tap on the page
@@ -241,18 +273,28 @@ async def test_agency_first_tap_accepts_and_new_dispatch_sounds_until_accepted(
 # ------------------------------------------------------------------ autoplay: start duty, reload
 
 
-async def test_reloaded_console_with_open_alarm_sounds_after_start_duty(
+async def test_login_click_starts_duty_the_console_sounds_without_another_click(
         strict: Pages, app: RunningApp, broker: Broker) -> None:
     page = await login(strict, "officer")
-    # The login click is the start of duty: the console it leads to may sound without another click.
     await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
+    await expect(page.locator("#sound-banner")).to_be_hidden()
     await alarm(broker, app)
     await expect(page.locator("#d-unit")).to_have_text("第一小学")
     await wait_audible(page, NORMAL)
 
-    await reload_blocked(page)
+
+async def test_reloaded_console_with_open_alarm_sounds_after_start_duty(
+        strict: Pages, app: RunningApp, broker: Broker) -> None:
+    page = await open_logged_in(strict, "officer")
+    await quiet_wait(page, "document.body.dataset.alertsLive === '1'")
+    await alarm(broker, app)
+    await quiet_wait(page, "document.body.dataset.alert === 'normal' && document.body.dataset.sound === 'blocked'")
+
+    await page.reload()  # not a gesture: still blocked, the alarm still open
     await expect(page.locator("#d-unit")).to_have_text("第一小学")
+    await expect(page.locator("#sound-state")).to_have_attribute("data-state", "blocked")
     await expect(page.locator("body")).to_have_attribute("data-alert", "normal")
+    assert await audible(page) == 0
     await expect(page.locator("#start-duty")).to_have_text("开始值班")
     await page.click("#start-duty")  # the one start-duty action
     await wait_audible(page, NORMAL)
@@ -262,8 +304,7 @@ async def test_reloaded_console_with_open_alarm_sounds_after_start_duty(
 
 
 async def test_unit_phone_asks_for_one_tap_to_enable_sound(strict: Pages, app: RunningApp) -> None:
-    page = await login(strict, "school", mobile=True)
-    await reload_blocked(page)
+    page = await open_logged_in(strict, "school", "/unit.html", mobile=True)
     step = page.locator("#sound-step")
     await expect(step).to_be_visible()
     await expect(step).to_contain_text("点一下启用提示音")
@@ -333,11 +374,19 @@ async def test_escalation_sounds_again_after_silence(pages: Pages, app_factory: 
 # ------------------------------------------------------------------ every officer page alerts
 
 
+@pytest.fixture(scope="module")
+def rtsp() -> Iterator[RtspCamera]:
+    cam = RtspCamera(free_port(), path="school").start()
+    yield cam
+    cam.kill()
+
+
 @pytest.fixture
 async def patrol(strict_browser: Browser, app_factory: Callable[..., AbstractAsyncContextManager[RunningApp]],
                  rtsp: RtspCamera, tmp_path: Path) -> AsyncIterator[tuple[RunningApp, Pages]]:
     """An app with one real RTSP camera at 第一小学 (what the officer patrols), and strict-browser pages."""
-    cams = [camera("cam-school", rtsp.url, unit="school-1").model_copy(update={"name": "校门摄像头", "location": "南门"})]
+    cam = camera("cam-school", rtsp.url, unit="school-1")
+    cams = [cam.model_copy(update={"name": "校门摄像头", "location": "南门"})]
     async with app_factory(cameras=cams, video={"evidence_dir": str(tmp_path / "evidence")}) as running:
         p = Pages(strict_browser, running.url)
         yield running, p
@@ -354,8 +403,8 @@ async def test_alarm_during_video_patrol_alerts_on_the_video_wall(
     await expect(page.locator("body")).to_have_attribute("data-alerts-live", "1")
     await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
     await expect(page.locator("#wall [data-camera-id=cam-school] img")).to_have_count(1)
-    await page.wait_for_function("() => { const i = document.querySelector('#wall img'); return i && i.naturalWidth > 0; }",
-                                 timeout=20_000)  # the live picture is on the wall
+    await page.wait_for_function(  # the live picture is on the wall
+        "() => { const i = document.querySelector('#wall img'); return i && i.naturalWidth > 0; }", timeout=20_000)
     title = await page.title()
 
     await alarm(broker, app)

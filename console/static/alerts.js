@@ -396,7 +396,9 @@ class AlarmBoard {
         btn.hidden = true;
       },
     }, t("duty.start"));
-    bar.prepend(btn);
+    const pill = document.getElementById("sound-state");
+    if (pill && pill.parentElement === bar) pill.after(btn);
+    else bar.prepend(btn);
   }
 }
 

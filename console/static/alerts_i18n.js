@@ -4,8 +4,8 @@ import { STRINGS } from "./i18n.js";
 
 const MINE = {
   zh: {
-    "sound.enable": "浏览器阻止了报警声音：点击「开始值班」或页面任意处启用",
-    "sound.blocked.alarm": "有未处理的报警，但浏览器阻止了声音：点击页面任意处启用",
+    "sound.enable": "浏览器阻止了报警声音：点一下页面任意处即可启用",
+    "sound.blocked.alarm": "有未处理的报警，但浏览器阻止了声音：点一下页面任意处即可启用",
     "sound.state.on": "声音已开启",
     "sound.state.blocked": "声音被浏览器阻止",
     "sound.state.unsupported": "无法播放声音",
@@ -29,7 +29,7 @@ const MINE = {
     "notify.escalated": "超时未签收（第 {level} 次升级）",
   },
   en: {
-    "sound.enable": "The browser blocked the alarm sound: click “Start duty” or anywhere on the page",
+    "sound.enable": "The browser blocked the alarm sound: click or tap anywhere to enable it",
     "sound.blocked.alarm": "An alarm is waiting but the browser blocked its sound: click anywhere to enable it",
     "sound.state.on": "Sound on",
     "sound.state.blocked": "Sound blocked by browser",

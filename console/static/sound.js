@@ -5,9 +5,10 @@
 // same-origin navigation from a page that had one (the login click, a nav link), or always under the
 // kiosk flag `--autoplay-policy=no-user-gesture-required` (docs/console.md). The context is created at
 // load; when the browser holds it suspended the page says so ("blocked") and the next gesture anywhere
-// resumes it. Unlocking never changes layout and never cancels the gesture: every element it touches is
-// fixed-position or keeps its size, so the click, tap or hold that unlocked sound still lands where
-// it was aimed (a shifting banner used to swallow the first click after load).
+// resumes it. Unlocking never moves what the user is pressing and never cancels the gesture: what it
+// shows or hides is fixed-position, the indicator is the first item of the right-aligned top-bar group
+// (its width changes move nothing else), and repaints wait until the gesture's click has landed — a
+// shifting banner used to swallow the first click after load.
 
 import { onLangChange, t } from "./i18n.js";
 import "./alerts_i18n.js";
@@ -211,7 +212,7 @@ function clock(ms) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** The top bar's sound indicator (fixed width: its text changes never move the buttons beside it). */
+/** The top bar's sound indicator: first in the right-aligned group, so its text changes move no button. */
 function ensurePill() {
   let pill = document.getElementById("sound-state");
   if (pill) return pill;

@@ -37,6 +37,8 @@ def _event_unit(event: Event) -> str | None:
 
 def visible(event: Event, who: Actor) -> dict[str, Any] | None:
     """The event as this user may see it, or None."""
+    if event.type == ev.HEALTH_UPDATED:  # system health: the station's staff, whose pages show the banner
+        return event.to_json() if who.role in ("admin", "duty_officer", "assessor") else None
     if who.role in ("admin", "duty_officer", "assessor"):
         if event.type == ev.ALARM_REJECTED and who.role != "admin":
             return None

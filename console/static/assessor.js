@@ -3,6 +3,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { fmtSeconds, fmtTime, get, h, loadMe, logout, now, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
+import { startAlerts } from "./alerts.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
@@ -185,6 +186,7 @@ async function main() {
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
   const me = await loadMe();
+  startAlerts(me, { page: "assessor" });
   const paintWho = () => { $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`; };
   paintWho();
   cfg = await get("/api/hazards/config");

@@ -1,5 +1,5 @@
 // Shared browser plumbing: API calls (cookie session + X-CSRF-Token), the 401 → login rule,
-// the live WebSocket with reconnect, the WebAudio alerter, timers and small DOM helpers.
+// the live WebSocket with reconnect, timers and small DOM helpers (sound: sound.js, alerts.js).
 
 import { t } from "./i18n.js";
 
@@ -57,6 +57,10 @@ export async function api(method, path, body) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (resp.status === 401) return toLogin(hadSession(data) ? "expired" : undefined);
+  if (resp.status === 503 && data && Array.isArray(data.down)) {
+    // The core says part of the alarm path is down: every page's health banner shows it (alerts.js).
+    window.dispatchEvent(new CustomEvent("firelink:degraded", { detail: data }));
+  }
   if (!resp.ok) {
     const msg = (data && data.error) || `${resp.status} ${resp.statusText}`;
     throw new ApiError(resp.status, msg, data);
@@ -173,30 +177,61 @@ export function paintWsState(online) {
   el.textContent = t(el.dataset.i18n);
 }
 
-/** Live events. Reconnects with backoff; `onOpen` runs on every (re)connect so the page refetches. */
+/**
+ * Live events. One WebSocket per page, shared by every caller (the page script and the alert board):
+ * reconnects with backoff; each caller's `onOpen` runs on every (re)connect so it refetches (at once when
+ * the socket is already open), `onState` follows the connection. `close()` unsubscribes that caller.
+ */
 export function connectLive({ onEvent, onOpen, onState = paintWsState }) {
+  const sub = { onEvent, onOpen, onState };
+  live.subs.add(sub);
+  if (!live.started) startLive();
+  else if (live.open) {
+    if (onState) onState(true);
+    if (onOpen) onOpen();
+  }
+  return {
+    close() {
+      live.subs.delete(sub);
+      if (!live.subs.size) { live.stopped = true; if (live.ws) live.ws.close(); }
+    },
+  };
+}
+
+const live = { subs: new Set(), ws: null, open: false, started: false, stopped: false };
+
+/** Calls `fn` on every subscriber; one subscriber's error is reported (uncaught) without starving the rest. */
+function eachSub(fn) {
+  for (const sub of [...live.subs]) {
+    try { fn(sub); } catch (err) { setTimeout(() => { throw err; }); }
+  }
+}
+
+function startLive() {
+  live.started = true;
   let delay = 500;
-  let ws = null;
-  let stopped = false;
   const open = () => {
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
-    ws = new WebSocket(url);
+    const ws = new WebSocket(url);
+    live.ws = ws;
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      live.open = true;
       delay = 500;
-      onState && onState(true);
-      onOpen && onOpen();
+      eachSub((s) => { if (s.onState) s.onState(true); });
+      eachSub((s) => { if (s.onOpen) s.onOpen(); });
     };
     ws.onmessage = (m) => {
       let ev;
       try { ev = JSON.parse(m.data); } catch { return; }
       if (ev.type === "pong" || ev.type === "hello") return;
-      onEvent(ev);
+      eachSub((s) => s.onEvent(ev));
     };
     ws.onclose = async () => {
-      onState && onState(false);
-      if (stopped) return;
+      live.open = false;
+      eachSub((s) => { if (s.onState) s.onState(false); });
+      if (live.stopped) return;
       if (!opened) {
         // The handshake failed: maybe the session is gone. /api/me answers 401 → login.
         try { await get("/api/me"); } catch { /* network down: keep retrying */ }
@@ -207,102 +242,14 @@ export function connectLive({ onEvent, onOpen, onState = paintWsState }) {
   };
   open();
   // Keep NAT/proxies from idling the socket out; the server also heartbeats.
-  setInterval(() => { if (ws && ws.readyState === 1) ws.send("ping"); }, 25000);
-  return { close() { stopped = true; ws && ws.close(); } };
+  setInterval(() => { if (live.ws && live.ws.readyState === 1) live.ws.send("ping"); }, 25000);
 }
 
 // ---------------------------------------------------------------- sound
 
-/**
- * Repeating alarm beeps through WebAudio (no audio files). Browsers keep audio locked until a
- * user gesture, so pages show a banner until the first click/keypress unlocks it.
- * level: "off" | "normal" | "escalated". document.body.dataset.alert mirrors the level.
- */
-export class Alerter {
-  constructor(banner) {
-    this.banner = banner;
-    this.level = "off";
-    this.muted = false;
-    this.ctx = null;
-    this.timer = null;
-    const unlock = () => this.unlock();
-    for (const evName of ["pointerdown", "keydown", "touchstart"]) {
-      window.addEventListener(evName, unlock, { capture: true });
-    }
-    this.paintBanner();
-  }
-
-  get unlocked() { return !!this.ctx && this.ctx.state === "running"; }
-
-  unlock() {
-    try {
-      if (!this.ctx) {
-        const Ctx = window.AudioContext || window.webkitAudioContext;
-        if (!Ctx) return;
-        this.ctx = new Ctx();
-      }
-      if (this.ctx.state !== "running") this.ctx.resume().then(() => this.paintBanner(), () => {});
-    } catch { /* no audio device */ }
-    document.body.dataset.soundReady = "1"; // the gesture happened: audio is as enabled as it can be
-    this.paintBanner();
-  }
-
-  paintBanner() {
-    if (this.banner) this.banner.hidden = document.body.dataset.soundReady === "1";
-  }
-
-  setMuted(muted) {
-    this.muted = muted;
-    this.restart();
-  }
-
-  set(level) {
-    if (level === this.level) return;
-    this.level = level;
-    document.body.dataset.alert = level;
-    this.restart();
-  }
-
-  restart() {
-    clearInterval(this.timer);
-    this.timer = null;
-    if (this.level === "off" || this.muted) return;
-    const fast = this.level === "escalated";
-    const tick = () => this.pattern(fast);
-    tick();
-    this.timer = setInterval(tick, fast ? 700 : 1600);
-  }
-
-  /** One short chime now (new dispatch, new instruction). */
-  chime() { this.tone(1046, 0.12, 0.25, 0); this.tone(1318, 0.18, 0.25, 0.14); }
-
-  pattern(fast) {
-    if (fast) {
-      this.tone(1400, 0.14, 0.6, 0);
-      this.tone(1000, 0.14, 0.6, 0.18);
-      this.tone(1400, 0.14, 0.6, 0.36);
-    } else {
-      this.tone(880, 0.18, 0.3, 0);
-      this.tone(880, 0.18, 0.3, 0.3);
-    }
-  }
-
-  tone(freq, dur, gain, at) {
-    if (!this.unlocked || this.muted) return;
-    const c = this.ctx;
-    const start = c.currentTime + at;
-    const osc = c.createOscillator();
-    const g = c.createGain();
-    osc.type = "square";
-    osc.frequency.value = freq;
-    g.gain.setValueAtTime(0.0001, start);
-    g.gain.exponentialRampToValueAtTime(gain, start + 0.01);
-    g.gain.exponentialRampToValueAtTime(0.0001, start + dur);
-    osc.connect(g).connect(c.destination);
-    osc.start(start);
-    osc.stop(start + dur + 0.02);
-  }
-}
+// The alarm sound engine lives in sound.js (kept here for the pages that import it from common.js);
+// the officer pages' alarm board in alerts.js.
+export { Alerter } from "./sound.js";
 
 // ---------------------------------------------------------------- time
 

@@ -2,8 +2,9 @@
 // one-key actions, linked dispatch status, video, timeline and instructions to the unit.
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import { startAlerts } from "./alerts.js";
 import {
-  Alerter, connectLive, fmtDuration, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
+  connectLive, fmtDuration, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
   serialised, startTimers, telLink, toast,
 } from "./common.js";
 import "./console_i18n.js";
@@ -57,13 +58,7 @@ async function boot() {
   $("station-name").textContent = state.me.station?.name || "";
   paintWho();
 
-  alerter = new Alerter($("sound-banner"));
-  $("mute").addEventListener("click", () => {
-    alerter.setMuted(!alerter.muted);
-    $("mute").dataset.i18n = alerter.muted ? "sound.unmute" : "sound.mute";
-    $("mute").textContent = t($("mute").dataset.i18n);
-    $("mute").classList.toggle("on", alerter.muted);
-  });
+  alerter = startAlerts(state.me, { page: "console" }); // sound, #mute, title, notifications, health
   $("logout").addEventListener("click", logout);
   $("close-cancel").addEventListener("click", () => $("close-dialog").close());
   $("close-form").addEventListener("submit", onCloseSubmit);
@@ -307,15 +302,7 @@ let renderPending = false;
 function scheduleRender() {
   if (renderPending) return;
   renderPending = true;
-  requestAnimationFrame(() => { renderPending = false; renderQueue(); renderDetail(); renderOverview(); updateAlert(); });
-  // rAF does not run in background tabs; make sure the alert level still follows.
-  setTimeout(updateAlert, 0);
-}
-
-function updateAlert() {
-  const unacked = [...state.incidents.values()].filter((i) => i.status === "new");
-  const level = unacked.some((i) => i.escalation_level > 0) ? "escalated" : unacked.length ? "normal" : "off";
-  alerter.set(level);
+  requestAnimationFrame(() => { renderPending = false; renderQueue(); renderDetail(); renderOverview(); });
 }
 
 // -------------------------------------------------------------- actions
@@ -447,7 +434,6 @@ function renderAll() {
   renderDetail();
   renderDevices();
   renderPanels();
-  updateAlert();
 }
 
 function renderQueue() {

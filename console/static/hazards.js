@@ -2,6 +2,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast } from "./common.js";
 import { upload } from "./hazards_i18n.js";
+import { startAlerts } from "./alerts.js";
 
 const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null };
 const $ = (id) => document.getElementById(id);
@@ -203,6 +204,7 @@ async function main() {
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
   state.me = await loadMe();
+  startAlerts(state.me, { page: "hazards" });
   const paintWho = () => { $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`; };
   paintWho();
   const [cfg, units] = await Promise.all([get("/api/hazards/config"), get("/api/units")]);

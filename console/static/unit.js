@@ -21,7 +21,7 @@ async function boot() {
   state.me = await loadMe();
   if (state.me.user.role !== "unit") return location.replace(state.me.user.role === "agency" ? "/agency.html" : "/");
   state.unitId = state.me.user.unit_id;
-  alerter = new Alerter(null);
+  alerter = new Alerter(null, { step: true }); // "tap to enable sound" while the browser blocks it
   $("logout").addEventListener("click", logout);
   $("reply-form").addEventListener("submit", (e) => { e.preventDefault(); reply(); });
   $("quick-replies").replaceChildren(...[1, 2, 3, 4].map((n) => h("button.chip", {

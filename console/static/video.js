@@ -9,6 +9,7 @@
 
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { connectLive, get, h, homeFor, loadMe, logout, post, toast } from "./common.js";
+import { startAlerts } from "./alerts.js";
 import { closeZones, openZones, setupZones, zonesOnEvent, zonesOnKey } from "./zones.js";
 
 const PER_PAGE = 9;
@@ -27,6 +28,7 @@ async function boot() {
   state.me = await loadMe();
   const role = state.me.user.role;
   if (role === "agency") return location.replace(homeFor(role));
+  startAlerts(state.me, { page: "video" });
   $("nav-home").href = homeFor(role);
   $("who").textContent = `${state.me.user.username} · ${t("role." + role)}`;
   $("logout").addEventListener("click", logout);

@@ -29,7 +29,8 @@ async def test_officer_sees_alarm_live_acknowledges_and_dispatches(
     assert page.url.rstrip("/") == app.url or page.url.startswith(app.url + "/#")
     await expect(page.locator("#ws-state")).to_have_attribute("data-online", "1")
     await expect(page.locator("#queue-empty")).to_be_visible()
-    await expect(page.locator("#sound-banner")).to_be_visible()
+    await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")  # kiosk flag: no gesture needed
+    await expect(page.locator("#sound-banner")).to_be_hidden()
 
     await press(broker, app)
 
@@ -51,10 +52,6 @@ async def test_officer_sees_alarm_live_acknowledges_and_dispatches(
     await expect(page.locator("#video-panel [data-video-none]")).to_be_visible()
     await expect(page.locator("#d-timeline")).to_contain_text("收到报警")
     await shot(page, "console-new-incident")
-
-    # First click anywhere enables sound: the banner goes.
-    await page.locator("#d-unit").click()
-    await expect(page.locator("#sound-banner")).to_be_hidden()
 
     await page.click("[data-action=ack]")
     await expect(page.locator("#d-status")).to_have_text("已签收")

@@ -1,0 +1,58 @@
+// UI strings of the sound engine and the officer pages' alarm board (zh default, en). Merged into
+// i18n.js's table at import, as hazards_i18n.js does.
+import { STRINGS } from "./i18n.js";
+
+const MINE = {
+  zh: {
+    "sound.enable": "浏览器阻止了报警声音：点一下页面任意处即可启用",
+    "sound.blocked.alarm": "有未处理的报警，但浏览器阻止了声音：点一下页面任意处即可启用",
+    "sound.state.on": "声音已开启",
+    "sound.state.blocked": "声音被浏览器阻止",
+    "sound.state.unsupported": "无法播放声音",
+    "sound.silenced.until": "已静音至 {time}",
+    "sound.silenced.hint": "只静音当前报警；新报警或超时升级会立即再次响铃",
+    "sound.step.text": "点一下启用提示音：民警发来指令时手机会响铃。",
+    "sound.step.button": "启用声音",
+    "duty.start": "开始值班",
+    "duty.start.title": "启用报警声音和系统通知",
+    "alert.title": "【报警】{unit}",
+    "alert.title.n": "【{n} 起报警】{unit}",
+    "alert.go": "前往处置",
+    "alert.silence": "静音",
+    "alert.escalated": "超时未签收",
+    "alert.more": "另有 {n} 起未签收报警",
+    "health.mqtt_intake": "报警接入中断",
+    "health.database": "数据库不可用",
+    "health.other": "系统故障：{names}",
+    "health.offline": "与服务器的连接中断：新报警可能无法显示",
+    "notify.title": "报警：{unit}",
+    "notify.escalated": "超时未签收（第 {level} 次升级）",
+  },
+  en: {
+    "sound.enable": "The browser blocked the alarm sound: click or tap anywhere to enable it",
+    "sound.blocked.alarm": "An alarm is waiting but the browser blocked its sound: click anywhere to enable it",
+    "sound.state.on": "Sound on",
+    "sound.state.blocked": "Sound blocked by browser",
+    "sound.state.unsupported": "No sound available",
+    "sound.silenced.until": "Silenced until {time}",
+    "sound.silenced.hint": "Only the current alarms are silenced; a new or escalated alarm sounds again at once",
+    "sound.step.text": "Tap once to enable sound: the phone rings when the officer sends instructions.",
+    "sound.step.button": "Enable sound",
+    "duty.start": "Start duty",
+    "duty.start.title": "Enable alarm sound and system notifications",
+    "alert.title": "[ALARM] {unit}",
+    "alert.title.n": "[{n} ALARMS] {unit}",
+    "alert.go": "Open on console",
+    "alert.silence": "Silence",
+    "alert.escalated": "Escalated",
+    "alert.more": "{n} more unacknowledged alarms",
+    "health.mqtt_intake": "Alarm intake down",
+    "health.database": "Database unavailable",
+    "health.other": "System fault: {names}",
+    "health.offline": "Connection to the server lost: new alarms may not show",
+    "notify.title": "Alarm: {unit}",
+    "notify.escalated": "Not acknowledged (escalation {level})",
+  },
+};
+
+for (const lang of Object.keys(MINE)) Object.assign(STRINGS[lang], MINE[lang]);

@@ -37,6 +37,8 @@ def _event_unit(event: Event) -> str | None:
 
 def visible(event: Event, who: Actor) -> dict[str, Any] | None:
     """The event as this user may see it, or None."""
+    if event.type == ev.HEALTH_UPDATED:  # every console shows when the alarm path is down
+        return event.to_json()
     if who.role in ("admin", "duty_officer", "assessor"):
         if event.type == ev.ALARM_REJECTED and who.role != "admin":
             return None

@@ -2,7 +2,7 @@
 
 Order (start; stop is the reverse): database → core service → hazard service → exit zones → masks → detection
 sink → MQTT broker (embedded only when none answers) → MQTT link → background workers (notify outbox,
-escalation, device watchdog, false-alarm learning) → cameras and evidence → detectors. Parts find each
+escalation, device watchdog, false-alarm learning) → health monitor → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
 """
 
@@ -29,6 +29,7 @@ from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
+from dispatch.health import health_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
 from dispatch.masks import MASKS, masks_context
@@ -100,7 +101,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             yield
             return
         inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
-        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive)
+        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal)
         await link.start()
         app[MQTT] = link
         yield
@@ -150,7 +151,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await service.stop()
 
     app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, masks_context, detection_sink, broker,
-                            mqtt_link, workers])
+                            mqtt_link, workers, health_context(clock)])
     setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
     app.cleanup_ctx.append(detectors)
     setup_console(app)

@@ -35,6 +35,7 @@ EXIT_ZONE_CHANGED = "exit_zone.changed"
 EXIT_ZONE_APPLIED = "exit_zone.applied"
 DETECTOR_MASK_CHANGED = "detector_mask.changed"
 DETECTOR_MASK_APPLIED = "detector_mask.applied"
+HEALTH_UPDATED = "health.updated"  # data: {"data": <the /healthz body>}
 
 ALL_EVENTS = frozenset(
     {
@@ -52,6 +53,7 @@ ALL_EVENTS = frozenset(
         EXIT_ZONE_APPLIED,
         DETECTOR_MASK_CHANGED,
         DETECTOR_MASK_APPLIED,
+        HEALTH_UPDATED,
     }
 )
 

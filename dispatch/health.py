@@ -64,16 +64,24 @@ class HealthMonitor:
         self.last: dict[str, Any] | None = None
         self._published: tuple[str, tuple[str, ...]] | None = None
         self._poked = asyncio.Event()
+        self._db_check: asyncio.Future[tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     def poke(self) -> None:
         self._poked.set()
+
+    def close(self) -> None:
+        if self._db_check is not None:
+            self._db_check.cancel()
 
     def down(self) -> list[str]:
         """What was down at the last check (for 503 bodies elsewhere); [] before the first check."""
         return list(self.last["down"]) if self.last else []
 
     async def check(self) -> dict[str, Any]:
-        database, outbox = await self._database()
+        # /healthz is anonymous: callers arriving while a database check runs share it instead of adding queries.
+        if self._db_check is None or self._db_check.done():
+            self._db_check = asyncio.ensure_future(self._database())
+        database, outbox = await asyncio.shield(self._db_check)
         intake = self.intake()
         if intake is None:
             intake_json: dict[str, Any] = {"ok": True, "enabled": False, "connected": False, "thread_alive": False,
@@ -152,6 +160,7 @@ def health_context(clock: Callable[[], datetime] = utcnow) -> Callable[[web.Appl
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        monitor.close()
 
     return ctx
 

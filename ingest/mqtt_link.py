@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -160,7 +161,8 @@ class MqttLink:
         self.counters: Counter[str] = Counter()
         self.restarts = 0
         self.on_change: Callable[[], None] | None = None  # told (on the loop) whenever the status may have changed
-        self._probe_topic = f"{cfg.topic_prefix}/_health/{cfg.client_id}"
+        # The core must be allowed to publish and subscribe {prefix}/_health/# (docs/mqtt.md, Broker).
+        self._probe_topic = f"{cfg.topic_prefix}/_health/{re.sub(r'[^A-Za-z0-9_.-]', '_', cfg.client_id)}"
         self._last_in: float | None = None  # monotonic time of the last message (probes included)
         self._last_real_in: float | None = None  # ... of the last message from a device or agency
         self._probe_sent: float | None = None

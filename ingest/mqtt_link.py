@@ -348,7 +348,7 @@ class MqttLink:
             return "not connected to the broker"
         sent = self._probe_sent
         if sent is not None and (self._last_in is None or self._last_in < sent) and now - sent > PROBE_TIMEOUT_S:
-            return f"no message and no probe back for {now - sent:.0f}s"
+            return f"no message and no probe back within {PROBE_TIMEOUT_S:g}s"  # constant: problems compare equal
         return None
 
     def _changed(self) -> None:

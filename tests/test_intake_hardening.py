@@ -264,6 +264,47 @@ async def test_killing_the_network_thread_turns_healthz_red_and_intake_recovers_
         await officer.close()
 
 
+async def test_a_probe_that_does_not_come_back_marks_intake_down_and_restarts_the_client(
+        broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread alive and connected, yet nothing arrives (here: the probe's subscription is gone)."""
+    monkeypatch.setattr(mqtt_link, "PROBE_IDLE_S", 0.5)
+    monkeypatch.setattr(mqtt_link, "PROBE_TIMEOUT_S", 1.0)
+    prefix = f"fltest-{uuid.uuid4().hex[:10]}"
+    cfg = base_config("sqlite+aiosqlite:///:memory:", broker).mqtt.model_copy(
+        update={"topic_prefix": prefix, "client_id": f"core-{prefix}"})
+    stored: asyncio.Queue[CoreInput] = asyncio.Queue()
+
+    async def handler(items: list[CoreInput]) -> None:
+        for i in items:
+            stored.put_nowait(i)
+
+    link = MqttLink(cfg, handler)
+    seen: list[tuple[bool, int, str | None]] = []
+    changed = asyncio.Event()
+
+    def on_change() -> None:
+        status = link.status()
+        seen.append((status.ok, status.restarts, status.problem))
+        changed.set()
+
+    link.on_change = on_change
+    await link.start()
+    assert link.status().ok
+    link.client.unsubscribe(f"{prefix}/_health/core-{prefix}")
+
+    async def until(pred: Callable[[], bool]) -> None:
+        while not pred():
+            changed.clear()
+            await changed.wait()
+
+    await asyncio.wait_for(until(lambda: any(not ok and p and "probe" in p for ok, _, p in seen)), 10)
+    await asyncio.wait_for(until(lambda: any(ok and restarts == 1 for ok, restarts, _ in seen)), 15)
+    await publish(broker, f"{prefix}/units/u1/alarm", {"alarm_id": "after-probe-restart", "kind": "one_key"})
+    item = await asyncio.wait_for(stored.get(), 10)
+    assert isinstance(item, AlarmIn) and item.alarm_id == "after-probe-restart"
+    await link.stop()
+
+
 async def test_healthz_without_mqtt_and_with_a_stale_outbox(db_url: str) -> None:
     start = datetime.now(UTC)
     clock_now = [start]

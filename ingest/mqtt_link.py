@@ -54,7 +54,7 @@ Handler = Callable[[list[CoreInput]], Awaitable[Mapping[int, Exception] | None]]
 of the items that failed on their own (with why), everything else being committed."""
 
 MAX_BATCH = 500  # alarms per transaction
-MAX_OTHER_BATCH = 100  # anything else (rejections, device status, agency acks): an alarm never waits for more
+MAX_OTHER_BATCH = 50  # anything else (rejections, device status, agency acks): an alarm never waits for more
 OTHERS_MAX_WAIT_S = 0.5  # during an alarm flood, other messages still get a batch once they waited this long
 POISON_AFTER = 3  # failures of one message alone, while the database is healthy, before it is quarantined
 CRASHES_BEFORE_QUARANTINE = 2  # restarts that died while handling one redelivered message alone

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -32,6 +32,9 @@ from dispatch.inputs import (
     check_text,
     printable,
 )
+
+if TYPE_CHECKING:
+    from detectors.worker import DetectionMessage
 
 EXCERPT_BYTES = 200
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -137,19 +140,33 @@ DetectionPayload: TypeAdapter[FireDetectionPayload | ExitDetectionPayload] = Typ
 """One detections message: its `type` picks the shape."""
 
 
+def parse_detection(topic: str, payload: bytes, received_at: datetime,
+                    default_unit: str | None = None) -> DetectionMessage | str:
+    """A detections message → detectors.worker.DetectionMessage, or why it is refused. Never raises."""
+    try:
+        message = DetectionPayload.validate_json(payload)
+    except ValidationError as exc:
+        return _errors(exc)
+    try:
+        return _detection_message(topic.split("/")[-2], message, topic, received_at, default_unit)
+    except ValueError as exc:
+        return f"invalid payload: {exc}"
+
+
 def _detection_message(ident: str, p: FireDetectionPayload | ExitDetectionPayload, topic: str,
-                       received_at: datetime) -> Any:
-    """The validated payload → detectors.worker.DetectionMessage (what the core's detection sink takes)."""
+                       received_at: datetime, default_unit: str | None) -> DetectionMessage:
+    """The validated payload → what the core's detection sink takes."""
     from detectors.exits import ExitCleared, ExitHazard
     from detectors.worker import DetectionMessage
 
     if p.camera_id != ident:
         raise ValueError("camera_id does not match the topic")
+    unit_id = p.unit_id or default_unit
     if isinstance(p, FireDetectionPayload):
-        if not p.unit_id:
+        if not unit_id:
             raise ValueError("unit_id is required for smoke/fire")
         what = "smoke" if p.type == "video_smoke" else "fire"
-        alarm = AlarmIn(alarm_id=p.alarm_id, unit_id=p.unit_id, kind=p.type, source="video", received_at=received_at,
+        alarm = AlarmIn(alarm_id=p.alarm_id, unit_id=unit_id, kind=p.type, source="video", received_at=received_at,
                         device_id=p.camera_id, device_ts=p.ts,
                         note=f"camera {p.camera_id}: {what} confirmed over time, confidence {p.confidence:.2f}",
                         topic=topic)
@@ -161,12 +178,12 @@ def _detection_message(ident: str, p: FireDetectionPayload | ExitDetectionPayloa
             raise ValueError("before_jpeg_b64 is required for blocked_exit")
         return DetectionMessage(exit_event=ExitHazard(p.camera_id, p.zone_id, p.started_at, p.confirmed_at,
                                                       p.fraction, p.before_jpeg_b64, p.after_jpeg_b64, p.zone_name,
-                                                      p.unit_id))
+                                                      unit_id))
     if p.cleared_at is None:
         raise ValueError("cleared_at is required for blocked_exit_cleared")
     return DetectionMessage(exit_event=ExitCleared(p.camera_id, p.zone_id, p.started_at, p.confirmed_at,
                                                    p.cleared_at, p.fraction, p.after_jpeg_b64, p.zone_name,
-                                                   p.unit_id))
+                                                   unit_id))
 
 
 # --- the parser --------------------------------------------------------------------------------------------
@@ -221,6 +238,9 @@ def _parse(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at:
         return reject(f"payload too large: {len(payload)} bytes > {limit}")
     if section in ("units", "devices", "cameras") and not _is_id(ident):
         return reject(f"invalid id in topic: {printable(ident[:80])!r}")
+    if section == "cameras":
+        detection = parse_detection(topic, payload, received_at)
+        return reject(detection) if isinstance(detection, str) else DetectionIn(detection, received_at, topic)
     try:
         if section == "units":
             alarm = AlarmPayload.model_validate_json(payload)
@@ -230,16 +250,10 @@ def _parse(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at:
         if section == "devices":
             status = DeviceStatusPayload.model_validate_json(payload)
             return DeviceStatusIn(ident, status.status, status.detail or "", received_at)
-        if section == "dispatch":
-            ack = AgencyAckPayload.model_validate_json(payload)
-            return AgencyAckIn(ident, ack.dispatch_id, ack.status, ack.by or f"{ident}-mqtt", received_at, topic)
-        detection = DetectionPayload.validate_json(payload)
+        ack = AgencyAckPayload.model_validate_json(payload)
+        return AgencyAckIn(ident, ack.dispatch_id, ack.status, ack.by or f"{ident}-mqtt", received_at, topic)
     except ValidationError as exc:
         return reject(_errors(exc))
-    try:
-        return DetectionIn(_detection_message(ident, detection, topic, received_at), received_at, topic)
-    except ValueError as exc:
-        return reject(f"invalid payload: {exc}")
 
 
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")

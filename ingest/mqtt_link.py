@@ -166,6 +166,7 @@ class MqttLink:
         self._last_in: float | None = None  # monotonic time of the last message (probes included)
         self._last_real_in: float | None = None  # ... of the last message from a device or agency
         self._probe_sent: float | None = None
+        self._probing = True
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._healthy_since = time.monotonic()
@@ -247,9 +248,13 @@ class MqttLink:
         # "Connected" means subscribed: from here on every alarm published reaches this session.
         if client is not self.client:
             return
-        if any(getattr(r, "is_failure", False) for r in reasons):
+        failed = [getattr(r, "is_failure", False) for r in reasons]
+        if any(failed[:-1]):
             log.error("MQTT subscription refused: %s", reasons)
             return
+        if failed[-1:] == [True] and self._probing:  # the probe's topic (last) is not allowed by the broker's ACL
+            log.warning("MQTT broker refused the watchdog probe topic %s: messages are not probed", self._probe_topic)
+            self._probing = False
         self._call(self._subscribed)
 
     def _subscribed(self) -> None:
@@ -387,7 +392,7 @@ class MqttLink:
             if self._backoff_step and now - self._healthy_since > STABLE_S:
                 self._backoff_step = 0
             idle_since = self._last_in if self._last_in is not None else self._healthy_since
-            if self._probe_sent is None and now - idle_since > PROBE_IDLE_S:
+            if self._probing and self._probe_sent is None and now - idle_since > PROBE_IDLE_S:
                 self._probe_sent = now
                 self.client.publish(self._probe_topic, b"probe", qos=0)
             return

@@ -26,8 +26,9 @@ from console.routing import (
 )
 from console.security import ACTOR, COOKIE, LOGIN_THROTTLE, SESSION, client_address, secure_cookie
 from console.ws import SOCKETS, websocket
-from dispatch.appkeys import CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
+from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE, WRITER
 from dispatch.auth import AuthBusy, AuthError, login, logout
+from dispatch.health import HEALTH
 from dispatch.inputs import Actor, AlarmIn, InputModel
 from dispatch.login_throttle import retry_after_header
 from dispatch.queries import IncidentFilter
@@ -275,11 +276,10 @@ async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
 
 @api.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))
 async def healthz(request: web.Request, _: None) -> web.StreamResponse:
-    mqtt = request.app[MQTT]
-    db_ok = await request.app[DB].alive()
-    mqtt_ok = mqtt is not None and mqtt.connected.is_set()
-    body = {"status": "ok" if db_ok and mqtt_ok else "degraded", "database": db_ok, "mqtt": mqtt_ok}
-    return web.json_response(body, status=200 if db_ok else 503)
+    """The truth about the alarm path, checked now; 503 when the database or the MQTT intake is down."""
+    monitor = request.app[HEALTH]
+    body = await monitor.check()
+    return web.json_response(body, status=monitor.http_status(body))
 
 
 @api.route("GET", "/api/openapi.json", "OpenAPI document", roles=None, tag="meta")

@@ -3,7 +3,7 @@
 A worker (possibly on another machine with a GPU) opens the listed cameras itself, runs the
 detector service and publishes each event, QoS 1, to ``{prefix}/cameras/{camera_id}/detections``.
 The core subscribes to ``{prefix}/cameras/+/detections`` and turns each message back into core
-inputs with `parse_detection_message` (pure; never raises on bad input — returns None).
+inputs with `parse_detection_message` (ingest.payloads validates it; never raises on bad input — returns None).
 
 Payload (JSON, UTF-8; JPEGs base64, scaled to ≤ 640 px wide, so a message stays < ~150 KB):
 
@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detectors.exits import ExitCleared, ExitEvent, ExitHazard
+from detectors.exits import ExitEvent, ExitHazard
 
 log = logging.getLogger(__name__)
 
@@ -86,52 +86,15 @@ class DetectionMessage:
 
 def parse_detection_message(topic_name: str, payload: bytes, received_at: datetime | None = None,
                             default_unit: str | None = None) -> DetectionMessage | None:
-    """Core side: a detections message → DetectionMessage; None (and a log line) when malformed."""
-    from dispatch.inputs import AlarmIn, check_text, loads
+    """Core side: a detections message → DetectionMessage; None (and a log line) when refused. The payload is
+    bounded and validated by ingest.payloads (the core's MQTT contract), which never raises."""
+    from ingest.payloads import parse_detection
 
-    try:
-        d = loads(payload.decode("utf-8"))  # NaN/Infinity (e.g. a NaN confidence) refused
-        cam = topic_name.split("/")[-2]
-        if d.get("camera_id") != cam:
-            raise ValueError("camera_id does not match the topic")
-        for v in d.values():
-            if isinstance(v, str):
-                check_text(v)
-        for key in ("confidence", "fraction"):
-            v = d.get(key)
-            if key in d and not (isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1):
-                raise ValueError(f"{key} must be a number from 0 to 1")
-        now = received_at or datetime.now(UTC)
-        typ = d["type"]
-        if typ in ("video_smoke", "video_fire"):
-            unit = d.get("unit_id") or default_unit
-            if not unit:
-                raise ValueError("no unit_id")
-            what = "smoke" if typ == "video_smoke" else "fire"
-            alarm = AlarmIn(
-                alarm_id=str(d["alarm_id"])[:128], unit_id=str(unit), kind=typ, source="video", received_at=now,
-                device_id=cam, device_ts=datetime.fromisoformat(d["ts"]),
-                note=f"camera {cam}: {what} confirmed over time, confidence {float(d['confidence']):.2f}",
-                topic=topic_name,
-            )
-            record = {k: d[k] for k in ("camera_id", "alarm_id", "confidence", "boxes", "width", "height")}
-            record.update(type=typ, t=datetime.fromisoformat(d["ts"]).timestamp(), frame_jpeg=None)
-            return DetectionMessage(alarm, record, base64.b64decode(d["jpeg_b64"]))
-        started, confirmed = datetime.fromisoformat(d["started_at"]), datetime.fromisoformat(d["confirmed_at"])
-        after = base64.b64decode(d["after_jpeg_b64"])
-        if typ == "blocked_exit":
-            ev: ExitEvent = ExitHazard(cam, d["zone_id"], started, confirmed, float(d["fraction"]),
-                                       base64.b64decode(d["before_jpeg_b64"]), after, d.get("zone_name", ""),
-                                       d.get("unit_id"))
-        elif typ == "blocked_exit_cleared":
-            ev = ExitCleared(cam, d["zone_id"], started, confirmed, datetime.fromisoformat(d["cleared_at"]),
-                             float(d["fraction"]), after, d.get("zone_name", ""), d.get("unit_id"))
-        else:
-            raise ValueError(f"unknown type {typ!r}")
-        return DetectionMessage(exit_event=ev)
-    except Exception as exc:  # malformed input must never take the core down
-        log.warning("bad detections message on %s: %s", topic_name, exc)
+    got = parse_detection(topic_name, payload, received_at or datetime.now(UTC), default_unit)
+    if isinstance(got, str):
+        log.warning("bad detections message on %s: %s", topic_name, got)
         return None
+    return got
 
 
 class MqttPublisher:

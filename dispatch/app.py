@@ -3,7 +3,7 @@
 Order (start; stop is the reverse): database → core lease (a second core on the same database stops
 here) → core service → hazard service → exit zones → masks → detection sink → MQTT broker (embedded only
 when none answers) → MQTT link → background workers (notify outbox, escalation, device watchdog,
-false-alarm learning) → cameras and evidence → detectors. Parts find each
+false-alarm learning) → health monitor → cameras and evidence → detectors. Parts find each
 other through typed app keys (dispatch.appkeys), not a god object.
 """
 
@@ -32,6 +32,7 @@ from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
+from dispatch.health import health_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
 from dispatch.lease import CoreLeaseHolder
@@ -124,7 +125,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             yield
             return
         inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
-        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive)
+        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal)
         await link.start()
         app[MQTT] = link
         yield
@@ -174,7 +175,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await service.stop()
 
     app.cleanup_ctx.extend([database, lease, core, hazards_context, exit_zones_context, masks_context,
-                            detection_sink, broker, mqtt_link, workers])
+                            detection_sink, broker, mqtt_link, workers, health_context(clock)])
 
     async def recorded_evidence(incident_id: int) -> dict[str, str]:
         return await recorded_sha256(app[DB], incident_id)

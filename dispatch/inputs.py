@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+MAX_ROW_ID = 2**31 - 1
+"""Row ids are 32-bit INTEGER columns: an id above this cannot exist (and PostgreSQL refuses it as a parameter)."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

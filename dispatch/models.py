@@ -207,6 +207,18 @@ class RejectedMessage(Base):
     size: Mapped[int]
 
 
+class IntakeAttempt(Base):
+    """A redelivered MQTT message being tried again after a restart, counted before each try, so a message that
+    keeps taking the core down is quarantined instead of killing every restart (ingest/mqtt_link). Rows live
+    only until the message is settled."""
+
+    __tablename__ = "intake_attempts"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of topic and payload
+    tries: Mapped[int]
+    tries_alone: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
 class CameraRegion(Base):
     """Columns of every outline officers draw on a camera's picture (exit zones, detection masks): one table per
     kind, so each keeps only the columns it needs and its own unique (camera, id)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from log_rate_limit import RateLimit, StreamRateLimitFilter  # type: ignore[import-untyped]
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +57,9 @@ from dispatch.views import (
 from dispatch.writer import Tx, Writer
 
 log = logging.getLogger(__name__)
+# A flood of bad input is stored and counted in full, but logged at most 20 lines per 10 s (then a count of the rest).
+log.addFilter(StreamRateLimitFilter(period_sec=10, allow_next_n=20, default_stream_id=None))
+REJECTED_LOG = RateLimit(stream_id="rejected-input")
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -238,7 +242,7 @@ class IncidentService:
 
     def _rejection_row(self, r: Rejection) -> RejectedMessage:
         self.counters["rejected"] += 1
-        log.warning("rejected %s input on %r: %s", r.source, r.topic, r.reason)
+        log.warning("rejected %s input on %r: %s", r.source, r.topic, r.reason, extra=REJECTED_LOG)
         return RejectedMessage(received_at=r.received_at, source=r.source, topic=printable(r.topic)[:400],
                                reason=r.reason[:400], excerpt=r.excerpt[:600], size=r.size)
 

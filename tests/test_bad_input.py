@@ -45,9 +45,12 @@ async def test_malformed_mqtt_messages_are_rejected_with_reasons_and_the_core_ke
 
         rejections = await admin.get("/api/admin/rejections")
         assert rejections["total"] == len(bad)
-        reasons = [r["reason"] for r in reversed(rejections["items"])]
-        for (_topic, _payload, expected), reason in zip(bad, reasons, strict=True):
-            assert expected in reason, (expected, reason)
+        # alarms have their own lane in the intake, so rejections are not stored in publication order
+        reasons = [r["reason"] for r in rejections["items"]]
+        for _topic, _payload, expected in bad:
+            match = next((r for r in reasons if expected in r), None)
+            assert match is not None, (expected, reasons)
+            reasons.remove(match)
         assert rejections["counters"]["rejected"] == len(bad)
         incidents = await admin.get("/api/incidents?state=all")
         assert len(incidents) == 1  # only the good alarm made an incident

@@ -75,4 +75,4 @@ async def test_poison_message_becomes_a_rejection_while_the_store_is_healthy(bro
     await link.stop()
     names = [r.alarm_id if isinstance(r, AlarmIn) else r.reason for r in results]
     assert names[0] == "before" and names[2] == "after"
-    assert isinstance(results[1], Rejection) and "could not be stored: RuntimeError" in results[1].reason
+    assert isinstance(results[1], Rejection) and "quarantined: failed 3 times: RuntimeError" in results[1].reason

@@ -353,9 +353,10 @@ async def test_silence_applies_to_current_alarms_a_new_alarm_sounds_again(
     await expect(page.locator("#alert-stack [data-incident]")).to_have_count(2)
 
 
-async def test_escalation_sounds_again_after_silence(pages: Pages, app_factory: Any, broker: Broker) -> None:
+async def test_escalation_sounds_again_after_silence(browser: Browser, app_factory: Any, broker: Broker) -> None:
+    # its own app (short ack timeout) and no `pages`: that fixture starts the default app on the same database
     async with app_factory(escalation={"ack_timeout_s": 6, "merge_window_s": 300}) as app:
-        p = Pages(pages.browser, app.url)
+        p = Pages(browser, app.url)
         try:
             page = await login(p, "officer")
             await alarm(broker, app)

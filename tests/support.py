@@ -35,6 +35,22 @@ WEBHOOK_SECRET = "test-webhook-secret"
 AGENCY_TOKEN = "test-agency-token"
 
 
+class StepClock:
+    """An injected clock that stands still until a test moves it (`advance`, `set`)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def set(self, at: datetime) -> None:
+        self.now = at
+
+
 class RunningClock:
     """An injected app clock that starts at a fixed instant and runs at real speed; `offset` jumps it.
 

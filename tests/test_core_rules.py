@@ -20,29 +20,18 @@ from dispatch.records import response_times, verify
 from dispatch.service import IncidentService
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
-from tests.support import base_config
+from tests.support import StepClock, base_config
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 OFFICER = Actor("officer", "duty_officer")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-async def core(db_url: str) -> AsyncIterator[tuple[IncidentService, Clock]]:
+async def core(db_url: str) -> AsyncIterator[tuple[IncidentService, StepClock]]:
     cfg = base_config(db_url, None, escalation={"ack_timeout_s": 30, "merge_window_s": 300, "max_level": 2})
     db = Database(db_url)
     await db.upgrade()
-    clock = Clock()
+    clock = StepClock(T0)
     service = IncidentService(Writer(db, EventBus()), cfg, clock)
     await service.start()
     yield service, clock
@@ -54,7 +43,7 @@ def alarm(alarm_id: str, at: datetime, unit: str = "school-1", kind: str = "one_
 
 
 async def test_alarms_within_the_window_join_and_after_it_open_a_new_incident(
-        core: tuple[IncidentService, Clock]) -> None:
+        core: tuple[IncidentService, StepClock]) -> None:
     service, _ = core
     outcomes = await service.ingest([alarm("a1", T0), alarm("a2", T0 + timedelta(seconds=299)),
                                      alarm("b1", T0, unit="hotel-1"), alarm("a1", T0)])
@@ -71,7 +60,7 @@ async def test_alarms_within_the_window_join_and_after_it_open_a_new_incident(
     assert len(incidents) == 3
 
 
-async def test_alarm_after_close_opens_a_new_incident(core: tuple[IncidentService, Clock]) -> None:
+async def test_alarm_after_close_opens_a_new_incident(core: tuple[IncidentService, StepClock]) -> None:
     service, clock = core
     await service.ingest([alarm("c1", T0)])
     first = service.open_by_unit["school-1"].incident_id
@@ -81,7 +70,7 @@ async def test_alarm_after_close_opens_a_new_incident(core: tuple[IncidentServic
     assert service.open_by_unit["school-1"].incident_id != first
 
 
-async def test_state_machine_refuses_steps_out_of_order(core: tuple[IncidentService, Clock]) -> None:
+async def test_state_machine_refuses_steps_out_of_order(core: tuple[IncidentService, StepClock]) -> None:
     service, clock = core
     await service.ingest([alarm("s1", T0)])
     inc = service.open_by_unit["school-1"].incident_id
@@ -105,7 +94,7 @@ async def test_state_machine_refuses_steps_out_of_order(core: tuple[IncidentServ
 
 
 async def test_dispatch_writes_outbox_rows_per_channel_in_the_same_transaction(
-        core: tuple[IncidentService, Clock]) -> None:
+        core: tuple[IncidentService, StepClock]) -> None:
     service, _ = core
     await service.ingest([alarm("o1", T0)])
     inc = service.open_by_unit["school-1"].incident_id
@@ -117,7 +106,7 @@ async def test_dispatch_writes_outbox_rows_per_channel_in_the_same_transaction(
 
 
 async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
-        core: tuple[IncidentService, Clock]) -> None:
+        core: tuple[IncidentService, StepClock]) -> None:
     service, clock = core
     escalator = Escalator(service, service.bus, service.cfg.escalation)
     sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
@@ -171,7 +160,7 @@ async def test_escalator_task_wakes_on_new_incident_and_escalates_on_time(db_url
         await db.dispose()
 
 
-async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, Clock]) -> None:
+async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, StepClock]) -> None:
     service, clock = core
     monitor = DeviceMonitor(service, service.cfg, clock)
     await monitor.load()
@@ -197,7 +186,7 @@ async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, C
     assert refused is not None and "unknown device" in refused.reason
 
 
-async def test_record_chain_detects_an_altered_row(core: tuple[IncidentService, Clock]) -> None:
+async def test_record_chain_detects_an_altered_row(core: tuple[IncidentService, StepClock]) -> None:
     service, clock = core
     await service.ingest([alarm("r1", T0), alarm("r2", T0, unit="hotel-1")])
     inc = service.open_by_unit["school-1"].incident_id

@@ -23,7 +23,7 @@ from dispatch.events import EventBus
 from dispatch.inputs import Actor, AlarmIn, DeviceStatusIn
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
-from tests.support import Api, Broker, RunningApp, base_config, config_yaml, run_cli, running_app, ws_client
+from tests.support import Api, Broker, RunningApp, StepClock, base_config, config_yaml, run_cli, running_app, ws_client
 
 T0 = datetime(2026, 12, 31, 23, 50, 0, tzinfo=UTC)  # a year's last day: nothing here depends on today
 OFFICER = Actor("officer", "duty_officer")
@@ -34,17 +34,6 @@ EXTRA_UNITS = [
 ]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, at: datetime) -> None:
-        self.now = at
-
-
 def five_units(db_url: str) -> Any:
     cfg = base_config(db_url, None)
     units = [u.model_dump() for u in cfg.units] + EXTRA_UNITS
@@ -53,12 +42,12 @@ def five_units(db_url: str) -> Any:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> StepClock:
+    return StepClock(T0)
 
 
 @pytest.fixture
-async def app(db_url: str, clock: Clock) -> AsyncIterator[RunningApp]:
+async def app(db_url: str, clock: StepClock) -> AsyncIterator[RunningApp]:
     async with running_app(five_units(db_url), mqtt=False, clock=clock) as running:
         yield running
 
@@ -76,7 +65,7 @@ async def raise_alarm(app: RunningApp, unit: str, at: datetime, kind: str = "one
     return service.open_by_unit[unit].incident_id
 
 
-async def test_open_incidents_come_in_urgency_order(app: RunningApp, clock: Clock, users: dict[str, Api]) -> None:
+async def test_open_incidents_come_in_urgency_order(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
     """Escalated unacknowledged first, then unacknowledged longest-waiting first, then acknowledged
     (not yet linked out), then dispatched/on scene; newest-first would put the escalated one last."""
     service: IncidentService = app.app[SERVICE]
@@ -97,7 +86,7 @@ async def test_open_incidents_come_in_urgency_order(app: RunningApp, clock: Cloc
 
 
 async def test_history_is_filtered_by_unit_kind_outcome_and_time(
-        app: RunningApp, clock: Clock, users: dict[str, Api]) -> None:
+        app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
     service: IncidentService = app.app[SERVICE]
     made: dict[str, int] = {}
     plan = [  # name, unit, kind, opened (minutes after T0 - 3 days), outcome
@@ -152,7 +141,7 @@ async def test_history_is_filtered_by_unit_kind_outcome_and_time(
     assert [i["id"] for i in await school.get("/api/incidents?state=closed")] == [made["s3"], made["s2"], made["s1"]]
 
 
-async def test_no_instructions_on_a_closed_incident(app: RunningApp, clock: Clock, users: dict[str, Api]) -> None:
+async def test_no_instructions_on_a_closed_incident(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
     service: IncidentService = app.app[SERVICE]
     inc = await raise_alarm(app, "school-1", T0)
     officer = await login(app, users, "officer")
@@ -168,7 +157,7 @@ async def test_no_instructions_on_a_closed_incident(app: RunningApp, clock: Cloc
     assert after["messages"] == before["messages"] and after["timeline"] == before["timeline"]
 
 
-async def test_past_incidents_count_only_those_before(app: RunningApp, clock: Clock, users: dict[str, Api]) -> None:
+async def test_past_incidents_count_only_those_before(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
     service: IncidentService = app.app[SERVICE]
     first = await raise_alarm(app, "school-1", T0)
     await service.close(first, "false_alarm", "", OFFICER)
@@ -185,7 +174,7 @@ async def test_a_device_never_heard_from_stays_unknown_and_an_alarm_counts_as_a_
     cfg = base_config(db_url, None)
     db = Database(db_url)
     await db.upgrade()
-    clock = Clock()
+    clock = StepClock(T0)
     service = IncidentService(Writer(db, EventBus()), cfg, clock)
     await service.start()
     monitor = DeviceMonitor(service, cfg, clock)

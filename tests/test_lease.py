@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,20 +17,9 @@ from dispatch.appkeys import DB
 from dispatch.db import Database
 from dispatch.lease import CoreLeaseHolder, LeaseHeld
 from dispatch.models import CoreLease
-from tests.support import Api, base_config, config_yaml, run_cli, running_app
+from tests.support import Api, StepClock, base_config, config_yaml, run_cli, running_app
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def dead_pid() -> int:
 
 
 async def test_second_holder_is_refused_until_the_lease_expires(db: Database) -> None:
-    clock = Clock()
+    clock = StepClock(T0)
     a = CoreLeaseHolder(db, 30, clock, host="host-a", pid=1111)
     b = CoreLeaseHolder(db, 30, clock, host="host-b", pid=2222)
     await a.acquire()
@@ -72,7 +61,7 @@ async def test_second_holder_is_refused_until_the_lease_expires(db: Database) ->
 
 
 async def test_a_dead_process_on_this_host_is_taken_over_at_once(db: Database) -> None:
-    clock = Clock()
+    clock = StepClock(T0)
     host = socket.gethostname()
     await CoreLeaseHolder(db, 30, clock, host=host, pid=dead_pid()).acquire()  # killed without releasing
     await CoreLeaseHolder(db, 30, clock, host=host).acquire()
@@ -81,7 +70,7 @@ async def test_a_dead_process_on_this_host_is_taken_over_at_once(db: Database) -
 
 
 async def test_of_cores_starting_together_exactly_one_wins(db: Database) -> None:
-    clock = Clock()
+    clock = StepClock(T0)
     holders = [CoreLeaseHolder(db, 30, clock, host=f"h{i}", pid=i + 10) for i in range(6)]
     results = await asyncio.gather(*(h.acquire() for h in holders), return_exceptions=True)
     assert sum(r is None for r in results) == 1, results

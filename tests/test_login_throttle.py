@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -16,20 +16,9 @@ import pytest
 from config.schema import LoginThrottleConfig
 from dispatch import auth
 from dispatch.login_throttle import LoginThrottle
-from tests.support import RunningApp, base_config, running_app
+from tests.support import RunningApp, StepClock, base_config, running_app
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 THROTTLE = {"account_free_failures": 5, "address_free_failures": 8, "base_lock_s": 1.0, "max_lock_s": 60.0,
@@ -37,15 +26,15 @@ THROTTLE = {"account_free_failures": 5, "address_free_failures": 8, "base_lock_s
 
 
 @contextlib.asynccontextmanager
-async def throttled_app(db_url: str, **throttle: Any) -> AsyncIterator[tuple[RunningApp, Clock]]:
-    clock = Clock()
+async def throttled_app(db_url: str, **throttle: Any) -> AsyncIterator[tuple[RunningApp, StepClock]]:
+    clock = StepClock(T0)
     cfg = base_config(db_url, None, console={"login_throttle": {**THROTTLE, **throttle}})
     async with running_app(cfg, mqtt=False, clock=clock) as running:
         yield running, clock
 
 
 @pytest.fixture
-async def app(db_url: str) -> AsyncIterator[tuple[RunningApp, Clock]]:
+async def app(db_url: str) -> AsyncIterator[tuple[RunningApp, StepClock]]:
     async with throttled_app(db_url) as running:
         yield running
 
@@ -85,7 +74,7 @@ async def test_wrong_passwords_lock_the_account_even_for_the_right_one_and_succe
     assert "guess-1234" not in text and "officer-pw" not in text and "nope" not in text
 
 
-async def test_one_address_is_throttled_across_accounts(app: tuple[RunningApp, Clock]) -> None:
+async def test_one_address_is_throttled_across_accounts(app: tuple[RunningApp, StepClock]) -> None:
     running, clock = app
     async with aiohttp.ClientSession() as http:
         for i in range(8):  # one guess each at 8 different accounts, from one address
@@ -121,7 +110,7 @@ def test_throttle_grows_caps_and_forgets() -> None:
 
 
 async def test_password_checks_run_off_the_event_loop_with_bounded_concurrency(
-        app: tuple[RunningApp, Clock], monkeypatch: pytest.MonkeyPatch) -> None:
+        app: tuple[RunningApp, StepClock], monkeypatch: pytest.MonkeyPatch) -> None:
     """While 10 logins are being checked (held inside Argon2 by a gate), the server answers other requests."""
     running, _ = app
     loop = asyncio.get_running_loop()
@@ -158,7 +147,7 @@ async def test_password_checks_run_off_the_event_loop_with_bounded_concurrency(
 
 
 async def test_too_many_queued_checks_are_refused_not_queued(
-        app: tuple[RunningApp, Clock], monkeypatch: pytest.MonkeyPatch) -> None:
+        app: tuple[RunningApp, StepClock], monkeypatch: pytest.MonkeyPatch) -> None:
     running, _ = app
     gate = threading.Event()
     real = auth._verify_sync
@@ -185,7 +174,7 @@ async def test_too_many_queued_checks_are_refused_not_queued(
         assert (await try_login(http, running.url, "officer", "officer-pw"))[0] == 200
 
 
-async def test_session_cookie_is_secure_over_https_in_auto_mode(app: tuple[RunningApp, Clock]) -> None:
+async def test_session_cookie_is_secure_over_https_in_auto_mode(app: tuple[RunningApp, StepClock]) -> None:
     running, _ = app
     assert running.cfg.console.secure_cookies == "auto"
     async with aiohttp.ClientSession() as http:

@@ -1,8 +1,9 @@
 """Headless Chromium (Debian's /usr/bin/chromium via Playwright) against the real app in-process.
 
 Every test gets a fresh app (real Mosquitto, SQLite, loopback webhook receiver) and a fresh
-browser. Pages are watched for uncaught JavaScript errors, which fail the test. Set
-FIRELINK_SHOTS=1 to write screenshots to /tmp/firelink-shots/ (see `shot`).
+browser. Pages are watched for uncaught JavaScript errors, which fail the test. Screenshots for reviewers
+(idle overview, alarm during video patrol, unit page after close, ...) are written to var/test-shots/
+(git-ignored; FIRELINK_SHOTS_DIR overrides, FIRELINK_SHOTS=0 turns them off) — see `shot`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.support import Broker, RunningApp, WebhookReceiver, base_config, runn
 CHROMIUM = os.environ.get("FIRELINK_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
-SHOTS = Path(os.environ.get("FIRELINK_SHOTS_DIR", "/tmp/firelink-shots"))
+SHOTS = Path(os.environ.get("FIRELINK_SHOTS_DIR", Path(__file__).resolve().parents[2] / "var" / "test-shots"))
 
 expect.set_options(timeout=10_000)
 
@@ -68,7 +69,7 @@ async def pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:
 
 @pytest.fixture
 def shot() -> Callable[[Page, str], Awaitable[None]]:
-    enabled = bool(os.environ.get("FIRELINK_SHOTS"))
+    enabled = os.environ.get("FIRELINK_SHOTS", "1") != "0"
     if enabled:
         SHOTS.mkdir(parents=True, exist_ok=True)
 

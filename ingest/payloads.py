@@ -116,7 +116,7 @@ class FireDetectionPayload(_Detection):
     type: Literal["video_smoke", "video_fire"]
     alarm_id: str = Field(..., pattern=ALARM_ID_PATTERN)
     ts: UtcTime
-    confidence: FiniteFloat = Field(..., ge=0, le=1)
+    confidence: FiniteFloat = Field(..., ge=0, le=1, strict=True)  # strict: true/"0.9" are not numbers
     boxes: list[Box] = Field(default_factory=list, max_length=MAX_BOXES)
     width: int = Field(..., ge=1, le=100_000)
     height: int = Field(..., ge=1, le=100_000)
@@ -130,7 +130,7 @@ class ExitDetectionPayload(_Detection):
     started_at: UtcTime
     confirmed_at: UtcTime
     cleared_at: UtcTime | None = None
-    fraction: FiniteFloat = Field(..., ge=0, le=1)
+    fraction: FiniteFloat = Field(..., ge=0, le=1, strict=True)
     after_jpeg_b64: Jpeg
     before_jpeg_b64: Jpeg | None = None
 

@@ -33,7 +33,7 @@ class CoreInbox:
             elif isinstance(item, AgencyAckIn):
                 actor = Actor(item.by, "agency", agency=item.agency)
                 try:
-                    await self.service.agency_update(item.dispatch_id, item.status, actor)
+                    await self.service.agency_update(item.dispatch_id, item.status, actor, via="mqtt")
                 except (NotFound, Forbidden, BadRequest, TransitionError) as exc:
                     await self.service.reject(Rejection("mqtt", item.topic, str(exc), "", 0, item.received_at))
 

@@ -66,6 +66,14 @@ class ConsoleConfig(FirelinkBaseModel):
     )
     session_hours: int = Field(12, ge=1, title="Session lifetime", description="Hours a login stays valid.")
     secure_cookies: bool = Field(False, title="Secure cookies", description="Set when served over HTTPS.")
+    heavy_workers: int = Field(
+        2, ge=1, le=32, title="Heavy reads at once",
+        description="KPIs, PDF documents and exports computed at the same time (off the event loop).",
+    )
+    heavy_queue: int = Field(
+        8, ge=0, le=1000, title="Heavy reads waiting",
+        description="Heavy requests that may wait for a turn; more are answered 503 with Retry-After.",
+    )
 
 
 class DeviceConfig(FirelinkBaseModel):

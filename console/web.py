@@ -12,6 +12,7 @@ from aiohttp import web
 import console.api_hazards  # (registers hazard/evaluation routes on the route table)
 import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
+from console.heavy import Busy, busy_response
 from console.security import identify
 from console.ws import SOCKETS, Sockets, websocket
 from dispatch.service import BadRequest, Forbidden, NotFound
@@ -27,6 +28,8 @@ async def errors(request: web.Request,
     """Maps core exceptions to 4xx JSON; anything unexpected is logged and answered 500 without details."""
     try:
         return await handler(request)
+    except Busy as exc:
+        return busy_response(exc)
     except NotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)
     except Forbidden as exc:

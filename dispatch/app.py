@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from config.schema import FirelinkConfig
+from console.heavy import HEAVY, HeavyWork
 from console.video import CAMERAS, setup_video
 from console.web import setup_console
 from dispatch.appkeys import BUS, CONFIG, DB, MQTT, SERVICE, WRITER
@@ -31,6 +32,7 @@ from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
 from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
+from dispatch.kpi_index import KPI_INDEX, KpiIndex
 from dispatch.masks import MASKS, masks_context
 from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
@@ -83,6 +85,18 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[SERVICE] = service
         app[DEVICES] = monitor
         yield
+
+    async def heavy_reads(app: web.Application) -> AsyncIterator[None]:
+        """KPIs from facts kept current (built in the background after a start); PDFs/exports bounded."""
+        app[HEAVY] = HeavyWork(cfg.console.heavy_workers, cfg.console.heavy_queue)
+        index = app[KPI_INDEX] = KpiIndex(app[DB])
+        warm = asyncio.create_task(index.warm_up(), name="kpi-warm-up")
+        yield
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+        index.close()
+        app[HEAVY].close()
 
     async def detection_sink(app: web.Application) -> AsyncIterator[None]:
         app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], cfg.video.evidence_dir,
@@ -149,8 +163,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await regions.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, core, hazards_context, exit_zones_context, masks_context, detection_sink, broker,
-                            mqtt_link, workers])
+    app.cleanup_ctx.extend([database, core, heavy_reads, hazards_context, exit_zones_context, masks_context,
+                            detection_sink, broker, mqtt_link, workers])
     setup_video(app, record=record_evidence)  # adds the camera context (after the ones above)
     app.cleanup_ctx.append(detectors)
     setup_console(app)

@@ -1,0 +1,131 @@
+"""KPI facts kept current by following the record: each look folds only what was committed since the last one.
+
+The record is append-only and written by one writer, so its ids grow in commit order: a watermark (the last
+folded id) is all the state needed to catch up. Reading runs on the event loop (async drivers, only the columns
+the fold reads, in chunks); folding and evaluating run on the index's own thread, which owns the facts, so no
+lock is needed around them and the event loop never runs KPI arithmetic. Identical requests arriving while one
+is computed share its answer.
+
+Memory grows with the record (compact facts per incident and hazard, a timestamp per unit mention and fault):
+tens of MB per million entries. A restart rebuilds it in the background (`warm_up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import DateTime, String, case, null, select, type_coerce
+
+from config.hazards import HazardsConfig
+from dispatch.db import Database
+from dispatch.kpi_facts import DATA_ACTIONS, KpiFacts
+from dispatch.models import RecordEntry
+
+log = logging.getLogger(__name__)
+
+CHUNK = 5_000  # rows per read: each read's row objects are built on the event loop
+
+
+class KpiIndex:
+    """The record's KPI facts, kept current; `kpis()` answers a period from them."""
+
+    def __init__(self, db: Database, chunk: int = CHUNK) -> None:
+        self.db = db
+        self.chunk = chunk
+        self.facts = KpiFacts()
+        self.watermark = 0  # id of the last record entry folded in
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
+        self._catching_up = asyncio.Lock()
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[dict[str, Any]]] = {}
+        self._sqlite = db.dialect == "sqlite"
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ following the record
+
+    def _query(self, after: int, chunk: int) -> Any:
+        """Only the columns the fold reads, as the driver gives them: no per-row type processing on the event
+        loop (SQLite's datetime text and the JSON text are parsed on the index's thread)."""
+        e = RecordEntry
+        at = type_coerce(e.at, String) if self._sqlite else type_coerce(e.at, DateTime(timezone=True))
+        return (select(e.id, e.incident_id, e.hazard_id, e.action, e.actor, at, e.data["unit_id"].as_string(),
+                       case((e.action.in_(DATA_ACTIONS), type_coerce(e.data, String)), else_=null()))
+                .where(e.id > after).order_by(e.id).limit(chunk))
+
+    def _fold(self, rows: Sequence[Any]) -> None:
+        add, sqlite, loads = self.facts.add, self._sqlite, json.loads
+        for _id, incident_id, hazard_id, action, actor, at, unit, data in rows:
+            if sqlite:
+                at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+            elif at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+            add(incident_id, hazard_id, action, actor, at, unit, loads(data) if data is not None else None)
+        self.facts.flush()  # columns now, on this thread, rather than in the next request
+
+    async def catch_up(self, pause_s: float = 0.0, chunk: int | None = None) -> int:
+        """Folds every entry committed since the last call; returns how many. `pause_s` between chunks (of
+        `chunk` entries) paces a background warm-up so it takes a small share of the machine."""
+        loop = asyncio.get_running_loop()
+        chunk = chunk or self.chunk
+        folded = 0
+        async with self._catching_up:
+            while True:
+                async with self.db.session() as s:
+                    rows = (await s.execute(self._query(self.watermark, chunk))).all()
+                if not rows:
+                    break
+                await loop.run_in_executor(self._thread, self._fold, rows)
+                self.watermark = rows[-1][0]
+                folded += len(rows)
+                if len(rows) < chunk:
+                    break
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+        return folded
+
+    async def warm_up(self, pause_s: float = 0.05, chunk: int = 5_000) -> None:
+        """Builds the facts after a start, paced, so the first assessor's click finds them ready."""
+        try:
+            n = await self.catch_up(pause_s, chunk)
+        except Exception:
+            log.exception("KPI index warm-up failed; requests will build it")
+            return
+        log.info("KPI index: %s record entries folded", n)
+
+    # ------------------------------------------------------------ answering
+
+    async def kpis(self, start: datetime, end: datetime, cfg: HazardsConfig, units: dict[str, str],
+                   admit: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> dict[str, Any]:
+        """The KPIs of [start, end) as of now. A request for what is already being computed shares that answer;
+        only a new computation goes through `admit` (the console's bounded heavy-work limiter)."""
+        key = (start, end, cfg.targets.model_dump_json(), tuple(r.model_dump_json() for r in cfg.scoring),
+               tuple(sorted(units.items())))
+        fut = self._inflight.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        async with admit() if admit is not None else contextlib.nullcontext():
+            fut = self._inflight.get(key)  # started by another request while this one waited for its turn
+            if fut is None:
+                fut = asyncio.ensure_future(self._compute(start, end, cfg, units))
+                self._inflight[key] = fut
+                fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            return await asyncio.shield(fut)
+
+    async def _compute(self, start: datetime, end: datetime, cfg: HazardsConfig,
+                       units: dict[str, str]) -> dict[str, Any]:
+        await self.catch_up()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.facts.evaluate, start, end, cfg, units)
+
+
+KPI_INDEX = web.AppKey("kpi_index", KpiIndex)

@@ -12,7 +12,6 @@ entries per few seconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import sqlite3
@@ -62,7 +61,7 @@ def entries(n: int, start: datetime, end: datetime, n_units: int, seed: int = 1)
                     for k in range(1, r.randint(2, 6))]
         officer = r.choice(OFFICERS)
         ack = s(t0, 3, 60) if r.random() < 0.92 else None
-        if ack is None or (ack - t0).total_seconds() > 30 and r.random() < 0.7:
+        if ack is None or ((ack - t0).total_seconds() > 30 and r.random() < 0.7):
             out.append((iid, None, "incident.escalated", "system", t0 + timedelta(seconds=30),
                         {"level": 1, "unacknowledged_s": 30.0}))
         if ack is not None:

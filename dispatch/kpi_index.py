@@ -69,7 +69,9 @@ class KpiIndex:
                 at = datetime.fromisoformat(at).replace(tzinfo=UTC)
             elif at.tzinfo is None:
                 at = at.replace(tzinfo=UTC)
-            add(incident_id, hazard_id, action, actor, at, unit, loads(data) if data is not None else None)
+            if isinstance(data, str | bytes):  # (asyncpg's JSON codec may have decoded it already)
+                data = loads(data)
+            add(incident_id, hazard_id, action, actor, at, unit, data)
         self.facts.flush()  # columns now, on this thread, rather than in the next request
 
     async def catch_up(self, pause_s: float = 0.0, chunk: int | None = None) -> int:

@@ -74,6 +74,10 @@ class ConsoleConfig(FirelinkBaseModel):
         8, ge=0, le=1000, title="Heavy reads waiting",
         description="Heavy requests that may wait for a turn; more are answered 503 with Retry-After.",
     )
+    kpi_max_age_s: float = Field(
+        2.0, ge=0, le=3600, title="KPI answer reuse",
+        description="Seconds a computed KPI answer is reused for the same question while the record grows.",
+    )
 
 
 class DeviceConfig(FirelinkBaseModel):

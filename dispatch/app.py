@@ -89,7 +89,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     async def heavy_reads(app: web.Application) -> AsyncIterator[None]:
         """KPIs from facts kept current (built in the background after a start); PDFs/exports bounded."""
         app[HEAVY] = HeavyWork(cfg.console.heavy_workers, cfg.console.heavy_queue)
-        index = app[KPI_INDEX] = KpiIndex(app[DB])
+        index = app[KPI_INDEX] = KpiIndex(app[DB], max_age_s=cfg.console.kpi_max_age_s)
         warm = asyncio.create_task(index.warm_up(), name="kpi-warm-up")
         yield
         warm.cancel()

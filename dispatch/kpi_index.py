@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
@@ -32,20 +34,23 @@ from dispatch.models import RecordEntry
 
 log = logging.getLogger(__name__)
 
+ANSWERS_KEPT = 32
 CHUNK = 5_000  # rows per read: each read's row objects are built on the event loop
 
 
 class KpiIndex:
     """The record's KPI facts, kept current; `kpis()` answers a period from them."""
 
-    def __init__(self, db: Database, chunk: int = CHUNK) -> None:
+    def __init__(self, db: Database, chunk: int = CHUNK, max_age_s: float = 2.0) -> None:
         self.db = db
         self.chunk = chunk
+        self.max_age_s = max_age_s
         self.facts = KpiFacts()
         self.watermark = 0  # id of the last record entry folded in
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
         self._catching_up = asyncio.Lock()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[dict[str, Any]]] = {}
+        self._answers: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = OrderedDict()  # recent ones
         self._sqlite = db.dialect == "sqlite"
 
     def close(self) -> None:
@@ -108,26 +113,37 @@ class KpiIndex:
 
     async def kpis(self, start: datetime, end: datetime, cfg: HazardsConfig, units: dict[str, str],
                    admit: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> dict[str, Any]:
-        """The KPIs of [start, end) as of now. A request for what is already being computed shares that answer;
-        only a new computation goes through `admit` (the console's bounded heavy-work limiter)."""
+        """The KPIs of [start, end), as of at most `max_age_s` ago (the same answer is reused that long, so 16
+        assessors refreshing while alarms pour in cost one computation, not sixteen a second). A request for what
+        is being computed shares that answer; only a new computation goes through `admit` (the console's bounded
+        heavy-work limiter). The answer is shared: callers copy before changing it."""
         key = (start, end, cfg.targets.model_dump_json(), tuple(r.model_dump_json() for r in cfg.scoring),
                tuple(sorted(units.items())))
+        recent = self._answers.get(key)
+        if recent is not None and time.monotonic() - recent[0] < self.max_age_s:
+            return recent[1]
         fut = self._inflight.get(key)
         if fut is not None:
             return await asyncio.shield(fut)
         async with admit() if admit is not None else contextlib.nullcontext():
             fut = self._inflight.get(key)  # started by another request while this one waited for its turn
             if fut is None:
-                fut = asyncio.ensure_future(self._compute(start, end, cfg, units))
+                fut = asyncio.ensure_future(self._compute(key, start, end, cfg, units))
                 self._inflight[key] = fut
                 fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
             return await asyncio.shield(fut)
 
-    async def _compute(self, start: datetime, end: datetime, cfg: HazardsConfig,
+    async def _compute(self, key: tuple[Any, ...], start: datetime, end: datetime, cfg: HazardsConfig,
                        units: dict[str, str]) -> dict[str, Any]:
+        as_of = time.monotonic()
         await self.catch_up()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self.facts.evaluate, start, end, cfg, units)
+        result = await loop.run_in_executor(self._thread, self.facts.evaluate, start, end, cfg, units)
+        self._answers[key] = (as_of, result)
+        self._answers.move_to_end(key)
+        while len(self._answers) > ANSWERS_KEPT:
+            self._answers.popitem(last=False)
+        return result
 
 
 KPI_INDEX = web.AppKey("kpi_index", KpiIndex)

@@ -43,7 +43,7 @@ async def test_index_folds_new_entries_and_matches_a_full_pass(db_url: str) -> N
     await db.upgrade()
     writer = Writer(db, EventBus())
     await writer.load()
-    index = KpiIndex(db, chunk=4)  # small reads: several chunks per catch-up
+    index = KpiIndex(db, chunk=4, max_age_s=0)  # small reads: several chunks per catch-up; no reuse
     try:
         entries = record()
         await write(writer, entries[:10])  # incidents 1 and 2

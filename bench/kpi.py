@@ -108,6 +108,7 @@ async def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     cfg["units"] = units(args.units)
     cfg["users"] = [{"username": "assessor", "password": "assessor-pw", "role": "assessor"}]
     cfg["log_level"] = "INFO"
+    cfg["console"]["kpi_max_age_s"] = 0  # every request computes (the default reuses an answer for 2 s)
     base = f"http://127.0.0.1:{cfg['console']['port']}"
     core, log = launch_core(workdir, cfg, None)
     out: dict[str, Any] = {"entries": n, "fill_s": fill_s}

@@ -24,7 +24,7 @@ from dispatch import documents, kpi
 from dispatch.appkeys import CONFIG, DB, SERVICE
 from dispatch.hazards import HAZARDS, HazardService, Upload, hazards_config
 from dispatch.inputs import utcnow
-from dispatch.kpi_index import KPI_INDEX
+from dispatch.kpi_index import KPI_INDEX, Answer
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
@@ -295,25 +295,26 @@ def _period(request: web.Request) -> kpi.Period:
         raise BadRequest(str(exc)) from None
 
 
-async def _kpis(request: web.Request) -> dict[str, Any]:
+async def _kpis(request: web.Request) -> Answer:
     """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full)."""
     units = {u.id: u.name for u in request.app[SERVICE].units.values()}
     period = _period(request)
     heavy = request.app[HEAVY]
-    result = await request.app[KPI_INDEX].kpis(period.start, period.end, hazards_config(request.app[CONFIG]), units,
-                                               admit=lambda: heavy.slot("KPI"))
-    return {**result, "period": period.label}
+    return await request.app[KPI_INDEX].kpis(period.start, period.end, period.label,
+                                             hazards_config(request.app[CONFIG]), units,
+                                             admit=lambda: heavy.slot("KPI"))
 
 
 @api.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
            roles=STAFF, tag="evaluation")
-async def get_kpi(request: web.Request, _: None) -> dict[str, Any]:
-    return await _kpis(request)
+async def get_kpi(request: web.Request, _: None) -> web.StreamResponse:
+    answer = await _kpis(request)  # JSON encoded once per computation, shared by every request it answers
+    return web.Response(body=answer.body, content_type="application/json")
 
 
 @api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation")
 async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
-    result = await _kpis(request)
+    result = (await _kpis(request)).result
     heavy = request.app[HEAVY]
     async with heavy.slot("export"):
         body = "\ufeff" + await heavy.thread(kpi.to_csv, result)  # BOM: Excel opens UTF-8 Chinese correctly
@@ -323,7 +324,7 @@ async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
 
 @api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation")
 async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    result = await _kpis(request)
+    result = (await _kpis(request)).result
     cfg = request.app[CONFIG]
     hc = hazards_config(cfg)
     authority, now = hc.issuing_authority or cfg.station.name, utcnow()

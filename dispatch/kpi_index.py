@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,15 @@ ANSWERS_KEPT = 32
 CHUNK = 5_000  # rows per read: each read's row objects are built on the event loop
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One computed answer: the KPIs and their JSON (encoded once, off the event loop). Shared: do not change."""
+
+    as_of: float  # time.monotonic() when the record was read
+    result: dict[str, Any]
+    body: bytes
+
+
 class KpiIndex:
     """The record's KPI facts, kept current; `kpis()` answers a period from them."""
 
@@ -49,8 +59,8 @@ class KpiIndex:
         self.watermark = 0  # id of the last record entry folded in
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
         self._catching_up = asyncio.Lock()
-        self._inflight: dict[tuple[Any, ...], asyncio.Future[dict[str, Any]]] = {}
-        self._answers: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = OrderedDict()  # recent ones
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[Answer]] = {}
+        self._answers: OrderedDict[tuple[Any, ...], Answer] = OrderedDict()  # the most recent ones
         self._sqlite = db.dialect == "sqlite"
 
     def close(self) -> None:
@@ -111,39 +121,44 @@ class KpiIndex:
 
     # ------------------------------------------------------------ answering
 
-    async def kpis(self, start: datetime, end: datetime, cfg: HazardsConfig, units: dict[str, str],
-                   admit: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> dict[str, Any]:
-        """The KPIs of [start, end), as of at most `max_age_s` ago (the same answer is reused that long, so 16
-        assessors refreshing while alarms pour in cost one computation, not sixteen a second). A request for what
-        is being computed shares that answer; only a new computation goes through `admit` (the console's bounded
-        heavy-work limiter). The answer is shared: callers copy before changing it."""
-        key = (start, end, cfg.targets.model_dump_json(), tuple(r.model_dump_json() for r in cfg.scoring),
+    async def kpis(self, start: datetime, end: datetime, label: str, cfg: HazardsConfig, units: dict[str, str],
+                   admit: Callable[[], AbstractAsyncContextManager[None]] | None = None) -> Answer:
+        """The KPIs of [start, end) (`label` names the period in the answer), as of at most `max_age_s` ago: the
+        same answer is reused that long, so 16 assessors refreshing while alarms pour in cost one computation,
+        not sixteen a second. A request for what is being computed shares that answer; only a new computation
+        goes through `admit` (the console's bounded heavy-work limiter)."""
+        key = (start, end, label, cfg.targets.model_dump_json(), tuple(r.model_dump_json() for r in cfg.scoring),
                tuple(sorted(units.items())))
         recent = self._answers.get(key)
-        if recent is not None and time.monotonic() - recent[0] < self.max_age_s:
-            return recent[1]
+        if recent is not None and time.monotonic() - recent.as_of < self.max_age_s:
+            return recent
         fut = self._inflight.get(key)
         if fut is not None:
             return await asyncio.shield(fut)
         async with admit() if admit is not None else contextlib.nullcontext():
             fut = self._inflight.get(key)  # started by another request while this one waited for its turn
             if fut is None:
-                fut = asyncio.ensure_future(self._compute(key, start, end, cfg, units))
+                fut = asyncio.ensure_future(self._compute(key, start, end, label, cfg, units))
                 self._inflight[key] = fut
                 fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
             return await asyncio.shield(fut)
 
-    async def _compute(self, key: tuple[Any, ...], start: datetime, end: datetime, cfg: HazardsConfig,
-                       units: dict[str, str]) -> dict[str, Any]:
+    async def _compute(self, key: tuple[Any, ...], start: datetime, end: datetime, label: str, cfg: HazardsConfig,
+                       units: dict[str, str]) -> Answer:
         as_of = time.monotonic()
         await self.catch_up()
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._thread, self.facts.evaluate, start, end, cfg, units)
-        self._answers[key] = (as_of, result)
+
+        def evaluate() -> Answer:
+            result = self.facts.evaluate(start, end, cfg, units)
+            result["period"] = label
+            return Answer(as_of, result, json.dumps(result, ensure_ascii=False).encode())
+
+        answer = await asyncio.get_running_loop().run_in_executor(self._thread, evaluate)
+        self._answers[key] = answer
         self._answers.move_to_end(key)
         while len(self._answers) > ANSWERS_KEPT:
             self._answers.popitem(last=False)
-        return result
+        return answer
 
 
 KPI_INDEX = web.AppKey("kpi_index", KpiIndex)

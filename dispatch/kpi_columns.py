@@ -73,10 +73,24 @@ class Selection:
     def __len__(self) -> int:
         return len(self.ack_s)
 
-    def where(self, mask: npt.NDArray[np.bool_]) -> Selection:
-        return Selection(self.ack_s[mask], self.disp_s[mask], self.handled_s[mask], self.alarms[mask],
-                         self.outcome[mask], self.escalations[mask], self.officer[mask], self.unit[mask],
-                         self.hour[mask])
+    def _take(self, index: Any) -> Selection:
+        return Selection(self.ack_s[index], self.disp_s[index], self.handled_s[index], self.alarms[index],
+                         self.outcome[index], self.escalations[index], self.officer[index], self.unit[index],
+                         self.hour[index])
+
+    def none(self) -> Selection:
+        return self._take(slice(0, 0))
+
+    def by_officer(self) -> dict[int, Selection]:
+        """The incidents each acknowledging officer (by code) took, in one sort rather than a mask per officer."""
+        if len(self) == 0:
+            return {}
+        order = np.argsort(self.officer, kind="stable")
+        ordered = self._take(order)
+        codes, first = np.unique(ordered.officer, return_index=True)
+        ends = [*first[1:].tolist(), len(ordered)]
+        return {int(c): ordered._take(slice(a, b)) for c, a, b in zip(codes.tolist(), first.tolist(), ends,
+                                                                        strict=True)}
 
     def response_block(self, t: KpiTargets) -> dict[str, Any]:
         n = len(self)

@@ -279,11 +279,12 @@ class KpiFacts:
         acting = ({o for o in acknowledgers if o} | {a.actor for a in dated if a.action in OFFICER_ACTIONS}
                   | {n.issued_by for n in notices})
         officers = sorted(o for o in acting if o not in SYSTEM_ACTORS and o not in detectors)
+        by_officer = sel.by_officer()
         officer_rows = []
         for o in officers:
             code = cols.officer_code(o)
-            acked = sel.where(sel.officer == (code if code is not None else -2))
-            officer: dict[str, Any] = {"officer": o, **acked.response_block(t), **hazard_block.of(o)}
+            acked = by_officer.get(code) if code is not None else None
+            officer: dict[str, Any] = {"officer": o, **(acked or sel.none()).response_block(t), **hazard_block.of(o)}
             officer["score"] = score(officer, cfg.scoring)
             officer_rows.append(officer)
         officer_rows.sort(key=lambda o: (-(o["score"] if o["score"] is not None else -1), o["officer"]))
@@ -310,7 +311,7 @@ class KpiFacts:
             u = cols.find_unit(uid)
             incidents, closed, false = (int(x[u]) if u is not None else 0 for x in (incidents_of, closed_of, false_of))
             notes = notices_per_unit.get(uid, [])
-            ok = sum(1 for n in notes if n.rectified_on_time())
+            ok = sum(1 for n in notes if hazard_block.on_time[id(n)])
             faults = self.faults.get(uid)
             unit_rows.append({
                 "unit_id": uid, "name": units.get(uid, uid),
@@ -355,7 +356,8 @@ class _HazardBlocks:
     def __init__(self, dated: Sequence[Act], notices: Sequence[NoticeFacts], t: KpiTargets) -> None:
         window = timedelta(hours=t.recheck_within_h)
         deadlines = {n.hazard_id: n.deadline for n in notices}
-        self.counts: defaultdict[str | None, Counter[str]] = defaultdict(Counter)
+        self.counts: dict[tuple[str | None, str], int] = {}
+        counts = self.counts
         for a in dated:
             if a.action not in OFFICER_ACTIONS:
                 continue
@@ -366,28 +368,33 @@ class _HazardBlocks:
                     dl = a.deadline
                 if dl is not None and a.at <= dl + window:
                     keys.append("on_time")
-            for who in (a.actor, None):
-                self.counts[who].update(keys)
-        self.notices: defaultdict[str | None, list[NoticeFacts]] = defaultdict(list)
+            for k in keys:
+                for who in (a.actor, None):
+                    counts[who, k] = counts.get((who, k), 0) + 1
+        self.on_time = {id(n): n.rectified_on_time() for n in notices}
+        self.notices: defaultdict[str | None, list[bool]] = defaultdict(list)  # rectified on time, per notice
         for n in notices:
-            self.notices[n.issued_by].append(n)
-            self.notices[None].append(n)
+            ok = self.on_time[id(n)]
+            self.notices[n.issued_by].append(ok)
+            self.notices[None].append(ok)
 
     def of(self, actor: str | None) -> dict[str, Any]:
-        c = self.counts.get(actor, Counter())
+        def c(key: str) -> int:
+            return self.counts.get((actor, key), 0)
+
         mine = self.notices.get(actor, [])
-        rect = sum(1 for n in mine if n.rectified_on_time())
-        rechecks, on_time = c[hz.RECHECKED], c["on_time"]
+        rect = sum(mine)
+        rechecks, on_time = c(hz.RECHECKED), c("on_time")
         return {
-            "hazards_found": c[hz.HAZARD_CREATED],
-            "notices_issued": c[hz.NOTICE_ISSUED],
+            "hazards_found": c(hz.HAZARD_CREATED),
+            "notices_issued": c(hz.NOTICE_ISSUED),
             "notices_due": len(mine),
             "rectified_on_time": rect,
             "rectified_on_time_share": share(rect, len(mine)),
             "rechecks_done": rechecks,
             "rechecks_on_time": on_time,
             "rechecks_on_time_share": share(on_time, rechecks),
-            "penalties": c[hz.PENALTY_CONFIRMED],
+            "penalties": c(hz.PENALTY_CONFIRMED),
         }
 
 

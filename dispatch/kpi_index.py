@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +38,9 @@ from dispatch.models import RecordEntry
 log = logging.getLogger(__name__)
 
 ANSWERS_KEPT = 32
+SQLITE_READ = ("SELECT id, incident_id, hazard_id, action, actor, at, json_extract(data, '$.unit_id'), "
+               "CASE WHEN action IN (" + ", ".join(f"'{a}'" for a in sorted(DATA_ACTIONS)) + ") THEN data END "
+               "FROM records WHERE id > ? ORDER BY id LIMIT ?")
 CHUNK = 5_000  # rows per read: each read's row objects are built on the event loop
 
 
@@ -62,9 +67,20 @@ class KpiIndex:
         self._inflight: dict[tuple[Any, ...], asyncio.Future[Answer]] = {}
         self._answers: OrderedDict[tuple[Any, ...], Answer] = OrderedDict()  # the most recent ones
         self._sqlite = db.dialect == "sqlite"
+        path = db.engine.url.database if self._sqlite else None
+        # SQLite: the index's thread reads the file itself (a read-only connection; WAL readers never block the
+        # writer), so following the record costs the event loop nothing at all
+        self._sqlite_uri = Path(path).resolve().as_uri() + "?mode=ro" if path and path != ":memory:" else None
+        self._conn: sqlite3.Connection | None = None  # used on the index's thread only
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._thread.submit(self._close_conn)
+        self._thread.shutdown(wait=False, cancel_futures=False)
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # ------------------------------------------------------------ following the record
 
@@ -76,6 +92,16 @@ class KpiIndex:
         return (select(e.id, e.incident_id, e.hazard_id, e.action, e.actor, at, e.data["unit_id"].as_string(),
                        case((e.action.in_(DATA_ACTIONS), type_coerce(e.data, String)), else_=null()))
                 .where(e.id > after).order_by(e.id).limit(chunk))
+
+    def _read_and_fold(self, after: int, chunk: int) -> tuple[int, int]:
+        """SQLite, on the index's thread: one chunk read straight from the file and folded; (count, last id)."""
+        if self._conn is None:
+            assert self._sqlite_uri is not None
+            self._conn = sqlite3.connect(self._sqlite_uri, uri=True)
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        rows = self._conn.execute(SQLITE_READ, (after, chunk)).fetchall()
+        self._fold(rows)
+        return len(rows), rows[-1][0] if rows else after
 
     def _fold(self, rows: Sequence[Any]) -> None:
         add, sqlite, loads = self.facts.add, self._sqlite, json.loads
@@ -97,14 +123,19 @@ class KpiIndex:
         folded = 0
         async with self._catching_up:
             while True:
-                async with self.db.session() as s:
-                    rows = (await s.execute(self._query(self.watermark, chunk))).all()
-                if not rows:
+                if self._sqlite_uri is not None:
+                    n, last = await loop.run_in_executor(self._thread, self._read_and_fold, self.watermark, chunk)
+                else:
+                    async with self.db.session() as s:
+                        rows = (await s.execute(self._query(self.watermark, chunk))).all()
+                    if rows:
+                        await loop.run_in_executor(self._thread, self._fold, rows)
+                    n, last = len(rows), rows[-1][0] if rows else self.watermark
+                if not n:
                     break
-                await loop.run_in_executor(self._thread, self._fold, rows)
-                self.watermark = rows[-1][0]
-                folded += len(rows)
-                if len(rows) < chunk:
+                self.watermark = last
+                folded += n
+                if n < chunk:
                     break
                 if pause_s:
                     await asyncio.sleep(pause_s)

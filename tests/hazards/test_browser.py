@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from dispatch.hazards import HAZARDS
+from dispatch.hazards import CHINA_TZ, HAZARDS
 from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
 from tests.hazards.conftest import config, hazard_app, jpeg
 from tests.support import RunningApp
@@ -80,8 +80,12 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
 
     assessor = await pages.login("assessor")
     await assessor.goto(pages.base + "/assessor.html")
+    # the month the (advanced) clock recorded the penalty in, not today's: near a month's end they differ
+    await assessor.fill("#p-value", clock().astimezone(CHINA_TZ).strftime("%Y-%m"))
+    await assessor.click("#p-go")
     await expect(assessor.locator('#headline .stat[data-key="penalty_cases"] .v')).to_have_text("1")
     await expect(assessor.locator("#ranking tbody tr")).to_have_count(2)  # station + officer
+    await assessor.fill("#p-value", datetime.now(UTC).astimezone(CHINA_TZ).strftime("%Y-%m"))  # found this month
     await assessor.fill("#s-q", "第一小学")
     await assessor.click("#s-go")
     await assessor.locator("#results tbody tr").first.click()

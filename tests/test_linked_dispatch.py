@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -213,3 +214,56 @@ async def test_agency_ack_over_mqtt_confirms_the_mqtt_channel(broker: Broker, db
         async with app.app[DB].session() as s:
             rows = (await s.scalars(select(OutboxMessage).where(OutboxMessage.dispatch_id == dispatch_id))).all()
         assert [(r.channel, r.status, r.attempts) for r in rows] == [("mqtt", "delivered", 1)]
+
+
+async def test_migration_gives_existing_dispatches_their_channels(db_url: str) -> None:
+    """Dispatches from before per-channel state: an MQTT row the broker took becomes 'sent', not 'delivered'."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from dispatch.db import Database, alembic_config
+
+    def upgrade(conn: Any, revision: str) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+    db = Database(db_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(upgrade, "0003")
+            at = datetime(2026, 11, 20, 2, tzinfo=UTC)
+            await conn.execute(text("INSERT INTO units (id, name, category, address, contact_name, contact_phone) "
+                                    "VALUES ('u1', 'U', '学校', '', '', '')"))
+            await conn.execute(text(
+                "INSERT INTO incidents (id, unit_id, kind, status, opened_at, last_alarm_at, alarm_count, "
+                "close_note, escalation_level) VALUES (1, 'u1', 'smoke', 'dispatched', :at, :at, 1, '', 0)"),
+                {"at": at})
+            await conn.execute(text(
+                "INSERT INTO dispatches (id, incident_id, agency, status, idempotency_key, created_at, created_by, "
+                "sent_at, delivered_at) VALUES (1, 1, 'fire', 'delivered', 'fl-1', :at, 'officer', :at, :at)"),
+                {"at": at})
+            for oid, channel, ref, status, attempts, error, delivered in (
+                    (1, "webhook", "agencies.fire.webhooks.0", "pending", 4, "HTTP 503 from x", None),
+                    (2, "mqtt", "", "delivered", 1, "", at)):
+                await conn.execute(text(
+                    "INSERT INTO outbox (id, dispatch_id, channel, target, secret_ref, payload, idempotency_key, "
+                    "status, attempts, next_attempt_at, last_error, created_at, delivered_at) VALUES (:id, 1, :ch, "
+                    "'t', :ref, '{}', 'fl-1', :st, :n, :at, :err, :at, :dl)"),
+                    {"id": oid, "ch": channel, "ref": ref, "st": status, "n": attempts, "err": error, "at": at,
+                     "dl": delivered})
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            outbox = (await conn.execute(text("SELECT channel, status FROM outbox ORDER BY id"))).all()
+        assert [tuple(r) for r in outbox] == [("webhook", "pending"), ("mqtt", "sent")]
+        from dispatch.models import Dispatch
+
+        async with db.session() as s:
+            d = await s.get(Dispatch, 1)
+            assert d is not None
+            assert [(c["key"], c["status"], c["attempts"], c["last_error"]) for c in d.channels] == [
+                ("webhook-0", "pending", 4, "HTTP 503 from x"), ("mqtt", "sent", 1, "")]
+            assert d.channels[1]["at"].startswith("2026-11-20T02:00:00")
+            assert d.status == "delivered"  # history stays as recorded
+    finally:
+        await db.dispose()

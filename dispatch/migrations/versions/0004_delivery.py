@@ -22,8 +22,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('dispatches', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('channels', sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+    # a plain ADD COLUMN (SQLite supports it with a constant default): batch mode would rebuild the table, which
+    # the outbox's foreign key forbids
+    op.add_column('dispatches', sa.Column('channels', sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
 
     bind = op.get_bind()
     outbox = sa.table('outbox', sa.column('id', sa.Integer), sa.column('dispatch_id', sa.Integer),
@@ -50,5 +51,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('dispatches', schema=None) as batch_op:
-        batch_op.drop_column('channels')
+    op.drop_column('dispatches', 'channels')  # SQLite ≥ 3.35 drops a column in place

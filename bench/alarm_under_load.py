@@ -12,8 +12,9 @@ times alarms) that, per phase, sends waves of 16 concurrent GET /api/kpi, one wa
 second to POST /api/login.
 
 Phases, in order, each --phase-s long: alone, 16 KPI (identical), 16 KPI (different periods), alone again,
-10 wrong logins/s (last: until logins are throttled and verified off the event loop, it leaves a backlog). Printed per phase: alarm latency p50/p99/max and the ratio of p50/p99 to the first "alone";
-what the load got (answers by status, their latency). Target (issue 10): within 2× of alone.
+10 wrong logins/s (last: until logins are throttled and verified off the event loop, it leaves a backlog).
+Printed per phase: alarm latency p50/p99/max and the ratio of p50/p99 to the first "alone"; what the load got
+(answers by status, their latency). Target (issue 10): within 2× of alone.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -85,6 +85,10 @@ class HeavyWork:
 HEAVY = web.AppKey("heavy", HeavyWork)
 
 
-def busy_response(exc: Busy) -> web.Response:
+class Refusal(Protocol):
+    retry_after_s: int
+
+
+def busy_response(exc: Refusal) -> web.Response:
     return web.json_response({"error": str(exc), "retry_after_s": exc.retry_after_s}, status=503,
                              headers={"Retry-After": str(exc.retry_after_s)})

@@ -15,6 +15,7 @@ from console.api import api
 from console.heavy import Busy, busy_response
 from console.security import identify
 from console.ws import SOCKETS, Sockets, websocket
+from dispatch.kpi_index import Behind
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 
@@ -28,7 +29,7 @@ async def errors(request: web.Request,
     """Maps core exceptions to 4xx JSON; anything unexpected is logged and answered 500 without details."""
     try:
         return await handler(request)
-    except Busy as exc:
+    except (Busy, Behind) as exc:
         return busy_response(exc)
     except NotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)

@@ -90,7 +90,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         """KPIs from facts kept current (built in the background after a start); PDFs/exports bounded."""
         app[HEAVY] = HeavyWork(cfg.console.heavy_workers, cfg.console.heavy_queue)
         index = app[KPI_INDEX] = KpiIndex(app[DB], max_age_s=cfg.console.kpi_max_age_s)
-        warm = asyncio.create_task(index.warm_up(), name="kpi-warm-up")
+        warm = index.follow()  # the whole record, paced, in the background
         yield
         warm.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -158,12 +158,14 @@ class _Times:
 
 
 def _deadline(value: Any) -> datetime | None:
+    """A recorded deadline (ISO-8601; one without a zone is China time), None when absent or unreadable."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(str(value))
+        dt = datetime.fromisoformat(str(value))
     except ValueError:
         return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=CHINA_TZ)
 
 
 class KpiFacts:

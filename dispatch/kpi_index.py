@@ -1,13 +1,16 @@
 """KPI facts kept current by following the record: each look folds only what was committed since the last one.
 
 The record is append-only and written by one writer, so its ids grow in commit order: a watermark (the last
-folded id) is all the state needed to catch up. Reading runs on the event loop (async drivers, only the columns
-the fold reads, in chunks); folding and evaluating run on the index's own thread, which owns the facts, so no
-lock is needed around them and the event loop never runs KPI arithmetic. Identical requests arriving while one
-is computed share its answer.
+folded id) is all the state needed to catch up. The index's own thread reads (SQLite: straight from the file
+through a read-only connection; PostgreSQL: the async driver, only the columns the fold reads, no per-row type
+processing), folds and evaluates; it owns the facts, so no lock is needed and the event loop never runs KPI
+arithmetic. Identical requests share one computation, an answer is reused for `max_age_s` (2 s) while the record
+grows, and its JSON is encoded once, on that thread.
 
-Memory grows with the record (compact facts per incident and hazard, a timestamp per unit mention and fault):
-tens of MB per million entries. A restart rebuilds it in the background (`warm_up`).
+Memory grows with the record (per incident a few numpy slots and its facts, per unit mention and fault an int):
+about 100 MB per million entries. After a start the facts are rebuilt in the background (`follow`, paced); a
+request that finds more than `max_backlog` entries still to fold is answered 503 with Retry-After (`Behind`)
+and starts that background catch-up, rather than waiting minutes.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import DateTime, String, case, null, select, type_coerce
+from sqlalchemy import DateTime, String, case, func, null, select, type_coerce
 
 from config.hazards import HazardsConfig
 from dispatch.db import Database
@@ -44,6 +47,17 @@ SQLITE_READ = ("SELECT id, incident_id, hazard_id, action, actor, at, json_extra
 CHUNK = 5_000  # rows per read: each read's row objects are built on the event loop
 
 
+class Behind(Exception):
+    """The index is far behind the record (just started, or an alarm storm since the last look): it catches up in
+    the background, paced, and the request is answered 503 with Retry-After instead of waiting minutes."""
+
+    def __init__(self, behind: int, retry_after_s: int) -> None:
+        super().__init__(f"KPIs are being brought up to date: {behind:,} record entries to go; "
+                         f"retry in {retry_after_s} s")
+        self.behind = behind
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """One computed answer: the KPIs and their JSON (encoded once, off the event loop). Shared: do not change."""
@@ -56,10 +70,15 @@ class Answer:
 class KpiIndex:
     """The record's KPI facts, kept current; `kpis()` answers a period from them."""
 
-    def __init__(self, db: Database, chunk: int = CHUNK, max_age_s: float = 2.0) -> None:
+    def __init__(self, db: Database, chunk: int = CHUNK, max_age_s: float = 2.0, max_backlog: int = 20_000,
+                 pause_s: float = 0.05) -> None:
         self.db = db
         self.chunk = chunk
         self.max_age_s = max_age_s
+        self.max_backlog = max_backlog  # a request finding more entries to fold gets Behind (503)
+        self.pause_s = pause_s  # between chunks of a background catch-up
+        self.rate = 20_000.0  # entries folded per second in background catch-ups (measured; for Retry-After)
+        self._follow: asyncio.Task[None] | None = None
         self.facts = KpiFacts()
         self.watermark = 0  # id of the last record entry folded in
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
@@ -74,6 +93,8 @@ class KpiIndex:
         self._conn: sqlite3.Connection | None = None  # used on the index's thread only
 
     def close(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
         self._thread.submit(self._close_conn)
         self._thread.shutdown(wait=False, cancel_futures=False)
 
@@ -141,14 +162,28 @@ class KpiIndex:
                     await asyncio.sleep(pause_s)
         return folded
 
-    async def warm_up(self, pause_s: float = 0.05, chunk: int = 5_000) -> None:
-        """Builds the facts after a start, paced, so the first assessor's click finds them ready."""
+    def follow(self) -> asyncio.Task[None]:
+        """Catches up in the background, paced (at start: the whole record), unless already doing so."""
+        if self._follow is None or self._follow.done():
+            self._follow = asyncio.create_task(self._paced_catch_up(), name="kpi-catch-up")
+        return self._follow
+
+    async def _paced_catch_up(self) -> None:
+        t = time.monotonic()
         try:
-            n = await self.catch_up(pause_s, chunk)
+            n = await self.catch_up(self.pause_s)
         except Exception:
-            log.exception("KPI index warm-up failed; requests will build it")
+            log.exception("KPI index catch-up failed; the next request tries again")
             return
-        log.info("KPI index: %s record entries folded", n)
+        if n >= self.chunk:
+            self.rate = max(1_000.0, n / max(time.monotonic() - t, 1e-3))
+        log.info("KPI index: %s record entries folded (up to id %s)", n, self.watermark)
+
+    async def backlog(self) -> int:
+        """Record entries not folded yet (one indexed query)."""
+        async with self.db.session() as s:
+            last = await s.scalar(select(func.max(RecordEntry.id)))
+        return max(0, (last or 0) - self.watermark)
 
     # ------------------------------------------------------------ answering
 
@@ -164,6 +199,13 @@ class KpiIndex:
         if recent is not None and time.monotonic() - recent.as_of < self.max_age_s:
             return recent
         fut = self._inflight.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        behind = await self.backlog()
+        if behind > self.max_backlog:
+            self.follow()
+            raise Behind(behind, max(1, min(60, round(behind / self.rate))))
+        fut = self._inflight.get(key)  # registered by a request that looked at the backlog at the same time
         if fut is not None:
             return await asyncio.shield(fut)
         async with admit() if admit is not None else contextlib.nullcontext():

@@ -79,6 +79,7 @@ class KpiIndex:
         self.pause_s = pause_s  # between chunks of a background catch-up
         self.rate = 20_000.0  # entries folded per second in background catch-ups (measured; for Retry-After)
         self._follow: asyncio.Task[None] | None = None
+        self._follow_since, self._follow_from = 0.0, 0
         self.facts = KpiFacts()
         self.watermark = 0  # id of the last record entry folded in
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kpi")
@@ -169,7 +170,8 @@ class KpiIndex:
         return self._follow
 
     async def _paced_catch_up(self) -> None:
-        t = time.monotonic()
+        t = self._follow_since = time.monotonic()
+        self._follow_from = self.watermark
         try:
             n = await self.catch_up(self.pause_s)
         except Exception:
@@ -178,6 +180,13 @@ class KpiIndex:
         if n >= self.chunk:
             self.rate = max(1_000.0, n / max(time.monotonic() - t, 1e-3))
         log.info("KPI index: %s record entries folded (up to id %s)", n, self.watermark)
+
+    def _eta(self, behind: int) -> int:
+        """Seconds until a background catch-up is through `behind` entries, from its pace so far."""
+        rate, elapsed = self.rate, time.monotonic() - self._follow_since
+        if self._follow is not None and not self._follow.done() and elapsed > 1:
+            rate = max(1_000.0, (self.watermark - self._follow_from) / elapsed)
+        return max(1, min(60, round(behind / rate)))
 
     async def backlog(self) -> int:
         """Record entries not folded yet (one indexed query)."""
@@ -204,7 +213,7 @@ class KpiIndex:
         behind = await self.backlog()
         if behind > self.max_backlog:
             self.follow()
-            raise Behind(behind, max(1, min(60, round(behind / self.rate))))
+            raise Behind(behind, self._eta(behind))
         fut = self._inflight.get(key)  # registered by a request that looked at the backlog at the same time
         if fut is not None:
             return await asyncio.shield(fut)

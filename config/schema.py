@@ -102,6 +102,18 @@ class ConsoleConfig(FirelinkBaseModel):
         default_factory=LoginThrottleConfig, title="Login throttle",
         description="Growing lockouts after failed logins, per account and per client address.",
     )
+    heavy_workers: int = Field(
+        2, ge=1, le=32, title="Heavy reads at once",
+        description="KPIs, PDF documents and exports computed at the same time (off the event loop).",
+    )
+    heavy_queue: int = Field(
+        8, ge=0, le=1000, title="Heavy reads waiting",
+        description="Heavy requests that may wait for a turn; more are answered 503 with Retry-After.",
+    )
+    kpi_max_age_s: float = Field(
+        2.0, ge=0, le=3600, title="KPI answer reuse",
+        description="Seconds a computed KPI answer is reused for the same question while the record grows.",
+    )
 
 
 class DeviceConfig(FirelinkBaseModel):

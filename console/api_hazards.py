@@ -7,6 +7,7 @@ Officers act; units see their own hazards/notices and upload proof; the assessor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -16,12 +17,14 @@ from pydantic import Field
 from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
+from console.heavy import HEAVY
 from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
 from console.video import CAMERAS
 from dispatch import documents, kpi
 from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE
 from dispatch.hazards import HAZARDS, STAGES, HazardService, Upload, hazards_config
 from dispatch.inputs import check_text
+from dispatch.kpi_index import KPI_INDEX, Answer
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
@@ -289,22 +292,30 @@ def _pdf(data: bytes, name: str) -> web.Response:
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "Cache-Control": "no-store"})
 
 
+async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
+    """Template on a thread, layout in a worker process: bounded by the heavy-work limiter (503 when full)."""
+    heavy = request.app[HEAVY]
+    async with heavy.slot("PDF"):
+        return await heavy.process(documents.html_to_pdf, await heavy.thread(html))
+
+
 @api.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     svc = hazards(request)
     who = actor(request)
     doc = await svc.notice_document(_int(request), who)
     detail = await svc.detail(doc["hazard"]["id"], who)
-    html = documents.notice_html(doc, [e for e in detail["evidence"] if e["stage"] == "before"])
-    return _pdf(await documents.pdf_async(html), f"责令限期改正通知书-{doc['notice'].number}.pdf")
+    before = [e for e in detail["evidence"] if e["stage"] == "before"]
+    data = await _render_pdf(request, lambda: documents.notice_html(doc, before))
+    return _pdf(data, f"责令限期改正通知书-{doc['notice'].number}.pdf")
 
 
 @api.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
            produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
     doc = await hazards(request).penalty_document(_int(request), actor(request))
-    return _pdf(await documents.pdf_async(documents.penalty_html(doc)),
-                f"行政处罚决定书-{doc['penalty'].number}.pdf")
+    data = await _render_pdf(request, lambda: documents.penalty_html(doc))
+    return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
 
 
 @api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
@@ -337,22 +348,30 @@ def _period(request: web.Request) -> kpi.Period:
         raise BadRequest(str(exc)) from None
 
 
-async def _kpis(request: web.Request) -> dict[str, Any]:
+async def _kpis(request: web.Request) -> Answer:
+    """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full)."""
     units = {u.id: u.name for u in request.app[SERVICE].units.values()}
-    return await kpi.kpis(request.app[DB], hazards_config(request.app[CONFIG]), _period(request), units)
+    period = _period(request)
+    heavy = request.app[HEAVY]
+    return await request.app[KPI_INDEX].kpis(period.start, period.end, period.label,
+                                             hazards_config(request.app[CONFIG]), units,
+                                             admit=lambda: heavy.slot("KPI"))
 
 
 @api.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
            roles=STAFF, tag="evaluation", query=PeriodQuery)
-async def get_kpi(request: web.Request, _: None) -> dict[str, Any]:
-    return await _kpis(request)
+async def get_kpi(request: web.Request, _: None) -> web.StreamResponse:
+    answer = await _kpis(request)  # JSON encoded once per computation, shared by every request it answers
+    return web.Response(body=answer.body, content_type="application/json")
 
 
 @api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation", query=PeriodQuery,
            produces=("text/csv",))
 async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
-    result = await _kpis(request)
-    body = "\ufeff" + kpi.to_csv(result)  # BOM: Excel opens UTF-8 Chinese correctly
+    result = (await _kpis(request)).result
+    heavy = request.app[HEAVY]
+    async with heavy.slot("export"):
+        body = "\ufeff" + await heavy.thread(kpi.to_csv, result)  # BOM: Excel opens UTF-8 Chinese correctly
     return web.Response(text=body, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote('考评-' + result['period'] + '.csv')}"})
 
@@ -360,12 +379,13 @@ async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
 @api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation",
            query=PeriodQuery, produces=PDF)
 async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    result = await _kpis(request)
+    result = (await _kpis(request)).result
     cfg = request.app[CONFIG]
     hc = hazards_config(cfg)
-    html = documents.report_html(result, hc.issuing_authority or cfg.station.name,
-                                 {c.key: c.name for c in hc.categories}, request.app[CLOCK]())
-    return _pdf(await documents.pdf_async(html), f"考评报告-{result['period']}.pdf")
+    authority, now = hc.issuing_authority or cfg.station.name, request.app[CLOCK]()
+    categories = {c.key: c.name for c in hc.categories}
+    data = await _render_pdf(request, lambda: documents.report_html(result, authority, categories, now))
+    return _pdf(data, f"考评报告-{result['period']}.pdf")
 
 
 @api.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,

@@ -12,11 +12,13 @@ from aiohttp import web
 import console.api_hazards  # (registers hazard/evaluation routes on the route table)
 import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
+from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
 from console.routing import error_for
 from console.security import LOGIN_THROTTLE, identify
 from console.ws import SOCKETS, Sockets
 from dispatch.appkeys import CONFIG, DB
+from dispatch.kpi_index import Behind
 from dispatch.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ async def errors(request: web.Request,
     logged and answered 500 without details. Pages and static files keep aiohttp's own (non-JSON) errors."""
     try:
         return await handler(request)
+    except (Busy, Behind) as exc:  # heavy reads saturated / KPI index catching up: 503 + Retry-After
+        return busy_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400 or not _is_api(request):
             raise

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from config.schema import FirelinkConfig
+from console.heavy import HEAVY, HeavyWork
 from console.security import LOGIN_THROTTLE
 from console.video import CAMERAS, setup_video
 from console.web import setup_console
@@ -35,6 +36,7 @@ from dispatch.hazards import HAZARDS, hazards_context
 from dispatch.health import health_context
 from dispatch.inbox import CoreInbox
 from dispatch.inputs import SYSTEM, utcnow
+from dispatch.kpi_index import KPI_INDEX, KpiIndex
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MASKS, masks_context
@@ -109,6 +111,18 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[DEVICES] = monitor
         yield
 
+    async def heavy_reads(app: web.Application) -> AsyncIterator[None]:
+        """KPIs from facts kept current (built in the background after a start); PDFs/exports bounded."""
+        app[HEAVY] = HeavyWork(cfg.console.heavy_workers, cfg.console.heavy_queue)
+        index = app[KPI_INDEX] = KpiIndex(app[DB], max_age_s=cfg.console.kpi_max_age_s)
+        warm = index.follow()  # the whole record, paced, in the background
+        yield
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+        index.close()
+        app[HEAVY].close()
+
     async def detection_sink(app: web.Application) -> AsyncIterator[None]:
         app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], cfg.video.evidence_dir,
                                         cfg.detectors.hard_negatives_dir)
@@ -174,7 +188,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await regions.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, lease, core, hazards_context, exit_zones_context, masks_context,
+    app.cleanup_ctx.extend([database, lease, core, heavy_reads, hazards_context, exit_zones_context, masks_context,
                             detection_sink, broker, mqtt_link, workers, health_context(clock)])
 
     async def recorded_evidence(incident_id: int) -> dict[str, str]:

@@ -2,12 +2,12 @@
 
 Jinja2 HTML templates (dispatch/templates/) rendered by WeasyPrint, which lays out CJK text through
 Pango/HarfBuzz and embeds subsets of the system's Noto CJK fonts (Debian `fonts-noto-cjk`). Rendering
-is CPU work: callers run it in a thread (`render_*` are synchronous; `*_async` wrap them).
+is CPU work: the console renders through its heavy-work limiter (console/heavy.py), templates on a thread and
+`html_to_pdf` in a worker process.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -107,7 +107,3 @@ def report_html(k: dict[str, Any], authority: str, categories: dict[str, str], g
     return _env().get_template("report.html.j2").render(
         css=_css(), k=k, authority=authority, categories=categories, generated=cn_datetime(generated),
         start=cn_date(datetime.fromisoformat(k["from"])), end=cn_date(end - timedelta(seconds=1)))
-
-
-async def pdf_async(html: str) -> bytes:
-    return await asyncio.to_thread(html_to_pdf, html)

@@ -89,7 +89,7 @@ class CoreInbox:
         if isinstance(item, AgencyAckIn):
             actor = Actor(item.by, "agency", agency=item.agency)
             try:
-                await self.service.agency_update(item.dispatch_id, item.status, actor)
+                await self.service.agency_update(item.dispatch_id, item.status, actor, via="mqtt")
             except REFUSED as exc:
                 return Rejection("mqtt", item.topic, str(exc), "", 0, item.received_at)
         return None

@@ -129,7 +129,10 @@ class Alarm(Base):
 
 
 class Dispatch(Base):
-    """One agency linked to one incident; status advances pending→sent→delivered→acknowledged→on_scene."""
+    """One agency linked to one incident; status advances pending→sent→delivered→acknowledged→on_scene.
+
+    sent: a transport accepted it (e.g. the MQTT broker); delivered: the agency's side confirmed on some channel.
+    """
 
     __tablename__ = "dispatches"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -144,6 +147,8 @@ class Dispatch(Base):
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     on_scene_at: Mapped[datetime | None]
+    # what each channel's far side confirmed (dispatch.channels): [{"key", "channel", "status", "at", ...}]
+    channels: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class OutboxMessage(Base):
@@ -157,7 +162,8 @@ class OutboxMessage(Base):
     secret_ref: Mapped[str] = mapped_column(String(64), default="")  # config path of the HMAC secret
     payload: Mapped[dict[str, Any]]
     idempotency_key: Mapped[str] = mapped_column(String(80))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered
+    # pending (retried) | sent (MQTT broker accepted; done here, awaiting the agency's ack) | delivered
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str] = mapped_column(String(400), default="")

@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.schema import FirelinkConfig
+from dispatch import channels
 from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.events import Event
@@ -355,14 +356,17 @@ class IncidentService:
             "ack_url": f"{base}/api/dispatches/{d.id}/ack",
             "on_scene_url": f"{base}/api/dispatches/{d.id}/on_scene",
         }
-        for i, hook in enumerate(agency.webhooks):
-            s.add(OutboxMessage(dispatch_id=d.id, channel="webhook", target=hook.url,
-                                secret_ref=f"agencies.{d.agency}.webhooks.{i}", payload=payload,
-                                idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now))
+        rows = [OutboxMessage(dispatch_id=d.id, channel="webhook", target=hook.url,
+                              secret_ref=f"agencies.{d.agency}.webhooks.{i}", payload=payload,
+                              idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now)
+                for i, hook in enumerate(agency.webhooks)]
         if agency.mqtt:
-            s.add(OutboxMessage(dispatch_id=d.id, channel="mqtt",
-                                target=f"{self.cfg.mqtt.topic_prefix}/dispatch/{d.agency}", payload=payload,
-                                idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now))
+            rows.append(OutboxMessage(dispatch_id=d.id, channel="mqtt",
+                                      target=f"{self.cfg.mqtt.topic_prefix}/dispatch/{d.agency}", payload=payload,
+                                      secret_ref="", idempotency_key=d.idempotency_key, next_attempt_at=now,
+                                      created_at=now))
+        s.add_all(rows)
+        d.channels = [channels.new(r.channel, r.secret_ref) for r in rows]
 
     async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         async with self.writer.tx() as tx:
@@ -458,8 +462,8 @@ class IncidentService:
 
     # ------------------------------------------------------- agency responses
 
-    async def agency_update(self, dispatch_id: int, status: str, actor: Actor) -> dict[str, Any]:
-        """An agency acknowledges a dispatch or reports arrival (web page, token API or MQTT)."""
+    async def agency_update(self, dispatch_id: int, status: str, actor: Actor, via: str = "http") -> dict[str, Any]:
+        """An agency acknowledges a dispatch or reports arrival (web page, token API, or MQTT with via="mqtt")."""
         try:
             target = DispatchStatus(status)
         except ValueError:
@@ -475,70 +479,106 @@ class IncidentService:
                 raise Forbidden("this dispatch was sent to another agency")
             inc = await self._incident(s, d.incident_id)
             now = self.clock()
+            confirmed = via == "mqtt" and await self._confirm_mqtt(tx, d, now)
             if not dispatch_advances(d.status, target):
-                return dispatch_view(d)
+                return await self._emit_dispatch(tx, d) if confirmed else dispatch_view(d)
             if d.delivered_at is None:
                 d.delivered_at = now
             if target == DispatchStatus.ACKNOWLEDGED or d.acknowledged_at is None:
                 d.acknowledged_at, d.acknowledged_by = now, actor.username
                 self._record(tx, inc.id, rec.DISPATCH_ACKNOWLEDGED, actor, now,
-                             {"agency": d.agency, "dispatch_id": d.id})
+                             {"agency": d.agency, "dispatch_id": d.id, "via": via})
             if target == DispatchStatus.ON_SCENE:
                 d.on_scene_at = now
-                self._record(tx, inc.id, rec.DISPATCH_ON_SCENE, actor, now, {"agency": d.agency, "dispatch_id": d.id})
+                self._record(tx, inc.id, rec.DISPATCH_ON_SCENE, actor, now,
+                             {"agency": d.agency, "dispatch_id": d.id, "via": via})
                 if inc.status in (IncidentStatus.ACKNOWLEDGED, IncidentStatus.DISPATCHED):
                     inc.status = IncidentStatus.ON_SCENE
                     inc.on_scene_at = now
                     self._record(tx, inc.id, rec.ON_SCENE, actor, now, {"agency": d.agency})
             d.status = target
-            view = dispatch_view(d)
-            tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": view, "incident_id": inc.id,
-                                                         "unit_id": inc.unit_id}))
-            await self._emit_incident(tx, inc)
-            return view
+            return await self._emit_dispatch(tx, d)
 
     # ------------------------------------------------------ outbox bookkeeping
 
     async def outbox_result(self, outbox_id: int, attempted_at: datetime, error: str | None,
                             next_attempt_at: datetime | None = None) -> None:
-        """Called by the notify worker after each delivery attempt; records it on the dispatch."""
+        """Called by the notify worker after each delivery attempt; records it on the dispatch.
+
+        A webhook's 2xx is the agency's side confirming: the channel is delivered. The MQTT broker's PUBACK only
+        says the broker has the message: the channel is sent, and becomes delivered when the agency acknowledges
+        over MQTT (agency_update with via="mqtt").
+        """
         async with self.writer.tx() as tx:
             s = tx.session
             msg = await s.get(OutboxMessage, outbox_id)
-            if msg is None or msg.status == "delivered":
+            if msg is None or msg.status != "pending":
                 return
             now = self.clock()
             msg.attempts += 1
             d = await s.get(Dispatch, msg.dispatch_id) if msg.dispatch_id is not None else None
-            changed = False
-            if d is not None and d.sent_at is None:
-                d.sent_at = attempted_at
-                d.status = DispatchStatus.SENT
-                self._record(tx, d.incident_id, rec.DISPATCH_SENT, SYSTEM, attempted_at,
-                             {"agency": d.agency, "dispatch_id": d.id})
-                changed = True
-            if error is None:
-                msg.status, msg.delivered_at, msg.last_error = "delivered", now, ""
-                if d is not None and d.delivered_at is None:
-                    d.delivered_at = now
-                    if dispatch_advances(d.status, DispatchStatus.DELIVERED):
-                        d.status = DispatchStatus.DELIVERED
-                    self._record(tx, d.incident_id, rec.DISPATCH_DELIVERED, SYSTEM, now,
-                                 {"agency": d.agency, "dispatch_id": d.id, "channel": msg.channel,
-                                  "attempts": msg.attempts})
-                    changed = True
-            else:
+            key = channels.key_of(msg.channel, msg.secret_ref)
+            if error is not None:
                 msg.last_error = error[:400]
                 msg.next_attempt_at = next_attempt_at or now
                 if d is not None:
+                    d.channels = channels.updated(d.channels, key, attempts=msg.attempts, error=error)
                     self._record(tx, d.incident_id, rec.DISPATCH_FAILED, SYSTEM, attempted_at,
                                  {"agency": d.agency, "dispatch_id": d.id, "channel": msg.channel,
                                   "attempt": msg.attempts, "error": error[:200]})
-            if d is not None and changed:
-                inc = await self._incident(s, d.incident_id)
-                tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": dispatch_view(d), "incident_id": inc.id,
-                                                             "unit_id": inc.unit_id}))
-                await self._emit_incident(tx, inc)
+            else:
+                confirmed = msg.channel != "mqtt"
+                msg.status, msg.delivered_at, msg.last_error = ("delivered" if confirmed else "sent"), now, ""
+                if d is not None:
+                    status = channels.DELIVERED if confirmed else channels.SENT
+                    d.channels = channels.updated(d.channels, key, status=status, at=now, attempts=msg.attempts,
+                                                  error="")
+                    self._dispatch_sent(tx, d, attempted_at, msg.channel)
+                    if confirmed:
+                        self._dispatch_delivered(tx, d, now, msg.channel, msg.attempts)
+            if d is not None:
+                await self._emit_dispatch(tx, d)
+
+    def _dispatch_sent(self, tx: Tx, d: Dispatch, at: datetime, channel: str) -> None:
+        """The first time any transport accepted the dispatch."""
+        if d.sent_at is not None:
+            return
+        d.sent_at = at
+        if dispatch_advances(d.status, DispatchStatus.SENT):
+            d.status = DispatchStatus.SENT
+        self._record(tx, d.incident_id, rec.DISPATCH_SENT, SYSTEM, at,
+                     {"agency": d.agency, "dispatch_id": d.id, "channel": channel})
+
+    def _dispatch_delivered(self, tx: Tx, d: Dispatch, at: datetime, channel: str, attempts: int | None) -> None:
+        """The agency's side confirmed on `channel` (recorded once per channel)."""
+        if d.delivered_at is None:
+            d.delivered_at = at
+        if dispatch_advances(d.status, DispatchStatus.DELIVERED):
+            d.status = DispatchStatus.DELIVERED
+        data: dict[str, Any] = {"agency": d.agency, "dispatch_id": d.id, "channel": channel}
+        if attempts is not None:
+            data["attempts"] = attempts
+        self._record(tx, d.incident_id, rec.DISPATCH_DELIVERED, SYSTEM, at, data)
+
+    async def _emit_dispatch(self, tx: Tx, d: Dispatch) -> dict[str, Any]:
+        inc = await self._incident(tx.session, d.incident_id)
+        view = dispatch_view(d)
+        tx.events.append(Event(ev.DISPATCH_UPDATED, {"dispatch": view, "incident_id": inc.id, "unit_id": inc.unit_id}))
+        await self._emit_incident(tx, inc)
+        return view
+
+    async def _confirm_mqtt(self, tx: Tx, d: Dispatch, now: datetime) -> bool:
+        """An acknowledgement arrived over MQTT: the MQTT channel reached the agency. True if that is news."""
+        if channels.status_of(d.channels, "mqtt") == channels.DELIVERED:
+            return False
+        d.channels = channels.updated(d.channels, "mqtt", status=channels.DELIVERED, at=now)
+        rows = await tx.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.dispatch_id == d.id, OutboxMessage.channel == "mqtt", OutboxMessage.status != "delivered"))
+        for row in rows:  # nothing left to publish to an agency that answered on this channel
+            row.status, row.delivered_at = "delivered", now
+        self._record(tx, d.incident_id, rec.DISPATCH_DELIVERED, SYSTEM, now,
+                     {"agency": d.agency, "dispatch_id": d.id, "channel": "mqtt", "via": "ack"})
+        return True
 
     # ---------------------------------------------------------------- devices
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from dispatch.models import Alarm, Device, Dispatch, Incident, Message, RecordEntry, RejectedMessage, Unit
 
+CHANNEL_FIELDS = ("key", "channel", "status", "at", "attempts", "last_error")
+
 
 def iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
@@ -25,6 +27,7 @@ def dispatch_view(d: Dispatch) -> dict[str, Any]:
         "created_at": iso(d.created_at), "created_by": d.created_by, "sent_at": iso(d.sent_at),
         "delivered_at": iso(d.delivered_at), "acknowledged_at": iso(d.acknowledged_at),
         "acknowledged_by": d.acknowledged_by, "on_scene_at": iso(d.on_scene_at),
+        "channels": [{k: c.get(k) for k in CHANNEL_FIELDS} for c in d.channels or []],
     }
 
 

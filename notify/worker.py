@@ -1,4 +1,7 @@
-"""Delivers the transactional outbox: webhooks (signed) and MQTT, with backoff, until delivered.
+"""Delivers the transactional outbox: webhooks (signed) and MQTT, with backoff, until accepted.
+
+A webhook's 2xx is the agency confirming (delivered); the MQTT broker's PUBACK is only "sent" (the core marks
+the MQTT channel delivered when the agency acknowledges on firelink/dispatch/{agency}/ack).
 
 Rows are written by the core in the same transaction as the dispatch, so
 a crash never loses one; after a restart this worker resumes where it

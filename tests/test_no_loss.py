@@ -409,7 +409,7 @@ async def test_outbox_survives_kill9_and_delivers_once_per_key(prod_broker: Brok
     try:
         await asyncio.to_thread(core.start)
         await asyncio.to_thread(
-            wait_until, lambda: core.query("SELECT count(*) FROM outbox WHERE status != 'delivered'")[0][0] == 0,
+            wait_until, lambda: core.query("SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0,
             20, "every outbox message delivered")
         assert {k for k, _, _ in agency.received} == keys
         assert all(ok for _, _, ok in agency.received), "bad signature"

@@ -631,9 +631,23 @@ function renderDispatch() {
           h("span.step-label", t("dstatus." + step)),
           h("span.step-time", at ? fmtTime(at) : "—"),
           step === "acknowledged" && disp && disp.acknowledged_by ? h("span.step-by", disp.acknowledged_by) : null);
-      })));
+      })),
+      disp && disp.channels && disp.channels.length ? channelList(disp.channels) : null);
   });
   $("d-dispatch").replaceChildren(...rows);
+}
+
+// What each channel's far side confirmed: a webhook's 2xx or the agency's MQTT ack is "delivered";
+// the MQTT broker taking it is only "sent".
+function channelList(channels) {
+  return h("ul.channels", channels.map((c) => h("li.channel", {
+    dataset: { channel: c.channel, key: c.key, status: c.status },
+    title: c.last_error || "",
+  },
+  h("span.ch-name", t("chan." + c.channel)),
+  h("span.ch-status", t("chan.status." + c.status)),
+  c.at ? h("span.ch-time", fmtTime(c.at)) : null,
+  c.status === "pending" && c.attempts ? h("span.ch-attempts", t("chan.attempts", { n: c.attempts })) : null)));
 }
 
 // ===== VIDEO PANEL =====
@@ -770,6 +784,7 @@ function timelineDetail(e) {
   const data = e.data || {};
   const parts = [];
   if (data.agency) parts.push(t("agency." + data.agency));
+  if (data.channel) parts.push(t("chan." + data.channel));
   if (data.kind && e.action === "alarm.received") parts.push(kindLabel(data.kind));
   if (data.device_id && data.device_id !== e.actor) parts.push(data.device_id);
   if (data.outcome) parts.push(t("outcome." + data.outcome));

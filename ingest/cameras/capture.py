@@ -185,6 +185,25 @@ class _LagMeter:
         return offset - self.base
 
 
+class ReconnectBackoff:
+    """Waits between connection attempts: doubling from `initial_s` up to `max_s` while attempts fail, and back to
+    `initial_s` once a connection delivered video — so a short blip after a long outage costs the short wait, not
+    the ceiling the outage had reached."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._next = initial_s
+
+    def after_failure(self, had_video: bool) -> float:
+        """The wait before the next attempt. `had_video`: the attempt that just ended delivered frames."""
+        if had_video:
+            self._next = self.initial_s
+        delay = self._next
+        self._next = min(self._next * 2, self.max_s)
+        return delay
+
+
 class CameraCapture:
     """Runs one camera's decoding thread. Thread-side attributes are read by the loop (GIL-atomic)."""
 
@@ -259,14 +278,14 @@ class CameraCapture:
     # ---- the thread ----
     def _run(self) -> None:
         cfg = self.cfg
-        backoff = cfg.reconnect_initial_s
+        backoff = ReconnectBackoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)
         while not self._stop.is_set():
-            got_frames = False
+            sessions = self.sessions  # _on_connected counts a session at its first frame, however it ends
             try:
                 if cfg.effective_mode == "snapshot":
-                    got_frames = self._poll_snapshots()
+                    self._poll_snapshots()
                 else:
-                    got_frames = self._read_stream()
+                    self._read_stream()
             except SourceError as exc:
                 self.last_error = str(exc)
             except Exception as exc:  # never let a camera kill its thread; never log the URL
@@ -275,16 +294,14 @@ class CameraCapture:
             self.connected = False
             if self._stop.is_set():
                 break
-            if got_frames:
-                backoff = cfg.reconnect_initial_s
+            delay = backoff.after_failure(had_video=self.sessions > sessions)
             self.attempts += 1
-            self.next_retry_mono = time.monotonic() + backoff
+            self.next_retry_mono = time.monotonic() + delay
             log.warning(
                 "camera %s (%s): %s; retrying in %.1f s",
-                cfg.id, cfg.display_url(), self.last_error, backoff,
+                cfg.id, cfg.display_url(), self.last_error, delay,
             )  # fmt: skip
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, cfg.reconnect_max_s)
+            self._stop.wait(delay)
         self.connected = False
 
     def _open_capture(self) -> cv2.VideoCapture:

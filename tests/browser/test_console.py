@@ -66,8 +66,12 @@ async def test_officer_sees_alarm_live_acknowledges_and_dispatches(
         await expect(row.locator("[data-step=sent]")).to_have_class(re.compile(r"\bdone\b"))
         await expect(row.locator("[data-step=delivered]")).to_have_class(re.compile(r"\bdone\b"))
         await expect(row.locator(".dstatus")).to_have_text("已送达")
+        # per channel: the webhook's 2xx confirmed it; the MQTT broker only took it (nobody listens here)
+        await expect(row.locator("[data-channel=webhook]")).to_have_attribute("data-status", "delivered")
+        await expect(row.locator("[data-channel=mqtt] .ch-status")).to_have_text("已发出，未确认")
     await expect(page.locator("[data-time=alarm_to_dispatch_s]")).not_to_have_text("—")
     await expect(page.locator("#d-timeline")).to_contain_text("联动已送达")
+    await shot(page, "console-dispatch-channels")
 
     await receiver.wait_for(2)
     bodies = sorted((r.json for r in receiver.received), key=lambda b: b["agency"])

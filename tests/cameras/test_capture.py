@@ -69,6 +69,56 @@ async def test_rtsp_kill_gives_offline_within_5s_and_restart_recovers(rtsp_camer
         await hub.stop()
 
 
+class RetryLog(logging.Handler):
+    """The capture thread's 'retrying in N s' warnings for one camera, awaitable from the test's loop."""
+
+    def __init__(self, camera_id: str) -> None:
+        super().__init__(logging.WARNING)
+        self.camera_id = camera_id
+        self.waits: list[float] = []
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.levelno == logging.WARNING and msg.startswith(f"camera {self.camera_id} ") and "retrying in" in msg:
+            wait = float(msg.rsplit("retrying in ", 1)[1].split()[0])
+            self._loop.call_soon_threadsafe(self._add, wait)
+
+    def _add(self, wait: float) -> None:
+        self.waits.append(wait)
+        self._changed.set()
+
+    async def until(self, pred: Any, timeout: float = 30) -> None:
+        async def go() -> None:
+            while not pred():
+                self._changed.clear()
+                await self._changed.wait()
+        await asyncio.wait_for(go(), timeout)
+
+
+async def test_a_blip_after_a_long_outage_retries_at_the_initial_wait(rtsp_camera: Any) -> None:
+    cam: RtspCamera = rtsp_camera()
+    hub = CameraHub([camera("c1", cam.url, reconnect_initial_s=0.2, reconnect_max_s=0.8)])
+    retries = RetryLog("c1")
+    capture_log = logging.getLogger("ingest.cameras.capture")
+    capture_log.addHandler(retries)
+    await hub.start()
+    try:
+        await hub.wait_status("c1", Status.ONLINE, within=15)
+        cam.kill()  # a long outage: the waits climb to the ceiling
+        await retries.until(lambda: retries.waits.count(0.8) >= 2)
+        await asyncio.to_thread(cam.start)
+        await hub.wait_status("c1", Status.ONLINE, within=15)
+        seen = len(retries.waits)
+        cam.kill()  # a blip hours later: the first retry waits the initial 0.2 s, not the 0.8 s ceiling
+        await retries.until(lambda: len(retries.waits) > seen)
+        assert retries.waits[seen] == 0.2, retries.waits
+    finally:
+        capture_log.removeHandler(retries)
+        await hub.stop()
+
+
 async def test_bad_sources_are_faults_not_crashes(
     rtsp_camera: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

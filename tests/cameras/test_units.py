@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.cameras import CameraConfig, VideoConfig, redact_url
-from ingest.cameras.capture import CameraCapture, Status, redact
+from ingest.cameras.capture import CameraCapture, ReconnectBackoff, Status, redact
 from ingest.cameras.evidence import EvidenceStore, FrameRing, parse_time
 from ingest.cameras.hub import Broadcast, EncodedFrame
 
@@ -137,3 +137,12 @@ def test_lag_meter_detects_backlog_but_not_clock_drift() -> None:
     # a timestamp restart (new RTSP session) rebases instead of reading as lag
     assert m.update(200, 0, waited=False) == 0
     assert m.update(200.1, 100, waited=True) == pytest.approx(0, abs=1e-9)
+
+
+def test_reconnect_backoff_starts_over_after_video() -> None:
+    b = ReconnectBackoff(0.5, 30.0)
+    outage = [b.after_failure(had_video=False) for _ in range(9)]  # a long outage climbs to the ceiling
+    assert outage == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    # video came back, then a short blip: the first retry is the short wait again, and it climbs anew
+    assert b.after_failure(had_video=True) == 0.5
+    assert [b.after_failure(had_video=False) for _ in range(3)] == [1.0, 2.0, 4.0]

@@ -76,6 +76,7 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
 
     assessor = await pages.login("assessor")
     await assessor.goto(pages.base + "/assessor.html")
+    # the page's default period is the current month of the server's (advanced) clock: January 2027 here
     await expect(assessor.locator('#headline .stat[data-key="penalty_cases"] .v')).to_have_text("1")
     await expect(assessor.locator("#ranking tbody tr")).to_have_count(2)  # station + officer
     await assessor.fill("#s-q", "第一小学")

@@ -1,0 +1,432 @@
+"""The record folded into KPI facts, entry by entry, and the KPIs of any period computed from those facts.
+
+`KpiFacts.add()` takes record entries in id order and keeps only what the KPI definitions (dispatch/kpi.py) read:
+per incident its first alarm, acknowledgement, dispatch, close and escalations; per hazard its notice, proofs
+and rechecks; the officers' hazard-side actions; device/camera faults and unit mentions as sorted times. Folding
+is incremental, so a long-lived index (dispatch/kpi_index.py) only adds what was committed since its last look,
+and `evaluate()` costs what the period holds (its incidents and actions), never a pass over the whole record.
+
+`evaluate()` gives exactly what a pass over the period's record entries gave (`kpi.compute` is `add` over the
+entries, then `evaluate`), including its edge rules: an incident counts in the period of its `incident.created`,
+a notice in the period of its deadline, hazards from about a year around the period.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from config.hazards import HazardsConfig, KpiTargets, ScoreRule
+from dispatch import hazards as hz
+from dispatch import records as rec
+from dispatch.hazards import CHINA_TZ
+from dispatch.kpi_columns import OUTCOMES, IncidentColumns, Selection, micros, trend_points
+
+FAULT_ACTIONS = frozenset({"device.offline", "device.fault", "camera.offline", "camera.fault"})
+SYSTEM_ACTORS = frozenset({"system", "camera"})
+INCIDENT_ACTIONS = frozenset({rec.ALARM_RECEIVED, rec.INCIDENT_CREATED, rec.ACKNOWLEDGED, rec.DISPATCH_CREATED,
+                              rec.CLOSED, rec.ESCALATED})
+OFFICER_ACTIONS = frozenset({hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.PENALTY_CONFIRMED})
+ACT_ACTIONS = OFFICER_ACTIONS | {hz.INSPECTION}
+# entries whose `data` the fold reads beyond `unit_id` (a reader may skip loading the others' data)
+DATA_ACTIONS = frozenset({rec.INCIDENT_CREATED, rec.CLOSED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.HAZARD_CREATED})
+HAZARD_WINDOW = timedelta(days=366)  # hazards with entries this close to the period take part
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
+
+
+# ---------------------------------------------------------------- statistics
+
+def quantile(values: Sequence[float], p: float) -> float | None:
+    """Linear interpolation between closest ranks (R type 7 / numpy default)."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * p
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return round(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo), 3)
+
+
+def share(num: int, den: int) -> float | None:
+    return None if den == 0 else round(num / den, 4)
+
+
+def score(kpis: dict[str, Any], rules: Sequence[ScoreRule]) -> float | None:
+    """0–100: Σ weight·min(1, value/target) (or target/value when lower is better) over rules with data,
+    divided by the weights of those rules. None when no rule has data."""
+    total = got = 0.0
+    for r in rules:
+        v = kpis.get(r.metric)
+        if v is None:
+            continue
+        if r.better == "higher":
+            part = min(1.0, v / r.target)
+        else:
+            part = 1.0 if v <= r.target else r.target / v
+        total += r.weight
+        got += r.weight * part
+    return None if total == 0 else round(100 * got / total, 1)
+
+
+# ---------------------------------------------------------------- facts
+
+@dataclass(slots=True)
+class IncidentFacts:
+    id: int
+    unit_id: str = ""
+    created_at: datetime | None = None
+    alarm_at: datetime | None = None
+    alarms: int = 0
+    ack_at: datetime | None = None
+    ack_by: str | None = None
+    dispatch_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+    escalations: int = 0
+
+    def span(self, later: datetime | None) -> float | None:
+        return None if later is None or self.alarm_at is None else (later - self.alarm_at).total_seconds()
+
+    @property
+    def handled_at(self) -> datetime | None:
+        done = [t for t in (self.dispatch_at, self.closed_at) if t is not None]
+        return min(done) if done else None
+
+
+@dataclass(slots=True)
+class NoticeFacts:
+    hazard_id: int
+    unit_id: str
+    issued_by: str
+    issued_at: datetime
+    deadline: datetime
+    proofs: list[datetime] = field(default_factory=list)
+    rechecks: list[tuple[datetime, bool, str]] = field(default_factory=list)  # at, rectified, actor
+
+    def rectified_on_time(self) -> bool:
+        passing = [at for at, ok, _ in self.rechecks if ok]
+        if not passing:
+            return False
+        if min(passing) <= self.deadline:
+            return True
+        return any(p <= self.deadline for p in self.proofs)
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    """An officer-side hazard action or an inspection, with the data fields the KPIs read."""
+
+    at: datetime
+    action: str
+    actor: str
+    hazard_id: int | None
+    unit: Any  # data.unit_id as recorded (compared as is, labelled with str())
+    source: Any = None  # hazard.created: data.source
+    category: Any = None  # hazard.created: data.category
+    deadline: datetime | None = None  # hazard.rechecked: data.deadline
+
+
+class _Times:
+    """Instants (µs since 1970) kept sorted lazily (the record is nearly in time order): counts in [start, end)
+    by bisection over ints."""
+
+    __slots__ = ("items", "ordered")
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.ordered = True
+
+    def add(self, at: datetime) -> None:
+        us = micros(at)
+        if self.items and us < self.items[-1]:
+            self.ordered = False
+        self.items.append(us)
+
+    def count(self, start_us: int, end_us: int) -> int:
+        if not self.ordered:
+            self.items.sort()
+            self.ordered = True
+        return bisect_left(self.items, end_us) - bisect_left(self.items, start_us)
+
+
+def _deadline(value: Any) -> datetime | None:
+    """A recorded deadline (ISO-8601; one without a zone is China time), None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=CHINA_TZ)
+
+
+class KpiFacts:
+    """Not thread-safe: one owner adds and evaluates (dispatch.kpi_index runs both on one thread)."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[int, IncidentFacts] = {}
+        self.columns = IncidentColumns()  # what evaluate() reads, rewritten for incidents in _dirty
+        self._dirty: set[int] = set()
+        self.notices: dict[int, NoticeFacts] = {}
+        self.hazard_span: dict[int, list[datetime]] = {}  # hazard id → [first entry at, last entry at]
+        self.detections: list[tuple[int | None, str, datetime]] = []  # hazards created by detectors
+        self.acts: list[Act] = []
+        self.faults: defaultdict[str, _Times] = defaultdict(_Times)
+        self.mentions: defaultdict[str, _Times] = defaultdict(_Times)  # str(data.unit_id) → entry times
+        self.entries = 0
+
+    # ------------------------------------------------------------ folding
+
+    def add(self, incident_id: int | None, hazard_id: int | None, action: str, actor: str, at: datetime,
+            unit: Any, data: dict[str, Any] | None) -> None:
+        """One record entry, in id order. `unit` is data.unit_id (None when absent); `data` may be None for
+        actions outside DATA_ACTIONS."""
+        self.entries += 1
+        if unit is not None:
+            self.mentions[str(unit)].add(at)
+        if incident_id is not None and action in INCIDENT_ACTIONS:
+            self._incident(incident_id, action, actor, at, data or {})
+        if hazard_id is not None:
+            self._hazard(hazard_id, action, actor, at, unit, data or {})
+        if action in ACT_ACTIONS:
+            d = data or {}
+            self.acts.append(Act(at, action, actor, hazard_id, unit,
+                                 d.get("source") if action == hz.HAZARD_CREATED else None,
+                                 d.get("category") if action == hz.HAZARD_CREATED else None,
+                                 _deadline(d.get("deadline")) if action == hz.RECHECKED else None))
+            if action == hz.HAZARD_CREATED and d.get("source") == "detection":
+                self.detections.append((hazard_id, actor, at))
+        elif action in FAULT_ACTIONS and isinstance(unit, str):
+            self.faults[unit].add(at)
+
+    def add_entry(self, e: Any) -> None:
+        """A RecordEntry (or anything with its fields)."""
+        data = e.data or {}
+        self.add(e.incident_id, e.hazard_id, e.action, e.actor, e.at, data.get("unit_id"), data)
+
+    def _incident(self, incident_id: int, action: str, actor: str, at: datetime, data: dict[str, Any]) -> None:
+        f = self.incidents.get(incident_id)
+        if f is None:
+            f = self.incidents[incident_id] = IncidentFacts(incident_id)
+        self._dirty.add(incident_id)
+        if action == rec.ALARM_RECEIVED:
+            f.alarms += 1
+            if f.alarm_at is None or at < f.alarm_at:
+                f.alarm_at = at
+        elif action == rec.INCIDENT_CREATED:
+            f.created_at = at
+            f.unit_id = str(data.get("unit_id", ""))
+        elif action == rec.ACKNOWLEDGED and f.ack_at is None:
+            f.ack_at, f.ack_by = at, actor
+        elif action == rec.DISPATCH_CREATED and f.dispatch_at is None:
+            f.dispatch_at = at
+        elif action == rec.CLOSED:
+            f.closed_at, f.outcome = at, data.get("outcome")
+        elif action == rec.ESCALATED:
+            f.escalations += 1
+
+    def _hazard(self, hazard_id: int, action: str, actor: str, at: datetime, unit: Any,
+                data: dict[str, Any]) -> None:
+        span = self.hazard_span.get(hazard_id)
+        if span is None:
+            self.hazard_span[hazard_id] = [at, at]
+        else:
+            span[0], span[1] = min(span[0], at), max(span[1], at)
+        if action == hz.NOTICE_ISSUED:
+            deadline = _deadline(data.get("deadline"))
+            if deadline is not None:
+                self.notices[hazard_id] = NoticeFacts(hazard_id, str(data.get("unit_id", "")), actor, at, deadline)
+        elif action == hz.PROOF_SUBMITTED and hazard_id in self.notices:
+            self.notices[hazard_id].proofs.append(at)
+        elif action == hz.RECHECKED and hazard_id in self.notices:
+            self.notices[hazard_id].rechecks.append((at, bool(data.get("rectified")), actor))
+
+    # ------------------------------------------------------------ evaluating
+
+    def flush(self) -> None:
+        """Rewrites the columns of incidents whose facts changed since the last call."""
+        put, incidents = self.columns.put, self.incidents
+        for iid in self._dirty:
+            put(incidents[iid])
+        self._dirty.clear()
+
+    def evaluate(self, start: datetime, end: datetime, cfg: HazardsConfig,
+                 units: dict[str, str] | None = None) -> dict[str, Any]:
+        """All KPIs of the period [start, end). `units`: unit id → name (for labels)."""
+        t = cfg.targets
+        units = units or {}
+        win_start, win_end = start - HAZARD_WINDOW, end + HAZARD_WINDOW
+
+        def in_window(hazard_id: int | None) -> bool:
+            span = self.hazard_span.get(hazard_id) if hazard_id is not None else None
+            return span is not None and span[1] >= win_start and span[0] < win_end
+
+        detectors = {actor for hid, actor, at in self.detections if in_window(hid) or start <= at < end}
+        self.flush()
+        cols = self.columns
+        sel = cols.select(start, end)
+        dated = [a for a in self.acts if start <= a.at < end]
+        notices = [n for hid, n in self.notices.items() if start <= n.deadline < end and in_window(hid)]
+        hazard_block = _HazardBlocks(dated, notices, t)
+
+        acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
+        acting = ({o for o in acknowledgers if o} | {a.actor for a in dated if a.action in OFFICER_ACTIONS}
+                  | {n.issued_by for n in notices})
+        officers = sorted(o for o in acting if o not in SYSTEM_ACTORS and o not in detectors)
+        by_officer = sel.by_officer()
+        officer_rows = []
+        for o in officers:
+            code = cols.officer_code(o)
+            acked = by_officer.get(code) if code is not None else None
+            officer: dict[str, Any] = {"officer": o, **(acked or sel.none()).response_block(t), **hazard_block.of(o)}
+            officer["score"] = score(officer, cfg.scoring)
+            officer_rows.append(officer)
+        officer_rows.sort(key=lambda o: (-(o["score"] if o["score"] is not None else -1), o["officer"]))
+        for rank, ranked in enumerate(officer_rows, 1):
+            ranked["rank"] = rank
+
+        station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None)}
+        station["score"] = score(station, cfg.scoring)
+
+        start_us, end_us = micros(start), micros(end)
+        mentioned = {u for u, times in self.mentions.items() if times.count(start_us, end_us)}
+        hazards_per_unit = Counter(a.unit for a in dated if a.action == hz.HAZARD_CREATED and isinstance(a.unit, str))
+        notices_per_unit: defaultdict[str, list[NoticeFacts]] = defaultdict(list)
+        for n in notices:
+            notices_per_unit[n.unit_id].append(n)
+        size = len(cols.units)
+        incidents_of = np.bincount(sel.unit, minlength=size)
+        alarms_of = np.bincount(sel.unit, weights=sel.alarms, minlength=size)
+        closed_of = np.bincount(sel.unit[sel.outcome != 0], minlength=size)
+        false_of = np.bincount(sel.unit[sel.outcome == OUTCOMES["false_alarm"]], minlength=size)
+        with_incidents = {cols.units[c] for c in np.unique(sel.unit).tolist()}
+        unit_rows = []
+        for uid in sorted(with_incidents | mentioned | set(units)):
+            u = cols.find_unit(uid)
+            incidents, closed, false = (int(x[u]) if u is not None else 0 for x in (incidents_of, closed_of, false_of))
+            notes = notices_per_unit.get(uid, [])
+            ok = sum(1 for n in notes if hazard_block.on_time[id(n)])
+            faults = self.faults.get(uid)
+            unit_rows.append({
+                "unit_id": uid, "name": units.get(uid, uid),
+                "alarms": int(alarms_of[u]) if u is not None else 0, "incidents": incidents,
+                "false_alarms": false, "false_alarm_rate": share(false, closed),
+                "device_faults": faults.count(start_us, end_us) if faults is not None else 0,
+                "hazards": hazards_per_unit.get(uid, 0),
+                "notices_due": len(notes), "rectified_on_time": ok, "rectification_compliance": share(ok, len(notes)),
+            })
+
+        inspected = {str(a.unit) for a in dated
+                     if a.action == hz.INSPECTION or (a.action == hz.HAZARD_CREATED
+                                                      and a.source in ("inspection", "patrol"))}
+        headline = {
+            "units_inspected": len(inspected),
+            "hazards_found": station["hazards_found"],
+            "notices_issued": station["notices_issued"],
+            "penalty_cases": station["penalties"],
+            "fires_handled": int(np.count_nonzero(sel.outcome == OUTCOMES["resolved"])),
+            "alarms": int(sel.alarms.sum()),
+            "incidents": len(sel),
+            "false_alarms": int(np.count_nonzero(sel.outcome == OUTCOMES["false_alarm"])),
+        }
+        by_category: dict[str, int] = {}
+        for a in dated:
+            if a.action == hz.HAZARD_CREATED:
+                c = str(a.category)
+                by_category[c] = by_category.get(c, 0) + 1
+        return {
+            "from": start.isoformat(), "to": end.isoformat(),
+            "targets": t.model_dump(), "headline": headline, "station": station,
+            "officers": officer_rows, "units": unit_rows, "hazards_by_category": by_category,
+            "trend": _trend(sel, [a.at for a in dated if a.action == hz.HAZARD_CREATED], start, end),
+        }
+
+
+# ---------------------------------------------------------------- KPI blocks
+
+class _HazardBlocks:
+    """The hazard-side KPIs of a period, per acting officer (grouped once) and for the station (None)."""
+
+    def __init__(self, dated: Sequence[Act], notices: Sequence[NoticeFacts], t: KpiTargets) -> None:
+        window = timedelta(hours=t.recheck_within_h)
+        deadlines = {n.hazard_id: n.deadline for n in notices}
+        self.counts: dict[tuple[str | None, str], int] = {}
+        counts = self.counts
+        for a in dated:
+            if a.action not in OFFICER_ACTIONS:
+                continue
+            keys = [a.action]
+            if a.action == hz.RECHECKED:
+                dl = deadlines.get(a.hazard_id or 0)
+                if dl is None:
+                    dl = a.deadline
+                if dl is not None and a.at <= dl + window:
+                    keys.append("on_time")
+            for k in keys:
+                for who in (a.actor, None):
+                    counts[who, k] = counts.get((who, k), 0) + 1
+        self.on_time = {id(n): n.rectified_on_time() for n in notices}
+        self.notices: defaultdict[str | None, list[bool]] = defaultdict(list)  # rectified on time, per notice
+        for n in notices:
+            ok = self.on_time[id(n)]
+            self.notices[n.issued_by].append(ok)
+            self.notices[None].append(ok)
+
+    def of(self, actor: str | None) -> dict[str, Any]:
+        def c(key: str) -> int:
+            return self.counts.get((actor, key), 0)
+
+        mine = self.notices.get(actor, [])
+        rect = sum(mine)
+        rechecks, on_time = c(hz.RECHECKED), c("on_time")
+        return {
+            "hazards_found": c(hz.HAZARD_CREATED),
+            "notices_issued": c(hz.NOTICE_ISSUED),
+            "notices_due": len(mine),
+            "rectified_on_time": rect,
+            "rectified_on_time_share": share(rect, len(mine)),
+            "rechecks_done": rechecks,
+            "rechecks_on_time": on_time,
+            "rechecks_on_time_share": share(on_time, rechecks),
+            "penalties": c(hz.PENALTY_CONFIRMED),
+        }
+
+
+def _trend(sel: Selection, hazards: Sequence[datetime], start: datetime, end: datetime) -> dict[str, Any]:
+    """Per day (≤ 62 days) or per month: alarms, median alarm→ack and alarm→dispatch, hazards found."""
+    daily = end - start <= timedelta(days=62)
+    names: dict[int, str] = {}  # per UTC hour: China's offsets (+8, +9 in 1986–91) are whole hours
+
+    def name(hour: int) -> str:
+        n = names.get(hour)
+        if n is None:
+            local = (_EPOCH + hour * _HOUR).astimezone(CHINA_TZ)
+            n = names[hour] = f"{local:%Y-%m-%d}" if daily else f"{local:%Y-%m}"
+        return n
+
+    def key(at: datetime) -> str:
+        return name((at - _EPOCH) // _HOUR)
+
+    buckets: list[str] = []
+    cur = start
+    while cur < end and len(buckets) < 400:
+        k = key(cur)
+        if not buckets or buckets[-1] != k:
+            buckets.append(k)
+        cur += timedelta(days=1)
+    hazard_counts = dict.fromkeys(buckets, 0)
+    for at in hazards:
+        if (k := key(at)) in hazard_counts:
+            hazard_counts[k] += 1
+    points = trend_points(sel, buckets, name)
+    out = [{"bucket": k, "alarms": p["alarms"], "hazards": hazard_counts[k], "ack_median_s": p["ack_median_s"],
+            "dispatch_median_s": p["dispatch_median_s"]} for k, p in zip(buckets, points, strict=True)]
+    return {"granularity": "day" if daily else "month", "points": out}

@@ -25,7 +25,7 @@ from playwright.async_api import Browser, Locator, Page, async_playwright, expec
 
 from console.ws import visible
 from dispatch import events as ev
-from dispatch.appkeys import BUS
+from dispatch.appkeys import BUS, MQTT
 from dispatch.inputs import Actor
 from tests.browser.conftest import ARGS, CHROMIUM, _chromium_present
 from tests.browser.pages import PASSWORDS, Pages
@@ -490,6 +490,27 @@ async def test_health_banner_and_sound_on_health_updated(pages: Pages, app: Runn
     await expect(page.locator("#alert-stack [data-alert=health]")).to_have_count(0)
     await expect(page.locator("body")).to_have_attribute("data-alert", "off")
     await wait_quiet(page, 3)
+
+
+async def test_killed_intake_thread_shows_the_banner_with_sound_and_recovers(pages: Pages, app: RunningApp) -> None:
+    """The real thing, not a published event: the MQTT client's network thread dies (test hook); within 5 s the
+    console shows 报警接入中断 with the fault sound, and once the watchdog has restarted the client it clears."""
+    page = await login(pages, "officer")
+    await expect(page.locator("body")).to_have_attribute("data-alerts-live", "1")
+    # the banner may be up for only a second or two: note that it appeared, whenever it does
+    await page.evaluate("""() => { window.__intakeDown = null;
+        new MutationObserver(() => {
+            const b = document.querySelector('#alert-stack [data-alert=health]');
+            const down = b && /报警接入中断/.test(b.textContent);
+            if (down && window.__intakeDown === null) window.__intakeDown = performance.now();
+        }).observe(document.body, { subtree: true, childList: true, characterData: true }); }""")
+    since = await mark(page)
+    link = app.app[MQTT]
+    assert link is not None
+    await link.kill_network_thread()
+    await page.wait_for_function("() => window.__intakeDown !== null", timeout=5_000)
+    await wait_audible(page, FAULT, since)
+    await expect(page.locator("#alert-stack [data-alert=health]")).to_have_count(0, timeout=20_000)
 
 
 def test_health_events_reach_staff_only() -> None:

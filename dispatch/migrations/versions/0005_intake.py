@@ -1,6 +1,6 @@
 """intake_attempts: redelivered MQTT messages counted before each try (poison quarantine across restarts)
 
-Revision ID: 0004_intake
+Revision ID: 0005_intake
 Revises: 0004_security
 Create Date: 2026-11-30 14:30:00
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import dispatch.models
 
 
-revision = '0004_intake'
+revision = '0005_intake'
 down_revision = '0004_security'
 branch_labels = None
 depends_on = None

@@ -4,7 +4,7 @@ Existing dispatches get their channel list from their outbox rows. MQTT rows tha
 broker accepted them become "sent" (nothing confirmed the agency got them); the dispatches' own status and the
 record are history and stay as they are.
 
-Revision ID: 0004_delivery
+Revision ID: 0006_delivery
 Revises: 0005_intake
 Create Date: 2026-11-24 10:00:00
 """
@@ -15,7 +15,7 @@ from alembic import op
 
 import dispatch.models
 
-revision = '0004_delivery'
+revision = '0006_delivery'
 down_revision = '0005_intake'
 branch_labels = None
 depends_on = None

@@ -156,6 +156,13 @@ class _Times:
             self.ordered = True
         return bisect_left(self.items, end_us) - bisect_left(self.items, start_us)
 
+    def indices(self, start_us: int, end_us: int) -> list[int]:
+        """Positions (in the order added) of the instants in [start, end), without reordering the list."""
+        items = self.items
+        if self.ordered:
+            return list(range(bisect_left(items, start_us), bisect_left(items, end_us)))
+        return [i for i, us in enumerate(items) if start_us <= us < end_us]
+
 
 def _deadline(value: Any) -> datetime | None:
     """A recorded deadline (ISO-8601; one without a zone is China time), None when absent or unreadable."""
@@ -179,6 +186,8 @@ class KpiFacts:
         self.hazard_span: dict[int, list[datetime]] = {}  # hazard id → [first entry at, last entry at]
         self.detections: list[tuple[int | None, str, datetime]] = []  # hazards created by detectors
         self.acts: list[Act] = []
+        self._act_times = _Times()  # the acts' times, same order: a period's acts by bisection
+        self._deadlines: list[tuple[int, int]] | None = []  # (deadline µs, hazard id) sorted; None: rebuild
         self.faults: defaultdict[str, _Times] = defaultdict(_Times)
         self.mentions: defaultdict[str, _Times] = defaultdict(_Times)  # str(data.unit_id) → entry times
         self.entries = 0
@@ -198,6 +207,7 @@ class KpiFacts:
             self._hazard(hazard_id, action, actor, at, unit, data or {})
         if action in ACT_ACTIONS:
             d = data or {}
+            self._act_times.add(at)
             self.acts.append(Act(at, action, actor, hazard_id, unit,
                                  d.get("source") if action == hz.HAZARD_CREATED else None,
                                  d.get("category") if action == hz.HAZARD_CREATED else None,
@@ -244,6 +254,7 @@ class KpiFacts:
             deadline = _deadline(data.get("deadline"))
             if deadline is not None:
                 self.notices[hazard_id] = NoticeFacts(hazard_id, str(data.get("unit_id", "")), actor, at, deadline)
+                self._deadlines = None
         elif action == hz.PROOF_SUBMITTED and hazard_id in self.notices:
             self.notices[hazard_id].proofs.append(at)
         elif action == hz.RECHECKED and hazard_id in self.notices:
@@ -273,8 +284,13 @@ class KpiFacts:
         self.flush()
         cols = self.columns
         sel = cols.select(start, end)
-        dated = [a for a in self.acts if start <= a.at < end]
-        notices = [n for hid, n in self.notices.items() if start <= n.deadline < end and in_window(hid)]
+        start_us, end_us = micros(start), micros(end)
+        dated = [self.acts[i] for i in self._act_times.indices(start_us, end_us)]
+        if self._deadlines is None:
+            self._deadlines = sorted((micros(n.deadline), hid) for hid, n in self.notices.items())
+        lo = bisect_left(self._deadlines, (start_us, -1))
+        hi = bisect_left(self._deadlines, (end_us, -1))
+        notices = [self.notices[hid] for _, hid in self._deadlines[lo:hi] if in_window(hid)]
         hazard_block = _HazardBlocks(dated, notices, t)
 
         acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
@@ -296,7 +312,6 @@ class KpiFacts:
         station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None)}
         station["score"] = score(station, cfg.scoring)
 
-        start_us, end_us = micros(start), micros(end)
         mentioned = {u for u, times in self.mentions.items() if times.count(start_us, end_us)}
         hazards_per_unit = Counter(a.unit for a in dated if a.action == hz.HAZARD_CREATED and isinstance(a.unit, str))
         notices_per_unit: defaultdict[str, list[NoticeFacts]] = defaultdict(list)

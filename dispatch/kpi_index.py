@@ -117,11 +117,7 @@ class KpiIndex:
 
     def _read_and_fold(self, after: int, chunk: int) -> tuple[int, int]:
         """SQLite, on the index's thread: one chunk read straight from the file and folded; (count, last id)."""
-        if self._conn is None:
-            assert self._sqlite_uri is not None
-            self._conn = sqlite3.connect(self._sqlite_uri, uri=True)
-            self._conn.execute("PRAGMA busy_timeout=5000")
-        rows = self._conn.execute(SQLITE_READ, (after, chunk)).fetchall()
+        rows = self._sqlite_conn().execute(SQLITE_READ, (after, chunk)).fetchall()
         self._fold(rows)
         return len(rows), rows[-1][0] if rows else after
 
@@ -189,10 +185,25 @@ class KpiIndex:
         return max(1, min(60, round(behind / rate)))
 
     async def backlog(self) -> int:
-        """Record entries not folded yet (one indexed query)."""
-        async with self.db.session() as s:
-            last = await s.scalar(select(func.max(RecordEntry.id)))
+        """Record entries not folded yet (one indexed query; SQLite: on the index's own connection)."""
+        last: int | None
+        if self._sqlite_uri is not None:
+            last = await asyncio.get_running_loop().run_in_executor(self._thread, self._last_id_sqlite)
+        else:
+            async with self.db.session() as s:
+                last = await s.scalar(select(func.max(RecordEntry.id)))
         return max(0, (last or 0) - self.watermark)
+
+    def _last_id_sqlite(self) -> int:
+        row = self._sqlite_conn().execute("SELECT max(id) FROM records").fetchone()
+        return int(row[0] or 0)
+
+    def _sqlite_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            assert self._sqlite_uri is not None
+            self._conn = sqlite3.connect(self._sqlite_uri, uri=True)
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        return self._conn
 
     # ------------------------------------------------------------ answering
 
@@ -210,13 +221,6 @@ class KpiIndex:
         fut = self._inflight.get(key)
         if fut is not None:
             return await asyncio.shield(fut)
-        behind = await self.backlog()
-        if behind > self.max_backlog:
-            self.follow()
-            raise Behind(behind, self._eta(behind))
-        fut = self._inflight.get(key)  # registered by a request that looked at the backlog at the same time
-        if fut is not None:
-            return await asyncio.shield(fut)
         async with admit() if admit is not None else contextlib.nullcontext():
             fut = self._inflight.get(key)  # started by another request while this one waited for its turn
             if fut is None:
@@ -228,6 +232,10 @@ class KpiIndex:
     async def _compute(self, key: tuple[Any, ...], start: datetime, end: datetime, label: str, cfg: HazardsConfig,
                        units: dict[str, str]) -> Answer:
         as_of = time.monotonic()
+        behind = await self.backlog()
+        if behind > self.max_backlog:  # (every request sharing this computation gets the 503)
+            self.follow()
+            raise Behind(behind, self._eta(behind))
         await self.catch_up()
 
         def evaluate() -> Answer:

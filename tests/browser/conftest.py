@@ -33,16 +33,22 @@ def _chromium_present() -> bool:
     return bool(shutil.which(CHROMIUM)) or Path(CHROMIUM).exists()
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def launch(args: list[str]) -> AsyncIterator[Browser]:
+    """Debian's Chromium with these flags, closed afterwards (the body of the browser fixtures)."""
     if not _chromium_present():
         pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium: make sysdeps)")
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             yield b
         finally:
             await b.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async for b in launch(ARGS):
+        yield b
 
 
 @pytest.fixture

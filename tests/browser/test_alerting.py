@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from console.ws import visible
 from dispatch import events as ev
 from dispatch.appkeys import BUS, MQTT
 from dispatch.inputs import Actor
-from tests.browser.conftest import ARGS, CHROMIUM, _chromium_present
+from tests.browser.conftest import ARGS, launch
 from tests.browser.pages import PASSWORDS, Pages
 from tests.cameras.conftest import RtspCamera, camera, free_port
 from tests.support import Api, Broker, RunningApp, publish
@@ -190,14 +190,8 @@ async def alarm(broker: Broker, app: RunningApp, unit: str = "school-1", kind: s
 @pytest.fixture
 async def strict_browser() -> AsyncIterator[Browser]:
     """Chromium with the browser's own autoplay rule (no kiosk flag)."""
-    if not _chromium_present():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (install Debian's chromium: make sysdeps)")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=STRICT_ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
+    async for b in launch(STRICT_ARGS):
+        yield b
 
 
 @pytest.fixture

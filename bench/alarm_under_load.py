@@ -11,7 +11,8 @@ times alarms) that, per phase, sends waves of 16 concurrent GET /api/kpi, one wa
 16 assessors' dashboards; or 16 different periods: each a computation of its own), or 10 wrong passwords per
 second to POST /api/login.
 
-Phases, in order, each --phase-s long: alone, 16 KPI (identical), 16 KPI (different periods), alone again,
+Phases, in order, each --phase-s long: alone, 16 KPI (identical), 16 KPI (different periods), 16 GET /api/units
+(a control: the same waves of requests to a light endpoint with a body of similar size, ~100 KB), alone again,
 10 wrong logins/s (last: until logins are throttled and verified off the event loop, it leaves a backlog).
 Printed per phase: alarm latency p50/p99/max and the ratio of p50/p99 to the first "alone"; what the load got
 (answers by status, their latency). Target (issue 10): within 2× of alone.
@@ -44,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 from bench.alarm_latency import core_config, launch_core, pct, publisher, start_broker  # noqa: E402
 from bench.record_data import fill, month_of  # noqa: E402
 
-PHASES = ["alone", "16 KPI (identical)", "16 KPI (different periods)", "alone again", "10 wrong logins/s"]
+PHASES = ["alone", "16 KPI (identical)", "16 KPI (different periods)", "16 GET /api/units (control)", "alone again",
+          "10 wrong logins/s"]
 
 
 # ---------------------------------------------------------------- the load process
@@ -70,9 +72,10 @@ async def _load(base: str, phase: str, duration: float, year: int, wave_s: float
                     await asyncio.sleep(min(1.0, float(r.headers.get("Retry-After", "1"))))
             latencies.append(time.monotonic() - t)
 
-        if phase.startswith("16 KPI"):
+        if phase.startswith("16 "):
             periods = [f"{year}-{m:02d}" for m in range(1, 13)] + [f"{year}-Q{q}" for q in range(1, 5)]
-            paths = ["/api/kpi"] * 16 if "identical" in phase else [f"/api/kpi?period={p}" for p in periods]
+            paths = (["/api/units"] * 16 if "units" in phase else ["/api/kpi"] * 16 if "identical" in phase
+                     else [f"/api/kpi?period={p}" for p in periods])
             while time.monotonic() < end:  # a wave of 16 at once every wave_s (the next waits for the last)
                 due = time.monotonic() + wave_s
                 await asyncio.gather(*(get(p) for p in paths))

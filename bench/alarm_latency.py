@@ -126,6 +126,23 @@ def core_config(workdir: Path, broker_port: int, units: int, db_url: str | None,
     }
 
 
+def shut_down(core: subprocess.Popen[bytes], log: Any, broker: subprocess.Popen[bytes], workdir: Path, keep: bool,
+              wait_s: float = 15) -> None:
+    """Stops the core (SIGINT, then kill), its log, the broker, and removes the work dir unless kept."""
+    core.send_signal(signal.SIGINT)
+    try:
+        core.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        core.kill()
+    log.close()
+    broker.terminate()
+    broker.wait(10)
+    if keep:
+        print(f"  work dir kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def launch_core(workdir: Path, cfg: dict[str, Any], preload: str | None) -> tuple[subprocess.Popen[bytes], Any]:
     """`firelink run` with the generated config; output to workdir/core.log."""
     (workdir / "firelink.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -543,19 +560,8 @@ async def run(args: argparse.Namespace, rate: float, duration: float) -> dict[st
         for proc in (pub_proc, floor_proc):
             if proc is not None and proc.is_alive():
                 proc.kill()
-        core.send_signal(signal.SIGINT)
-        try:
-            core.wait(10)
-        except subprocess.TimeoutExpired:
-            core.kill()
-        log.close()
         await receiver.stop()
-        broker.terminate()
-        broker.wait(10)
-        if args.keep:
-            print(f"  work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shut_down(core, log, broker, workdir, args.keep, wait_s=10)
 
 
 def side_by_side(results: list[dict[str, Any]]) -> None:

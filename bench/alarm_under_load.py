@@ -26,9 +26,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +39,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.alarm_latency import core_config, launch_core, pct, publisher, start_broker  # noqa: E402
+from bench.alarm_latency import core_config, launch_core, pct, publisher, shut_down, start_broker  # noqa: E402
 from bench.record_data import fill, month_of  # noqa: E402
 
 PHASES = ["alone", "16 KPI (identical)", "16 KPI (different periods)", "16 GET /api/units (control)", "alone again",
@@ -199,18 +196,7 @@ async def run(args: argparse.Namespace) -> int:
                 await reader
             await ws.close()
     finally:
-        core.send_signal(signal.SIGINT)
-        try:
-            core.wait(15)
-        except subprocess.TimeoutExpired:
-            core.kill()
-        log.close()
-        broker.terminate()
-        broker.wait(10)
-        if args.keep:
-            print(f"  work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shut_down(core, log, broker, workdir, args.keep)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print()
     reuse = "config default" if args.kpi_max_age_s is None else f"{args.kpi_max_age_s:g} s"

@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +40,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.alarm_latency import core_config, launch_core, start_broker  # noqa: E402
+from bench.alarm_latency import core_config, launch_core, shut_down, start_broker  # noqa: E402
 from bench.record_data import OFFICERS, fill, month_of, units  # noqa: E402
 
 
@@ -147,18 +145,7 @@ async def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
             out["concurrent16_max_s"] = max(d for d, _, _ in results)
             out["core_rss_mb"] = rss_mb(core.pid)
     finally:
-        core.send_signal(signal.SIGINT)
-        try:
-            core.wait(15)
-        except subprocess.TimeoutExpired:
-            core.kill()
-        log.close()
-        broker.terminate()
-        broker.wait(10)
-        if args.keep:
-            print(f"  work dir kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shut_down(core, log, broker, workdir, args.keep)
     return out
 
 

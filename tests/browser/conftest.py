@@ -65,12 +65,18 @@ async def app(app_factory: Callable[..., AbstractAsyncContextManager[RunningApp]
         yield running
 
 
-@pytest.fixture
-async def pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:
+async def watched_pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:
+    """Pages on the app in this browser; uncaught JavaScript errors fail the test (the body of the page fixtures)."""
     p = Pages(browser, app.url)
     yield p
     await p.close()
     assert not p.errors, f"uncaught JavaScript errors: {p.errors}"
+
+
+@pytest.fixture
+async def pages(browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:
+    async for p in watched_pages(browser, app):
+        yield p
 
 
 @pytest.fixture

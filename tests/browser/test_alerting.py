@@ -27,7 +27,7 @@ from console.ws import visible
 from dispatch import events as ev
 from dispatch.appkeys import BUS, MQTT
 from dispatch.inputs import Actor
-from tests.browser.conftest import ARGS, launch
+from tests.browser.conftest import ARGS, launch, watched_pages
 from tests.browser.pages import PASSWORDS, Pages
 from tests.cameras.conftest import RtspCamera, camera, free_port
 from tests.support import Api, Broker, RunningApp, publish
@@ -196,10 +196,8 @@ async def strict_browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def strict(strict_browser: Browser, app: RunningApp) -> AsyncIterator[Pages]:
-    p = Pages(strict_browser, app.url)
-    yield p
-    await p.close()
-    assert not p.errors, f"uncaught JavaScript errors: {p.errors}"
+    async for p in watched_pages(strict_browser, app):
+        yield p
 
 
 # ------------------------------------------------------------------ first click / tap after load

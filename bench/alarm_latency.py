@@ -147,10 +147,10 @@ def launch_core(workdir: Path, cfg: dict[str, Any], preload: str | None) -> tupl
     """`firelink run` with the generated config; output to workdir/core.log."""
     (workdir / "firelink.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
     log = (workdir / "core.log").open("wb")
-    cmd = [sys.executable, "-m", "dispatch.cli"]
+    cmd = [sys.executable, "-m", "firelink.cli"]
     if preload:  # try a patch on the core without editing it
         cmd = [sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv.pop(1)); "
-               "from dispatch.cli import main; sys.exit(main())", str(Path(preload).resolve())]
+               "from firelink.cli import main; sys.exit(main())", str(Path(preload).resolve())]
     core = subprocess.Popen([*cmd, "--config", str(workdir / "firelink.yaml"), "run"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     return core, log

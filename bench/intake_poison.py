@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from console.appkeys import BUS, MQTT
 from dispatch import events as ev
-from dispatch.appkeys import BUS, MQTT
 from tests.fuzz import HOSTILE, fuzz_messages, garbage, publish_many
 from tests.support import ROOT, Broker, base_config, publish, running_app, start_mosquitto
 

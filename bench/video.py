@@ -210,10 +210,10 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
 
     from config.cameras import VideoConfig
     from config.schema import FirelinkConfig
+    from console.appkeys import BUS, CONFIG
     from console.video import USER_KEY, setup_video
-    from dispatch.appkeys import BUS, CONFIG
+    from dispatch.actor import Actor
     from dispatch.events import EventBus
-    from dispatch.inputs import Actor
 
     @web.middleware
     async def login(request: web.Request, handler: Any) -> web.StreamResponse:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
+from console.appkeys import CLOCK, CONFIG, DB, HEALTH, LOGIN_THROTTLE, SERVICE, WRITER
 from console.routing import (
     EVERYONE,
     OFFICERS,
@@ -24,16 +25,15 @@ from console.routing import (
     openapi,
     query_of,
 )
-from console.security import ACTOR, COOKIE, LOGIN_THROTTLE, SESSION, client_address, secure_cookie
+from console.security import ACTOR, COOKIE, SESSION, client_address, secure_cookie
 from console.ws import SOCKETS, websocket
-from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE, WRITER
+from dispatch.actor import Actor
 from dispatch.auth import AuthBusy, AuthError, login, logout
-from dispatch.health import HEALTH
-from dispatch.inputs import Actor, AlarmIn, InputModel
 from dispatch.login_throttle import retry_after_header
 from dispatch.queries import IncidentFilter
 from dispatch.service import Forbidden, NotFound
 from dispatch.state import ALARM_KINDS
+from ingest.contract import AlarmIn, InputModel
 
 log = logging.getLogger(__name__)
 api = ApiRouter()

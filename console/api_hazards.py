@@ -17,18 +17,16 @@ from pydantic import Field
 from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
-from console.heavy import HEAVY
+from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, KPI_INDEX, SERVICE
 from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
-from console.video import CAMERAS
 from dispatch import documents, kpi
-from dispatch.appkeys import CLOCK, CONFIG, DB, SERVICE
-from dispatch.hazards import HAZARDS, STAGES, HazardService, Upload, hazards_config
-from dispatch.inputs import check_text
-from dispatch.kpi_index import KPI_INDEX, Answer
+from dispatch.hazards import STAGES, HazardService, Upload, hazards_config
+from dispatch.kpi_index import Answer
 from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import IncidentStatus, TransitionError
 from dispatch.views import iso
+from ingest.contract import check_text
 from ingest.integrity import IntegrityError
 
 READERS = frozenset({*STAFF, "unit"})

@@ -16,10 +16,10 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from console.api import _Body, actor, api
+from console.appkeys import CAMERAS, EXIT_ZONES, MASKS
 from console.routing import OFFICERS, STAFF, error
-from console.video import CAMERAS
-from dispatch.exit_zones import EXIT_ZONES, ExitZoneService, zone_spec
-from dispatch.masks import MASKS, MaskService, mask_spec
+from dispatch.exit_zones import ExitZoneService, zone_spec
+from dispatch.masks import MaskService, mask_spec
 from dispatch.state import TransitionError
 from ingest.integrity import IntegrityError
 

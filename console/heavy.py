@@ -82,7 +82,6 @@ class HeavyWork:
             self._processes.shutdown(wait=False, cancel_futures=True)
 
 
-HEAVY = web.AppKey("heavy", HeavyWork)
 
 
 class Refusal(Protocol):

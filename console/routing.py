@@ -21,9 +21,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from console.outage import DB_DOWN, unavailable
 from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
-from dispatch.inputs import Actor, InputModel, loads
+from dispatch.actor import Actor
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
+from ingest.contract import InputModel, loads
 
 log = logging.getLogger(__name__)
 

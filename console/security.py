@@ -9,11 +9,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from console.appkeys import CONFIG, DB
 from console.outage import DB_DOWN, database_down
-from dispatch.appkeys import CONFIG, DB
+from dispatch.actor import Actor
 from dispatch.auth import SessionInfo, session_for
-from dispatch.inputs import Actor
-from dispatch.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,6 @@ CSRF_HEADER = "X-CSRF-Token"
 ACTOR = web.RequestKey("actor", Actor)  # who is calling; absent for anonymous requests
 SESSION = web.RequestKey("session", SessionInfo)
 VIA_SESSION = web.RequestKey("via_session", bool)
-LOGIN_THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 
 
 def _loopback(address: str | None) -> bool:

@@ -34,9 +34,9 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BeforeValidator, Field
 
 from config.cameras import VideoConfig
+from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, SERVICE
 from console.routing import PATH_PARAMS_KEY, QUERY_KEY, ApiRouter, HttpError, Query, whole_number
 from console.security import ACTOR
-from dispatch.appkeys import BUS, CONFIG, SERVICE
 from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
 from ingest.cameras.capture import Health
 from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore, parse_time
@@ -45,14 +45,12 @@ from ingest.integrity import Verifier
 
 log = logging.getLogger(__name__)
 
-CAMERAS = web.AppKey("cameras", CameraHub)
-EVIDENCE = web.AppKey("evidence", EvidenceRecorder)
 
 DEFAULT_EVIDENCE_DIR = "var/evidence"  # used when neither the config nor setup_video names one
 RETENTION_CHECK_S = 3600.0
 WRITE_TIMEOUT_S = 20.0  # a viewer that accepts nothing for this long is disconnected
 BOUNDARY = "firelinkframe"
-# Where the console's identity middleware puts the caller (dispatch.inputs.Actor: .role, .unit_id).
+# Where the console's identity middleware puts the caller (dispatch.actor.Actor: .role, .unit_id).
 USER_KEY = ACTOR
 VIEW_ROLES = frozenset({"admin", "duty_officer", "unit", "assessor"})
 PHOTO_ROLES = frozenset({"admin", "duty_officer", "unit"})

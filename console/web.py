@@ -12,12 +12,12 @@ from aiohttp import web
 import console.api_hazards  # (registers hazard/evaluation routes on the route table)
 import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
 from console.api import api
+from console.appkeys import CONFIG, DB, LOGIN_THROTTLE
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
 from console.routing import error_for
-from console.security import LOGIN_THROTTLE, identify
+from console.security import identify
 from console.ws import SOCKETS, Sockets
-from dispatch.appkeys import CONFIG, DB
 from dispatch.kpi_index import Behind
 from dispatch.login_throttle import LoginThrottle
 

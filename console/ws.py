@@ -14,12 +14,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from console.appkeys import BUS, DB
 from console.security import ACTOR, COOKIE
 from dispatch import events as ev
-from dispatch.appkeys import BUS, DB
+from dispatch.actor import Actor
 from dispatch.auth import session_for
 from dispatch.events import Event
-from dispatch.inputs import Actor
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,6 @@
 """CLI commands of the detectors: detect-image, detect-video, detect (worker), train, train-verifier.
 
-Wiring (dispatch/cli.py)::
-
-    from detectors.cli import add_commands
-    ...
-    add_commands(sub)                      # in parser(), after the other sub-parsers
-    ...
-    if getattr(args, "detectors_handler", None):   # in main(), after the config is loaded
-        return args.detectors_handler(cfg, args)
+`add_commands(sub)` registers them (the composition root's firelink/cli.py calls it); each names its handler.
 
 Every handler has the signature ``(cfg: FirelinkConfig, args: argparse.Namespace) -> int`` and reads
 ``cfg.detectors`` when the core config has that field (defaults otherwise).
@@ -77,9 +70,10 @@ def video_events(
     """Yields event dicts for a video file run as a live camera (timestamps are video seconds)."""
     import cv2
 
-    from detectors.exits import ExitCleared, ExitHazard, person_detector
+    from detectors.exits import person_detector
     from detectors.fire import FireDetector
     from detectors.pipeline import CameraPipeline, FireEvent
+    from ingest.contract import ExitCleared, ExitHazard
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -228,7 +222,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines (default: short text)")
     p.add_argument("--boxes", action="store_true", help="include the boxes that passed every stage")
     p.add_argument("paths", nargs="+", type=Path)
-    p.set_defaults(detectors_handler=cmd_detect_image)
+    p.set_defaults(handler=cmd_detect_image)
 
     p = subparsers.add_parser("detect-video", help="run the per-camera pipeline on a video file; one line per event")
     p.add_argument("--json", action="store_true", help="JSON lines (default: short text)")
@@ -236,11 +230,11 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--camera-id", help="camera id used in events (default: the file name)")
     p.add_argument("--fps", type=float, help="sampling rate (default: the camera's, 2)")
     p.add_argument("path", type=Path)
-    p.set_defaults(detectors_handler=cmd_detect_video)
+    p.set_defaults(handler=cmd_detect_video)
 
     p = subparsers.add_parser("detect", help="detector worker: watch cameras, publish detections over MQTT")
     p.add_argument("--cameras", action="append", default=[], help="camera ids (comma-separated; default: all)")
-    p.set_defaults(detectors_handler=cmd_detect)
+    p.set_defaults(handler=cmd_detect)
 
     p = subparsers.add_parser("train-verifier", help="rebuild the second stage's feature table (CPU, minutes)")
     p.add_argument("--data", type=Path, action="append", default=[], required=True,
@@ -250,8 +244,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--hard-negatives", type=Path, action="append", default=[],
                    help="folder of officer-marked false alarms (detectors.hard_negatives_dir); repeatable")
     p.add_argument("--out", type=Path, required=True, help="rows file to write (.npz; provenance beside it)")
-    p.set_defaults(detectors_handler=cmd_train_verifier)
+    p.set_defaults(handler=cmd_train_verifier)
 
     p = subparsers.add_parser("train", help="fine-tune smoke/fire weights on dataset folders")
     train_args(p)
-    p.set_defaults(detectors_handler=cmd_train)
+    p.set_defaults(handler=cmd_train)

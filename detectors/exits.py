@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -33,43 +32,11 @@ import numpy as np
 
 from config.detectors import ExitAnalysis, ExitZoneConfig
 from detectors.fire import polygon_mask
+from ingest.contract import ExitCleared, ExitEvent, ExitHazard
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_WIDTH = 384
-
-
-@dataclass(frozen=True, slots=True)
-class ExitHazard:
-    """A fire exit obstructed for longer than its dwell time (issue 5's hazard service consumes it)."""
-
-    camera_id: str
-    zone_id: str
-    started_at: datetime  # when the obstruction was first seen
-    confirmed_at: datetime  # started_at + dwell: when this event was raised
-    fraction: float  # share of the zone obstructed (0..1)
-    before_jpeg: bytes  # the clear reference, zone outlined
-    after_jpeg: bytes  # the frame that confirmed it, zone outlined
-    zone_name: str = ""
-    unit_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExitCleared:
-    """The obstruction behind an earlier ExitHazard is gone."""
-
-    camera_id: str
-    zone_id: str
-    started_at: datetime  # of the hazard
-    confirmed_at: datetime  # of the hazard
-    cleared_at: datetime  # when the zone was first seen clear again (after clear_s of clear frames)
-    fraction: float  # obstruction fraction when cleared
-    after_jpeg: bytes  # the frame showing it clear
-    zone_name: str = ""
-    unit_id: str | None = None
-
-
-ExitEvent = ExitHazard | ExitCleared
 
 
 class PersonDetector(Protocol):

@@ -29,15 +29,16 @@ import cv2
 import numpy as np
 
 from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig, Point
-from detectors.exits import ExitEvent, ExitWatcher, PersonDetector, person_detector
+from detectors.exits import ExitWatcher, PersonDetector, person_detector
 from detectors.fire import Confirmed, Confirmer, FireDetector
 from detectors.model import Box
+from ingest.contract import AlarmIn, ExitEvent
 
 log = logging.getLogger(__name__)
 
 IDLE_FPS = 0.2  # a watched camera with nothing to analyse yet
 
-Submit = Callable[[list[Any]], Awaitable[None]]  # list[dispatch.inputs.AlarmIn]
+Submit = Callable[[list[AlarmIn]], Awaitable[None]]
 OnHazard = Callable[[ExitEvent], Awaitable[None]]
 OnDetection = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -82,7 +83,7 @@ class FireEvent:
         }
 
     def alarm_in(self, received_at: datetime | None = None) -> Any:
-        from dispatch.inputs import AlarmIn
+        from ingest.contract import AlarmIn
 
         return AlarmIn(
             alarm_id=self.alarm_id,

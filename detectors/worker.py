@@ -24,14 +24,13 @@ import contextlib
 import json
 import logging
 import signal
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
 
-from detectors.exits import ExitEvent, ExitHazard
+from ingest.contract import DetectionMessage, ExitEvent, ExitHazard
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +71,6 @@ def hazard_payload(ev: ExitEvent) -> dict[str, Any]:
     if isinstance(ev, ExitHazard):
         return {"type": "blocked_exit", **base, "before_jpeg_b64": _b64(ev.before_jpeg)}
     return {"type": "blocked_exit_cleared", **base, "cleared_at": ev.cleared_at.isoformat()}
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionMessage:
-    """A parsed detections message: an alarm for the core plus its record/JPEG, or an exit event."""
-
-    alarm: Any | None = None  # dispatch.inputs.AlarmIn
-    record: dict[str, Any] | None = None
-    jpeg: bytes | None = None
-    exit_event: ExitEvent | None = None
 
 
 def parse_detection_message(topic_name: str, payload: bytes, received_at: datetime | None = None,

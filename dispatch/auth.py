@@ -22,9 +22,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 
 from config.schema import BootstrapUser
+from dispatch.actor import Actor
 from dispatch.db import Database
-from dispatch.inputs import Actor, utcnow
 from dispatch.models import LoginSession, User
+from ingest.contract import utcnow
 
 ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
 AGENCIES = ("fire", "medical")

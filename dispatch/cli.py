@@ -1,62 +1,17 @@
-"""`firelink` command line. Every command reads the same configuration as `run`."""
+"""The core's `firelink` commands (press, user add, db upgrade, audit verify); firelink/cli.py assembles the CLI."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import getpass
 import json
 import sys
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from config.loader import ConfigError, load
 from config.schema import FirelinkConfig
-from dispatch import logsetup
-
-# A burst allocates many short-lived ORM/JSON objects; with the default thresholds the cyclic GC ran
-# full collections under load and stalled the loop (bench, 1000 alarms/s: p99 ~1 s → under 200 ms).
-gc.set_threshold(100_000, 50, 1000)
-
-
-def _config(args: argparse.Namespace) -> FirelinkConfig:
-    cfg, source = load(args.config)
-    logsetup.configure(cfg.log_level)
-    if args.command == "run":
-        print(f"config: {source}", flush=True)
-    return cfg
-
-
-def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
-    import os
-    import signal
-
-    from aiohttp import web
-
-    from dispatch.app import create_app
-    from dispatch.lease import LeaseHeld
-
-    # paho's network thread and the event loop share the GIL: hand it over every 0.5 ms instead of
-    # 5 ms, so a burst being parsed does not hold up commits and WebSocket pushes (measured in bench/).
-    sys.setswitchinterval(0.0005)
-    lost: list[bool] = []
-
-    def lease_lost() -> None:  # another core took the database over: stop (cleanly) and exit non-zero
-        lost.append(True)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    app = create_app(cfg, on_lease_lost=lease_lost)
-    try:
-        web.run_app(app, host=cfg.console.host, port=cfg.console.port, print=None, access_log=None,
-                    handle_signals=True)
-    except LeaseHeld as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 3
-    if lost:
-        print("error: stopped: another core took over this database (core lease lost)", file=sys.stderr)
-        return 3
-    return 0
 
 
 def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
@@ -163,11 +118,8 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="firelink", description="Firelink alarm & dispatch command system")
-    p.add_argument("--config", help=CONFIG_HELP)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the core, MQTT ingest and the web console")
+def add_commands(sub: Any) -> None:
+    """The core's commands: press, user add, db upgrade, audit verify (each names its handler)."""
     press = sub.add_parser("press", help="press a unit's one-key alarm over MQTT (drills, demos, tests)")
     press.add_argument("unit_id")
     press.add_argument("--kind", default="one_key",
@@ -176,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
                        "shows the alarm came from this command, not from a configured button)")
     press.add_argument("--note")
     press.add_argument("--alarm-id", help="fixed alarm id (default: random); repeats are de-duplicated")
+    press.set_defaults(handler=cmd_press)
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a user")
     add.add_argument("name")
@@ -183,55 +136,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
     add.add_argument("--agency", choices=["fire", "medical"], help="agency (role agency)")
+    add.set_defaults(handler=cmd_user_add)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
-    db.add_parser("upgrade", help="apply Alembic migrations")
+    db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(handler=cmd_db_upgrade)
     audit = sub.add_parser("audit", help="record integrity").add_subparsers(dest="audit_command", required=True)
-    audit.add_parser("verify", help="verify the hash chain of the record")
-    from detectors.cli import add_commands  # detect-image, detect-video, detect (worker), train
-
-    add_commands(sub)
-    _config_everywhere(p)
-    return p
-
-
-CONFIG_HELP = "YAML config (default: $FIRELINK_CONFIG, config/firelink.yaml, embedded)"
-
-
-def _config_everywhere(parser: argparse.ArgumentParser) -> None:
-    """`--config FILE` is accepted after the command too (`firelink run --config FILE`), as users type it.
-
-    The sub-command's option has no default of its own (SUPPRESS), so it never overwrites one given
-    before the command.
-    """
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in set(action.choices.values()):
-                if not any("--config" in a.option_strings for a in child._actions):
-                    child.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
-                _config_everywhere(child)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    handler = getattr(args, "detectors_handler", None)
-    if handler is not None:
-        code: int = handler(cfg, args)
-        return code
-    if args.command == "run":
-        return cmd_run(cfg, args)
-    if args.command == "press":
-        return cmd_press(cfg, args)
-    if args.command == "user":
-        return cmd_user_add(cfg, args)
-    if args.command == "db":
-        return cmd_db_upgrade(cfg, args)
-    return cmd_audit_verify(cfg, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    audit.add_parser("verify", help="verify the hash chain of the record").set_defaults(handler=cmd_audit_verify)

@@ -14,21 +14,29 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
 from dispatch import events as ev
+from dispatch.actor import SYSTEM, Actor
 from dispatch.evidence_record import DETECTION_FRAME, entries
 from dispatch.hazard_models import Hazard
 from dispatch.hazards import CLOSED, HazardService, Upload
-from dispatch.inputs import SYSTEM, Actor, AlarmIn
 from dispatch.service import IncidentService
+from ingest.contract import AlarmIn, ExitCleared, ExitHazard
 from ingest.integrity import confined, sha256_bytes, write_content_addressed
 
 log = logging.getLogger(__name__)
 
 DETECTOR = Actor("exit-detector", "system")
+
+
+class SaveNegative(Protocol):
+    """Keeps a false alarm's clean frame (with its boxes) as a hard negative; returns where it went."""
+
+    def __call__(self, frame_jpeg: bytes, boxes: list[Any], dataset_dir: str | Path, /, *,
+                 name: str | None = None, meta: dict[str, Any] | None = None) -> Path: ...
 
 
 class DetectionSink:
@@ -88,10 +96,9 @@ class DetectionSink:
             return None
         return data
 
-    async def learn_from_false_alarms(self) -> None:
-        """Frames of video incidents closed as false alarms become hard negatives."""
-        from detectors.train import save_hard_negative
-
+    async def learn_from_false_alarms(self, save_hard_negative: SaveNegative) -> None:
+        """Frames of video incidents closed as false alarms become hard negatives (`save_hard_negative` is the
+        detectors' keeper, handed in by the composition root)."""
         with self.service.bus.subscribe([ev.INCIDENT_UPDATED]) as sub:
             async for event in sub:
                 inc = event.data["incident"]
@@ -121,8 +128,6 @@ class DetectionSink:
     # ---------------------------------------------------------------- blocked exits
 
     async def on_hazard(self, event: Any) -> None:
-        from detectors.exits import ExitCleared, ExitHazard
-
         unit_id = event.unit_id or self._unit_of(event.camera_id)
         if unit_id is None:
             log.warning("exit event from camera %s with no unit", event.camera_id)

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from config.schema import FirelinkConfig
 from dispatch import events as ev
-from dispatch.inputs import SYSTEM, DeviceStatusIn, Rejection, utcnow
+from dispatch.actor import SYSTEM
 from dispatch.models import Device
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
+from ingest.contract import DeviceStatusIn, Rejection, utcnow
 
 log = logging.getLogger(__name__)
 

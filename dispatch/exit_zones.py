@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
-from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
 from config.detectors import ExitZoneConfig
 from dispatch import events as ev
-from dispatch.appkeys import CONFIG, SERVICE, WRITER
-from dispatch.inputs import Actor
+from dispatch.actor import Actor
 from dispatch.models import ExitZone
 from dispatch.regions import RegionStore, RegionTarget, check_area, console_view, rounded, validated
 from dispatch.service import BadRequest, NotFound
@@ -180,12 +177,3 @@ class ExitZoneService(RegionStore[ExitZone]):
             view = self.view(row)
             tx.events.append(self._event(camera_id, zone_id, "reference_captured", view))
             return view
-
-
-EXIT_ZONES = web.AppKey("exit_zones", ExitZoneService)
-
-
-async def exit_zones_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the core): the exit-zone service the console and the detectors share."""
-    app[EXIT_ZONES] = ExitZoneService(app[WRITER], app[CONFIG], app[SERVICE].clock)
-    yield

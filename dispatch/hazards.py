@@ -14,30 +14,28 @@ Status: open → notice_issued → (proof_submitted) → closed(rectified)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.hazards import HazardsConfig, LawClause
 from config.schema import FirelinkConfig
 from dispatch import events as ev
-from dispatch.appkeys import BUS, CONFIG, SERVICE, WRITER
+from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event, EventBus
 from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
-from dispatch.inputs import SYSTEM, Actor, utcnow
 from dispatch.models import RecordEntry, Unit
 from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 from dispatch.views import iso, record_view, unit_view
 from dispatch.writer import Tx, Writer
+from ingest.contract import utcnow
 from ingest.integrity import IntegrityError, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -753,23 +751,3 @@ class HazardScheduler:
                         pass
                 except TimeoutError:
                     pass
-
-
-# ---------------------------------------------------------------- app wiring
-
-HAZARDS = web.AppKey("hazards", HazardService)
-
-
-async def hazards_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the core): the hazard service and its deadline scheduler.
-
-    The camera layer plugs its recheck in later with `app[HAZARDS].recheck_by_camera = fn`.
-    """
-    core = app[SERVICE]
-    service = HazardService(app[WRITER], app[CONFIG], core.units, core.clock)
-    app[HAZARDS] = service
-    task = asyncio.create_task(HazardScheduler(service, app[BUS]).run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

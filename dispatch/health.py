@@ -17,19 +17,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from aiohttp import web
 from sqlalchemy import func, select
 
 from dispatch import events as ev
-from dispatch.appkeys import BUS, DB, MQTT
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
-from dispatch.inputs import utcnow
 from dispatch.models import OutboxMessage
+from ingest.contract import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -139,31 +137,3 @@ class HealthMonitor:
                 async with asyncio.timeout(PERIOD_S):  # periodic, or at once when poked
                     await self._poked.wait()
             self._poked.clear()
-
-
-HEALTH = web.AppKey("health", HealthMonitor)
-
-
-def health_context(clock: Callable[[], datetime] = utcnow) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup context that runs the monitor (after the database, the core and the MQTT link)."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        link = app[MQTT]
-        monitor = HealthMonitor(app[DB], app[BUS], link.status if link is not None else _no_intake, clock)
-        if link is not None:
-            link.on_change = monitor.poke
-        app[HEALTH] = monitor
-        task = asyncio.create_task(monitor.run(), name="health-monitor")
-        yield
-        if link is not None:
-            link.on_change = None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        monitor.close()
-
-    return ctx
-
-
-def _no_intake() -> None:
-    return None

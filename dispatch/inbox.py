@@ -14,13 +14,14 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from dispatch.actor import Actor
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor
-from dispatch.inputs import Actor, AgencyAckIn, AlarmIn, CoreInput, DetectionIn, DeviceStatusIn, Rejection, utcnow
 from dispatch.models import IntakeAttempt
 from dispatch.service import BadRequest, Forbidden, IncidentService, NotFound
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
+from ingest.contract import AgencyAckIn, AlarmIn, CoreInput, DetectionIn, DeviceStatusIn, Rejection, utcnow
 
 log = logging.getLogger(__name__)
 

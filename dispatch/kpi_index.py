@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy import DateTime, String, case, func, null, select, type_coerce
 
 from config.hazards import HazardsConfig
@@ -249,6 +248,3 @@ class KpiIndex:
         while len(self._answers) > ANSWERS_KEPT:
             self._answers.popitem(last=False)
         return answer
-
-
-KPI_INDEX = web.AppKey("kpi_index", KpiIndex)

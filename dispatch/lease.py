@@ -27,8 +27,8 @@ from sqlalchemy import CursorResult, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.db import Database
-from dispatch.inputs import utcnow
 from dispatch.models import CoreLease
+from ingest.contract import utcnow
 
 log = logging.getLogger(__name__)
 NAME = "core"

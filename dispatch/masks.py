@@ -10,16 +10,13 @@ both, config first.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from config.detectors import REGION_ID, Point, check_polygon
 from dispatch import events as ev
-from dispatch.appkeys import CONFIG, SERVICE, WRITER
-from dispatch.inputs import Actor
+from dispatch.actor import Actor
 from dispatch.models import DetectorMask
 from dispatch.regions import RegionStore, RegionTarget, check_area, console_view, rounded, validated
 from dispatch.state import TransitionError
@@ -100,12 +97,3 @@ class MaskService(RegionStore[DetectorMask]):
         reason = self.read_only_reason(camera_id, mask_id)
         if reason is not None:
             raise TransitionError(reason)
-
-
-MASKS = web.AppKey("detector_masks", MaskService)
-
-
-async def masks_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the core): the mask service the console and the detectors share."""
-    app[MASKS] = MaskService(app[WRITER], app[CONFIG], app[SERVICE].clock)
-    yield

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.inputs import Actor
+from dispatch.actor import Actor
 from dispatch.models import Dispatch, Incident
 from dispatch.state import IncidentStatus
 

@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.cameras import CameraConfig
 from config.detectors import CameraDetectors, ExitZoneConfig, Point
 from config.schema import FirelinkConfig
+from dispatch.actor import Actor
 from dispatch.events import Event, EventBus, Subscription
-from dispatch.inputs import Actor, utcnow
 from dispatch.models import CameraRegion
 from dispatch.service import BadRequest, NotFound
 from dispatch.state import TransitionError
 from dispatch.views import iso
 from dispatch.writer import Writer
+from ingest.contract import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from config.schema import FirelinkConfig
 from dispatch import channels
 from dispatch import events as ev
 from dispatch import records as rec
+from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event
-from dispatch.inputs import SYSTEM, Actor, AlarmIn, Rejection, printable, utcnow
 from dispatch.models import (
     Alarm,
     Device,
@@ -56,6 +56,7 @@ from dispatch.views import (
     unit_view,
 )
 from dispatch.writer import Tx, Writer
+from ingest.contract import AlarmIn, Rejection, printable, utcnow
 
 log = logging.getLogger(__name__)
 # A flood of bad input is stored and counted in full, but logged at most 20 lines per 10 s (then a count of the rest).

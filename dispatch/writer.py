@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
-from dispatch.inputs import Actor
 from dispatch.models import RecordEntry
 from dispatch.records import RecordChain
 

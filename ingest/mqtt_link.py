@@ -44,7 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.schema import MqttConfig
-from dispatch.inputs import AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
+from ingest.contract import AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
 from ingest.payloads import EXCERPT_BYTES, MAX_TOPIC_CHARS, excerpt, parse_message
 
 log = logging.getLogger(__name__)

@@ -16,25 +16,25 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from dispatch.inputs import (
+from ingest.contract import (
     MAX_ROW_ID,
     AgencyAckIn,
     AlarmIn,
     CoreInput,
     DetectionIn,
+    DetectionMessage,
     DeviceStatusIn,
+    ExitCleared,
+    ExitHazard,
     InputModel,
     Rejection,
     check_text,
     printable,
 )
-
-if TYPE_CHECKING:
-    from detectors.worker import DetectionMessage
 
 EXCERPT_BYTES = 200
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -156,9 +156,6 @@ def parse_detection(topic: str, payload: bytes, received_at: datetime,
 def _detection_message(ident: str, p: FireDetectionPayload | ExitDetectionPayload, topic: str,
                        received_at: datetime, default_unit: str | None) -> DetectionMessage:
     """The validated payload → what the core's detection sink takes."""
-    from detectors.exits import ExitCleared, ExitHazard
-    from detectors.worker import DetectionMessage
-
     if p.camera_id != ident:
         raise ValueError("camera_id does not match the topic")
     unit_id = p.unit_id or default_unit

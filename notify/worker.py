@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from config.schema import FirelinkConfig, WebhookChannel
 from dispatch import events as ev
 from dispatch.events import EventBus
-from dispatch.inputs import utcnow
 from dispatch.models import OutboxMessage
 from dispatch.service import IncidentService
+from ingest.contract import utcnow
 from ingest.mqtt_link import MqttLink, PublishError
 from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, encode_body, sign
 

@@ -25,8 +25,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from config.schema import FirelinkConfig
-from dispatch.app import create_app
 from dispatch.auth import hash_password
+from firelink.app import create_app
 from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -449,7 +449,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dispatch.cli", *args, cwd=str(ROOT), env={**os.environ, **(env or {})},
+        sys.executable, "-m", "firelink.cli", *args, cwd=str(ROOT), env={**os.environ, **(env or {})},
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     return proc.returncode or 0, out.decode(), err.decode()

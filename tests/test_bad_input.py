@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from dispatch.appkeys import SERVICE
+from console.appkeys import SERVICE
 from tests.support import Api, Broker, base_config, publish, running_app, ws_client
 
 GOOD = {"alarm_id": "placeholder", "kind": "one_key"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from dispatch.appkeys import DB
+from console.appkeys import DB
 from dispatch.models import RecordEntry
 from tests.support import base_config, running_app
 

@@ -10,16 +10,17 @@ import pytest
 from sqlalchemy import select, update
 
 from dispatch import events as ev
+from dispatch.actor import SYSTEM, Actor
 from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
-from dispatch.inputs import SYSTEM, Actor, AlarmIn, DeviceStatusIn
 from dispatch.models import OutboxMessage, RecordEntry
 from dispatch.records import response_times, verify
 from dispatch.service import IncidentService
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
+from ingest.contract import AlarmIn, DeviceStatusIn
 from tests.support import StepClock, base_config
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)

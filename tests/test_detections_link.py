@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detectors.exits import ExitCleared, ExitHazard
 from detectors.worker import fire_payload, hazard_payload, topic
+from ingest.contract import ExitCleared, ExitHazard
 from tests.support import Api, Broker, base_config, publish, running_app, ws_client
 
 
@@ -91,7 +91,7 @@ async def test_worker_blocked_exit_becomes_hazard_and_clearing_is_recorded(
 async def test_camera_recheck_reads_the_exit_zone_state_and_takes_a_snapshot(sqlite_url: str) -> None:
     from types import SimpleNamespace
 
-    from dispatch.app import DETECTIONS
+    from console.appkeys import DETECTIONS
 
     cfg = base_config(sqlite_url, None)
     async with running_app(cfg, mqtt=False) as app:

@@ -21,15 +21,13 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from console.video import EVIDENCE
+from console.appkeys import DB, DETECTIONS, EVIDENCE, EXIT_ZONES, HAZARDS, SERVICE
 from detectors.worker import fire_payload, topic
-from dispatch.app import DETECTIONS
-from dispatch.appkeys import DB, SERVICE
-from dispatch.exit_zones import EXIT_ZONES
+from dispatch.actor import Actor
 from dispatch.hazard_models import HazardEvidence
-from dispatch.hazards import HAZARDS, Upload
-from dispatch.inputs import Actor, AlarmIn, utcnow
+from dispatch.hazards import Upload
 from dispatch.models import ExitZone
+from ingest.contract import AlarmIn, utcnow
 from ingest.integrity import Verifier, confined, write_content_addressed
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app, ws_client
 

@@ -21,14 +21,13 @@ from sqlalchemy import select
 
 from config.detectors import ExitAnalysis, ExitZoneConfig
 from config.schema import FirelinkConfig
-from console.video import CAMERAS
-from detectors.exits import ExitHazard, ExitWatcher
+from console.appkeys import BUS, CAMERAS, DB, DETECTORS
+from detectors.exits import ExitWatcher
 from dispatch import events as ev
-from dispatch.app import DETECTORS
-from dispatch.appkeys import BUS, DB
 from dispatch.events import Subscription
 from dispatch.models import RecordEntry
 from dispatch.records import verify
+from ingest.contract import ExitHazard
 from tests.support import ROOT, Api, RunningApp, base_config, running_app
 
 CAM = "cam-exit"

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
-from console.heavy import HEAVY, Busy, HeavyWork
-from dispatch.appkeys import WRITER
-from dispatch.inputs import SYSTEM, utcnow
-from dispatch.kpi_index import KPI_INDEX
+from console.appkeys import HEAVY, KPI_INDEX, WRITER
+from console.heavy import Busy, HeavyWork
+from dispatch.actor import SYSTEM
+from ingest.contract import utcnow
 from tests.support import Api, Broker, base_config, publish, running_app, ws_client
 
 

@@ -14,10 +14,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from console.appkeys import SERVICE
 from console.routing import ID_MAX
 from detectors.worker import parse_detection_message
-from dispatch.appkeys import SERVICE
-from dispatch.inputs import AlarmIn, Rejection, utcnow
+from ingest.contract import AlarmIn, Rejection, utcnow
 from ingest.payloads import parse_message
 from tests.support import AGENCY_TOKEN, Api, RunningApp, base_config, pg_database, running_app
 

@@ -14,15 +14,16 @@ from urllib.parse import urlencode
 
 import pytest
 
+from console.appkeys import SERVICE
 from dispatch import events as ev
-from dispatch.appkeys import SERVICE
-from dispatch.cli import parser
+from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.events import EventBus
-from dispatch.inputs import Actor, AlarmIn, DeviceStatusIn
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
+from firelink.cli import parser
+from ingest.contract import AlarmIn, DeviceStatusIn
 from tests.support import Api, Broker, RunningApp, StepClock, base_config, config_yaml, run_cli, running_app, ws_client
 
 T0 = datetime(2026, 12, 31, 23, 50, 0, tzinfo=UTC)  # a year's last day: nothing here depends on today

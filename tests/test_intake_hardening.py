@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import func, select
 
 from config.schema import FirelinkConfig
+from console.appkeys import BUS, DB, MQTT
 from dispatch import events as ev
-from dispatch.appkeys import BUS, DB, MQTT
 from dispatch.events import Subscription
 from dispatch.inbox import CoreInbox
-from dispatch.inputs import AlarmIn, CoreInput, Rejection
 from dispatch.models import Alarm, IntakeAttempt, RejectedMessage
 from ingest import mqtt_link
+from ingest.contract import AlarmIn, CoreInput, Rejection
 from ingest.mqtt_link import MqttLink
 from ingest.payloads import parse_message
 from tests.fuzz import HOSTILE, detection_payload, fuzz_messages, publish_many, topics

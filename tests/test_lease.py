@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from dispatch.appkeys import DB
+from console.appkeys import DB
 from dispatch.db import Database
 from dispatch.lease import CoreLeaseHolder, LeaseHeld
 from dispatch.models import CoreLease

@@ -13,8 +13,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dispatch.appkeys import SERVICE
-from dispatch.inputs import Actor, AlarmIn, utcnow
+from console.appkeys import SERVICE
+from dispatch.actor import Actor
+from ingest.contract import AlarmIn, utcnow
 from notify.signing import IDEMPOTENCY_HEADER, encode_body, sign, verify
 from notify.worker import safe_target
 from tests.support import Api, Broker, WebhookReceiver, base_config, publish, running_app, ws_client
@@ -208,7 +209,7 @@ async def test_agency_ack_over_mqtt_confirms_the_mqtt_channel(broker: Broker, db
     async with running_app(cfg) as app:
         from sqlalchemy import select
 
-        from dispatch.appkeys import DB
+        from console.appkeys import DB
         from dispatch.models import OutboxMessage
 
         async with app.app[DB].session() as s:

@@ -15,10 +15,9 @@ import numpy as np
 from sqlalchemy import select
 
 from config.schema import FirelinkConfig
+from console.appkeys import BUS, DB, DETECTORS
 from detectors.model import Box
 from dispatch import events as ev
-from dispatch.app import DETECTORS
-from dispatch.appkeys import BUS, DB
 from dispatch.models import RecordEntry
 from dispatch.records import verify
 from tests.support import Api, base_config, running_app

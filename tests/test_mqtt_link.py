@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from config.schema import MqttConfig
-from dispatch.inputs import AlarmIn, CoreInput, Rejection
+from ingest.contract import AlarmIn, CoreInput, Rejection
 from ingest.mqtt_link import MqttLink
 from tests.support import Broker, publish
 

@@ -136,7 +136,7 @@ class Core:
     def start(self, timeout: float = 30) -> None:
         self.starts += 1
         log = (self.tmp / f"core-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dispatch.cli", "--config", str(self.config_path), "run"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "firelink.cli", "--config", str(self.config_path), "run"],
                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until(lambda: self._healthy() or self.proc.poll() is not None, timeout, "core /healthz ok")

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from console.appkeys import SERVICE
 from console.ws import visible
 from dispatch import events as ev
-from dispatch.appkeys import SERVICE
+from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event
-from dispatch.inputs import SYSTEM, Actor, AlarmIn, utcnow
+from ingest.contract import AlarmIn, utcnow
 from tests.support import Api, base_config, running_app, ws_client
 
 

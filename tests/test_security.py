@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from dispatch.appkeys import DB, SERVICE
-from dispatch.inputs import SYSTEM, AlarmIn, utcnow
+from console.appkeys import DB, SERVICE
+from dispatch.actor import SYSTEM
 from dispatch.models import User
+from ingest.contract import AlarmIn, utcnow
 from tests.support import AGENCY_TOKEN, Api, RunningApp, base_config, running_app
 
 PASSWORDS = {"admin": "admin-pw", "officer": "officer-pw", "school": "school-pw", "hotel": "hotel-pw",

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
+from console.appkeys import BUS, MQTT
 from console.ws import visible
 from dispatch import events as ev
-from dispatch.appkeys import BUS, MQTT
-from dispatch.inputs import Actor
+from dispatch.actor import Actor
 from tests.browser.conftest import ARGS, launch, watched_pages
 from tests.browser.pages import PASSWORDS, Pages
 from tests.cameras.conftest import RtspCamera, camera, free_port

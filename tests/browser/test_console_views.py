@@ -17,9 +17,10 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from config.cameras import CameraConfig
-from dispatch.appkeys import SERVICE
-from dispatch.inputs import Actor, AlarmIn
+from console.appkeys import SERVICE
+from dispatch.actor import Actor
 from dispatch.service import IncidentService
+from ingest.contract import AlarmIn
 from tests.browser.pages import PASSWORDS, Pages
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app
 

@@ -21,8 +21,7 @@ import pytest
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from console.video import CAMERAS, EVIDENCE
-from dispatch.appkeys import BUS
+from console.appkeys import BUS, CAMERAS, EVIDENCE
 from dispatch.events import DEVICE_UPDATED, Event
 from tests.browser.pages import Pages
 from tests.cameras.conftest import RtspCamera, camera, free_port

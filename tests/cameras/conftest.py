@@ -27,10 +27,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config.cameras import CameraConfig, VideoConfig
 from config.schema import FirelinkConfig
-from console.video import CAMERAS, EVIDENCE, USER_KEY, setup_video
-from dispatch.appkeys import BUS, CONFIG
+from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE
+from console.video import USER_KEY, setup_video
+from dispatch.actor import Actor
 from dispatch.events import EventBus
-from dispatch.inputs import Actor
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "var" / "clips" / "vtest.avi"

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from config.cameras import VideoConfig
-from console.video import CAMERAS, EVIDENCE
+from console.appkeys import CAMERAS, EVIDENCE
 from dispatch.events import INCIDENT_CREATED, Event
 from ingest.cameras.capture import Status
 from tests.cameras.conftest import RtspCamera, VideoApp, camera

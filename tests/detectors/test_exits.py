@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from config.detectors import ExitAnalysis, ExitZoneConfig
-from detectors.exits import ExitCleared, ExitHazard, ExitWatcher
+from detectors.exits import ExitWatcher
+from ingest.contract import ExitCleared, ExitHazard
 
 ZONE = [(0.45, 0.38), (0.80, 0.38), (0.80, 0.62), (0.45, 0.62)]
 DWELL = 5.0

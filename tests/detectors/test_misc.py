@@ -65,7 +65,7 @@ def test_hard_negative_is_a_yolo_negative(tmp_path: Path) -> None:
 
 
 def test_mqtt_detection_message_round_trip() -> None:
-    from detectors.exits import ExitHazard
+    from ingest.contract import ExitHazard
 
     jpeg = cv2.imencode(".jpg", np.zeros((480, 1280, 3), np.uint8))[1].tobytes()
     rec = {"camera_id": "cam1", "alarm_id": "video-cam1-smoke-1", "t": 1_700_000_000.0, "type": "video_smoke",

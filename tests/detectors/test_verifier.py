@@ -79,7 +79,7 @@ def test_false_alarms_marked_by_officers_teach_the_verifier(fire_detector, fire8
 
 
 def test_train_verifier_writes_a_usable_table(fire8: Path, vtest_frames, tmp_path: Path) -> None:
-    from dispatch.cli import main
+    from firelink.cli import main
 
     ds = tmp_path / "mini"
     for sub in ("images", "labels"):

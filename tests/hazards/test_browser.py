@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from dispatch.hazards import HAZARDS
+from console.appkeys import HAZARDS
 from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
 from tests.hazards.conftest import config, hazard_app, jpeg
 from tests.support import RunningApp, RunningClock

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from config.hazards import HazardsConfig
 from dispatch import kpi
+from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.events import EventBus
-from dispatch.inputs import Actor
 from dispatch.kpi_index import KpiIndex
 from dispatch.models import RecordEntry
 from dispatch.writer import Writer

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
+from console.appkeys import DB, HAZARDS
 from dispatch import hazards as hz
-from dispatch.appkeys import DB
-from dispatch.hazards import HAZARDS, HazardService
-from dispatch.inputs import Actor
+from dispatch.actor import Actor
+from dispatch.hazards import HazardService
 from dispatch.models import RecordEntry
 from dispatch.records import verify
 from dispatch.service import BadRequest

@@ -9,9 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from console.appkeys import DB, HAZARDS
 from dispatch import hazards as hz
-from dispatch.appkeys import DB
-from dispatch.hazards import HAZARDS
 from dispatch.models import RecordEntry
 from dispatch.records import verify
 from tests.hazards.conftest import config, hazard_app, jpeg, upload

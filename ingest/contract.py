@@ -1,4 +1,8 @@
-"""What the core accepts: plain dataclasses produced by ingest (MQTT), the console and the CLI."""
+"""The edge contract: what enters the core from outside (MQTT devices, detector workers, the console's alarm form).
+
+Lowest module of the house after `config`: ingest produces these, detectors produce the detection events, the core
+(dispatch) consumes them and the console validates its own input with `InputModel`. Plain frozen dataclasses inside,
+pydantic at the wire (ingest/payloads.py)."""
 
 from __future__ import annotations
 
@@ -109,11 +113,56 @@ class AgencyAckIn:
     topic: str = ""
 
 
+# --- detections: what a detector emits (detectors produce them; the core's detection sink commits them) ----
+
+@dataclass(frozen=True, slots=True)
+class ExitHazard:
+    """A fire exit obstructed for longer than its dwell time (issue 5's hazard service consumes it)."""
+
+    camera_id: str
+    zone_id: str
+    started_at: datetime  # when the obstruction was first seen
+    confirmed_at: datetime  # started_at + dwell: when this event was raised
+    fraction: float  # share of the zone obstructed (0..1)
+    before_jpeg: bytes  # the clear reference, zone outlined
+    after_jpeg: bytes  # the frame that confirmed it, zone outlined
+    zone_name: str = ""
+    unit_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitCleared:
+    """The obstruction behind an earlier ExitHazard is gone."""
+
+    camera_id: str
+    zone_id: str
+    started_at: datetime  # of the hazard
+    confirmed_at: datetime  # of the hazard
+    cleared_at: datetime  # when the zone was first seen clear again (after clear_s of clear frames)
+    fraction: float  # obstruction fraction when cleared
+    after_jpeg: bytes  # the frame showing it clear
+    zone_name: str = ""
+    unit_id: str | None = None
+
+
+ExitEvent = ExitHazard | ExitCleared
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionMessage:
+    """A parsed detections message: an alarm for the core plus its record/JPEG, or an exit event."""
+
+    alarm: AlarmIn | None = None
+    record: dict[str, Any] | None = None
+    jpeg: bytes | None = None
+    exit_event: ExitEvent | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DetectionIn:
     """A remote detector worker's message (detectors.worker.DetectionMessage): an alarm or an exit event."""
 
-    message: Any
+    message: DetectionMessage
     received_at: datetime
     topic: str = ""
 
@@ -129,17 +178,5 @@ class Rejection:
     size: int
     received_at: datetime
 
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who performs an action: a logged-in user, an agency's system, or the system itself."""
-
-    username: str
-    role: str  # admin | duty_officer | unit | agency | assessor | system
-    unit_id: str | None = None
-    agency: str | None = None
-
-
-SYSTEM = Actor("system", "system")
 
 CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | DetectionIn | Rejection

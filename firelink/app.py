@@ -1,10 +1,14 @@
-"""App factory: small parts, each started and stopped by its own cleanup context.
+"""The composition root: builds every part and starts them in one readable order (stop is the reverse).
 
-Order (start; stop is the reverse): database → core lease (a second core on the same database stops
-here) → core service → hazard service → exit zones → masks → detection sink → MQTT broker (embedded only
-when none answers) → MQTT link → background workers (notify outbox, escalation, device watchdog,
-false-alarm learning) → health monitor → cameras and evidence → detectors. Parts find each
-other through typed app keys (dispatch.appkeys), not a god object.
+    database → core lease (a second core on the same database stops here) → core (writer, incident service,
+    users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler) →
+    exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
+    background workers (notify outbox, escalation, device watchdog, false-alarm learning, camera health) →
+    health monitor → cameras and evidence → detectors (+ console-drawn regions) → console routes.
+
+Each part is one aiohttp cleanup context below, in that order; parts find each other through the typed keys of
+console/appkeys.py. Nothing is patched into a part after it was built except the two hooks that only exist once
+the detectors run (learning → refit, hazard recheck by camera), which are set here, in the detectors' step.
 """
 
 from __future__ import annotations
@@ -14,16 +18,37 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from config.schema import FirelinkConfig
-from console.heavy import HEAVY, HeavyWork
-from console.security import LOGIN_THROTTLE
-from console.video import CAMERAS, setup_video
+from console.appkeys import (
+    BUS,
+    CAMERAS,
+    CLOCK,
+    CONFIG,
+    DB,
+    DETECTIONS,
+    DETECTORS,
+    DEVICES,
+    EXIT_ZONES,
+    FIRST_ADMIN,
+    HAZARDS,
+    HEALTH,
+    HEAVY,
+    KPI_INDEX,
+    LOGIN_THROTTLE,
+    MASKS,
+    MQTT,
+    SERVICE,
+    WRITER,
+)
+from console.heavy import HeavyWork
+from console.video import setup_video
 from console.web import setup_console
-from dispatch.appkeys import BUS, CLOCK, CONFIG, DB, MQTT, SERVICE, WRITER
+from detectors.train import save_hard_negative
+from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
@@ -31,31 +56,33 @@ from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
-from dispatch.exit_zones import EXIT_ZONES, exit_zones_context
-from dispatch.hazards import HAZARDS, hazards_context
-from dispatch.health import health_context
+from dispatch.exit_zones import ExitZoneService
+from dispatch.hazards import HazardScheduler, HazardService
+from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
-from dispatch.inputs import SYSTEM, utcnow
-from dispatch.kpi_index import KPI_INDEX, KpiIndex
+from dispatch.kpi_index import KpiIndex
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
-from dispatch.masks import MASKS, masks_context
+from dispatch.masks import MaskService
 from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
+from ingest.contract import utcnow
 from ingest.embedded_broker import maybe_start
 from ingest.mqtt_link import MqttLink
 from notify.worker import OutboxWorker
 
-if TYPE_CHECKING:
-    from detectors.pipeline import DetectorService
-
 log = logging.getLogger(__name__)
 
-DEVICES = web.AppKey("devices", DeviceMonitor)
-FIRST_ADMIN = web.AppKey("first_admin", tuple)
-DETECTIONS = web.AppKey("detections", DetectionSink)
-DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def _stop(*tasks: asyncio.Task[Any]) -> None:
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
 
 
 def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, mqtt: bool = True,
@@ -82,21 +109,17 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await holder.acquire()
         keeper = asyncio.create_task(holder.keep(on_lease_lost or (lambda: None)), name="core-lease")
         yield
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        await _stop(keeper)
         try:
             await holder.release()
         except Exception as exc:  # it expires by itself
             log.warning("core lease not released: %s", exc)
 
     async def core(app: web.Application) -> AsyncIterator[None]:
-        writer = Writer(app[DB], app[BUS])
-        app[WRITER] = writer
+        writer = app[WRITER] = Writer(app[DB], app[BUS])
         service = IncidentService(writer, cfg, clock)
         await service.start()
-        unit_ids = set(service.units)
-        created = await ensure_users(app[DB], list(cfg.users), unit_ids)
+        created = await ensure_users(app[DB], list(cfg.users), set(service.units))
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:
@@ -117,11 +140,22 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         index = app[KPI_INDEX] = KpiIndex(app[DB], max_age_s=cfg.console.kpi_max_age_s)
         warm = index.follow()  # the whole record, paced, in the background
         yield
-        warm.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await warm
+        await _stop(warm)
         index.close()
         app[HEAVY].close()
+
+    async def hazards(app: web.Application) -> AsyncIterator[None]:
+        """The hazard service and its deadline scheduler."""
+        service = app[HAZARDS] = HazardService(app[WRITER], cfg, app[SERVICE].units, clock)
+        scheduler = asyncio.create_task(HazardScheduler(service, app[BUS]).run(), name="hazard-deadlines")
+        yield
+        await _stop(scheduler)
+
+    async def regions(app: web.Application) -> AsyncIterator[None]:
+        """Exit zones and detector masks drawn in the console (shared by the console and the detectors)."""
+        app[EXIT_ZONES] = ExitZoneService(app[WRITER], cfg, clock)
+        app[MASKS] = MaskService(app[WRITER], cfg, clock)
+        yield
 
     async def detection_sink(app: web.Application) -> AsyncIterator[None]:
         app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], cfg.video.evidence_dir,
@@ -151,21 +185,34 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             OutboxWorker(service, app[BUS], cfg, app[MQTT], clock).run(),
             Escalator(service, app[BUS], cfg.escalation).run(),
             app[DEVICES].run(),
-            app[DETECTIONS].learn_from_false_alarms(),
+            app[DETECTIONS].learn_from_false_alarms(save_hard_negative),
             record_camera_health(app[WRITER]),
         ]
         tasks = [asyncio.create_task(job) for job in jobs]
         yield
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await _stop(*tasks)
+
+    async def health(app: web.Application) -> AsyncIterator[None]:
+        """Intake, database and outbox truth for /healthz and every console (after the MQTT link)."""
+        link = app[MQTT]
+        monitor = HealthMonitor(app[DB], app[BUS], link.status if link is not None else (lambda: None), clock)
+        if link is not None:
+            link.on_change = monitor.poke
+        app[HEALTH] = monitor
+        task = asyncio.create_task(monitor.run(), name="health-monitor")
+        yield
+        if link is not None:
+            link.on_change = None
+        await _stop(task)
+        monitor.close()
 
     async def record_evidence(incident_id: int, action: str, data: dict[str, Any]) -> None:
         writer = app[WRITER]
         async with writer.tx() as tx:
             writer.record(tx, action, SYSTEM, clock(), data, incident_id=incident_id)
+
+    async def recorded_evidence(incident_id: int) -> dict[str, str]:
+        return await recorded_sha256(app[DB], incident_id)
 
     async def detectors(app: web.Application) -> AsyncIterator[None]:
         if not cfg.detectors.enabled or not cfg.cameras:
@@ -180,22 +227,17 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[DETECTORS] = service
         sink.after_learning.append(service.relearn)
         app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
-        # console-drawn exit zones and masks, at start and on every change
-        exit_zones, masks = app[EXIT_ZONES], app[MASKS]
-        regions = RegionFollower([exit_zones, masks], service)
-        await regions.start()
+        zones, masks = app[EXIT_ZONES], app[MASKS]
+        follower = RegionFollower([zones, masks], service)  # outlines applied at start and on every change
+        await follower.start()
         yield
-        await regions.stop()
+        await follower.stop()
         await service.stop()
 
-    app.cleanup_ctx.extend([database, lease, core, heavy_reads, hazards_context, exit_zones_context, masks_context,
-                            detection_sink, broker, mqtt_link, workers, health_context(clock)])
-
-    async def recorded_evidence(incident_id: int) -> dict[str, str]:
-        return await recorded_sha256(app[DB], incident_id)
-
-    # adds the camera context (after the ones above)
-    setup_video(app, record=record_evidence, recorded=recorded_evidence)
+    contexts: list[Context] = [database, lease, core, heavy_reads, hazards, regions, detection_sink, broker,
+                               mqtt_link, workers, health]
+    app.cleanup_ctx.extend(contexts)
+    setup_video(app, record=record_evidence, recorded=recorded_evidence)  # cameras and evidence: its own context
     app.cleanup_ctx.append(detectors)
     setup_console(app)
     return app

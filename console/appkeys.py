@@ -1,0 +1,60 @@
+"""Every typed key the composition root (firelink/app.py) puts on the aiohttp Application.
+
+Parts find each other by key, not through a god object. The keys live here, in the console (the one package that
+speaks aiohttp to the outside), because handlers read them; the core's services never see the Application.
+Console-internal keys (the route table, open sockets, evidence verification) are defined here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from config.schema import FirelinkConfig
+from dispatch.events import EventBus
+
+if TYPE_CHECKING:
+    from console.heavy import HeavyWork
+    from detectors.pipeline import DetectorService
+    from dispatch.db import Database
+    from dispatch.detection_sink import DetectionSink
+    from dispatch.devices import DeviceMonitor
+    from dispatch.exit_zones import ExitZoneService
+    from dispatch.hazards import HazardService
+    from dispatch.health import HealthMonitor
+    from dispatch.kpi_index import KpiIndex
+    from dispatch.login_throttle import LoginThrottle
+    from dispatch.masks import MaskService
+    from dispatch.service import IncidentService
+    from dispatch.writer import Writer
+    from ingest.cameras.evidence import EvidenceRecorder
+    from ingest.cameras.hub import CameraHub
+    from ingest.mqtt_link import MqttLink
+
+# --- the core
+CONFIG = web.AppKey("config", FirelinkConfig)
+# The one clock of the app (injected by tests): record times, deadlines, periods, what pages call "now".
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
+BUS = web.AppKey("bus", EventBus)
+DB: web.AppKey[Database] = web.AppKey("db")
+WRITER: web.AppKey[Writer] = web.AppKey("writer")
+SERVICE: web.AppKey[IncidentService] = web.AppKey("service")
+HAZARDS: web.AppKey[HazardService] = web.AppKey("hazards")
+EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
+MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
+DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")
+DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
+HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
+KPI_INDEX: web.AppKey[KpiIndex] = web.AppKey("kpi_index")
+FIRST_ADMIN: web.AppKey[tuple[str, str]] = web.AppKey("first_admin")
+# --- the edges
+MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")
+CAMERAS: web.AppKey[CameraHub] = web.AppKey("cameras")
+EVIDENCE: web.AppKey[EvidenceRecorder] = web.AppKey("evidence")
+DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
+# --- the console
+HEAVY: web.AppKey[HeavyWork] = web.AppKey("heavy")
+LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")

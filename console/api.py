@@ -10,7 +10,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from console.appkeys import CLOCK, CONFIG, DB, HEALTH, LOGIN_THROTTLE, SERVICE, WRITER
+from console.appkeys import CLOCK, CONFIG, HEALTH, LOGIN_THROTTLE, SERVICE, WRITER
 from console.routing import (
     EVERYONE,
     OFFICERS,
@@ -112,8 +112,8 @@ async def post_login(request: web.Request, body: LoginBody) -> web.StreamRespons
                     retry_after_header(wait))
         return _too_many(wait)
     try:
-        token, sess = await login(request.app[DB], body.username, body.password,
-                                  timedelta(hours=cfg.console.session_hours))
+        token, sess = await login(request.app[WRITER], body.username, body.password,
+                                  timedelta(hours=cfg.console.session_hours), request.app[CLOCK](), address)
     except AuthBusy:
         log.warning("login from %s refused: too many password checks queued", address)
         return _too_many(1.0, "too many logins in progress; try again shortly")
@@ -123,7 +123,6 @@ async def post_login(request: web.Request, body: LoginBody) -> web.StreamRespons
                     f" (locked for {retry_after_header(lock)} s)" if lock else "")
         return error(401, str(exc))
     throttle.succeeded(body.username)
-    await request.app[WRITER].note("user.login", sess.actor, request.app[CLOCK](), {"remote": address})
     resp = web.json_response({"csrf_token": sess.csrf_token, "user": user_json(sess.actor)})
     resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure_cookie(request),
                     max_age=cfg.console.session_hours * 3600, path="/")
@@ -141,9 +140,8 @@ def _too_many(seconds: float, message: str | None = None) -> web.Response:
 async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
-        await logout(request.app[DB], token)
+        await logout(request.app[WRITER], token, actor(request), request.app[CLOCK]())
         await request.app[SOCKETS].close_session(token)
-        await request.app[WRITER].note("user.logout", actor(request), request.app[CLOCK]())
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from console.appkeys import CONFIG, DB
+from console.appkeys import CLOCK, CONFIG, DB
 from console.outage import DB_DOWN, database_down
 from dispatch.actor import Actor
 from dispatch.auth import SessionInfo, session_for
@@ -77,7 +77,7 @@ async def identify(request: web.Request,
     if token:
         db = request.app[DB]
         try:
-            sess = await session_for(db, token)
+            sess = await session_for(db, token, request.app[CLOCK]())
         except Exception as exc:
             if not await database_down(db, exc):
                 raise

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from console.appkeys import BUS, DB
+from console.appkeys import BUS, CLOCK, DB
 from console.security import ACTOR, COOKIE
 from dispatch import events as ev
 from dispatch.actor import Actor
@@ -92,7 +92,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         """A session that expires while its page stays open stops receiving events."""
         while True:
             await asyncio.sleep(SESSION_RECHECK_S)  # expiry is a time, not an event: re-check periodically
-            if await session_for(request.app[DB], token) is None:
+            if await session_for(request.app[DB], token, request.app[CLOCK]()) is None:
                 break
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session expired")
 

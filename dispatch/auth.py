@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from argon2 import PasswordHasher
@@ -25,6 +25,7 @@ from config.schema import BootstrapUser
 from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.models import LoginSession, User
+from dispatch.writer import Writer
 from ingest.contract import utcnow
 
 ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
@@ -106,7 +107,7 @@ def validate_user(role: str, unit_id: str | None, agency: str | None, known_unit
         raise AuthError("role agency needs --agency fire or medical")
 
 
-async def add_user(db: Database, username: str, password: str | None, role: str, unit_id: str | None = None,
+async def add_user(writer: Writer, username: str, password: str | None, role: str, unit_id: str | None = None,
                    agency: str | None = None, known_units: set[str] | None = None,
                    password_hash: str | None = None) -> User:
     validate_user(role, unit_id, agency, known_units or set())
@@ -116,63 +117,65 @@ async def add_user(db: Database, username: str, password: str | None, role: str,
         if password is None or len(password) < 4:
             raise AuthError("password must have at least 4 characters")
         password_hash = await hash_password_async(password)
-    async with db.session() as s:
+    async with writer.tx() as tx:
+        s = tx.session
         if await s.scalar(select(User.id).where(User.username == username)) is not None:
             raise AuthError(f"user {username!r} already exists")
         user = User(username=username, password_hash=password_hash, role=role,
                     unit_id=unit_id if role == "unit" else None, agency=agency if role == "agency" else None,
                     created_at=utcnow())
         s.add(user)
-        await s.commit()
-        return user
+    return user
 
 
-async def ensure_users(db: Database, users: list[BootstrapUser], known_units: set[str]) -> list[str]:
+async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: set[str]) -> list[str]:
     """Creates configured users that do not exist yet; returns the names created."""
     created = []
-    async with db.session() as s:
+    async with writer.db.session() as s:
         existing = set((await s.scalars(select(User.username))).all())
     for u in users:
         if u.username not in existing:
             plain = u.password.get_secret_value() if u.password is not None else None
-            await add_user(db, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash)
+            await add_user(writer, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash)
             created.append(u.username)
     return created
 
 
-async def ensure_first_admin(db: Database) -> tuple[str, str] | None:
+async def ensure_first_admin(writer: Writer) -> tuple[str, str] | None:
     """When no admin exists, creates one with a random password and returns (username, password)."""
-    async with db.session() as s:
+    async with writer.db.session() as s:
         if await s.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
             return None
         taken = set((await s.scalars(select(User.username))).all())
     name = "admin" if "admin" not in taken else f"admin-{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(12)
-    await add_user(db, name, password, "admin")
+    await add_user(writer, name, password, "admin")
     return name, password
 
 
-async def login(db: Database, username: str, password: str, lifetime: timedelta) -> tuple[str, SessionInfo]:
-    """Returns (cookie token, session). The database keeps only the token's hash.
+async def login(writer: Writer, username: str, password: str, lifetime: timedelta, now: datetime,
+                remote: str | None = None) -> tuple[str, SessionInfo]:
+    """Returns (cookie token, session); the session row and the `user.login` record entry are one transaction.
+    The database keeps only the token's hash.
 
     Raises AuthError for wrong credentials, AuthBusy when too many checks are queued.
     """
-    async with db.session() as s:
+    async with writer.db.session() as s:
         user = await s.scalar(select(User).where(User.username == username))
-    # no database connection is held while the password is checked
+    # no database connection (and not the writer) is held while the password is checked
     if not await verify_password(user.password_hash if user else _DUMMY_HASH, password) or user is None:
         raise AuthError("wrong username or password")
-    async with db.session() as s:
-        now = utcnow()
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        await s.execute(delete(LoginSession).where(LoginSession.expires_at < now))
-        s.add(LoginSession(token_hash=_token_hash(token), user_id=user.id, csrf_token=csrf, created_at=now,
-                           expires_at=now + lifetime))
-        await s.commit()
-        return token, SessionInfo(actor_of(user), user.id, csrf)
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    who = actor_of(user)
+    async with writer.tx() as tx:
+        await tx.session.execute(delete(LoginSession).where(LoginSession.expires_at < now))
+        tx.session.add(LoginSession(token_hash=_token_hash(token), user_id=user.id, csrf_token=csrf, created_at=now,
+                                    expires_at=now + lifetime))
+        writer.record(tx, "user.login", who, now, {"remote": remote})
+    return token, SessionInfo(who, user.id, csrf)
 
 
-async def session_for(db: Database, token: str) -> SessionInfo | None:
+async def session_for(db: Database, token: str, now: datetime | None = None) -> SessionInfo | None:
     async with db.session() as s:
         row = await s.execute(select(LoginSession, User).join(User, User.id == LoginSession.user_id)
                               .where(LoginSession.token_hash == _token_hash(token)))
@@ -180,12 +183,13 @@ async def session_for(db: Database, token: str) -> SessionInfo | None:
     if found is None:
         return None
     sess, user = found
-    if sess.expires_at < utcnow():
+    if sess.expires_at < (now or utcnow()):
         return None
     return SessionInfo(actor_of(user), user.id, sess.csrf_token)
 
 
-async def logout(db: Database, token: str) -> None:
-    async with db.session() as s:
-        await s.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
-        await s.commit()
+async def logout(writer: Writer, token: str, who: Actor, now: datetime) -> None:
+    """Ends the session and records `user.logout`, in one transaction."""
+    async with writer.tx() as tx:
+        await tx.session.execute(delete(LoginSession).where(LoginSession.token_hash == _token_hash(token)))
+        writer.record(tx, "user.logout", who, now)

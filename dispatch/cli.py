@@ -56,6 +56,8 @@ def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
 def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
     from dispatch.auth import AuthError, add_user
     from dispatch.db import Database
+    from dispatch.events import EventBus
+    from dispatch.writer import Writer
 
     password = args.password
     if password is None:
@@ -72,7 +74,10 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
         db = Database(cfg.database.url)
         try:
             await db.upgrade()
-            await add_user(db, args.name, password, args.role, args.unit, args.agency, {u.id for u in cfg.units})
+            # a writer of its own: this command appends no record entry, so it cannot fork a running core's chain
+            writer = Writer(db, EventBus())
+            await add_user(writer, args.name, password, args.role, args.unit, args.agency,
+                           {u.id for u in cfg.units})
         finally:
             await db.dispose()
 

@@ -89,7 +89,7 @@ CAMERA_ACTIONS = {"offline": "camera.offline", "frozen": "camera.fault", "dark":
                   "online": "camera.online"}
 
 
-async def record_camera_health(writer: Writer) -> None:
+async def record_camera_health(writer: Writer, clock: Callable[[], datetime] = utcnow) -> None:
     """Camera faults and recoveries (published by the camera layer) go into the record, for KPIs and audits."""
     with writer.bus.subscribe([ev.DEVICE_UPDATED]) as sub:
         async for event in sub:
@@ -100,9 +100,7 @@ async def record_camera_health(writer: Writer) -> None:
             if action is None:
                 continue
             try:
-                async with writer.tx() as tx:
-                    writer.record(tx, action, SYSTEM, utcnow(),
-                                  {"camera_id": cam.get("id"), "unit_id": cam.get("unit_id"),
-                                   "detail": str(cam.get("fault") or "")[:200]})
+                await writer.note(action, SYSTEM, clock(), {"camera_id": cam.get("id"), "unit_id": cam.get("unit_id"),
+                                                             "detail": str(cam.get("fault") or "")[:200]})
             except Exception:
                 log.exception("could not record camera status of %s", cam.get("id"))

@@ -6,13 +6,13 @@ instead of a scan of all of them on every wake-up.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 from datetime import datetime, timedelta
 
 from config.schema import EscalationConfig
 from dispatch import events as ev
+from dispatch.deadlines import run_deadlines
 from dispatch.events import EventBus
 from dispatch.service import IncidentService, NotFound
 
@@ -67,20 +67,9 @@ class Escalator:
 
     async def run(self) -> None:
         with self.bus.subscribe([ev.INCIDENT_CREATED]) as wake:
-            dropped = wake.dropped
-            while True:
-                try:
-                    wait = await self.tick()
-                except Exception:
-                    log.exception("escalation pass failed")
-                    wait = 1.0
-                try:
-                    event: ev.Event | None = await asyncio.wait_for(wake.get(), wait)
-                except TimeoutError:
-                    continue
-                while event is not None:
-                    self.watch(event.data["incident"]["id"])
-                    event = wake.get_nowait()
-                if wake.dropped != dropped:  # missed wake-ups: re-plan from the core's index
-                    dropped = wake.dropped
-                    self.replan()
+            # a new incident adds its deadline; missed wake-ups re-plan from the core's index
+            await run_deadlines(wake, self.tick, "escalation", woken=self._created, missed=self.replan)
+
+    def _created(self, events: list[ev.Event]) -> None:
+        for event in events:
+            self.watch(event.data["incident"]["id"])

@@ -28,6 +28,7 @@ from config.hazards import HazardsConfig, LawClause
 from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
+from dispatch.deadlines import run_deadlines
 from dispatch.events import Event, EventBus
 from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
 from dispatch.models import RecordEntry, Unit
@@ -738,16 +739,5 @@ class HazardScheduler:
         return max(0.02, (nxt - self.service.clock()).total_seconds())
 
     async def run(self) -> None:
-        with self.bus.subscribe([ev.HAZARD_UPDATED]) as wake:
-            while True:
-                try:
-                    wait = await self.tick()
-                except Exception:
-                    log.exception("hazard deadline pass failed")
-                    wait = 1.0
-                try:
-                    await asyncio.wait_for(wake.get(), wait)
-                    while wake.get_nowait() is not None:  # drain: one re-plan per burst
-                        pass
-                except TimeoutError:
-                    pass
+        with self.bus.subscribe([ev.HAZARD_UPDATED]) as wake:  # any change re-plans (one pass per burst)
+            await run_deadlines(wake, self.tick, "hazard deadline")

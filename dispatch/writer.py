@@ -70,7 +70,9 @@ class Writer:
         tx.records.append(self.records.append(action, actor.username, at, data,
                                               incident_id=incident_id, hazard_id=hazard_id))
 
-    async def note(self, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None) -> None:
-        """Records an operator action that changes no case (log in, log out, ...)."""
+    async def note(self, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None, *,
+                   incident_id: int | None = None, hazard_id: int | None = None) -> None:
+        """One record entry in its own transaction: a fact that changes no row (a login, evidence saved, a camera
+        fault)."""
         async with self.tx() as tx:
-            self.record(tx, action, actor, at, data)
+            self.record(tx, action, actor, at, data, incident_id=incident_id, hazard_id=hazard_id)

@@ -119,11 +119,11 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         writer = app[WRITER] = Writer(app[DB], app[BUS])
         service = IncidentService(writer, cfg, clock)
         await service.start()
-        created = await ensure_users(app[DB], list(cfg.users), set(service.units))
+        created = await ensure_users(writer, list(cfg.users), set(service.units))
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:
-            first = await ensure_first_admin(app[DB])
+            first = await ensure_first_admin(writer)
             if first is not None:
                 app[FIRST_ADMIN] = first
                 print(f"\n  First login — admin account created: username {first[0]!r}, password {first[1]!r}\n"
@@ -186,7 +186,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             Escalator(service, app[BUS], cfg.escalation).run(),
             app[DEVICES].run(),
             app[DETECTIONS].learn_from_false_alarms(save_hard_negative),
-            record_camera_health(app[WRITER]),
+            record_camera_health(app[WRITER], clock),
         ]
         tasks = [asyncio.create_task(job) for job in jobs]
         yield
@@ -207,9 +207,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         monitor.close()
 
     async def record_evidence(incident_id: int, action: str, data: dict[str, Any]) -> None:
-        writer = app[WRITER]
-        async with writer.tx() as tx:
-            writer.record(tx, action, SYSTEM, clock(), data, incident_id=incident_id)
+        await app[WRITER].note(action, SYSTEM, clock(), data, incident_id=incident_id)
 
     async def recorded_evidence(incident_id: int) -> dict[str, str]:
         return await recorded_sha256(app[DB], incident_id)

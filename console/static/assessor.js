@@ -1,21 +1,14 @@
 // Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
 // hazards by unit, case search with full timeline and evidence, CSV/PDF export.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { fmtSeconds, fmtTime, get, h, loadMe, logout, now, toast } from "./common.js";
+import { fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
 import { startAlerts } from "./alerts.js";
 
 const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 let cfg = null;
 let last = null;
 
-function s(tag, attrs, ...kids) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
-  for (const c of kids.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
 
 /** Lines (series: [{name, color, values}]) over labels; nulls leave gaps. */
 function lineChart(labels, series) {
@@ -24,34 +17,34 @@ function lineChart(labels, series) {
   const max = Math.max(1, ...all);
   const x = (i) => L + (labels.length <= 1 ? 0 : (i * (W - L - 10)) / (labels.length - 1));
   const y = (v) => T + (H - T - B) * (1 - v / max);
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
+  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img" });
   for (const f of [0, 0.5, 1]) {
-    svg.append(s("line", { x1: L, x2: W - 10, y1: y(max * f), y2: y(max * f), stroke: "#2a3542" }),
-      s("text", { x: 2, y: y(max * f) + 4 }, Math.round(max * f * 10) / 10));
+    chart.append(svg("line", { x1: L, x2: W - 10, y1: y(max * f), y2: y(max * f), stroke: "#2a3542" }),
+      svg("text", { x: 2, y: y(max * f) + 4 }, Math.round(max * f * 10) / 10));
   }
   const step = Math.max(1, Math.ceil(labels.length / 8));
-  labels.forEach((lab, i) => { if (i % step === 0) svg.append(s("text", { x: x(i) - 14, y: H - 6 }, lab.slice(5))); });
+  labels.forEach((lab, i) => { if (i % step === 0) chart.append(svg("text", { x: x(i) - 14, y: H - 6 }, lab.slice(5))); });
   for (const ser of series) {
     let d = "";
     ser.values.forEach((v, i) => { if (v !== null) d += `${d && ser.values[i - 1] !== null ? "L" : "M"}${x(i)},${y(v)}`; });
-    svg.append(s("path", { d, fill: "none", stroke: ser.color, "stroke-width": 2, "data-series": ser.name }));
-    ser.values.forEach((v, i) => { if (v !== null) svg.append(s("circle", { cx: x(i), cy: y(v), r: 2.5, fill: ser.color })); });
+    chart.append(svg("path", { d, fill: "none", stroke: ser.color, "stroke-width": 2, "data-series": ser.name }));
+    ser.values.forEach((v, i) => { if (v !== null) chart.append(svg("circle", { cx: x(i), cy: y(v), r: 2.5, fill: ser.color })); });
   }
-  return h("div", svg, h("div.legend", series.flatMap((ser) => [h("i", { style: `background:${ser.color}` }), ser.name])));
+  return h("div", chart, h("div.legend", series.flatMap((ser) => [h("i", { style: `background:${ser.color}` }), ser.name])));
 }
 
 /** Horizontal bars: [[label, value]]. */
 function barChart(pairs, color = "#4c9dff") {
   const W = 600, rowH = 22, H = Math.max(40, pairs.length * rowH + 10), L = 190;
   const max = Math.max(1, ...pairs.map((p) => p[1]));
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, style: `height:${Math.max(4, H / 16)}em` });
+  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, style: `height:${Math.max(4, H / 16)}em` });
   pairs.forEach(([lab, v], i) => {
     const y = 6 + i * rowH;
-    svg.append(s("text", { x: 4, y: y + 14 }, lab.length > 14 ? lab.slice(0, 14) + "…" : lab),
-      s("rect", { x: L, y, width: ((W - L - 40) * v) / max, height: rowH - 6, fill: color, rx: 3 }),
-      s("text", { x: L + ((W - L - 40) * v) / max + 4, y: y + 14 }, v));
+    chart.append(svg("text", { x: 4, y: y + 14 }, lab.length > 14 ? lab.slice(0, 14) + "…" : lab),
+      svg("rect", { x: L, y, width: ((W - L - 40) * v) / max, height: rowH - 6, fill: color, rx: 3 }),
+      svg("text", { x: L + ((W - L - 40) * v) / max + 4, y: y + 14 }, v));
   });
-  return svg;
+  return chart;
 }
 
 function table(cols, rows, onClick) {

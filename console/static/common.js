@@ -301,6 +301,18 @@ export function startTimers() {
 // ---------------------------------------------------------------- DOM
 
 /** h("div.cls#id", {attr: v, onclick: fn, dataset: {...}}, ...children) */
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element: svg("rect", {x: 1, width: 4}, ...children); children are nodes or text. */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
 export function h(sel, attrs, ...children) {
   const tag = sel.match(/^[a-z0-9]*/i)[0] || "div";
   const el = document.createElement(tag);

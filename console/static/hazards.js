@@ -1,7 +1,6 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast } from "./common.js";
-import { upload } from "./hazards_i18n.js";
+import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 
 const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null };

@@ -183,16 +183,6 @@ const MINE = {
 
 for (const lang of Object.keys(MINE)) Object.assign(STRINGS[lang], MINE[lang]);
 
-/** POST multipart/form-data with the session's CSRF token (common.js's api() sends JSON only). */
-export async function upload(path, formData) {
-  const resp = await fetch(path, {
-    method: "POST", body: formData, credentials: "same-origin",
-    headers: { "X-CSRF-Token": sessionStorage.getItem("firelink.csrf") || "", Accept: "application/json" },
-  });
-  const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error(data.error || `${resp.status}`);
-  return data;
-}
 
 export const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(1)}%`);
 export const num = (v) => (v === null || v === undefined ? "—" : String(v));

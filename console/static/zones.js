@@ -11,13 +11,12 @@
 
 import "./zones_i18n.js";
 import { onLangChange, t } from "./i18n.js";
-import { api, fmtTime, h, post, serialised, toast } from "./common.js";
+import { api, fmtTime, h, post, serialised, svg, toast } from "./common.js";
 
 const COLORS = ["#ff5252", "#40c4ff", "#69f0ae", "#ffd740", "#e040fb", "#ff9100", "#b2ff59", "#f8bbd0"];
 const MASK_GREY = "#cfd8dc";
 const SNAP_WIDTH = 1280;
 const NEAR_PX = 6; // a click this close to the last point is the second click of a double-click, not a point
-const SVG_NS = "http://www.w3.org/2000/svg";
 
 // The two kinds of outline: API path, list key, new-id prefix, live events, ids in the `applied` event, UI strings.
 const KINDS = {
@@ -265,12 +264,6 @@ function hint() {
   return z.draft.closed ? tm("hint.closed") : tm("hint.drawing", { n: z.draft.points.length });
 }
 
-function svg(tag, attrs, text) {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
 
 /** Hatching for masks, in the picture's pixels (a stripe every ~1/60 of its width). */
 function hatch(w) {

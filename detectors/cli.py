@@ -162,12 +162,12 @@ def cmd_train(_cfg: Any, args: argparse.Namespace) -> int:
 
 def cmd_train_verifier(cfg: Any, args: argparse.Namespace) -> int:
     """Rebuild the second stage's feature table from labelled datasets and everyday-scene folders."""
-    import hashlib
     import platform
     import time
 
     from detectors.fire import FireDetector
     from detectors.verifier import BoxVerifier, Rows, dataset_rows, hard_negative_rows
+    from ingest.integrity import sha256_file
 
     dcfg = detectors_config(cfg)
     det = FireDetector(dcfg, verifier=None)
@@ -205,7 +205,7 @@ def cmd_train_verifier(cfg: Any, args: argparse.Namespace) -> int:
         "weights": dcfg.weights, "imgsz": runner.imgsz, "backend": runner.backend,
         "sources": {s: int((rows.source == i).sum()) for i, s in enumerate(rows.sources)},
         "positives": int(rows.y.sum()), "negatives": int(len(rows.y) - rows.y.sum()),
-        "sha256": hashlib.sha256(args.out.read_bytes()).hexdigest(),
+        "sha256": sha256_file(args.out),
         "command": "firelink " + " ".join(sys.argv[1:]), "python": platform.python_version(),
         "seconds": round(time.perf_counter() - t0, 1), "licences": licences,
     }

@@ -132,10 +132,11 @@ class YoloRunner:
         import torch
 
         from detectors import weights as W
+        from ingest.integrity import sha256_file
 
         src = W.resolve(self.weights)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        onnx_path = cache_dir / f"{src.stem}-{W.sha256(src)[:12]}-{self.imgsz}.onnx"
+        onnx_path = cache_dir / f"{src.stem}-{sha256_file(src)[:12]}-{self.imgsz}.onnx"
         if not onnx_path.is_file():
             for m in model.modules():  # export-friendly Detect head (raw (B, 4+nc, N) output)
                 if hasattr(m, "export"):

@@ -100,6 +100,7 @@ def train(
 ) -> dict[str, Any]:
     from detectors import weights as W
     from detectors.model import pick_device
+    from ingest.integrity import sha256_file
 
     dev = pick_device(device)
     ul_device = "cpu" if dev == "cpu" else dev.split(":")[-1]
@@ -133,7 +134,7 @@ def train(
     metrics = {k: float(v) for k, v in (getattr(res, "results_dict", None) or {}).items()}
     prov = {
         "weights": out.name,
-        "sha256": W.sha256(out),
+        "sha256": sha256_file(out),
         "created": datetime.now(UTC).isoformat(),
         "base_weights": weights,
         "base_weights_source": "PyPI fire-detector 1.0.3 (fire_detector/models/light_yolov8_flame.pt)"

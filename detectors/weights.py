@@ -20,7 +20,6 @@ execute them (``fall_detection/__init__`` would import onnxruntime; ``fire_detec
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -29,6 +28,8 @@ import threading
 import types
 from pathlib import Path
 from typing import Any
+
+from ingest.integrity import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,6 @@ def restore_pil_open() -> None:
 _convert_lock = threading.Lock()
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def ultralytics_weights(spec: str, cache_dir: Path | None = None) -> Path:
     """A file ``ultralytics.YOLO()`` can open: the file itself, or for checkpoints pickled with
     ``__main__`` classes a converted copy in ``cache_dir`` (named by the source's SHA-256)."""
@@ -131,7 +124,7 @@ def ultralytics_weights(spec: str, cache_dir: Path | None = None) -> Path:
     if b"__main__" not in head:
         return path
     cache = cache_dir or default_cache_dir()
-    out = cache / f"{path.stem}-{sha256(path)[:12]}.pt"
+    out = cache / f"{path.stem}-{sha256_file(path)[:12]}.pt"
     with _convert_lock:
         if not out.is_file():
             ckpt = load_checkpoint(spec)

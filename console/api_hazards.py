@@ -14,17 +14,15 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from pydantic import Field
-from sqlalchemy import or_, select
 
 from console.api import _Body, _int, _limit, actor, api
 from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, KPI_INDEX, SERVICE
 from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
-from dispatch import documents, kpi
+from dispatch import documents, kpi, queries
 from dispatch.hazards import STAGES, HazardService, Upload, hazards_config
 from dispatch.kpi_index import Answer
-from dispatch.models import Incident
 from dispatch.service import BadRequest, NotFound
-from dispatch.state import IncidentStatus, TransitionError
+from dispatch.state import TransitionError
 from dispatch.views import iso
 from ingest.contract import check_text
 from ingest.integrity import IntegrityError
@@ -391,9 +389,7 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
 async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
     core = request.app[SERVICE]
     async with request.app[DB].session() as s:
-        rows = (await s.execute(select(Incident.status).where(Incident.status != IncidentStatus.CLOSED))).all()
-    active = len(rows)
-    unacked = sum(1 for (st,) in rows if st == IncidentStatus.NEW)
+        active, unacked = await queries.open_counts(s)
     return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await hazards(request).counts(),
             "units": len(core.units)}
 
@@ -411,22 +407,10 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
     out: dict[str, Any] = {"incidents": [], "hazards": []}
     core = request.app[SERVICE]
     if kind in ("all", "incidents"):
-        query = select(Incident).order_by(Incident.id.desc()).limit(limit)
-        if unit_id:
-            query = query.where(Incident.unit_id == unit_id)
-        if status not in ("all", ""):
-            query = query.where(Incident.status == status) if status != "open" else \
-                query.where(Incident.status != IncidentStatus.CLOSED)
-        if start:  # active in the period: opened before its end and not closed before its start
-            query = query.where(or_(Incident.closed_at.is_(None), Incident.closed_at >= start))
-        if end:
-            query = query.where(Incident.opened_at < end)
-        if text:
-            ids = [u.id for u in core.units.values() if text in u.name or text in u.address]
-            query = query.where(or_(Incident.unit_id.in_(ids), Incident.kind == text, Incident.close_note.like(
-                f"%{text}%")))
+        units = tuple(u.id for u in core.units.values() if text and (text in u.name or text in u.address))
+        search = queries.IncidentSearch(text, units, unit_id, status, start, end, limit)
         async with request.app[DB].session() as s:
-            rows = (await s.scalars(query)).all()
+            rows = await queries.search_incidents(s, search)
         out["incidents"] = [{"id": i.id, "unit_id": i.unit_id, "unit_name": core.units[i.unit_id].name,
                              "kind": i.kind, "status": i.status, "outcome": i.outcome, "opened_at": iso(i.opened_at),
                              "acknowledged_by": i.acknowledged_by, "closed_at": iso(i.closed_at)} for i in rows]

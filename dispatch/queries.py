@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.actor import Actor
@@ -75,4 +75,42 @@ async def incident_rows(s: AsyncSession, actor: Actor, f: IncidentFilter) -> Seq
     if f.until is not None:
         q = q.where(Incident.opened_at < f.until)
     q = q.limit(max(1, min(f.limit, MAX_LIMIT)))
+    return (await s.scalars(q)).all()
+
+
+async def open_counts(s: AsyncSession) -> tuple[int, int]:
+    """(active, unacknowledged) incidents: the dashboard's two live numbers."""
+    rows = (await s.execute(select(Incident.status).where(Incident.status != IncidentStatus.CLOSED))).all()
+    return len(rows), sum(1 for (status,) in rows if status == IncidentStatus.NEW)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSearch:
+    """The staff search (GET /api/search): `units` are the unit ids whose name/address matched the text."""
+
+    text: str = ""
+    units: tuple[str, ...] = ()
+    unit_id: str | None = None
+    status: str = "all"  # all | open | one IncidentStatus value
+    start: datetime | None = None  # active in [start, end): opened before end, not closed before start
+    end: datetime | None = None
+    limit: int = 200
+
+
+async def search_incidents(s: AsyncSession, f: IncidentSearch) -> Sequence[Incident]:
+    """Newest first; the text matches the unit (name/address, resolved by the caller), the kind or the close note."""
+    q = select(Incident).order_by(Incident.id.desc()).limit(max(1, min(f.limit, MAX_LIMIT)))
+    if f.unit_id:
+        q = q.where(Incident.unit_id == f.unit_id)
+    if f.status == "open":
+        q = q.where(Incident.status != IncidentStatus.CLOSED)
+    elif f.status not in ("all", ""):
+        q = q.where(Incident.status == f.status)
+    if f.start:
+        q = q.where(or_(Incident.closed_at.is_(None), Incident.closed_at >= f.start))
+    if f.end:
+        q = q.where(Incident.opened_at < f.end)
+    if f.text:
+        q = q.where(or_(Incident.unit_id.in_(f.units), Incident.kind == f.text,
+                        Incident.close_note.like(f"%{f.text}%")))
     return (await s.scalars(q)).all()

@@ -22,8 +22,9 @@ from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
 from dispatch.evidence_record import DETECTION_FRAME, entries
 from dispatch.hazard_models import Hazard
-from dispatch.hazards import CLOSED, HazardService, Upload
+from dispatch.hazards import HazardService, Upload
 from dispatch.service import IncidentService
+from dispatch.state import HazardStatus
 from ingest.contract import AlarmIn, ExitCleared, ExitHazard
 from ingest.integrity import confined, sha256_bytes, write_content_addressed
 
@@ -146,7 +147,7 @@ class DetectionSink:
             async with self.service.db.session() as s:
                 hazard_id = await s.scalar(select(Hazard.id).where(
                     Hazard.unit_id == unit_id, Hazard.camera_id == event.camera_id, Hazard.zone == event.zone_id,
-                    Hazard.category == "blocked_exit", Hazard.status != CLOSED).limit(1))
+                    Hazard.category == "blocked_exit", Hazard.status != HazardStatus.CLOSED).limit(1))
             if hazard_id is None:
                 return
             async with self.service.writer.tx() as tx:

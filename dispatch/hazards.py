@@ -33,7 +33,7 @@ from dispatch.events import Event, EventBus
 from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
 from dispatch.models import RecordEntry, Unit
 from dispatch.service import BadRequest, Forbidden, NotFound
-from dispatch.state import TransitionError
+from dispatch.state import IN_RECTIFICATION, UNDER_NOTICE, HazardStatus, PenaltyStatus, TransitionError
 from dispatch.views import iso, record_view, unit_view
 from dispatch.writer import Tx, Writer
 from ingest.contract import utcnow
@@ -56,9 +56,7 @@ PENALTY_APPROVED = "penalty.approved"
 PENALTY_CLOSED = "penalty.closed"
 INSPECTION = "inspection.recorded"
 
-OPEN, NOTICE, PROOF, RECHECK_DUE_S, PENALTY, CLOSED = (
-    "open", "notice_issued", "proof_submitted", "recheck_due", "penalty", "closed")
-STATUSES = (OPEN, NOTICE, PROOF, RECHECK_DUE_S, PENALTY, CLOSED)
+STATUSES = tuple(HazardStatus)
 SOURCES = ("detection", "patrol", "inspection")
 STAGES = ("before", "proof", "recheck", "after")
 CAMERA = Actor("camera", "system")
@@ -240,7 +238,8 @@ class HazardService:
         async with self.writer.tx() as tx:
             now = self.clock()
             h = Hazard(unit_id=unit_id, category=category, severity=severity or cat.severity, source=source,
-                       status=OPEN, description=description, lat=lat, lon=lon, camera_id=camera_id, zone=zone,
+                       status=HazardStatus.OPEN, description=description, lat=lat, lon=lon, camera_id=camera_id,
+                       zone=zone,
                        camera_visible=bool(visible), found_at=found_at or now, found_by=actor.username)
             tx.session.add(h)
             await tx.session.flush()
@@ -261,7 +260,7 @@ class HazardService:
         async with self.db.session() as s:
             existing = await s.scalar(select(Hazard).where(
                 Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
-                Hazard.category == category, Hazard.status != CLOSED).limit(1))
+                Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
             if existing is not None:
                 return self.view(existing)
         photos = [Upload(f"{camera_id}-snapshot.jpg", "image/jpeg", snapshot_jpeg)] if snapshot_jpeg else []
@@ -286,10 +285,10 @@ class HazardService:
         """An open hazard found to be none (e.g. a false detection) is closed without a notice."""
         async with self.writer.tx() as tx:
             h = await self._hazard(tx.session, hazard_id)
-            if h.status != OPEN:
+            if h.status != HazardStatus.OPEN:
                 raise TransitionError("only a hazard without a notice can be withdrawn")
             now = self.clock()
-            h.status, h.outcome, h.closed_at, h.closed_by = CLOSED, "withdrawn", now, actor.username
+            h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "withdrawn", now, actor.username
             self._record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": "withdrawn", "note": note})
             return self._emit(tx, h)
 
@@ -318,7 +317,7 @@ class HazardService:
         async with self.writer.tx() as tx:
             s = tx.session
             h = await self._hazard(s, hazard_id)
-            if h.status != OPEN:
+            if h.status != HazardStatus.OPEN:
                 raise TransitionError(f"hazard is {h.status}; a notice is issued once, on an open hazard")
             cat = self.hcfg.category(h.category)
             now = self.clock()
@@ -342,7 +341,7 @@ class HazardService:
                                     requirement=requirement or (cat.requirement if cat else ""), clauses=cited)
             s.add(n)
             await s.flush()
-            h.status, h.deadline = NOTICE, deadline
+            h.status, h.deadline = HazardStatus.NOTICE_ISSUED, deadline
             self._record(tx, h, NOTICE_ISSUED, actor, now,
                          {"notice_id": n.id, "number": n.number, "deadline": iso(deadline),
                           "clauses": [c["key"] for c in cited]})
@@ -359,14 +358,14 @@ class HazardService:
         async with self.writer.tx() as tx:
             h = await self._hazard(tx.session, hazard_id)
             self._check_visible(actor, h.unit_id)
-            if h.status not in (NOTICE, PROOF, RECHECK_DUE_S, PENALTY):
+            if h.status not in IN_RECTIFICATION:
                 raise TransitionError(f"hazard is {h.status}; proof is for a hazard under a notice")
             now = self.clock()
             rows = await self._store(tx, h, files, "proof", note, actor, now)
             self._record(tx, h, PROOF_SUBMITTED, actor, now,
                          {"note": note, "evidence_ids": [r.id for r in rows], "deadline": iso(h.deadline)})
-            if h.status == NOTICE:
-                h.status = PROOF
+            if h.status == HazardStatus.NOTICE_ISSUED:
+                h.status = HazardStatus.PROOF_SUBMITTED
             return self._emit(tx, h)
 
     async def recheck(self, hazard_id: int, rectified: bool, note: str, actor: Actor,
@@ -378,7 +377,7 @@ class HazardService:
 
     async def _apply_recheck(self, tx: Tx, h: Hazard, method: str, rectified: bool, note: str, actor: Actor,
                              photos: Sequence[Upload]) -> dict[str, Any]:
-        if h.status not in (NOTICE, PROOF, RECHECK_DUE_S, PENALTY):
+        if h.status not in IN_RECTIFICATION:
             raise TransitionError(f"hazard is {h.status}; nothing to recheck")
         now = self.clock()
         rows = await self._store(tx, h, photos, "recheck", note, actor, now)
@@ -389,20 +388,20 @@ class HazardService:
         self._record(tx, h, RECHECKED, actor, now,
                      {"recheck_id": r.id, "method": method, "rectified": rectified, "note": note,
                       "deadline": iso(h.deadline), "evidence_ids": [e.id for e in rows]})
-        if rectified and h.status != PENALTY:
+        if rectified and h.status != HazardStatus.PENALTY:
             await self._close_rectified(tx, h, actor, now)
-        elif not rectified and h.status != PENALTY:
+        elif not rectified and h.status != HazardStatus.PENALTY:
             if h.deadline is not None and now >= h.deadline:
                 await self._overdue(tx, h, actor, now, "recheck: not rectified after the deadline")
             else:
-                h.status = NOTICE  # before the deadline: the unit still has time
+                h.status = HazardStatus.NOTICE_ISSUED  # before the deadline: the unit still has time
         return self._emit(tx, h)
 
     async def _close_rectified(self, tx: Tx, h: Hazard, actor: Actor, now: datetime) -> None:
         ev_rows = (await tx.session.scalars(select(HazardEvidence).where(HazardEvidence.hazard_id == h.id))).all()
         before = [e.id for e in ev_rows if e.stage == "before"]
         after = [e.id for e in ev_rows if e.stage in ("proof", "recheck", "after")]
-        h.status, h.outcome, h.closed_at, h.closed_by = CLOSED, "rectified", now, actor.username
+        h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "rectified", now, actor.username
         self._record(tx, h, HAZARD_CLOSED, actor, now,
                      {"outcome": "rectified", "before_evidence": before, "after_evidence": after})
 
@@ -412,7 +411,7 @@ class HazardService:
         """Hazards whose deadline has passed and still wait for it to be handled; and the next deadline."""
         async with self.db.session() as s:
             rows = (await s.execute(select(Hazard.id, Hazard.deadline).where(
-                Hazard.status.in_([NOTICE, PROOF]), Hazard.deadline.is_not(None)))).all()
+                Hazard.status.in_(UNDER_NOTICE), Hazard.deadline.is_not(None)))).all()
         due = [hid for hid, dl in rows if dl is not None and dl <= now]
         later: list[datetime] = [dl for _, dl in rows if dl is not None and dl > now]
         return due, min(later) if later else None
@@ -421,7 +420,7 @@ class HazardService:
         """At the deadline: camera recheck if possible; else no proof → penalty, proof → officer recheck."""
         async with self.db.session() as s:
             h0 = await self._hazard(s, hazard_id)
-            if h0.status not in (NOTICE, PROOF) or h0.deadline is None or h0.deadline > self.clock():
+            if h0.status not in UNDER_NOTICE or h0.deadline is None or h0.deadline > self.clock():
                 return None
             view0 = self.view(h0)
         result: tuple[bool, bytes] | None = None
@@ -433,23 +432,23 @@ class HazardService:
                 result = None
         async with self.writer.tx() as tx:
             h = await self._hazard(tx.session, hazard_id)
-            if h.status not in (NOTICE, PROOF):
+            if h.status not in UNDER_NOTICE:
                 return None  # an officer acted meanwhile
             now = self.clock()
             if result is not None:
                 rectified, jpeg = result
                 photos = [Upload("camera-recheck.jpg", "image/jpeg", jpeg)] if jpeg else []
                 return await self._apply_recheck(tx, h, "camera", rectified, "自动视频复查", CAMERA, photos)
-            if h.status == NOTICE:
+            if h.status == HazardStatus.NOTICE_ISSUED:
                 await self._overdue(tx, h, SYSTEM, now, "deadline passed without rectification proof")
             else:
-                h.status = RECHECK_DUE_S
+                h.status = HazardStatus.RECHECK_DUE
                 self._record(tx, h, RECHECK_DUE, SYSTEM, now, {"deadline": iso(h.deadline)})
             return self._emit(tx, h)
 
     async def _overdue(self, tx: Tx, h: Hazard, actor: Actor, now: datetime, reason: str) -> None:
         self._record(tx, h, OVERDUE, actor, now, {"deadline": iso(h.deadline), "reason": reason})
-        h.status = PENALTY
+        h.status = HazardStatus.PENALTY
         await self._propose(tx, h, now)
 
     async def _propose(self, tx: Tx, h: Hazard, now: datetime) -> PenaltyDecision:
@@ -465,7 +464,8 @@ class HazardService:
             facts += (f"，{self.cfg.station.name}于{_cn_date(notice.issued_at)}以《责令限期改正通知书》"
                       f"（{notice.number}）责令其于{_cn_date(notice.deadline)}前改正，逾期未改正")
         facts += "。"
-        p = PenaltyDecision(hazard_id=h.id, status="proposed", target=rule.target, person_name="", kind=rule.kind,
+        p = PenaltyDecision(hazard_id=h.id, status=PenaltyStatus.PROPOSED, target=rule.target, person_name="",
+                            kind=rule.kind,
                             amount_yuan=rule.proposed_yuan, facts=facts,
                             clauses=[clause_snapshot(c) for k in keys if (c := self.hcfg.clause(k))],
                             proposed_at=now, proposed_by=SYSTEM.username, closure_note="")
@@ -489,7 +489,7 @@ class HazardService:
         async with self.writer.tx() as tx:
             h = await self._hazard(tx.session, hazard_id)
             now = self.clock()
-            if h.status not in (NOTICE, PROOF, RECHECK_DUE_S) or h.deadline is None or now < h.deadline:
+            if h.status not in IN_RECTIFICATION - {HazardStatus.PENALTY} or h.deadline is None or now < h.deadline:
                 raise TransitionError("a penalty is proposed only for a hazard past its deadline")
             await self._overdue(tx, h, actor, now, "officer: not rectified after the deadline")
             return self._emit(tx, h)
@@ -501,7 +501,7 @@ class HazardService:
         async with self.writer.tx() as tx:
             s = tx.session
             p, h = await self._penalty(s, penalty_id)
-            if p.status != "proposed":
+            if p.status != PenaltyStatus.PROPOSED:
                 raise TransitionError(f"penalty is {p.status}")
             target, kind = target or p.target, kind or p.kind
             rule = next((r for r in self.hcfg.rules_for(target) if r.kind == kind), None)
@@ -524,7 +524,7 @@ class HazardService:
             p.year = now.year
             p.seq = await self._next_seq(s, PenaltyDecision, now.year)
             p.number = self._number(self.hcfg.penalty_number_format, now.year, p.seq)
-            p.status, p.confirmed_at, p.confirmed_by = "confirmed", now, actor.username
+            p.status, p.confirmed_at, p.confirmed_by = PenaltyStatus.CONFIRMED, now, actor.username
             self._record(tx, h, PENALTY_CONFIRMED, actor, now,
                          {"penalty_id": p.id, "number": p.number, "target": target, "kind": kind,
                           "amount_yuan": amount, "person_name": p.person_name})
@@ -534,12 +534,12 @@ class HazardService:
     async def approve_penalty(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
         async with self.writer.tx() as tx:
             p, h = await self._penalty(tx.session, penalty_id)
-            if p.status != "confirmed":
+            if p.status != PenaltyStatus.CONFIRMED:
                 raise TransitionError(f"penalty is {p.status}; an officer confirms it first")
             if p.confirmed_by == actor.username:
                 raise Forbidden("the supervisor approving must not be the officer who confirmed")
             now = self.clock()
-            p.status, p.approved_at, p.approved_by = "approved", now, actor.username
+            p.status, p.approved_at, p.approved_by = PenaltyStatus.APPROVED, now, actor.username
             self._record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number})
             self._emit(tx, h)
             return penalty_view(p)
@@ -548,16 +548,17 @@ class HazardService:
         """Payment (fine) or delivery (warning) recorded; the hazard's case closes."""
         async with self.writer.tx() as tx:
             p, h = await self._penalty(tx.session, penalty_id)
-            if p.status != "approved":
+            if p.status != PenaltyStatus.APPROVED:
                 raise TransitionError(f"penalty is {p.status}; it must be approved first")
             now = self.clock()
             closure = "paid" if p.kind == "fine" else "warned"
-            p.status, p.closed_at, p.closed_by, p.closure, p.closure_note = "closed", now, actor.username, closure, note
+            p.status, p.closed_at, p.closed_by = PenaltyStatus.CLOSED, now, actor.username
+            p.closure, p.closure_note = closure, note
             self._record(tx, h, PENALTY_CLOSED, actor, now,
                          {"penalty_id": p.id, "closure": closure, "amount_yuan": p.amount_yuan, "note": note})
             rectified = await tx.session.scalar(select(func.count(Recheck.id)).where(
                 Recheck.hazard_id == h.id, Recheck.rectified.is_(True)))
-            h.status, h.closed_at, h.closed_by = CLOSED, now, actor.username
+            h.status, h.closed_at, h.closed_by = HazardStatus.CLOSED, now, actor.username
             h.outcome = "rectified_after_penalty" if rectified else "penalized"
             self._record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": h.outcome, "penalty_id": p.id})
             self._emit(tx, h)
@@ -573,7 +574,7 @@ class HazardService:
             raise Forbidden("agencies do not see hazards")
         query = select(Hazard).order_by(Hazard.id.desc()).limit(max(1, min(limit, 1000)))
         if status == "open":
-            query = query.where(Hazard.status != CLOSED)
+            query = query.where(Hazard.status != HazardStatus.CLOSED)
         elif status in STATUSES:
             query = query.where(Hazard.status == status)
         elif status != "all":
@@ -676,7 +677,8 @@ class HazardService:
         """Open hazards by category and by severity (dashboard)."""
         async with self.db.session() as s:
             rows = (await s.execute(select(Hazard.category, Hazard.severity, func.count(Hazard.id))
-                                    .where(Hazard.status != CLOSED).group_by(Hazard.category, Hazard.severity))).all()
+                                    .where(Hazard.status != HazardStatus.CLOSED)
+                                    .group_by(Hazard.category, Hazard.severity))).all()
             by_unit = (await s.execute(select(Hazard.unit_id, Hazard.status, func.count(Hazard.id))
                                        .group_by(Hazard.unit_id, Hazard.status))).all()
         by_cat: dict[str, int] = {}
@@ -687,7 +689,7 @@ class HazardService:
         units: dict[str, dict[str, Any]] = {}
         for uid, st, n in by_unit:
             u = units.setdefault(uid, {"unit_id": uid, "open": 0, "closed": 0})
-            u["closed" if st == CLOSED else "open"] += n
+            u["closed" if st == HazardStatus.CLOSED else "open"] += n
         for uid, u in units.items():
             unit = self.units.get(uid)
             if unit is not None:

@@ -13,6 +13,31 @@ class IncidentStatus(StrEnum):
     CLOSED = "closed"
 
 
+class HazardStatus(StrEnum):
+    """A hazard's case: found → notice with a deadline → proof → recheck (due) → penalty → closed."""
+
+    OPEN = "open"
+    NOTICE_ISSUED = "notice_issued"
+    PROOF_SUBMITTED = "proof_submitted"
+    RECHECK_DUE = "recheck_due"
+    PENALTY = "penalty"
+    CLOSED = "closed"
+
+
+# A notice runs (the unit may still send proof) / the case is in rectification (proof may still be sent).
+UNDER_NOTICE = frozenset({HazardStatus.NOTICE_ISSUED, HazardStatus.PROOF_SUBMITTED})
+IN_RECTIFICATION = UNDER_NOTICE | {HazardStatus.RECHECK_DUE, HazardStatus.PENALTY}
+
+
+class PenaltyStatus(StrEnum):
+    """A penalty decision: proposed by the system → confirmed by an officer → approved by the leader → closed."""
+
+    PROPOSED = "proposed"
+    CONFIRMED = "confirmed"
+    APPROVED = "approved"
+    CLOSED = "closed"
+
+
 class DispatchStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"

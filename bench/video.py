@@ -210,7 +210,9 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
 
     from config.cameras import VideoConfig
     from config.schema import FirelinkConfig
+    from console.routing import install
     from console.video import USER_KEY, setup_video
+    from console.video import routes as video_routes
     from dispatch.appkeys import BUS, CONFIG
     from dispatch.events import EventBus
     from dispatch.inputs import Actor
@@ -229,6 +231,7 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
     app[CONFIG] = cfg
     app[BUS] = EventBus()
     setup_video(app, video=VideoConfig(), evidence_dir=evidence)
+    install(app, video_routes)
     web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
 
 

@@ -211,7 +211,9 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
     from config.cameras import VideoConfig
     from config.schema import FirelinkConfig
     from console.appkeys import BUS, CONFIG
+    from console.routing import install
     from console.video import USER_KEY, setup_video
+    from console.video import routes as video_routes
     from dispatch.actor import Actor
     from dispatch.events import EventBus
 
@@ -229,6 +231,7 @@ def serve(port: int, cams: list[str], evidence: str) -> None:
     app[CONFIG] = cfg
     app[BUS] = EventBus()
     setup_video(app, video=VideoConfig(), evidence_dir=evidence)
+    install(app, video_routes)
     web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
 
 

@@ -1,4 +1,6 @@
-"""HTTP API of the console. Every route declares its roles in the route table (console.routing)."""
+"""HTTP API of the console: session, incidents, dispatches, admin and meta routes (`routes`, served by console.web).
+
+Every route declares its roles, parameters and statuses (console.routing)."""
 
 from __future__ import annotations
 
@@ -10,23 +12,21 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from console.appkeys import CLOCK, CONFIG, HEALTH, LOGIN_THROTTLE, SERVICE, WRITER
+from console.appkeys import CLOCK, CONFIG, HEALTH, LOGIN_THROTTLE, ROUTES, SERVICE, SOCKETS, WRITER
 from console.routing import (
     EVERYONE,
     OFFICERS,
     PATH_PARAMS_KEY,
     QUERY_KEY,
-    ROUTES,
-    ApiRouter,
     Count,
     Query,
     Route,
+    RouteTable,
     error,
     openapi,
     query_of,
 )
 from console.security import ACTOR, COOKIE, SESSION, client_address, secure_cookie
-from console.ws import SOCKETS, websocket
 from dispatch.actor import Actor
 from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.login_throttle import retry_after_header
@@ -36,7 +36,7 @@ from dispatch.state import ALARM_KINDS
 from ingest.contract import AlarmIn, InputModel
 
 log = logging.getLogger(__name__)
-api = ApiRouter()
+routes = RouteTable()
 
 
 class _Body(InputModel):
@@ -100,7 +100,7 @@ def user_json(a: Actor) -> dict[str, Any]:
 
 # --------------------------------------------------------------- session
 
-@api.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session", statuses=(401, 429, 503))
+@routes.route("POST", "/api/login", "Log in", roles=None, body=LoginBody, tag="session", statuses=(401, 429, 503))
 async def post_login(request: web.Request, body: LoginBody) -> web.StreamResponse:
     """Throttled per account and per client address (429 + Retry-After while locked, the right password too)."""
     cfg = request.app[CONFIG]
@@ -136,7 +136,7 @@ def _too_many(seconds: float, message: str | None = None) -> web.Response:
     return resp
 
 
-@api.route("POST", "/api/logout", "Log out", roles=EVERYONE, tag="session")
+@routes.route("POST", "/api/logout", "Log out", roles=EVERYONE, tag="session")
 async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
@@ -147,7 +147,7 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     return resp
 
 
-@api.route("GET", "/api/me", "Who am I", roles=EVERYONE, tag="session")
+@routes.route("GET", "/api/me", "Who am I", roles=EVERYONE, tag="session")
 async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     sess = request.get(SESSION)
     cfg = request.app[CONFIG]
@@ -161,7 +161,7 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
 
 # ------------------------------------------------------------- incidents
 
-@api.route("GET", "/api/units", "List units", roles=frozenset({"admin", "duty_officer", "assessor", "unit"}))
+@routes.route("GET", "/api/units", "List units", roles=frozenset({"admin", "duty_officer", "assessor", "unit"}))
 async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
     return await request.app[SERVICE].list_units(actor(request))
 
@@ -178,8 +178,8 @@ class IncidentQuery(Query):
     limit: Count = 200
 
 
-@api.route("GET", "/api/incidents", "List incidents (open: urgency order; closed/all: history, filtered)",
-           roles=EVERYONE, query=IncidentQuery)
+@routes.route("GET", "/api/incidents", "List incidents (open: urgency order; closed/all: history, filtered)",
+              roles=EVERYONE, query=IncidentQuery)
 async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | list[dict[str, Any]]:
     q = query_of(request, IncidentQuery)
     service = request.app[SERVICE]
@@ -192,39 +192,39 @@ async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | l
         limit=q.limit))
 
 
-@api.route("GET", "/api/incidents/{id}", "Get an incident with its timeline", roles=EVERYONE)
+@routes.route("GET", "/api/incidents/{id}", "Get an incident with its timeline", roles=EVERYONE)
 async def get_incident(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].incident_detail(_int(request), actor(request))
 
 
-@api.route("POST", "/api/incidents/{id}/ack", "Acknowledge an incident", roles=OFFICERS)
+@routes.route("POST", "/api/incidents/{id}/ack", "Acknowledge an incident", roles=OFFICERS)
 async def post_ack(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].acknowledge(_int(request), actor(request))
 
 
-@api.route("POST", "/api/incidents/{id}/dispatch", "Link out agencies", roles=OFFICERS, body=DispatchBody)
+@routes.route("POST", "/api/incidents/{id}/dispatch", "Link out agencies", roles=OFFICERS, body=DispatchBody)
 async def post_dispatch(request: web.Request, body: DispatchBody) -> dict[str, Any]:
     return await request.app[SERVICE].dispatch(_int(request), body.agencies, actor(request))
 
 
-@api.route("POST", "/api/incidents/{id}/on_scene", "Mark on scene", roles=OFFICERS)
+@routes.route("POST", "/api/incidents/{id}/on_scene", "Mark on scene", roles=OFFICERS)
 async def post_on_scene(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].on_scene(_int(request), actor(request))
 
 
-@api.route("POST", "/api/incidents/{id}/close", "Close an incident", roles=OFFICERS, body=CloseBody)
+@routes.route("POST", "/api/incidents/{id}/close", "Close an incident", roles=OFFICERS, body=CloseBody)
 async def post_close(request: web.Request, body: CloseBody) -> dict[str, Any]:
     return await request.app[SERVICE].close(_int(request), body.outcome, body.note, actor(request))
 
 
-@api.route("POST", "/api/incidents/{id}/messages", "Send an instruction or reply",
-           roles=frozenset({"admin", "duty_officer", "unit"}), body=MessageBody)
+@routes.route("POST", "/api/incidents/{id}/messages", "Send an instruction or reply",
+              roles=frozenset({"admin", "duty_officer", "unit"}), body=MessageBody)
 async def post_message(request: web.Request, body: MessageBody) -> dict[str, Any]:
     return await request.app[SERVICE].add_message(_int(request), body.text, actor(request))
 
 
-@api.route("POST", "/api/units/{unit_id}/alarm", "Press the one-key alarm",
-           roles=frozenset({"admin", "duty_officer", "unit"}), body=PressBody)
+@routes.route("POST", "/api/units/{unit_id}/alarm", "Press the one-key alarm",
+              roles=frozenset({"admin", "duty_officer", "unit"}), body=PressBody)
 async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
     who = actor(request)
     unit_id = request.match_info["unit_id"]
@@ -244,35 +244,35 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
 
 # ------------------------------------------------------------- dispatches
 
-@api.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({"admin", "duty_officer", "assessor",
-                                                                          "agency"}), tag="agency",
-           query=DispatchesQuery)
+@routes.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({"admin", "duty_officer", "assessor",
+                                                                             "agency"}), tag="agency",
+              query=DispatchesQuery)
 async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = query_of(request, DispatchesQuery)
     return await request.app[SERVICE].list_dispatches(actor(request), q.state)
 
 
-@api.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
-           roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
+@routes.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
+              roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
 async def post_dispatch_ack(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].agency_update(_int(request), "acknowledged", actor(request))
 
 
-@api.route("POST", "/api/dispatches/{id}/on_scene", "Agency reports arrival on scene",
-           roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
+@routes.route("POST", "/api/dispatches/{id}/on_scene", "Agency reports arrival on scene",
+              roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
 async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].agency_update(_int(request), "on_scene", actor(request))
 
 
 # ------------------------------------------------------------------ admin
 
-@api.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin",
-           query=LimitQuery)
+@routes.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin",
+              query=LimitQuery)
 async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[SERVICE].list_rejections(_limit(request))
 
 
-@api.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))
+@routes.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))
 async def healthz(request: web.Request, _: None) -> web.StreamResponse:
     """The truth about the alarm path, checked now; 503 when the database or the MQTT intake is down."""
     monitor = request.app[HEALTH]
@@ -280,13 +280,8 @@ async def healthz(request: web.Request, _: None) -> web.StreamResponse:
     return web.json_response(body, status=monitor.http_status(body))
 
 
-@api.route("GET", "/api/openapi.json", "OpenAPI document", roles=None, tag="meta")
+@routes.route("GET", "/api/openapi.json", "OpenAPI document", roles=None, tag="meta")
 async def get_openapi(request: web.Request, _: None) -> dict[str, Any]:
-    routes: list[Route] = request.app[ROUTES]
-    return openapi(routes, "Firelink API", "1")
+    served: list[Route] = request.app[ROUTES]
+    return openapi(served, "Firelink API", "1")
 
-
-@api.route("GET", "/ws", "Live console events over a WebSocket (README: Events); needs the session cookie",
-           roles=EVERYONE, tag="meta", success=101, statuses=(400,))
-async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
-    return await websocket(request)

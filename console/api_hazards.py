@@ -1,6 +1,5 @@
-"""HTTP API of hazard supervision and evaluation, on the console's one route table (console.api.api).
+"""HTTP API of hazard supervision and evaluation (`routes`, served by console.web with the console's others).
 
-Importing this module registers the routes; console/web.py imports it before `api.install(app)`.
 Officers act; units see their own hazards/notices and upload proof; the assessor reads; the admin
 (supervisor) approves penalties. Uploads are multipart, size-limited, and checked by their bytes.
 """
@@ -15,9 +14,9 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from pydantic import Field
 
-from console.api import _Body, _int, _limit, actor, api
+from console.api import _Body, _int, _limit, actor
 from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, KPI_INDEX, SERVICE
-from console.routing import OFFICERS, STAFF, Count, Query, error, query_of
+from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
 from dispatch.hazards import STAGES, HazardService, Upload, hazards_config
 from dispatch.kpi_index import Answer
@@ -27,6 +26,7 @@ from dispatch.views import iso
 from ingest.contract import check_text
 from ingest.integrity import IntegrityError
 
+routes = RouteTable()
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
 MAX_FIELD = 4000  # bytes read of one text field
@@ -168,13 +168,13 @@ async def read_uploads(request: web.Request, svc: HazardService) -> tuple[dict[s
 
 # ------------------------------------------------------------------ hazards
 
-@api.route("GET", "/api/hazards/config", "Hazard categories, law clauses, penalty rules", roles=READERS,
-           tag="hazards")
+@routes.route("GET", "/api/hazards/config", "Hazard categories, law clauses, penalty rules", roles=READERS,
+              tag="hazards")
 async def get_hazard_config(request: web.Request, _: None) -> dict[str, Any]:
     return hazards(request).config_view()
 
 
-@api.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards", query=HazardsQuery)
+@routes.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards", query=HazardsQuery)
 async def get_hazards(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = request.query
     start, end = _range(request)
@@ -184,8 +184,8 @@ async def get_hazards(request: web.Request, _: None) -> list[dict[str, Any]]:
         start=start, end=end, limit=_limit(request))
 
 
-@api.route("POST", "/api/hazards", "Create a hazard (patrol, inspection)", roles=OFFICERS, body=HazardBody,
-           tag="hazards")
+@routes.route("POST", "/api/hazards", "Create a hazard (patrol, inspection)", roles=OFFICERS, body=HazardBody,
+              tag="hazards")
 async def post_hazard(request: web.Request, body: HazardBody) -> dict[str, Any]:
     return await hazards(request).create(
         unit_id=body.unit_id, category=body.category, source=body.source, actor=actor(request),
@@ -193,8 +193,8 @@ async def post_hazard(request: web.Request, body: HazardBody) -> dict[str, Any]:
         zone=body.zone)
 
 
-@api.route("POST", "/api/cameras/{camera_id}/patrol-hazard", "Record a hazard seen on a live view (video patrol)",
-           roles=OFFICERS, body=PatrolBody, tag="hazards")
+@routes.route("POST", "/api/cameras/{camera_id}/patrol-hazard", "Record a hazard seen on a live view (video patrol)",
+              roles=OFFICERS, body=PatrolBody, tag="hazards")
 async def post_patrol_hazard(request: web.Request, body: PatrolBody) -> dict[str, Any]:
     """One action from a live view: the camera's current frame becomes the hazard's evidence."""
     camera_id = request.match_info["camera_id"]
@@ -210,13 +210,13 @@ async def post_patrol_hazard(request: web.Request, body: PatrolBody) -> dict[str
         camera_visible=True, photos=[Upload(f"{camera_id}-patrol.jpg", "image/jpeg", frame.data)])
 
 
-@api.route("GET", "/api/hazards/{id}", "Get a hazard with its timeline and evidence", roles=READERS, tag="hazards")
+@routes.route("GET", "/api/hazards/{id}", "Get a hazard with its timeline and evidence", roles=READERS, tag="hazards")
 async def get_hazard(request: web.Request, _: None) -> dict[str, Any]:
     return await hazards(request).detail(_int(request), actor(request))
 
 
-@api.route("POST", "/api/hazards/{id}/evidence", "Attach photos (multipart: stage, note, files)", roles=OFFICERS,
-           tag="hazards", upload=EVIDENCE_UPLOAD)
+@routes.route("POST", "/api/hazards/{id}/evidence", "Attach photos (multipart: stage, note, files)", roles=OFFICERS,
+              tag="hazards", upload=EVIDENCE_UPLOAD)
 async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
     svc = hazards(request)
     fields, files = await read_uploads(request, svc)
@@ -224,59 +224,59 @@ async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
                                   actor(request))
 
 
-@api.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
-           tag="hazards")
+@routes.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
+              tag="hazards")
 async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
     return await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
                                                days=body.days, clauses=body.clauses, requirement=body.requirement)
 
 
-@api.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
-           roles=frozenset({*OFFICERS, "unit"}), tag="hazards", upload=PROOF_UPLOAD)
+@routes.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
+              roles=frozenset({*OFFICERS, "unit"}), tag="hazards", upload=PROOF_UPLOAD)
 async def post_proof(request: web.Request, _: None) -> dict[str, Any]:
     svc = hazards(request)
     fields, files = await read_uploads(request, svc)
     return await svc.submit_proof(_int(request), fields.get("note", ""), files, actor(request))
 
 
-@api.route("POST", "/api/hazards/{id}/recheck", "Record a recheck", roles=OFFICERS, body=RecheckBody, tag="hazards")
+@routes.route("POST", "/api/hazards/{id}/recheck", "Record a recheck", roles=OFFICERS, body=RecheckBody, tag="hazards")
 async def post_recheck(request: web.Request, body: RecheckBody) -> dict[str, Any]:
     return await hazards(request).recheck(_int(request), body.rectified, body.note, actor(request))
 
 
-@api.route("POST", "/api/hazards/{id}/withdraw", "Withdraw an open hazard (no hazard after all)", roles=OFFICERS,
-           body=NoteBody, tag="hazards")
+@routes.route("POST", "/api/hazards/{id}/withdraw", "Withdraw an open hazard (no hazard after all)", roles=OFFICERS,
+              body=NoteBody, tag="hazards")
 async def post_withdraw(request: web.Request, body: NoteBody) -> dict[str, Any]:
     return await hazards(request).withdraw(_int(request), body.note, actor(request))
 
 
-@api.route("POST", "/api/hazards/{id}/penalty", "Propose a penalty for an overdue hazard", roles=OFFICERS,
-           tag="hazards")
+@routes.route("POST", "/api/hazards/{id}/penalty", "Propose a penalty for an overdue hazard", roles=OFFICERS,
+              tag="hazards")
 async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
     return await hazards(request).propose_penalty(_int(request), actor(request))
 
 
-@api.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
-           tag="hazards")
+@routes.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
+              tag="hazards")
 async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
     return await hazards(request).confirm_penalty(_int(request), actor(request), target=body.target,
                                                   kind=body.kind, amount_yuan=body.amount_yuan,
                                                   person_name=body.person_name)
 
 
-@api.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
+@routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
 async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
     return await hazards(request).approve_penalty(_int(request), actor(request))
 
 
-@api.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
-           body=NoteBody, tag="hazards")
+@routes.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
+              body=NoteBody, tag="hazards")
 async def post_close_penalty(request: web.Request, body: NoteBody) -> dict[str, Any]:
     return await hazards(request).close_penalty(_int(request), actor(request), body.note)
 
 
-@api.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
-           tag="hazards")
+@routes.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
+              tag="hazards")
 async def post_inspection(request: web.Request, body: InspectionBody) -> dict[str, Any]:
     return await hazards(request).record_inspection(body.unit_id, body.note, actor(request))
 
@@ -295,7 +295,7 @@ async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
         return await heavy.process(documents.html_to_pdf, await heavy.thread(html))
 
 
-@api.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
+@routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     svc = hazards(request)
     who = actor(request)
@@ -306,16 +306,16 @@ async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     return _pdf(data, f"责令限期改正通知书-{doc['notice'].number}.pdf")
 
 
-@api.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
-           produces=PDF)
+@routes.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
+              produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
     doc = await hazards(request).penalty_document(_int(request), actor(request))
     data = await _render_pdf(request, lambda: documents.penalty_html(doc))
     return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
 
 
-@api.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
-           statuses=(409,))
+@routes.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
+              statuses=(409,))
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
     try:
         e, _unit = await hazards(request).evidence(_int(request), actor(request))
@@ -354,15 +354,15 @@ async def _kpis(request: web.Request) -> Answer:
                                              admit=lambda: heavy.slot("KPI"))
 
 
-@api.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
-           roles=STAFF, tag="evaluation", query=PeriodQuery)
+@routes.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
+              roles=STAFF, tag="evaluation", query=PeriodQuery)
 async def get_kpi(request: web.Request, _: None) -> web.StreamResponse:
     answer = await _kpis(request)  # JSON encoded once per computation, shared by every request it answers
     return web.Response(body=answer.body, content_type="application/json")
 
 
-@api.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation", query=PeriodQuery,
-           produces=("text/csv",))
+@routes.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation", query=PeriodQuery,
+              produces=("text/csv",))
 async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
     result = (await _kpis(request)).result
     heavy = request.app[HEAVY]
@@ -372,8 +372,8 @@ async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote('考评-' + result['period'] + '.csv')}"})
 
 
-@api.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation",
-           query=PeriodQuery, produces=PDF)
+@routes.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation",
+              query=PeriodQuery, produces=PDF)
 async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     result = (await _kpis(request)).result
     cfg = request.app[CONFIG]
@@ -384,8 +384,8 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     return _pdf(data, f"考评报告-{result['period']}.pdf")
 
 
-@api.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,
-           tag="evaluation")
+@routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,
+              tag="evaluation")
 async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
     core = request.app[SERVICE]
     async with request.app[DB].session() as s:
@@ -394,8 +394,8 @@ async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
             "units": len(core.units)}
 
 
-@api.route("GET", "/api/search", "Search incidents and hazards (?type=&q=&unit_id=&status=&from=&to=)",
-           roles=STAFF, tag="evaluation", query=SearchQuery)
+@routes.route("GET", "/api/search", "Search incidents and hazards (?type=&q=&unit_id=&status=&from=&to=)",
+              roles=STAFF, tag="evaluation", query=SearchQuery)
 async def get_search(request: web.Request, _: None) -> dict[str, Any]:
     q = request.query
     kind = query_of(request, SearchQuery).type

@@ -1,7 +1,6 @@
-"""HTTP API of the outlines drawn in the console (exit zones, smoke/fire detection masks), on the console's one
-route table (console.api.api).
+"""HTTP API of the outlines drawn in the console (exit zones, smoke/fire detection masks): `routes`, served by
+console.web with the console's others.
 
-Importing this module registers the routes; console/web.py imports it before `api.install(app)`.
 Officers (admin, duty officer) draw, replace and delete zones and masks, and capture a zone's clear reference from
 the camera's current frame; the assessor reads. Outlines of the config file are listed read-only. Responses name
 cameras by id only: a camera's source URL and credentials never appear.
@@ -15,14 +14,15 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from console.api import _Body, actor, api
+from console.api import _Body, actor
 from console.appkeys import CAMERAS, EXIT_ZONES, MASKS
-from console.routing import OFFICERS, STAFF, error
+from console.routing import OFFICERS, STAFF, RouteTable, error
 from dispatch.exit_zones import ExitZoneService, zone_spec
 from dispatch.masks import MaskService, mask_spec
 from dispatch.state import TransitionError
 from ingest.integrity import IntegrityError
 
+routes = RouteTable()
 MAX_POINTS = 64
 TAG = "exit-zones"
 ZONES = "/api/cameras/{camera_id}/exit-zones"
@@ -76,25 +76,25 @@ def _ids(request: web.Request) -> tuple[str, str]:
     return request.match_info["camera_id"], request.match_info["zone_id"]
 
 
-@api.route("GET", ZONES, "List a camera's exit zones", roles=STAFF, tag=TAG)
+@routes.route("GET", ZONES, "List a camera's exit zones", roles=STAFF, tag=TAG)
 async def get_zones(request: web.Request, _: None) -> dict[str, Any]:
     return await zones(request).list_zones(request.match_info["camera_id"])
 
 
-@api.route("PUT", ZONE, "Create or replace an exit zone", roles=OFFICERS, body=ZoneBody, tag=TAG)
+@routes.route("PUT", ZONE, "Create or replace an exit zone", roles=OFFICERS, body=ZoneBody, tag=TAG)
 async def put_zone(request: web.Request, body: ZoneBody) -> dict[str, Any]:
     camera_id, zone_id = _ids(request)
     zones(request).camera(camera_id)  # 404 for an unknown camera before anything about the zone
     return await zones(request).put(camera_id, zone_spec(zone_id, body.model_dump()), actor(request))
 
 
-@api.route("DELETE", ZONE, "Delete an exit zone", roles=OFFICERS, tag=TAG)
+@routes.route("DELETE", ZONE, "Delete an exit zone", roles=OFFICERS, tag=TAG)
 async def delete_zone(request: web.Request, _: None) -> dict[str, Any]:
     return await zones(request).delete(*_ids(request), actor(request))
 
 
-@api.route("POST", ZONE + "/reference", "Capture the zone's clear reference from the live picture now",
-           roles=OFFICERS, body=CaptureBody, tag=TAG)
+@routes.route("POST", ZONE + "/reference", "Capture the zone's clear reference from the live picture now",
+              roles=OFFICERS, body=CaptureBody, tag=TAG)
 async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]:
     camera_id, zone_id = _ids(request)
     svc = zones(request)
@@ -106,8 +106,8 @@ async def post_reference(request: web.Request, _: CaptureBody) -> dict[str, Any]
                                    actor(request))
 
 
-@api.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG,
-           produces=("image/jpeg",), statuses=(409,))
+@routes.route("GET", ZONE + "/reference.jpg", "The zone's clear reference image", roles=STAFF, tag=TAG,
+              produces=("image/jpeg",), statuses=(409,))
 async def get_reference(request: web.Request, _: None) -> web.StreamResponse:
     try:
         data, digest = await zones(request).reference(*_ids(request))
@@ -124,12 +124,12 @@ def masks(request: web.Request) -> MaskService:
     return request.app[MASKS]
 
 
-@api.route("GET", MASKS_PATH, "List a camera's detection masks", roles=STAFF, tag=MASK_TAG)
+@routes.route("GET", MASKS_PATH, "List a camera's detection masks", roles=STAFF, tag=MASK_TAG)
 async def get_masks(request: web.Request, _: None) -> dict[str, Any]:
     return await masks(request).list_masks(request.match_info["camera_id"])
 
 
-@api.route("PUT", MASK_PATH, "Create or replace a detection mask", roles=OFFICERS, body=MaskBody, tag=MASK_TAG)
+@routes.route("PUT", MASK_PATH, "Create or replace a detection mask", roles=OFFICERS, body=MaskBody, tag=MASK_TAG)
 async def put_mask(request: web.Request, body: MaskBody) -> dict[str, Any]:
     camera_id, mask_id = request.match_info["camera_id"], request.match_info["mask_id"]
     svc = masks(request)
@@ -137,7 +137,7 @@ async def put_mask(request: web.Request, body: MaskBody) -> dict[str, Any]:
     return await svc.put(camera_id, mask_spec(mask_id, body.model_dump()), actor(request))
 
 
-@api.route("DELETE", MASK_PATH, "Delete a detection mask", roles=OFFICERS, tag=MASK_TAG)
+@routes.route("DELETE", MASK_PATH, "Delete a detection mask", roles=OFFICERS, tag=MASK_TAG)
 async def delete_mask(request: web.Request, _: None) -> dict[str, Any]:
     return await masks(request).delete(request.match_info["camera_id"], request.match_info["mask_id"],
                                        actor(request))

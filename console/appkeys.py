@@ -18,6 +18,9 @@ from dispatch.events import EventBus
 
 if TYPE_CHECKING:
     from console.heavy import HeavyWork
+    from console.routing import Route
+    from console.video import RecordedFn
+    from console.ws import Sockets
     from detectors.pipeline import DetectorService
     from dispatch.db import Database
     from dispatch.detection_sink import DetectionSink
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
+    from ingest.integrity import Verifier
     from ingest.mqtt_link import MqttLink
 
 # --- the core
@@ -58,3 +62,7 @@ DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
 # --- the console
 HEAVY: web.AppKey[HeavyWork] = web.AppKey("heavy")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+ROUTES: web.AppKey[list[Route]] = web.AppKey("api_routes")  # every route installed on this app (OpenAPI lists them)
+SOCKETS: web.AppKey[Sockets] = web.AppKey("sockets")  # open console sockets by session token
+RECORDED: web.AppKey[RecordedFn] = web.AppKey("evidence_recorded")  # incident id → {file: SHA-256 in the record}
+VERIFIER: web.AppKey[Verifier] = web.AppKey("evidence_verifier")  # checks served evidence against its SHA-256

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, TypeVar
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
+from console.appkeys import ROUTES
 from console.outage import DB_DOWN, unavailable
 from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.actor import Actor
@@ -161,9 +162,17 @@ def declared(method: str, path: str, summary: str, handler: Handler, *, roles: f
     return replace(r, statuses=_statuses(r))
 
 
-class ApiRouter:
+class RouteTable:
+    """One console module's routes, declared next to their handlers with `@routes.route(...)`.
+
+    A table serves nothing by itself: console.web.console_routes() lists every module's table, and install() puts
+    them on the app, so what the server serves is read in one place (no import registers anything elsewhere)."""
+
     def __init__(self) -> None:
-        self.routes: list[Route] = []
+        self._routes: list[Route] = []
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(self._routes)
 
     def route(self, method: str, path: str, summary: str, *, roles: frozenset[str] | None,
               body: type[BaseModel] | None = None, tag: str = "api", query: type[Query] | None = None,
@@ -173,21 +182,27 @@ class ApiRouter:
         """Declares a route. Statuses implied by the declaration (400 for parameters/bodies, 401/403/503 for a
         role check, 404 for a path with ids, 409 for changes to an id'd object, 413 for bodies) are added."""
         def deco(fn: Handler) -> Handler:
-            self.routes.append(declared(method, path, summary, fn, roles=roles, body=body, tag=tag, query=query,
-                                        upload=upload, success=success, produces=produces, statuses=statuses))
+            self._routes.append(declared(method, path, summary, fn, roles=roles, body=body, tag=tag, query=query,
+                                         upload=upload, success=success, produces=produces, statuses=statuses))
             return fn
         return deco
 
-    def install(self, app: web.Application) -> None:
-        """Adds the routes to the app and to its table (`app[ROUTES]`), which the OpenAPI document lists."""
-        if ROUTES not in app:
-            app[ROUTES] = []
-        for r in self.routes:
-            app.router.add_route(r.method, r.path, _wrap(r))
-            app[ROUTES].append(r)
+
+def install(app: web.Application, routes: Iterable[Route]) -> None:
+    """Serves the routes, each through the wrapper that enforces its declaration, and adds them to the app's table
+    (`app[ROUTES]`), which the OpenAPI document lists. A method and path declared twice is refused."""
+    if ROUTES not in app:
+        app[ROUTES] = []
+    table = app[ROUTES]
+    taken = {(r.method, r.template) for r in table}
+    for r in routes:
+        if (r.method, r.template) in taken:
+            raise ValueError(f"route {r.method} {r.template} declared twice")
+        taken.add((r.method, r.template))
+        app.router.add_route(r.method, r.path, _wrap(r))
+        table.append(r)
 
 
-ROUTES = web.AppKey("api_routes", list[Route])  # every route installed on this app
 
 
 Q = TypeVar("Q", bound=Query)

@@ -1,6 +1,7 @@
 """Video routes of the console, and the camera layer's place in the app.
 
-Routes (all need a logged-in user on ``request["user"]``; see ensure_can_view_unit):
+Routes (`routes`, served by console.web with the console's others; the route table checks roles and CSRF,
+the handlers only that a unit user reaches its own unit's cameras and evidence):
 
 * ``GET /api/cameras`` — cameras the user may see: id, unit_id, name, location, status, fault,
   resolution, fps (never the source URL or its credentials).
@@ -14,8 +15,8 @@ Routes (all need a logged-in user on ``request["user"]``; see ensure_can_view_un
 * ``POST /api/incidents/{id}/photos`` — a photo (multipart, JPEG/PNG/WebP, ≤ 8 MB) from the unit's phone or
   an officer, stored as incident evidence (kind ``photo``) like the recorder's files. Needs X-CSRF-Token.
 
-``setup_video(app, record=...)`` adds the routes and a cleanup context that runs the CameraHub
-and the evidence recorder for the app's lifetime.
+``setup_video(app, record=...)`` adds a cleanup context that runs the CameraHub and the evidence
+recorder for the app's lifetime; without it the routes answer 503 (video is not running).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BeforeValidator, Field
 
 from config.cameras import VideoConfig
-from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, SERVICE
-from console.routing import PATH_PARAMS_KEY, QUERY_KEY, ApiRouter, HttpError, Query, whole_number
+from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, RECORDED, SERVICE, VERIFIER
+from console.routing import PATH_PARAMS_KEY, QUERY_KEY, HttpError, Query, RouteTable, whole_number
 from console.security import ACTOR
-from dispatch.events import DEVICE_UPDATED, INCIDENT_CREATED, Event
+from dispatch.actor import Actor
+from dispatch.events import INCIDENT_CREATED, CameraUpdated, Event, IncidentCreated, Subscription
 from ingest.cameras.capture import Health
 from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore, parse_time
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
@@ -58,12 +60,10 @@ MAX_PHOTO_BYTES = 8 * 1024 * 1024
 PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format → stored extension
 
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
-video_api = ApiRouter()  # installed by setup_video; listed in the console's OpenAPI document with the others
+routes = RouteTable()
 TAG = "video"
 EVIDENCE_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 RecordedFn = Callable[[int], Awaitable[dict[str, str]]]  # incident id → {file: SHA-256 in the record}
-RECORDED: web.AppKey[RecordedFn] = web.AppKey("evidence_recorded")
-VERIFIER = web.AppKey("evidence_verifier", Verifier)
 
 
 class FrameQuery(Query):
@@ -83,20 +83,17 @@ PHOTO_UPLOAD: dict[str, Any] = {
 }
 
 
-def ensure_logged_in(request: web.Request) -> Any:
-    user = request.get(USER_KEY)
-    if user is None:
-        raise HttpError(401, "login required")
-    if getattr(user, "role", None) not in VIEW_ROLES:
-        raise HttpError(403, "not allowed to view video")
+def _user(request: web.Request) -> Actor:
+    """The caller, whose role the route table has checked."""
+    user: Actor = request[USER_KEY]
     return user
 
 
-def ensure_can_view_unit(request: web.Request, unit_id: str) -> None:
-    """401 without a user; 403 for agencies, and for unit users looking at another unit."""
-    user = ensure_logged_in(request)
-    if user.role == "unit" and getattr(user, "unit_id", None) != unit_id:
-        raise HttpError(403, "this camera belongs to another unit")
+def _own_unit_only(request: web.Request, unit_id: str | None) -> None:
+    """A unit user reaches only its own unit's cameras and evidence (403); other roles reach every unit's."""
+    user = _user(request)
+    if user.role == "unit" and user.unit_id != unit_id:
+        raise HttpError(403, "this belongs to another unit")
 
 
 def _hub(request: web.Request) -> CameraHub:
@@ -109,11 +106,10 @@ def _hub(request: web.Request) -> CameraHub:
 def _camera(request: web.Request) -> CameraStream:
     hub = _hub(request)
     cid = request.match_info["camera_id"]
-    ensure_logged_in(request)
     if cid not in hub:
         raise HttpError(404, "no such camera")
     s = hub.get(cid)
-    ensure_can_view_unit(request, s.cfg.unit_id)
+    _own_unit_only(request, s.cfg.unit_id)
     return s
 
 
@@ -123,21 +119,21 @@ def _frame_query(request: web.Request) -> tuple[int | None, int | None]:
     return q.w, q.fps if isinstance(q, LiveQuery) else None
 
 
-@video_api.route("GET", "/api/cameras", "List cameras", roles=VIEW_ROLES, tag=TAG)
+@routes.route("GET", "/api/cameras", "List cameras", roles=VIEW_ROLES, tag=TAG)
 async def list_cameras(request: web.Request, _: None) -> web.Response:
     hub = _hub(request)
-    user = ensure_logged_in(request)
+    user = _user(request)
     cams = [s.info() for s in hub.streams.values() if user.role != "unit" or s.cfg.unit_id == user.unit_id]
     return web.json_response({"cameras": cams})
 
 
-@video_api.route("GET", "/api/cameras/{camera_id}", "Get a camera", roles=VIEW_ROLES, tag=TAG)
+@routes.route("GET", "/api/cameras/{camera_id}", "Get a camera", roles=VIEW_ROLES, tag=TAG)
 async def get_camera(request: web.Request, _: None) -> web.Response:
     return web.json_response(_camera(request).info())
 
 
-@video_api.route("GET", "/api/cameras/{camera_id}/snapshot.jpg", "A camera's latest frame", roles=VIEW_ROLES,
-                 tag=TAG, query=FrameQuery, produces=("image/jpeg",))
+@routes.route("GET", "/api/cameras/{camera_id}/snapshot.jpg", "A camera's latest frame", roles=VIEW_ROLES,
+              tag=TAG, query=FrameQuery, produces=("image/jpeg",))
 async def snapshot(request: web.Request, _: None) -> web.Response:
     s = _camera(request)
     width, _fps = _frame_query(request)
@@ -161,8 +157,8 @@ async def _paced(frames: AsyncIterator[EncodedFrame], fps: int | None) -> AsyncI
         yield f
 
 
-@video_api.route("GET", "/api/cameras/{camera_id}/live.mjpeg", "Live video as multipart MJPEG", roles=VIEW_ROLES,
-                 tag=TAG, query=LiveQuery, produces=(f"multipart/x-mixed-replace; boundary={BOUNDARY}",))
+@routes.route("GET", "/api/cameras/{camera_id}/live.mjpeg", "Live video as multipart MJPEG", roles=VIEW_ROLES,
+              tag=TAG, query=LiveQuery, produces=(f"multipart/x-mixed-replace; boundary={BOUNDARY}",))
 async def live_mjpeg(request: web.Request, _: None) -> web.StreamResponse:
     s = _camera(request)
     width, fps = _frame_query(request)
@@ -192,8 +188,8 @@ async def live_mjpeg(request: web.Request, _: None) -> web.StreamResponse:
     return resp
 
 
-@video_api.route("GET", "/api/cameras/{camera_id}/live.ws", "Live video over a WebSocket (one JPEG per message)",
-                 roles=VIEW_ROLES, tag=TAG, query=LiveQuery, success=101, statuses=(400,))
+@routes.route("GET", "/api/cameras/{camera_id}/live.ws", "Live video over a WebSocket (one JPEG per message)",
+              roles=VIEW_ROLES, tag=TAG, query=LiveQuery, success=101, statuses=(400,))
 async def live_ws(request: web.Request, _: None) -> web.WebSocketResponse:
     s = _camera(request)
     width, fps = _frame_query(request)
@@ -232,16 +228,15 @@ def _store(request: web.Request) -> EvidenceStore:
     return rec.store
 
 
-@video_api.route("GET", "/api/incidents/{incident_id}/evidence", "Evidence files of an incident with their SHA-256",
-                 roles=VIEW_ROLES, tag=TAG)
+@routes.route("GET", "/api/incidents/{incident_id}/evidence", "Evidence files of an incident with their SHA-256",
+              roles=VIEW_ROLES, tag=TAG)
 async def incident_evidence(request: web.Request, _: None) -> web.Response:
-    ensure_logged_in(request)
     store = _store(request)
     incident_id: int = request[PATH_PARAMS_KEY]["incident_id"]
     manifest = await asyncio.to_thread(store.manifest, incident_id)
     if manifest is None:
         return web.json_response({"incident_id": incident_id, "files": [], "hold": False})
-    ensure_can_view_unit(request, str(manifest.get("unit_id")))
+    _own_unit_only(request, str(manifest.get("unit_id")))
     files = [dict(f, url=f"/api/evidence/{f['file']}") for f in manifest.get("files", [])]
     return web.json_response(
         {
@@ -253,11 +248,10 @@ async def incident_evidence(request: web.Request, _: None) -> web.Response:
     )
 
 
-@video_api.route("GET", r"/api/evidence/{folder:incident-\d+}/{name}",
-                 "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG,
-                 statuses=(206, 304, 409, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
+@routes.route("GET", r"/api/evidence/{folder:incident-\d+}/{name}",
+              "One evidence file (Range requests: <video> seeks)", roles=VIEW_ROLES, tag=TAG,
+              statuses=(206, 304, 409, 416), produces=(*EVIDENCE_TYPES.values(), "application/octet-stream"))
 async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
-    ensure_logged_in(request)
     store = _store(request)
     folder, name = request.match_info["folder"], request.match_info["name"]
     rel = f"{folder}/{name}"
@@ -266,7 +260,7 @@ async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
         raise HttpError(404, "no such evidence file")
     incident_id = int(folder.removeprefix("incident-"))
     manifest = await asyncio.to_thread(store.manifest, incident_id)
-    ensure_can_view_unit(request, str((manifest or {}).get("unit_id")))
+    _own_unit_only(request, None if manifest is None else str(manifest.get("unit_id")))
     await _check_integrity(request, store, incident_id, rel, path)
     ctype = EVIDENCE_TYPES.get(Path(name).suffix, "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": ctype, "Cache-Control": "private, max-age=3600"})
@@ -327,10 +321,10 @@ async def _read_photo(request: web.Request) -> bytes:
         return bytes(buf)
 
 
-@video_api.route("POST", "/api/incidents/{incident_id}/photos", "Add a photo to an incident's evidence (multipart)",
-                 roles=PHOTO_ROLES, tag=TAG, upload=PHOTO_UPLOAD, success=201)
+@routes.route("POST", "/api/incidents/{incident_id}/photos", "Add a photo to an incident's evidence (multipart)",
+              roles=PHOTO_ROLES, tag=TAG, upload=PHOTO_UPLOAD, success=201)
 async def upload_photo(request: web.Request, _: None) -> web.Response:
-    user = request[USER_KEY]  # role and CSRF checked by the route table
+    user = _user(request)  # role and CSRF checked by the route table
     incident_id: int = request[PATH_PARAMS_KEY]["incident_id"]
     rec = request.app.get(EVIDENCE)
     if rec is None:
@@ -345,7 +339,7 @@ async def upload_photo(request: web.Request, _: None) -> web.Response:
         unit_id, opened_at = str(manifest.get("unit_id")), float(manifest.get("opened_at") or time.time())
     else:
         raise HttpError(404, "no such incident")
-    ensure_can_view_unit(request, unit_id)
+    _own_unit_only(request, unit_id)
 
     data = await _read_photo(request)
     ext = await asyncio.to_thread(_photo_format, data)
@@ -360,28 +354,23 @@ async def upload_photo(request: web.Request, _: None) -> web.Response:
     return web.json_response(dict(ef.to_json(), url=f"/api/evidence/{ef.file}"), status=201)
 
 
-def add_routes(app: web.Application) -> None:
-    video_api.install(app)
-
-
 def setup_video(
     app: web.Application,
     *,
     record: RecordFn | None = None,
     video: VideoConfig | None = None,
     evidence_dir: str | None = None,
-    status_event: str | None = DEVICE_UPDATED,
+    publish_status: bool = True,
     recorded: RecordedFn | None = None,
 ) -> None:
-    """Add the video routes and run cameras + evidence with the app.
+    """Run cameras + evidence with the app (the routes are the console's: console.web).
 
     `record(incident_id, "evidence.saved", {file, sha256, kind, camera_id})` is awaited for each
     saved evidence file; `recorded(incident_id)` returns those recorded hashes, which files are checked
     against when served (else against the manifest). `video` defaults to ``app[CONFIG].video`` when the config has one.
-    Camera status changes are published on the bus as `status_event` with data
-    ``{"kind": "camera", "camera": <as in GET /api/cameras>}`` (None: don't publish).
+    Camera status changes are published on the bus as `CameraUpdated` (``{"kind": "camera", "camera": <as in
+    GET /api/cameras>}``) unless `publish_status` is false.
     """
-    add_routes(app)
     app[VERIFIER] = Verifier()
     if recorded is not None:
         app[RECORDED] = recorded
@@ -402,11 +391,9 @@ def setup_video(
             app[CAMERAS], app[EVIDENCE] = make()
         hub, rec = app[CAMERAS], app[EVIDENCE]
         bus = app.get(BUS)
-        if bus is not None and status_event is not None:
-            event_type = status_event
-
+        if bus is not None and publish_status:
             def on_status(s: CameraStream, _old: Health, _new: Health) -> None:
-                bus.publish(Event(event_type, {"kind": "camera", "camera": s.info()}))
+                bus.publish(Event.of(CameraUpdated(camera=s.info())))
 
             hub.on_status.append(on_status)
         await hub.start()
@@ -435,11 +422,15 @@ def setup_video(
     app.on_shutdown.append(end_live_views)  # before connections are closed: streams end cleanly
 
 
-async def _incidents(rec: EvidenceRecorder, sub: Any) -> None:
-    async for ev in sub:
-        incident = ev.data.get("incident")
-        if isinstance(incident, dict):
-            rec.on_incident(incident)
+async def _incidents(rec: EvidenceRecorder, sub: Subscription) -> None:
+    async for event in sub:
+        try:
+            payload = event.payload()
+        except ValueError as exc:
+            log.error("evidence: %s", exc)
+            continue
+        if isinstance(payload, IncidentCreated):
+            rec.on_incident(payload.incident)
 
 
 async def _retention(rec: EvidenceRecorder) -> None:

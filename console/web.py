@@ -1,4 +1,10 @@
-"""Wires the console into the aiohttp app: error mapping, identity, API routes, WebSocket, pages."""
+"""Wires the console into the aiohttp app: error mapping, identity, every route it serves, pages.
+
+Every HTTP route — API, video and evidence, `/ws` — is declared in a console module's route table and listed in
+console_routes(), the one place that says what the server serves; install() serves them through the wrapper that
+enforces each declaration, and `/api/openapi.json` documents exactly them. The HTML pages and static files (PAGES)
+are the only routes outside the table: they are not API operations.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,24 @@ from pathlib import Path
 
 from aiohttp import web
 
-import console.api_hazards  # (registers hazard/evaluation routes on the route table)
-import console.api_zones  # noqa: F401  (registers the exit-zone routes; binds `console` for both imports)
-from console.api import api
-from console.appkeys import CONFIG, DB, LOGIN_THROTTLE
+from console import api, api_hazards, api_zones, video, ws
+from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, SOCKETS
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
-from console.routing import error_for
+from console.routing import Route, error_for, install
 from console.security import identify
-from console.ws import SOCKETS, Sockets
+from console.ws import Sockets
 from dispatch.kpi_index import Behind
 from dispatch.login_throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("console") / "static"))
+PAGES = ("/", "/{name}", "/static")  # canonical paths of the HTML pages and static files: not in the route table
+
+
+def console_routes() -> list[Route]:
+    """Every route the console serves besides PAGES, module by module."""
+    return [*api.routes, *ws.routes, *api_hazards.routes, *api_zones.routes, *video.routes]
 
 
 @web.middleware
@@ -66,7 +76,7 @@ def setup_console(app: web.Application) -> None:
     if LOGIN_THROTTLE not in app:
         app[LOGIN_THROTTLE] = LoginThrottle(app[CONFIG].console.login_throttle)
     app[SOCKETS] = Sockets()
-    api.install(app)
+    install(app, console_routes())
     app.router.add_get("/", _page)
     app.router.add_get("/{name:[a-z_]+\\.html}", _page)
     app.router.add_static("/static/", STATIC, append_version=True)

@@ -8,15 +8,22 @@ strings everywhere: on the bus, on the WebSocket (`type`) and in docs.
 Publishing never blocks: each subscriber owns a bounded queue, and a
 subscriber that falls behind loses its oldest events (counted in
 `dropped`) instead of slowing the core or the other subscribers.
+
+Each event type has a typed payload (a frozen dataclass below, found by
+`Event.payload()`): its fields are the event's `data` exactly, checked
+when it is built, so what travels on the WebSocket stays as it was while
+readers (the console's visibility rules) use fields, not dict keys.
+Publishers build `Event.of(payload)`; those still building
+`Event(type, data)` are checked when the payload is read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal, Self
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +65,303 @@ ALL_EVENTS = frozenset(
 )
 
 
+JsonObject = dict[str, Any]
+
+
+def _expect(payload: Payload, **types: type) -> None:
+    """Each named field holds a value of its type (bool is not an int), else ValueError naming the event."""
+    for name, kind in types.items():
+        value = getattr(payload, name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{payload.TYPE}: {name} must be {kind.__name__}, not {type(value).__name__}")
+
+
+def _text_in(payload: Payload, what: str, view: JsonObject, key: str) -> str:
+    value = view.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{payload.TYPE}: {what}.{key} must be str, not {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What one event type carries. Its fields are the event's `data`, key for key (`to_json`); nested views
+    (an incident, a dispatch, ...) stay the JSON objects dispatch.views makes, checked for the keys read here."""
+
+    TYPE: ClassVar[str]
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Self:
+        """The payload of an event's `data`; ValueError when a key is missing or unknown, or a value's type wrong."""
+        names = [f.name for f in fields(cls)]
+        if set(data) != set(names):
+            raise ValueError(f"{cls.TYPE}: data has keys {sorted(data)}, expected {sorted(names)}")
+        return cls(**data)
+
+    def to_json(self) -> JsonObject:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def about_unit(self) -> str | None:
+        """The unit this event is about, if any."""
+        return None
+
+    def part_for(self, agency: str) -> Payload | None:
+        """The part of this event that concerns `agency`'s dispatches (None: none does)."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmReceived(Payload):
+    TYPE = ALARM_RECEIVED
+    alarm: JsonObject
+    unit_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, alarm=dict, unit_id=str)
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRejected(Payload):
+    TYPE = ALARM_REJECTED
+    rejection: JsonObject
+
+    def __post_init__(self) -> None:
+        _expect(self, rejection=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _IncidentView(Payload):
+    """An event carrying an incident view: its unit, and its dispatches (each naming its agency)."""
+
+    incident: JsonObject
+
+    def __post_init__(self) -> None:
+        _expect(self, incident=dict)
+        _text_in(self, "incident", self.incident, "unit_id")
+        dispatches = self.incident.get("dispatches", [])
+        if not isinstance(dispatches, list) or not all(isinstance(d, dict) for d in dispatches):
+            raise ValueError(f"{self.TYPE}: incident.dispatches must be a list of objects")
+        for d in dispatches:
+            _text_in(self, "incident.dispatches[]", d, "agency")
+
+    def about_unit(self) -> str:
+        return _text_in(self, "incident", self.incident, "unit_id")
+
+    def _dispatches_of(self, agency: str) -> list[JsonObject]:
+        return [d for d in self.incident.get("dispatches", []) if d["agency"] == agency]
+
+
+@dataclass(frozen=True, slots=True)
+class _IncidentChanged(_IncidentView):
+    def part_for(self, agency: str) -> Self | None:
+        """The incident with only `agency`'s dispatches; None when none is theirs."""
+        mine = self._dispatches_of(agency)
+        return replace(self, incident={**self.incident, "dispatches": mine}) if mine else None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentCreated(_IncidentChanged):
+    TYPE = INCIDENT_CREATED
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdated(_IncidentChanged):
+    TYPE = INCIDENT_UPDATED
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEscalated(_IncidentView):
+    TYPE = INCIDENT_ESCALATED
+    level: int
+
+    def __post_init__(self) -> None:
+        _IncidentView.__post_init__(self)
+        _expect(self, level=int)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentMessage(Payload):
+    TYPE = INCIDENT_MESSAGE
+    message: JsonObject
+    unit_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, message=dict, unit_id=str)
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchUpdated(Payload):
+    TYPE = DISPATCH_UPDATED
+    dispatch: JsonObject
+    incident_id: int
+    unit_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, dispatch=dict, incident_id=int, unit_id=str)
+        _text_in(self, "dispatch", self.dispatch, "agency")
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+    def part_for(self, agency: str) -> Self | None:
+        return self if self.dispatch["agency"] == agency else None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPending(Payload):
+    TYPE = OUTBOX_PENDING
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUpdated(Payload):
+    """A unit's device (panel, gateway) changed status."""
+
+    TYPE = DEVICE_UPDATED
+    device: JsonObject
+    unit_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, device=dict, unit_id=str)
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class CameraUpdated(Payload):
+    """A camera changed status (same event name as devices, told apart by `kind`)."""
+
+    TYPE = DEVICE_UPDATED
+    camera: JsonObject  # as in GET /api/cameras
+    kind: Literal["camera"] = "camera"
+
+    def __post_init__(self) -> None:
+        _expect(self, camera=dict)
+        if self.kind != "camera":
+            raise ValueError(f"{self.TYPE}: kind must be 'camera'")
+        _text_in(self, "camera", self.camera, "unit_id")
+
+    def to_json(self) -> JsonObject:
+        return {"kind": self.kind, "camera": self.camera}
+
+    def about_unit(self) -> str:
+        return _text_in(self, "camera", self.camera, "unit_id")
+
+
+def _device_or_camera(data: JsonObject) -> DeviceUpdated | CameraUpdated:
+    return CameraUpdated.from_json(data) if data.get("kind") == "camera" else DeviceUpdated.from_json(data)
+
+
+@dataclass(frozen=True, slots=True)
+class HazardUpdated(Payload):
+    TYPE = HAZARD_UPDATED
+    hazard: JsonObject
+    unit_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, hazard=dict, unit_id=str)
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+
+@dataclass(frozen=True, slots=True)
+class _CameraOutline(Payload):
+    """An exit zone or detection mask of a camera changed or was applied to the detectors: `body` is the data
+    (`camera_id`, the outline's id and what changed, or what the detectors took), whose shape the outline
+    stores own (dispatch.regions)."""
+
+    body: JsonObject
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Self:
+        return cls(body=data)
+
+    def __post_init__(self) -> None:
+        _expect(self, body=dict)
+        _text_in(self, "data", self.body, "camera_id")
+
+    def to_json(self) -> JsonObject:
+        return dict(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitZoneChanged(_CameraOutline):
+    TYPE = EXIT_ZONE_CHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class ExitZoneApplied(_CameraOutline):
+    TYPE = EXIT_ZONE_APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorMaskChanged(_CameraOutline):
+    TYPE = DETECTOR_MASK_CHANGED
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorMaskApplied(_CameraOutline):
+    TYPE = DETECTOR_MASK_APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class HealthUpdated(Payload):
+    TYPE = HEALTH_UPDATED
+    data: JsonObject  # the /healthz body
+
+    def __post_init__(self) -> None:
+        _expect(self, data=dict)
+
+
+# The payload of each event type's `data` (device.updated carries a device or a camera).
+PAYLOADS: dict[str, Callable[[JsonObject], Payload]] = {
+    ALARM_RECEIVED: AlarmReceived.from_json,
+    ALARM_REJECTED: AlarmRejected.from_json,
+    INCIDENT_CREATED: IncidentCreated.from_json,
+    INCIDENT_UPDATED: IncidentUpdated.from_json,
+    INCIDENT_ESCALATED: IncidentEscalated.from_json,
+    INCIDENT_MESSAGE: IncidentMessage.from_json,
+    DISPATCH_UPDATED: DispatchUpdated.from_json,
+    OUTBOX_PENDING: OutboxPending.from_json,
+    DEVICE_UPDATED: _device_or_camera,
+    HAZARD_UPDATED: HazardUpdated.from_json,
+    EXIT_ZONE_CHANGED: ExitZoneChanged.from_json,
+    EXIT_ZONE_APPLIED: ExitZoneApplied.from_json,
+    DETECTOR_MASK_CHANGED: DetectorMaskChanged.from_json,
+    DETECTOR_MASK_APPLIED: DetectorMaskApplied.from_json,
+    HEALTH_UPDATED: HealthUpdated.from_json,
+}
+if set(PAYLOADS) != ALL_EVENTS:
+    raise RuntimeError(f"event types without a payload: {sorted(ALL_EVENTS ^ set(PAYLOADS))}")
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened. `data` is JSON-ready (what the WebSocket sends)."""
+    """One thing that happened. `data` is JSON-ready (what the WebSocket sends); `payload()` types it."""
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, payload: Payload) -> Event:
+        return cls(payload.TYPE, payload.to_json())
+
+    def payload(self) -> Payload:
+        """The typed payload of `data`; ValueError when `data` is not what this event type carries."""
+        parse = PAYLOADS.get(self.type)
+        if parse is None:
+            raise ValueError(f"unknown event type {self.type!r}")
+        try:
+            return parse(self.data)
+        except TypeError as exc:  # a value the dataclass cannot take
+            raise ValueError(f"{self.type}: {exc}") from None
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type, **self.data}

@@ -4,18 +4,24 @@ database cannot hold are refused (not 500), a database outage answers 503 with w
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import math
+import pkgutil
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from sqlalchemy.engine import make_url
 
+import console
 from console.appkeys import SERVICE
-from console.routing import ID_MAX
+from console.routing import ID_MAX, RouteTable, install
+from console.web import PAGES, console_routes
 from detectors.worker import parse_detection_message
 from ingest.contract import AlarmIn, Rejection, utcnow
 from ingest.payloads import parse_message
@@ -44,7 +50,7 @@ async def test_openapi_lists_every_route_the_server_serves_with_its_statuses(sql
         doc = await anon.get("/api/openapi.json")
         await anon.close()
         served = {(r.method, r.resource.canonical) for r in app.app.router.routes()
-                  if r.method != "HEAD" and r.resource is not None and r.resource.canonical not in NOT_API}
+                  if r.method != "HEAD" and r.resource is not None and r.resource.canonical not in PAGES}
         documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
         assert served == documented, {"not documented": served - documented, "not served": documented - served}
         for extra in [("GET", "/ws"), ("GET", "/api/cameras/{camera_id}/live.mjpeg"),
@@ -81,6 +87,33 @@ async def test_openapi_lists_every_route_the_server_serves_with_its_statuses(sql
             == "binary"
         assert "201" in photo["responses"]
         assert "429" in doc["paths"]["/api/login"]["post"]["responses"]
+
+
+def test_every_console_modules_route_table_is_served() -> None:
+    """Registration is explicit (console_routes lists the tables): a module whose table is not listed would serve
+    nothing and be documented nowhere, which the served-equals-documented test above cannot notice."""
+    tables = {}
+    for info in pkgutil.iter_modules(console.__path__):
+        module = importlib.import_module(f"console.{info.name}")
+        tables.update({f"{info.name}.{name}": value for name, value in vars(module).items()
+                       if isinstance(value, RouteTable)})
+    assert {"api.routes", "ws.routes", "api_hazards.routes", "api_zones.routes", "video.routes"} <= set(tables)
+    served = console_routes()
+    for name, table in tables.items():
+        assert all(r in served for r in table), f"console.{name} is not in console.web.console_routes()"
+
+
+def test_a_route_declared_twice_is_refused() -> None:
+    async def handler(request: web.Request, _: None) -> dict[str, str]:
+        return {}
+
+    first, second = RouteTable(), RouteTable()
+    first.route("GET", "/api/things/{id}", "Get a thing", roles=None)(handler)
+    second.route("GET", "/api/things/{id}", "Get a thing again", roles=None)(handler)
+    app = web.Application()
+    install(app, first)
+    with pytest.raises(ValueError, match=re.escape("GET /api/things/{id} declared twice")):
+        install(app, second)
 
 
 async def test_undeclared_methods_answer_405_with_allow(sqlite_url: str, users: dict[str, Api]) -> None:

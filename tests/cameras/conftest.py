@@ -28,7 +28,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from config.cameras import CameraConfig, VideoConfig
 from config.schema import FirelinkConfig
 from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE
+from console.routing import install
 from console.video import USER_KEY, setup_video
+from console.video import routes as video_routes
 from dispatch.actor import Actor
 from dispatch.events import EventBus
 
@@ -154,7 +156,7 @@ class VideoApp:
 async def make_video_app(tmp_path: Path) -> AsyncIterator[Any]:
     """Factory: await make_video_app([CameraConfig...], video=VideoConfig(...)) → a started VideoApp.
 
-    A bare aiohttp app with setup_video() and a middleware standing in for the console's login
+    A bare aiohttp app with setup_video(), the video routes and a middleware standing in for the console's login
     (request["user"], default a duty officer; change with VideoApp.as_user).
     """
     made: list[TestClient[Any, Any]] = []
@@ -178,6 +180,7 @@ async def make_video_app(tmp_path: Path) -> AsyncIterator[Any]:
         app[CONFIG] = firelink_config(cameras)
         app[BUS] = bus
         setup_video(app, record=record, video=video or VideoConfig(), evidence_dir=str(tmp_path / "evidence"))
+        install(app, video_routes)  # the console serves them with its others (console.web.console_routes)
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         made.append(client)

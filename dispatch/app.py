@@ -96,7 +96,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         service = IncidentService(writer, cfg, clock)
         await service.start()
         unit_ids = set(service.units)
-        created = await ensure_users(app[DB], list(cfg.users), unit_ids)
+        created = await ensure_users(app[DB], list(cfg.users), unit_ids, tuple(cfg.agencies))
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:
@@ -139,7 +139,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             yield
             return
         inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
-        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal)
+        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal, agencies=tuple(cfg.agencies))
         await link.start()
         app[MQTT] = link
         yield

@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
+from config import alarm_kinds
 from config.loader import ConfigError, load
 from config.schema import FirelinkConfig
 from dispatch import logsetup
@@ -117,7 +118,8 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
         db = Database(cfg.database.url)
         try:
             await db.upgrade()
-            await add_user(db, args.name, password, args.role, args.unit, args.agency, {u.id for u in cfg.units})
+            await add_user(db, args.name, password, args.role, args.unit, args.agency, {u.id for u in cfg.units},
+                           known_agencies=list(cfg.agencies))
         finally:
             await db.dispose()
 
@@ -170,8 +172,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the core, MQTT ingest and the web console")
     press = sub.add_parser("press", help="press a unit's one-key alarm over MQTT (drills, demos, tests)")
     press.add_argument("unit_id")
-    press.add_argument("--kind", default="one_key",
-                       choices=["one_key", "smoke", "heat", "manual_call_point", "gas", "other"])
+    press.add_argument("--kind", default="one_key", choices=alarm_kinds.DEVICE_IDS)
     press.add_argument("--device-id", help="device id sent with the alarm (default: UNIT_ID-cli, so the record "
                        "shows the alarm came from this command, not from a configured button)")
     press.add_argument("--note")
@@ -182,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=["admin", "duty_officer", "unit", "agency", "assessor"])
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
-    add.add_argument("--agency", choices=["fire", "medical"], help="agency (role agency)")
+    add.add_argument("--agency", help="key of a configured agency, e.g. fire (role agency)")
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations")
     audit = sub.add_parser("audit", help="record integrity").add_subparsers(dest="audit_command", required=True)

@@ -514,8 +514,8 @@ function buildDetailSkeleton() {
       h("div.d-timer", h("span.lbl", t("detail.elapsed")), h("span#d-timer.timer.huge"))),
     h("div#d-closed.closed-banner", { hidden: true }),
     closedNow ? h("div#d-readonly.readonly-note", h("span", t("detail.readonly_closed")),
-      h("a.btn-small.nav-link", { href: "#overview" }, t("detail.to_overview"))) : null,
-    !canAct ? null : h("div.d-actions#d-actions",
+      h("a.btn-small.nav-link", { href: "#overview" }, t("detail.to_overview"))) : "", // ("": replaceChildren
+    !canAct ? "" : h("div.d-actions#d-actions", //  would write a null as the text "null")
       actionBtn("ack", "btn-ack", "A"),
       actionBtn("dispatch_both", "btn-dispatch", "D",
         t("act.dispatch_both", { numbers: AGENCIES.map(number).join("+") })),
@@ -524,7 +524,7 @@ function buildDetailSkeleton() {
       actionBtn("on_scene", "btn-secondary", "S"),
       actionBtn("resolve", "btn-resolve", "R"),
       actionBtn("false_alarm", "btn-false", "F")),
-    !canAct ? null : h("p.keys-hint", t("act.keys")),
+    !canAct ? "" : h("p.keys-hint", t("act.keys")),
     h("div.d-grid",
       h("div.d-col",
         h("section.card.info", h("dl#d-info.info-list")),

@@ -4,8 +4,8 @@ Everything else derives from `KINDS`: the MQTT alarm payload and the console's p
 kinds, the incident filter accepts every kind, `firelink press --kind` offers the device kinds, and the pages
 get the labels from GET /api/me (`alarm_kinds`). Adding a kind is one line here.
 
-`DeviceKind` / `AnyKind` are `Literal`s for pydantic (so a JSON Schema lists the values and a wrong value is
-refused with the list), plain `str` for the type checker.
+`DeviceKind` / `DetectorKind` / `AnyKind` are `Literal`s for pydantic (so a JSON Schema lists the values and a
+wrong value is refused with the list), plain `str` for the type checker.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def from_detector(kind: str) -> bool:
 
 if TYPE_CHECKING:
     DeviceKind = str
+    DetectorKind = str
     AnyKind = str
 else:
     DeviceKind = Literal[DEVICE_IDS]  # Literal[("a", "b")] is Literal["a", "b"]
+    DetectorKind = Literal[DETECTOR_IDS]
     AnyKind = Literal[ALL_IDS]

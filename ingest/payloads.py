@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from config.alarm_kinds import DeviceKind
+from config.alarm_kinds import DetectorKind, DeviceKind
 from dispatch.inputs import (
     MAX_ROW_ID,
     AgencyAckIn,
@@ -113,7 +113,7 @@ class _Detection(_Payload):
 
 
 class FireDetectionPayload(_Detection):
-    type: Literal["video_smoke", "video_fire"]
+    type: DetectorKind
     alarm_id: str = Field(..., pattern=ALARM_ID_PATTERN)
     ts: UtcTime
     confidence: FiniteFloat = Field(..., ge=0, le=1, strict=True)  # strict: true/"0.9" are not numbers

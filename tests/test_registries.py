@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ from tests.support import (
     Broker,
     WebhookReceiver,
     base_config,
+    config_yaml,
     publish,
+    run_cli,
     running_app,
     ws_client,
 )
@@ -230,3 +233,16 @@ def test_a_configured_channel_nobody_provides_is_a_clear_error(sqlite_url: str) 
     ChannelRegistry(BUILT_IN).check(base_config(sqlite_url, None))  # webhooks and MQTT are built in
     with pytest.raises(ValueError, match="already registered"):
         ChannelRegistry([*BUILT_IN, BUILT_IN[0]])
+
+
+async def test_cli_takes_agencies_and_channels_from_the_configuration(sqlite_url: str, tmp_path: Path) -> None:
+    cfg = with_gas(sqlite_url, None, {**GAS, "channels": [{"type": "sms", "target": "+8613800000000"}]})
+    path = str(config_yaml(cfg, tmp_path / "firelink.yaml"))
+    code, _out, err = await run_cli("--config", path, "run")
+    assert code == 2 and "agencies.gas.channels.0: sms" in err  # refused before anything started
+    code, _out, err = await run_cli("--config", path, "user", "add", "gas2", "--role", "agency", "--agency", "gas",
+                                    "--password", "gas2-pw")
+    assert code == 0, err
+    code, _out, err = await run_cli("--config", path, "user", "add", "cop", "--role", "agency", "--agency", "police",
+                                    "--password", "cop-pw")
+    assert code == 2 and "--agency naming a configured agency (fire, gas, medical)" in err  # (YAML written sorted)

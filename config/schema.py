@@ -6,7 +6,7 @@ naming the bad key instead of a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -15,6 +15,11 @@ from config.detectors import DetectorsConfig
 from config.hazards import HazardsConfig
 
 UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+AGENCY_ID_PATTERN = r"^[a-z][a-z0-9_]{0,15}$"
+"""An agency's key: in MQTT topics (firelink/dispatch/{agency}), API bodies and the 16-character database columns."""
+CHANNEL_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,15}$"
+BUILT_IN_CHANNELS = frozenset({"webhook", "mqtt"})
+"""Channel types configured by their own fields (`webhooks:`, `mqtt:`), not in a `channels:` list."""
 
 
 class FirelinkBaseModel(BaseModel):
@@ -153,20 +158,62 @@ class WebhookChannel(FirelinkBaseModel):
         return v
 
 
+class ChannelConfig(FirelinkBaseModel):
+    """An outbound channel provided by a plug-in (SMS or voice gateway, ...): the worker delivers through the channel
+    registered under `type` (notify.channels); the core refuses to start when none is."""
+
+    type: str = Field(..., pattern=CHANNEL_TYPE_PATTERN, title="Type",
+                      description="Name of the registered channel, e.g. sms.")
+    target: str = Field(..., min_length=1, max_length=400, title="Target",
+                        description="Where to: a phone number, a gateway URL, ... (as the channel reads it).")
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, title="Settings", description="Channel-specific options (not secret).")
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, title="Secrets", description="Channel-specific credentials (never logged or shown).")
+
+    @field_validator("type")
+    @classmethod
+    def _not_built_in(cls, v: str) -> str:
+        if v in BUILT_IN_CHANNELS:
+            raise ValueError(f"{v} channels are configured under {v}s:" if v == "webhook" else
+                             f"the {v} channel is configured with {v}: true|false")
+        return v
+
+
+class LocalText(FirelinkBaseModel):
+    zh: str = Field(..., min_length=1, max_length=40, title="Chinese", description="Shown by default.")
+    en: str = Field("", max_length=40, title="English", description="Shown with the English toggle; empty: zh.")
+
+
 class AgencyConfig(FirelinkBaseModel):
     name: str = Field(..., title="Name", description="Shown on the console, e.g. 消防救援大队 (119).")
-    phone: str = Field("", title="Phone", description="Emergency number, e.g. 119.")
+    phone: str = Field("", max_length=16, title="Short number",
+                       description="Emergency number, e.g. 119 (on the dispatch buttons: 仅 119).")
+    label: LocalText | None = Field(
+        None, title="Label", description="Short name on badges and buttons, e.g. {zh: 消防 119, en: Fire 119}; "
+                                         "default: the name.")
     webhooks: list[WebhookChannel] = Field(
         default_factory=list, title="Webhooks", description="HTTP channels; each gets every dispatch."
     )
     mqtt: bool = Field(
         True, title="MQTT channel", description="Also publish dispatches to firelink/dispatch/{agency}."
     )
+    channels: list[ChannelConfig] = Field(
+        default_factory=list, title="Other channels",
+        description="Channels provided by plug-ins (notify.channels), e.g. an SMS gateway; each gets every dispatch.")
     ack_token: SecretStr | None = Field(
         None,
         title="Ack token",
         description="Bearer token the agency's system uses for POST /api/dispatches/{id}/ack.",
     )
+
+    def labels(self) -> LocalText:
+        """The short label, with the defaults filled in (zh: the name; en: zh)."""
+        label = self.label or LocalText(zh=self.name[:40])
+        return label if label.en else LocalText(zh=label.zh, en=label.zh)
+
+
+AgencyKey = Annotated[str, Field(pattern=AGENCY_ID_PATTERN)]
 
 
 class LeaderChannel(FirelinkBaseModel):
@@ -174,6 +221,8 @@ class LeaderChannel(FirelinkBaseModel):
         default_factory=list, title="Webhooks", description="Endpoints told about escalations."
     )
     mqtt: bool = Field(True, title="MQTT", description="Publish escalations to firelink/leader/escalation.")
+    channels: list[ChannelConfig] = Field(
+        default_factory=list, title="Other channels", description="Plug-in channels told about escalations.")
 
 
 class EscalationConfig(FirelinkBaseModel):
@@ -210,7 +259,7 @@ class BootstrapUser(FirelinkBaseModel):
         ..., title="Role", description="What the user may see and do."
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
-    agency: str | None = Field(None, title="Agency", description="For role agency: fire or medical.")
+    agency: str | None = Field(None, title="Agency", description="For role agency: the key of a configured agency.")
 
     @model_validator(mode="after")
     def _one_password(self) -> BootstrapUser:
@@ -230,8 +279,9 @@ class FirelinkConfig(FirelinkBaseModel):
     delivery: DeliveryConfig = Field(
         default_factory=DeliveryConfig, title="Delivery", description="Outbox retry policy."
     )
-    agencies: dict[Literal["fire", "medical"], AgencyConfig] = Field(
-        default_factory=dict, title="Agencies", description="Linked-dispatch targets by key."
+    agencies: dict[AgencyKey, AgencyConfig] = Field(
+        default_factory=dict, title="Agencies",
+        description="Linked-dispatch targets by key (lower-case letters, digits, _; e.g. fire, medical, gas).",
     )
     units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
     cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
@@ -271,8 +321,9 @@ class FirelinkConfig(FirelinkBaseModel):
         for user in self.users:
             if user.role == "unit" and user.unit_id not in known:
                 raise ValueError(f"user {user.username!r}: role unit needs a known unit_id")
-            if user.role == "agency" and user.agency not in ("fire", "medical"):
-                raise ValueError(f"user {user.username!r}: role agency needs agency fire or medical")
+            if user.role == "agency" and user.agency not in self.agencies:
+                raise ValueError(f"user {user.username!r}: role agency needs the key of a configured agency "
+                                 f"({', '.join(self.agencies) or 'none configured'})")
         return self
 
     def public_url(self) -> str:

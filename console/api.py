@@ -12,6 +12,9 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
+from config import alarm_kinds
+from config.alarm_kinds import AnyKind, DeviceKind
+from config.schema import AgencyKey
 from console.appkeys import CLOCK, CONFIG, HEALTH, LOGIN_THROTTLE, ROUTES, SERVICE, SOCKETS, WRITER
 from console.routing import (
     EVERYONE,
@@ -32,7 +35,6 @@ from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.login_throttle import retry_after_header
 from dispatch.queries import IncidentFilter
 from dispatch.service import Forbidden, NotFound
-from dispatch.state import ALARM_KINDS
 from ingest.contract import AlarmIn, InputModel
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,9 @@ class LoginBody(_Body):
 
 
 class DispatchBody(_Body):
-    agencies: list[Literal["fire", "medical"]] = Field(..., min_length=1, max_length=2,
-                                                       description="Agencies to link out, e.g. [\"fire\",\"medical\"].")
+    agencies: list[AgencyKey] = Field(
+        ..., min_length=1, max_length=32,
+        description="Keys of configured agencies to link out (GET /api/me: agencies), e.g. [\"fire\",\"medical\"].")
 
 
 class CloseBody(_Body):
@@ -63,7 +66,7 @@ class MessageBody(_Body):
 
 
 class PressBody(_Body):
-    kind: Literal["one_key", "smoke", "heat", "manual_call_point", "gas", "other"] = "one_key"
+    kind: DeviceKind = "one_key"
     note: str = Field("", max_length=2000)
 
 
@@ -153,7 +156,10 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     cfg = request.app[CONFIG]
     return {"user": user_json(actor(request)), "csrf_token": sess.csrf_token if sess else None,
             "station": {"id": cfg.station.id, "name": cfg.station.name},
-            "agencies": {k: {"name": a.name, "phone": a.phone} for k, a in cfg.agencies.items()},
+            # in the configured order: the console's dispatch buttons and the labels of every page come from here
+            "agencies": {k: {"name": a.name, "phone": a.phone, "label": a.labels().model_dump()}
+                         for k, a in cfg.agencies.items()},
+            "alarm_kinds": [k.to_json() for k in alarm_kinds.KINDS],
             "escalation": {"ack_timeout_s": cfg.escalation.ack_timeout_s},
             # the server's clock: pages compute "today", periods and running timers from it
             "now": request.app[CLOCK]().isoformat()}
@@ -171,7 +177,7 @@ class IncidentQuery(Query):
 
     state: Literal["open", "closed", "all"] = "open"
     unit_id: str | None = Field(None, min_length=1, max_length=64)
-    kind: Literal[ALARM_KINDS] | None = None  # type: ignore[valid-type]
+    kind: AnyKind | None = None
     outcome: Literal["resolved", "false_alarm"] | None = None
     since: AwareDatetime | None = Field(None, description="Opened at or after (ISO 8601 with a zone).")
     until: AwareDatetime | None = Field(None, description="Opened before (ISO 8601 with a zone).")

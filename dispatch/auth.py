@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +29,6 @@ from dispatch.writer import Writer
 from ingest.contract import utcnow
 
 ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
-AGENCIES = ("fire", "medical")
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
 _DUMMY_HASH = _hasher.hash("firelink-timing-equaliser")
@@ -98,19 +97,21 @@ def actor_of(user: User) -> Actor:
     return Actor(user.username, user.role, unit_id=user.unit_id, agency=user.agency)
 
 
-def validate_user(role: str, unit_id: str | None, agency: str | None, known_units: set[str]) -> None:
+def validate_user(role: str, unit_id: str | None, agency: str | None, known_units: Collection[str],
+                  known_agencies: Collection[str] = ()) -> None:
     if role not in ROLES:
         raise AuthError(f"role must be one of {', '.join(ROLES)}")
     if role == "unit" and unit_id not in known_units:
         raise AuthError("role unit needs --unit naming a configured unit")
-    if role == "agency" and agency not in AGENCIES:
-        raise AuthError("role agency needs --agency fire or medical")
+    if role == "agency" and agency not in known_agencies:
+        raise AuthError(f"role agency needs --agency naming a configured agency "
+                        f"({', '.join(known_agencies) or 'none configured'})")
 
 
 async def add_user(writer: Writer, username: str, password: str | None, role: str, unit_id: str | None = None,
-                   agency: str | None = None, known_units: set[str] | None = None,
-                   password_hash: str | None = None) -> User:
-    validate_user(role, unit_id, agency, known_units or set())
+                   agency: str | None = None, known_units: Collection[str] = (),
+                   password_hash: str | None = None, known_agencies: Collection[str] = ()) -> User:
+    validate_user(role, unit_id, agency, known_units, known_agencies)
     if not username or len(username) > 64:
         raise AuthError("username must be 1–64 characters")
     if password_hash is None:
@@ -128,7 +129,8 @@ async def add_user(writer: Writer, username: str, password: str | None, role: st
     return user
 
 
-async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: set[str]) -> list[str]:
+async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: Collection[str],
+                       known_agencies: Collection[str] = ()) -> list[str]:
     """Creates configured users that do not exist yet; returns the names created."""
     created = []
     async with writer.db.session() as s:
@@ -136,7 +138,8 @@ async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: 
     for u in users:
         if u.username not in existing:
             plain = u.password.get_secret_value() if u.password is not None else None
-            await add_user(writer, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash)
+            await add_user(writer, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash,
+                           known_agencies)
             created.append(u.username)
     return created
 

@@ -1,12 +1,13 @@
 """Per-channel delivery state of a dispatch: what each agency channel's far side has confirmed.
 
-A dispatch goes out on every channel of its agency (each webhook, and MQTT). Each channel has its own state:
+A dispatch goes out on every channel of its agency (config.outbound: each webhook, each plug-in channel, and MQTT).
+Each channel has its own state, under the key its outbox row was created with:
 
 * ``pending``   — not accepted anywhere yet (attempts and the last error tell why);
 * ``sent``      — handed to a transport that accepted it but cannot confirm the agency got it: the MQTT broker's
                   PUBACK only says the broker has it (nobody may be subscribed);
-* ``delivered`` — the agency's side confirmed: a webhook answered 2xx, or the agency acknowledged over MQTT
-                  (``firelink/dispatch/{agency}/ack``).
+* ``delivered`` — the agency's side confirmed: a webhook answered 2xx (a channel whose success is a confirmation,
+                  see notify.channels), or the agency acknowledged over MQTT (``firelink/dispatch/{agency}/ack``).
 
 The list lives on the dispatch row (``Dispatch.channels``) and is changed only by the core, in the same transaction
 as the outbox row it mirrors. These are pure functions over that list.
@@ -23,34 +24,26 @@ DELIVERED = "delivered"
 _RANK = {PENDING: 0, SENT: 1, DELIVERED: 2}
 
 
-def key_of(channel: str, secret_ref: str) -> str:
-    """Stable key of an outbox row's channel: 'mqtt', or 'webhook-<i>' from 'agencies.<a>.webhooks.<i>'."""
-    if channel == "mqtt":
-        return "mqtt"
-    return f"webhook-{secret_ref.rsplit('.', 1)[-1]}"
-
-
-def new(channel: str, secret_ref: str) -> dict[str, Any]:
-    return {"key": key_of(channel, secret_ref), "channel": channel, "status": PENDING, "at": None, "attempts": 0,
-            "last_error": ""}
+def new(key: str, channel: str) -> dict[str, Any]:
+    return {"key": key, "channel": channel, "status": PENDING, "at": None, "attempts": 0, "last_error": ""}
 
 
 def find(channels: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
     return next((c for c in channels if c.get("key") == key), None)
 
 
-def updated(channels: list[dict[str, Any]], key: str, *, status: str | None = None, at: datetime | None = None,
-            attempts: int | None = None, error: str | None = None) -> list[dict[str, Any]]:
+def updated(channels: list[dict[str, Any]], key: str, channel: str, *, status: str | None = None,
+            at: datetime | None = None, attempts: int | None = None, error: str | None = None) -> list[dict[str, Any]]:
     """A new list (the JSON column is replaced, not mutated) with the channel `key` changed.
 
     Status only moves forward (pending → sent → delivered); `at` is when the current status was reached.
-    A channel that is not in the list is added (an agency may acknowledge over MQTT without an MQTT channel row).
+    A channel that is not in the list is added as `channel` (an agency may acknowledge over MQTT without an MQTT
+    channel row).
     """
     out = [dict(c) for c in channels]
     ch = find(out, key)
     if ch is None:
-        ch = {"key": key, "channel": "mqtt" if key == "mqtt" else "webhook", "status": PENDING, "at": None,
-              "attempts": 0, "last_error": ""}
+        ch = new(key, channel)
         out.append(ch)
     if status is not None and _RANK[status] > _RANK.get(ch["status"], 0):
         ch["status"] = status

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from config import alarm_kinds
 from config.schema import FirelinkConfig
 
 
@@ -77,7 +78,7 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
             # a writer of its own: this command appends no record entry, so it cannot fork a running core's chain
             writer = Writer(db, EventBus())
             await add_user(writer, args.name, password, args.role, args.unit, args.agency,
-                           {u.id for u in cfg.units})
+                           {u.id for u in cfg.units}, known_agencies=list(cfg.agencies))
         finally:
             await db.dispose()
 
@@ -127,8 +128,7 @@ def add_commands(sub: Any) -> None:
     """The core's commands: press, user add, db upgrade, audit verify (each names its handler)."""
     press = sub.add_parser("press", help="press a unit's one-key alarm over MQTT (drills, demos, tests)")
     press.add_argument("unit_id")
-    press.add_argument("--kind", default="one_key",
-                       choices=["one_key", "smoke", "heat", "manual_call_point", "gas", "other"])
+    press.add_argument("--kind", default="one_key", choices=alarm_kinds.DEVICE_IDS)
     press.add_argument("--device-id", help="device id sent with the alarm (default: UNIT_ID-cli, so the record "
                        "shows the alarm came from this command, not from a configured button)")
     press.add_argument("--note")
@@ -140,7 +140,7 @@ def add_commands(sub: Any) -> None:
     add.add_argument("--role", required=True, choices=["admin", "duty_officer", "unit", "agency", "assessor"])
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
-    add.add_argument("--agency", choices=["fire", "medical"], help="agency (role agency)")
+    add.add_argument("--agency", help="key of a configured agency, e.g. fire (role agency)")
     add.set_defaults(handler=cmd_user_add)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(handler=cmd_db_upgrade)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from config import alarm_kinds
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
 from dispatch.evidence_record import DETECTION_FRAME, entries
@@ -103,7 +104,7 @@ class DetectionSink:
         with self.service.bus.subscribe([ev.INCIDENT_UPDATED]) as sub:
             async for event in sub:
                 inc = event.data["incident"]
-                if inc["outcome"] != "false_alarm" or not str(inc["kind"]).startswith("video_"):
+                if inc["outcome"] != "false_alarm" or not alarm_kinds.from_detector(str(inc["kind"])):
                     continue
                 learned = False
                 for frame in await entries(self.service.db, int(inc["id"]), DETECTION_FRAME):

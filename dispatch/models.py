@@ -157,9 +157,10 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dispatch_id: Mapped[int | None] = mapped_column(ForeignKey("dispatches.id"), index=True)
-    channel: Mapped[str] = mapped_column(String(16))  # webhook | mqtt
-    target: Mapped[str] = mapped_column(String(400))  # URL, or MQTT topic
-    secret_ref: Mapped[str] = mapped_column(String(64), default="")  # config path of the HMAC secret
+    channel: Mapped[str] = mapped_column(String(16))  # name in notify.channels: webhook | mqtt | a plug-in's
+    channel_key: Mapped[str] = mapped_column(String(32), default="")  # key on Dispatch.channels: webhook-0, mqtt, ...
+    target: Mapped[str] = mapped_column(String(400))  # URL, MQTT topic, phone number
+    secret_ref: Mapped[str] = mapped_column(String(64), default="")  # config path of the channel (config.outbound)
     payload: Mapped[dict[str, Any]]
     idempotency_key: Mapped[str] = mapped_column(String(80))
     # pending (retried) | sent (MQTT broker accepted; done here, awaiting the agency's ack) | delivered

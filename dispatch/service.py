@@ -19,6 +19,7 @@ from log_rate_limit import RateLimit, StreamRateLimitFilter  # type: ignore[impo
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config import outbound
 from config.schema import FirelinkConfig
 from dispatch import channels
 from dispatch import events as ev
@@ -89,6 +90,13 @@ class OpenIncident:
 class Unacked:
     opened_at: datetime
     level: int
+
+
+def _outbox_row(o: outbound.Outbound, payload: dict[str, Any], key: str, now: datetime,
+                dispatch_id: int | None = None) -> OutboxMessage:
+    """One outbox row for one configured channel; its channel, key and config path are stored, not re-derived."""
+    return OutboxMessage(dispatch_id=dispatch_id, channel=o.channel, channel_key=o.key, target=o.target,
+                         secret_ref=o.ref, payload=payload, idempotency_key=key, next_attempt_at=now, created_at=now)
 
 
 class IncidentService:
@@ -341,7 +349,6 @@ class IncidentService:
             return await self._emit_incident(tx, inc)
 
     def _queue_dispatch(self, s: AsyncSession, inc: Incident, d: Dispatch, now: datetime) -> None:
-        agency = self.cfg.agencies[d.agency]  # type: ignore[index]
         base = self.cfg.public_url().rstrip("/")
         unit = self.units[inc.unit_id]
         payload = {
@@ -357,17 +364,9 @@ class IncidentService:
             "ack_url": f"{base}/api/dispatches/{d.id}/ack",
             "on_scene_url": f"{base}/api/dispatches/{d.id}/on_scene",
         }
-        rows = [OutboxMessage(dispatch_id=d.id, channel="webhook", target=hook.url,
-                              secret_ref=f"agencies.{d.agency}.webhooks.{i}", payload=payload,
-                              idempotency_key=d.idempotency_key, next_attempt_at=now, created_at=now)
-                for i, hook in enumerate(agency.webhooks)]
-        if agency.mqtt:
-            rows.append(OutboxMessage(dispatch_id=d.id, channel="mqtt",
-                                      target=f"{self.cfg.mqtt.topic_prefix}/dispatch/{d.agency}", payload=payload,
-                                      secret_ref="", idempotency_key=d.idempotency_key, next_attempt_at=now,
-                                      created_at=now))
-        s.add_all(rows)
-        d.channels = [channels.new(r.channel, r.secret_ref) for r in rows]
+        targets = outbound.for_agency(self.cfg, d.agency)
+        s.add_all(_outbox_row(o, payload, d.idempotency_key, now, d.id) for o in targets)
+        d.channels = [channels.new(o.key, o.channel) for o in targets]
 
     async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         async with self.writer.tx() as tx:
@@ -425,15 +424,7 @@ class IncidentService:
                        "incident": {k: view[k] for k in ("id", "kind", "opened_at", "unit")},
                        "console_url": f"{self.cfg.public_url().rstrip('/')}/#incident/{inc.id}"}
             key = f"esc-{inc.id}-{level}"
-            leader = self.cfg.station.leader
-            for i, hook in enumerate(leader.webhooks):
-                tx.session.add(OutboxMessage(channel="webhook", target=hook.url,
-                                             secret_ref=f"station.leader.webhooks.{i}", payload=payload,
-                                             idempotency_key=key, next_attempt_at=now, created_at=now))
-            if leader.mqtt:
-                tx.session.add(OutboxMessage(channel="mqtt", target=f"{self.cfg.mqtt.topic_prefix}/leader/escalation",
-                                             payload=payload, idempotency_key=key, next_attempt_at=now,
-                                             created_at=now))
+            tx.session.add_all(_outbox_row(o, payload, key, now) for o in outbound.for_leader(self.cfg))
             tx.events.append(Event(ev.OUTBOX_PENDING, {}))
             tx.after_commit.append(lambda: self._set_unacked_level(incident_id, level))
             return view
@@ -503,12 +494,13 @@ class IncidentService:
     # ------------------------------------------------------ outbox bookkeeping
 
     async def outbox_result(self, outbox_id: int, attempted_at: datetime, error: str | None,
-                            next_attempt_at: datetime | None = None) -> None:
+                            next_attempt_at: datetime | None = None, *, confirmed: bool) -> None:
         """Called by the notify worker after each delivery attempt; records it on the dispatch.
 
-        A webhook's 2xx is the agency's side confirming: the channel is delivered. The MQTT broker's PUBACK only
-        says the broker has the message: the channel is sent, and becomes delivered when the agency acknowledges
-        over MQTT (agency_update with via="mqtt").
+        `confirmed` is what the channel's success means (notify.channels): a webhook's 2xx is the agency's side
+        confirming, so the channel is delivered. The MQTT broker's PUBACK only says the broker has the message:
+        the channel is sent, and becomes delivered when the agency acknowledges over MQTT (agency_update with
+        via="mqtt").
         """
         async with self.writer.tx() as tx:
             s = tx.session
@@ -518,22 +510,21 @@ class IncidentService:
             now = self.clock()
             msg.attempts += 1
             d = await s.get(Dispatch, msg.dispatch_id) if msg.dispatch_id is not None else None
-            key = channels.key_of(msg.channel, msg.secret_ref)
+            key = msg.channel_key
             if error is not None:
                 msg.last_error = error[:400]
                 msg.next_attempt_at = next_attempt_at or now
                 if d is not None:
-                    d.channels = channels.updated(d.channels, key, attempts=msg.attempts, error=error)
+                    d.channels = channels.updated(d.channels, key, msg.channel, attempts=msg.attempts, error=error)
                     self._record(tx, d.incident_id, rec.DISPATCH_FAILED, SYSTEM, attempted_at,
                                  {"agency": d.agency, "dispatch_id": d.id, "channel": msg.channel,
                                   "attempt": msg.attempts, "error": error[:200]})
             else:
-                confirmed = msg.channel != "mqtt"
                 msg.status, msg.delivered_at, msg.last_error = ("delivered" if confirmed else "sent"), now, ""
                 if d is not None:
                     status = channels.DELIVERED if confirmed else channels.SENT
-                    d.channels = channels.updated(d.channels, key, status=status, at=now, attempts=msg.attempts,
-                                                  error="")
+                    d.channels = channels.updated(d.channels, key, msg.channel, status=status, at=now,
+                                                  attempts=msg.attempts, error="")
                     self._dispatch_sent(tx, d, attempted_at, msg.channel)
                     if confirmed:
                         self._dispatch_delivered(tx, d, now, msg.channel, msg.attempts)
@@ -570,15 +561,16 @@ class IncidentService:
 
     async def _confirm_mqtt(self, tx: Tx, d: Dispatch, now: datetime) -> bool:
         """An acknowledgement arrived over MQTT: the MQTT channel reached the agency. True if that is news."""
-        if channels.status_of(d.channels, "mqtt") == channels.DELIVERED:
+        if channels.status_of(d.channels, outbound.MQTT_KEY) == channels.DELIVERED:
             return False
-        d.channels = channels.updated(d.channels, "mqtt", status=channels.DELIVERED, at=now)
+        d.channels = channels.updated(d.channels, outbound.MQTT_KEY, outbound.MQTT, status=channels.DELIVERED, at=now)
         rows = await tx.session.scalars(select(OutboxMessage).where(
-            OutboxMessage.dispatch_id == d.id, OutboxMessage.channel == "mqtt", OutboxMessage.status != "delivered"))
+            OutboxMessage.dispatch_id == d.id, OutboxMessage.channel == outbound.MQTT,
+            OutboxMessage.status != "delivered"))
         for row in rows:  # nothing left to publish to an agency that answered on this channel
             row.status, row.delivered_at = "delivered", now
         self._record(tx, d.incident_id, rec.DISPATCH_DELIVERED, SYSTEM, now,
-                     {"agency": d.agency, "dispatch_id": d.id, "channel": "mqtt", "via": "ack"})
+                     {"agency": d.agency, "dispatch_id": d.id, "channel": outbound.MQTT, "via": "ack"})
         return True
 
     # ---------------------------------------------------------------- devices

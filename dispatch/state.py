@@ -51,8 +51,6 @@ class Outcome(StrEnum):
     FALSE_ALARM = "false_alarm"
 
 
-ALARM_KINDS = ("one_key", "smoke", "heat", "manual_call_point", "gas", "other", "video_smoke", "video_fire")
-
 _INCIDENT_NEXT: dict[IncidentStatus, frozenset[IncidentStatus]] = {
     IncidentStatus.NEW: frozenset({IncidentStatus.ACKNOWLEDGED, IncidentStatus.DISPATCHED, IncidentStatus.CLOSED}),
     IncidentStatus.ACKNOWLEDGED: frozenset({IncidentStatus.DISPATCHED, IncidentStatus.ON_SCENE,

@@ -119,7 +119,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         writer = app[WRITER] = Writer(app[DB], app[BUS])
         service = IncidentService(writer, cfg, clock)
         await service.start()
-        created = await ensure_users(writer, list(cfg.users), set(service.units))
+        created = await ensure_users(writer, list(cfg.users), set(service.units), tuple(cfg.agencies))
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:
@@ -173,7 +173,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             yield
             return
         inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
-        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal)
+        link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal, agencies=tuple(cfg.agencies))
         await link.start()
         app[MQTT] = link
         yield

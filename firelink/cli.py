@@ -30,6 +30,13 @@ def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
 
     from dispatch.lease import LeaseHeld
     from firelink.app import create_app
+    from notify.channels import CHANNELS, ChannelConfigError
+
+    try:
+        CHANNELS.check(cfg)  # a configured channel nobody provides: refuse before anything starts
+    except ChannelConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
 
     # paho's network thread and the event loop share the GIL: hand it over every 0.5 ms instead of
     # 5 ms, so a burst being parsed does not hold up commits and WebSocket pushes (measured in bench/).

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,8 +140,10 @@ def _thread_of(client: mqtt.Client) -> threading.Thread | None:
 class MqttLink:
     def __init__(self, cfg: MqttConfig, handler: Handler,
                  store_ok: Callable[[], Awaitable[bool]] | None = None,
-                 journal: AttemptJournal | None = None) -> None:
+                 journal: AttemptJournal | None = None, *, agencies: Collection[str] = ()) -> None:
+        """`agencies`: the configured agency keys, whose firelink/dispatch/{agency}/ack topics are taken in."""
         self.cfg = cfg
+        self.agencies = frozenset(agencies)
         self._handler = handler
         self._store_ok = store_ok or _never
         self._journal = journal
@@ -287,7 +289,7 @@ class MqttLink:
             payload = bytes(msg.payload)
             try:
                 item = parse_message(self.cfg.topic_prefix, topic, payload, self.cfg.max_payload_bytes, utcnow(),
-                                     self.cfg.max_detection_bytes)
+                                     self.cfg.max_detection_bytes, agencies=self.agencies)
             except Exception as exc:  # parse_message promises not to raise; should it ever, the message is refused
                 item = self._refused(topic, payload, f"parser error: {type(exc).__name__}")
             key = hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest() if msg.dup else None

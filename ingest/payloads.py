@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
+from config.alarm_kinds import DetectorKind, DeviceKind
 from ingest.contract import (
     MAX_ROW_ID,
     AgencyAckIn,
@@ -61,9 +63,7 @@ class _Payload(InputModel):
 
 class AlarmPayload(_Payload):
     alarm_id: str = Field(..., min_length=1, max_length=128, description="Unique per press; used for de-duplication.")
-    kind: Literal["one_key", "smoke", "heat", "manual_call_point", "gas", "other"] = Field(
-        ..., description="What raised the alarm."
-    )
+    kind: DeviceKind = Field(..., description="What raised the alarm (config.alarm_kinds, raised by devices).")
     device_id: str | None = Field(None, pattern=ID_PATTERN, description="Button/detector that raised it.")
     ts: UtcTime | None = Field(None, description="Device time, ISO-8601 (informational; receipt time rules).")
     note: str | None = Field(None, max_length=2000, description="Free text from the device or gateway.")
@@ -113,7 +113,7 @@ class _Detection(_Payload):
 
 
 class FireDetectionPayload(_Detection):
-    type: Literal["video_smoke", "video_fire"]
+    type: DetectorKind
     alarm_id: str = Field(..., pattern=ALARM_ID_PATTERN)
     ts: UtcTime
     confidence: FiniteFloat = Field(..., ge=0, le=1, strict=True)  # strict: true/"0.9" are not numbers
@@ -206,17 +206,21 @@ def _errors(exc: ValidationError) -> str:
 
 
 def parse_message(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at: datetime,
-                  max_detection_bytes: int = 1 << 20) -> CoreInput:
-    """Never raises: whatever arrives becomes a core input or a Rejection."""
+                  max_detection_bytes: int = 1 << 20, *, agencies: Collection[str] = ()) -> CoreInput:
+    """Never raises: whatever arrives becomes a core input or a Rejection.
+
+    `agencies` are the configured agency keys: an ack on firelink/dispatch/{agency}/ack for any other is an
+    unknown topic.
+    """
     try:
-        return _parse(prefix, topic, payload, max_bytes, received_at, max_detection_bytes)
+        return _parse(prefix, topic, payload, max_bytes, received_at, max_detection_bytes, agencies)
     except Exception as exc:  # a bug here must not silence the intake: the message becomes a rejection
         return Rejection("mqtt", printable(topic[:MAX_TOPIC_CHARS]), f"parser error: {type(exc).__name__}",
                          excerpt(payload), len(payload), received_at)
 
 
 def _parse(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at: datetime,
-           max_detection_bytes: int) -> CoreInput:
+           max_detection_bytes: int, agencies: Collection[str]) -> CoreInput:
     def reject(reason: str) -> Rejection:
         return Rejection("mqtt", printable(topic[:MAX_TOPIC_CHARS]), reason, excerpt(payload), len(payload),
                          received_at)
@@ -226,7 +230,7 @@ def _parse(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at:
         return reject("unknown topic")
     section, ident, leaf = parts[1], parts[2], parts[3]
     known = ((section == "units" and leaf == "alarm") or (section == "devices" and leaf == "status")
-             or (section == "dispatch" and leaf == "ack" and ident in ("fire", "medical"))
+             or (section == "dispatch" and leaf == "ack" and ident in agencies)
              or (section == "cameras" and leaf == "detections"))
     if not known:
         return reject("unknown topic")

@@ -1,7 +1,8 @@
-"""Delivers the transactional outbox: webhooks (signed) and MQTT, with backoff, until accepted.
+"""Delivers the transactional outbox through the registered channels (notify.channels), with backoff, until accepted.
 
-A webhook's 2xx is the agency confirming (delivered); the MQTT broker's PUBACK is only "sent" (the core marks
-the MQTT channel delivered when the agency acknowledges on firelink/dispatch/{agency}/ack).
+Each row names its channel; the worker looks it up by that name and delivers through it. What success means is
+the channel's: a webhook's 2xx is the agency confirming (delivered); the MQTT broker's PUBACK is only "sent" (the
+core marks the MQTT channel delivered when the agency acknowledges on firelink/dispatch/{agency}/ack).
 
 Rows are written by the core in the same transaction as the dispatch, so
 a crash never loses one; after a restart this worker resumes where it
@@ -17,53 +18,37 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy import func, select
 
-from config.schema import FirelinkConfig, WebhookChannel
+from config import outbound
+from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.events import EventBus
 from dispatch.models import OutboxMessage
 from dispatch.service import IncidentService
 from ingest.contract import utcnow
-from ingest.mqtt_link import MqttLink, PublishError
-from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, encode_body, sign
+from ingest.mqtt_link import MqttLink
+from notify.channels import CHANNELS, Channel, ChannelRegistry, DeliveryContext, DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
 BATCH = 100
-
-
-def safe_target(url: str) -> str:
-    """URL without credentials or query string, for logs and records."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def resolve_webhook(cfg: FirelinkConfig, ref: str) -> WebhookChannel | None:
-    """secret_ref is 'agencies.<key>.webhooks.<i>' or 'station.leader.webhooks.<i>'."""
-    parts = ref.split(".")
-    try:
-        if parts[0] == "agencies" and parts[2] == "webhooks":
-            return cfg.agencies[parts[1]].webhooks[int(parts[3])]  # type: ignore[index]
-        if parts[:3] == ["station", "leader", "webhooks"]:
-            return cfg.station.leader.webhooks[int(parts[3])]
-    except (IndexError, KeyError, ValueError):
-        return None
-    return None
+EXPECTED = (DeliveryError, aiohttp.ClientError, TimeoutError, OSError)
 
 
 class OutboxWorker:
     def __init__(self, service: IncidentService, bus: EventBus, cfg: FirelinkConfig, mqtt: MqttLink | None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, channels: ChannelRegistry = CHANNELS) -> None:
+        """Raises ChannelConfigError when the configuration names a channel no registered one delivers."""
+        channels.check(cfg)
         self.service = service
         self.bus = bus
         self.cfg = cfg
         self.mqtt = mqtt
         self.clock = clock
+        self.channels = channels
+        self.configured = outbound.by_ref(cfg)
         self._inflight: set[int] = set()
 
     def backoff(self, attempts: int) -> timedelta:
@@ -82,49 +67,48 @@ class OutboxWorker:
         wait = (nxt - now).total_seconds() if nxt is not None else 3600.0
         return [r for r in rows if r.id not in self._inflight], max(0.01, wait)
 
-    async def _send(self, http: aiohttp.ClientSession, msg: OutboxMessage) -> None:
-        if msg.channel == "mqtt":
-            if self.mqtt is None:
-                raise PublishError("MQTT is not configured")
-            await self.mqtt.publish(msg.target, msg.payload)
-            return
-        hook = resolve_webhook(self.cfg, msg.secret_ref)
-        if hook is None:
-            raise PublishError(f"webhook {msg.secret_ref} is no longer configured")
-        body = encode_body(msg.payload)
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   SIGNATURE_HEADER: sign(hook.secret.get_secret_value(), body),
-                   IDEMPOTENCY_HEADER: msg.idempotency_key}
-        timeout = aiohttp.ClientTimeout(total=hook.timeout_s)
-        async with http.post(msg.target, data=body, headers=headers, timeout=timeout) as resp:
-            if not 200 <= resp.status < 300:
-                raise PublishError(f"HTTP {resp.status} from {safe_target(msg.target)}")
+    def _outgoing(self, msg: OutboxMessage) -> Outgoing:
+        found = self.configured.get(msg.secret_ref)
+        return Outgoing(msg.id, msg.channel, msg.channel_key, msg.target, msg.secret_ref, msg.payload,
+                        msg.idempotency_key, found.settings if found is not None else None)
 
-    async def _deliver(self, http: aiohttp.ClientSession, msg: OutboxMessage) -> None:
+    async def _send(self, channel: Channel | None, msg: OutboxMessage, ctx: DeliveryContext) -> None:
+        if channel is None:
+            raise DeliveryError(f"no outbound channel {msg.channel!r} is registered")
+        await channel.deliver(self._outgoing(msg), ctx)
+
+    async def _deliver(self, ctx: DeliveryContext, msg: OutboxMessage) -> None:
         self._inflight.add(msg.id)
         attempted_at = self.clock()
+        channel = self.channels.get(msg.channel)
         try:
             try:
-                await self._send(http, msg)
+                await self._send(channel, msg, ctx)
                 error: str | None = None
-            except (aiohttp.ClientError, PublishError, TimeoutError, OSError) as exc:
+            except Exception as exc:  # a plug-in's unexpected error is an attempt that failed, not a stuck row
                 error = str(exc) or type(exc).__name__
-                log.warning("delivery of outbox %s via %s to %s failed (attempt %s): %s", msg.id, msg.channel,
-                            safe_target(msg.target) if msg.channel == "webhook" else msg.target,
-                            msg.attempts + 1, error)
+                where = channel.describe(msg.target) if channel is not None else msg.channel_key
+                if isinstance(exc, EXPECTED):
+                    log.warning("delivery of outbox %s via %s to %s failed (attempt %s): %s", msg.id, msg.channel,
+                                where, msg.attempts + 1, error)
+                else:
+                    log.exception("delivery of outbox %s via %s to %s raised (attempt %s)", msg.id, msg.channel,
+                                  where, msg.attempts + 1)
             next_at = None if error is None else self.clock() + self.backoff(msg.attempts)
-            await self.service.outbox_result(msg.id, attempted_at, error, next_at)
+            await self.service.outbox_result(msg.id, attempted_at, error, next_at,
+                                             confirmed=channel is not None and channel.confirms)
         finally:
             self._inflight.discard(msg.id)
 
     async def run(self) -> None:
         with self.bus.subscribe([ev.OUTBOX_PENDING]) as wake:
             async with aiohttp.ClientSession() as http:
+                ctx = DeliveryContext(self.cfg, http, self.mqtt)
                 while True:
                     try:
                         due, wait = await self._due()
                         if due:
-                            await asyncio.gather(*(self._deliver(http, m) for m in due))
+                            await asyncio.gather(*(self._deliver(ctx, m) for m in due))
                             continue
                     except Exception:
                         log.exception("outbox pass failed")

@@ -214,8 +214,10 @@ def base_config(db_url: str, broker: Broker | None, *, webhook_url: str | None =
     """A small station with isolated MQTT topics, so tests can share one broker."""
     prefix = f"fltest-{uuid.uuid4().hex[:10]}"
     agencies: dict[str, Any] = {
-        "fire": {"name": "消防救援大队", "phone": "119", "mqtt": True, "ack_token": AGENCY_TOKEN},
-        "medical": {"name": "120急救中心", "phone": "120", "mqtt": True},
+        "fire": {"name": "消防救援大队", "phone": "119", "label": {"zh": "消防 119", "en": "Fire 119"}, "mqtt": True,
+                 "ack_token": AGENCY_TOKEN},
+        "medical": {"name": "120急救中心", "phone": "120", "label": {"zh": "120 急救", "en": "Medical 120"},
+                    "mqtt": True},
     }
     if webhook_url:
         agencies["fire"]["webhooks"] = [{"url": webhook_url, "secret": WEBHOOK_SECRET}]

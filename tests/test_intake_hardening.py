@@ -54,12 +54,12 @@ def test_parser_limits_are_the_ones_documented() -> None:
     assert "recursion limit" in parse_message("fl", "fl/units/u/alarm", HOSTILE["deep arrays"], 65_536, NOW).reason
     assert "number out of range" in parse_message("fl", "fl/units/u/alarm", HOSTILE["huge int alone"], 65_536,
                                                   NOW).reason
-    ack = parse_message("fl", "fl/dispatch/fire/ack", HOSTILE["id 2^31"], 65_536, NOW)
+    ack = parse_message("fl", "fl/dispatch/fire/ack", HOSTILE["id 2^31"], 65_536, NOW, agencies=["fire"])
     assert isinstance(ack, Rejection) and "less than or equal to 2147483647" in ack.reason
     nan = parse_message("fl", "fl/cameras/cam-1/detections", HOSTILE["detection nan"], 65_536, NOW)
     assert isinstance(nan, Rejection) and "finite number" in nan.reason
     # what is valid still parses: the largest dispatch id, a naive device time (read as UTC), a worker's detection
-    top = parse_message("fl", "fl/dispatch/fire/ack", b'{"dispatch_id":2147483647}', 65_536, NOW)
+    top = parse_message("fl", "fl/dispatch/fire/ack", b'{"dispatch_id":2147483647}', 65_536, NOW, agencies=["fire"])
     assert not isinstance(top, Rejection) and top.dispatch_id == 2**31 - 1  # type: ignore[union-attr]
     alarm = parse_message("fl", "fl/units/u-1/alarm", b'{"alarm_id":"a","kind":"smoke","ts":"2026-01-15T08:00:00"}',
                           65_536, NOW)

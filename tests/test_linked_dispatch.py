@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from console.appkeys import SERVICE
 from dispatch.actor import Actor
 from ingest.contract import AlarmIn, utcnow
+from notify.channels.webhook import safe_target
 from notify.signing import IDEMPOTENCY_HEADER, encode_body, sign, verify
-from notify.worker import safe_target
 from tests.support import Api, Broker, WebhookReceiver, base_config, publish, running_app, ws_client
 
 OFFICER = Actor("officer", "duty_officer")
@@ -255,8 +255,9 @@ async def test_migration_gives_existing_dispatches_their_channels(db_url: str) -
                      "dl": delivered})
         await db.upgrade()
         async with db.engine.connect() as conn:
-            outbox = (await conn.execute(text("SELECT channel, status FROM outbox ORDER BY id"))).all()
-        assert [tuple(r) for r in outbox] == [("webhook", "pending"), ("mqtt", "sent")]
+            outbox = (await conn.execute(text("SELECT channel, status, channel_key FROM outbox ORDER BY id"))).all()
+        # 0007: each row's key on its dispatch is stored on the row (the worker reports by it, nothing parses refs)
+        assert [tuple(r) for r in outbox] == [("webhook", "pending", "webhook-0"), ("mqtt", "sent", "mqtt")]
         from dispatch.models import Dispatch
 
         async with db.session() as s:

@@ -1,7 +1,7 @@
 // Shared browser plumbing: API calls (cookie session + X-CSRF-Token), the 401 → login rule,
 // the live WebSocket with reconnect, timers and small DOM helpers (sound: sound.js, alerts.js).
 
-import { t } from "./i18n.js";
+import { learnLabels, t } from "./i18n.js";
 
 const CSRF_KEY = "firelink.csrf";
 let csrfToken = sessionStorage.getItem(CSRF_KEY);
@@ -93,11 +93,12 @@ export async function upload(path, form) {
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body === undefined ? {} : body);
 
-/** GET /api/me, keeping its CSRF token. Redirects to login on 401. */
+/** GET /api/me, keeping its CSRF token and learning its labels (alarm kinds, agencies). Redirects to login on 401. */
 export async function loadMe() {
   const sent = Date.now();
   const me = await get("/api/me");
   if (me.csrf_token) setCsrf(me.csrf_token);
+  learnLabels(me);
   if (me.now) {
     // The server's clock is the one that counts (deadlines, periods, "today"); tests inject it.
     serverClock = true;

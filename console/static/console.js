@@ -10,8 +10,10 @@ import {
 import "./console_i18n.js";
 import { hasPosition, offlineMap } from "./map.js";
 
-const AGENCIES = ["fire", "medical"];
-const KINDS = ["one_key", "smoke", "heat", "manual_call_point", "gas", "other", "video_smoke", "video_fire"];
+// Both from GET /api/me (boot): the configured agencies in their order, and the alarm kinds' registry.
+let AGENCIES = [];
+let KINDS = [];
+const DISPATCH_ONE = "dispatch-"; // + agency key: one agency's dispatch button (never "dispatch_both")
 const HISTORY_LIMIT = 200;
 const BAD_CAMERA = new Set(["offline", "frozen", "dark", "error"]);
 const DISPATCH_STEPS = [
@@ -49,6 +51,8 @@ async function boot() {
   applyI18n(document);
   bindLangToggle($("lang"));
   state.me = await loadMe();
+  AGENCIES = Object.keys(state.me.agencies || {});
+  KINDS = (state.me.alarm_kinds || []).map((k) => k.id);
   state.role = state.me.user.role;
   if (state.role === "unit") return location.replace("/unit.html");
   if (state.role === "agency") return location.replace("/agency.html");
@@ -320,7 +324,7 @@ async function act(name) {
     if (name === "ack") result = await post(`/api/incidents/${id}/ack`);
     else if (name === "on_scene") result = await post(`/api/incidents/${id}/on_scene`);
     else {
-      const agencies = name === "dispatch_both" ? AGENCIES : [name.replace("dispatch_", "")];
+      const agencies = name === "dispatch_both" ? AGENCIES : [name.slice(DISPATCH_ONE.length)];
       result = await post(`/api/incidents/${id}/dispatch`, { agencies });
     }
     upsert(result);
@@ -342,11 +346,10 @@ function actionEnabled(name, inc) {
   switch (name) {
     case "ack": return st === "new";
     case "dispatch_both": return AGENCIES.some((a) => !done.has(a));
-    case "dispatch_fire": return !done.has("fire");
-    case "dispatch_medical": return !done.has("medical");
     case "on_scene": return st === "acknowledged" || st === "dispatched";
     case "resolve": case "false_alarm": return true;
-    default: return false;
+    default: return name.startsWith(DISPATCH_ONE) && AGENCIES.includes(name.slice(DISPATCH_ONE.length))
+      && !done.has(name.slice(DISPATCH_ONE.length));
   }
 }
 
@@ -495,9 +498,11 @@ function buildDetailSkeleton() {
   const closedNow = skeletonFor.endsWith(":closed");
   const canAct = !state.readonly && !closedNow;
   renderPanels();
-  const actionBtn = (name, cls, key) => h(`button.btn.act.${cls}`, {
+  const actionBtn = (name, cls, key, label = t("act." + name)) => h(`button.btn.act.${cls}`, {
     type: "button", dataset: { action: name }, onclick: () => act(name),
-  }, h("span.act-label", t("act." + name)), key ? h("kbd", key) : null);
+  }, h("span.act-label", label), key ? h("kbd", key) : null);
+  // one button per configured agency (its short number, else its label), and one for all of them
+  const number = (a) => state.me.agencies[a].phone || t("agency." + a);
 
   body.replaceChildren(
     h("div.d-head",
@@ -509,16 +514,17 @@ function buildDetailSkeleton() {
       h("div.d-timer", h("span.lbl", t("detail.elapsed")), h("span#d-timer.timer.huge"))),
     h("div#d-closed.closed-banner", { hidden: true }),
     closedNow ? h("div#d-readonly.readonly-note", h("span", t("detail.readonly_closed")),
-      h("a.btn-small.nav-link", { href: "#overview" }, t("detail.to_overview"))) : null,
-    !canAct ? null : h("div.d-actions#d-actions",
+      h("a.btn-small.nav-link", { href: "#overview" }, t("detail.to_overview"))) : "", // ("": replaceChildren
+    !canAct ? "" : h("div.d-actions#d-actions", //  would write a null as the text "null")
       actionBtn("ack", "btn-ack", "A"),
-      actionBtn("dispatch_both", "btn-dispatch", "D"),
-      actionBtn("dispatch_fire", "btn-secondary", null),
-      actionBtn("dispatch_medical", "btn-secondary", null),
+      actionBtn("dispatch_both", "btn-dispatch", "D",
+        t("act.dispatch_both", { numbers: AGENCIES.map(number).join("+") })),
+      ...AGENCIES.map((a) => actionBtn(DISPATCH_ONE + a, "btn-secondary", null,
+        t("act.dispatch_one", { number: number(a) }))),
       actionBtn("on_scene", "btn-secondary", "S"),
       actionBtn("resolve", "btn-resolve", "R"),
       actionBtn("false_alarm", "btn-false", "F")),
-    !canAct ? null : h("p.keys-hint", t("act.keys")),
+    !canAct ? "" : h("p.keys-hint", t("act.keys")),
     h("div.d-grid",
       h("div.d-col",
         h("section.card.info", h("dl#d-info.info-list")),
@@ -637,6 +643,13 @@ function renderDispatch() {
   $("d-dispatch").replaceChildren(...rows);
 }
 
+/** A channel's name on the page: webhook and MQTT have strings; a plug-in channel (sms, ...) shows its name. */
+function chanLabel(name) {
+  const key = "chan." + name;
+  const label = t(key);
+  return label === key ? name : label;
+}
+
 // What each channel's far side confirmed: a webhook's 2xx or the agency's MQTT ack is "delivered";
 // the MQTT broker taking it is only "sent".
 function channelList(channels) {
@@ -644,7 +657,7 @@ function channelList(channels) {
     dataset: { channel: c.channel, key: c.key, status: c.status },
     title: c.last_error || "",
   },
-  h("span.ch-name", t("chan." + c.channel)),
+  h("span.ch-name", chanLabel(c.channel)),
   h("span.ch-status", t("chan.status." + c.status)),
   c.at ? h("span.ch-time", fmtTime(c.at)) : null,
   c.status === "pending" && c.attempts ? h("span.ch-attempts", t("chan.attempts", { n: c.attempts })) : null)));
@@ -784,7 +797,7 @@ function timelineDetail(e) {
   const data = e.data || {};
   const parts = [];
   if (data.agency) parts.push(t("agency." + data.agency));
-  if (data.channel) parts.push(t("chan." + data.channel));
+  if (data.channel) parts.push(chanLabel(data.channel));
   if (data.kind && e.action === "alarm.received") parts.push(kindLabel(data.kind));
   if (data.device_id && data.device_id !== e.actor) parts.push(data.device_id);
   if (data.outcome) parts.push(t("outcome." + data.outcome));

@@ -50,14 +50,6 @@ export const STRINGS = {
     "sound.mute": "静音",
     "sound.unmute": "取消静音",
 
-    "kind.one_key": "一键报警",
-    "kind.smoke": "烟感报警",
-    "kind.heat": "温感报警",
-    "kind.manual_call_point": "手动报警按钮",
-    "kind.gas": "燃气报警",
-    "kind.other": "其他报警",
-    "kind.video_smoke": "视频识别烟雾",
-    "kind.video_fire": "视频识别火焰",
 
     "status.new": "未签收",
     "status.acknowledged": "已签收",
@@ -68,8 +60,6 @@ export const STRINGS = {
     "outcome.resolved": "办结",
     "outcome.false_alarm": "误报",
 
-    "agency.fire": "消防 119",
-    "agency.medical": "120 急救",
     "dstatus.none": "未联动",
     "dstatus.pending": "待发送",
     "dstatus.sent": "已发送",
@@ -104,9 +94,8 @@ export const STRINGS = {
     "detail.elapsed": "已用时",
 
     "act.ack": "签收",
-    "act.dispatch_both": "联动 119+120",
-    "act.dispatch_fire": "仅 119",
-    "act.dispatch_medical": "仅 120",
+    "act.dispatch_both": "联动 {numbers}",
+    "act.dispatch_one": "仅 {number}",
     "act.on_scene": "到场",
     "act.resolve": "办结",
     "act.false_alarm": "误报",
@@ -289,14 +278,6 @@ export const STRINGS = {
     "sound.mute": "Mute",
     "sound.unmute": "Unmute",
 
-    "kind.one_key": "One-key alarm",
-    "kind.smoke": "Smoke detector",
-    "kind.heat": "Heat detector",
-    "kind.manual_call_point": "Manual call point",
-    "kind.gas": "Gas alarm",
-    "kind.other": "Other alarm",
-    "kind.video_smoke": "Video: smoke",
-    "kind.video_fire": "Video: fire",
 
     "status.new": "Unacknowledged",
     "status.acknowledged": "Acknowledged",
@@ -307,8 +288,6 @@ export const STRINGS = {
     "outcome.resolved": "Resolved",
     "outcome.false_alarm": "False alarm",
 
-    "agency.fire": "Fire 119",
-    "agency.medical": "Medical 120",
     "dstatus.none": "Not dispatched",
     "dstatus.pending": "Queued",
     "dstatus.sent": "Sent",
@@ -343,9 +322,8 @@ export const STRINGS = {
     "detail.elapsed": "Elapsed",
 
     "act.ack": "Acknowledge",
-    "act.dispatch_both": "Dispatch 119+120",
-    "act.dispatch_fire": "119 only",
-    "act.dispatch_medical": "120 only",
+    "act.dispatch_both": "Dispatch {numbers}",
+    "act.dispatch_one": "{number} only",
     "act.on_scene": "On scene",
     "act.resolve": "Resolved",
     "act.false_alarm": "False alarm",
@@ -502,6 +480,22 @@ export function setLang(next) {
 }
 
 export function onLangChange(fn) { listeners.add(fn); }
+
+/**
+ * Labels that live in the server's registries, not here (GET /api/me): alarm kinds (config/alarm_kinds.py) as
+ * "kind.<id>" and the configured agencies as "agency.<key>".
+ */
+export function learnLabels(me) {
+  for (const k of me.alarm_kinds || []) {
+    STRINGS.zh["kind." + k.id] = k.zh;
+    STRINGS.en["kind." + k.id] = k.en;
+  }
+  for (const [key, a] of Object.entries(me.agencies || {})) {
+    if (!a.label) continue;
+    STRINGS.zh["agency." + key] = a.label.zh;
+    STRINGS.en["agency." + key] = a.label.en;
+  }
+}
 
 export function t(key, vars) {
   let s = STRINGS[lang][key] ?? STRINGS.zh[key] ?? key;

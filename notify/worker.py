@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from config import outbound
 from config.schema import FirelinkConfig
 from dispatch import events as ev
+from dispatch.deadlines import run_deadlines
 from dispatch.events import EventBus
 from dispatch.models import OutboxMessage
 from dispatch.service import IncidentService
@@ -104,16 +105,12 @@ class OutboxWorker:
         with self.bus.subscribe([ev.OUTBOX_PENDING]) as wake:
             async with aiohttp.ClientSession() as http:
                 ctx = DeliveryContext(self.cfg, http, self.mqtt)
-                while True:
-                    try:
-                        due, wait = await self._due()
-                        if due:
-                            await asyncio.gather(*(self._deliver(ctx, m) for m in due))
-                            continue
-                    except Exception:
-                        log.exception("outbox pass failed")
-                        wait = 1.0
-                    try:
-                        await asyncio.wait_for(wake.get(), wait)
-                    except TimeoutError:
-                        pass
+
+                async def tick() -> float:
+                    due, wait = await self._due()
+                    if not due:
+                        return wait
+                    await asyncio.gather(*(self._deliver(ctx, m) for m in due))
+                    return 0.0  # more may be due already
+
+                await run_deadlines(wake, tick, "outbox")

@@ -25,7 +25,7 @@ from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event
-from dispatch.evidence_record import entries
+from dispatch.evidence_record import entries as record_entries
 from dispatch.models import (
     Alarm,
     Device,
@@ -163,7 +163,7 @@ class IncidentService:
 
     async def record_of(self, incident_id: int, action: str) -> list[dict[str, Any]]:
         """The data of an incident's record entries of one action, oldest first (e.g. its detection frames)."""
-        return await entries(self.db, incident_id, action)
+        return await record_entries(self.db, incident_id, action)
 
     async def _ingest(self, tx: Tx, items: Sequence[AlarmIn | Rejection],
                       notes: Mapping[str, Sequence[AlarmNote]]) -> list[str]:

@@ -113,3 +113,29 @@ async def test_a_registered_detector_raises_an_incident_through_the_sink(
         assert kept.is_file() and kept.read_bytes()[:2] == b"\xff\xd8"
         # the detector's own copy, as for smoke/fire: {detectors.evidence_dir}/{camera}/{alarm_id}.jpg
         assert (tmp_path / "detections" / CAM / f"{frame['alarm_id']}.jpg").is_file()
+
+
+def test_built_in_exits_plugin_through_the_detector_set() -> None:
+    """The blocked-exit plug-in as the live service drives it: camera settings → registry → samples → events, at its
+    own rate (exits.fps) although frames come faster."""
+    from config.detectors import ExitZoneConfig
+    from detectors.pipeline import DetectorSet
+    from ingest.contract import ExitHazard
+    from tests.test_exit_zones import LEFT, scene, with_box
+
+    cfg = DetectorsConfig.model_validate({"exits": {"person_weights": None, "fps": 1}})
+    zone = ExitZoneConfig(id="left", polygon=LEFT, dwell_s=4, clear_s=1)
+    detectors = DetectorSet(cfg)
+    detectors.watch(Camera("c", "hotel-1", CameraDetectors(camera_id="c", smoke_fire=False, exits=[zone])))
+    assert set(detectors.watched_by("c")) == {"exits"} and detectors.fps("c") == 1
+    exits = detectors.exits
+    assert exits is not None
+    clear, blocked = scene(), with_box(scene(), LEFT)
+    watcher = exits.watcher("c")
+    assert watcher is not None
+    events = [e for i in range(0, 5) for e in detectors.process([Sample("c", i / 4, clear)])]  # 4 fps
+    assert events == [] and len(watcher._auto) == 2  # analysed at 0 s and 1 s only: its own 1 fps
+    events = [e for i in range(5, 40) for e in detectors.process([Sample("c", i / 4, clear)])]
+    assert events == [] and watcher.ref is not None  # 10 analysed: the auto reference is taken
+    events = [e for i in range(40, 120) for e in detectors.process([Sample("c", i / 4, blocked)])]
+    assert [(type(e), e.zone_id, e.unit_id) for e in events] == [(ExitHazard, "left", "hotel-1")]  # type: ignore[union-attr]

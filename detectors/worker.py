@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from config.schema import FirelinkConfig, MqttConfig
 from ingest.contract import AlarmDetection, DetectionEvent, ExitEvent, ExitHazard
 from ingest.payloads import (
     MAX_BOXES,
@@ -101,7 +102,7 @@ def parse_detection_message(topic_name: str, payload: bytes, received_at: dateti
 class MqttPublisher:
     """Blocking paho client used from the event loop through threads; QoS 1, waits for PUBACK."""
 
-    def __init__(self, mqtt_cfg: Any, client_id: str) -> None:
+    def __init__(self, mqtt_cfg: MqttConfig, client_id: str) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -126,13 +127,12 @@ class MqttPublisher:
         await asyncio.to_thread(info.wait_for_publish, 30)
 
 
-async def run_worker(cfg: Any, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
+async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set (or SIGINT/SIGTERM)."""
-    from config.detectors import DetectorsConfig
     from detectors.pipeline import DetectorService
     from ingest.cameras.hub import CameraHub
 
-    dcfg: DetectorsConfig = getattr(cfg, "detectors", None) or DetectorsConfig()
+    dcfg = cfg.detectors
     known = {c.id: c for c in cfg.cameras}
     missing = [c for c in camera_ids if c not in known]
     if missing:
@@ -141,7 +141,7 @@ async def run_worker(cfg: Any, camera_ids: list[str], *, stop: asyncio.Event | N
     prefix = cfg.mqtt.topic_prefix
     pub = MqttPublisher(cfg.mqtt, f"firelink-detect-{'-'.join(camera_ids)[:40]}")
     await asyncio.to_thread(pub.start)
-    hub = CameraHub(cams, getattr(cfg, "video", None))
+    hub = CameraHub(cams, cfg.video)
 
     async def publish(ev: DetectionEvent) -> None:
         await pub.publish(topic(prefix, camera_of(ev)), detection_payload(ev))

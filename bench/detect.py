@@ -27,10 +27,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from config.detectors import DetectorsConfig  # noqa: E402
+from config.detectors import CameraDetectors, DetectorsConfig  # noqa: E402
+from detectors.base import Camera  # noqa: E402
 from detectors.fire import FireDetector  # noqa: E402
 from detectors.model import Box  # noqa: E402
-from detectors.pipeline import CameraPipeline  # noqa: E402
+from detectors.plugins.smoke_fire import SmokeFire  # noqa: E402
 
 
 def frames_from(path: Path, n: int) -> list[np.ndarray]:
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {"imgsz": args.imgsz, "backend": r.backend, "device": r.device, "max_batch": args.max_batch,
                "cpus": os.cpu_count(), "load_avg": os.getloadavg(), "runs": []}
     for n in ncams:
-        pipes = [CameraPipeline(f"cam{i}", cfg, fire, unit_id="U") for i in range(n)]
+        smoke_fire = SmokeFire(cfg, fire)
+        pipes = [f"cam{i}" for i in range(n)]
+        for cid in pipes:
+            smoke_fire.watch(Camera(cid, "U", CameraDetectors(camera_id=cid)))
         cam_frames = frames[:n]
         t = [0.0]
 
@@ -85,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             boxes = fire.detect(cam_frames)  # noqa: B023
             feed(pipes, cam_frames, boxes)  # noqa: B023
 
-        def feed(ps: list[CameraPipeline], chunk: list[np.ndarray], boxes: list[list[Box]]) -> None:
-            """As DetectorService._run_batch: per-box stages for all cameras at once, then each confirmer."""
-            kept = fire.keep_batch([(f, b, p.cam) for p, f, b in zip(ps, chunk, boxes, strict=True)])
+        def feed(ps: list[str], chunk: list[np.ndarray], boxes: list[list[Box]]) -> None:
+            """As SmokeFire.process: per-box stages for all cameras at once, then each confirmer."""
+            settings = [smoke_fire.settings(p) for p in ps]  # noqa: B023
+            kept = fire.keep_batch([(f, b, c) for c, f, b in zip(settings, chunk, boxes, strict=True)])
             for p, f, k in zip(ps, chunk, kept, strict=True):
-                p.on_kept(t[0], f, k)  # noqa: B023
+                smoke_fire.confirm(p, t[0], f, k)  # noqa: B023
 
         batches = [r.preprocess(cam_frames[i : i + args.max_batch])[0] for i in range(0, n, args.max_batch)]
 

@@ -7,9 +7,9 @@ draws on a snapshot of any size.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 Point = tuple[float, float]
 
@@ -19,6 +19,7 @@ class _Model(BaseModel):
 
 
 REGION_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # exit zones and masks (no ':', so never like `config:1`)
+DETECTOR_KEY = r"^[a-z][a-z0-9_]{0,39}$"  # a detector plug-in's type key (detectors/base.py)
 
 
 def check_polygon(poly: list[Point]) -> list[Point]:
@@ -175,6 +176,13 @@ class CameraDetectors(_Model):
     )
     exits: list[ExitZoneConfig] = Field(
         default_factory=list, title="Exit zones", description="Fire-exit zones to watch."
+    )
+    plugins: dict[Annotated[str, Field(pattern=DETECTOR_KEY)], dict[str, JsonValue]] = Field(
+        default_factory=dict, title="Other detectors",
+        description=(
+            "Further detectors on this camera by type key (a registered detector plug-in, docs/detectors.md), each "
+            "with its own settings, e.g. {my_detector: {threshold: 0.5}}. An unknown key stops the detectors' start."
+        ),
     )
 
     @field_validator("masks")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig
+from ingest.contract import AlarmDetection, DetectionEvent, ExitHazard
 
 
 def detectors_config(cfg: Any) -> DetectorsConfig:
@@ -64,74 +66,61 @@ def cmd_detect_image(cfg: Any, args: argparse.Namespace) -> int:
     return rc
 
 
+def event_dict(ev: DetectionEvent) -> dict[str, Any]:
+    """A detection event as one line of `detect-video` output (video seconds)."""
+    if isinstance(ev, AlarmDetection):
+        return {"t": round(ev.frame.t, 2), "type": ev.alarm.kind, "camera_id": ev.alarm.device_id,
+                "alarm_id": ev.alarm.alarm_id, "confidence": round(ev.frame.confidence, 4),
+                "boxes": list(ev.frame.boxes)}
+    if isinstance(ev, ExitHazard):
+        return {"t": round(ev.confirmed_at.timestamp(), 2), "type": "blocked_exit", "zone_id": ev.zone_id,
+                "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
+    return {"t": round(ev.cleared_at.timestamp(), 2), "type": "blocked_exit_cleared", "zone_id": ev.zone_id,
+            "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
+
+
 def video_events(
     path: Path, dcfg: DetectorsConfig, cam: CameraDetectors, *, batch: int = 4, max_seconds: float | None = None
-) -> Any:
-    """Yields event dicts for a video file run as a live camera (timestamps are video seconds)."""
+) -> Iterator[dict[str, Any]]:
+    """Yields event dicts for a video file run as a live camera (timestamps are video seconds): the detectors the
+    camera's settings ask for, as live, fed frames at the rate they ask for, `batch` frames per call."""
     import cv2
 
-    from detectors.exits import person_detector
-    from detectors.fire import FireDetector
-    from detectors.pipeline import CameraPipeline, FireEvent
-    from ingest.contract import ExitCleared, ExitHazard
+    from detectors.base import Camera, Sample
+    from detectors.pipeline import DetectorSet
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FileNotFoundError(f"cannot open video {path}")
     vfps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    fire = FireDetector(dcfg) if cam.smoke_fire else None
-    persons = person_detector(dcfg.exits) if cam.exits else None
-    pipe = CameraPipeline(cam.camera_id, dcfg, fire, cam=cam, persons=persons)
-    period = 1.0 / cam.fps
-    exit_period = 1.0 / dcfg.exits.fps
-    next_fire, next_exit = 0.0, 0.0
-    pending: list[tuple[float, Any]] = []
+    detectors = DetectorSet(dcfg)
+    detectors.watch(Camera(cam.camera_id, None, cam))
+    pending: list[Sample] = []
 
-    def flush() -> list[Any]:
-        evs: list[Any] = []
-        if not pending:
-            return evs
-        boxes = fire.detect([f for _, f in pending], cam.weights) if fire else [[] for _ in pending]
-        for (t, f), b in zip(pending, boxes, strict=True):
-            evs += pipe.on_boxes(t, f, b)
+    def flush() -> list[dict[str, Any]]:
+        events = sorted((event_dict(ev) for ev in detectors.process(pending)), key=lambda e: float(e["t"]))
         pending.clear()
-        return evs
+        return events
 
-    def as_dict(ev: Any) -> dict[str, Any]:
-        if isinstance(ev, FireEvent):
-            return {"t": round(ev.t, 2), "type": ev.kind, "camera_id": ev.camera_id, "alarm_id": ev.alarm_id,
-                    "confidence": round(ev.confidence, 4), "started_t": round(ev.started_at, 2), "boxes": ev.boxes}
-        if isinstance(ev, ExitHazard):
-            return {"t": round(ev.confirmed_at.timestamp(), 2), "type": "blocked_exit", "zone_id": ev.zone_id,
-                    "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
-        assert isinstance(ev, ExitCleared)
-        return {"t": round(ev.cleared_at.timestamp(), 2), "type": "blocked_exit_cleared", "zone_id": ev.zone_id,
-                "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
-
-    i = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        t = i / vfps
-        i += 1
-        if max_seconds is not None and t > max_seconds:
-            break
-        if fire is not None and t + 1e-9 >= next_fire:
-            next_fire += period
-            pending.append((t, frame))
-            if len(pending) >= batch:
-                for ev in flush():
-                    yield as_dict(ev)
-        if pipe.exits is not None and t + 1e-9 >= next_exit:
-            next_exit += exit_period
-            for ev in flush():  # keep event order by time
-                yield as_dict(ev)
-            for ev in pipe.on_exit_frame(t, frame):
-                yield as_dict(ev)
-    for ev in flush():
-        yield as_dict(ev)
-    cap.release()
+    i, next_t = 0, 0.0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t = i / vfps
+            i += 1
+            if max_seconds is not None and t > max_seconds:
+                break
+            fps = detectors.fps(cam.camera_id)
+            if fps and t + 1e-9 >= next_t:
+                next_t += 1.0 / fps
+                pending.append(Sample(cam.camera_id, t, frame))
+                if len(pending) >= batch:
+                    yield from flush()
+        yield from flush()
+    finally:
+        cap.release()
 
 
 def cmd_detect_video(cfg: Any, args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 A worker (possibly on another machine with a GPU) opens the listed cameras itself, runs the
 detector service and publishes each event, QoS 1, to ``{prefix}/cameras/{camera_id}/detections``.
 The core subscribes to ``{prefix}/cameras/+/detections`` and turns each message back into core
-inputs with `parse_detection_message` (ingest.payloads validates it; never raises on bad input — returns None).
+inputs with ingest.payloads (the same typed `DetectionEvent` an in-process detector emits). The payloads are
+ingest.payloads' pydantic models (`FireDetectionPayload`, `ExitDetectionPayload`), built and validated here too.
 
 Payload (JSON, UTF-8; JPEGs base64, scaled to ≤ 640 px wide, so a message stays < ~150 KB):
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import signal
 from datetime import UTC, datetime
@@ -30,7 +29,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ingest.contract import DetectionMessage, ExitEvent, ExitHazard
+from config.schema import FirelinkConfig, MqttConfig
+from ingest.contract import AlarmDetection, DetectionEvent, ExitEvent, ExitHazard
+from ingest.payloads import (
+    MAX_BOXES,
+    AnyDetectionPayload,
+    ExitDetectionPayload,
+    FireDetectionPayload,
+    parse_detection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +58,40 @@ def shrink_jpeg(data: bytes, width: int = MAX_JPEG_WIDTH, quality: int = 75) -> 
     return buf.tobytes() if ok else data
 
 
-def _b64(b: bytes) -> str:
-    return base64.b64encode(shrink_jpeg(b)).decode("ascii")
+def fire_payload(det: AlarmDetection) -> FireDetectionPayload:
+    """An alarm detection as its MQTT payload (validated here as the core validates it: a worker that cannot build
+    a valid message finds out before it publishes)."""
+    alarm, frame = det.alarm, det.frame
+    return FireDetectionPayload.model_validate({
+        "type": alarm.kind, "alarm_id": alarm.alarm_id, "camera_id": alarm.device_id, "unit_id": alarm.unit_id or None,
+        "ts": datetime.fromtimestamp(frame.t, UTC), "confidence": frame.confidence,
+        "boxes": list(frame.boxes[:MAX_BOXES]), "width": frame.width, "height": frame.height,
+        "jpeg_b64": shrink_jpeg(frame.jpeg)})
 
 
-def fire_payload(record: dict[str, Any], unit_id: str | None) -> dict[str, Any]:
-    return {
-        "type": record["type"], "alarm_id": record["alarm_id"], "camera_id": record["camera_id"],
-        "unit_id": unit_id, "ts": datetime.fromtimestamp(record["t"], UTC).isoformat(),
-        "confidence": record["confidence"], "boxes": record["boxes"], "width": record["width"],
-        "height": record["height"], "jpeg_b64": _b64(record["jpeg"]),
-    }
-
-
-def hazard_payload(ev: ExitEvent) -> dict[str, Any]:
-    base = {"camera_id": ev.camera_id, "unit_id": ev.unit_id, "zone_id": ev.zone_id, "zone_name": ev.zone_name,
-            "started_at": ev.started_at.isoformat(), "confirmed_at": ev.confirmed_at.isoformat(),
-            "fraction": ev.fraction, "after_jpeg_b64": _b64(ev.after_jpeg)}
+def hazard_payload(ev: ExitEvent) -> ExitDetectionPayload:
+    """A blocked exit (or its clearing) as its MQTT payload."""
+    data = {"camera_id": ev.camera_id, "unit_id": ev.unit_id, "zone_id": ev.zone_id, "zone_name": ev.zone_name,
+            "started_at": ev.started_at, "confirmed_at": ev.confirmed_at, "fraction": float(ev.fraction),
+            "after_jpeg_b64": shrink_jpeg(ev.after_jpeg)}
     if isinstance(ev, ExitHazard):
-        return {"type": "blocked_exit", **base, "before_jpeg_b64": _b64(ev.before_jpeg)}
-    return {"type": "blocked_exit_cleared", **base, "cleared_at": ev.cleared_at.isoformat()}
+        return ExitDetectionPayload.model_validate(
+            {"type": "blocked_exit", **data, "before_jpeg_b64": shrink_jpeg(ev.before_jpeg)})
+    return ExitDetectionPayload.model_validate({"type": "blocked_exit_cleared", **data, "cleared_at": ev.cleared_at})
+
+
+def detection_payload(ev: DetectionEvent) -> AnyDetectionPayload:
+    return fire_payload(ev) if isinstance(ev, AlarmDetection) else hazard_payload(ev)
+
+
+def camera_of(ev: DetectionEvent) -> str:
+    return (ev.alarm.device_id or "") if isinstance(ev, AlarmDetection) else ev.camera_id
 
 
 def parse_detection_message(topic_name: str, payload: bytes, received_at: datetime | None = None,
-                            default_unit: str | None = None) -> DetectionMessage | None:
-    """Core side: a detections message → DetectionMessage; None (and a log line) when refused. The payload is
+                            default_unit: str | None = None) -> DetectionEvent | None:
+    """Core side: a detections message → the detection event; None (and a log line) when refused. The payload is
     bounded and validated by ingest.payloads (the core's MQTT contract), which never raises."""
-    from ingest.payloads import parse_detection
-
     got = parse_detection(topic_name, payload, received_at or datetime.now(UTC), default_unit)
     if isinstance(got, str):
         log.warning("bad detections message on %s: %s", topic_name, got)
@@ -89,7 +102,7 @@ def parse_detection_message(topic_name: str, payload: bytes, received_at: dateti
 class MqttPublisher:
     """Blocking paho client used from the event loop through threads; QoS 1, waits for PUBACK."""
 
-    def __init__(self, mqtt_cfg: Any, client_id: str) -> None:
+    def __init__(self, mqtt_cfg: MqttConfig, client_id: str) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -109,36 +122,31 @@ class MqttPublisher:
         with contextlib.suppress(Exception):
             self.client.disconnect()
 
-    async def publish(self, topic_name: str, payload: dict[str, Any]) -> None:
-        info = self.client.publish(topic_name, json.dumps(payload).encode(), qos=1)
+    async def publish(self, topic_name: str, payload: AnyDetectionPayload) -> None:
+        info = self.client.publish(topic_name, payload.model_dump_json(exclude_none=True).encode(), qos=1)
         await asyncio.to_thread(info.wait_for_publish, 30)
 
 
-async def run_worker(cfg: Any, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
+async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
     """Runs until `stop` is set (or SIGINT/SIGTERM)."""
-    from config.detectors import DetectorsConfig
     from detectors.pipeline import DetectorService
     from ingest.cameras.hub import CameraHub
 
-    dcfg: DetectorsConfig = getattr(cfg, "detectors", None) or DetectorsConfig()
+    dcfg = cfg.detectors
     known = {c.id: c for c in cfg.cameras}
     missing = [c for c in camera_ids if c not in known]
     if missing:
         raise SystemExit(f"unknown camera(s): {', '.join(missing)}")
     cams = [known[c] for c in camera_ids]
-    units = {c.id: c.unit_id for c in cams}
     prefix = cfg.mqtt.topic_prefix
     pub = MqttPublisher(cfg.mqtt, f"firelink-detect-{'-'.join(camera_ids)[:40]}")
     await asyncio.to_thread(pub.start)
-    hub = CameraHub(cams, getattr(cfg, "video", None))
+    hub = CameraHub(cams, cfg.video)
 
-    async def on_detection(record: dict[str, Any]) -> None:
-        await pub.publish(topic(prefix, record["camera_id"]), fire_payload(record, units.get(record["camera_id"])))
+    async def publish(ev: DetectionEvent) -> None:
+        await pub.publish(topic(prefix, camera_of(ev)), detection_payload(ev))
 
-    async def on_hazard(ev: ExitEvent) -> None:
-        await pub.publish(topic(prefix, ev.camera_id), hazard_payload(ev))
-
-    svc = DetectorService(hub, dcfg, on_detection=on_detection, on_hazard=on_hazard, camera_ids=camera_ids)
+    svc = DetectorService(hub, dcfg, publish, camera_ids=camera_ids)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,91 +1,102 @@
-"""Where video detections enter the core (from in-process detectors or remote workers over MQTT).
+"""Where video detections enter the core: one typed `DetectionEvent` (ingest/contract.py), from an in-process
+detector (`DetectorService(emit=sink.handle)`) or a remote worker over MQTT (`DetectionIn.event`), committed in ONE
+transaction each.
 
-- Confirmed smoke/fire → an alarm in the same pipeline as a button press; once the alarm is stored, the
-  triggering frame is kept under its SHA-256 (``{evidence_dir}/detections/{sha256}.jpg``; no name from the
-  message) and recorded with its boxes on the incident. A rejected or duplicate alarm writes nothing.
+- `AlarmDetection` (confirmed smoke/fire, or any detector's alarm) → an alarm in the same pipeline as a button
+  press, and, in the same transaction, its frame and boxes recorded on the incident (`detection.frame`). The frame is
+  written first, under its SHA-256 (``{evidence_dir}/detections/{sha256}.jpg``; no name from the message): should
+  the transaction fail, the file is unreferenced and harmless, and a retry writes the same name. A duplicate or
+  rejected alarm records nothing (an alarm for an unknown unit writes no file either).
 - An officer closing such an incident as a false alarm turns that frame into a labelled hard negative
   for `firelink train`.
-- A blocked exit → a hazard with before/after snapshots; the obstruction clearing is recorded on it.
+- `ExitHazard` → a hazard with its snapshot and the clear reference (before), in one transaction;
+  `ExitCleared` → recorded on the open hazard of that exit (HazardService.obstruction_cleared).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from config import alarm_kinds
 from dispatch import events as ev
-from dispatch.actor import SYSTEM, Actor
-from dispatch.evidence_record import DETECTION_FRAME, entries
-from dispatch.hazard_models import Hazard
-from dispatch.hazards import HazardService, Upload
-from dispatch.service import IncidentService
-from dispatch.state import HazardStatus
-from ingest.contract import AlarmIn, ExitCleared, ExitHazard
+from dispatch.actor import Actor
+from dispatch.events import EventBus
+from dispatch.evidence_record import DETECTION_FRAME
+from dispatch.hazards import CameraRecheck, HazardService
+from dispatch.service import AlarmNote, IncidentService
+from ingest.contract import AlarmDetection, BoxJson, DetectionEvent, ExitCleared, ExitHazard
 from ingest.integrity import confined, sha256_bytes, write_content_addressed
+
+if TYPE_CHECKING:
+    from detectors.pipeline import DetectorService
+    from ingest.cameras.hub import CameraHub
 
 log = logging.getLogger(__name__)
 
 DETECTOR = Actor("exit-detector", "system")
+JPEG_MAGIC = b"\xff\xd8"
 
 
 class SaveNegative(Protocol):
     """Keeps a false alarm's clean frame (with its boxes) as a hard negative; returns where it went."""
 
-    def __call__(self, frame_jpeg: bytes, boxes: list[Any], dataset_dir: str | Path, /, *,
+    def __call__(self, frame_jpeg: bytes, boxes: list[BoxJson], dataset_dir: str | Path, /, *,
                  name: str | None = None, meta: dict[str, Any] | None = None) -> Path: ...
 
 
 class DetectionSink:
-    def __init__(self, service: IncidentService, hazards: HazardService, evidence_dir: str | Path,
-                 hard_negatives_dir: str | Path) -> None:
+    def __init__(self, service: IncidentService, hazards: HazardService, bus: EventBus, evidence_dir: str | Path,
+                 hard_negatives_dir: str | Path, camera_units: Mapping[str, str]) -> None:
         self.service = service
         self.hazards = hazards
+        self.bus = bus
         self.frames = Path(evidence_dir) / "detections"
         self.hard_negatives_dir = Path(hard_negatives_dir)
-        self._pending: dict[str, dict[str, Any]] = {}
+        self.camera_units = dict(camera_units)  # camera id → the unit it watches (config), for events without one
         # awaited after false-alarm frames were saved as hard negatives (in-process detectors refit on them)
         self.after_learning: list[Callable[[], Awaitable[None]]] = []
 
-    # ---------------------------------------------------------------- smoke / fire
+    async def handle(self, event: DetectionEvent) -> None:
+        """Commits one detection event (one transaction). Refusals raise the core's BadRequest/NotFound."""
+        match event:
+            case AlarmDetection():
+                await self._alarm(event)
+            case ExitHazard():
+                await self._exit_hazard(event)
+            case ExitCleared():
+                await self._exit_cleared(event)
+            case _:
+                assert_never(event)
 
-    async def on_detection(self, record: dict[str, Any]) -> None:
-        """Called just before the alarm is submitted: keeps the frame and boxes until it is committed."""
-        self._pending[str(record["alarm_id"])] = record
+    # ---------------------------------------------------------------- alarms (smoke / fire, ...)
 
-    async def submit(self, alarms: list[AlarmIn]) -> None:
-        outcomes = await self.service.ingest(alarms)
-        for alarm, outcome in zip(alarms, outcomes, strict=True):
-            record = self._pending.pop(alarm.alarm_id, None)
-            # Only a newly stored alarm keeps its frame: a rejected or duplicate one writes nothing.
-            if outcome == "accepted" and record is not None and record.get("jpeg"):
-                await self._keep_frame(alarm, record)
+    async def _alarm(self, det: AlarmDetection) -> None:
+        alarm = det.alarm
+        notes: dict[str, list[AlarmNote]] = {}
+        if alarm.unit_id in self.service.units:  # an unknown unit's alarm is only a stored rejection: no file
+            frame = await self._keep_frame(det)
+            if frame is not None:
+                notes[alarm.alarm_id] = [AlarmNote(DETECTION_FRAME, frame)]
+        await self.service.ingest([alarm], notes)
 
-    async def _keep_frame(self, alarm: AlarmIn, record: dict[str, Any]) -> None:
-        """Stores the frame under its SHA-256 (never a name from the message) and records it on the incident."""
-        open_inc = self.service.open_by_unit.get(alarm.unit_id)
-        if open_inc is None:
-            return  # no incident to attach it to: nothing is written
-        jpeg = record["jpeg"]
-        if not isinstance(jpeg, bytes) or not jpeg.startswith(b"\xff\xd8"):
-            log.warning("alarm %r: detection frame is not a JPEG; not kept", alarm.alarm_id[:128])
-            return
+    async def _keep_frame(self, det: AlarmDetection) -> dict[str, Any] | None:
+        """Stores the frame under its SHA-256 (never a name from the message); what the record says about it."""
+        jpeg, raw = det.frame.jpeg, det.frame.raw_jpeg
+        if not jpeg.startswith(JPEG_MAGIC):
+            log.warning("alarm %r: detection frame is not a JPEG; not kept", det.alarm.alarm_id[:128])
+            return None
         name, digest = await asyncio.to_thread(write_content_addressed, self.frames, jpeg, "jpg")
-        data: dict[str, Any] = {"alarm_id": alarm.alarm_id, "camera_id": alarm.device_id, "file": name,
-                                "sha256": digest, "boxes": record.get("boxes", []),
-                                "confidence": record.get("confidence")}
-        raw = record.get("raw_jpeg")
-        if isinstance(raw, bytes) and raw.startswith(b"\xff\xd8"):  # unmarked copy: what a false alarm teaches
+        data: dict[str, Any] = {"alarm_id": det.alarm.alarm_id, "camera_id": det.alarm.device_id, "file": name,
+                                "sha256": digest, "boxes": [_plain(b) for b in det.frame.boxes],
+                                "confidence": det.frame.confidence}
+        if raw.startswith(JPEG_MAGIC):  # the unmarked copy: what a false alarm teaches
             data["raw_file"], data["raw_sha256"] = await asyncio.to_thread(
                 write_content_addressed, self.frames, raw, "jpg")
-        async with self.service.writer.tx() as tx:
-            self.service.writer.record(tx, DETECTION_FRAME, SYSTEM, alarm.received_at, data,
-                                       incident_id=open_inc.incident_id)
+        return data
 
     def _read_verified(self, name: Any, sha256: Any) -> bytes | None:
         """A kept frame's bytes when its name is plain and its content still has the recorded SHA-256 (blocking)."""
@@ -101,13 +112,13 @@ class DetectionSink:
     async def learn_from_false_alarms(self, save_hard_negative: SaveNegative) -> None:
         """Frames of video incidents closed as false alarms become hard negatives (`save_hard_negative` is the
         detectors' keeper, handed in by the composition root)."""
-        with self.service.bus.subscribe([ev.INCIDENT_UPDATED]) as sub:
+        with self.bus.subscribe([ev.INCIDENT_UPDATED]) as sub:
             async for event in sub:
                 inc = event.data["incident"]
                 if inc["outcome"] != "false_alarm" or not alarm_kinds.from_detector(str(inc["kind"])):
                     continue
                 learned = False
-                for frame in await entries(self.service.db, int(inc["id"]), DETECTION_FRAME):
+                for frame in await self.service.record_of(int(inc["id"]), DETECTION_FRAME):
                     marked = await asyncio.to_thread(self._read_verified, frame.get("file"), frame.get("sha256"))
                     raw = None
                     if frame.get("raw_file"):
@@ -129,43 +140,42 @@ class DetectionSink:
 
     # ---------------------------------------------------------------- blocked exits
 
-    async def on_hazard(self, event: Any) -> None:
-        unit_id = event.unit_id or self._unit_of(event.camera_id)
+    def _unit(self, event: ExitHazard | ExitCleared) -> str | None:
+        unit_id = event.unit_id or self.camera_units.get(event.camera_id)
         if unit_id is None:
             log.warning("exit event from camera %s with no unit", event.camera_id)
-            return
-        if isinstance(event, ExitHazard):
-            note = (f"出口“{event.zone_name or event.zone_id}”被占用约{event.fraction:.0%}，"
-                    f"自 {event.started_at.isoformat()} 起持续")
-            view = await self.hazards.create_from_detection(
-                unit_id=unit_id, camera_id=event.camera_id, zone=event.zone_id, category="blocked_exit",
-                snapshot_jpeg=event.after_jpeg, detected_at=event.confirmed_at, detector=DETECTOR.username,
-                note=note)
-            await self.hazards.add_evidence(view["id"], "before", [
-                Upload(f"{event.camera_id}-{event.zone_id}-clear-reference.jpg", "image/jpeg", event.before_jpeg)],
-                "clear reference (before)", DETECTOR)
-        elif isinstance(event, ExitCleared):
-            async with self.service.db.session() as s:
-                hazard_id = await s.scalar(select(Hazard.id).where(
-                    Hazard.unit_id == unit_id, Hazard.camera_id == event.camera_id, Hazard.zone == event.zone_id,
-                    Hazard.category == "blocked_exit", Hazard.status != HazardStatus.CLOSED).limit(1))
-            if hazard_id is None:
-                return
-            async with self.service.writer.tx() as tx:
-                self.service.writer.record(
-                    tx, "hazard.obstruction_cleared", DETECTOR, event.cleared_at,
-                    {"camera_id": event.camera_id, "zone_id": event.zone_id, "fraction": event.fraction,
-                     "sha256": sha256_bytes(event.after_jpeg)},
-                    hazard_id=hazard_id)
+        return unit_id
 
-    def camera_recheck(self, detectors: Any, hub: Any) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    async def _exit_hazard(self, event: ExitHazard) -> None:
+        unit_id = self._unit(event)
+        if unit_id is None:
+            return
+        note = (f"出口“{event.zone_name or event.zone_id}”被占用约{event.fraction:.0%}，"
+                f"自 {event.started_at.isoformat()} 起持续")
+        await self.hazards.create_from_detection(
+            unit_id=unit_id, camera_id=event.camera_id, zone=event.zone_id, category="blocked_exit",
+            snapshot_jpeg=event.after_jpeg, reference_jpeg=event.before_jpeg, detected_at=event.confirmed_at,
+            detector=DETECTOR.username, note=note)
+
+    async def _exit_cleared(self, event: ExitCleared) -> None:
+        unit_id = self._unit(event)
+        if unit_id is None:
+            return
+        await self.hazards.obstruction_cleared(
+            unit_id=unit_id, camera_id=event.camera_id, zone=event.zone_id, cleared_at=event.cleared_at,
+            data={"camera_id": event.camera_id, "zone_id": event.zone_id, "fraction": event.fraction,
+                  "sha256": sha256_bytes(event.after_jpeg)},
+            detector=DETECTOR.username)
+
+    def camera_recheck(self, detectors: DetectorService, hub: CameraHub) -> CameraRecheck:
         """A hazard's automatic recheck at its deadline: the exit zone's live state plus a snapshot."""
 
         async def recheck(hazard: dict[str, Any]) -> tuple[bool, bytes] | None:
-            pipeline = detectors.pipelines.get(hazard.get("camera_id"))
-            if pipeline is None or pipeline.exits is None:
+            pipeline = detectors.pipelines.get(hazard.get("camera_id") or "")
+            exits = pipeline.exits if pipeline is not None else None
+            if exits is None:
                 return None  # not watched by a detector here: an officer rechecks
-            zone = next((z for z in pipeline.exits.state() if z["zone_id"] == hazard.get("zone")), None)
+            zone = next((z for z in exits.state() if z["zone_id"] == hazard.get("zone")), None)
             frame = await hub.snapshot(hazard["camera_id"])
             if zone is None or frame is None:
                 return None
@@ -173,5 +183,7 @@ class DetectionSink:
 
         return recheck
 
-    def _unit_of(self, camera_id: str) -> str | None:
-        return next((c.unit_id for c in self.service.cfg.cameras if c.id == camera_id), None)
+
+def _plain(box: BoxJson) -> BoxJson:
+    """A box as plain JSON (lists, not tuples) for the record."""
+    return list(box) if isinstance(box, list | tuple) else dict(box)

@@ -55,6 +55,7 @@ PENALTY_CONFIRMED = "penalty.confirmed"
 PENALTY_APPROVED = "penalty.approved"
 PENALTY_CLOSED = "penalty.closed"
 INSPECTION = "inspection.recorded"
+OBSTRUCTION_CLEARED = "hazard.obstruction_cleared"  # a detector saw the blocked exit clear again
 
 STATUSES = tuple(HazardStatus)
 SOURCES = ("detection", "patrol", "inspection")
@@ -82,6 +83,15 @@ class Upload:
     filename: str
     content_type: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceGroup:
+    """Files stored together as one evidence entry (one stage, one note)."""
+
+    stage: str
+    files: Sequence[Upload]
+    note: str = ""
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -223,8 +233,12 @@ class HazardService:
     async def create(self, *, unit_id: str, category: str, source: str, actor: Actor, description: str = "",
                      severity: str | None = None, lat: float | None = None, lon: float | None = None,
                      camera_id: str | None = None, zone: str | None = None, camera_visible: bool | None = None,
-                     photos: Sequence[Upload] = (), found_at: datetime | None = None) -> dict[str, Any]:
-        """A hazard from a detection, an officer's video patrol or an on-site inspection."""
+                     photos: Sequence[Upload] = (), found_at: datetime | None = None,
+                     evidence: Sequence[EvidenceGroup] = (), join_open: bool = False) -> dict[str, Any]:
+        """A hazard from a detection, an officer's video patrol or an on-site inspection.
+
+        One transaction: the hazard, `photos` ("before" evidence) and any further `evidence` groups. With `join_open`
+        an open hazard of the same unit, camera, zone and category is returned as it is instead (nothing written)."""
         self._unit(unit_id)
         cat = self.hcfg.category(category)
         if cat is None:
@@ -234,8 +248,16 @@ class HazardService:
         if severity is not None and severity not in ("general", "major"):
             raise BadRequest("severity must be general or major")
         self._check_images(photos)
+        for group in evidence:
+            self._check_images(group.files)
         visible = cat.camera_visible and camera_id is not None if camera_visible is None else camera_visible
         async with self.writer.tx() as tx:
+            if join_open:
+                existing = await tx.session.scalar(select(Hazard).where(
+                    Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
+                    Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
+                if existing is not None:
+                    return self.view(existing)
             now = self.clock()
             h = Hazard(unit_id=unit_id, category=category, severity=severity or cat.severity, source=source,
                        status=HazardStatus.OPEN, description=description, lat=lat, lon=lon, camera_id=camera_id,
@@ -248,25 +270,41 @@ class HazardService:
                           "zone": zone, "lat": lat, "lon": lon, "description": description,
                           "found_at": iso(h.found_at)})
             await self._store(tx, h, photos, "before", "", actor, now)
+            for group in evidence:
+                await self._store(tx, h, group.files, group.stage, group.note, actor, now)
             return self._emit(tx, h)
 
     async def create_from_detection(self, *, unit_id: str, camera_id: str, zone: str | None, category: str,
                                     snapshot_jpeg: bytes | None, detected_at: datetime | None = None,
-                                    detector: str = "detector", note: str = "") -> dict[str, Any]:
-        """For the detector layer: a blocked-exit (or similar) detection becomes a hazard with its snapshot.
+                                    detector: str = "detector", note: str = "",
+                                    reference_jpeg: bytes | None = None) -> dict[str, Any]:
+        """For the detector layer: a blocked-exit (or similar) detection becomes a hazard with its snapshot and, when
+        given, the clear reference it was judged against (both "before" evidence), in one transaction.
 
         An open hazard of the same unit, camera, zone and category absorbs repeated detections (returned as is).
         """
-        async with self.db.session() as s:
-            existing = await s.scalar(select(Hazard).where(
-                Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
-                Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
-            if existing is not None:
-                return self.view(existing)
         photos = [Upload(f"{camera_id}-snapshot.jpg", "image/jpeg", snapshot_jpeg)] if snapshot_jpeg else []
+        reference = [EvidenceGroup("before", [Upload(f"{camera_id}-{zone}-clear-reference.jpg", "image/jpeg",
+                                                     reference_jpeg)], "clear reference (before)")] \
+            if reference_jpeg else []
         return await self.create(unit_id=unit_id, category=category, source="detection",
                                  actor=Actor(detector, "system"), description=note, camera_id=camera_id, zone=zone,
-                                 camera_visible=True, photos=photos, found_at=detected_at)
+                                 camera_visible=True, photos=photos, found_at=detected_at, evidence=reference,
+                                 join_open=True)
+
+    async def obstruction_cleared(self, *, unit_id: str, camera_id: str, zone: str, cleared_at: datetime,
+                                  data: dict[str, Any], category: str = "blocked_exit",
+                                  detector: str = "detector") -> int | None:
+        """A detector saw an obstructed exit clear again: recorded on the exit's open hazard, in one transaction.
+        Returns the hazard's id; None when none is open (nothing is written)."""
+        async with self.writer.tx() as tx:
+            h = await tx.session.scalar(select(Hazard).where(
+                Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
+                Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
+            if h is None:
+                return None
+            self._record(tx, h, OBSTRUCTION_CLEARED, Actor(detector, "system"), cleared_at, data)
+            return h.id
 
     async def add_evidence(self, hazard_id: int, stage: str, files: Sequence[Upload], note: str,
                            actor: Actor) -> list[dict[str, Any]]:

@@ -77,13 +77,8 @@ class CoreInbox:
         if isinstance(item, DeviceStatusIn):
             return await self.devices.handle(item)
         if isinstance(item, DetectionIn):
-            msg = item.message
             try:
-                if msg.alarm is not None:
-                    await self.detections.on_detection({**(msg.record or {}), "jpeg": msg.jpeg})
-                    await self.detections.submit([msg.alarm])
-                elif msg.exit_event is not None:
-                    await self.detections.on_hazard(msg.exit_event)
+                await self.detections.handle(item.event)
             except REFUSED as exc:
                 return Rejection("mqtt", item.topic, str(exc), "", 0, item.received_at)
             return None

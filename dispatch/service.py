@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event
+from dispatch.evidence_record import entries as record_entries
 from dispatch.models import (
     Alarm,
     Device,
@@ -87,6 +88,15 @@ class OpenIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmNote:
+    """A record entry written on an accepted alarm's incident in the alarm's own transaction (e.g. the detection
+    frame that raised it): the alarm and its evidence are committed together or not at all."""
+
+    action: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Unacked:
     opened_at: datetime
     level: int
@@ -145,18 +155,26 @@ class IncidentService:
 
     # ------------------------------------------------------------------ ingest
 
-    async def ingest(self, items: Sequence[AlarmIn | Rejection]) -> list[str]:
+    async def ingest(self, items: Sequence[AlarmIn | Rejection],
+                     notes: Mapping[str, Sequence[AlarmNote]] | None = None) -> list[str]:
         """Commits a batch of alarms (and refusals) in one transaction.
 
         Returns one outcome per item: accepted | duplicate | rejected. The
         caller acknowledges the messages to the broker only after this returns.
+        `notes` (by alarm id) are recorded on an accepted alarm's incident in the same transaction; a duplicate
+        or rejected alarm records none.
         """
         if not items:
             return []
         async with self.writer.tx() as tx:
-            return await self._ingest(tx, items)
+            return await self._ingest(tx, items, notes or {})
 
-    async def _ingest(self, tx: Tx, items: Sequence[AlarmIn | Rejection]) -> list[str]:
+    async def record_of(self, incident_id: int, action: str) -> list[dict[str, Any]]:
+        """The data of an incident's record entries of one action, oldest first (e.g. its detection frames)."""
+        return await record_entries(self.db, incident_id, action)
+
+    async def _ingest(self, tx: Tx, items: Sequence[AlarmIn | Rejection],
+                      notes: Mapping[str, Sequence[AlarmNote]]) -> list[str]:
         s = tx.session
         window = timedelta(seconds=self.cfg.escalation.merge_window_s)
         alarms = [i for i in items if isinstance(i, AlarmIn)]
@@ -230,6 +248,8 @@ class IncidentService:
                 self._record(tx, inc.id, rec.INCIDENT_CREATED, SYSTEM, item.received_at,
                              {"unit_id": inc.unit_id, "kind": inc.kind})
                 first_alarm.discard(inc.id)
+            for note in notes.get(item.alarm_id, ()):
+                self._record(tx, inc.id, note.action, SYSTEM, item.received_at, note.data)
         await s.execute(insert(Alarm), alarm_rows)
 
         dispatches = await self._dispatches_for(s, [i for i in touched if i not in new_ids])

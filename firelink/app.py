@@ -158,8 +158,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         yield
 
     async def detection_sink(app: web.Application) -> AsyncIterator[None]:
-        app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], cfg.video.evidence_dir,
-                                        cfg.detectors.hard_negatives_dir)
+        app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], app[BUS], cfg.video.evidence_dir,
+                                        cfg.detectors.hard_negatives_dir, {c.id: c.unit_id for c in cfg.cameras})
         yield
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
@@ -219,8 +219,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         from detectors.pipeline import DetectorService  # torch is loaded only when detectors run here
 
         sink = app[DETECTIONS]
-        service = DetectorService(app[CAMERAS], cfg.detectors, submit=sink.submit, on_hazard=sink.on_hazard,
-                                  on_detection=sink.on_detection)
+        service = DetectorService(app[CAMERAS], cfg.detectors, sink.handle)
         await service.start()
         app[DETECTORS] = service
         sink.after_learning.append(service.relearn)

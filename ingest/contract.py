@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,7 +113,41 @@ class AgencyAckIn:
     topic: str = ""
 
 
-# --- detections: what a detector emits (detectors produce them; the core's detection sink commits them) ----
+# --- detections: what a detector emits (detectors produce them, in process or over MQTT through
+# ingest/payloads.py; the core's detection sink commits each in one transaction) ----------------------------
+
+BoxJson = list[float] | dict[str, str | float | list[float]]
+"""One detection box as recorded: ``{"class", "confidence", "box": [x1, y1, x2, y2] pixels, ...}`` (in-process
+detectors) or a plain list of numbers (what a worker may send)."""
+
+
+def video_alarm_note(camera_id: str, kind: str, confidence: float) -> str:
+    """The alarm text of a video detection (the same for in-process detectors and MQTT workers)."""
+    what = kind.removeprefix("video_")
+    return f"camera {camera_id}: {what} confirmed over time, confidence {confidence:.2f}"
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionFrame:
+    """The frame that confirmed a video alarm: recorded on the incident with its boxes (evidence), and what an
+    officer's "false alarm" teaches the detectors."""
+
+    t: float  # frame timestamp (UNIX seconds live; video seconds offline)
+    confidence: float
+    boxes: tuple[BoxJson, ...]
+    width: int
+    height: int
+    jpeg: bytes = field(repr=False)  # the frame with its boxes drawn (shown to officers)
+    raw_jpeg: bytes = field(default=b"", repr=False)  # the same frame unmarked (MQTT workers send none)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmDetection:
+    """A detector's confirmed alarm (smoke, fire, ...) with the frame that confirmed it."""
+
+    alarm: AlarmIn
+    frame: DetectionFrame
+
 
 @dataclass(frozen=True, slots=True)
 class ExitHazard:
@@ -124,8 +158,8 @@ class ExitHazard:
     started_at: datetime  # when the obstruction was first seen
     confirmed_at: datetime  # started_at + dwell: when this event was raised
     fraction: float  # share of the zone obstructed (0..1)
-    before_jpeg: bytes  # the clear reference, zone outlined
-    after_jpeg: bytes  # the frame that confirmed it, zone outlined
+    before_jpeg: bytes = field(repr=False)  # the clear reference, zone outlined
+    after_jpeg: bytes = field(repr=False)  # the frame that confirmed it, zone outlined
     zone_name: str = ""
     unit_id: str | None = None
 
@@ -140,29 +174,21 @@ class ExitCleared:
     confirmed_at: datetime  # of the hazard
     cleared_at: datetime  # when the zone was first seen clear again (after clear_s of clear frames)
     fraction: float  # obstruction fraction when cleared
-    after_jpeg: bytes  # the frame showing it clear
+    after_jpeg: bytes = field(repr=False)  # the frame showing it clear
     zone_name: str = ""
     unit_id: str | None = None
 
 
 ExitEvent = ExitHazard | ExitCleared
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionMessage:
-    """A parsed detections message: an alarm for the core plus its record/JPEG, or an exit event."""
-
-    alarm: AlarmIn | None = None
-    record: dict[str, Any] | None = None
-    jpeg: bytes | None = None
-    exit_event: ExitEvent | None = None
+DetectionEvent = AlarmDetection | ExitHazard | ExitCleared
+"""Everything a detector may emit: the same typed event from an in-process detector and from an MQTT worker."""
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionIn:
-    """A remote detector worker's message (detectors.worker.DetectionMessage): an alarm or an exit event."""
+    """A remote detector worker's message, parsed and validated (ingest/payloads.py)."""
 
-    message: DetectionMessage
+    event: DetectionEvent
     received_at: datetime
     topic: str = ""
 

@@ -44,7 +44,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.schema import MqttConfig
-from ingest.contract import AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
+from ingest.contract import AlarmDetection, AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
 from ingest.payloads import EXCERPT_BYTES, MAX_TOPIC_CHARS, excerpt, parse_message
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,8 @@ class MqttLink:
             except Exception as exc:  # parse_message promises not to raise; should it ever, the message is refused
                 item = self._refused(topic, payload, f"parser error: {type(exc).__name__}")
             key = hashlib.sha256(topic.encode() + b"\0" + payload).hexdigest() if msg.dup else None
-            alarm = isinstance(item, AlarmIn) or (isinstance(item, DetectionIn) and item.message.alarm is not None)
+            alarm = isinstance(item, AlarmIn) or (
+                isinstance(item, DetectionIn) and isinstance(item.event, AlarmDetection))
             self._enqueue(_Delivery(item, msg.mid, msg.qos, self._generation, topic, payload[:EXCERPT_BYTES],
                                     len(payload), now, key), alarm)
         except Exception as exc:

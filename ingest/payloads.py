@@ -19,16 +19,26 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
 
 from config.alarm_kinds import DetectorKind, DeviceKind
 from ingest.contract import (
     MAX_ROW_ID,
     AgencyAckIn,
+    AlarmDetection,
     AlarmIn,
     CoreInput,
+    DetectionEvent,
+    DetectionFrame,
     DetectionIn,
-    DetectionMessage,
     DeviceStatusIn,
     ExitCleared,
     ExitHazard,
@@ -36,6 +46,7 @@ from ingest.contract import (
     Rejection,
     check_text,
     printable,
+    video_alarm_note,
 )
 
 EXCERPT_BYTES = 200
@@ -81,7 +92,7 @@ class AgencyAckPayload(_Payload):
     by: str | None = Field(None, max_length=64, description="Dispatcher or crew name.")
 
 
-# --- detector workers (detectors/worker.py builds these) -------------------------------------------------
+# --- detector workers (detectors/worker.py builds these models; the core validates them) ------------------
 
 
 def _b64(value: Any) -> Any:
@@ -94,7 +105,15 @@ def _b64(value: Any) -> Any:
         raise ValueError("not valid base64") from None
 
 
-Jpeg = Annotated[bytes, BeforeValidator(_b64), Field(min_length=1)]
+def _to_b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+Jpeg = Annotated[bytes, BeforeValidator(_b64), Field(min_length=1),
+                 PlainSerializer(_to_b64, return_type=str, when_used="json")]
+"""A JPEG on the wire: base64 text in JSON, bytes in Python (a worker builds the model from bytes)."""
+
+
 def _text(v: str) -> str:
     check_text(v)
     return v
@@ -135,52 +154,49 @@ class ExitDetectionPayload(_Detection):
     before_jpeg_b64: Jpeg | None = None
 
 
-DetectionPayload: TypeAdapter[FireDetectionPayload | ExitDetectionPayload] = TypeAdapter(
-    Annotated[FireDetectionPayload | ExitDetectionPayload, Field(discriminator="type")])
+AnyDetectionPayload = FireDetectionPayload | ExitDetectionPayload
+DetectionPayload: TypeAdapter[AnyDetectionPayload] = TypeAdapter(
+    Annotated[AnyDetectionPayload, Field(discriminator="type")])
 """One detections message: its `type` picks the shape."""
 
 
 def parse_detection(topic: str, payload: bytes, received_at: datetime,
-                    default_unit: str | None = None) -> DetectionMessage | str:
-    """A detections message → detectors.worker.DetectionMessage, or why it is refused. Never raises."""
+                    default_unit: str | None = None) -> DetectionEvent | str:
+    """A detections message → the typed detection event, or why it is refused. Never raises."""
     try:
         message = DetectionPayload.validate_json(payload)
     except ValidationError as exc:
         return _errors(exc)
     try:
-        return _detection_message(topic.split("/")[-2], message, topic, received_at, default_unit)
+        return detection_event(topic.split("/")[-2], message, received_at, topic, default_unit)
     except ValueError as exc:
         return f"invalid payload: {exc}"
 
 
-def _detection_message(ident: str, p: FireDetectionPayload | ExitDetectionPayload, topic: str,
-                       received_at: datetime, default_unit: str | None) -> DetectionMessage:
-    """The validated payload → what the core's detection sink takes."""
+def detection_event(ident: str, p: AnyDetectionPayload, received_at: datetime, topic: str = "",
+                    default_unit: str | None = None) -> DetectionEvent:
+    """The validated payload → the same event an in-process detector emits (ValueError when it cannot be one)."""
     if p.camera_id != ident:
         raise ValueError("camera_id does not match the topic")
     unit_id = p.unit_id or default_unit
     if isinstance(p, FireDetectionPayload):
         if not unit_id:
             raise ValueError("unit_id is required for smoke/fire")
-        what = "smoke" if p.type == "video_smoke" else "fire"
         alarm = AlarmIn(alarm_id=p.alarm_id, unit_id=unit_id, kind=p.type, source="video", received_at=received_at,
                         device_id=p.camera_id, device_ts=p.ts,
-                        note=f"camera {p.camera_id}: {what} confirmed over time, confidence {p.confidence:.2f}",
-                        topic=topic)
-        record = {"camera_id": p.camera_id, "alarm_id": p.alarm_id, "confidence": p.confidence, "boxes": p.boxes,
-                  "width": p.width, "height": p.height, "type": p.type, "t": p.ts.timestamp(), "frame_jpeg": None}
-        return DetectionMessage(alarm, record, p.jpeg_b64)
+                        note=video_alarm_note(p.camera_id, p.type, p.confidence), topic=topic)
+        frame = DetectionFrame(t=p.ts.timestamp(), confidence=p.confidence, boxes=tuple(p.boxes), width=p.width,
+                               height=p.height, jpeg=p.jpeg_b64)
+        return AlarmDetection(alarm, frame)
     if p.type == "blocked_exit":
         if p.before_jpeg_b64 is None:
             raise ValueError("before_jpeg_b64 is required for blocked_exit")
-        return DetectionMessage(exit_event=ExitHazard(p.camera_id, p.zone_id, p.started_at, p.confirmed_at,
-                                                      p.fraction, p.before_jpeg_b64, p.after_jpeg_b64, p.zone_name,
-                                                      unit_id))
+        return ExitHazard(p.camera_id, p.zone_id, p.started_at, p.confirmed_at, p.fraction, p.before_jpeg_b64,
+                          p.after_jpeg_b64, p.zone_name, unit_id)
     if p.cleared_at is None:
         raise ValueError("cleared_at is required for blocked_exit_cleared")
-    return DetectionMessage(exit_event=ExitCleared(p.camera_id, p.zone_id, p.started_at, p.confirmed_at,
-                                                   p.cleared_at, p.fraction, p.after_jpeg_b64, p.zone_name,
-                                                   unit_id))
+    return ExitCleared(p.camera_id, p.zone_id, p.started_at, p.confirmed_at, p.cleared_at, p.fraction,
+                       p.after_jpeg_b64, p.zone_name, unit_id)
 
 
 # --- the parser --------------------------------------------------------------------------------------------

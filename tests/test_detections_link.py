@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,7 @@ import cv2
 import numpy as np
 
 from detectors.worker import fire_payload, hazard_payload, topic
-from ingest.contract import ExitCleared, ExitHazard
+from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, ExitCleared, ExitHazard
 from tests.support import Api, Broker, base_config, publish, running_app, ws_client
 
 
@@ -37,14 +36,14 @@ async def test_worker_smoke_becomes_incident_and_false_alarm_becomes_hard_negati
                       video={"evidence_dir": str(tmp_path / "evidence")},
                       detectors={"hard_negatives_dir": str(tmp_path / "negatives")})
     frame = jpeg((40, 40, 200))
-    record = {"type": "video_smoke", "alarm_id": "video-cam-1-smoke-1", "camera_id": "cam-1",
-              "t": datetime.now(UTC).timestamp(), "confidence": 0.81, "boxes": [[10, 10, 60, 50, 0.81, 0]],
-              "width": 160, "height": 120, "jpeg": frame}
+    alarm = AlarmIn("video-cam-1-smoke-1", "hotel-1", "video_smoke", "video", datetime.now(UTC), device_id="cam-1")
+    detection = AlarmDetection(alarm, DetectionFrame(datetime.now(UTC).timestamp(), 0.81, ([10, 10, 60, 50, 0.81, 0],),
+                                                     160, 120, frame))
     async with running_app(cfg) as app:
         officer = Api(app.url)
         await officer.login("officer", "officer-pw")
         async with ws_client(officer) as ws:
-            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-1"), json.dumps(fire_payload(record, "hotel-1")))
+            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-1"), fire_payload(detection).model_dump_json())
             created = await ws.next_matching(lambda e: e["type"] == "incident.created")
         inc = created["incident"]
         assert inc["kind"] == "video_smoke" and inc["unit"]["name"] == "环江宾馆"
@@ -72,12 +71,12 @@ async def test_worker_blocked_exit_becomes_hazard_and_clearing_is_recorded(
         officer = Api(app.url)
         await officer.login("officer", "officer-pw")
         async with ws_client(officer) as ws:
-            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-2"), json.dumps(hazard_payload(hazard)))
+            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-2"), hazard_payload(hazard).model_dump_json())
             made = await ws.next_matching(lambda e: e["type"] == "hazard.updated")
             hazard_id = made["hazard"]["id"]
             cleared = ExitCleared("cam-2", "exit-north", started, confirmed, datetime.now(UTC), 0.05,
                                   jpeg((0, 200, 0)), "北侧安全出口", "hotel-1")
-            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-2"), json.dumps(hazard_payload(cleared)))
+            await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-2"), hazard_payload(cleared).model_dump_json())
             # The clearing is a record entry, not a bus event: publish a marker alarm after it and wait for that.
             await publish(broker, f"{cfg.mqtt.topic_prefix}/units/school-1/alarm", {"alarm_id": "m", "kind": "other"})
             await ws.next_matching(lambda e: e["type"] == "incident.created")

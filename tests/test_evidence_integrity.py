@@ -8,6 +8,7 @@ is checked against the SHA-256 recorded when it was saved: an altered file is re
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -22,12 +23,12 @@ import pytest
 from sqlalchemy import update
 
 from console.appkeys import DB, DETECTIONS, EVIDENCE, EXIT_ZONES, HAZARDS, SERVICE
-from detectors.worker import fire_payload, topic
+from detectors.worker import topic
 from dispatch.actor import Actor
 from dispatch.hazard_models import HazardEvidence
 from dispatch.hazards import Upload
 from dispatch.models import ExitZone
-from ingest.contract import AlarmIn, utcnow
+from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, utcnow
 from ingest.integrity import Verifier, confined, write_content_addressed
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app, ws_client
 
@@ -83,13 +84,14 @@ async def test_traversal_alarm_ids_write_nothing_outside_and_replace_no_evidence
                 alarm_id = pattern.format(id=incident_id, abs=tmp_path)
                 # for a configured unit and an unknown one, both with a frame
                 for unit in ("school-1", "nowhere-unit"):
-                    record = {"type": "video_fire", "alarm_id": f"{alarm_id}" if unit == "school-1" else
-                              f"{alarm_id}-{i}", "camera_id": "cam-1", "t": datetime.now(UTC).timestamp(),
-                              "confidence": 0.9, "boxes": [[1, 2, 30, 40, 0.9, 1]], "width": 120, "height": 90,
-                              "jpeg": attacker}
-                    await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-1"),
-                                  json.dumps(fire_payload(record, unit)))
-                    sent.append(record["alarm_id"])
+                    # what a hostile worker sends (the real worker validates its payload before publishing)
+                    message = {"type": "video_fire", "alarm_id": f"{alarm_id}" if unit == "school-1" else
+                               f"{alarm_id}-{i}", "camera_id": "cam-1", "unit_id": unit,
+                               "ts": datetime.now(UTC).isoformat(), "confidence": 0.9,
+                               "boxes": [[1, 2, 30, 40, 0.9, 1]], "width": 120, "height": 90,
+                               "jpeg_b64": base64.b64encode(attacker).decode()}
+                    await publish(broker, topic(cfg.mqtt.topic_prefix, "cam-1"), json.dumps(message))
+                    sent.append(message["alarm_id"])
             # Over MQTT such ids are refused at the edge (no '/' or '\\' in a detection's alarm_id): every one is
             # a stored rejection, for a configured unit as for an unknown one.
             for _ in sent:
@@ -101,9 +103,8 @@ async def test_traversal_alarm_ids_write_nothing_outside_and_replace_no_evidence
                 for unit in ("school-1", "nowhere-unit"):
                     alarm_id = f"{pattern.format(id=incident_id, abs=tmp_path)}-sink-{unit}-{i}"
                     alarm = AlarmIn(alarm_id, unit, "video_fire", "video", utcnow(), device_id="cam-1")
-                    await sink.on_detection({"alarm_id": alarm.alarm_id, "camera_id": "cam-1", "boxes": [],
-                                             "confidence": 0.9, "jpeg": attacker, "raw_jpeg": attacker})
-                    await sink.submit([alarm])
+                    await sink.handle(AlarmDetection(alarm, DetectionFrame(0.0, 0.9, (), 120, 90, attacker,
+                                                                           raw_jpeg=attacker)))
 
         after = files_under(tmp_path / "site")
         new = {k: v for k, v in after.items() if k not in before}

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -362,7 +362,9 @@ class CameraHub:
             self.on_status.remove(cb)
 
     # ---- consumers ----
-    async def subscribe_frames(self, camera_id: str, fps: float | None = None) -> AsyncIterator[tuple[float, Frame]]:
+    async def subscribe_frames(
+        self, camera_id: str, fps: float | None = None
+    ) -> AsyncGenerator[tuple[float, Frame], None]:
         """Decoded BGR frames of one camera for detectors: (wall-clock ts, read-only ndarray).
 
         Yields the newest frame, at most `fps` per second; frames the consumer is too slow for are

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from config.detectors import CameraDetectors, DetectorsConfig
-from detectors.fire import Confirmer
+from detectors.base import Camera
+from detectors.fire import Confirmed, Confirmer
 from detectors.model import Box
-from detectors.pipeline import CameraPipeline, FireEvent
+from detectors.plugins.smoke_fire import SmokeFire, alarm_detection
+from ingest.contract import AlarmDetection
 
 
 def smoke(x: float, conf: float = 0.6) -> tuple[str, Box]:
@@ -82,12 +84,13 @@ def test_vtest_hour_loop_raises_no_alarm(fire_detector, dcfg: DetectorsConfig, v
     """
     sampled = vtest_frames[::5]  # 10 fps clip, 2 fps sampling
     boxes = fire_detector.detect(sampled)
-    pipe = CameraPipeline("hall", dcfg, fire_detector, unit_id="U1")
-    events: list[FireEvent] = []
+    smoke_fire = SmokeFire(dcfg, fire_detector)
+    smoke_fire.watch(Camera("hall", "U1", CameraDetectors(camera_id="hall")))
+    events: list[AlarmDetection] = []
     t = 0.0
     while t < 3600:
         for f, b in zip(sampled, boxes, strict=True):
-            events += pipe.on_boxes(t, f, b)
+            events += smoke_fire.on_boxes("hall", t, f, b)
             t += 0.5
     raw = sum(1 for b in boxes for _ in b)
     print(f"vtest: {raw} raw boxes ≥ lowest threshold in {len(sampled)} frames; alarms {len(events)}", file=sys.stderr)
@@ -119,13 +122,30 @@ def test_smoke_clip_alarms_within_5s(fire_detector, dcfg: DetectorsConfig, fire8
     assert first["alarm_id"].startswith("video-clip-")
 
 
-def test_alarm_in_contract(fire_detector, dcfg: DetectorsConfig) -> None:
-    img = np.zeros((100, 100, 3), np.uint8)
-    ev = FireEvent("cam1", "U1", "video-cam1-fire-1000", "video_fire", 1.0, 0.5, 0.8,
-                   [{"class": "fire", "confidence": 0.8, "box": [1, 2, 3, 4]}], cv2.imencode(".jpg", img)[1].tobytes())
-    a = ev.alarm_in()
-    assert (a.alarm_id, a.unit_id, a.kind, a.source, a.device_id) == ("video-cam1-fire-1000", "U1", "video_fire",
+def test_confirmed_region_becomes_the_contract_alarm_detection(dcfg: DetectorsConfig) -> None:
+    """What the smoke/fire plug-in emits is the edge contract's AlarmDetection: the alarm and its frame."""
+    img = np.zeros((100, 120, 3), np.uint8)
+    boxes = [Box(1, 0.8, (1.0, 2.0, 30.0, 40.0), verifier=0.9)]
+    c = Confirmed("fire", "video_fire", 0.5, 0.8, boxes)
+    det = alarm_detection(Camera("cam1", "U1", CameraDetectors(camera_id="cam1")), 1.0, img, c)
+    a = det.alarm
+    assert (a.alarm_id, a.unit_id, a.kind, a.source, a.device_id) == ("video-cam1-fire-500", "U1", "video_fire",
                                                                       "video", "cam1")
-    assert a.received_at.tzinfo is not None and a.note
-    rec = ev.record()
-    assert set(rec) >= {"camera_id", "t", "type", "confidence", "boxes", "frame_jpeg"}
+    assert a.received_at.tzinfo is not None and a.device_ts is not None and "fire" in a.note
+    f = det.frame
+    assert (f.t, f.confidence, f.width, f.height) == (1.0, 0.8, 120, 100)
+    assert f.boxes == ({"class": "fire", "confidence": 0.8, "box": [1.0, 2.0, 30.0, 40.0], "verifier": 0.9},)
+    assert f.jpeg[:2] == f.raw_jpeg[:2] == b"\xff\xd8" and f.jpeg != f.raw_jpeg  # boxes drawn on one only
+    from detectors.worker import fire_payload
+
+    assert fire_payload(det).alarm_id == a.alarm_id  # a valid MQTT message as it is
+
+
+def test_registry_builds_the_detectors_a_camera_asks_for(dcfg: DetectorsConfig) -> None:
+    from detectors.base import registry, wanted_by
+
+    assert {"smoke_fire", "exits"} <= set(registry())
+    assert set(wanted_by(CameraDetectors(camera_id="a"))) == {"exits", "smoke_fire"}
+    assert "smoke_fire" not in wanted_by(CameraDetectors(camera_id="a", smoke_fire=False))
+    with pytest.raises(ValueError, match=r"unknown detector.*no_such"):
+        wanted_by(CameraDetectors(camera_id="a", plugins={"no_such": {}}))

@@ -16,7 +16,7 @@ import pytest
 
 from config import detectors as C
 from detectors.train import save_hard_negative
-from detectors.worker import fire_payload, hazard_payload, parse_detection_message, topic
+from detectors.worker import detection_payload, fire_payload, hazard_payload, parse_detection_message, topic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,24 +65,36 @@ def test_hard_negative_is_a_yolo_negative(tmp_path: Path) -> None:
 
 
 def test_mqtt_detection_message_round_trip() -> None:
-    from ingest.contract import ExitHazard
+    """A worker's payload (built from the same pydantic models the core validates with) parses back into the
+    same typed event an in-process detector emits."""
+    from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, ExitCleared, ExitHazard, video_alarm_note
 
     jpeg = cv2.imencode(".jpg", np.zeros((480, 1280, 3), np.uint8))[1].tobytes()
-    rec = {"camera_id": "cam1", "alarm_id": "video-cam1-smoke-1", "t": 1_700_000_000.0, "type": "video_smoke",
-           "confidence": 0.7, "boxes": [], "width": 1280, "height": 480, "jpeg": jpeg}
+    box = {"class": "smoke", "confidence": 0.7, "box": [1.0, 2.0, 30.0, 40.0]}
+    alarm = AlarmIn("video-cam1-smoke-1", "U1", "video_smoke", "video", datetime.now(UTC), device_id="cam1")
+    det = AlarmDetection(alarm, DetectionFrame(1_700_000_000.0, 0.7, (box,), 1280, 480, jpeg, raw_jpeg=jpeg))
     tp = topic("firelink", "cam1")
-    msg = parse_detection_message(tp, json.dumps(fire_payload(rec, "U1")).encode())
-    assert msg is not None and msg.alarm is not None
-    assert (msg.alarm.kind, msg.alarm.unit_id, msg.alarm.source, msg.alarm.device_id) == ("video_smoke", "U1",
-                                                                                        "video", "cam1")
-    assert msg.jpeg and msg.jpeg[:2] == b"\xff\xd8"
+    msg = parse_detection_message(tp, fire_payload(det).model_dump_json().encode())
+    assert isinstance(msg, AlarmDetection)
+    assert (msg.alarm.alarm_id, msg.alarm.kind, msg.alarm.unit_id, msg.alarm.source, msg.alarm.device_id) == (
+        "video-cam1-smoke-1", "video_smoke", "U1", "video", "cam1")
+    assert msg.alarm.note == video_alarm_note("cam1", "video_smoke", 0.7)  # the same text as in process
+    assert (msg.frame.t, msg.frame.confidence, msg.frame.boxes, msg.frame.height) == (1_700_000_000.0, 0.7, (box,),
+                                                                                     480)
+    shrunk = cv2.imdecode(np.frombuffer(msg.frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert msg.frame.jpeg[:2] == b"\xff\xd8" and shrunk.shape[1] == 640 and msg.frame.raw_jpeg == b""
     now = datetime.now(UTC)
     hz = ExitHazard("cam1", "z", now, now, 0.4, jpeg, jpeg, "North", "U1")
-    got = parse_detection_message(tp, json.dumps(hazard_payload(hz)).encode())
-    assert got is not None and isinstance(got.exit_event, ExitHazard) and got.exit_event.fraction == 0.4
+    got = parse_detection_message(tp, hazard_payload(hz).model_dump_json().encode())
+    assert isinstance(got, ExitHazard) and got.fraction == 0.4 and got.zone_name == "North" and got.unit_id == "U1"
+    cleared = ExitCleared("cam1", "z", now, now, now, 0.05, jpeg, "North", "U1")
+    back = parse_detection_message(tp, detection_payload(cleared).model_dump_json().encode())
+    assert isinstance(back, ExitCleared) and back.cleared_at == now
     assert parse_detection_message(tp, b"{not json") is None
     wrong = "firelink/cameras/other/detections"
-    assert parse_detection_message(wrong, json.dumps(fire_payload(rec, "U1")).encode()) is None
+    assert parse_detection_message(wrong, fire_payload(det).model_dump_json().encode()) is None
+    with pytest.raises(pydantic.ValidationError):  # a worker cannot publish what the core would refuse
+        fire_payload(AlarmDetection(AlarmIn("../x", "U1", "video_smoke", "video", now, device_id="cam1"), det.frame))
 
 
 def test_cli_detect_image_json(fire8: Path, vtest_frames, tmp_path: Path, capsys) -> None:
@@ -94,7 +106,7 @@ def test_cli_detect_image_json(fire8: Path, vtest_frames, tmp_path: Path, capsys
     cv2.imwrite(str(hall), vtest_frames[0])
     fire = sorted((fire8 / "valid" / "images").glob("fire2_mp4-6*.jpg"))[0]
     args = p.parse_args(["detect-image", "--json", str(hall), str(fire)])
-    assert args.detectors_handler(None, args) == 0
+    assert args.handler(None, args) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [set(x) for x in lines] == [{"path", "smoke", "fire", "alarm"}] * 2
     assert lines[0]["alarm"] is False and lines[1]["alarm"] is True

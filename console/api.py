@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field
 from config import alarm_kinds
 from config.alarm_kinds import AnyKind, DeviceKind
 from config.schema import AgencyKey
-from console.appkeys import CLOCK, CONFIG, HEALTH, LOGIN_THROTTLE, ROUTES, SERVICE, SOCKETS, WRITER
+from console.appkeys import CLOCK, CONFIG, HEALTH, INCIDENTS, LOGIN_THROTTLE, ROUTES, SOCKETS, WRITER
 from console.routing import (
     EVERYONE,
     OFFICERS,
@@ -32,9 +32,9 @@ from console.routing import (
 from console.security import ACTOR, COOKIE, SESSION, client_address, secure_cookie
 from dispatch.actor import Actor
 from dispatch.auth import AuthBusy, AuthError, login, logout
+from dispatch.errors import Forbidden, NotFound
 from dispatch.login_throttle import retry_after_header
 from dispatch.queries import IncidentFilter
-from dispatch.service import Forbidden, NotFound
 from ingest.contract import AlarmIn, InputModel
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
 
 @routes.route("GET", "/api/units", "List units", roles=frozenset({"admin", "duty_officer", "assessor", "unit"}))
 async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
-    return await request.app[SERVICE].list_units(actor(request))
+    return await request.app[INCIDENTS].views.list_units(actor(request))
 
 
 class IncidentQuery(Query):
@@ -188,45 +188,45 @@ class IncidentQuery(Query):
               roles=EVERYONE, query=IncidentQuery)
 async def get_incidents(request: web.Request, _: None) -> web.StreamResponse | list[dict[str, Any]]:
     q = query_of(request, IncidentQuery)
-    service = request.app[SERVICE]
-    if q.unit_id is not None and q.unit_id not in service.units:
+    service = request.app[INCIDENTS]
+    if q.unit_id is not None and q.unit_id not in service.core.units:
         return error(400, f"unknown unit {q.unit_id!r}")
     if q.since is not None and q.until is not None and q.until <= q.since:
         return error(400, "until must be after since")
-    return await service.list_incidents(actor(request), IncidentFilter(
+    return await service.views.list_incidents(actor(request), IncidentFilter(
         state=q.state, unit_id=q.unit_id, kind=q.kind, outcome=q.outcome, since=q.since, until=q.until,
         limit=q.limit))
 
 
 @routes.route("GET", "/api/incidents/{id}", "Get an incident with its timeline", roles=EVERYONE)
 async def get_incident(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].incident_detail(_int(request), actor(request))
+    return await request.app[INCIDENTS].views.incident_detail(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/incidents/{id}/ack", "Acknowledge an incident", roles=OFFICERS)
 async def post_ack(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].acknowledge(_int(request), actor(request))
+    return await request.app[INCIDENTS].commands.acknowledge(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/incidents/{id}/dispatch", "Link out agencies", roles=OFFICERS, body=DispatchBody)
 async def post_dispatch(request: web.Request, body: DispatchBody) -> dict[str, Any]:
-    return await request.app[SERVICE].dispatch(_int(request), body.agencies, actor(request))
+    return await request.app[INCIDENTS].commands.dispatch(_int(request), body.agencies, actor(request))
 
 
 @routes.route("POST", "/api/incidents/{id}/on_scene", "Mark on scene", roles=OFFICERS)
 async def post_on_scene(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].on_scene(_int(request), actor(request))
+    return await request.app[INCIDENTS].commands.on_scene(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/incidents/{id}/close", "Close an incident", roles=OFFICERS, body=CloseBody)
 async def post_close(request: web.Request, body: CloseBody) -> dict[str, Any]:
-    return await request.app[SERVICE].close(_int(request), body.outcome, body.note, actor(request))
+    return await request.app[INCIDENTS].commands.close(_int(request), body.outcome, body.note, actor(request))
 
 
 @routes.route("POST", "/api/incidents/{id}/messages", "Send an instruction or reply",
               roles=frozenset({"admin", "duty_officer", "unit"}), body=MessageBody)
 async def post_message(request: web.Request, body: MessageBody) -> dict[str, Any]:
-    return await request.app[SERVICE].add_message(_int(request), body.text, actor(request))
+    return await request.app[INCIDENTS].commands.add_message(_int(request), body.text, actor(request))
 
 
 @routes.route("POST", "/api/units/{unit_id}/alarm", "Press the one-key alarm",
@@ -234,17 +234,17 @@ async def post_message(request: web.Request, body: MessageBody) -> dict[str, Any
 async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
     who = actor(request)
     unit_id = request.match_info["unit_id"]
-    service = request.app[SERVICE]
+    service = request.app[INCIDENTS]
     if who.role == "unit" and who.unit_id != unit_id:
         raise Forbidden("a unit may press only its own alarm")
-    if unit_id not in service.units:
+    if unit_id not in service.core.units:
         raise NotFound(f"unknown unit {unit_id!r}")
     alarm_id = f"web-{uuid.uuid4().hex}"
-    await service.ingest([AlarmIn(alarm_id=alarm_id, unit_id=unit_id, kind=body.kind, source="web",
+    await service.intake.ingest([AlarmIn(alarm_id=alarm_id, unit_id=unit_id, kind=body.kind, source="web",
                                   received_at=request.app[CLOCK](), device_id=None,
                                   note=body.note or f"pressed by {who.username}",
                                   topic=request.path)])
-    open_inc = service.open_by_unit.get(unit_id)
+    open_inc = service.core.open_by_unit.get(unit_id)
     return {"alarm_id": alarm_id, "incident_id": open_inc.incident_id if open_inc else None}
 
 
@@ -255,19 +255,19 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
               query=DispatchesQuery)
 async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = query_of(request, DispatchesQuery)
-    return await request.app[SERVICE].list_dispatches(actor(request), q.state)
+    return await request.app[INCIDENTS].views.list_dispatches(actor(request), q.state)
 
 
 @routes.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
               roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
 async def post_dispatch_ack(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].agency_update(_int(request), "acknowledged", actor(request))
+    return await request.app[INCIDENTS].deliveries.agency_update(_int(request), "acknowledged", actor(request))
 
 
 @routes.route("POST", "/api/dispatches/{id}/on_scene", "Agency reports arrival on scene",
               roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
 async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].agency_update(_int(request), "on_scene", actor(request))
+    return await request.app[INCIDENTS].deliveries.agency_update(_int(request), "on_scene", actor(request))
 
 
 # ------------------------------------------------------------------ admin
@@ -275,7 +275,7 @@ async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any
 @routes.route("GET", "/api/admin/rejections", "List rejected input", roles=frozenset({"admin"}), tag="admin",
               query=LimitQuery)
 async def get_rejections(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[SERVICE].list_rejections(_limit(request))
+    return await request.app[INCIDENTS].views.list_rejections(_limit(request))
 
 
 @routes.route("GET", "/healthz", "Health", roles=None, tag="meta", statuses=(503,))

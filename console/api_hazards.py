@@ -15,12 +15,12 @@ from aiohttp import BodyPartReader, web
 from pydantic import Field
 
 from console.api import _Body, _int, _limit, actor
-from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, KPI_INDEX, SERVICE
+from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, INCIDENTS, KPI_INDEX
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
+from dispatch.errors import BadRequest, NotFound
 from dispatch.hazards import STAGES, HazardService, Upload, hazards_config
 from dispatch.kpi_index import Answer
-from dispatch.service import BadRequest, NotFound
 from dispatch.state import TransitionError
 from dispatch.views import iso
 from ingest.contract import check_text
@@ -346,7 +346,7 @@ def _period(request: web.Request) -> kpi.Period:
 
 async def _kpis(request: web.Request) -> Answer:
     """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full)."""
-    units = {u.id: u.name for u in request.app[SERVICE].units.values()}
+    units = {u.id: u.name for u in request.app[INCIDENTS].core.units.values()}
     period = _period(request)
     heavy = request.app[HEAVY]
     return await request.app[KPI_INDEX].kpis(period.start, period.end, period.label,
@@ -387,7 +387,7 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
 @routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,
               tag="evaluation")
 async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
-    core = request.app[SERVICE]
+    core = request.app[INCIDENTS].core
     async with request.app[DB].session() as s:
         active, unacked = await queries.open_counts(s)
     return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await hazards(request).counts(),
@@ -405,7 +405,7 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
     status = q.get("status") or "all"
     limit = max(1, min(_limit(request), 500))
     out: dict[str, Any] = {"incidents": [], "hazards": []}
-    core = request.app[SERVICE]
+    core = request.app[INCIDENTS].core
     if kind in ("all", "incidents"):
         units = tuple(u.id for u in core.units.values() if text and (text in u.name or text in u.address))
         search = queries.IncidentSearch(text, units, unit_id, status, start, end, limit)

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from dispatch.exit_zones import ExitZoneService
     from dispatch.hazards import HazardService
     from dispatch.health import HealthMonitor
+    from dispatch.incidents import Incidents
     from dispatch.kpi_index import KpiIndex
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
-    from dispatch.service import IncidentService
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
@@ -45,7 +45,7 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 BUS = web.AppKey("bus", EventBus)
 DB: web.AppKey[Database] = web.AppKey("db")
 WRITER: web.AppKey[Writer] = web.AppKey("writer")
-SERVICE: web.AppKey[IncidentService] = web.AppKey("service")
+INCIDENTS: web.AppKey[Incidents] = web.AppKey("incidents")  # the incident core: intake, commands, deliveries, views
 HAZARDS: web.AppKey[HazardService] = web.AppKey("hazards")
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")

@@ -23,7 +23,7 @@ from console.appkeys import ROUTES
 from console.outage import DB_DOWN, unavailable
 from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.actor import Actor
-from dispatch.service import BadRequest, Forbidden, NotFound
+from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.state import TransitionError
 from ingest.contract import InputModel, loads
 

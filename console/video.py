@@ -35,7 +35,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from pydantic import BeforeValidator, Field
 
 from config.cameras import VideoConfig
-from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, RECORDED, SERVICE, VERIFIER
+from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, INCIDENTS, RECORDED, VERIFIER
 from console.routing import PATH_PARAMS_KEY, QUERY_KEY, HttpError, Query, RouteTable, whole_number
 from console.security import ACTOR
 from dispatch.actor import Actor
@@ -330,10 +330,10 @@ async def upload_photo(request: web.Request, _: None) -> web.Response:
     if rec is None:
         raise HttpError(503, "evidence is not available", down=["video"])
     store = rec.store
-    service = request.app.get(SERVICE)
+    service = request.app.get(INCIDENTS)
     manifest = None if service is not None else await asyncio.to_thread(store.manifest, incident_id)
     if service is not None:  # the incident must exist and be visible to the caller (403/404 by the service)
-        incident = await service.incident_detail(incident_id, user)
+        incident = await service.views.incident_detail(incident_id, user)
         unit_id, opened_at = str(incident["unit_id"]), parse_time(incident.get("opened_at"))
     elif manifest is not None:
         unit_id, opened_at = str(manifest.get("unit_id")), float(manifest.get("opened_at") or time.time())

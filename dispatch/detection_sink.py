@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 from config import alarm_kinds
 from dispatch import events as ev
 from dispatch.actor import Actor
+from dispatch.core import AlarmNote
 from dispatch.events import EventBus
 from dispatch.evidence_record import DETECTION_FRAME
 from dispatch.hazards import CameraRecheck, HazardService
-from dispatch.service import AlarmNote, IncidentService
+from dispatch.intake import Intake
 from ingest.contract import AlarmDetection, BoxJson, DetectionEvent, ExitCleared, ExitHazard
 from ingest.integrity import confined, sha256_bytes, write_content_addressed
 
@@ -49,9 +50,9 @@ class SaveNegative(Protocol):
 
 
 class DetectionSink:
-    def __init__(self, service: IncidentService, hazards: HazardService, bus: EventBus, evidence_dir: str | Path,
+    def __init__(self, intake: Intake, hazards: HazardService, bus: EventBus, evidence_dir: str | Path,
                  hard_negatives_dir: str | Path, camera_units: Mapping[str, str]) -> None:
-        self.service = service
+        self.intake = intake
         self.hazards = hazards
         self.bus = bus
         self.frames = Path(evidence_dir) / "detections"
@@ -77,11 +78,11 @@ class DetectionSink:
     async def _alarm(self, det: AlarmDetection) -> None:
         alarm = det.alarm
         notes: dict[str, list[AlarmNote]] = {}
-        if alarm.unit_id in self.service.units:  # an unknown unit's alarm is only a stored rejection: no file
+        if alarm.unit_id in self.intake.core.units:  # an unknown unit's alarm is only a stored rejection: no file
             frame = await self._keep_frame(det)
             if frame is not None:
                 notes[alarm.alarm_id] = [AlarmNote(DETECTION_FRAME, frame)]
-        await self.service.ingest([alarm], notes)
+        await self.intake.ingest([alarm], notes)
 
     async def _keep_frame(self, det: AlarmDetection) -> dict[str, Any] | None:
         """Stores the frame under its SHA-256 (never a name from the message); what the record says about it."""
@@ -118,7 +119,7 @@ class DetectionSink:
                 if inc["outcome"] != "false_alarm" or not alarm_kinds.from_detector(str(inc["kind"])):
                     continue
                 learned = False
-                for frame in await self.service.record_of(int(inc["id"]), DETECTION_FRAME):
+                for frame in await self.intake.record_of(int(inc["id"]), DETECTION_FRAME):
                     marked = await asyncio.to_thread(self._read_verified, frame.get("file"), frame.get("sha256"))
                     raw = None
                     if frame.get("raw_file"):

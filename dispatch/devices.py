@@ -12,8 +12,8 @@ from sqlalchemy import select
 from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import SYSTEM
+from dispatch.intake import Intake
 from dispatch.models import Device
-from dispatch.service import IncidentService
 from dispatch.writer import Writer
 from ingest.contract import DeviceStatusIn, Rejection, utcnow
 
@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 class DeviceMonitor:
     """Heartbeats stay in memory; only status changes are written (and recorded)."""
 
-    def __init__(self, service: IncidentService, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
-        self.service = service
+    def __init__(self, intake: Intake, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
+        self.intake = intake
         self.clock = clock
         self.intervals = {d.id: timedelta(seconds=d.heartbeat_interval_s) for u in cfg.units for d in u.devices}
         self.last_seen: dict[str, datetime] = {}
@@ -33,7 +33,7 @@ class DeviceMonitor:
         self.started_at = clock()
 
     async def load(self) -> None:
-        async with self.service.db.session() as s:
+        async with self.intake.core.db.session() as s:
             for dev in (await s.scalars(select(Device))).all():
                 self.status[dev.id] = dev.status
                 if dev.last_seen is not None:
@@ -45,7 +45,7 @@ class DeviceMonitor:
                              msg.received_at)
         self.last_seen[msg.device_id] = msg.received_at
         if self.status.get(msg.device_id) != msg.status or msg.status == "fault":
-            await self.service.set_device_status(msg.device_id, msg.status, msg.detail, msg.received_at,
+            await self.intake.set_device_status(msg.device_id, msg.status, msg.detail, msg.received_at,
                                                  msg.received_at)
             self.status[msg.device_id] = msg.status
         return None
@@ -60,7 +60,7 @@ class DeviceMonitor:
             return
         self.last_seen[device_id] = max(at, self.last_seen.get(device_id, at))
         if self.status.get(device_id) in (None, "unknown", "offline"):
-            await self.service.set_device_status(device_id, "online", "alarm received", at, at)
+            await self.intake.set_device_status(device_id, "online", "alarm received", at, at)
             self.status[device_id] = "online"
 
     async def check_silence(self) -> None:
@@ -73,7 +73,7 @@ class DeviceMonitor:
             last = self.last_seen.get(dev_id, self.started_at)
             if now - last > interval and self.status.get(dev_id) != "offline":
                 secs = int((now - last).total_seconds())
-                await self.service.set_device_status(dev_id, "offline", f"no heartbeat for {secs}s", now, None)
+                await self.intake.set_device_status(dev_id, "offline", f"no heartbeat for {secs}s", now, None)
                 self.status[dev_id] = "offline"
 
     async def run(self, period_s: float = 1.0) -> None:

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 
 from config.schema import EscalationConfig
 from dispatch import events as ev
+from dispatch.core import Core
 from dispatch.deadlines import run_deadlines
+from dispatch.errors import NotFound
 from dispatch.events import EventBus
-from dispatch.service import IncidentService, NotFound
+from dispatch.incident_commands import IncidentCommands
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,9 @@ log = logging.getLogger(__name__)
 class Escalator:
     """Sleeps until the next deadline; a new incident wakes it to add its deadline."""
 
-    def __init__(self, service: IncidentService, bus: EventBus, cfg: EscalationConfig) -> None:
-        self.service = service
+    def __init__(self, core: Core, commands: IncidentCommands, bus: EventBus, cfg: EscalationConfig) -> None:
+        self.core = core
+        self.commands = commands
         self.bus = bus
         self.timeout = timedelta(seconds=cfg.ack_timeout_s)
         self.max_level = cfg.max_level
@@ -35,22 +38,22 @@ class Escalator:
 
     def replan(self) -> None:
         """Rebuilds the heap from the core's index of unacknowledged incidents."""
-        self._heap = [(self._due(s.opened_at, s.level), i) for i, s in self.service.unacked.items()
+        self._heap = [(self._due(s.opened_at, s.level), i) for i, s in self.core.unacked.items()
                       if s.level < self.max_level]
         heapq.heapify(self._heap)
 
     def watch(self, incident_id: int) -> None:
-        state = self.service.unacked.get(incident_id)
+        state = self.core.unacked.get(incident_id)
         if state is not None and state.level < self.max_level:
             heapq.heappush(self._heap, (self._due(state.opened_at, state.level), incident_id))
 
     async def tick(self) -> float:
         """Escalates what is due; returns seconds until the next deadline."""
-        now = self.service.clock()
+        now = self.core.clock()
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, incident_id = heapq.heappop(heap)
-            state = self.service.unacked.get(incident_id)
+            state = self.core.unacked.get(incident_id)
             if state is None or state.level >= self.max_level:
                 continue  # acknowledged or closed meanwhile, or done escalating
             due = self._due(state.opened_at, state.level)
@@ -58,9 +61,9 @@ class Escalator:
                 heapq.heappush(heap, (due, incident_id))
                 continue
             try:
-                await self.service.escalate(incident_id, state.level + 1)
+                await self.commands.escalate(incident_id, state.level + 1)
             except NotFound:
-                self.service.unacked.pop(incident_id, None)
+                self.core.unacked.pop(incident_id, None)
                 continue
             self.watch(incident_id)
         return max(0.02, (heap[0][0] - now).total_seconds()) if heap else 3600.0

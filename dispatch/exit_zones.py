@@ -24,9 +24,9 @@ from sqlalchemy.orm import undefer
 from config.detectors import ExitZoneConfig
 from dispatch import events as ev
 from dispatch.actor import Actor
+from dispatch.errors import BadRequest, NotFound
 from dispatch.models import ExitZone
 from dispatch.regions import RegionStore, RegionTarget, check_area, console_view, rounded, validated
-from dispatch.service import BadRequest, NotFound
 from dispatch.views import iso
 from ingest.integrity import IntegrityError, sha256_bytes
 

@@ -29,10 +29,10 @@ from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
 from dispatch.deadlines import run_deadlines
+from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.events import Event, EventBus
 from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
 from dispatch.models import RecordEntry, Unit
-from dispatch.service import BadRequest, Forbidden, NotFound
 from dispatch.state import IN_RECTIFICATION, UNDER_NOTICE, HazardStatus, PenaltyStatus, TransitionError
 from dispatch.views import iso, record_view, unit_view
 from dispatch.writer import Tx, Writer

@@ -17,8 +17,9 @@ from sqlalchemy import delete, select
 from dispatch.actor import Actor
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor
+from dispatch.errors import BadRequest, Forbidden, NotFound
+from dispatch.incidents import Incidents
 from dispatch.models import IntakeAttempt
-from dispatch.service import BadRequest, Forbidden, IncidentService, NotFound
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
 from ingest.contract import AgencyAckIn, AlarmIn, CoreInput, DetectionIn, DeviceStatusIn, Rejection, utcnow
@@ -29,17 +30,17 @@ REFUSED = (NotFound, Forbidden, BadRequest, TransitionError)
 
 
 class CoreInbox:
-    def __init__(self, service: IncidentService, devices: DeviceMonitor, detections: DetectionSink) -> None:
-        self.service = service
+    def __init__(self, incidents: Incidents, devices: DeviceMonitor, detections: DetectionSink) -> None:
+        self.incidents = incidents
         self.devices = devices
         self.detections = detections
-        self.journal = IntakeJournal(service.writer)
+        self.journal = IntakeJournal(incidents.core.writer)
 
     async def handle(self, items: list[CoreInput]) -> dict[int, Exception]:
         """Commits everything in `items`. Raises if the alarms of the batch could not be committed (then
         nothing of it counts as done); otherwise returns the positions of the other messages that failed
         unexpectedly, and of those not tried after the first such failure (the database may be down)."""
-        await self.service.ingest([i for i in items if isinstance(i, AlarmIn | Rejection)])
+        await self.incidents.intake.ingest([i for i in items if isinstance(i, AlarmIn | Rejection)])
         refused: list[Rejection] = []
         failed: dict[int, Exception] = {}
         for n, item in enumerate(items):
@@ -61,7 +62,7 @@ class CoreInbox:
                 refused.append(rejection)
         if refused:
             try:
-                await self.service.ingest(refused)  # one transaction for all of them
+                await self.incidents.intake.ingest(refused)  # one transaction for all of them
             except Exception as exc:
                 failed.update((n, exc) for n, item in enumerate(items) if not isinstance(item, AlarmIn | Rejection))
         return failed
@@ -85,7 +86,7 @@ class CoreInbox:
         if isinstance(item, AgencyAckIn):
             actor = Actor(item.by, "agency", agency=item.agency)
             try:
-                await self.service.agency_update(item.dispatch_id, item.status, actor, via="mqtt")
+                await self.incidents.deliveries.agency_update(item.dispatch_id, item.status, actor, via="mqtt")
             except REFUSED as exc:
                 return Rejection("mqtt", item.topic, str(exc), "", 0, item.received_at)
         return None

@@ -26,9 +26,9 @@ from config.cameras import CameraConfig
 from config.detectors import CameraDetectors, ExitZoneConfig, Point
 from config.schema import FirelinkConfig
 from dispatch.actor import Actor
+from dispatch.errors import BadRequest, NotFound
 from dispatch.events import Event, EventBus, Subscription
 from dispatch.models import CameraRegion
-from dispatch.service import BadRequest, NotFound
 from dispatch.state import TransitionError
 from dispatch.views import iso
 from dispatch.writer import Writer

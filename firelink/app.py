@@ -37,11 +37,11 @@ from console.appkeys import (
     HAZARDS,
     HEALTH,
     HEAVY,
+    INCIDENTS,
     KPI_INDEX,
     LOGIN_THROTTLE,
     MASKS,
     MQTT,
-    SERVICE,
     WRITER,
 )
 from console.heavy import HeavyWork
@@ -60,12 +60,12 @@ from dispatch.exit_zones import ExitZoneService
 from dispatch.hazards import HazardScheduler, HazardService
 from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
+from dispatch.incidents import Incidents
 from dispatch.kpi_index import KpiIndex
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
 from dispatch.regions import RegionFollower
-from dispatch.service import IncidentService
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 from ingest.embedded_broker import maybe_start
@@ -117,9 +117,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def core(app: web.Application) -> AsyncIterator[None]:
         writer = app[WRITER] = Writer(app[DB], app[BUS])
-        service = IncidentService(writer, cfg, clock)
-        await service.start()
-        created = await ensure_users(writer, list(cfg.users), set(service.units), tuple(cfg.agencies))
+        incidents = await Incidents.start(writer, cfg, clock)
+        created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies))
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:
@@ -128,9 +127,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
                 app[FIRST_ADMIN] = first
                 print(f"\n  First login — admin account created: username {first[0]!r}, password {first[1]!r}\n"
                       "  (shown once; change it with `firelink user add` / a new admin)\n", flush=True)
-        monitor = DeviceMonitor(service, cfg, clock)
+        monitor = DeviceMonitor(incidents.intake, cfg, clock)
         await monitor.load()
-        app[SERVICE] = service
+        app[INCIDENTS] = incidents
         app[DEVICES] = monitor
         yield
 
@@ -146,7 +145,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def hazards(app: web.Application) -> AsyncIterator[None]:
         """The hazard service and its deadline scheduler."""
-        service = app[HAZARDS] = HazardService(app[WRITER], cfg, app[SERVICE].units, clock)
+        service = app[HAZARDS] = HazardService(app[WRITER], cfg, app[INCIDENTS].core.units, clock)
         scheduler = asyncio.create_task(HazardScheduler(service, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)
@@ -158,7 +157,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         yield
 
     async def detection_sink(app: web.Application) -> AsyncIterator[None]:
-        app[DETECTIONS] = DetectionSink(app[SERVICE], app[HAZARDS], app[BUS], cfg.video.evidence_dir,
+        app[DETECTIONS] = DetectionSink(app[INCIDENTS].intake, app[HAZARDS], app[BUS], cfg.video.evidence_dir,
                                         cfg.detectors.hard_negatives_dir, {c.id: c.unit_id for c in cfg.cameras})
         yield
 
@@ -172,7 +171,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         if not mqtt:
             yield
             return
-        inbox = CoreInbox(app[SERVICE], app[DEVICES], app[DETECTIONS])
+        inbox = CoreInbox(app[INCIDENTS], app[DEVICES], app[DETECTIONS])
         link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal, agencies=tuple(cfg.agencies))
         await link.start()
         app[MQTT] = link
@@ -180,10 +179,10 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await link.stop()
 
     async def workers(app: web.Application) -> AsyncIterator[None]:
-        service = app[SERVICE]
+        incidents = app[INCIDENTS]
         jobs: list[Coroutine[Any, Any, None]] = [
-            OutboxWorker(service, app[BUS], cfg, app[MQTT], clock).run(),
-            Escalator(service, app[BUS], cfg.escalation).run(),
+            OutboxWorker(incidents.deliveries, app[BUS], cfg, app[MQTT], clock).run(),
+            Escalator(incidents.core, incidents.commands, app[BUS], cfg.escalation).run(),
             app[DEVICES].run(),
             app[DETECTIONS].learn_from_false_alarms(save_hard_negative),
             record_camera_health(app[WRITER], clock),

@@ -26,9 +26,9 @@ from config import outbound
 from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.deadlines import run_deadlines
+from dispatch.deliveries import Deliveries
 from dispatch.events import EventBus
 from dispatch.models import OutboxMessage
-from dispatch.service import IncidentService
 from ingest.contract import utcnow
 from ingest.mqtt_link import MqttLink
 from notify.channels import CHANNELS, Channel, ChannelRegistry, DeliveryContext, DeliveryError, Outgoing
@@ -39,11 +39,11 @@ EXPECTED = (DeliveryError, aiohttp.ClientError, TimeoutError, OSError)
 
 
 class OutboxWorker:
-    def __init__(self, service: IncidentService, bus: EventBus, cfg: FirelinkConfig, mqtt: MqttLink | None,
+    def __init__(self, deliveries: Deliveries, bus: EventBus, cfg: FirelinkConfig, mqtt: MqttLink | None,
                  clock: Callable[[], datetime] = utcnow, channels: ChannelRegistry = CHANNELS) -> None:
         """Raises ChannelConfigError when the configuration names a channel no registered one delivers."""
         channels.check(cfg)
-        self.service = service
+        self.deliveries = deliveries
         self.bus = bus
         self.cfg = cfg
         self.mqtt = mqtt
@@ -59,7 +59,7 @@ class OutboxWorker:
 
     async def _due(self) -> tuple[list[OutboxMessage], float]:
         now = self.clock()
-        async with self.service.db.session() as s:
+        async with self.deliveries.core.db.session() as s:
             rows = list((await s.scalars(
                 select(OutboxMessage).where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
                 .order_by(OutboxMessage.id).limit(BATCH))).all())
@@ -96,7 +96,7 @@ class OutboxWorker:
                     log.exception("delivery of outbox %s via %s to %s raised (attempt %s)", msg.id, msg.channel,
                                   where, msg.attempts + 1)
             next_at = None if error is None else self.clock() + self.backoff(msg.attempts)
-            await self.service.outbox_result(msg.id, attempted_at, error, next_at,
+            await self.deliveries.outbox_result(msg.id, attempted_at, error, next_at,
                                              confirmed=channel is not None and channel.confirms)
         finally:
             self._inflight.discard(msg.id)

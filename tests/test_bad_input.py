@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from tests.support import Api, Broker, base_config, publish, running_app, ws_client
 
 GOOD = {"alarm_id": "placeholder", "kind": "one_key"}
@@ -72,7 +72,7 @@ async def test_duplicate_alarm_ids_are_absorbed(broker: Broker, db_url: str) -> 
             await ws.next_matching(lambda e: e["type"] == "incident.created")
             updated = await ws.next_matching(lambda e: e["type"] == "incident.updated")
             assert updated["incident"]["alarm_count"] == 2  # dup-1 once, dup-2 joined
-        assert app.app[SERVICE].counters["alarms_duplicate"] == 1
+        assert app.app[INCIDENTS].core.counters["alarms_duplicate"] == 1
         await officer.close()
 
 

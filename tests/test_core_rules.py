@@ -15,9 +15,9 @@ from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
+from dispatch.incidents import Incidents
 from dispatch.models import OutboxMessage, RecordEntry
 from dispatch.records import response_times, verify
-from dispatch.service import IncidentService
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
 from ingest.contract import AlarmIn, DeviceStatusIn
@@ -28,13 +28,12 @@ OFFICER = Actor("officer", "duty_officer")
 
 
 @pytest.fixture
-async def core(db_url: str) -> AsyncIterator[tuple[IncidentService, StepClock]]:
+async def core(db_url: str) -> AsyncIterator[tuple[Incidents, StepClock]]:
     cfg = base_config(db_url, None, escalation={"ack_timeout_s": 30, "merge_window_s": 300, "max_level": 2})
     db = Database(db_url)
     await db.upgrade()
     clock = StepClock(T0)
-    service = IncidentService(Writer(db, EventBus()), cfg, clock)
-    await service.start()
+    service = await Incidents.start(Writer(db, EventBus()), cfg, clock)
     yield service, clock
     await db.dispose()
 
@@ -44,75 +43,75 @@ def alarm(alarm_id: str, at: datetime, unit: str = "school-1", kind: str = "one_
 
 
 async def test_alarms_within_the_window_join_and_after_it_open_a_new_incident(
-        core: tuple[IncidentService, StepClock]) -> None:
+        core: tuple[Incidents, StepClock]) -> None:
     service, _ = core
-    outcomes = await service.ingest([alarm("a1", T0), alarm("a2", T0 + timedelta(seconds=299)),
+    outcomes = await service.intake.ingest([alarm("a1", T0), alarm("a2", T0 + timedelta(seconds=299)),
                                      alarm("b1", T0, unit="hotel-1"), alarm("a1", T0)])
     assert outcomes == ["accepted", "accepted", "accepted", "duplicate"]
-    first = service.open_by_unit["school-1"].incident_id
+    first = service.core.open_by_unit["school-1"].incident_id
     # 5 min after the *last* alarm (a2), not the first.
-    await service.ingest([alarm("a3", T0 + timedelta(seconds=299 + 300))])
-    assert service.open_by_unit["school-1"].incident_id == first
-    await service.ingest([alarm("a4", T0 + timedelta(seconds=299 + 300 + 301))])
-    second = service.open_by_unit["school-1"].incident_id
+    await service.intake.ingest([alarm("a3", T0 + timedelta(seconds=299 + 300))])
+    assert service.core.open_by_unit["school-1"].incident_id == first
+    await service.intake.ingest([alarm("a4", T0 + timedelta(seconds=299 + 300 + 301))])
+    second = service.core.open_by_unit["school-1"].incident_id
     assert second != first
-    incidents = {i["id"]: i for i in await service.list_incidents(SYSTEM, "all")}
+    incidents = {i["id"]: i for i in await service.views.list_incidents(SYSTEM, "all")}
     assert incidents[first]["alarm_count"] == 3 and incidents[second]["alarm_count"] == 1
     assert len(incidents) == 3
 
 
-async def test_alarm_after_close_opens_a_new_incident(core: tuple[IncidentService, StepClock]) -> None:
+async def test_alarm_after_close_opens_a_new_incident(core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
-    await service.ingest([alarm("c1", T0)])
-    first = service.open_by_unit["school-1"].incident_id
+    await service.intake.ingest([alarm("c1", T0)])
+    first = service.core.open_by_unit["school-1"].incident_id
     clock.advance(10)
-    await service.close(first, "false_alarm", "误按", OFFICER)
-    await service.ingest([alarm("c2", T0 + timedelta(seconds=20))])
-    assert service.open_by_unit["school-1"].incident_id != first
+    await service.commands.close(first, "false_alarm", "误按", OFFICER)
+    await service.intake.ingest([alarm("c2", T0 + timedelta(seconds=20))])
+    assert service.core.open_by_unit["school-1"].incident_id != first
 
 
-async def test_state_machine_refuses_steps_out_of_order(core: tuple[IncidentService, StepClock]) -> None:
+async def test_state_machine_refuses_steps_out_of_order(core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
-    await service.ingest([alarm("s1", T0)])
-    inc = service.open_by_unit["school-1"].incident_id
+    await service.intake.ingest([alarm("s1", T0)])
+    inc = service.core.open_by_unit["school-1"].incident_id
     with pytest.raises(TransitionError):
-        await service.on_scene(inc, OFFICER)  # nobody acknowledged yet
+        await service.commands.on_scene(inc, OFFICER)  # nobody acknowledged yet
     clock.advance(4)
-    view = await service.acknowledge(inc, OFFICER)
-    again = await service.acknowledge(inc, Actor("someone-else", "duty_officer"))
+    view = await service.commands.acknowledge(inc, OFFICER)
+    again = await service.commands.acknowledge(inc, Actor("someone-else", "duty_officer"))
     assert again["acknowledged_by"] == "officer" and view["acknowledged_at"] == again["acknowledged_at"]
     clock.advance(20)
-    await service.dispatch(inc, ["fire"], OFFICER)
-    view = await service.dispatch(inc, ["fire", "medical"], OFFICER)  # fire not sent twice
+    await service.commands.dispatch(inc, ["fire"], OFFICER)
+    view = await service.commands.dispatch(inc, ["fire", "medical"], OFFICER)  # fire not sent twice
     assert sorted(d["agency"] for d in view["dispatches"]) == ["fire", "medical"]
     clock.advance(100)
-    await service.close(inc, "resolved", "", OFFICER)
+    await service.commands.close(inc, "resolved", "", OFFICER)
     with pytest.raises(TransitionError):
-        await service.acknowledge(inc, OFFICER)
-    detail = await service.incident_detail(inc, SYSTEM)
+        await service.commands.acknowledge(inc, OFFICER)
+    detail = await service.views.incident_detail(inc, SYSTEM)
     # Hand-computed from the clock: alarm T0, ack T0+4 s, first dispatch T0+24 s.
     assert detail["response_times"] == {"alarm_to_ack_s": 4.0, "ack_to_dispatch_s": 20.0, "alarm_to_dispatch_s": 24.0}
 
 
 async def test_dispatch_writes_outbox_rows_per_channel_in_the_same_transaction(
-        core: tuple[IncidentService, StepClock]) -> None:
+        core: tuple[Incidents, StepClock]) -> None:
     service, _ = core
-    await service.ingest([alarm("o1", T0)])
-    inc = service.open_by_unit["school-1"].incident_id
-    await service.dispatch(inc, ["fire", "medical"], OFFICER)
-    async with service.db.session() as s:
+    await service.intake.ingest([alarm("o1", T0)])
+    inc = service.core.open_by_unit["school-1"].incident_id
+    await service.commands.dispatch(inc, ["fire", "medical"], OFFICER)
+    async with service.core.db.session() as s:
         rows = (await s.scalars(select(OutboxMessage))).all()
     assert sorted(r.target.rsplit("/", 1)[-1] for r in rows) == ["fire", "medical"]  # MQTT channel each
     assert all(r.status == "pending" and r.payload["unit"]["name"] == "第一小学" for r in rows)
 
 
 async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
-        core: tuple[IncidentService, StepClock]) -> None:
+        core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
-    escalator = Escalator(service, service.bus, service.cfg.escalation)
-    sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
-    await service.ingest([alarm("e1", T0)])
-    inc = service.open_by_unit["school-1"].incident_id
+    escalator = Escalator(service.core, service.commands, service.core.bus, service.core.cfg.escalation)
+    sub = service.core.bus.subscribe([ev.INCIDENT_ESCALATED])
+    await service.intake.ingest([alarm("e1", T0)])
+    inc = service.core.open_by_unit["school-1"].incident_id
     escalator.watch(inc)
     clock.advance(29)
     assert await escalator.tick() == pytest.approx(1.0)
@@ -128,16 +127,16 @@ async def test_unacknowledged_incident_escalates_each_timeout_up_to_max_level(
     clock.advance(300)
     await escalator.tick()
     assert sub.get_nowait() is None  # max_level reached
-    async with service.db.session() as s:
+    async with service.core.db.session() as s:
         leader = (await s.scalars(select(OutboxMessage).where(OutboxMessage.dispatch_id.is_(None)))).all()
     assert [m.payload["level"] for m in leader] == [1, 2]
     assert all(m.target.endswith("/leader/escalation") for m in leader)
 
-    await service.ingest([alarm("e2", T0 + timedelta(seconds=400), unit="hotel-1")])
-    hotel = service.open_by_unit["hotel-1"].incident_id
+    await service.intake.ingest([alarm("e2", T0 + timedelta(seconds=400), unit="hotel-1")])
+    hotel = service.core.open_by_unit["hotel-1"].incident_id
     escalator.watch(hotel)
     clock.now = T0 + timedelta(seconds=410)
-    await service.acknowledge(hotel, OFFICER)
+    await service.commands.acknowledge(hotel, OFFICER)
     clock.advance(600)
     await escalator.tick()
     assert sub.get_nowait() is None  # acknowledged incidents never escalate
@@ -148,12 +147,11 @@ async def test_escalator_task_wakes_on_new_incident_and_escalates_on_time(db_url
     cfg = base_config(db_url, None, escalation={"ack_timeout_s": 0.2})
     db = Database(db_url)
     await db.upgrade()
-    service = IncidentService(Writer(db, EventBus()), cfg)
-    await service.start()
-    sub = service.bus.subscribe([ev.INCIDENT_ESCALATED])
-    task = asyncio.create_task(Escalator(service, service.bus, cfg.escalation).run())
+    service = await Incidents.start(Writer(db, EventBus()), cfg)
+    sub = service.core.bus.subscribe([ev.INCIDENT_ESCALATED])
+    task = asyncio.create_task(Escalator(service.core, service.commands, service.core.bus, cfg.escalation).run())
     try:
-        await service.ingest([AlarmIn("live-1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+        await service.intake.ingest([AlarmIn("live-1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
         event = await asyncio.wait_for(sub.get(), 5)
         assert event.data["level"] == 1
     finally:
@@ -161,11 +159,11 @@ async def test_escalator_task_wakes_on_new_incident_and_escalates_on_time(db_url
         await db.dispose()
 
 
-async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, StepClock]) -> None:
+async def test_device_heartbeat_fault_and_silence(core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
-    monitor = DeviceMonitor(service, service.cfg, clock)
+    monitor = DeviceMonitor(service.intake, service.core.cfg, clock)
     await monitor.load()
-    sub = service.bus.subscribe([ev.DEVICE_UPDATED])
+    sub = service.core.bus.subscribe([ev.DEVICE_UPDATED])
     assert await monitor.handle(DeviceStatusIn("btn-1", "online", "", clock())) is None
     online = sub.get_nowait()
     assert online is not None and online.data["device"]["status"] == "online"
@@ -187,18 +185,18 @@ async def test_device_heartbeat_fault_and_silence(core: tuple[IncidentService, S
     assert refused is not None and "unknown device" in refused.reason
 
 
-async def test_record_chain_detects_an_altered_row(core: tuple[IncidentService, StepClock]) -> None:
+async def test_record_chain_detects_an_altered_row(core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
-    await service.ingest([alarm("r1", T0), alarm("r2", T0, unit="hotel-1")])
-    inc = service.open_by_unit["school-1"].incident_id
+    await service.intake.ingest([alarm("r1", T0), alarm("r2", T0, unit="hotel-1")])
+    inc = service.core.open_by_unit["school-1"].incident_id
     clock.advance(5)
-    await service.acknowledge(inc, OFFICER)
-    async with service.db.session() as s:
+    await service.commands.acknowledge(inc, OFFICER)
+    async with service.core.db.session() as s:
         rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
     assert verify(rows) is None
     assert response_times(rows)["alarm_to_ack_s"] == 5.0
     victim = rows[2]
-    async with service.db.session() as s:
+    async with service.core.db.session() as s:
         await s.execute(update(RecordEntry).where(RecordEntry.id == victim.id).values(actor="someone-else"))
         await s.commit()
         tampered = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
@@ -211,13 +209,11 @@ async def test_restart_reloads_open_incidents_and_the_chain(db_url: str) -> None
     cfg = base_config(db_url, None)
     db = Database(db_url)
     await db.upgrade()
-    first = IncidentService(Writer(db, EventBus()), cfg)
-    await first.start()
-    await first.ingest([AlarmIn("x1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
-    second = IncidentService(Writer(db, EventBus()), cfg)
-    await second.start()
-    assert second.open_by_unit == first.open_by_unit and set(second.unacked) == set(first.unacked)
-    await second.ingest([AlarmIn("x2", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+    first = await Incidents.start(Writer(db, EventBus()), cfg)
+    await first.intake.ingest([AlarmIn("x1", "school-1", "one_key", "mqtt", datetime.now(UTC))])
+    second = await Incidents.start(Writer(db, EventBus()), cfg)
+    assert second.core.open_by_unit == first.core.open_by_unit and set(second.core.unacked) == set(first.core.unacked)
+    await second.intake.ingest([AlarmIn("x2", "school-1", "one_key", "mqtt", datetime.now(UTC))])
     async with db.session() as s:
         rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
     assert verify(rows) is None

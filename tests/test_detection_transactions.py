@@ -25,9 +25,9 @@ from dispatch.events import EventBus
 from dispatch.evidence_record import DETECTION_FRAME
 from dispatch.hazard_models import Hazard, HazardEvidence
 from dispatch.hazards import EVIDENCE_ADDED, HazardService
+from dispatch.incidents import Incidents
 from dispatch.models import Alarm, Incident, RecordEntry
 from dispatch.records import verify
-from dispatch.service import IncidentService
 from dispatch.writer import Writer
 from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, ExitCleared, ExitHazard
 from tests.hazards.conftest import jpeg
@@ -38,7 +38,7 @@ from tests.support import base_config
 class Core:
     db: Database
     writer: Writer
-    service: IncidentService
+    service: Incidents
     hazards: HazardService
     sink: DetectionSink
     frames: Path
@@ -51,10 +51,9 @@ async def core(db_url: str, tmp_path: Path) -> AsyncIterator[Core]:
     await db.upgrade()
     bus = EventBus()
     writer = Writer(db, bus)
-    service = IncidentService(writer, cfg)
-    await service.start()
-    hazards = HazardService(writer, cfg, service.units)
-    sink = DetectionSink(service, hazards, bus, tmp_path / "evidence", tmp_path / "negatives", {"cam-1": "hotel-1"})
+    service = await Incidents.start(writer, cfg)
+    hazards = HazardService(writer, cfg, service.core.units)
+    sink = DetectionSink(service.intake, hazards, bus, tmp_path / "evidence", tmp_path / "negatives", {"cam-1": "hotel-1"})
     try:
         yield Core(db, writer, service, hazards, sink, tmp_path / "evidence" / "detections")
     finally:
@@ -135,14 +134,14 @@ async def test_a_fire_detection_is_one_commit_with_its_frame(db_url: str, tmp_pa
             await c.sink.handle(det)
         # the alarm did not commit without its frame: no alarm, no incident, nothing in the record
         assert (await count(c.db, Alarm), await count(c.db, Incident), await actions(c.db)) == (0, 0, [])
-        assert c.service.open_by_unit == {}
+        assert c.service.core.open_by_unit == {}
 
         with commits() as seen:  # the worker retries (MQTT redelivers): the frame file is already there
             await c.sink.handle(det)
         assert len(seen) == 1
-        incident_id = c.service.open_by_unit["hotel-1"].incident_id
+        incident_id = c.service.core.open_by_unit["hotel-1"].incident_id
         assert await actions(c.db, incident_id=incident_id) == ["alarm.received", "incident.created", DETECTION_FRAME]
-        [frame] = await c.service.record_of(incident_id, DETECTION_FRAME)
+        [frame] = await c.service.intake.record_of(incident_id, DETECTION_FRAME)
         assert frame["sha256"] == hashlib.sha256(det.frame.jpeg).hexdigest()
         assert (c.frames / frame["file"]).read_bytes() == det.frame.jpeg
         assert (c.frames / frame["raw_file"]).read_bytes() == det.frame.raw_jpeg
@@ -151,7 +150,7 @@ async def test_a_fire_detection_is_one_commit_with_its_frame(db_url: str, tmp_pa
         with commits() as seen:  # a duplicate: one commit that records nothing
             await c.sink.handle(det)
         assert len(seen) == 1 and await count(c.db, Alarm) == 1
-        assert len(await c.service.record_of(incident_id, DETECTION_FRAME)) == 1
+        assert len(await c.service.intake.record_of(incident_id, DETECTION_FRAME)) == 1
 
         files = sorted(p.name for p in c.frames.iterdir())
         with commits() as seen:  # an unknown unit: a stored rejection, no frame file

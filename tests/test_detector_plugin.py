@@ -17,7 +17,7 @@ import cv2
 import pytest
 
 from config.detectors import CameraDetectors, DetectorsConfig
-from console.appkeys import BUS, DETECTORS, SERVICE
+from console.appkeys import BUS, DETECTORS, INCIDENTS
 from detectors.base import Camera, Sample, register, unregister, wanted_by
 from dispatch import events as ev
 from dispatch.actor import Actor
@@ -99,14 +99,14 @@ async def test_a_registered_detector_raises_an_incident_through_the_sink(
                                 "plugins": {"test_flag": {"kind": "video_flag"}}}]})
     async with running_app(cfg, mqtt=False) as app:
         assert set(app.app[DETECTORS].detectors.watched_by(CAM)) == {"exits", "test_flag"}
-        service = app.app[SERVICE]
+        service = app.app[INCIDENTS]
         with app.app[BUS].subscribe([ev.INCIDENT_CREATED]) as created:
-            if "hotel-1" not in service.open_by_unit:  # else it was committed before this subscription
+            if "hotel-1" not in service.core.open_by_unit:  # else it was committed before this subscription
                 await asyncio.wait_for(created.get(), 30)
-        detail = await service.incident_detail(service.open_by_unit["hotel-1"].incident_id, OFFICER)
+        detail = await service.views.incident_detail(service.core.open_by_unit["hotel-1"].incident_id, OFFICER)
         assert (detail["kind"], detail["unit_id"]) == ("video_flag", "hotel-1")
         assert [(a["source"], a["device_id"], a["kind"]) for a in detail["alarms"]] == [("video", CAM, "video_flag")]
-        [frame] = await service.record_of(detail["id"], DETECTION_FRAME)
+        [frame] = await service.intake.record_of(detail["id"], DETECTION_FRAME)
         assert frame["alarm_id"].startswith(f"flag-{CAM}-") and frame["camera_id"] == CAM
         assert frame["boxes"][0]["class"] == "flag" and frame["confidence"] == 1.0
         kept = tmp_path / "evidence" / "detections" / frame["file"]

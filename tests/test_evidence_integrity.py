@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from console.appkeys import DB, DETECTIONS, EVIDENCE, EXIT_ZONES, HAZARDS, SERVICE
+from console.appkeys import DB, DETECTIONS, EVIDENCE, EXIT_ZONES, HAZARDS, INCIDENTS
 from detectors.worker import topic
 from dispatch.actor import Actor
 from dispatch.hazard_models import HazardEvidence
@@ -57,9 +57,9 @@ def site(tmp_path: Path, db_url: str, broker: Broker | None) -> Any:
 
 async def incident_with_snapshot(app: RunningApp) -> tuple[int, bytes, str]:
     """An open incident of school-1 with a camera snapshot saved by the real recorder (hash in the record)."""
-    service = app.app[SERVICE]
-    await service.ingest([AlarmIn(f"press-{time.monotonic_ns()}", "school-1", "one_key", "mqtt", utcnow())])
-    incident_id = service.open_by_unit["school-1"].incident_id
+    service = app.app[INCIDENTS]
+    await service.intake.ingest([AlarmIn(f"press-{time.monotonic_ns()}", "school-1", "one_key", "mqtt", utcnow())])
+    incident_id = service.core.open_by_unit["school-1"].incident_id
     original = jpeg((10, 120, 10))
     base = {"incident_id": incident_id, "unit_id": "school-1", "opened_at": time.time(), "created": time.time(),
             "hold": False, "files": []}

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 import console
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from console.routing import ID_MAX, RouteTable, install
 from console.web import PAGES, console_routes
 from detectors.worker import parse_detection_message
@@ -227,8 +227,8 @@ async def test_nan_and_infinity_are_refused_at_the_edge(app: RunningApp, users: 
     assert isinstance(got, Rejection) and not isinstance(got, AlarmIn)
 
     officer = await login(app, users)
-    service = app.app[SERVICE]
-    before = len(service.open_by_unit)
+    service = app.app[INCIDENTS]
+    before = len(service.core.open_by_unit)
     bodies = [
         ("POST", "/api/hazards", b'{"unit_id": "school-1", "category": "corridor_storage", "lat": NaN}'),
         ("POST", "/api/hazards", b'{"unit_id": "school-1", "category": "corridor_storage", "lon": Infinity}'),
@@ -242,7 +242,7 @@ async def test_nan_and_infinity_are_refused_at_the_edge(app: RunningApp, users: 
         assert status == 400, (path, raw[:60], status, result)
         assert "JSON" in result["error"], result
     assert (await officer.get("/api/hazards?status=all")) == []
-    assert len(service.open_by_unit) == before
+    assert len(service.core.open_by_unit) == before
 
 
 async def test_video_and_evidence_errors_are_plain_json(app: RunningApp, users: dict[str, Api]) -> None:

@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.events import EventBus
-from dispatch.service import IncidentService
+from dispatch.incidents import Incidents
 from dispatch.writer import Writer
 from firelink.cli import parser
 from ingest.contract import AlarmIn, DeviceStatusIn
@@ -61,24 +61,24 @@ async def login(app: RunningApp, users: dict[str, Api], name: str) -> Api:
 
 
 async def raise_alarm(app: RunningApp, unit: str, at: datetime, kind: str = "one_key") -> int:
-    service: IncidentService = app.app[SERVICE]
-    await service.ingest([AlarmIn(f"h-{unit}-{at.timestamp()}", unit, kind, "mqtt", at)])
-    return service.open_by_unit[unit].incident_id
+    service: Incidents = app.app[INCIDENTS]
+    await service.intake.ingest([AlarmIn(f"h-{unit}-{at.timestamp()}", unit, kind, "mqtt", at)])
+    return service.core.open_by_unit[unit].incident_id
 
 
 async def test_open_incidents_come_in_urgency_order(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
     """Escalated unacknowledged first, then unacknowledged longest-waiting first, then acknowledged
     (not yet linked out), then dispatched/on scene; newest-first would put the escalated one last."""
-    service: IncidentService = app.app[SERVICE]
+    service: Incidents = app.app[INCIDENTS]
     market = await raise_alarm(app, "market-1", T0)
     shop = await raise_alarm(app, "shop-1", T0 + timedelta(seconds=5))
     hotel = await raise_alarm(app, "hotel-1", T0 + timedelta(seconds=10), "smoke")
     school = await raise_alarm(app, "school-1", T0 + timedelta(seconds=20))
     cafe = await raise_alarm(app, "cafe-1", T0 + timedelta(seconds=30), "gas")
     clock.set(T0 + timedelta(seconds=40))
-    await service.acknowledge(market, OFFICER)
-    await service.dispatch(shop, ["fire"], OFFICER)
-    assert await service.escalate(hotel, 1) is not None
+    await service.commands.acknowledge(market, OFFICER)
+    await service.commands.dispatch(shop, ["fire"], OFFICER)
+    assert await service.commands.escalate(hotel, 1) is not None
 
     officer = await login(app, users, "officer")
     queue = await officer.get("/api/incidents")
@@ -88,7 +88,7 @@ async def test_open_incidents_come_in_urgency_order(app: RunningApp, clock: Step
 
 async def test_history_is_filtered_by_unit_kind_outcome_and_time(
         app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
-    service: IncidentService = app.app[SERVICE]
+    service: Incidents = app.app[INCIDENTS]
     made: dict[str, int] = {}
     plan = [  # name, unit, kind, opened (minutes after T0 - 3 days), outcome
         ("s1", "school-1", "one_key", 0, "false_alarm"),
@@ -101,7 +101,7 @@ async def test_history_is_filtered_by_unit_kind_outcome_and_time(
         at = start + timedelta(minutes=minutes)
         made[name] = await raise_alarm(app, unit, at, kind)
         clock.set(at + timedelta(minutes=2))
-        await service.close(made[name], outcome, f"note {name}", OFFICER)
+        await service.commands.close(made[name], outcome, f"note {name}", OFFICER)
     still_open = await raise_alarm(app, "school-1", T0)
 
     officer = await login(app, users, "officer")
@@ -143,13 +143,13 @@ async def test_history_is_filtered_by_unit_kind_outcome_and_time(
 
 
 async def test_no_instructions_on_a_closed_incident(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
-    service: IncidentService = app.app[SERVICE]
+    service: Incidents = app.app[INCIDENTS]
     inc = await raise_alarm(app, "school-1", T0)
     officer = await login(app, users, "officer")
     school = await login(app, users, "school")
     await officer.post(f"/api/incidents/{inc}/messages", {"text": "立即疏散"})
     clock.set(T0 + timedelta(minutes=1))
-    await service.close(inc, "resolved", "", OFFICER)
+    await service.commands.close(inc, "resolved", "", OFFICER)
     before = await officer.get(f"/api/incidents/{inc}")
     for api in (officer, school):
         status, body = await api.request("POST", f"/api/incidents/{inc}/messages", {"text": "还在吗"})
@@ -159,12 +159,12 @@ async def test_no_instructions_on_a_closed_incident(app: RunningApp, clock: Step
 
 
 async def test_past_incidents_count_only_those_before(app: RunningApp, clock: StepClock, users: dict[str, Api]) -> None:
-    service: IncidentService = app.app[SERVICE]
+    service: Incidents = app.app[INCIDENTS]
     first = await raise_alarm(app, "school-1", T0)
-    await service.close(first, "false_alarm", "", OFFICER)
+    await service.commands.close(first, "false_alarm", "", OFFICER)
     await raise_alarm(app, "hotel-1", T0)
     second = await raise_alarm(app, "school-1", T0 + timedelta(minutes=1))
-    await service.close(second, "resolved", "", OFFICER)
+    await service.commands.close(second, "resolved", "", OFFICER)
     third = await raise_alarm(app, "school-1", T0 + timedelta(minutes=2))
     officer = await login(app, users, "officer")
     counts = [(await officer.get(f"/api/incidents/{i}"))["unit_incident_count"] for i in (first, second, third)]
@@ -176,16 +176,15 @@ async def test_a_device_never_heard_from_stays_unknown_and_an_alarm_counts_as_a_
     db = Database(db_url)
     await db.upgrade()
     clock = StepClock(T0)
-    service = IncidentService(Writer(db, EventBus()), cfg, clock)
-    await service.start()
-    monitor = DeviceMonitor(service, cfg, clock)
+    service = await Incidents.start(Writer(db, EventBus()), cfg, clock)
+    monitor = DeviceMonitor(service.intake, cfg, clock)
     await monitor.load()
-    sub = service.bus.subscribe([ev.DEVICE_UPDATED])
+    sub = service.core.bus.subscribe([ev.DEVICE_UPDATED])
     try:
         clock.set(T0 + timedelta(seconds=600))  # ten heartbeat intervals, and btn-1 never spoke
         await monitor.check_silence()
         assert sub.get_nowait() is None
-        units = await service.list_units(OFFICER)
+        units = await service.views.list_units(OFFICER)
         school = next(u for u in units if u["id"] == "school-1")
         assert [d["status"] for d in school["devices"]] == ["unknown"]
 
@@ -203,7 +202,7 @@ async def test_a_device_never_heard_from_stays_unknown_and_an_alarm_counts_as_a_
         await monitor.alarm_from("btn-1", clock())  # an alarm does not clear a reported fault
         assert sub.get_nowait() is None and monitor.status["btn-1"] == "fault"
 
-        restarted = DeviceMonitor(service, cfg, clock)  # after a restart it still knows btn-1 was heard
+        restarted = DeviceMonitor(service.intake, cfg, clock)  # after a restart it still knows btn-1 was heard
         await restarted.load()
         assert "btn-1" in restarted.heard_before
     finally:

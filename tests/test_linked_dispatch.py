@@ -13,7 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from dispatch.actor import Actor
 from ingest.contract import AlarmIn, utcnow
 from notify.channels.webhook import safe_target
@@ -63,10 +63,10 @@ async def test_webhook_is_retried_with_the_same_key_until_delivered(
     receiver.fail_first = 2
     cfg = base_config(db_url, broker, webhook_url=receiver.url)
     async with running_app(cfg) as app:
-        service = app.app[SERVICE]
-        await service.ingest([AlarmIn("w1", "school-1", "smoke", "mqtt", utcnow())])
-        inc = service.open_by_unit["school-1"].incident_id
-        await service.dispatch(inc, ["fire"], OFFICER)
+        service = app.app[INCIDENTS]
+        await service.intake.ingest([AlarmIn("w1", "school-1", "smoke", "mqtt", utcnow())])
+        inc = service.core.open_by_unit["school-1"].incident_id
+        await service.commands.dispatch(inc, ["fire"], OFFICER)
         await receiver.wait_for(3)
         assert len(receiver.unique_keys()) == 1
         assert all(receiver.signature_ok)
@@ -91,10 +91,10 @@ async def test_mqtt_channel_delivers_and_agency_acknowledges_over_mqtt(broker: B
     cfg = base_config(db_url, broker)
     prefix = cfg.mqtt.topic_prefix
     async with running_app(cfg) as app, Subscriber(broker, f"{prefix}/dispatch/fire") as brigade:
-        service = app.app[SERVICE]
-        await service.ingest([AlarmIn("m1", "school-1", "one_key", "mqtt", utcnow())])
-        inc = service.open_by_unit["school-1"].incident_id
-        await service.dispatch(inc, ["fire"], OFFICER)
+        service = app.app[INCIDENTS]
+        await service.intake.ingest([AlarmIn("m1", "school-1", "one_key", "mqtt", utcnow())])
+        inc = service.core.open_by_unit["school-1"].incident_id
+        await service.commands.dispatch(inc, ["fire"], OFFICER)
         message = await asyncio.wait_for(brigade.queue.get(), 10)
         assert message["incident_id"] == inc and message["unit"]["contact_name"] == "韦保安"
         officer = Api(app.url)
@@ -144,9 +144,9 @@ async def test_broker_accepting_is_sent_not_delivered_until_the_webhook_answers(
     receiver.fail_first = 10**9  # the brigade's server answers 503 until it comes back
     cfg = base_config(db_url, broker, webhook_url=receiver.url)
     async with running_app(cfg) as app:
-        service = app.app[SERVICE]
-        await service.ingest([AlarmIn("d1", "school-1", "smoke", "mqtt", utcnow())])
-        inc = service.open_by_unit["school-1"].incident_id
+        service = app.app[INCIDENTS]
+        await service.intake.ingest([AlarmIn("d1", "school-1", "smoke", "mqtt", utcnow())])
+        inc = service.core.open_by_unit["school-1"].incident_id
         officer = Api(app.url)
         await officer.login("officer", "officer-pw")
         async with ws_client(officer) as ws:
@@ -183,9 +183,9 @@ async def test_agency_ack_over_mqtt_confirms_the_mqtt_channel(broker: Broker, db
     cfg = base_config(db_url, broker)
     prefix = cfg.mqtt.topic_prefix
     async with running_app(cfg) as app:
-        service = app.app[SERVICE]
-        await service.ingest([AlarmIn("d2", "hotel-1", "one_key", "mqtt", utcnow())])
-        inc = service.open_by_unit["hotel-1"].incident_id
+        service = app.app[INCIDENTS]
+        await service.intake.ingest([AlarmIn("d2", "hotel-1", "one_key", "mqtt", utcnow())])
+        inc = service.core.open_by_unit["hotel-1"].incident_id
         officer = Api(app.url)
         await officer.login("officer", "officer-pw")
         async with ws_client(officer) as ws:

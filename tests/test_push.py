@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from console.ws import visible
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
@@ -22,16 +22,16 @@ async def test_each_role_receives_only_what_it_may_see(sqlite_url: str) -> None:
             api = Api(app.url)
             await api.login(name, f"{name}-pw")
             clients[name] = api
-        service = app.app[SERVICE]
+        service = app.app[INCIDENTS]
         async with ws_client(clients["officer"]) as officer, ws_client(clients["school"]) as school, \
                 ws_client(clients["hotel"]) as hotel, ws_client(clients["brigade"]) as brigade, \
                 ws_client(clients["medic"]) as medic, ws_client(clients["assessor"]) as assessor:
-            await service.ingest([AlarmIn("p1", "school-1", "one_key", "mqtt", utcnow())])
-            inc = service.open_by_unit["school-1"].incident_id
-            await service.dispatch(inc, ["fire"], SYSTEM)
-            await service.add_message(inc, "请切断电源", Actor("officer", "duty_officer"))
+            await service.intake.ingest([AlarmIn("p1", "school-1", "one_key", "mqtt", utcnow())])
+            inc = service.core.open_by_unit["school-1"].incident_id
+            await service.commands.dispatch(inc, ["fire"], SYSTEM)
+            await service.commands.add_message(inc, "请切断电源", Actor("officer", "duty_officer"))
             # A marker event at the end: everything before it has been delivered (per-connection order).
-            await service.ingest([AlarmIn("p2", "hotel-1", "smoke", "mqtt", utcnow())])
+            await service.intake.ingest([AlarmIn("p2", "hotel-1", "smoke", "mqtt", utcnow())])
 
             def created_for(unit: str) -> object:
                 return lambda e: e["type"] == "incident.created" and e["incident"]["unit_id"] == unit
@@ -93,7 +93,7 @@ async def test_logout_closes_that_sessions_websocket(sqlite_url: str) -> None:
             closed = await mine.ws.receive(timeout=5)
             assert closed.type.name in ("CLOSE", "CLOSED", "CLOSING")
             # Another session of the same user keeps its feed.
-            await app.app[SERVICE].ingest([AlarmIn("after-logout", "school-1", "one_key", "mqtt", utcnow())])
+            await app.app[INCIDENTS].intake.ingest([AlarmIn("after-logout", "school-1", "one_key", "mqtt", utcnow())])
             await theirs.next_matching(lambda e: e["type"] == "incident.created")
         await officer.close()
         await other.close()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from console.appkeys import DB, SERVICE
+from console.appkeys import DB, INCIDENTS
 from dispatch.actor import SYSTEM
 from dispatch.models import User
 from ingest.contract import AlarmIn, utcnow
@@ -30,9 +30,9 @@ async def as_user(app: RunningApp, name: str) -> Api:
 
 
 async def open_incident(app: RunningApp, unit_id: str = "school-1") -> int:
-    service = app.app[SERVICE]
-    await service.ingest([AlarmIn(f"t-{unit_id}-{utcnow().timestamp()}", unit_id, "one_key", "mqtt", utcnow())])
-    return service.open_by_unit[unit_id].incident_id
+    service = app.app[INCIDENTS]
+    await service.intake.ingest([AlarmIn(f"t-{unit_id}-{utcnow().timestamp()}", unit_id, "one_key", "mqtt", utcnow())])
+    return service.core.open_by_unit[unit_id].incident_id
 
 
 PROTECTED = [
@@ -128,8 +128,8 @@ async def test_agency_sees_only_dispatches_sent_to_it(app: RunningApp) -> None:
 
 async def test_agency_system_acknowledges_with_bearer_token(app: RunningApp) -> None:
     inc = await open_incident(app)
-    service = app.app[SERVICE]
-    view = await service.dispatch(inc, ["fire", "medical"], SYSTEM)
+    service = app.app[INCIDENTS]
+    view = await service.commands.dispatch(inc, ["fire", "medical"], SYSTEM)
     fire_id = next(d["id"] for d in view["dispatches"] if d["agency"] == "fire")
     medical_id = next(d["id"] for d in view["dispatches"] if d["agency"] == "medical")
     system = Api(app.url)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from console.appkeys import BUS, HAZARDS, SERVICE
+from console.appkeys import BUS, HAZARDS, INCIDENTS
 from console.ws import AUDIENCES, PUSHED, visible
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
@@ -109,17 +109,17 @@ async def test_what_the_core_publishes_reads_as_its_payload_and_back_unchanged(s
     """Every event a scenario publishes parses as its type's payload, and the payload gives back the same data:
     the WebSocket JSON is what the core published, key for key."""
     async with running_app(base_config(sqlite_url, None), mqtt=False) as app:
-        service = app.app[SERVICE]
+        service = app.app[INCIDENTS]
         with app.app[BUS].subscribe() as sub:
-            await service.ingest([AlarmIn("w1", "school-1", "one_key", "mqtt", utcnow()),
+            await service.intake.ingest([AlarmIn("w1", "school-1", "one_key", "mqtt", utcnow()),
                                   Rejection("mqtt", "alarms/x", "bad payload", "{", 1, utcnow())])
-            inc = service.open_by_unit["school-1"].incident_id
-            await service.acknowledge(inc, SYSTEM)
-            await service.dispatch(inc, ["fire", "medical"], SYSTEM)
-            await service.add_message(inc, "请切断电源", Actor("officer", "duty_officer"))
-            detail = await service.incident_detail(inc, SYSTEM)
-            await service.agency_update(detail["dispatches"][0]["id"], "acknowledged", SYSTEM)
-            await service.set_device_status("btn-1", "fault", "battery low", utcnow(), None)
+            inc = service.core.open_by_unit["school-1"].incident_id
+            await service.commands.acknowledge(inc, SYSTEM)
+            await service.commands.dispatch(inc, ["fire", "medical"], SYSTEM)
+            await service.commands.add_message(inc, "请切断电源", Actor("officer", "duty_officer"))
+            detail = await service.views.incident_detail(inc, SYSTEM)
+            await service.deliveries.agency_update(detail["dispatches"][0]["id"], "acknowledged", SYSTEM)
+            await service.intake.set_device_status("btn-1", "fault", "battery low", utcnow(), None)
             await app.app[HAZARDS].create(unit_id="hotel-1", category="corridor_storage", source="patrol",
                                           actor=Actor("officer", "duty_officer"))
             wanted = {ev.ALARM_RECEIVED, ev.ALARM_REJECTED, ev.INCIDENT_CREATED, ev.INCIDENT_UPDATED,

@@ -17,9 +17,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from config.cameras import CameraConfig
-from console.appkeys import SERVICE
+from console.appkeys import INCIDENTS
 from dispatch.actor import Actor
-from dispatch.service import IncidentService
+from dispatch.incidents import Incidents
 from ingest.contract import AlarmIn
 from tests.browser.pages import PASSWORDS, Pages
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app
@@ -172,14 +172,14 @@ async def clocked_app(sqlite_url: str) -> AsyncIterator[tuple[RunningApp, Clock]
 
 async def closed_incident(app: RunningApp, clock: Clock, unit: str, kind: str, at: datetime, outcome: str,
                           note: str = "") -> int:
-    service: IncidentService = app.app[SERVICE]
+    service: Incidents = app.app[INCIDENTS]
     clock.now = at  # (the escalator follows this clock: the alarm is not overdue when it arrives)
-    await service.ingest([AlarmIn(f"c-{uuid.uuid4().hex}", unit, kind, "mqtt", at)])
-    inc = service.open_by_unit[unit].incident_id
+    await service.intake.ingest([AlarmIn(f"c-{uuid.uuid4().hex}", unit, kind, "mqtt", at)])
+    inc = service.core.open_by_unit[unit].incident_id
     clock.now = at + timedelta(seconds=12)
-    await service.acknowledge(inc, OFFICER)
+    await service.commands.acknowledge(inc, OFFICER)
     clock.now = at + timedelta(minutes=3, seconds=5)
-    await service.close(inc, outcome, note, OFFICER)
+    await service.commands.close(inc, outcome, note, OFFICER)
     return inc
 
 

@@ -12,10 +12,10 @@ from sqlalchemy import delete, select, update
 from console.appkeys import DB, HAZARDS
 from dispatch import hazards as hz
 from dispatch.actor import Actor
+from dispatch.errors import BadRequest
 from dispatch.hazards import HazardService
 from dispatch.models import RecordEntry
 from dispatch.records import verify
-from dispatch.service import BadRequest
 from dispatch.state import TransitionError
 from tests.hazards.conftest import config, hazard_app, jpeg
 

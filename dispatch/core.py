@@ -1,0 +1,126 @@
+"""The incident core's shared state: the single writer, the configured units and the in-memory indexes
+(each unit's open incident, the unacknowledged ones) that the command, intake, delivery and view parts share.
+
+Nothing here changes an incident; the parts do, each in one writer transaction. Errors are the core's own
+(NotFound → 404, Forbidden → 403, BadRequest → 400 at the console's edge).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.schema import FirelinkConfig
+from dispatch import events as ev
+from dispatch.actor import Actor
+from dispatch.errors import Forbidden, NotFound
+from dispatch.events import Event
+from dispatch.models import (
+    Device,
+    Dispatch,
+    Incident,
+    Unit,
+)
+from dispatch.state import (
+    IncidentStatus,
+)
+from dispatch.views import (
+    incident_view,
+)
+from dispatch.writer import Tx, Writer
+from ingest.contract import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncident:
+    """The unit's open incident; the merge window is judged on its row's last_alarm_at."""
+
+    incident_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmNote:
+    """A record entry written on an accepted alarm's incident in the alarm's own transaction (e.g. the detection
+    frame that raised it): the alarm and its evidence are committed together or not at all."""
+
+    action: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Unacked:
+    opened_at: datetime
+    level: int
+
+
+class Core:
+    def __init__(self, writer: Writer, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
+        self.writer = writer
+        self.db = writer.db
+        self.bus = writer.bus
+        self.cfg = cfg
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self.units: dict[str, Unit] = {}
+        self.open_by_unit: dict[str, OpenIncident] = {}
+        self.unacked: dict[int, Unacked] = {}
+
+    async def start(self) -> None:
+        """Sync units/devices from config and load the in-memory indexes from the database."""
+        await self.writer.load()
+        async with self.db.session() as s:
+            for u in self.cfg.units:
+                await s.merge(Unit(id=u.id, name=u.name, category=u.category, address=u.address, lat=u.lat,
+                                   lon=u.lon, contact_name=u.contact_name, contact_phone=u.contact_phone))
+            await s.flush()
+            for u in self.cfg.units:
+                for d in u.devices:
+                    dev = await s.get(Device, d.id)
+                    if dev is None:
+                        s.add(Device(id=d.id, unit_id=u.id, kind=d.kind, heartbeat_interval_s=d.heartbeat_interval_s,
+                                     status="unknown", detail=""))
+                    else:
+                        dev.unit_id, dev.kind, dev.heartbeat_interval_s = u.id, d.kind, d.heartbeat_interval_s
+            await s.commit()
+            self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
+            rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
+            for inc in rows:
+                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id)
+                if inc.status == IncidentStatus.NEW:
+                    self.unacked[inc.id] = Unacked(inc.opened_at, inc.escalation_level)
+
+    def record(self, tx: Tx, incident_id: int | None, action: str, actor: Actor, at: datetime,
+                data: dict[str, Any] | None = None) -> None:
+        self.writer.record(tx, action, actor, at, data, incident_id=incident_id)
+
+    async def incident(self, s: AsyncSession, incident_id: int) -> Incident:
+        inc = await s.get(Incident, incident_id)
+        if inc is None:
+            raise NotFound(f"incident {incident_id} not found")
+        return inc
+
+    async def dispatches_for(self, s: AsyncSession, incident_ids: Sequence[int]) -> dict[int, list[Dispatch]]:
+        out: dict[int, list[Dispatch]] = {}
+        if incident_ids:
+            rows = await s.scalars(select(Dispatch).where(Dispatch.incident_id.in_(list(incident_ids))))
+            for d in rows:
+                out.setdefault(d.incident_id, []).append(d)
+        return out
+
+    async def emit_incident(self, tx: Tx, inc: Incident) -> dict[str, Any]:
+        disp = (await self.dispatches_for(tx.session, [inc.id])).get(inc.id, [])
+        view = incident_view(inc, self.units[inc.unit_id], disp)
+        tx.events.append(Event(ev.INCIDENT_UPDATED, {"incident": view}))
+        return view
+
+    def check_visible(self, actor: Actor, unit_id: str, agencies: set[str] | None) -> None:
+        if actor.role == "unit" and actor.unit_id != unit_id:
+            raise Forbidden("units see only their own incidents")
+        if actor.role == "agency" and (agencies is None or actor.agency not in agencies):
+            raise Forbidden("agencies see only incidents dispatched to them")

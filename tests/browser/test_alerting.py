@@ -237,7 +237,7 @@ async def test_agency_first_tap_accepts_and_new_dispatch_sounds_until_accepted(
         await expect(card).to_contain_text("第一小学")
         await expect(page.locator("body")).to_have_attribute("data-alert", "normal")
         await expect(card).to_have_attribute("data-status", "delivered")  # settled: no more re-renders
-        await page.evaluate("document.fonts.ready")  # a late web font would move the page, not the tap
+        await page.evaluate("document.fonts.ready.then(() => true)")  # a late web font would move the page, not the tap
 
         top = await page.evaluate("document.querySelector('#dispatches').getBoundingClientRect().top")
         await finger_tap(page, card.locator("[data-action=accept]"))  # the very first tap on the page

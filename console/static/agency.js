@@ -29,7 +29,9 @@ async function boot() {
   alerter = new Alerter($("sound-banner"));
   onLangChange(render);
   paintTimers = startTimers();
-  setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
+  const tick = () => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); };
+  tick();  // at once: an empty clock filled half a second later would shift the page under a finger
+  setInterval(tick, 500);
   await refetch();
   connectLive({ onEvent, onOpen: refetch });
 }

@@ -76,7 +76,9 @@ async function boot() {
   onLangChange(() => { paintWho(); renderAll(); if (state.view === "history") renderHistory(); });
 
   paintTimers = startTimers();
-  setInterval(() => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); }, 500);
+  const tick = () => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); };
+  tick();  // at once: an empty clock filled half a second later would shift the page under a finger
+  setInterval(tick, 500);
 
   if (state.role === "admin") $("rejections").hidden = false;
   const wanted = hashIncident();

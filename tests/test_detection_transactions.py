@@ -53,7 +53,8 @@ async def core(db_url: str, tmp_path: Path) -> AsyncIterator[Core]:
     writer = Writer(db, bus)
     service = await Incidents.start(writer, cfg)
     hazards = HazardService(writer, cfg, service.core.units)
-    sink = DetectionSink(service.intake, hazards, bus, tmp_path / "evidence", tmp_path / "negatives", {"cam-1": "hotel-1"})
+    sink = DetectionSink(service.intake, hazards, bus, tmp_path / "evidence", tmp_path / "negatives",
+                         {"cam-1": "hotel-1"})
     try:
         yield Core(db, writer, service, hazards, sink, tmp_path / "evidence" / "detections")
     finally:

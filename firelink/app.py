@@ -34,6 +34,8 @@ from console.appkeys import (
     DEVICES,
     EXIT_ZONES,
     FIRST_ADMIN,
+    HAZARD_DEADLINES,
+    HAZARD_VIEWS,
     HAZARDS,
     HEALTH,
     HEAVY,
@@ -41,6 +43,7 @@ from console.appkeys import (
     LOGIN_THROTTLE,
     MASKS,
     MQTT,
+    PENALTIES,
     SERVICE,
     WRITER,
 )
@@ -57,13 +60,17 @@ from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import ExitZoneService
-from dispatch.hazards import HazardScheduler, HazardService
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_context import HazardContext
+from dispatch.hazard_deadlines import HazardDeadlines, HazardScheduler
+from dispatch.hazard_views import HazardViews
 from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
 from dispatch.kpi_index import KpiIndex
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
+from dispatch.penalties import Penalties
 from dispatch.regions import RegionFollower
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
@@ -145,9 +152,13 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[HEAVY].close()
 
     async def hazards(app: web.Application) -> AsyncIterator[None]:
-        """The hazard service and its deadline scheduler."""
-        service = app[HAZARDS] = HazardService(app[WRITER], cfg, app[SERVICE].units, clock)
-        scheduler = asyncio.create_task(HazardScheduler(service, app[BUS]).run(), name="hazard-deadlines")
+        """Hazard case and penalty commands, the deadline scheduler, and the hazards' read side."""
+        ctx = HazardContext(app[WRITER], cfg, app[SERVICE].units, clock)
+        penalties = app[PENALTIES] = Penalties(ctx)
+        cases = app[HAZARDS] = HazardCases(ctx, penalties)
+        deadlines = app[HAZARD_DEADLINES] = HazardDeadlines(ctx, cases, penalties)
+        app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, app[SERVICE].units)
+        scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)
 
@@ -223,7 +234,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await service.start()
         app[DETECTORS] = service
         sink.after_learning.append(service.relearn)
-        app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
+        app[HAZARD_DEADLINES].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
         zones, masks = app[EXIT_ZONES], app[MASKS]
         follower = RegionFollower([zones, masks], service)  # outlines applied at start and on every change
         await follower.start()

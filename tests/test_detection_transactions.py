@@ -23,9 +23,12 @@ from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.events import EventBus
 from dispatch.evidence_record import DETECTION_FRAME
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_context import HazardContext
 from dispatch.hazard_models import Hazard, HazardEvidence
-from dispatch.hazards import EVIDENCE_ADDED, HazardService
+from dispatch.hazards import EVIDENCE_ADDED
 from dispatch.models import Alarm, Incident, RecordEntry
+from dispatch.penalties import Penalties
 from dispatch.records import verify
 from dispatch.service import IncidentService
 from dispatch.writer import Writer
@@ -39,7 +42,7 @@ class Core:
     db: Database
     writer: Writer
     service: IncidentService
-    hazards: HazardService
+    hazards: HazardCases
     sink: DetectionSink
     frames: Path
 
@@ -53,7 +56,8 @@ async def core(db_url: str, tmp_path: Path) -> AsyncIterator[Core]:
     writer = Writer(db, bus)
     service = IncidentService(writer, cfg)
     await service.start()
-    hazards = HazardService(writer, cfg, service.units)
+    ctx = HazardContext(writer, cfg, service.units)
+    hazards = HazardCases(ctx, Penalties(ctx))
     sink = DetectionSink(service, hazards, bus, tmp_path / "evidence", tmp_path / "negatives", {"cam-1": "hotel-1"})
     try:
         yield Core(db, writer, service, hazards, sink, tmp_path / "evidence" / "detections")

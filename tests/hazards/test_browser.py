@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from console.appkeys import HAZARDS
+from console.appkeys import HAZARD_DEADLINES, HAZARDS
 from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
 from tests.hazards.conftest import config, hazard_app, jpeg
 from tests.support import RunningApp, RunningClock
@@ -56,7 +56,7 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
 
     # the deadline passes (no proof, no camera result): the deadline handler proposes the penalty
     clock.offset = timedelta(days=2)
-    await svc.process_deadline(hz["id"])
+    await app.app[HAZARD_DEADLINES].process_deadline(hz["id"])
     await expect(officer.locator("#d-status")).to_have_text("处罚中")  # pushed over the WebSocket
     await officer.fill("#pen-amount", "8000")
     await officer.click("#pen-confirm")

@@ -26,7 +26,8 @@ def clock() -> RunningClock:
 
 @pytest.fixture
 async def app(sqlite_url: str, clock: RunningClock) -> AsyncIterator[RunningApp]:
-    async with hazard_app(config(sqlite_url), clock=clock) as running:
+    # sessions run on the app's clock: they must outlast the two-day deadline jump below
+    async with hazard_app(config(sqlite_url, console={"session_hours": 72}), clock=clock) as running:
         yield running
 
 

@@ -15,12 +15,27 @@ from aiohttp import BodyPartReader, web
 from pydantic import Field
 
 from console.api import _Body, _int, _limit, actor
-from console.appkeys import CAMERAS, CLOCK, CONFIG, DB, HAZARDS, HEAVY, INCIDENTS, KPI_INDEX
+from console.appkeys import (
+    CAMERAS,
+    CLOCK,
+    CONFIG,
+    DB,
+    HAZARD_VIEWS,
+    HAZARDS,
+    HEAVY,
+    INCIDENTS,
+    KPI_INDEX,
+    PENALTIES,
+)
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
 from dispatch.errors import BadRequest, NotFound
-from dispatch.hazards import STAGES, HazardService, Upload, hazards_config
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_uploads import Upload
+from dispatch.hazard_views import HazardViews
+from dispatch.hazards import STAGES, hazards_config
 from dispatch.kpi_index import Answer
+from dispatch.penalties import Penalties
 from dispatch.state import TransitionError
 from dispatch.views import iso
 from ingest.contract import check_text
@@ -73,8 +88,16 @@ class SearchQuery(PeriodQuery):
     limit: Count = 200
 
 
-def hazards(request: web.Request) -> HazardService:
+def hazards(request: web.Request) -> HazardCases:
     return request.app[HAZARDS]
+
+
+def penalties(request: web.Request) -> Penalties:
+    return request.app[PENALTIES]
+
+
+def views(request: web.Request) -> HazardViews:
+    return request.app[HAZARD_VIEWS]
 
 
 class HazardBody(_Body):
@@ -124,9 +147,9 @@ class InspectionBody(_Body):
     note: str = Field("", max_length=2000)
 
 
-async def read_uploads(request: web.Request, svc: HazardService) -> tuple[dict[str, str], list[Upload]]:
+async def read_uploads(request: web.Request) -> tuple[dict[str, str], list[Upload]]:
     """Multipart form: text fields and image files, within the configured limits (413 beyond)."""
-    cfg = svc.hcfg
+    cfg = hazards_config(request.app[CONFIG])
     limit = cfg.max_upload_bytes * cfg.max_files_per_upload + 64 * 1024
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length,
@@ -171,14 +194,14 @@ async def read_uploads(request: web.Request, svc: HazardService) -> tuple[dict[s
 @routes.route("GET", "/api/hazards/config", "Hazard categories, law clauses, penalty rules", roles=READERS,
               tag="hazards")
 async def get_hazard_config(request: web.Request, _: None) -> dict[str, Any]:
-    return hazards(request).config_view()
+    return views(request).config_view()
 
 
 @routes.route("GET", "/api/hazards", "List hazards", roles=READERS, tag="hazards", query=HazardsQuery)
 async def get_hazards(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = request.query
     start, end = _range(request)
-    return await hazards(request).list_hazards(
+    return await views(request).list_hazards(
         actor(request), status=q.get("status", "open"), unit_id=q.get("unit_id") or None,
         category=q.get("category") or None, severity=q.get("severity") or None, q=q.get("q") or None,
         start=start, end=end, limit=_limit(request))
@@ -212,16 +235,15 @@ async def post_patrol_hazard(request: web.Request, body: PatrolBody) -> dict[str
 
 @routes.route("GET", "/api/hazards/{id}", "Get a hazard with its timeline and evidence", roles=READERS, tag="hazards")
 async def get_hazard(request: web.Request, _: None) -> dict[str, Any]:
-    return await hazards(request).detail(_int(request), actor(request))
+    return await views(request).detail(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/hazards/{id}/evidence", "Attach photos (multipart: stage, note, files)", roles=OFFICERS,
               tag="hazards", upload=EVIDENCE_UPLOAD)
 async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
-    svc = hazards(request)
-    fields, files = await read_uploads(request, svc)
-    return await svc.add_evidence(_int(request), fields.get("stage", "before"), files, fields.get("note", ""),
-                                  actor(request))
+    fields, files = await read_uploads(request)
+    return await hazards(request).add_evidence(_int(request), fields.get("stage", "before"), files,
+                                               fields.get("note", ""), actor(request))
 
 
 @routes.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
@@ -234,9 +256,8 @@ async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
 @routes.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
               roles=frozenset({*OFFICERS, "unit"}), tag="hazards", upload=PROOF_UPLOAD)
 async def post_proof(request: web.Request, _: None) -> dict[str, Any]:
-    svc = hazards(request)
-    fields, files = await read_uploads(request, svc)
-    return await svc.submit_proof(_int(request), fields.get("note", ""), files, actor(request))
+    fields, files = await read_uploads(request)
+    return await hazards(request).submit_proof(_int(request), fields.get("note", ""), files, actor(request))
 
 
 @routes.route("POST", "/api/hazards/{id}/recheck", "Record a recheck", roles=OFFICERS, body=RecheckBody, tag="hazards")
@@ -253,26 +274,26 @@ async def post_withdraw(request: web.Request, body: NoteBody) -> dict[str, Any]:
 @routes.route("POST", "/api/hazards/{id}/penalty", "Propose a penalty for an overdue hazard", roles=OFFICERS,
               tag="hazards")
 async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
-    return await hazards(request).propose_penalty(_int(request), actor(request))
+    return await penalties(request).propose_penalty(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
               tag="hazards")
 async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
-    return await hazards(request).confirm_penalty(_int(request), actor(request), target=body.target,
-                                                  kind=body.kind, amount_yuan=body.amount_yuan,
-                                                  person_name=body.person_name)
+    return await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
+                                                    kind=body.kind, amount_yuan=body.amount_yuan,
+                                                    person_name=body.person_name)
 
 
 @routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
 async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
-    return await hazards(request).approve_penalty(_int(request), actor(request))
+    return await penalties(request).approve_penalty(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
               body=NoteBody, tag="hazards")
 async def post_close_penalty(request: web.Request, body: NoteBody) -> dict[str, Any]:
-    return await hazards(request).close_penalty(_int(request), actor(request), body.note)
+    return await penalties(request).close_penalty(_int(request), actor(request), body.note)
 
 
 @routes.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
@@ -297,10 +318,10 @@ async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
 
 @routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    svc = hazards(request)
+    read = views(request)
     who = actor(request)
-    doc = await svc.notice_document(_int(request), who)
-    detail = await svc.detail(doc["hazard"]["id"], who)
+    doc = await read.notice_document(_int(request), who)
+    detail = await read.detail(doc["hazard"]["id"], who)
     before = [e for e in detail["evidence"] if e["stage"] == "before"]
     data = await _render_pdf(request, lambda: documents.notice_html(doc, before))
     return _pdf(data, f"责令限期改正通知书-{doc['notice'].number}.pdf")
@@ -309,7 +330,7 @@ async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
 @routes.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
               produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await hazards(request).penalty_document(_int(request), actor(request))
+    doc = await views(request).penalty_document(_int(request), actor(request))
     data = await _render_pdf(request, lambda: documents.penalty_html(doc))
     return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
 
@@ -318,7 +339,7 @@ async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
               statuses=(409,))
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:
     try:
-        e, _unit = await hazards(request).evidence(_int(request), actor(request))
+        e, _unit = await views(request).evidence(_int(request), actor(request))
     except IntegrityError as exc:
         return error(409, str(exc))
     return web.Response(body=e.data, content_type=e.content_type, headers={
@@ -390,7 +411,7 @@ async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
     core = request.app[INCIDENTS].core
     async with request.app[DB].session() as s:
         active, unacked = await queries.open_counts(s)
-    return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await hazards(request).counts(),
+    return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await views(request).counts(),
             "units": len(core.units)}
 
 
@@ -415,7 +436,7 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
                              "kind": i.kind, "status": i.status, "outcome": i.outcome, "opened_at": iso(i.opened_at),
                              "acknowledged_by": i.acknowledged_by, "closed_at": iso(i.closed_at)} for i in rows]
     if kind in ("all", "hazards"):
-        out["hazards"] = await hazards(request).list_hazards(
+        out["hazards"] = await views(request).list_hazards(
             actor(request), status=status if status != "" else "all", unit_id=unit_id,
             category=q.get("category") or None, severity=q.get("severity") or None, q=text or None,
             start=start, end=end, limit=limit)

@@ -26,12 +26,15 @@ if TYPE_CHECKING:
     from dispatch.detection_sink import DetectionSink
     from dispatch.devices import DeviceMonitor
     from dispatch.exit_zones import ExitZoneService
-    from dispatch.hazards import HazardService
+    from dispatch.hazard_cases import HazardCases
+    from dispatch.hazard_deadlines import HazardDeadlines
+    from dispatch.hazard_views import HazardViews
     from dispatch.health import HealthMonitor
     from dispatch.incidents import Incidents
     from dispatch.kpi_index import KpiIndex
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
+    from dispatch.penalties import Penalties
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
@@ -46,7 +49,10 @@ BUS = web.AppKey("bus", EventBus)
 DB: web.AppKey[Database] = web.AppKey("db")
 WRITER: web.AppKey[Writer] = web.AppKey("writer")
 INCIDENTS: web.AppKey[Incidents] = web.AppKey("incidents")  # the incident core: intake, commands, deliveries, views
-HAZARDS: web.AppKey[HazardService] = web.AppKey("hazards")
+HAZARDS: web.AppKey[HazardCases] = web.AppKey("hazards")  # hazard case commands
+PENALTIES: web.AppKey[Penalties] = web.AppKey("penalties")  # penalty decision commands
+HAZARD_DEADLINES: web.AppKey[HazardDeadlines] = web.AppKey("hazard_deadlines")  # what a passed deadline does
+HAZARD_VIEWS: web.AppKey[HazardViews] = web.AppKey("hazard_views")  # the hazards' read side
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")

@@ -10,7 +10,7 @@ transaction each.
 - An officer closing such an incident as a false alarm turns that frame into a labelled hard negative
   for `firelink train`.
 - `ExitHazard` → a hazard with its snapshot and the clear reference (before), in one transaction;
-  `ExitCleared` → recorded on the open hazard of that exit (HazardService.obstruction_cleared).
+  `ExitCleared` → recorded on the open hazard of that exit (HazardCases.obstruction_cleared).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from dispatch.actor import Actor
 from dispatch.core import AlarmNote
 from dispatch.events import EventBus
 from dispatch.evidence_record import DETECTION_FRAME
-from dispatch.hazards import CameraRecheck, HazardService
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_deadlines import CameraRecheck
 from dispatch.intake import Intake
 from ingest.contract import AlarmDetection, BoxJson, DetectionEvent, ExitCleared, ExitHazard
 from ingest.integrity import confined, sha256_bytes, write_content_addressed
@@ -50,7 +51,7 @@ class SaveNegative(Protocol):
 
 
 class DetectionSink:
-    def __init__(self, intake: Intake, hazards: HazardService, bus: EventBus, evidence_dir: str | Path,
+    def __init__(self, intake: Intake, hazards: HazardCases, bus: EventBus, evidence_dir: str | Path,
                  hard_negatives_dir: str | Path, camera_units: Mapping[str, str]) -> None:
         self.intake = intake
         self.hazards = hazards

@@ -34,6 +34,8 @@ from console.appkeys import (
     DEVICES,
     EXIT_ZONES,
     FIRST_ADMIN,
+    HAZARD_DEADLINES,
+    HAZARD_VIEWS,
     HAZARDS,
     HEALTH,
     HEAVY,
@@ -42,6 +44,7 @@ from console.appkeys import (
     LOGIN_THROTTLE,
     MASKS,
     MQTT,
+    PENALTIES,
     WRITER,
 )
 from console.heavy import HeavyWork
@@ -57,7 +60,10 @@ from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import ExitZoneService
-from dispatch.hazards import HazardScheduler, HazardService
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_context import HazardContext
+from dispatch.hazard_deadlines import HazardDeadlines, HazardScheduler
+from dispatch.hazard_views import HazardViews
 from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
 from dispatch.incidents import Incidents
@@ -65,6 +71,7 @@ from dispatch.kpi_index import KpiIndex
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
+from dispatch.penalties import Penalties
 from dispatch.regions import RegionFollower
 from dispatch.writer import Writer
 from ingest.contract import utcnow
@@ -144,9 +151,14 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[HEAVY].close()
 
     async def hazards(app: web.Application) -> AsyncIterator[None]:
-        """The hazard service and its deadline scheduler."""
-        service = app[HAZARDS] = HazardService(app[WRITER], cfg, app[INCIDENTS].core.units, clock)
-        scheduler = asyncio.create_task(HazardScheduler(service, app[BUS]).run(), name="hazard-deadlines")
+        """Hazard case and penalty commands, the deadline scheduler, and the hazards' read side."""
+        units = app[INCIDENTS].core.units
+        ctx = HazardContext(app[WRITER], cfg, units, clock)
+        penalties = app[PENALTIES] = Penalties(ctx)
+        cases = app[HAZARDS] = HazardCases(ctx, penalties)
+        deadlines = app[HAZARD_DEADLINES] = HazardDeadlines(ctx, cases, penalties)
+        app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
+        scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)
 
@@ -222,7 +234,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await service.start()
         app[DETECTORS] = service
         sink.after_learning.append(service.relearn)
-        app[HAZARDS].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
+        app[HAZARD_DEADLINES].recheck_by_camera = sink.camera_recheck(service, app[CAMERAS])
         zones, masks = app[EXIT_ZONES], app[MASKS]
         follower = RegionFollower([zones, masks], service)  # outlines applied at start and on every change
         await follower.start()

@@ -23,10 +23,13 @@ from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.events import EventBus
 from dispatch.evidence_record import DETECTION_FRAME
+from dispatch.hazard_cases import HazardCases
+from dispatch.hazard_context import HazardContext
 from dispatch.hazard_models import Hazard, HazardEvidence
-from dispatch.hazards import EVIDENCE_ADDED, HazardService
+from dispatch.hazards import EVIDENCE_ADDED
 from dispatch.incidents import Incidents
 from dispatch.models import Alarm, Incident, RecordEntry
+from dispatch.penalties import Penalties
 from dispatch.records import verify
 from dispatch.writer import Writer
 from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, ExitCleared, ExitHazard
@@ -39,7 +42,7 @@ class Core:
     db: Database
     writer: Writer
     service: Incidents
-    hazards: HazardService
+    hazards: HazardCases
     sink: DetectionSink
     frames: Path
 
@@ -52,7 +55,8 @@ async def core(db_url: str, tmp_path: Path) -> AsyncIterator[Core]:
     bus = EventBus()
     writer = Writer(db, bus)
     service = await Incidents.start(writer, cfg)
-    hazards = HazardService(writer, cfg, service.core.units)
+    ctx = HazardContext(writer, cfg, service.core.units)
+    hazards = HazardCases(ctx, Penalties(ctx))
     sink = DetectionSink(service.intake, hazards, bus, tmp_path / "evidence", tmp_path / "negatives",
                          {"cam-1": "hotel-1"})
     try:

@@ -26,7 +26,7 @@ from console.appkeys import DB, DETECTIONS, EVIDENCE, EXIT_ZONES, HAZARDS, INCID
 from detectors.worker import topic
 from dispatch.actor import Actor
 from dispatch.hazard_models import HazardEvidence
-from dispatch.hazards import Upload
+from dispatch.hazard_uploads import Upload
 from dispatch.models import ExitZone
 from ingest.contract import AlarmDetection, AlarmIn, DetectionFrame, utcnow
 from ingest.integrity import Verifier, confined, write_content_addressed

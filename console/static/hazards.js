@@ -1,5 +1,6 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
+import "./hazards_i18n.js"; // the page's strings, merged into i18n.js's table at import
 import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 

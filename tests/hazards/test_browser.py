@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.async_api import Browser, expect
 
-from console.appkeys import HAZARDS
+from console.appkeys import HAZARD_DEADLINES, HAZARDS
 from tests.browser.conftest import Pages, browser, shot  # noqa: F401  (fixtures)
 from tests.hazards.conftest import config, hazard_app, jpeg
 from tests.support import RunningApp, RunningClock
@@ -26,7 +26,8 @@ def clock() -> RunningClock:
 
 @pytest.fixture
 async def app(sqlite_url: str, clock: RunningClock) -> AsyncIterator[RunningApp]:
-    async with hazard_app(config(sqlite_url), clock=clock) as running:
+    # sessions run on the app's clock: they must outlast the two-day deadline jump below
+    async with hazard_app(config(sqlite_url, console={"session_hours": 72}), clock=clock) as running:
         yield running
 
 
@@ -56,7 +57,7 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
 
     # the deadline passes (no proof, no camera result): the deadline handler proposes the penalty
     clock.offset = timedelta(days=2)
-    await svc.process_deadline(hz["id"])
+    await app.app[HAZARD_DEADLINES].process_deadline(hz["id"])
     await expect(officer.locator("#d-status")).to_have_text("处罚中")  # pushed over the WebSocket
     await officer.fill("#pen-amount", "8000")
     await officer.click("#pen-confirm")

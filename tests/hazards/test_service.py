@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from console.appkeys import DB, HAZARDS
+from console.appkeys import DB, HAZARD_DEADLINES, HAZARD_VIEWS, HAZARDS, PENALTIES
 from dispatch import hazards as hz
 from dispatch.actor import Actor
 from dispatch.errors import BadRequest
-from dispatch.hazards import HazardService
+from dispatch.hazard_uploads import Upload
+from dispatch.hazard_views import HazardViews
 from dispatch.models import RecordEntry
 from dispatch.records import verify
 from dispatch.state import TransitionError
@@ -23,10 +24,10 @@ OFFICER = Actor("officer", "duty_officer")
 SCHOOL = Actor("school", "unit", unit_id="school-1")
 
 
-async def until(svc: HazardService, hid: int, pred: Any, timeout: float = 6) -> dict[str, Any]:
+async def until(views: HazardViews, hid: int, pred: Any, timeout: float = 6) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         while True:
-            d = await svc.detail(hid, OFFICER)
+            d = await views.detail(hid, OFFICER)
             if pred(d):
                 return d
             await asyncio.sleep(0.05)
@@ -45,7 +46,7 @@ async def test_camera_recheck_at_deadline(db_url: str) -> None:
 
     async with hazard_app(config(db_url)) as running:
         svc = running.app[HAZARDS]
-        svc.recheck_by_camera = camera
+        running.app[HAZARD_DEADLINES].recheck_by_camera = camera
         bad = await svc.create_from_detection(unit_id="school-1", camera_id="cam-1", zone="exit-1",
                                               category="blocked_exit", snapshot_jpeg=jpeg())
         good = await svc.create_from_detection(unit_id="hotel-1", camera_id="cam-2", zone="exit-2",
@@ -54,12 +55,12 @@ async def test_camera_recheck_at_deadline(db_url: str) -> None:
         results[good["id"]] = (True, jpeg((0, 255, 0)))
         await svc.issue_notice(bad["id"], OFFICER, deadline=soon())
         await svc.issue_notice(good["id"], OFFICER, deadline=soon())
-        d = await until(svc, bad["id"], lambda d: d["status"] == "penalty")
+        d = await until(running.app[HAZARD_VIEWS], bad["id"], lambda d: d["status"] == "penalty")
         check = d["rechecks"][0]
         assert (check["method"], check["rectified"], check["by"]) == ("camera", False, "camera")
         assert [e["stage"] for e in d["evidence"]] == ["before", "recheck"] and check["evidence_id"]
         assert d["penalties"][0]["status"] == "proposed"
-        d = await until(svc, good["id"], lambda d: d["status"] == "closed")
+        d = await until(running.app[HAZARD_VIEWS], good["id"], lambda d: d["status"] == "closed")
         assert d["outcome"] == "rectified" and d["rechecks"][0]["method"] == "camera"
         closed = d["timeline"][-1]["data"]
         assert closed["before_evidence"] and closed["after_evidence"]
@@ -76,20 +77,20 @@ async def test_proof_without_camera_waits_for_officer(sqlite_url: str) -> None:
         await svc.issue_notice(h["id"], OFFICER, deadline=soon(), clauses=["fire_law_27"])
         with pytest.raises(TransitionError):
             await svc.issue_notice(h["id"], OFFICER)
-        await svc.submit_proof(h["id"], "已重新布线", [hz.Upload("a.png", "image/png", _png())], SCHOOL)
-        d = await until(svc, h["id"], lambda d: d["status"] == "recheck_due")
+        await svc.submit_proof(h["id"], "已重新布线", [Upload("a.png", "image/png", _png())], SCHOOL)
+        d = await until(running.app[HAZARD_VIEWS], h["id"], lambda d: d["status"] == "recheck_due")
         assert d["timeline"][-1]["action"] == hz.RECHECK_DUE
         d = await svc.recheck(h["id"], False, "仍有私拉电线", OFFICER)
         assert d["status"] == "penalty"  # failed recheck after the deadline → penalty proposed
         with pytest.raises(TransitionError):
-            await svc.approve_penalty(1, Actor("admin", "admin"))  # not confirmed yet
+            await running.app[PENALTIES].approve_penalty(1, Actor("admin", "admin"))  # not confirmed yet
 
 
 async def test_altered_or_removed_hazard_entry_is_detected(sqlite_url: str) -> None:
     async with hazard_app(config(sqlite_url)) as running:
         svc = running.app[HAZARDS]
         h = await svc.create(unit_id="school-1", category="corridor_storage", source="patrol", actor=OFFICER,
-                             photos=[hz.Upload("p.jpg", "image/jpeg", jpeg())])
+                             photos=[Upload("p.jpg", "image/jpeg", jpeg())])
         await svc.issue_notice(h["id"], OFFICER, days=2)
         db = running.app[DB]
         async with db.session() as s:

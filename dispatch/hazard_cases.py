@@ -1,0 +1,252 @@
+"""Hazard case commands: a hazard is found, gets evidence, a rectification notice, the unit's proof and a recheck
+(or is withdrawn); on-site inspections are recorded. Each command is one transaction through the core's Writer.
+
+What happens at a deadline is `hazard_deadlines.py`; penalties are `penalties.py`; reads are `hazard_views.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from dispatch.actor import Actor
+from dispatch.errors import BadRequest
+from dispatch.hazard_context import HazardContext
+from dispatch.hazard_models import Hazard, HazardEvidence, Recheck, RectificationNotice
+from dispatch.hazard_rows import check_visible, evidence_view, get_hazard, notice_view
+from dispatch.hazard_uploads import EvidenceGroup, Upload, check_images, store_evidence
+from dispatch.hazards import (
+    HAZARD_CLOSED,
+    HAZARD_CREATED,
+    INSPECTION,
+    NOTICE_ISSUED,
+    OBSTRUCTION_CLEARED,
+    PROOF_SUBMITTED,
+    RECHECKED,
+    SOURCES,
+    STAGES,
+    clause_snapshot,
+)
+from dispatch.penalties import Penalties
+from dispatch.state import IN_RECTIFICATION, HazardStatus, TransitionError
+from dispatch.views import iso
+from dispatch.writer import Tx
+
+
+class HazardCases:
+    def __init__(self, ctx: HazardContext, penalties: Penalties) -> None:
+        self.ctx = ctx
+        self.penalties = penalties  # a failed recheck after the deadline proposes a penalty
+
+    # ------------------------------------------------------------ creating
+
+    async def create(self, *, unit_id: str, category: str, source: str, actor: Actor, description: str = "",
+                     severity: str | None = None, lat: float | None = None, lon: float | None = None,
+                     camera_id: str | None = None, zone: str | None = None, camera_visible: bool | None = None,
+                     photos: Sequence[Upload] = (), found_at: datetime | None = None,
+                     evidence: Sequence[EvidenceGroup] = (), join_open: bool = False) -> dict[str, Any]:
+        """A hazard from a detection, an officer's video patrol or an on-site inspection.
+
+        One transaction: the hazard, `photos` ("before" evidence) and any further `evidence` groups. With `join_open`
+        an open hazard of the same unit, camera, zone and category is returned as it is instead (nothing written)."""
+        ctx = self.ctx
+        ctx.unit(unit_id)
+        cat = ctx.hcfg.category(category)
+        if cat is None:
+            raise BadRequest(f"unknown category {category!r}; configured: {[c.key for c in ctx.hcfg.categories]}")
+        if source not in SOURCES:
+            raise BadRequest(f"source must be one of {SOURCES}")
+        if severity is not None and severity not in ("general", "major"):
+            raise BadRequest("severity must be general or major")
+        check_images(photos, ctx.hcfg)
+        for group in evidence:
+            check_images(group.files, ctx.hcfg)
+        visible = cat.camera_visible and camera_id is not None if camera_visible is None else camera_visible
+        async with ctx.writer.tx() as tx:
+            if join_open:
+                existing = await tx.session.scalar(select(Hazard).where(
+                    Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
+                    Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
+                if existing is not None:
+                    return ctx.view(existing)
+            now = ctx.clock()
+            h = Hazard(unit_id=unit_id, category=category, severity=severity or cat.severity, source=source,
+                       status=HazardStatus.OPEN, description=description, lat=lat, lon=lon, camera_id=camera_id,
+                       zone=zone,
+                       camera_visible=bool(visible), found_at=found_at or now, found_by=actor.username)
+            tx.session.add(h)
+            await tx.session.flush()
+            ctx.record(tx, h, HAZARD_CREATED, actor, now,
+                       {"category": category, "severity": h.severity, "source": source, "camera_id": camera_id,
+                        "zone": zone, "lat": lat, "lon": lon, "description": description,
+                        "found_at": iso(h.found_at)})
+            await store_evidence(ctx, tx, h, photos, "before", "", actor, now)
+            for group in evidence:
+                await store_evidence(ctx, tx, h, group.files, group.stage, group.note, actor, now)
+            return ctx.emit(tx, h)
+
+    async def create_from_detection(self, *, unit_id: str, camera_id: str, zone: str | None, category: str,
+                                    snapshot_jpeg: bytes | None, detected_at: datetime | None = None,
+                                    detector: str = "detector", note: str = "",
+                                    reference_jpeg: bytes | None = None) -> dict[str, Any]:
+        """For the detector layer: a blocked-exit (or similar) detection becomes a hazard with its snapshot and, when
+        given, the clear reference it was judged against (both "before" evidence), in one transaction.
+
+        An open hazard of the same unit, camera, zone and category absorbs repeated detections (returned as is).
+        """
+        photos = [Upload(f"{camera_id}-snapshot.jpg", "image/jpeg", snapshot_jpeg)] if snapshot_jpeg else []
+        reference = [EvidenceGroup("before", [Upload(f"{camera_id}-{zone}-clear-reference.jpg", "image/jpeg",
+                                                     reference_jpeg)], "clear reference (before)")] \
+            if reference_jpeg else []
+        return await self.create(unit_id=unit_id, category=category, source="detection",
+                                 actor=Actor(detector, "system"), description=note, camera_id=camera_id, zone=zone,
+                                 camera_visible=True, photos=photos, found_at=detected_at, evidence=reference,
+                                 join_open=True)
+
+    async def obstruction_cleared(self, *, unit_id: str, camera_id: str, zone: str, cleared_at: datetime,
+                                  data: dict[str, Any], category: str = "blocked_exit",
+                                  detector: str = "detector") -> int | None:
+        """A detector saw an obstructed exit clear again: recorded on the exit's open hazard, in one transaction.
+        Returns the hazard's id; None when none is open (nothing is written)."""
+        async with self.ctx.writer.tx() as tx:
+            h = await tx.session.scalar(select(Hazard).where(
+                Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
+                Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
+            if h is None:
+                return None
+            self.ctx.record(tx, h, OBSTRUCTION_CLEARED, Actor(detector, "system"), cleared_at, data)
+            return h.id
+
+    async def add_evidence(self, hazard_id: int, stage: str, files: Sequence[Upload], note: str,
+                           actor: Actor) -> list[dict[str, Any]]:
+        if stage not in STAGES:
+            raise BadRequest(f"stage must be one of {STAGES}")
+        if not files:
+            raise BadRequest("no file uploaded")
+        async with self.ctx.writer.tx() as tx:
+            h = await get_hazard(tx.session, hazard_id)
+            check_visible(actor, h.unit_id)
+            rows = await store_evidence(self.ctx, tx, h, files, stage, note, actor, self.ctx.clock())
+            self.ctx.emit(tx, h)
+            return [evidence_view(r) for r in rows]
+
+    async def withdraw(self, hazard_id: int, note: str, actor: Actor) -> dict[str, Any]:
+        """An open hazard found to be none (e.g. a false detection) is closed without a notice."""
+        async with self.ctx.writer.tx() as tx:
+            h = await get_hazard(tx.session, hazard_id)
+            if h.status != HazardStatus.OPEN:
+                raise TransitionError("only a hazard without a notice can be withdrawn")
+            now = self.ctx.clock()
+            h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "withdrawn", now, actor.username
+            self.ctx.record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": "withdrawn", "note": note})
+            return self.ctx.emit(tx, h)
+
+    async def record_inspection(self, unit_id: str, note: str, actor: Actor) -> dict[str, Any]:
+        """An on-site inspection (found hazards are created separately); counts as a unit inspected."""
+        self.ctx.unit(unit_id)
+        async with self.ctx.writer.tx() as tx:
+            now = self.ctx.clock()
+            self.ctx.writer.record(tx, INSPECTION, actor, now, {"unit_id": unit_id, "note": note})
+            return {"unit_id": unit_id, "at": iso(now), "by": actor.username}
+
+    # ------------------------------------------------------------ notice
+
+    async def issue_notice(self, hazard_id: int, actor: Actor, *, deadline: datetime | None = None,
+                           days: int | None = None, clauses: Sequence[str] | None = None,
+                           requirement: str | None = None) -> dict[str, Any]:
+        """责令限期改正通知书 with a number, a deadline and the cited law clauses."""
+        ctx = self.ctx
+        async with ctx.writer.tx() as tx:
+            s = tx.session
+            h = await get_hazard(s, hazard_id)
+            if h.status != HazardStatus.OPEN:
+                raise TransitionError(f"hazard is {h.status}; a notice is issued once, on an open hazard")
+            cat = ctx.hcfg.category(h.category)
+            now = ctx.clock()
+            if deadline is None:
+                deadline = now + timedelta(days=days if days is not None else (cat.default_days if cat else 3))
+            if deadline.tzinfo is None:
+                raise BadRequest("deadline needs a time zone")
+            if deadline <= now:
+                raise BadRequest("deadline must be in the future")
+            keys = list(clauses) if clauses else (cat.clauses if cat else [])
+            cited = []
+            for k in keys:
+                c = ctx.hcfg.clause(k)
+                if c is None:
+                    raise BadRequest(f"unknown law clause {k!r}")
+                cited.append(clause_snapshot(c))
+            year = now.year
+            seq, number = await ctx.next_number(s, RectificationNotice, ctx.hcfg.notice_number_format, year)
+            n = RectificationNotice(hazard_id=h.id, number=number, year=year, seq=seq, issued_at=now,
+                                    issued_by=actor.username, deadline=deadline,
+                                    requirement=requirement or (cat.requirement if cat else ""), clauses=cited)
+            s.add(n)
+            await s.flush()
+            h.status, h.deadline = HazardStatus.NOTICE_ISSUED, deadline
+            ctx.record(tx, h, NOTICE_ISSUED, actor, now,
+                       {"notice_id": n.id, "number": n.number, "deadline": iso(deadline),
+                        "clauses": [c["key"] for c in cited]})
+            view = ctx.emit(tx, h)
+            view["notice"] = notice_view(n)
+            return view
+
+    # ------------------------------------------------------------ proof and recheck
+
+    async def submit_proof(self, hazard_id: int, note: str, files: Sequence[Upload], actor: Actor) -> dict[str, Any]:
+        """The unit's rectification proof (photos and a note)."""
+        if not files and not note.strip():
+            raise BadRequest("send at least a photo or a note")
+        async with self.ctx.writer.tx() as tx:
+            h = await get_hazard(tx.session, hazard_id)
+            check_visible(actor, h.unit_id)
+            if h.status not in IN_RECTIFICATION:
+                raise TransitionError(f"hazard is {h.status}; proof is for a hazard under a notice")
+            now = self.ctx.clock()
+            rows = await store_evidence(self.ctx, tx, h, files, "proof", note, actor, now)
+            self.ctx.record(tx, h, PROOF_SUBMITTED, actor, now,
+                            {"note": note, "evidence_ids": [r.id for r in rows], "deadline": iso(h.deadline)})
+            if h.status == HazardStatus.NOTICE_ISSUED:
+                h.status = HazardStatus.PROOF_SUBMITTED
+            return self.ctx.emit(tx, h)
+
+    async def recheck(self, hazard_id: int, rectified: bool, note: str, actor: Actor,
+                      photos: Sequence[Upload] = ()) -> dict[str, Any]:
+        """An officer's recheck (复查), with optional after-photos."""
+        async with self.ctx.writer.tx() as tx:
+            h = await get_hazard(tx.session, hazard_id)
+            return await self.apply_recheck(tx, h, "officer", rectified, note, actor, photos)
+
+    async def apply_recheck(self, tx: Tx, h: Hazard, method: str, rectified: bool, note: str, actor: Actor,
+                            photos: Sequence[Upload]) -> dict[str, Any]:
+        """Inside a transaction: an officer's or a camera's recheck; closes, returns to the unit, or → penalty."""
+        if h.status not in IN_RECTIFICATION:
+            raise TransitionError(f"hazard is {h.status}; nothing to recheck")
+        now = self.ctx.clock()
+        rows = await store_evidence(self.ctx, tx, h, photos, "recheck", note, actor, now)
+        r = Recheck(hazard_id=h.id, method=method, rectified=rectified, note=note, at=now, by=actor.username,
+                    evidence_id=rows[0].id if rows else None)
+        tx.session.add(r)
+        await tx.session.flush()
+        self.ctx.record(tx, h, RECHECKED, actor, now,
+                        {"recheck_id": r.id, "method": method, "rectified": rectified, "note": note,
+                         "deadline": iso(h.deadline), "evidence_ids": [e.id for e in rows]})
+        if rectified and h.status != HazardStatus.PENALTY:
+            await self._close_rectified(tx, h, actor, now)
+        elif not rectified and h.status != HazardStatus.PENALTY:
+            if h.deadline is not None and now >= h.deadline:
+                await self.penalties.overdue(tx, h, actor, now, "recheck: not rectified after the deadline")
+            else:
+                h.status = HazardStatus.NOTICE_ISSUED  # before the deadline: the unit still has time
+        return self.ctx.emit(tx, h)
+
+    async def _close_rectified(self, tx: Tx, h: Hazard, actor: Actor, now: datetime) -> None:
+        ev_rows = (await tx.session.scalars(select(HazardEvidence).where(HazardEvidence.hazard_id == h.id))).all()
+        before = [e.id for e in ev_rows if e.stage == "before"]
+        after = [e.id for e in ev_rows if e.stage in ("proof", "recheck", "after")]
+        h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "rectified", now, actor.username
+        self.ctx.record(tx, h, HAZARD_CLOSED, actor, now,
+                        {"outcome": "rectified", "before_evidence": before, "after_evidence": after})

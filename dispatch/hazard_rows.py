@@ -1,0 +1,85 @@
+"""Rows of hazard supervision as the API shows them, looked up by id, and who may see them.
+
+Shared by the commands (which return and push these views) and the read side (`hazard_views.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.hazards import HazardsConfig
+from dispatch.actor import Actor
+from dispatch.errors import BadRequest, Forbidden, NotFound
+from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.models import Unit
+from dispatch.views import iso, unit_view
+
+
+def unit_of(units: Mapping[str, Unit], unit_id: str) -> Unit:
+    unit = units.get(unit_id)
+    if unit is None:
+        raise BadRequest(f"unknown unit {unit_id!r}")
+    return unit
+
+
+def check_visible(actor: Actor, unit_id: str) -> None:
+    """Units see only their own hazards; agencies none."""
+    if actor.role == "unit" and actor.unit_id != unit_id:
+        raise Forbidden("units see only their own hazards")
+    if actor.role == "agency":
+        raise Forbidden("agencies do not see hazards")
+
+
+async def get_hazard(s: AsyncSession, hazard_id: int) -> Hazard:
+    h = await s.get(Hazard, hazard_id)
+    if h is None:
+        raise NotFound(f"hazard {hazard_id} not found")
+    return h
+
+
+async def get_penalty(s: AsyncSession, penalty_id: int) -> tuple[PenaltyDecision, Hazard]:
+    p = await s.get(PenaltyDecision, penalty_id)
+    if p is None:
+        raise NotFound(f"penalty decision {penalty_id} not found")
+    return p, await get_hazard(s, p.hazard_id)
+
+
+def hazard_view(h: Hazard, hcfg: HazardsConfig, units: Mapping[str, Unit]) -> dict[str, Any]:
+    cat = hcfg.category(h.category)
+    return {"id": h.id, "unit_id": h.unit_id, "unit": unit_view(unit_of(units, h.unit_id)),
+            "category": h.category, "category_name": cat.name if cat else h.category,
+            "severity": h.severity, "source": h.source, "status": h.status, "description": h.description,
+            "lat": h.lat, "lon": h.lon, "camera_id": h.camera_id, "zone": h.zone,
+            "camera_visible": h.camera_visible, "found_at": iso(h.found_at), "found_by": h.found_by,
+            "deadline": iso(h.deadline), "closed_at": iso(h.closed_at), "closed_by": h.closed_by,
+            "outcome": h.outcome}
+
+
+def evidence_view(e: HazardEvidence) -> dict[str, Any]:
+    return {"id": e.id, "hazard_id": e.hazard_id, "stage": e.stage, "content_type": e.content_type,
+            "filename": e.filename, "size": e.size, "sha256": e.sha256, "note": e.note,
+            "uploaded_at": iso(e.uploaded_at), "uploaded_by": e.uploaded_by, "url": f"/api/evidence/{e.id}"}
+
+
+def notice_view(n: RectificationNotice) -> dict[str, Any]:
+    return {"id": n.id, "hazard_id": n.hazard_id, "number": n.number, "issued_at": iso(n.issued_at),
+            "issued_by": n.issued_by, "deadline": iso(n.deadline), "requirement": n.requirement,
+            "clauses": n.clauses, "pdf": f"/api/notices/{n.id}/pdf"}
+
+
+def recheck_view(r: Recheck) -> dict[str, Any]:
+    return {"id": r.id, "hazard_id": r.hazard_id, "method": r.method, "rectified": r.rectified, "note": r.note,
+            "at": iso(r.at), "by": r.by, "evidence_id": r.evidence_id}
+
+
+def penalty_view(p: PenaltyDecision) -> dict[str, Any]:
+    return {"id": p.id, "hazard_id": p.hazard_id, "status": p.status, "target": p.target,
+            "person_name": p.person_name, "kind": p.kind, "amount_yuan": p.amount_yuan, "facts": p.facts,
+            "clauses": p.clauses, "number": p.number, "proposed_at": iso(p.proposed_at),
+            "proposed_by": p.proposed_by, "confirmed_at": iso(p.confirmed_at), "confirmed_by": p.confirmed_by,
+            "approved_at": iso(p.approved_at), "approved_by": p.approved_by, "closed_at": iso(p.closed_at),
+            "closed_by": p.closed_by, "closure": p.closure, "closure_note": p.closure_note,
+            "pdf": f"/api/penalties/{p.id}/pdf" if p.number else None}

@@ -1,0 +1,193 @@
+"""The read side of hazard supervision: lists, a hazard's detail, evidence files (checked against the record),
+the data of the notice and penalty documents, dashboard counts and the configuration the pages need.
+
+Pure reads on their own sessions; nothing here writes. Commands are `hazard_cases.py` and `penalties.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from config.schema import FirelinkConfig
+from dispatch.actor import Actor
+from dispatch.db import Database
+from dispatch.errors import BadRequest, Forbidden, NotFound
+from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.hazard_rows import (
+    check_visible,
+    evidence_view,
+    get_hazard,
+    get_penalty,
+    hazard_view,
+    notice_view,
+    penalty_view,
+    recheck_view,
+    unit_of,
+)
+from dispatch.hazards import EVIDENCE_ADDED, STATUSES, hazards_config
+from dispatch.models import RecordEntry, Unit
+from dispatch.state import HazardStatus
+from dispatch.views import record_view
+from ingest.integrity import IntegrityError, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+
+class HazardViews:
+    def __init__(self, db: Database, cfg: FirelinkConfig, units: Mapping[str, Unit]) -> None:
+        self.db = db
+        self.cfg = cfg
+        self.hcfg = hazards_config(cfg)
+        self.units = units  # the core's units (a live mapping)
+
+    def _view(self, h: Hazard) -> dict[str, Any]:
+        return hazard_view(h, self.hcfg, self.units)
+
+    def _authority(self) -> str:
+        return self.hcfg.issuing_authority or self.cfg.station.name
+
+    async def list_hazards(self, actor: Actor, *, status: str = "open", unit_id: str | None = None,
+                           category: str | None = None, severity: str | None = None, q: str | None = None,
+                           start: datetime | None = None, end: datetime | None = None,
+                           limit: int = 200) -> list[dict[str, Any]]:
+        if actor.role == "agency":
+            raise Forbidden("agencies do not see hazards")
+        query = select(Hazard).order_by(Hazard.id.desc()).limit(max(1, min(limit, 1000)))
+        if status == "open":
+            query = query.where(Hazard.status != HazardStatus.CLOSED)
+        elif status in STATUSES:
+            query = query.where(Hazard.status == status)
+        elif status != "all":
+            raise BadRequest("status must be open, all or one of " + ", ".join(STATUSES))
+        if actor.role == "unit":
+            query = query.where(Hazard.unit_id == actor.unit_id)
+        elif unit_id:
+            query = query.where(Hazard.unit_id == unit_id)
+        if category:
+            query = query.where(Hazard.category == category)
+        if severity:
+            query = query.where(Hazard.severity == severity)
+        # a period holds the cases active in it: found before its end and not closed before its start
+        if start:
+            query = query.where(or_(Hazard.closed_at.is_(None), Hazard.closed_at >= start))
+        if end:
+            query = query.where(Hazard.found_at < end)
+        if q:
+            like = f"%{q}%"
+            ids = [u.id for u in self.units.values() if q in u.name or q in u.address]
+            query = query.where(or_(Hazard.description.like(like), Hazard.unit_id.in_(ids)))
+        async with self.db.session() as s:
+            rows = (await s.scalars(query)).all()
+            notices = {}
+            if rows:
+                for n in (await s.scalars(select(RectificationNotice).where(
+                        RectificationNotice.hazard_id.in_([r.id for r in rows])))).all():
+                    notices[n.hazard_id] = notice_view(n)
+        out = []
+        for r in rows:
+            v = self._view(r)
+            v["notice"] = notices.get(r.id)
+            out.append(v)
+        return out
+
+    async def detail(self, hazard_id: int, actor: Actor) -> dict[str, Any]:
+        async with self.db.session() as s:
+            h = await get_hazard(s, hazard_id)
+            check_visible(actor, h.unit_id)
+            evidence = (await s.scalars(select(HazardEvidence).where(HazardEvidence.hazard_id == h.id)
+                                        .order_by(HazardEvidence.id))).all()
+            notices = (await s.scalars(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
+                                       .order_by(RectificationNotice.id))).all()
+            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
+            penalties = (await s.scalars(select(PenaltyDecision).where(PenaltyDecision.hazard_id == h.id)
+                                         .order_by(PenaltyDecision.id))).all()
+            entries = (await s.scalars(select(RecordEntry).where(RecordEntry.hazard_id == h.id)
+                                       .order_by(RecordEntry.id))).all()
+        view = self._view(h)
+        view.update(evidence=[evidence_view(e) for e in evidence], notices=[notice_view(n) for n in notices],
+                    rechecks=[recheck_view(r) for r in rechecks], penalties=[penalty_view(p) for p in penalties],
+                    timeline=[record_view(e) for e in entries])
+        return view
+
+    async def evidence(self, evidence_id: int, actor: Actor) -> tuple[HazardEvidence, str]:
+        """A photo the caller may see, checked against the SHA-256 recorded when it was added.
+
+        Raises IntegrityError when the stored bytes, the row's SHA-256 and the record do not all agree.
+        """
+        async with self.db.session() as s:
+            e = await s.get(HazardEvidence, evidence_id)
+            if e is None:
+                raise NotFound(f"evidence {evidence_id} not found")
+            h = await get_hazard(s, e.hazard_id)
+            added = (await s.scalars(select(RecordEntry.data).where(
+                RecordEntry.hazard_id == h.id, RecordEntry.action == EVIDENCE_ADDED))).all()
+        check_visible(actor, h.unit_id)
+        recorded = {f.get("evidence_id"): f.get("sha256") for d in added if isinstance(d, dict)
+                    for f in d.get("files", []) if isinstance(f, dict)}
+        digest = await asyncio.to_thread(sha256_bytes, e.data)
+        if digest != e.sha256 or recorded.get(e.id) != e.sha256:
+            log.error("hazard evidence %s failed its integrity check (row %s, record %s, content %s): refused",
+                      e.id, e.sha256, recorded.get(e.id), digest)
+            raise IntegrityError(f"evidence {e.id} altered: its content no longer matches the SHA-256 recorded "
+                                 "when it was added; not served")
+        return e, h.unit_id
+
+    async def notice_document(self, notice_id: int, actor: Actor) -> dict[str, Any]:
+        async with self.db.session() as s:
+            n = await s.get(RectificationNotice, notice_id)
+            if n is None:
+                raise NotFound(f"notice {notice_id} not found")
+            h = await get_hazard(s, n.hazard_id)
+        check_visible(actor, h.unit_id)
+        return {"notice": n, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+                "authority": self._authority()}
+
+    async def penalty_document(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
+        async with self.db.session() as s:
+            p, h = await get_penalty(s, penalty_id)
+            notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
+                                    .order_by(RectificationNotice.id.desc()).limit(1))
+        check_visible(actor, h.unit_id)
+        if p.number is None:
+            raise BadRequest("the decision gets its number when an officer confirms it")
+        return {"penalty": p, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id), "notice": notice,
+                "authority": self._authority()}
+
+    async def counts(self) -> dict[str, Any]:
+        """Open hazards by category and by severity (dashboard)."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Hazard.category, Hazard.severity, func.count(Hazard.id))
+                                    .where(Hazard.status != HazardStatus.CLOSED)
+                                    .group_by(Hazard.category, Hazard.severity))).all()
+            by_unit = (await s.execute(select(Hazard.unit_id, Hazard.status, func.count(Hazard.id))
+                                       .group_by(Hazard.unit_id, Hazard.status))).all()
+        by_cat: dict[str, int] = {}
+        by_sev: dict[str, int] = {}
+        for cat, sev, n in rows:
+            by_cat[cat] = by_cat.get(cat, 0) + n
+            by_sev[sev] = by_sev.get(sev, 0) + n
+        units: dict[str, dict[str, Any]] = {}
+        for uid, st, n in by_unit:
+            u = units.setdefault(uid, {"unit_id": uid, "open": 0, "closed": 0})
+            u["closed" if st == HazardStatus.CLOSED else "open"] += n
+        for uid, u in units.items():
+            unit = self.units.get(uid)
+            if unit is not None:
+                u.update(name=unit.name, address=unit.address, category=unit.category, lat=unit.lat, lon=unit.lon)
+        return {"open_total": sum(by_cat.values()), "by_category": by_cat, "by_severity": by_sev,
+                "by_unit": sorted(units.values(), key=lambda u: (-u["open"], u["unit_id"]))}
+
+    def config_view(self) -> dict[str, Any]:
+        hcfg = self.hcfg
+        return {"categories": [c.model_dump() for c in hcfg.categories],
+                "law_clauses": [{**c.model_dump(), "citation": c.citation()} for c in hcfg.law_clauses],
+                "penalty_rules": [r.model_dump() for r in hcfg.penalty_rules],
+                "targets": hcfg.targets.model_dump(), "scoring": [r.model_dump() for r in hcfg.scoring],
+                "max_upload_bytes": hcfg.max_upload_bytes,
+                "max_files_per_upload": hcfg.max_files_per_upload}

@@ -1,0 +1,156 @@
+"""Penalty decisions (行政处罚决定书) on hazards not rectified after their deadline.
+
+    overdue (deadline, failed recheck, or an officer's proposal) → proposed (system, from the configured rules)
+    → confirmed (an officer; numbered here) → approved (a supervisor who is not that officer)
+    → closed (paid / warned; the hazard's case closes with it).
+
+Every step is one transaction through the core's Writer, recorded on the hazard.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from dispatch.actor import SYSTEM, Actor
+from dispatch.errors import BadRequest, Forbidden
+from dispatch.hazard_context import HazardContext
+from dispatch.hazard_models import Hazard, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.hazard_rows import get_hazard, get_penalty, penalty_view
+from dispatch.hazards import (
+    CHINA_TZ,
+    HAZARD_CLOSED,
+    OVERDUE,
+    PENALTY_APPROVED,
+    PENALTY_CLOSED,
+    PENALTY_CONFIRMED,
+    PENALTY_PROPOSED,
+    clause_snapshot,
+)
+from dispatch.state import IN_RECTIFICATION, HazardStatus, PenaltyStatus, TransitionError
+from dispatch.views import iso
+from dispatch.writer import Tx
+
+
+def cn_date(dt: datetime) -> str:
+    local = dt.astimezone(CHINA_TZ)
+    return f"{local.year}年{local.month}月{local.day}日"
+
+
+class Penalties:
+    def __init__(self, ctx: HazardContext) -> None:
+        self.ctx = ctx
+
+    async def overdue(self, tx: Tx, h: Hazard, actor: Actor, now: datetime, reason: str) -> None:
+        """Inside a command's transaction: `h` is past its deadline unrectified → penalty, a decision proposed."""
+        self.ctx.record(tx, h, OVERDUE, actor, now, {"deadline": iso(h.deadline), "reason": reason})
+        h.status = HazardStatus.PENALTY
+        await self._propose(tx, h, now)
+
+    async def _propose(self, tx: Tx, h: Hazard, now: datetime) -> PenaltyDecision:
+        hcfg = self.ctx.hcfg
+        rules = hcfg.rules_for(hcfg.default_penalty_target)
+        rule = next((r for r in rules if r.kind == "fine"), rules[0])
+        cat = hcfg.category(h.category)
+        keys = list(dict.fromkeys([*(cat.penalty_clauses if cat else []), *rule.clauses]))
+        notice = await tx.session.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
+                                         .order_by(RectificationNotice.id.desc()).limit(1))
+        unit = self.ctx.unit(h.unit_id)
+        facts = f"经查，{unit.name}（{unit.address}）存在“{cat.name if cat else h.category}”的火灾隐患"
+        if notice is not None:
+            facts += (f"，{self.ctx.cfg.station.name}于{cn_date(notice.issued_at)}以《责令限期改正通知书》"
+                      f"（{notice.number}）责令其于{cn_date(notice.deadline)}前改正，逾期未改正")
+        facts += "。"
+        p = PenaltyDecision(hazard_id=h.id, status=PenaltyStatus.PROPOSED, target=rule.target, person_name="",
+                            kind=rule.kind,
+                            amount_yuan=rule.proposed_yuan, facts=facts,
+                            clauses=[clause_snapshot(c) for k in keys if (c := hcfg.clause(k))],
+                            proposed_at=now, proposed_by=SYSTEM.username, closure_note="")
+        tx.session.add(p)
+        await tx.session.flush()
+        self.ctx.record(tx, h, PENALTY_PROPOSED, SYSTEM, now,
+                        {"penalty_id": p.id, "target": p.target, "kind": p.kind, "amount_yuan": p.amount_yuan,
+                         "clauses": keys})
+        return p
+
+    async def propose_penalty(self, hazard_id: int, actor: Actor) -> dict[str, Any]:
+        """An officer proposes a penalty on a hazard still not rectified after its deadline (normally automatic)."""
+        async with self.ctx.writer.tx() as tx:
+            h = await get_hazard(tx.session, hazard_id)
+            now = self.ctx.clock()
+            if h.status not in IN_RECTIFICATION - {HazardStatus.PENALTY} or h.deadline is None or now < h.deadline:
+                raise TransitionError("a penalty is proposed only for a hazard past its deadline")
+            await self.overdue(tx, h, actor, now, "officer: not rectified after the deadline")
+            return self.ctx.emit(tx, h)
+
+    async def confirm_penalty(self, penalty_id: int, actor: Actor, *, target: str | None = None,
+                              kind: str | None = None, amount_yuan: int | None = None,
+                              person_name: str | None = None) -> dict[str, Any]:
+        """One action: the officer confirms (optionally adjusting within the configured range); numbered here."""
+        hcfg = self.ctx.hcfg
+        async with self.ctx.writer.tx() as tx:
+            s = tx.session
+            p, h = await get_penalty(s, penalty_id)
+            if p.status != PenaltyStatus.PROPOSED:
+                raise TransitionError(f"penalty is {p.status}")
+            target, kind = target or p.target, kind or p.kind
+            rule = next((r for r in hcfg.rules_for(target) if r.kind == kind), None)
+            if rule is None:
+                raise BadRequest(f"no penalty rule for {target}/{kind}")
+            amount = (amount_yuan if amount_yuan is not None else
+                      (p.amount_yuan if (p.target, p.kind) == (target, kind) else rule.proposed_yuan))
+            if kind == "warning":
+                amount = 0
+            elif not rule.min_yuan <= amount <= rule.max_yuan:
+                raise BadRequest(f"amount must be {rule.min_yuan}–{rule.max_yuan} yuan for {target}/{kind}")
+            if target == "individual" and not (person_name or p.person_name):
+                raise BadRequest("a penalty on an individual needs the person's name")
+            now = self.ctx.clock()
+            if (target, kind) != (p.target, p.kind):
+                keys = list(dict.fromkeys(rule.clauses))
+                p.clauses = [clause_snapshot(c) for k in keys if (c := hcfg.clause(k))]
+            p.target, p.kind, p.amount_yuan = target, kind, amount
+            p.person_name = person_name or p.person_name
+            p.year = now.year
+            p.seq, p.number = await self.ctx.next_number(s, PenaltyDecision, hcfg.penalty_number_format, now.year)
+            p.status, p.confirmed_at, p.confirmed_by = PenaltyStatus.CONFIRMED, now, actor.username
+            self.ctx.record(tx, h, PENALTY_CONFIRMED, actor, now,
+                            {"penalty_id": p.id, "number": p.number, "target": target, "kind": kind,
+                             "amount_yuan": amount, "person_name": p.person_name})
+            self.ctx.emit(tx, h)
+            return penalty_view(p)
+
+    async def approve_penalty(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
+        async with self.ctx.writer.tx() as tx:
+            p, h = await get_penalty(tx.session, penalty_id)
+            if p.status != PenaltyStatus.CONFIRMED:
+                raise TransitionError(f"penalty is {p.status}; an officer confirms it first")
+            if p.confirmed_by == actor.username:
+                raise Forbidden("the supervisor approving must not be the officer who confirmed")
+            now = self.ctx.clock()
+            p.status, p.approved_at, p.approved_by = PenaltyStatus.APPROVED, now, actor.username
+            self.ctx.record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number})
+            self.ctx.emit(tx, h)
+            return penalty_view(p)
+
+    async def close_penalty(self, penalty_id: int, actor: Actor, note: str = "") -> dict[str, Any]:
+        """Payment (fine) or delivery (warning) recorded; the hazard's case closes."""
+        async with self.ctx.writer.tx() as tx:
+            p, h = await get_penalty(tx.session, penalty_id)
+            if p.status != PenaltyStatus.APPROVED:
+                raise TransitionError(f"penalty is {p.status}; it must be approved first")
+            now = self.ctx.clock()
+            closure = "paid" if p.kind == "fine" else "warned"
+            p.status, p.closed_at, p.closed_by = PenaltyStatus.CLOSED, now, actor.username
+            p.closure, p.closure_note = closure, note
+            self.ctx.record(tx, h, PENALTY_CLOSED, actor, now,
+                            {"penalty_id": p.id, "closure": closure, "amount_yuan": p.amount_yuan, "note": note})
+            rectified = await tx.session.scalar(select(func.count(Recheck.id)).where(
+                Recheck.hazard_id == h.id, Recheck.rectified.is_(True)))
+            h.status, h.closed_at, h.closed_by = HazardStatus.CLOSED, now, actor.username
+            h.outcome = "rectified_after_penalty" if rectified else "penalized"
+            self.ctx.record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": h.outcome, "penalty_id": p.id})
+            self.ctx.emit(tx, h)
+            return penalty_view(p)

@@ -369,10 +369,13 @@ async def _kpis(request: web.Request) -> Answer:
     """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full)."""
     units = {u.id: u.name for u in request.app[INCIDENTS].core.units.values()}
     period = _period(request)
+    clock = request.app[CLOCK]
+    if period.start > clock():
+        raise BadRequest(f"the period {period.label} has not started yet: nothing in it can be scored")
     heavy = request.app[HEAVY]
     return await request.app[KPI_INDEX].kpis(period.start, period.end, period.label,
                                              hazards_config(request.app[CONFIG]), units,
-                                             admit=lambda: heavy.slot("KPI"))
+                                             admit=lambda: heavy.slot("KPI"), clock=clock)
 
 
 @routes.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",

@@ -2,7 +2,8 @@
 until the next one.
 
 At the deadline: a camera recheck if the hazard is camera-visible and a camera callable is wired (rectified →
-closed, not → penalty); without a camera result: no proof → penalty, proof → recheck_due (an officer rechecks).
+closed, not → penalty); without a camera result: recheck_due — an officer rechecks (到期复查), with or without the
+unit's proof. No penalty is ever proposed without a failed recheck at or after the deadline.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class HazardDeadlines:
         return due, min(later) if later else None
 
     async def process_deadline(self, hazard_id: int) -> dict[str, Any] | None:
-        """At the deadline: camera recheck if possible; else no proof → penalty, proof → officer recheck."""
+        """At the deadline: camera recheck if possible; else an officer's recheck is due (no penalty without one)."""
         ctx = self.ctx
         async with ctx.writer.db.session() as s:
             h0 = await get_hazard(s, hazard_id)
@@ -81,11 +82,9 @@ class HazardDeadlines:
                 rectified, jpeg = result
                 photos = [Upload("camera-recheck.jpg", "image/jpeg", jpeg)] if jpeg else []
                 return await self.cases.apply_recheck(tx, h, "camera", rectified, "自动视频复查", CAMERA, photos)
-            if h.status == HazardStatus.NOTICE_ISSUED:
-                await self.penalties.overdue(tx, h, SYSTEM, now, "deadline passed without rectification proof")
-            else:
-                h.status = HazardStatus.RECHECK_DUE
-                ctx.record(tx, h, RECHECK_DUE, SYSTEM, now, {"deadline": iso(h.deadline)})
+            h.status = HazardStatus.RECHECK_DUE
+            ctx.record(tx, h, RECHECK_DUE, SYSTEM, now,
+                       {"deadline": iso(h.deadline), "proof": h0.status == HazardStatus.PROOF_SUBMITTED})
             return ctx.emit(tx, h)
 
 

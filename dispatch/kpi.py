@@ -109,7 +109,7 @@ def parse_period(period: str | None = None, start: str | None = None, end: str |
 # ---------------------------------------------------------------- computing
 
 def compute(entries: Sequence[Entry], start: datetime, end: datetime, cfg: HazardsConfig,
-            units: dict[str, str] | None = None) -> dict[str, Any]:
+            units: dict[str, str] | None = None, now: datetime | None = None) -> dict[str, Any]:
     """All KPIs of a period from record entries (in id order). `units`: unit id → name (for labels).
 
     The same fold the server keeps current (dispatch.kpi_index), applied to the given entries at once.
@@ -117,7 +117,7 @@ def compute(entries: Sequence[Entry], start: datetime, end: datetime, cfg: Hazar
     facts = KpiFacts()
     for e in entries:
         facts.add_entry(e)
-    return facts.evaluate(start, end, cfg, units)
+    return facts.evaluate(start, end, cfg, units, now)
 
 
 CSV_COLUMNS = {

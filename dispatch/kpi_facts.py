@@ -29,6 +29,7 @@ from dispatch import records as rec
 from dispatch.hazards import CHINA_TZ
 from dispatch.kpi_columns import OUTCOMES, IncidentColumns, Selection, micros, trend_points
 
+KPI_DEFINITIONS_VERSION = "2"  # docs/kpi.md: bump with any change of a definition
 FAULT_ACTIONS = frozenset({"device.offline", "device.fault", "camera.offline", "camera.fault"})
 SYSTEM_ACTORS = frozenset({"system", "camera"})
 INCIDENT_ACTIONS = frozenset({rec.ALARM_RECEIVED, rec.INCIDENT_CREATED, rec.ACKNOWLEDGED, rec.DISPATCH_CREATED,
@@ -36,7 +37,8 @@ INCIDENT_ACTIONS = frozenset({rec.ALARM_RECEIVED, rec.INCIDENT_CREATED, rec.ACKN
 OFFICER_ACTIONS = frozenset({hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.PENALTY_CONFIRMED})
 ACT_ACTIONS = OFFICER_ACTIONS | {hz.INSPECTION}
 # entries whose `data` the fold reads beyond `unit_id` (a reader may skip loading the others' data)
-DATA_ACTIONS = frozenset({rec.INCIDENT_CREATED, rec.CLOSED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.HAZARD_CREATED})
+DATA_ACTIONS = frozenset({rec.INCIDENT_CREATED, rec.CLOSED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.HAZARD_CREATED,
+                          hz.HAZARD_CLOSED})
 HAZARD_WINDOW = timedelta(days=366)  # hazards with entries this close to the period take part
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -110,14 +112,19 @@ class NoticeFacts:
     deadline: datetime
     proofs: list[datetime] = field(default_factory=list)
     rechecks: list[tuple[datetime, bool, str]] = field(default_factory=list)  # at, rectified, actor
+    overdue: bool = False  # a `hazard.overdue` entry: the case went to a penalty
 
     def rectified_on_time(self) -> bool:
-        passing = [at for at, ok, _ in self.rechecks if ok]
-        if not passing:
+        """docs/kpi.md `rectified_on_time`: never once the case went to a penalty (even if rectified later);
+        else a passing recheck dated ≤ deadline, or proof dated ≤ deadline and the first recheck after the
+        deadline passes."""
+        if self.overdue:
             return False
-        if min(passing) <= self.deadline:
+        rechecks = sorted(self.rechecks)
+        if any(ok and at <= self.deadline for at, ok, _ in rechecks):
             return True
-        return any(p <= self.deadline for p in self.proofs)
+        after = [ok for at, ok, _ in rechecks if at > self.deadline]
+        return bool(after) and after[0] and any(p <= self.deadline for p in self.proofs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +193,7 @@ class KpiFacts:
         self.hazard_span: dict[int, list[datetime]] = {}  # hazard id → [first entry at, last entry at]
         self.detections: list[tuple[int | None, str, datetime]] = []  # hazards created by detectors
         self.acts: list[Act] = []
+        self.withdrawn: set[int] = set()  # hazards closed as withdrawn (no hazard after all): not counted as found
         self._act_times = _Times()  # the acts' times, same order: a period's acts by bisection
         self._deadlines: list[tuple[int, int]] | None = []  # (deadline µs, hazard id) sorted; None: rebuild
         self.faults: defaultdict[str, _Times] = defaultdict(_Times)
@@ -259,6 +267,10 @@ class KpiFacts:
             self.notices[hazard_id].proofs.append(at)
         elif action == hz.RECHECKED and hazard_id in self.notices:
             self.notices[hazard_id].rechecks.append((at, bool(data.get("rectified")), actor))
+        elif action == hz.OVERDUE and hazard_id in self.notices:
+            self.notices[hazard_id].overdue = True
+        elif action == hz.HAZARD_CLOSED and data.get("outcome") == "withdrawn":
+            self.withdrawn.add(hazard_id)
 
     # ------------------------------------------------------------ evaluating
 
@@ -270,8 +282,14 @@ class KpiFacts:
         self._dirty.clear()
 
     def evaluate(self, start: datetime, end: datetime, cfg: HazardsConfig,
-                 units: dict[str, str] | None = None) -> dict[str, Any]:
-        """All KPIs of the period [start, end). `units`: unit id → name (for labels)."""
+                 units: dict[str, str] | None = None, now: datetime | None = None) -> dict[str, Any]:
+        """All KPIs of the period [start, end) as of `now` (default: the real clock). `units`: unit id → name.
+
+        A period that has not started (start > now) is refused (ValueError): nothing of it can be scored. Notices
+        whose deadline is after `now` are not yet due and are left out of every notice KPI."""
+        now = now or datetime.now(UTC)
+        if start > now:
+            raise ValueError("the period has not started yet; it cannot be evaluated")
         t = cfg.targets
         units = units or {}
         win_start, win_end = start - HAZARD_WINDOW, end + HAZARD_WINDOW
@@ -285,12 +303,14 @@ class KpiFacts:
         cols = self.columns
         sel = cols.select(start, end)
         start_us, end_us = micros(start), micros(end)
-        dated = [self.acts[i] for i in self._act_times.indices(start_us, end_us)]
+        dated = [a for i in self._act_times.indices(start_us, end_us)
+                 if not ((a := self.acts[i]).action == hz.HAZARD_CREATED and a.hazard_id in self.withdrawn)]
         if self._deadlines is None:
             self._deadlines = sorted((micros(n.deadline), hid) for hid, n in self.notices.items())
         lo = bisect_left(self._deadlines, (start_us, -1))
         hi = bisect_left(self._deadlines, (end_us, -1))
-        notices = [self.notices[hid] for _, hid in self._deadlines[lo:hi] if in_window(hid)]
+        due_us = micros(now)
+        notices = [self.notices[hid] for dl, hid in self._deadlines[lo:hi] if dl <= due_us and in_window(hid)]
         hazard_block = _HazardBlocks(dated, notices, t)
 
         acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
@@ -358,6 +378,7 @@ class KpiFacts:
                 c = str(a.category)
                 by_category[c] = by_category.get(c, 0) + 1
         return {
+            "definitions": KPI_DEFINITIONS_VERSION,
             "from": start.isoformat(), "to": end.isoformat(),
             "targets": t.model_dump(), "headline": headline, "station": station,
             "officers": officer_rows, "units": unit_rows, "hazards_by_category": by_category,

@@ -1,6 +1,7 @@
 """Penalty decisions (行政处罚决定书) on hazards not rectified after their deadline.
 
-    overdue (deadline, failed recheck, or an officer's proposal) → proposed (system, from the configured rules)
+    overdue (a failed recheck at or after the deadline — 到期复查; never the deadline alone)
+    → proposed (system, from the configured rules)
     → confirmed (an officer; numbered here) → approved (a supervisor who is not that officer)
     → closed (paid / warned; the hazard's case closes with it).
 
@@ -82,6 +83,10 @@ class Penalties:
             now = self.ctx.clock()
             if h.status not in IN_RECTIFICATION - {HazardStatus.PENALTY} or h.deadline is None or now < h.deadline:
                 raise TransitionError("a penalty is proposed only for a hazard past its deadline")
+            failed = await tx.session.scalar(select(func.count(Recheck.id)).where(
+                Recheck.hazard_id == h.id, Recheck.rectified.is_(False), Recheck.at >= h.deadline))
+            if not failed:
+                raise TransitionError("no penalty without a failed recheck at the deadline (到期复查): recheck first")
             await self.overdue(tx, h, actor, now, "officer: not rectified after the deadline")
             return self.ctx.emit(tx, h)
 

@@ -55,10 +55,13 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
     await expect(officer.locator("#d-notice-number")).to_contain_text("消限字")
     await shot(officer, "hazard-notice")
 
-    # the deadline passes (no proof, no camera result): the deadline handler proposes the penalty
+    # the deadline passes (no proof, no camera result): a recheck is due (到期复查); it fails → penalty proposed
     clock.offset = timedelta(days=2)
     await app.app[HAZARD_DEADLINES].process_deadline(hz["id"])
-    await expect(officer.locator("#d-status")).to_have_text("处罚中")  # pushed over the WebSocket
+    await expect(officer.locator("#d-status")).to_have_text("待复查")  # pushed over the WebSocket
+    await officer.fill("#r-note", "安全出口仍被堵塞")
+    await officer.click("#r-fail")
+    await expect(officer.locator("#d-status")).to_have_text("处罚中")
     await officer.fill("#pen-amount", "8000")
     await officer.click("#pen-confirm")
     await expect(officer.locator(".card.penalty")).to_have_attribute("data-status", "confirmed")

@@ -73,8 +73,14 @@ async def test_detection_to_penalty(db_url: str) -> None:
             async with school.http.get(running.url + notice["pdf"]) as resp:
                 assert resp.status == 200 and resp.content_type == "application/pdf"
                 assert (await resp.read()).startswith(b"%PDF")
-            # no proof by the deadline: the scheduler finds no camera result and proposes a penalty
-            h = await wait_status(officer, hid, "penalty")
+            # no proof by the deadline, no camera result: a recheck is due (到期复查), no penalty without it
+            h = await wait_status(officer, hid, "recheck_due")
+            assert hz.OVERDUE not in [e["action"] for e in h["timeline"]] and h["penalties"] == []
+            status, body = await officer.request("POST", f"/api/hazards/{hid}/penalty")
+            assert status == 409 and "recheck" in body["error"], body
+            h = await officer.post(f"/api/hazards/{hid}/recheck", {"rectified": False, "note": "通道仍被堵塞"})
+            assert h["status"] == "penalty"
+            h = await officer.get(f"/api/hazards/{hid}")
             actions = [e["action"] for e in h["timeline"]]
             assert hz.OVERDUE in actions and hz.PENALTY_PROPOSED in actions
             pen = h["penalties"][0]
@@ -95,8 +101,9 @@ async def test_detection_to_penalty(db_url: str) -> None:
             h = await officer.get(f"/api/hazards/{hid}")
             assert (h["status"], h["outcome"]) == ("closed", "penalized")
             actions = [e["action"] for e in h["timeline"]]
-            assert actions == [hz.HAZARD_CREATED, hz.EVIDENCE_ADDED, hz.NOTICE_ISSUED, hz.OVERDUE, hz.PENALTY_PROPOSED,
-                               hz.PENALTY_CONFIRMED, hz.PENALTY_APPROVED, hz.PENALTY_CLOSED, hz.HAZARD_CLOSED]
+            assert actions == [hz.HAZARD_CREATED, hz.EVIDENCE_ADDED, hz.NOTICE_ISSUED, hz.RECHECK_DUE, hz.RECHECKED,
+                               hz.OVERDUE, hz.PENALTY_PROPOSED, hz.PENALTY_CONFIRMED, hz.PENALTY_APPROVED,
+                               hz.PENALTY_CLOSED, hz.HAZARD_CLOSED]
             assert [e["actor"] for e in h["timeline"]][-4:] == ["officer", "admin", "officer", "officer"]
             assert h["timeline"][1]["data"]["files"][0]["sha256"] == h["evidence"][0]["sha256"]
             assert await chain_ok(running.app) >= len(actions)

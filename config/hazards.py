@@ -16,16 +16,45 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ClausePenalty(_Model):
+    """A penalty a clause allows: who, which kind, and the amount range of a fine."""
+
+    target: Literal["unit", "individual"] = Field(..., title="Target", description="单位 or 个人.")
+    kind: Literal["fine", "warning"] = Field(..., title="Kind", description="罚款 (fine) or 警告 (warning).")
+    min_yuan: int = Field(0, ge=0, title="Minimum", description="Lowest fine in yuan (0 for a warning).")
+    max_yuan: int = Field(0, ge=0, title="Maximum", description="Highest fine in yuan (0 for a warning).")
+
+    @model_validator(mode="after")
+    def _range(self) -> ClausePenalty:
+        if self.kind == "warning" and (self.min_yuan or self.max_yuan):
+            raise ValueError("a warning carries no amount")
+        if self.kind == "fine" and not 0 < self.max_yuan >= self.min_yuan:
+            raise ValueError("a fine needs 0 <= min_yuan <= max_yuan and max_yuan > 0")
+        return self
+
+
 class LawClause(_Model):
+    """One entry of the clause database: a citable provision down to its item, what it covers and allows."""
+
     key: str = Field(..., pattern=r"^[a-z0-9_.\-]{1,40}$", title="Key",
                      description="Stable id used by categories and penalty rules, e.g. fire_law_28.")
     law: str = Field(..., min_length=1, title="Law", description="Law title, e.g. 《中华人民共和国消防法》.")
     article: str = Field(..., min_length=1, title="Article", description="Article, e.g. 第二十八条.")
-    item: str = Field("", title="Item", description="Paragraph/item within the article, e.g. 第一款第（四）项.")
+    paragraph: str = Field("", title="Paragraph", description="Paragraph (款), e.g. 第一款.")
+    item: str = Field("", title="Item", description="Item (项) within the paragraph, e.g. 第（三）项.")
     text: str = Field(..., min_length=1, title="Text", description="The clause text quoted in documents.")
+    covers: list[str] = Field(default_factory=list, title="Violations covered",
+                              description="Hazard category keys this clause applies to (a penalty clause cited for "
+                                          "another category is refused).")
+    penalties: list[ClausePenalty] = Field(default_factory=list, title="Penalties allowed",
+                                           description="Penalty kinds and amount ranges this clause allows "
+                                                       "(empty: not a penalty clause).")
 
     def citation(self) -> str:
-        return f"{self.law}{self.article}{self.item}"
+        return f"{self.law}{self.article}{self.paragraph}{self.item}"
+
+    def allows(self, target: str, kind: str) -> ClausePenalty | None:
+        return next((p for p in self.penalties if (p.target, p.kind) == (target, kind)), None)
 
 
 class HazardCategory(_Model):
@@ -87,7 +116,7 @@ class ScoreRule(_Model):
 def _default_clauses() -> list[LawClause]:
     law = "《中华人民共和国消防法》"
     return [
-        LawClause(key="fire_law_16", law=law, article="第十六条", item="第一款",
+        LawClause(key="fire_law_16", law=law, article="第十六条", paragraph="第一款",
                   text="机关、团体、企业、事业等单位应当履行下列消防安全职责：（一）落实消防安全责任制，制定本单位的"
                        "消防安全制度、消防安全操作规程，制定灭火和应急疏散预案；（二）按照国家标准、行业标准配置消防"
                        "设施、器材，设置消防安全标志，并定期组织检验、维修，确保完好有效；……（四）保障疏散通道、安全"
@@ -99,44 +128,65 @@ def _default_clauses() -> list[LawClause]:
                   text="任何单位、个人不得损坏、挪用或者擅自拆除、停用消防设施、器材，不得埋压、圈占、遮挡消火栓或者"
                        "占用防火间距，不得占用、堵塞、封闭疏散通道、安全出口、消防车通道。人员密集场所的门窗不得设置"
                        "影响逃生和灭火救援的障碍物。"),
-        LawClause(key="fire_law_60_1", law=law, article="第六十条", item="第一款",
-                  text="单位违反本法规定，有下列行为之一的，责令改正，处五千元以上五万元以下罚款：（一）消防设施、器材"
-                       "或者消防安全标志的配置、设置不符合国家标准、行业标准，或者未保持完好有效的；（二）损坏、挪用"
-                       "或者擅自拆除、停用消防设施、器材的；（三）占用、堵塞、封闭疏散通道、安全出口或者有其他妨碍安全"
-                       "疏散行为的；（四）埋压、圈占、遮挡消火栓或者占用防火间距的；（五）占用、堵塞、封闭消防车通道，"
-                       "妨碍消防车通行的；（六）人员密集场所在门窗上设置影响逃生和灭火救援的障碍物的；（七）对火灾隐患"
-                       "经消防救援机构通知后不及时采取措施消除的。"),
-        LawClause(key="fire_law_60_2", law=law, article="第六十条", item="第二款",
-                  text="个人有前款第二项、第三项、第四项、第五项行为之一的，处警告或者五百元以下罚款。"),
-        LawClause(key="fire_law_60_3", law=law, article="第六十条", item="第三款",
+        *_article_60(law),
+    ]
+
+
+_EXITS = ["blocked_exit", "locked_exit", "corridor_storage"]
+_EQUIPMENT = ["missing_extinguisher", "fire_door_open"]
+_ALL = ["blocked_exit", "locked_exit", "fire_door_open", "corridor_storage", "missing_extinguisher", "illegal_wiring",
+        "other"]
+_UNIT_FINE = [ClausePenalty(target="unit", kind="fine", min_yuan=5000, max_yuan=50000)]
+_A60_1 = "单位违反本法规定，有下列行为之一的，责令改正，处五千元以上五万元以下罚款："
+
+
+def _article_60(law: str) -> list[LawClause]:
+    """Fire Law art. 60, item by item: ¶1 (units) items 1, 2, 3, 7; ¶2 (individuals: items 2–5); ¶3."""
+    items = [("1", "第（一）项",
+              "（一）消防设施、器材或者消防安全标志的配置、设置不符合国家标准、行业标准，或者未保持完好有效的",
+              _EQUIPMENT),
+             ("2", "第（二）项", "（二）损坏、挪用或者擅自拆除、停用消防设施、器材的", ["fire_door_open"]),
+             ("3", "第（三）项", "（三）占用、堵塞、封闭疏散通道、安全出口或者有其他妨碍安全疏散行为的", _EXITS),
+             ("7", "第（七）项", "（七）对火灾隐患经消防救援机构通知后不及时采取措施消除的", _ALL)]
+    out = [LawClause(key=f"fire_law_60_1_{n}", law=law, article="第六十条", paragraph="第一款", item=item,
+                     text=_A60_1 + text + "。", covers=covers, penalties=_UNIT_FINE)
+           for n, item, text, covers in items]
+    out += [
+        LawClause(key="fire_law_60_2", law=law, article="第六十条", paragraph="第二款",
+                  text="个人有前款第二项、第三项、第四项、第五项行为之一的，处警告或者五百元以下罚款。",
+                  covers=[*_EXITS, "fire_door_open"],
+                  penalties=[ClausePenalty(target="individual", kind="warning"),
+                             ClausePenalty(target="individual", kind="fine", min_yuan=1, max_yuan=500)]),
+        LawClause(key="fire_law_60_3", law=law, article="第六十条", paragraph="第三款",
                   text="有本条第一款第三项、第四项、第五项、第六项行为，经责令改正拒不改正的，强制执行，所需费用由违法"
                        "行为人承担。"),
     ]
+    return out
 
 
 def _default_categories() -> list[HazardCategory]:
     return [
         HazardCategory(key="blocked_exit", name="占用、堵塞、封闭疏散通道或安全出口", severity="major",
                        camera_visible=True, clauses=["fire_law_28", "fire_law_16"],
-                       penalty_clauses=["fire_law_60_1"],
+                       penalty_clauses=["fire_law_60_1_3", "fire_law_60_2"],
                        requirement="立即清除堵塞疏散通道、安全出口的物品，保持疏散通道、安全出口畅通。",
                        default_days=1),
         HazardCategory(key="locked_exit", name="安全出口上锁", severity="major", camera_visible=True,
-                       clauses=["fire_law_28", "fire_law_16"], penalty_clauses=["fire_law_60_1"],
+                       clauses=["fire_law_28", "fire_law_16"], penalty_clauses=["fire_law_60_1_3", "fire_law_60_2"],
                        requirement="立即打开被锁闭的安全出口，营业期间保持安全出口畅通。", default_days=1),
         HazardCategory(key="fire_door_open", name="常闭式防火门处于开启状态", camera_visible=True,
-                       clauses=["fire_law_16", "fire_law_28"], penalty_clauses=["fire_law_60_1"],
+                       clauses=["fire_law_16", "fire_law_28"], penalty_clauses=["fire_law_60_1_1", "fire_law_60_2"],
                        requirement="将常闭式防火门恢复关闭状态，并保持闭门器完好有效。", default_days=1),
         HazardCategory(key="corridor_storage", name="疏散走道堆放杂物", camera_visible=True,
-                       clauses=["fire_law_28"], penalty_clauses=["fire_law_60_1"],
+                       clauses=["fire_law_28"], penalty_clauses=["fire_law_60_1_3", "fire_law_60_2"],
                        requirement="清理疏散走道内堆放的杂物。", default_days=1),
         HazardCategory(key="missing_extinguisher", name="灭火器缺失或失效",
-                       clauses=["fire_law_16"], penalty_clauses=["fire_law_60_1"],
+                       clauses=["fire_law_16"], penalty_clauses=["fire_law_60_1_1"],
                        requirement="按照国家标准配置灭火器，并确保完好有效。", default_days=3),
         HazardCategory(key="illegal_wiring", name="电气线路私拉乱接",
-                       clauses=["fire_law_27"], penalty_clauses=["fire_law_60_1"],
+                       clauses=["fire_law_27"], penalty_clauses=["fire_law_60_1_7"],
                        requirement="拆除私拉乱接的电气线路，由具备资质的电工按照规范敷设。", default_days=5),
-        HazardCategory(key="other", name="其他火灾隐患", clauses=["fire_law_16"], penalty_clauses=["fire_law_60_1"],
+        HazardCategory(key="other", name="其他火灾隐患", clauses=["fire_law_16"], penalty_clauses=["fire_law_60_1_7"],
                        requirement="按照消防技术标准和管理规定消除火灾隐患。", default_days=3),
     ]
 
@@ -144,7 +194,7 @@ def _default_categories() -> list[HazardCategory]:
 def _default_penalty_rules() -> list[PenaltyRule]:
     return [
         PenaltyRule(target="unit", kind="fine", min_yuan=5000, max_yuan=50000, proposed_yuan=5000,
-                    clauses=["fire_law_60_1"]),
+                    clauses=["fire_law_60_1_7"]),
         PenaltyRule(target="individual", kind="warning", clauses=["fire_law_60_2"]),
         PenaltyRule(target="individual", kind="fine", min_yuan=1, max_yuan=500, proposed_yuan=200,
                     clauses=["fire_law_60_2"]),
@@ -199,6 +249,10 @@ class HazardsConfig(_Model):
             bad = [k for k in (*c.clauses, *c.penalty_clauses) if k not in known]
             if bad:
                 raise ValueError(f"category {c.key!r} names unknown law clauses {bad}")
+            clause = {k.key: k for k in self.law_clauses}
+            stray = [k for k in c.penalty_clauses if c.key not in clause[k].covers or not clause[k].penalties]
+            if stray:
+                raise ValueError(f"category {c.key!r}: penalty clauses {stray} do not cover it or allow no penalty")
         for r in self.penalty_rules:
             bad = [k for k in r.clauses if k not in known]
             if bad:

@@ -136,10 +136,15 @@ class NoteBody(_Body):
 
 
 class ConfirmBody(_Body):
-    target: Literal["unit", "individual"] | None = None
-    kind: Literal["fine", "warning"] | None = None
-    amount_yuan: int | None = Field(None, ge=0, le=10_000_000)
-    person_name: str | None = Field(None, max_length=100)
+    target: Literal["unit", "individual"] | None = Field(None, description="单位 or 个人 (default: as proposed).")
+    kind: Literal["fine", "warning"] | None = Field(None, description="罚款 or 警告 (default: as proposed).")
+    amount_yuan: int | None = Field(None, ge=0, le=10_000_000,
+                                    description="A fine's amount: within the cited clause's range.")
+    person_name: str | None = Field(None, max_length=100, description="The penalised individual's name.")
+    person_id: str | None = Field(None, pattern=r"^([0-9]{17}[0-9Xx])?$",
+                                  description="The individual's resident identity card number (18 characters).")
+    clauses: list[str] | None = Field(None, max_length=5, description="Penalty clause keys from /api/hazards/config "
+                                      "(default: the category's clause that allows this penalty).")
 
 
 class InspectionBody(_Body):
@@ -282,7 +287,8 @@ async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
 async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
     return await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
                                                     kind=body.kind, amount_yuan=body.amount_yuan,
-                                                    person_name=body.person_name)
+                                                    person_name=body.person_name, person_id=body.person_id,
+                                                    clauses=body.clauses)
 
 
 @routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")

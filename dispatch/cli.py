@@ -103,24 +103,30 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from dispatch.db import Database
+    from dispatch.document_content import verify_documents
     from dispatch.models import RecordEntry
     from dispatch.records import verify
 
-    async def go() -> tuple[int, str | None]:
+    async def go() -> tuple[int, int, str | None]:
         db = Database(cfg.database.url)
         try:
             async with db.session() as s:
                 rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
-            broken = verify(rows)
-            return len(rows), None if broken is None else f"entry {broken.entry_id}: {broken.reason}"
+                broken = verify(rows)
+                if broken is not None:
+                    return len(rows), 0, f"record chain BROKEN at entry {broken.entry_id}: {broken.reason}"
+                # the rows documents are printed from, against the content hashes their record entries carry
+                docs, altered = await verify_documents(s)
+            problem = None if altered is None else f"document BROKEN at entry {altered.entry_id}: {altered.reason}"
+            return len(rows), docs, problem
         finally:
             await db.dispose()
 
-    count, problem = asyncio.run(go())
+    count, docs, problem = asyncio.run(go())
     if problem:
-        print(f"record chain BROKEN at {problem}")
+        print(problem)
         return 1
-    print(f"record chain intact: {count} entries")
+    print(f"record chain intact: {count} entries; {docs} documents match their recorded content")
     return 0
 
 
@@ -145,4 +151,5 @@ def add_commands(sub: Any) -> None:
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(handler=cmd_db_upgrade)
     audit = sub.add_parser("audit", help="record integrity").add_subparsers(dest="audit_command", required=True)
-    audit.add_parser("verify", help="verify the hash chain of the record").set_defaults(handler=cmd_audit_verify)
+    audit.add_parser("verify", help="verify the hash chain of the record and the documents' source rows") \
+        .set_defaults(handler=cmd_audit_verify)

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from dispatch.hazards import CHINA_TZ
+from dispatch.hazards import CHINA_TZ, deadline_wording
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DIGITS = "零壹贰叁肆伍陆柒捌玖"
@@ -87,16 +87,18 @@ def notice_html(doc: dict[str, Any], evidence: list[dict[str, Any]] | None = Non
     return _env().get_template("notice.html.j2").render(
         css=_css(), notice=n, hazard=h, unit=doc["unit"], authority=doc["authority"],
         category_name=h["category_name"], found_date=cn_date(datetime.fromisoformat(h["found_at"])),
-        deadline=cn_datetime(n.deadline), issued_date=cn_date(n.issued_at), issued_time=cn_datetime(n.issued_at),
+        deadline=deadline_wording(n.deadline), issued_date=cn_date(n.issued_at), issued_time=cn_datetime(n.issued_at),
         evidence=evidence or [])
 
 
 def penalty_html(doc: dict[str, Any]) -> str:
+    """行政处罚决定书. Sealed and dated only once approved; before that a draft watermarked 草稿, without a seal."""
     p = doc["penalty"]
     return _env().get_template("penalty.html.j2").render(
         css=_css(), penalty=p, hazard=doc["hazard"], unit=doc["unit"], notice=doc["notice"],
         authority=doc["authority"], amount_cn=yuan_upper(p.amount_yuan) if p.kind == "fine" else "",
-        decided_date=cn_date(p.approved_at or p.confirmed_at), confirmed_time=cn_datetime(p.confirmed_at),
+        approved=p.approved_at is not None, evidence=doc.get("evidence", []),
+        decided_date=cn_date(p.approved_at), confirmed_time=cn_datetime(p.confirmed_at),
         approved_time=cn_datetime(p.approved_at))
 
 

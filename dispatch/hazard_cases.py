@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from dispatch.actor import Actor
+from dispatch.document_content import content_hash, notice_fields
 from dispatch.errors import BadRequest
 from dispatch.hazard_context import HazardContext
 from dispatch.hazard_models import Hazard, HazardEvidence, Recheck, RectificationNotice
@@ -189,7 +190,7 @@ class HazardCases:
             h.status, h.deadline = HazardStatus.NOTICE_ISSUED, deadline
             ctx.record(tx, h, NOTICE_ISSUED, actor, now,
                        {"notice_id": n.id, "number": n.number, "deadline": iso(deadline),
-                        "clauses": [c["key"] for c in cited]})
+                        "clauses": [c["key"] for c in cited], "content_hash": content_hash(notice_fields(n))})
             view = ctx.emit(tx, h)
             view["notice"] = notice_view(n)
             return view

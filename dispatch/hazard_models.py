@@ -96,6 +96,7 @@ class PenaltyDecision(Base):
     status: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(16))  # unit | individual
     person_name: Mapped[str] = mapped_column(String(100), default="")
+    person_id: Mapped[str] = mapped_column(String(32), default="", server_default="")  # 身份证号 of an individual
     kind: Mapped[str] = mapped_column(String(16))  # fine | warning
     amount_yuan: Mapped[int] = mapped_column(default=0)
     facts: Mapped[str] = mapped_column(Text, default="")

@@ -77,7 +77,8 @@ def recheck_view(r: Recheck) -> dict[str, Any]:
 
 def penalty_view(p: PenaltyDecision) -> dict[str, Any]:
     return {"id": p.id, "hazard_id": p.hazard_id, "status": p.status, "target": p.target,
-            "person_name": p.person_name, "kind": p.kind, "amount_yuan": p.amount_yuan, "facts": p.facts,
+            "person_name": p.person_name, "person_id": p.person_id, "kind": p.kind, "amount_yuan": p.amount_yuan,
+            "facts": p.facts,
             "clauses": p.clauses, "number": p.number, "proposed_at": iso(p.proposed_at),
             "proposed_by": p.proposed_by, "confirmed_at": iso(p.confirmed_at), "confirmed_by": p.confirmed_by,
             "approved_at": iso(p.approved_at), "approved_by": p.approved_by, "closed_at": iso(p.closed_at),

@@ -39,6 +39,22 @@ from ingest.integrity import IntegrityError, sha256_bytes
 log = logging.getLogger(__name__)
 
 
+EVIDENCE_STAGES = {"before": "现场照片及视频截图", "proof": "单位整改材料照片", "recheck": "复查照片",
+                   "after": "整改后照片"}
+
+
+def evidence_list(notice: RectificationNotice | None, stages: list[str], rechecks: list[Recheck]) -> list[str]:
+    """The evidence a decision lists: only what the case really holds (documents, photos by stage, rechecks)."""
+    out = [f"《责令限期改正通知书》（{notice.number}）"] if notice is not None else []
+    for stage, name in EVIDENCE_STAGES.items():
+        if n := stages.count(stage):
+            out.append(f"{name}{n}张")
+    if rechecks:
+        failed = sum(1 for r in rechecks if not r.rectified)
+        out.append(f"复查记录{len(rechecks)}份（其中未整改{failed}份）" if failed else f"复查记录{len(rechecks)}份")
+    return out
+
+
 class HazardViews:
     def __init__(self, db: Database, cfg: FirelinkConfig, units: Mapping[str, Unit]) -> None:
         self.db = db
@@ -153,11 +169,13 @@ class HazardViews:
             p, h = await get_penalty(s, penalty_id)
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
+            stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
+            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
         check_visible(actor, h.unit_id)
         if p.number is None:
             raise BadRequest("the decision gets its number when an officer confirms it")
         return {"penalty": p, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id), "notice": notice,
-                "authority": self._authority()}
+                "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
 
     async def counts(self) -> dict[str, Any]:
         """Open hazards by category and by severity (dashboard)."""

@@ -22,7 +22,7 @@ This module holds the vocabulary the parts share; each part has its own module:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from config.hazards import HazardsConfig, LawClause
@@ -57,6 +57,12 @@ except Exception:  # pragma: no cover - no tzdata
     from datetime import timezone
 
     CHINA_TZ = timezone(timedelta(hours=8))
+
+
+def deadline_wording(deadline: datetime) -> str:
+    """The one wording of a deadline, on every document: 于2026年11月30日20时19分前改正."""
+    d = deadline.astimezone(CHINA_TZ)
+    return f"于{d.year}年{d.month}月{d.day}日{d.hour}时{d.minute:02d}分前改正"
 
 
 def hazards_config(cfg: FirelinkConfig) -> HazardsConfig:

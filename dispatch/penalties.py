@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dispatch.actor import SYSTEM, Actor
+from dispatch.document_content import content_hash, penalty_fields
 from dispatch.errors import BadRequest, Forbidden
 from dispatch.hazard_context import HazardContext
 from dispatch.hazard_models import Hazard, PenaltyDecision, Recheck, RectificationNotice
@@ -29,7 +30,9 @@ from dispatch.hazards import (
     PENALTY_CONFIRMED,
     PENALTY_PROPOSED,
     clause_snapshot,
+    deadline_wording,
 )
+from dispatch.legal_basis import penalty_basis
 from dispatch.state import IN_RECTIFICATION, HazardStatus, PenaltyStatus, TransitionError
 from dispatch.views import iso
 from dispatch.writer import Tx
@@ -55,14 +58,20 @@ class Penalties:
         rules = hcfg.rules_for(hcfg.default_penalty_target)
         rule = next((r for r in rules if r.kind == "fine"), rules[0])
         cat = hcfg.category(h.category)
-        keys = list(dict.fromkeys([*(cat.penalty_clauses if cat else []), *rule.clauses]))
+        try:
+            keys = [c.key for c in penalty_basis(hcfg, h.category, rule.target, rule.kind, rule.proposed_yuan)]
+        except BadRequest:  # nothing in the clause database fits: the officer picks the basis when confirming
+            keys = []
         notice = await tx.session.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                          .order_by(RectificationNotice.id.desc()).limit(1))
         unit = self.ctx.unit(h.unit_id)
         facts = f"经查，{unit.name}（{unit.address}）存在“{cat.name if cat else h.category}”的火灾隐患"
         if notice is not None:
-            facts += (f"，{self.ctx.cfg.station.name}于{cn_date(notice.issued_at)}以《责令限期改正通知书》"
-                      f"（{notice.number}）责令其于{cn_date(notice.deadline)}前改正，逾期未改正")
+            violated = "、".join(c["citation"] for c in notice.clauses)
+            if violated:
+                facts += f"，违反了{violated}的规定"
+            facts += (f"。{self.ctx.cfg.station.name}于{cn_date(notice.issued_at)}以《责令限期改正通知书》"
+                      f"（{notice.number}）责令其{deadline_wording(notice.deadline)}，到期复查仍未改正")
         facts += "。"
         p = PenaltyDecision(hazard_id=h.id, status=PenaltyStatus.PROPOSED, target=rule.target, person_name="",
                             kind=rule.kind,
@@ -92,8 +101,10 @@ class Penalties:
 
     async def confirm_penalty(self, penalty_id: int, actor: Actor, *, target: str | None = None,
                               kind: str | None = None, amount_yuan: int | None = None,
-                              person_name: str | None = None) -> dict[str, Any]:
-        """One action: the officer confirms (optionally adjusting within the configured range); numbered here."""
+                              person_name: str | None = None, person_id: str | None = None,
+                              clauses: list[str] | None = None) -> dict[str, Any]:
+        """One action: the officer confirms (optionally adjusting target, kind, amount and the cited clauses, all
+        checked against the clause database: dispatch.legal_basis); numbered here."""
         hcfg = self.ctx.hcfg
         async with self.ctx.writer.tx() as tx:
             s = tx.session
@@ -112,18 +123,20 @@ class Penalties:
                 raise BadRequest(f"amount must be {rule.min_yuan}–{rule.max_yuan} yuan for {target}/{kind}")
             if target == "individual" and not (person_name or p.person_name):
                 raise BadRequest("a penalty on an individual needs the person's name")
+            keys = clauses or ([c["key"] for c in p.clauses] if (target, kind) == (p.target, p.kind) else None)
+            cited = penalty_basis(hcfg, h.category, target, kind, amount, keys)
             now = self.ctx.clock()
-            if (target, kind) != (p.target, p.kind):
-                keys = list(dict.fromkeys(rule.clauses))
-                p.clauses = [clause_snapshot(c) for k in keys if (c := hcfg.clause(k))]
+            p.clauses = [clause_snapshot(c) for c in cited]
             p.target, p.kind, p.amount_yuan = target, kind, amount
-            p.person_name = person_name or p.person_name
+            p.person_name = (person_name or p.person_name) if target == "individual" else ""
+            p.person_id = (person_id or p.person_id) if target == "individual" else ""
             p.year = now.year
             p.seq, p.number = await self.ctx.next_number(s, PenaltyDecision, hcfg.penalty_number_format, now.year)
             p.status, p.confirmed_at, p.confirmed_by = PenaltyStatus.CONFIRMED, now, actor.username
             self.ctx.record(tx, h, PENALTY_CONFIRMED, actor, now,
                             {"penalty_id": p.id, "number": p.number, "target": target, "kind": kind,
-                             "amount_yuan": amount, "person_name": p.person_name})
+                             "amount_yuan": amount, "person_name": p.person_name,
+                             "clauses": [c["key"] for c in p.clauses], "content_hash": content_hash(penalty_fields(p))})
             self.ctx.emit(tx, h)
             return penalty_view(p)
 
@@ -136,7 +149,8 @@ class Penalties:
                 raise Forbidden("the supervisor approving must not be the officer who confirmed")
             now = self.ctx.clock()
             p.status, p.approved_at, p.approved_by = PenaltyStatus.APPROVED, now, actor.username
-            self.ctx.record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number})
+            self.ctx.record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number,
+                                                                  "content_hash": content_hash(penalty_fields(p))})
             self.ctx.emit(tx, h)
             return penalty_view(p)
 

@@ -85,7 +85,7 @@ async def test_detection_to_penalty(db_url: str) -> None:
             assert hz.OVERDUE in actions and hz.PENALTY_PROPOSED in actions
             pen = h["penalties"][0]
             assert (pen["status"], pen["target"], pen["kind"], pen["amount_yuan"]) == ("proposed", "unit", "fine", 5000)
-            assert pen["clauses"][0]["key"] == "fire_law_60_1" and pen["number"] is None
+            assert pen["clauses"][0]["key"] == "fire_law_60_1_3" and pen["number"] is None
             # officer confirms with one action (amount outside the law's range is refused)
             status, body = await officer.request("POST", f"/api/penalties/{pen['id']}/confirm", {"amount_yuan": 60000})
             assert status == 400, body

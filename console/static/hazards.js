@@ -12,6 +12,50 @@ async function guard(fn) {
   try { return await fn(); } catch (err) { toast(err.message || t("error.generic")); return null; }
 }
 
+// The penalty form: 单位/个人, 罚款/警告, the person's name and ID number, a clause from the clause database that
+// covers this violation and allows this penalty, and an amount within that clause's range (the server checks all).
+function penaltyForm(d, p) {
+  const target = h("select#pen-target", {}, ...["unit", "individual"].map((v) =>
+    h("option", { value: v, selected: v === p.target }, t("pen.target." + v))));
+  const kind = h("select#pen-kind", {}, ...["fine", "warning"].map((v) =>
+    h("option", { value: v, selected: v === p.kind }, t("pen.kind." + v))));
+  const clause = h("select#pen-clause");
+  const amount = h("input#pen-amount", { type: "number", value: String(p.amount_yuan) });
+  const person = h("input#pen-person", { maxlength: "100", value: p.person_name || "", placeholder: t("pen.person") });
+  const personId = h("input#pen-person-id", { maxlength: "18", value: p.person_id || "", pattern: "[0-9]{17}[0-9Xx]",
+    placeholder: t("pen.person_id") });
+  const range = h("span#pen-range.legend");
+  const who = h("div.row", h("label", t("pen.person")), person, h("label", t("pen.person_id")), personId);
+  const money = h("div.row", h("label", t("hz.penalty.amount")), amount, range);
+  const allowed = (c) => c.covers.includes(d.category) && c.penalties.some((x) => x.target === target.value && x.kind === kind.value);
+  const refresh = () => {
+    const fits = state.cfg.law_clauses.filter(allowed);
+    const cited = p.clauses.map((c) => c.key);
+    clause.replaceChildren(...fits.map((c) => h("option", { value: c.key, selected: cited.includes(c.key) }, c.citation)));
+    const c = fits.find((x) => x.key === clause.value);
+    const r = c && c.penalties.find((x) => x.target === target.value && x.kind === kind.value);
+    amount.min = r ? String(r.min_yuan) : "0";
+    amount.max = r ? String(r.max_yuan) : "";
+    range.textContent = r && kind.value === "fine" ? `${r.min_yuan}–${r.max_yuan}` : (fits.length ? "" : t("pen.no_clause"));
+    who.hidden = target.value !== "individual";
+    money.hidden = kind.value !== "fine";
+  };
+  target.onchange = refresh;
+  kind.onchange = refresh;
+  clause.onchange = refresh;
+  refresh();
+  const confirm = () => guard(async () => {
+    const body = { target: target.value, kind: kind.value, clauses: clause.value ? [clause.value] : null };
+    if (kind.value === "fine") body.amount_yuan = Number(amount.value);
+    if (target.value === "individual") { body.person_name = person.value.trim(); body.person_id = personId.value.trim() || null; }
+    await post(`/api/penalties/${p.id}/confirm`, body); await select(d.id);
+  });
+  return h("div.pen-form",
+    h("div.row", h("label", t("pen.target")), target, h("label", t("pen.kind")), kind),
+    who, h("div.row", h("label", t("pen.clause")), clause), money,
+    h("div.row", h("button#pen-confirm.btn.btn-danger", { type: "button", onclick: confirm }, t("hz.penalty.confirm"))));
+}
+
 async function refreshList() {
   state.list = await get(`/api/hazards?status=${$("filter").value}`);
   paintList();
@@ -104,15 +148,7 @@ function actions(d) {
       p.pdf ? h("a.btn.btn-small", { href: p.pdf, target: "_blank" }, t("hz.penalty.pdf")) : null),
     h("p", p.facts),
     h("p.legend", p.clauses.map((c) => c.citation).join("、"))];
-    if (officer() && p.status === "proposed") {
-      const rule = state.cfg.penalty_rules.find((r) => r.target === p.target && r.kind === p.kind);
-      const amount = h("input#pen-amount", { type: "number", value: String(p.amount_yuan),
-        min: rule ? String(rule.min_yuan) : "0", max: rule ? String(rule.max_yuan) : "" });
-      rows.push(h("div.row", h("label", t("hz.penalty.amount")), amount,
-        h("button#pen-confirm.btn.btn-danger", { type: "button", onclick: () => guard(async () => {
-          await post(`/api/penalties/${p.id}/confirm`, { amount_yuan: Number(amount.value) }); await select(d.id);
-        }) }, t("hz.penalty.confirm"))));
-    }
+    if (officer() && p.status === "proposed") rows.push(penaltyForm(d, p));
     if (state.me.user.role === "admin" && p.status === "confirmed") {
       rows.push(h("div.row", h("button#pen-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
         await post(`/api/penalties/${p.id}/approve`); await select(d.id);

@@ -62,9 +62,17 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
     await officer.fill("#r-note", "安全出口仍被堵塞")
     await officer.click("#r-fail")
     await expect(officer.locator("#d-status")).to_have_text("处罚中")
-    await officer.fill("#pen-amount", "8000")
+    # the form expresses a fine on the responsible person: 个人, name and ID, an amount within ¶2's range
+    await expect(officer.locator("#pen-range")).to_have_text("5000–50000")
+    await officer.select_option("#pen-target", "individual")
+    await expect(officer.locator("#pen-clause")).to_contain_text("第六十条第二款")
+    await expect(officer.locator("#pen-range")).to_have_text("1–500")
+    await officer.fill("#pen-person", "韦某")
+    await officer.fill("#pen-person-id", "450202198805061234")
+    await officer.fill("#pen-amount", "200")
     await officer.click("#pen-confirm")
     await expect(officer.locator(".card.penalty")).to_have_attribute("data-status", "confirmed")
+    await expect(officer.locator(".card.penalty")).to_contain_text("¥200")
 
     admin = await pages.login("admin")
     await admin.goto(pages.base + f"/hazards.html#id={hz['id']}")

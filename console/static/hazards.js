@@ -192,7 +192,10 @@ function paintDetail() {
       h("figcaption", `${t("ev." + e.stage)} · ${fmtTime(e.uploaded_at)} · ${e.sha256.slice(0, 8)}`))))),
     h("div.card", h("h2", t("hz.timeline")), h("ol#d-timeline.tl", d.timeline.map((e) => h("li",
       { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)), t("tl." + e.action), " · ", e.actor,
-      e.data && e.data.number ? ` · ${e.data.number}` : "")))),
+      e.data && e.data.number ? ` · ${e.data.number}` : "",
+      // a recheck shows its result and note to everyone who sees the case, the unit included
+      e.action === "hazard.rechecked" && e.data ? h("span.rc", { dataset: { rectified: String(!!e.data.rectified) } },
+        ` · ${t(e.data.rectified ? "rc.ok" : "rc.fail")}${e.data.note ? ` · ${e.data.note}` : ""}`) : null)))),
   );
 }
 

@@ -62,6 +62,10 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
     await officer.fill("#r-note", "安全出口仍被堵塞")
     await officer.click("#r-fail")
     await expect(officer.locator("#d-status")).to_have_text("处罚中")
+    school = await pages.login("school")  # the unit sees why its recheck failed
+    await school.goto(pages.base + f"/hazards.html#id={hz['id']}")
+    await expect(school.locator('#d-timeline li[data-action="hazard.rechecked"]')).to_contain_text(
+        "不合格 · 安全出口仍被堵塞")
     # the form expresses a fine on the responsible person: 个人, name and ID, an amount within ¶2's range
     await expect(officer.locator("#pen-range")).to_have_text("5000–50000")
     await officer.select_option("#pen-target", "individual")

@@ -70,7 +70,7 @@ class HazardCategory(_Model):
                                        description="Law-clause keys cited as the legal basis of a penalty.")
     requirement: str = Field("", title="Rectification requirement",
                              description="Default wording of what the unit must do (notice body).")
-    default_days: int = Field(3, ge=0, le=365, title="Default deadline (days)",
+    default_days: int = Field(3, ge=1, le=365, title="Default deadline (days)",
                               description="Days from the notice to the deadline, unless the officer sets one.")
 
 

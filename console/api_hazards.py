@@ -121,7 +121,8 @@ class PatrolBody(_Body):
 
 class NoticeBody(_Body):
     deadline: datetime | None = Field(None, description="ISO-8601 with zone; default now + category days.")
-    days: int | None = Field(None, ge=0, le=365)
+    days: int | None = Field(None, ge=1, le=365, description="Days to the deadline (at least 1; an order for "
+                             "immediate correction, 责令立即改正, is not offered yet).")
     clauses: list[str] | None = Field(None, max_length=20, description="Law-clause keys; default per category.")
     requirement: str | None = Field(None, max_length=2000)
 

@@ -93,7 +93,7 @@ function actions(d) {
   const out = [];
   const cat = state.cfg.categories.find((c) => c.key === d.category);
   if (officer() && d.status === "open") {
-    const days = h("input#n-days", { type: "number", min: "0", max: "365", value: String(cat ? cat.default_days : 3) });
+    const days = h("input#n-days", { type: "number", min: "1", max: "365", value: String(cat ? cat.default_days : 3) });
     const req = h("textarea#n-req", { maxlength: "2000" }, cat ? cat.requirement : "");
     const checks = clauseChecks(cat);
     out.push(h("div.card", h("h2", t("hz.notice")),

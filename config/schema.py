@@ -260,11 +260,17 @@ class BootstrapUser(FirelinkBaseModel):
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
     agency: str | None = Field(None, title="Agency", description="For role agency: the key of a configured agency.")
+    real_name: str = Field("", max_length=64, title="Real name",
+                           description="姓名 printed on notices and decisions instead of the login name.")
+    badge: str = Field("", pattern=r"^([0-9A-Za-z]{4,16})?$", title="Badge number",
+                       description="警号 printed with the real name on documents (4–16 letters or digits).")
 
     @model_validator(mode="after")
     def _one_password(self) -> BootstrapUser:
         if (self.password is None) == (self.password_hash is None):
             raise ValueError(f"user {self.username!r}: give exactly one of password or password_hash")
+        if self.badge and not self.real_name:
+            raise ValueError(f"user {self.username!r}: a badge number needs the real name it belongs to")
         return self
 
 

@@ -98,7 +98,8 @@ def _limit(request: web.Request) -> int:
 
 
 def user_json(a: Actor) -> dict[str, Any]:
-    return {"username": a.username, "role": a.role, "unit_id": a.unit_id, "agency": a.agency}
+    return {"username": a.username, "role": a.role, "unit_id": a.unit_id, "agency": a.agency,
+            "real_name": a.real_name, "badge": a.badge}
 
 
 # --------------------------------------------------------------- session

@@ -13,6 +13,15 @@ class Actor:
     role: str  # admin | duty_officer | unit | agency | assessor | system
     unit_id: str | None = None
     agency: str | None = None
+    real_name: str = ""  # 姓名 printed on documents; empty: the login name stands in
+    badge: str = ""  # 警号
+
+    @property
+    def signature(self) -> str:
+        """How documents name this person: "韦明（警号 451203）", the real name alone, else the login name."""
+        if not self.real_name:
+            return self.username
+        return f"{self.real_name}（警号 {self.badge}）" if self.badge else self.real_name
 
 
 SYSTEM = Actor("system", "system")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from dispatch.writer import Writer
 from ingest.contract import utcnow
 
 ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
+BADGE_PATTERN = r"^[0-9A-Za-z]{4,16}$"  # 警号: digits (often 6), some forces prefix letters
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.
 _DUMMY_HASH = _hasher.hash("firelink-timing-equaliser")
@@ -94,7 +96,18 @@ def _token_hash(token: str) -> str:
 
 
 def actor_of(user: User) -> Actor:
-    return Actor(user.username, user.role, unit_id=user.unit_id, agency=user.agency)
+    return Actor(user.username, user.role, unit_id=user.unit_id, agency=user.agency, real_name=user.real_name,
+                 badge=user.badge)
+
+
+def validate_identity(real_name: str, badge: str) -> None:
+    """Real name (姓名) and badge number (警号) as printed on documents: bad input is refused, nothing stored."""
+    if len(real_name) > 64 or real_name != real_name.strip() or any(not c.isprintable() for c in real_name):
+        raise AuthError("real name must be at most 64 printable characters, without surrounding spaces")
+    if badge and not re.fullmatch(BADGE_PATTERN, badge):
+        raise AuthError("badge number must be 4–16 letters or digits")
+    if badge and not real_name:
+        raise AuthError("a badge number needs the real name it belongs to")
 
 
 def validate_user(role: str, unit_id: str | None, agency: str | None, known_units: Collection[str],
@@ -110,8 +123,10 @@ def validate_user(role: str, unit_id: str | None, agency: str | None, known_unit
 
 async def add_user(writer: Writer, username: str, password: str | None, role: str, unit_id: str | None = None,
                    agency: str | None = None, known_units: Collection[str] = (),
-                   password_hash: str | None = None, known_agencies: Collection[str] = ()) -> User:
+                   password_hash: str | None = None, known_agencies: Collection[str] = (), *,
+                   real_name: str = "", badge: str = "") -> User:
     validate_user(role, unit_id, agency, known_units, known_agencies)
+    validate_identity(real_name, badge)
     if not username or len(username) > 64:
         raise AuthError("username must be 1–64 characters")
     if password_hash is None:
@@ -124,7 +139,7 @@ async def add_user(writer: Writer, username: str, password: str | None, role: st
             raise AuthError(f"user {username!r} already exists")
         user = User(username=username, password_hash=password_hash, role=role,
                     unit_id=unit_id if role == "unit" else None, agency=agency if role == "agency" else None,
-                    created_at=utcnow())
+                    real_name=real_name, badge=badge, created_at=utcnow())
         s.add(user)
     return user
 
@@ -139,7 +154,7 @@ async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: 
         if u.username not in existing:
             plain = u.password.get_secret_value() if u.password is not None else None
             await add_user(writer, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash,
-                           known_agencies)
+                           known_agencies, real_name=u.real_name, badge=u.badge)
             created.append(u.username)
     return created
 

@@ -78,7 +78,8 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
             # a writer of its own: this command appends no record entry, so it cannot fork a running core's chain
             writer = Writer(db, EventBus())
             await add_user(writer, args.name, password, args.role, args.unit, args.agency,
-                           {u.id for u in cfg.units}, known_agencies=list(cfg.agencies))
+                           {u.id for u in cfg.units}, known_agencies=list(cfg.agencies),
+                           real_name=args.real_name, badge=args.badge)
         finally:
             await db.dispose()
 
@@ -147,6 +148,8 @@ def add_commands(sub: Any) -> None:
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
     add.add_argument("--agency", help="key of a configured agency, e.g. fire (role agency)")
+    add.add_argument("--real-name", default="", help="real name (姓名) printed on documents instead of the login name")
+    add.add_argument("--badge", default="", help="badge number (警号) printed with the real name")
     add.set_defaults(handler=cmd_user_add)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(handler=cmd_db_upgrade)

@@ -26,16 +26,24 @@ def _utc(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).isoformat()
 
 
+def _printed_names(**names: str) -> dict[str, str]:
+    """The officers' printed names (real name and badge), only where set: rows issued before users had real names
+    carry none, and their recorded hashes stay valid."""
+    return {k: v for k, v in names.items() if v}
+
+
 def notice_fields(n: RectificationNotice) -> dict[str, Any]:
     return {"number": n.number, "hazard_id": n.hazard_id, "issued_at": _utc(n.issued_at), "issued_by": n.issued_by,
-            "deadline": _utc(n.deadline), "requirement": n.requirement, "clauses": n.clauses}
+            "deadline": _utc(n.deadline), "requirement": n.requirement, "clauses": n.clauses,
+            **_printed_names(issued_by_name=n.issued_by_name)}
 
 
 def penalty_fields(p: PenaltyDecision) -> dict[str, Any]:
     return {"number": p.number, "hazard_id": p.hazard_id, "target": p.target, "person_name": p.person_name,
             "person_id": p.person_id, "kind": p.kind, "amount_yuan": p.amount_yuan, "facts": p.facts,
             "clauses": p.clauses, "confirmed_at": _utc(p.confirmed_at), "confirmed_by": p.confirmed_by,
-            "approved_at": _utc(p.approved_at), "approved_by": p.approved_by}
+            "approved_at": _utc(p.approved_at), "approved_by": p.approved_by,
+            **_printed_names(confirmed_by_name=p.confirmed_by_name, approved_by_name=p.approved_by_name)}
 
 
 def content_hash(fields: dict[str, Any]) -> str:

@@ -183,7 +183,7 @@ class HazardCases:
             year = now.year
             seq, number = await ctx.next_number(s, RectificationNotice, ctx.hcfg.notice_number_format, year)
             n = RectificationNotice(hazard_id=h.id, number=number, year=year, seq=seq, issued_at=now,
-                                    issued_by=actor.username, deadline=deadline,
+                                    issued_by=actor.username, issued_by_name=actor.signature, deadline=deadline,
                                     requirement=requirement or (cat.requirement if cat else ""), clauses=cited)
             s.add(n)
             await s.flush()

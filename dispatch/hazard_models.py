@@ -68,6 +68,8 @@ class RectificationNotice(Base):
     seq: Mapped[int]
     issued_at: Mapped[datetime]
     issued_by: Mapped[str] = mapped_column(String(64))
+    # the issuing officer as printed (real name and badge, Actor.signature), fixed when issued
+    issued_by_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
     deadline: Mapped[datetime]
     requirement: Mapped[str] = mapped_column(Text, default="")
     clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # cited clause snapshots
@@ -108,8 +110,10 @@ class PenaltyDecision(Base):
     proposed_by: Mapped[str] = mapped_column(String(64))
     confirmed_at: Mapped[datetime | None]
     confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    confirmed_by_name: Mapped[str] = mapped_column(String(100), default="", server_default="")  # as printed
     approved_at: Mapped[datetime | None]
     approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by_name: Mapped[str] = mapped_column(String(100), default="", server_default="")  # as printed
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(64))
     closure: Mapped[str | None] = mapped_column(String(16))  # paid | warned | rejected

@@ -66,7 +66,8 @@ def evidence_view(e: HazardEvidence) -> dict[str, Any]:
 
 def notice_view(n: RectificationNotice) -> dict[str, Any]:
     return {"id": n.id, "hazard_id": n.hazard_id, "number": n.number, "issued_at": iso(n.issued_at),
-            "issued_by": n.issued_by, "deadline": iso(n.deadline), "requirement": n.requirement,
+            "issued_by": n.issued_by, "issued_by_name": n.issued_by_name, "deadline": iso(n.deadline),
+            "requirement": n.requirement,
             "clauses": n.clauses, "pdf": f"/api/notices/{n.id}/pdf"}
 
 
@@ -81,6 +82,7 @@ def penalty_view(p: PenaltyDecision) -> dict[str, Any]:
             "facts": p.facts,
             "clauses": p.clauses, "number": p.number, "proposed_at": iso(p.proposed_at),
             "proposed_by": p.proposed_by, "confirmed_at": iso(p.confirmed_at), "confirmed_by": p.confirmed_by,
-            "approved_at": iso(p.approved_at), "approved_by": p.approved_by, "closed_at": iso(p.closed_at),
+            "confirmed_by_name": p.confirmed_by_name, "approved_at": iso(p.approved_at), "approved_by": p.approved_by,
+            "approved_by_name": p.approved_by_name, "closed_at": iso(p.closed_at),
             "closed_by": p.closed_by, "closure": p.closure, "closure_note": p.closure_note,
             "pdf": f"/api/penalties/{p.id}/pdf" if p.number else None}

@@ -77,6 +77,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     unit_id: Mapped[str | None] = mapped_column(String(64))
     agency: Mapped[str | None] = mapped_column(String(16))
+    real_name: Mapped[str] = mapped_column(String(64), default="", server_default="")  # 姓名, printed on documents
+    badge: Mapped[str] = mapped_column(String(16), default="", server_default="")  # 警号
     created_at: Mapped[datetime]
 
 

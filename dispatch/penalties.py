@@ -133,6 +133,7 @@ class Penalties:
             p.year = now.year
             p.seq, p.number = await self.ctx.next_number(s, PenaltyDecision, hcfg.penalty_number_format, now.year)
             p.status, p.confirmed_at, p.confirmed_by = PenaltyStatus.CONFIRMED, now, actor.username
+            p.confirmed_by_name = actor.signature
             self.ctx.record(tx, h, PENALTY_CONFIRMED, actor, now,
                             {"penalty_id": p.id, "number": p.number, "target": target, "kind": kind,
                              "amount_yuan": amount, "person_name": p.person_name,
@@ -149,6 +150,7 @@ class Penalties:
                 raise Forbidden("the supervisor approving must not be the officer who confirmed")
             now = self.ctx.clock()
             p.status, p.approved_at, p.approved_by = PenaltyStatus.APPROVED, now, actor.username
+            p.approved_by_name = actor.signature
             self.ctx.record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number,
                                                                   "content_hash": content_hash(penalty_fields(p))})
             self.ctx.emit(tx, h)

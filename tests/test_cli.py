@@ -39,8 +39,11 @@ async def test_user_add_db_upgrade_and_audit_verify(sqlite_url: str, tmp_path: P
     path = config_yaml(cfg, tmp_path / "firelink.yaml")
     code, out, err = await run_cli("--config", str(path), "db", "upgrade")
     assert code == 0 and "latest revision" in out, err
+    code, _out, err = await run_cli("--config", str(path), "user", "add", "wang", "--role", "duty_officer",
+                                    "--password", "s3cret-pw", "--real-name", "王强", "--badge", "45-12")
+    assert code == 2 and "badge number" in err  # refused, nothing created
     code, out, err = await run_cli("--config", str(path), "user", "add", "wang", "--role", "duty_officer",
-                                   "--password", "s3cret-pw")
+                                   "--password", "s3cret-pw", "--real-name", "王强", "--badge", "451288")
     assert code == 0, err
     code, _out, err = await run_cli("--config", str(path), "user", "add", "wang", "--role", "duty_officer",
                                     "--password", "again-pw")
@@ -54,6 +57,8 @@ async def test_user_add_db_upgrade_and_audit_verify(sqlite_url: str, tmp_path: P
         api = Api(app.url)
         body = await api.login("wang", "s3cret-pw")
         assert body["user"]["role"] == "duty_officer"
+        me = (await api.get("/api/me"))["user"]
+        assert (me["real_name"], me["badge"]) == ("王强", "451288")
         await api.post("/api/units/school-1/alarm", {"kind": "one_key"})
         await api.close()
     code, out, _ = await run_cli("--config", str(path), "audit", "verify")

@@ -50,6 +50,8 @@ def test_env_variable_selects_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path
         ("users: [{username: u, password: p, role: unit}]\n", "needs a known unit_id"),
         ("users: [{username: u, role: admin}]\n", "exactly one of password or password_hash"),
         ("users: [{username: u, role: admin, password_hash: plain}]\n", "users.0.password_hash"),
+        ("users: [{username: u, password: p, role: admin, real_name: 王强, badge: '45 12'}]\n", "users.0.badge"),
+        ("users: [{username: u, password: p, role: admin, badge: '451288'}]\n", "needs the real name"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("mqtt: {port: [\n", "not valid YAML"),
     ],

@@ -226,6 +226,18 @@ class HazardsConfig(_Model):
     penalty_number_format: str = Field(
         "{station}消罚决字〔{year}〕第{seq:04d}号", title="Penalty number format",
         description="Python format with station, year, seq (per year) for 行政处罚决定书.")
+    inform_number_format: str = Field(
+        "{station}消罚告字〔{year}〕第{seq:04d}号", title="Penalty notice number format",
+        description="Python format with station, year, seq (per year) for 行政处罚告知书.")
+    statement_days: int = Field(3, ge=1, le=30, title="Statement period (days)",
+                                description="Days the party has after the 行政处罚告知书 to state and defend "
+                                            "(陈述、申辩) before the decision may be approved.")
+    hearing_days: int = Field(5, ge=1, le=30, title="Hearing request period (days)",
+                              description="Days to request a hearing (听证) when the fine is large enough "
+                                          "(Administrative Penalty Law art. 64: five days).")
+    hearing_min_yuan: dict[str, int] = Field(
+        default_factory=lambda: {"unit": 10000, "individual": 2000}, title="Hearing threshold (yuan)",
+        description="Fines from this amount give the party the right to a hearing (较大数额罚款), per target.")
     issuing_authority: str = Field("", title="Issuing authority",
                                    description="Name printed on documents; default: the station's name.")
     max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024, title="Max upload",

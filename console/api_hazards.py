@@ -136,6 +136,13 @@ class NoteBody(_Body):
     note: str = Field("", max_length=2000)
 
 
+class StatementBody(_Body):
+    statement: Literal["stated", "waived"] = Field(
+        ..., description="stated: the party's statement and defence (or hearing) was heard; waived: the party "
+                         "waived it (陈述申辩).")
+    note: str = Field("", max_length=2000, description="What the party stated (required when stated).")
+
+
 class ConfirmBody(_Body):
     target: Literal["unit", "individual"] | None = Field(None, description="单位 or 个人 (default: as proposed).")
     kind: Literal["fine", "warning"] | None = Field(None, description="罚款 or 警告 (default: as proposed).")
@@ -303,6 +310,13 @@ async def post_close_penalty(request: web.Request, body: NoteBody) -> dict[str, 
     return await penalties(request).close_penalty(_int(request), actor(request), body.note)
 
 
+@routes.route("POST", "/api/penalties/{id}/statement",
+              "Record the party's statement and defence (or its waiver) on the 行政处罚告知书", roles=OFFICERS,
+              body=StatementBody, tag="hazards")
+async def post_penalty_statement(request: web.Request, body: StatementBody) -> dict[str, Any]:
+    return await penalties(request).record_statement(_int(request), actor(request), body.statement, body.note)
+
+
 @routes.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
               tag="hazards")
 async def post_inspection(request: web.Request, body: InspectionBody) -> dict[str, Any]:
@@ -340,6 +354,14 @@ async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
     doc = await views(request).penalty_document(_int(request), actor(request))
     data = await _render_pdf(request, lambda: documents.penalty_html(doc))
     return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
+
+
+@routes.route("GET", "/api/penalty-notices/{id}/pdf", "Penalty notice (行政处罚告知书) as PDF", roles=READERS,
+              tag="hazards", produces=PDF)
+async def get_inform_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    doc = await views(request).inform_document(_int(request), actor(request))
+    data = await _render_pdf(request, lambda: documents.inform_html(doc))
+    return _pdf(data, f"行政处罚告知书-{doc['inform'].number}.pdf")
 
 
 @routes.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,

@@ -1,6 +1,7 @@
 """What a document is printed from, and its content hash: the SHA-256 of the canonical JSON of the printed fields.
 
-Issuing a notice, confirming and approving a penalty decision record this hash in the hash-chained record;
+Issuing a notice, confirming and approving a penalty decision and serving a 行政处罚告知书
+record this hash in the hash-chained record;
 `verify_documents` recomputes it from the rows as they are now and names the first document whose row was altered
 (`firelink audit verify`). Times are normalised to UTC, so a row read back from any database hashes the same.
 """
@@ -9,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.hazard_models import PenaltyDecision, RectificationNotice
-from dispatch.hazards import NOTICE_ISSUED, PENALTY_APPROVED, PENALTY_CONFIRMED
+from dispatch.hazard_models import PenaltyDecision, PenaltyNotice, RectificationNotice
+from dispatch.hazards import NOTICE_ISSUED, PENALTY_APPROVED, PENALTY_CONFIRMED, PENALTY_INFORMED
 from dispatch.models import RecordEntry
 from dispatch.records import ChainBreak
 
@@ -46,6 +48,14 @@ def penalty_fields(p: PenaltyDecision) -> dict[str, Any]:
             **_printed_names(confirmed_by_name=p.confirmed_by_name, approved_by_name=p.approved_by_name)}
 
 
+def inform_fields(i: PenaltyNotice) -> dict[str, Any]:
+    """What the 行政处罚告知书 prints (the party's later statement is recorded separately, not printed)."""
+    return {"number": i.number, "penalty_id": i.penalty_id, "hazard_id": i.hazard_id, "issued_at": _utc(i.issued_at),
+            "issued_by": i.issued_by, "issued_by_name": i.issued_by_name, "target": i.target,
+            "person_name": i.person_name, "person_id": i.person_id, "kind": i.kind, "amount_yuan": i.amount_yuan,
+            "facts": i.facts, "clauses": i.clauses, "hearing": i.hearing, "reply_by": _utc(i.reply_by)}
+
+
 def content_hash(fields: dict[str, Any]) -> str:
     body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -65,23 +75,41 @@ def latest_hashes(entries: Sequence[RecordEntry], action_key: dict[str, str]) ->
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentKind:
+    """A kind of printed document: its rows, the record actions carrying its hash, and what it prints."""
+
+    key: str  # the record entry's data names the row as f"{key}_id"
+    name: str
+    model: type[Any]
+    actions: tuple[str, ...]
+    fields: Callable[[Any], dict[str, Any]]
+
+
+DOCUMENT_KINDS = (
+    DocumentKind("notice", "rectification notice", RectificationNotice, (NOTICE_ISSUED,), notice_fields),
+    DocumentKind("penalty", "penalty decision", PenaltyDecision, (PENALTY_CONFIRMED, PENALTY_APPROVED),
+                 penalty_fields),
+    DocumentKind("inform", "penalty notice (行政处罚告知书)", PenaltyNotice, (PENALTY_INFORMED,), inform_fields),
+)
+
+
 async def verify_documents(s: AsyncSession) -> tuple[int, ChainBreak | None]:
     """(documents checked, the first whose row no longer matches its recorded content hash, or None)."""
-    entries = (await s.scalars(select(RecordEntry).where(RecordEntry.action.in_(
-        [NOTICE_ISSUED, PENALTY_CONFIRMED, PENALTY_APPROVED])).order_by(RecordEntry.id))).all()
-    recorded = latest_hashes(entries, {NOTICE_ISSUED: "notice", PENALTY_CONFIRMED: "penalty",
-                                       PENALTY_APPROVED: "penalty"})
-    notices = {n.id: n for n in (await s.scalars(select(RectificationNotice))).all()}
-    penalties = {p.id: p for p in (await s.scalars(select(PenaltyDecision))).all()}
+    action_key = {a: k.key for k in DOCUMENT_KINDS for a in k.actions}
+    kinds = {k.key: k for k in DOCUMENT_KINDS}
+    entries = (await s.scalars(select(RecordEntry).where(RecordEntry.action.in_(list(action_key)))
+                               .order_by(RecordEntry.id))).all()
+    recorded = latest_hashes(entries, action_key)
+    rows = {k.key: {r.id: r for r in (await s.scalars(select(k.model))).all()} for k in DOCUMENT_KINDS}
     checked = 0
-    for (kind, row_id), e in sorted(recorded.items(), key=lambda kv: kv[1].id):
-        row: RectificationNotice | PenaltyDecision | None = (notices if kind == "notice" else penalties).get(row_id)
-        name = "rectification notice" if kind == "notice" else "penalty decision"
+    for (key, row_id), e in sorted(recorded.items(), key=lambda kv: kv[1].id):
+        kind = kinds[key]
+        row = rows[key].get(row_id)
         if row is None:
-            return checked, ChainBreak(e.id, f"{name} {row_id} recorded here is missing from the database")
-        fields = notice_fields(row) if isinstance(row, RectificationNotice) else penalty_fields(row)
-        if content_hash(fields) != e.data["content_hash"]:
-            return checked, ChainBreak(e.id, f"{name} {row_id} ({row.number}) altered: its printed content no longer "
-                                             "matches the content hash recorded when it was issued")
+            return checked, ChainBreak(e.id, f"{kind.name} {row_id} recorded here is missing from the database")
+        if content_hash(kind.fields(row)) != e.data["content_hash"]:
+            return checked, ChainBreak(e.id, f"{kind.name} {row_id} ({row.number}) altered: its printed content no "
+                                             "longer matches the content hash recorded when it was issued")
         checked += 1
     return checked, None

@@ -1,4 +1,4 @@
-"""Chinese documents as PDF: 责令限期改正通知书, 行政处罚决定书 and the period evaluation report.
+"""Chinese documents as PDF: 责令限期改正通知书, 行政处罚告知书, 行政处罚决定书 and the period evaluation report.
 
 Jinja2 HTML templates (dispatch/templates/) rendered by WeasyPrint, which lays out CJK text through
 Pango/HarfBuzz and embeds subsets of the system's Noto CJK fonts (Debian `fonts-noto-cjk`). Rendering
@@ -100,6 +100,15 @@ def penalty_html(doc: dict[str, Any]) -> str:
         approved=p.approved_at is not None, evidence=doc.get("evidence", []),
         decided_date=cn_date(p.approved_at), confirmed_time=cn_datetime(p.confirmed_at),
         approved_time=cn_datetime(p.approved_at))
+
+
+def inform_html(doc: dict[str, Any]) -> str:
+    """行政处罚告知书: the facts, the basis, the intended penalty and the party's rights, before the decision."""
+    i = doc["inform"]
+    return _env().get_template("inform.html.j2").render(
+        css=_css(), inform=i, hazard=doc["hazard"], unit=doc["unit"], authority=doc["authority"],
+        amount_cn=yuan_upper(i.amount_yuan) if i.kind == "fine" else "", evidence=doc.get("evidence", []),
+        issued_date=cn_date(i.issued_at), issued_time=cn_datetime(i.issued_at), reply_by=cn_datetime(i.reply_by))
 
 
 def report_html(k: dict[str, Any], authority: str, categories: dict[str, str], generated: datetime) -> str:

@@ -17,7 +17,7 @@ from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.events import Event
-from dispatch.hazard_models import Hazard, PenaltyDecision, RectificationNotice
+from dispatch.hazard_models import Hazard, PenaltyDecision, PenaltyNotice, RectificationNotice
 from dispatch.hazard_rows import hazard_view, unit_of
 from dispatch.hazards import hazards_config
 from dispatch.models import Unit
@@ -52,7 +52,8 @@ class HazardContext:
                data: dict[str, Any] | None = None) -> None:
         self.writer.record(tx, action, actor, at, {"unit_id": h.unit_id, **(data or {})}, hazard_id=h.id)
 
-    async def next_number(self, s: AsyncSession, model: type[RectificationNotice] | type[PenaltyDecision],
+    async def next_number(self, s: AsyncSession,
+                          model: type[RectificationNotice] | type[PenaltyDecision] | type[PenaltyNotice],
                           fmt: str, year: int) -> tuple[int, str]:
         """The next sequence number of `model`'s documents in `year`, and the document number it gives."""
         cur = await s.scalar(select(func.max(model.seq)).where(model.year == year))

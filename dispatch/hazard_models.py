@@ -89,6 +89,35 @@ class Recheck(Base):
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("hazard_evidence.id"))
 
 
+class PenaltyNotice(Base):
+    """行政处罚告知书: served before the decision with the facts, the basis and the intended penalty, and the party's
+    right to state and defend (and to a hearing for a large fine) by `reply_by`. Printed from its own snapshot."""
+
+    __tablename__ = "penalty_notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    penalty_id: Mapped[int] = mapped_column(ForeignKey("penalty_decisions.id"), unique=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    number: Mapped[str] = mapped_column(String(80), unique=True)
+    year: Mapped[int]
+    seq: Mapped[int]
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(64))
+    issued_by_name: Mapped[str] = mapped_column(String(100), default="")
+    target: Mapped[str] = mapped_column(String(16))
+    person_name: Mapped[str] = mapped_column(String(100), default="")
+    person_id: Mapped[str] = mapped_column(String(32), default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_yuan: Mapped[int] = mapped_column(default=0)
+    facts: Mapped[str] = mapped_column(Text, default="")
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    hearing: Mapped[bool] = mapped_column(default=False)  # the party may request a hearing (听证)
+    reply_by: Mapped[datetime]
+    statement: Mapped[str] = mapped_column(String(16), default="")  # "" | stated | waived
+    statement_note: Mapped[str] = mapped_column(Text, default="")
+    statement_at: Mapped[datetime | None]
+    statement_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class PenaltyDecision(Base):
     """行政处罚决定书: proposed → confirmed (officer) → approved (supervisor) → paid/closed."""
 

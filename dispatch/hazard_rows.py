@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.hazards import HazardsConfig
 from dispatch.actor import Actor
 from dispatch.errors import BadRequest, Forbidden, NotFound
-from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.hazard_models import (
+    Hazard,
+    HazardEvidence,
+    PenaltyDecision,
+    PenaltyNotice,
+    Recheck,
+    RectificationNotice,
+)
 from dispatch.models import Unit
 from dispatch.views import iso, unit_view
 
@@ -76,8 +83,18 @@ def recheck_view(r: Recheck) -> dict[str, Any]:
             "at": iso(r.at), "by": r.by, "evidence_id": r.evidence_id}
 
 
-def penalty_view(p: PenaltyDecision) -> dict[str, Any]:
-    return {"id": p.id, "hazard_id": p.hazard_id, "status": p.status, "target": p.target,
+def inform_view(i: PenaltyNotice) -> dict[str, Any]:
+    return {"id": i.id, "penalty_id": i.penalty_id, "number": i.number, "issued_at": iso(i.issued_at),
+            "issued_by": i.issued_by, "issued_by_name": i.issued_by_name, "hearing": i.hearing,
+            "reply_by": iso(i.reply_by), "statement": i.statement, "statement_note": i.statement_note,
+            "statement_at": iso(i.statement_at), "statement_by": i.statement_by,
+            "pdf": f"/api/penalty-notices/{i.id}/pdf"}
+
+
+def penalty_view(p: PenaltyDecision, inform: PenaltyNotice | None = None) -> dict[str, Any]:
+    """`inform`: its 行政处罚告知书, once served (None before confirmation)."""
+    return {"inform": inform_view(inform) if inform is not None else None,
+            "id": p.id, "hazard_id": p.hazard_id, "status": p.status, "target": p.target,
             "person_name": p.person_name, "person_id": p.person_id, "kind": p.kind, "amount_yuan": p.amount_yuan,
             "facts": p.facts,
             "clauses": p.clauses, "number": p.number, "proposed_at": iso(p.proposed_at),

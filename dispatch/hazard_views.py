@@ -18,7 +18,14 @@ from config.schema import FirelinkConfig
 from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Forbidden, NotFound
-from dispatch.hazard_models import Hazard, HazardEvidence, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.hazard_models import (
+    Hazard,
+    HazardEvidence,
+    PenaltyDecision,
+    PenaltyNotice,
+    Recheck,
+    RectificationNotice,
+)
 from dispatch.hazard_rows import (
     check_visible,
     evidence_view,
@@ -123,11 +130,14 @@ class HazardViews:
             rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
             penalties = (await s.scalars(select(PenaltyDecision).where(PenaltyDecision.hazard_id == h.id)
                                          .order_by(PenaltyDecision.id))).all()
+            informs = {i.penalty_id: i for i in (await s.scalars(
+                select(PenaltyNotice).where(PenaltyNotice.hazard_id == h.id))).all()}
             entries = (await s.scalars(select(RecordEntry).where(RecordEntry.hazard_id == h.id)
                                        .order_by(RecordEntry.id))).all()
         view = self._view(h)
         view.update(evidence=[evidence_view(e) for e in evidence], notices=[notice_view(n) for n in notices],
-                    rechecks=[recheck_view(r) for r in rechecks], penalties=[penalty_view(p) for p in penalties],
+                    rechecks=[recheck_view(r) for r in rechecks],
+                    penalties=[penalty_view(p, informs.get(p.id)) for p in penalties],
                     timeline=[record_view(e) for e in entries])
         return view
 
@@ -175,6 +185,21 @@ class HazardViews:
         if p.number is None:
             raise BadRequest("the decision gets its number when an officer confirms it")
         return {"penalty": p, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id), "notice": notice,
+                "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
+
+    async def inform_document(self, inform_id: int, actor: Actor) -> dict[str, Any]:
+        """行政处罚告知书: printed from its own row (a snapshot of the intended decision when it was served)."""
+        async with self.db.session() as s:
+            i = await s.get(PenaltyNotice, inform_id)
+            if i is None:
+                raise NotFound(f"penalty notice {inform_id} not found")
+            h = await get_hazard(s, i.hazard_id)
+            stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
+            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
+            notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
+                                    .order_by(RectificationNotice.id.desc()).limit(1))
+        check_visible(actor, h.unit_id)
+        return {"inform": i, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
 
     async def counts(self) -> dict[str, Any]:

@@ -42,6 +42,8 @@ PENALTY_PROPOSED = "penalty.proposed"
 PENALTY_CONFIRMED = "penalty.confirmed"
 PENALTY_APPROVED = "penalty.approved"
 PENALTY_CLOSED = "penalty.closed"
+PENALTY_INFORMED = "penalty.informed"  # 行政处罚告知书 served: facts, basis, intended penalty, the party's rights
+PENALTY_STATEMENT = "penalty.statement"  # the party's statement and defence heard, or waived (陈述申辩)
 INSPECTION = "inspection.recorded"
 OBSTRUCTION_CLEARED = "hazard.obstruction_cleared"  # a detector saw the blocked exit clear again
 

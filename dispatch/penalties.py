@@ -2,7 +2,11 @@
 
     overdue (a failed recheck at or after the deadline — 到期复查; never the deadline alone)
     → proposed (system, from the configured rules)
-    → confirmed (an officer; numbered here) → approved (a supervisor who is not that officer)
+    → confirmed (an officer; numbered here; the 行政处罚告知书 is served in the same step: facts, basis, intended
+      penalty, the right to state and defend within `statement_days`, or to request a hearing within `hearing_days`
+      for a large fine — Administrative Penalty Law arts. 44, 45, 63, 64)
+    → approved (a supervisor who is not that officer; only once the 告知书 was served and the party's statement was
+      heard or waived, or its period has run out)
     → closed (paid / warned; the hazard's case closes with it).
 
 Every step is one transaction through the core's Writer, recorded on the hazard.
@@ -10,16 +14,17 @@ Every step is one transaction through the core's Writer, recorded on the hazard.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.actor import SYSTEM, Actor
-from dispatch.document_content import content_hash, penalty_fields
+from dispatch.document_content import content_hash, inform_fields, penalty_fields
 from dispatch.errors import BadRequest, Forbidden
 from dispatch.hazard_context import HazardContext
-from dispatch.hazard_models import Hazard, PenaltyDecision, Recheck, RectificationNotice
+from dispatch.hazard_models import Hazard, PenaltyDecision, PenaltyNotice, Recheck, RectificationNotice
 from dispatch.hazard_rows import get_hazard, get_penalty, penalty_view
 from dispatch.hazards import (
     CHINA_TZ,
@@ -28,7 +33,9 @@ from dispatch.hazards import (
     PENALTY_APPROVED,
     PENALTY_CLOSED,
     PENALTY_CONFIRMED,
+    PENALTY_INFORMED,
     PENALTY_PROPOSED,
+    PENALTY_STATEMENT,
     clause_snapshot,
     deadline_wording,
 )
@@ -41,6 +48,11 @@ from dispatch.writer import Tx
 def cn_date(dt: datetime) -> str:
     local = dt.astimezone(CHINA_TZ)
     return f"{local.year}年{local.month}月{local.day}日"
+
+
+async def inform_of(s: AsyncSession, penalty_id: int) -> PenaltyNotice | None:
+    found: PenaltyNotice | None = await s.scalar(select(PenaltyNotice).where(PenaltyNotice.penalty_id == penalty_id))
+    return found
 
 
 class Penalties:
@@ -138,8 +150,47 @@ class Penalties:
                             {"penalty_id": p.id, "number": p.number, "target": target, "kind": kind,
                              "amount_yuan": amount, "person_name": p.person_name,
                              "clauses": [c["key"] for c in p.clauses], "content_hash": content_hash(penalty_fields(p))})
+            inform = await self._inform(tx, h, p, actor, now)
             self.ctx.emit(tx, h)
-            return penalty_view(p)
+            return penalty_view(p, inform)
+
+    async def _inform(self, tx: Tx, h: Hazard, p: PenaltyDecision, actor: Actor, now: datetime) -> PenaltyNotice:
+        """Serves the 行政处罚告知书 for the decision just confirmed: a numbered snapshot of what is intended."""
+        hcfg = self.ctx.hcfg
+        hearing = p.kind == "fine" and p.amount_yuan >= hcfg.hearing_min_yuan.get(p.target, 1 << 62)
+        days = hcfg.hearing_days if hearing else hcfg.statement_days
+        seq, number = await self.ctx.next_number(tx.session, PenaltyNotice, hcfg.inform_number_format, now.year)
+        i = PenaltyNotice(penalty_id=p.id, hazard_id=h.id, number=number, year=now.year, seq=seq, issued_at=now,
+                          issued_by=actor.username, issued_by_name=actor.signature, target=p.target,
+                          person_name=p.person_name, person_id=p.person_id, kind=p.kind, amount_yuan=p.amount_yuan,
+                          facts=p.facts, clauses=p.clauses, hearing=hearing, reply_by=now + timedelta(days=days),
+                          statement="", statement_note="")
+        tx.session.add(i)
+        await tx.session.flush()
+        self.ctx.record(tx, h, PENALTY_INFORMED, actor, now,
+                        {"penalty_id": p.id, "inform_id": i.id, "number": number, "hearing": hearing,
+                         "reply_by": iso(i.reply_by), "content_hash": content_hash(inform_fields(i))})
+        return i
+
+    async def record_statement(self, penalty_id: int, actor: Actor, statement: str, note: str) -> dict[str, Any]:
+        """The party's statement and defence heard (stated) or its right waived (waived), on the 告知书."""
+        if statement not in ("stated", "waived"):
+            raise BadRequest("statement must be stated or waived")
+        if statement == "stated" and not note.strip():
+            raise BadRequest("record what the party stated")
+        async with self.ctx.writer.tx() as tx:
+            p, h = await get_penalty(tx.session, penalty_id)
+            i = await inform_of(tx.session, p.id)
+            if p.status != PenaltyStatus.CONFIRMED or i is None:
+                raise TransitionError("a statement is recorded on a served 行政处罚告知书 before approval")
+            if i.statement:
+                raise TransitionError(f"the party's statement is already recorded ({i.statement})")
+            now = self.ctx.clock()
+            i.statement, i.statement_note, i.statement_at, i.statement_by = statement, note, now, actor.username
+            self.ctx.record(tx, h, PENALTY_STATEMENT, actor, now,
+                            {"penalty_id": p.id, "inform_id": i.id, "statement": statement, "note": note})
+            self.ctx.emit(tx, h)
+            return penalty_view(p, i)
 
     async def approve_penalty(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
         async with self.ctx.writer.tx() as tx:
@@ -149,12 +200,18 @@ class Penalties:
             if p.confirmed_by == actor.username:
                 raise Forbidden("the supervisor approving must not be the officer who confirmed")
             now = self.ctx.clock()
+            inform = await inform_of(tx.session, p.id)
+            if inform is None:
+                raise TransitionError("no 行政处罚告知书 was served for this decision: it cannot be approved")
+            if not inform.statement and now < inform.reply_by:
+                raise TransitionError(f"the party may state and defend until {iso(inform.reply_by)}: record the "
+                                      "statement (or its waiver) first, or approve after that")
             p.status, p.approved_at, p.approved_by = PenaltyStatus.APPROVED, now, actor.username
             p.approved_by_name = actor.signature
             self.ctx.record(tx, h, PENALTY_APPROVED, actor, now, {"penalty_id": p.id, "number": p.number,
                                                                   "content_hash": content_hash(penalty_fields(p))})
             self.ctx.emit(tx, h)
-            return penalty_view(p)
+            return penalty_view(p, inform)
 
     async def close_penalty(self, penalty_id: int, actor: Actor, note: str = "") -> dict[str, Any]:
         """Payment (fine) or delivery (warning) recorded; the hazard's case closes."""
@@ -174,4 +231,4 @@ class Penalties:
             h.outcome = "rectified_after_penalty" if rectified else "penalized"
             self.ctx.record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": h.outcome, "penalty_id": p.id})
             self.ctx.emit(tx, h)
-            return penalty_view(p)
+            return penalty_view(p, await inform_of(tx.session, p.id))

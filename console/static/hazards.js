@@ -149,6 +149,7 @@ function actions(d) {
     h("p", p.facts),
     h("p.legend", p.clauses.map((c) => c.citation).join("、"))];
     if (officer() && p.status === "proposed") rows.push(penaltyForm(d, p));
+    if (p.inform) rows.push(informRow(d, p));
     if (state.me.user.role === "admin" && p.status === "confirmed") {
       rows.push(h("div.row", h("button#pen-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
         await post(`/api/penalties/${p.id}/approve`); await select(d.id);
@@ -163,6 +164,26 @@ function actions(d) {
     out.push(h("div.card.penalty", { dataset: { status: p.status } }, h("h2", t("hz.penalty")), rows));
   }
   return out;
+}
+
+/** 行政处罚告知书: its PDF, the party's deadline to state and defend, and (officer) recording the statement. */
+function informRow(d, p) {
+  const i = p.inform;
+  const row = h("div.row.inform", { dataset: { statement: i.statement || "none" } },
+    h("a#inform-pdf.btn.btn-small", { href: i.pdf, target: "_blank" }, t("hz.inform.pdf")),
+    h("span", i.number),
+    h("span.legend", `${t(i.hearing ? "hz.inform.reply_hearing" : "hz.inform.reply")} ${fmtTime(i.reply_by)}`),
+    i.statement ? h("span.badge", t("hz.inform." + i.statement)) : null);
+  if (officer() && p.status === "confirmed" && !i.statement) {
+    const note = h("input#inform-note", { maxlength: "2000", placeholder: t("hz.inform.note") });
+    const send = (statement) => guard(async () => {
+      await post(`/api/penalties/${p.id}/statement`, { statement, note: note.value }); await select(d.id);
+    });
+    row.append(note,
+      h("button#inform-stated.btn", { type: "button", onclick: () => send("stated") }, t("hz.inform.record_stated")),
+      h("button#inform-waived.btn", { type: "button", onclick: () => send("waived") }, t("hz.inform.record_waived")));
+  }
+  return row;
 }
 
 function paintDetail() {

@@ -77,6 +77,10 @@ async def test_detection_to_penalty_by_clicks(app: RunningApp, pages: Pages, clo
     await officer.click("#pen-confirm")
     await expect(officer.locator(".card.penalty")).to_have_attribute("data-status", "confirmed")
     await expect(officer.locator(".card.penalty")).to_contain_text("¥200")
+    # the 行政处罚告知书 is served on confirmation; the party waives its statement before the decision is approved
+    await expect(officer.locator("#inform-pdf")).to_be_visible()
+    await officer.click("#inform-waived")
+    await expect(officer.locator(".row.inform")).to_have_attribute("data-statement", "waived")
 
     admin = await pages.login("admin")
     await admin.goto(pages.base + f"/hazards.html#id={hz['id']}")

@@ -80,6 +80,9 @@ async def test_decision_prints_real_names_and_falls_back_to_login_name(sqlite_ur
             pen: dict[str, Any] = await overdue_case(officer, "hotel-1", "blocked_exit")
             pen = await officer.post(f"/api/penalties/{pen['id']}/confirm", {
                 "target": "individual", "kind": "fine", "amount_yuan": 200, "person_name": "韦某"})
+            told = await pdf_pages(officer, pen["inform"]["pdf"])  # 行政处罚告知书: served sealed, by the real name
+            assert len(told) == 1 and "（印章）" in told[-1] and "承办民警：韦明（警号451203）" in told[-1], told
+            await officer.post(f"/api/penalties/{pen['id']}/statement", {"statement": "waived"})
             pen = await admin.post(f"/api/penalties/{pen['id']}/approve")
             assert (pen["confirmed_by_name"], pen["approved_by_name"]) == ("韦明（警号 451203）", "admin")
             pages = await pdf_pages(officer, pen["pdf"])

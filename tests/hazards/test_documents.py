@@ -85,6 +85,25 @@ async def test_seeds_case_fine_on_the_responsible_person(sqlite_url: str, tmp_pa
             # before approval: a draft, watermarked, no seal and no date
             draft = await pdf_text(officer, pen["pdf"])
             assert "草稿" in draft and "（印章）" not in draft and "无印章" in draft
+            # the 行政处罚告知书 was served with the confirmation: facts, basis, intended penalty, the party's rights
+            inform = pen["inform"]
+            assert "消罚告字" in inform["number"] and inform["hearing"] is False
+            told = await pdf_text(officer, inform["pdf"])
+            assert "行政处罚告知书" in told and "韦某" in told and "拟" in told and "¥200元" in told
+            assert "第六十条第二款" in told and "陈述和申辩" in told and "听证" not in told
+            reply_by = datetime.fromisoformat(inform["reply_by"])
+            assert reply_by - datetime.fromisoformat(inform["issued_at"]) == timedelta(days=3)
+            # no decision before the party was heard (or waived it), while its three days run
+            status, body = await admin.request("POST", f"/api/penalties/{pen['id']}/approve")
+            assert status == 409 and "state and defend" in body["error"], body
+            status, body = await officer.request("POST", f"/api/penalties/{pen['id']}/statement",
+                                                 {"statement": "stated"})
+            assert status == 400 and "what the party stated" in body["error"], body
+            pen = await officer.post(f"/api/penalties/{pen['id']}/statement",
+                                     {"statement": "stated", "note": "当事人称已安排清理，请求从轻处罚"})
+            assert pen["status"] == "confirmed" and pen["inform"]["statement"] == "stated"
+            status, _ = await officer.request("POST", f"/api/penalties/{pen['id']}/statement", {"statement": "waived"})
+            assert status == 409  # recorded once
             pen = await admin.post(f"/api/penalties/{pen['id']}/approve")
             final = await pdf_text(officer, pen["pdf"])
             assert "草稿" not in final and "（印章）" in final
@@ -105,16 +124,17 @@ async def test_seeds_case_fine_on_the_responsible_person(sqlite_url: str, tmp_pa
             assert pen["closure"] == "paid"
             async with running.app[DB].session() as s:
                 docs, broken = await verify_documents(s)
-            assert (docs, broken) == (2, None)
+            assert (docs, broken) == (3, None)  # notice, 告知书, decision
         finally:
             await officer.close()
             await admin.close()
     # audit verify: intact, then each tampering of a document's source row is found and named
     path = config_yaml(cfg, tmp_path / "firelink.yaml")
     code, out, err = await run_cli("--config", str(path), "audit", "verify")
-    assert code == 0 and "intact" in out and "2 documents" in out, (out, err)
+    assert code == 0 and "intact" in out and "3 documents" in out, (out, err)
     db_file = sqlite_url.split("///", 1)[1]
     with sqlite3.connect(db_file) as conn:
+        deadline = conn.execute("SELECT deadline FROM rectification_notices").fetchone()[0]
         conn.execute("UPDATE penalty_decisions SET amount_yuan = 20")
     code, out, _ = await run_cli("--config", str(path), "audit", "verify")
     assert code == 1 and "document BROKEN" in out and "penalty decision" in out, out
@@ -123,6 +143,15 @@ async def test_seeds_case_fine_on_the_responsible_person(sqlite_url: str, tmp_pa
         conn.execute("UPDATE rectification_notices SET deadline = '2099-01-01 00:00:00.000000'")
     code, out, _ = await run_cli("--config", str(path), "audit", "verify")
     assert code == 1 and "rectification notice" in out, out
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("UPDATE rectification_notices SET deadline = ?", (deadline,))
+        conn.execute("UPDATE penalty_notices SET amount_yuan = 20")
+    code, out, _ = await run_cli("--config", str(path), "audit", "verify")
+    assert code == 1 and "行政处罚告知书" in out, out
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("UPDATE penalty_notices SET amount_yuan = 200")
+    code, out, _ = await run_cli("--config", str(path), "audit", "verify")
+    assert code == 0 and "3 documents" in out, out
 
 
 async def test_document_rows_under_the_hash_chain(db_url: str) -> None:
@@ -145,6 +174,42 @@ async def test_document_rows_under_the_hash_chain(db_url: str) -> None:
                 assert broken is not None and "rectification notice" in broken.reason
         finally:
             await officer.close()
+
+
+async def test_large_fine_gives_hearing_rights_and_approval_after_the_period(sqlite_url: str) -> None:
+    """A unit fine of ¥10,000 (较大数额): the 告知书 offers a hearing within five days; with no statement recorded the
+    decision may be approved once that period has run out, not before."""
+    shift = timedelta(0)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + shift
+
+    async with hazard_app(config(sqlite_url, console={"session_hours": 240}), clock=clock) as running:
+        officer, admin = await login(running.url, "officer"), await login(running.url, "admin")
+        try:
+            h = await officer.post("/api/hazards", {"unit_id": "school-1", "category": "corridor_storage",
+                                                    "source": "patrol"})
+            await officer.post(f"/api/hazards/{h['id']}/notice", {"days": 1})
+            shift = timedelta(days=1, minutes=1)
+            h = await officer.post(f"/api/hazards/{h['id']}/recheck", {"rectified": False, "note": "未整改"})
+            assert h["status"] == "penalty"
+            pen = (await officer.get(f"/api/hazards/{h['id']}"))["penalties"][0]
+            pen = await officer.post(f"/api/penalties/{pen['id']}/confirm", {"amount_yuan": 10000})
+            inform = pen["inform"]
+            assert inform["hearing"] is True
+            assert datetime.fromisoformat(inform["reply_by"]) - datetime.fromisoformat(inform["issued_at"]) == \
+                timedelta(days=5)
+            told = await pdf_text(officer, inform["pdf"])
+            assert "要求举行听证" in told and "五日内" in told and "壹万元整" in told
+            shift += timedelta(days=4, hours=23)
+            status, _ = await admin.request("POST", f"/api/penalties/{pen['id']}/approve")
+            assert status == 409
+            shift += timedelta(hours=2)
+            pen = await admin.post(f"/api/penalties/{pen['id']}/approve")
+            assert pen["status"] == "approved" and pen["inform"]["statement"] == ""
+        finally:
+            await officer.close()
+            await admin.close()
 
 
 async def test_citations_checked_against_the_clause_database(sqlite_url: str) -> None:

@@ -92,6 +92,7 @@ async def test_detection_to_penalty(db_url: str) -> None:
             pen = await officer.post(f"/api/penalties/{pen['id']}/confirm", {"amount_yuan": 10000})
             assert pen["status"] == "confirmed" and "消罚决字" in pen["number"]
             assert (await officer.request("POST", f"/api/penalties/{pen['id']}/approve"))[0] == 403
+            await officer.post(f"/api/penalties/{pen['id']}/statement", {"statement": "waived"})
             pen = await admin.post(f"/api/penalties/{pen['id']}/approve")
             assert pen["status"] == "approved" and pen["approved_by"] == "admin"
             async with officer.http.get(running.url + pen["pdf"]) as resp:
@@ -102,7 +103,8 @@ async def test_detection_to_penalty(db_url: str) -> None:
             assert (h["status"], h["outcome"]) == ("closed", "penalized")
             actions = [e["action"] for e in h["timeline"]]
             assert actions == [hz.HAZARD_CREATED, hz.EVIDENCE_ADDED, hz.NOTICE_ISSUED, hz.RECHECK_DUE, hz.RECHECKED,
-                               hz.OVERDUE, hz.PENALTY_PROPOSED, hz.PENALTY_CONFIRMED, hz.PENALTY_APPROVED,
+                               hz.OVERDUE, hz.PENALTY_PROPOSED, hz.PENALTY_CONFIRMED, hz.PENALTY_INFORMED,
+                               hz.PENALTY_STATEMENT, hz.PENALTY_APPROVED,
                                hz.PENALTY_CLOSED, hz.HAZARD_CLOSED]
             assert [e["actor"] for e in h["timeline"]][-4:] == ["officer", "admin", "officer", "officer"]
             assert h["timeline"][1]["data"]["files"][0]["sha256"] == h["evidence"][0]["sha256"]

@@ -13,17 +13,16 @@ learned verifier, whose generic rows did not hold up on unseen sources (docs/det
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from detectors.model import box_iou
+from detectors.train import marked_boxes
 from detectors.verifier import box_features
 
 log = logging.getLogger(__name__)
@@ -70,30 +69,14 @@ class HardNegatives:
 
     @classmethod
     def load(cls, folder: str | Path, iou: float = 0.5, distance: float = 0.2) -> HardNegatives:
-        """Every marked box in `folder` (the layout `save_hard_negative` writes); damaged files are skipped."""
+        """Every marked box in `folder` (`detectors.train.marked_boxes`) whose camera is known."""
         marked: dict[str, list[Marked]] = {}
-        root = Path(folder) / "train"
-        for js in sorted((root / "rejected").glob("*.json")):
-            try:
-                meta = json.loads(js.read_text())
-                boxes = meta.get("boxes") if isinstance(meta, dict) else None
-            except (OSError, ValueError):
-                continue
-            camera = camera_of(js.stem, meta)
-            if camera is None or not isinstance(boxes, list):
-                continue
-            img = cv2.imread(str(root / "images" / f"{js.stem}.jpg"))
-            if img is None:
-                continue
-            h, w = img.shape[:2]
-            for b in boxes:
-                try:  # one damaged entry must not keep the detectors from starting
-                    name, xyxy = str(b["class"]), [float(v) for v in b["box"]][:4]
-                    a = appearance(img, name, xyxy)
-                except (KeyError, TypeError, ValueError, IndexError):
-                    continue
-                if a is not None and len(xyxy) == 4:
-                    marked.setdefault(camera, []).append(Marked(name, normalised(xyxy, w, h), a))
+        for m in marked_boxes(folder):
+            camera = camera_of(m.name, m.meta)
+            a = appearance(m.frame, m.cls_name, m.xyxy)
+            if camera is not None and a is not None:
+                h, w = m.frame.shape[:2]
+                marked.setdefault(camera, []).append(Marked(m.cls_name, normalised(m.xyxy, w, h), a))
         n = sum(len(v) for v in marked.values())
         if n:
             log.info("hard negatives: %d marked boxes on %d cameras from %s", n, len(marked), folder)
@@ -104,7 +87,7 @@ class HardNegatives:
 
     def matches(self, camera_id: str | None, img: np.ndarray, cls_name: str, xyxy: Sequence[float]) -> bool:
         """Whether this candidate is a false alarm already marked on this camera (same class, place and look)."""
-        marked = self.marked.get(camera_id or "") if camera_id else None
+        marked = self.marked.get(camera_id) if camera_id else None
         if not marked:
             return False
         h, w = img.shape[:2]

@@ -104,22 +104,13 @@ def rows_from(samples: Iterable[tuple[np.ndarray, float]], source: str) -> Rows:
 
 def hard_negative_rows(folder: Path) -> Rows | None:
     """Rows from officers' false alarms saved by `detectors.train.save_hard_negative`."""
+    from detectors.train import marked_boxes
+
     samples: list[tuple[np.ndarray, float]] = []
-    for js in sorted((folder / "train" / "rejected").glob("*.json")):
-        img = cv2.imread(str(folder / "train" / "images" / f"{js.stem}.jpg"))
-        if img is None:
-            continue
-        try:
-            boxes = json.loads(js.read_text()).get("boxes") or []
-        except (OSError, ValueError):
-            continue
-        for b in boxes if isinstance(boxes, list) else []:
-            try:  # one damaged file must not keep the detectors from starting
-                f = box_features(img, str(b["class"]), float(b["confidence"]), [float(v) for v in b["box"]][:4])
-            except (KeyError, TypeError, ValueError, IndexError):
-                continue
-            if f is not None:
-                samples.append((f, 0.0))
+    for m in marked_boxes(folder):
+        f = box_features(m.frame, m.cls_name, m.confidence, m.xyxy)
+        if f is not None:
+            samples.append((f, 0.0))
     return rows_from(samples, f"hard negatives: {folder}") if samples else None
 
 

@@ -13,12 +13,14 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from config.detectors import CameraDetectors, DetectorsConfig, Point, Thresholds
+from detectors.hard_negatives import HardNegatives
 from detectors.model import Box, YoloRunner, box_iou
 from detectors.verifier import BoxVerifier, built_for, load_verifier
 
@@ -79,12 +81,21 @@ class FireDetector:
         self.cfg = cfg
         self._runners: dict[str, YoloRunner] = {}
         self._lock = threading.Lock()
+        if runner is not None:  # a runner handed in serves the configured weights (no second copy loaded)
+            self._runners[cfg.weights] = runner
         self.runner = runner or self.runner_for(cfg.weights)
         # keyed by the polygons themselves, so masks edited at run time never meet a stale raster
         self._mask_cache: dict[tuple[Any, int, int], np.ndarray] = {}
         if verifier == "config":
             verifier = self._configured_verifier()
         self.verifier: BoxVerifier | None = verifier if isinstance(verifier, BoxVerifier) else None
+        self.hard_negatives = self._hard_negatives()
+
+    def _hard_negatives(self) -> HardNegatives | None:
+        ss = self.cfg.second_stage
+        if not ss.learn_hard_negatives or not Path(self.cfg.hard_negatives_dir).is_dir():
+            return None
+        return HardNegatives.load(self.cfg.hard_negatives_dir, ss.hard_negative_iou, ss.hard_negative_distance)
 
     def _configured_verifier(self) -> BoxVerifier | None:
         ss = self.cfg.second_stage
@@ -99,10 +110,12 @@ class FireDetector:
         return load_verifier(ss.verifier, ss.verifier_threshold, hard)
 
     def relearn(self) -> None:
-        """Refit the verifier with the hard negatives collected so far (blocking, ~1 s; run in a thread).
+        """Reload the hard negatives collected so far, and refit the verifier when one is configured (blocking,
+        ~1 s with a verifier; run in a thread).
 
         Called when an officer marks a video alarm false, so the same false alarm stops passing now,
-        not at the next restart. The swap is one assignment: frames in flight use the old or the new one."""
+        not at the next restart. Each swap is one assignment: frames in flight use the old or the new one."""
+        self.hard_negatives = self._hard_negatives()
         if self.verifier is not None:
             self.verifier = self._configured_verifier()
 
@@ -157,7 +170,8 @@ class FireDetector:
         return out
 
     def _rules(self, img: np.ndarray, boxes: list[Box], cam: CameraDetectors | None) -> list[tuple[str, Box]]:
-        """Thresholds, minimum area, masks, colour rules: everything before the verifier."""
+        """Thresholds, minimum area, masks, the camera's hard negatives, colour rules: everything before the
+        verifier."""
         th: Thresholds = (cam.thresholds if cam and cam.thresholds else None) or self.cfg.thresholds
         h, w = img.shape[:2]
         mask = None
@@ -167,6 +181,7 @@ class FireDetector:
             if mask is None:
                 mask = self._mask_cache[key] = polygon_mask(cam.masks, w, h)
         ss = self.cfg.second_stage
+        hard = self.hard_negatives  # one snapshot per frame (relearn swaps it whole)
         weights = cam.weights if cam else None
         kept: list[tuple[str, Box]] = []
         for b in boxes:
@@ -182,6 +197,8 @@ class FireDetector:
                 region = mask[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
                 if region.size and region.mean() >= 0.5:
                     continue
+            if hard is not None and cam is not None and hard.matches(cam.camera_id, img, name, b.xyxy):
+                continue
             if ss.colour:
                 if name == "fire" and flame_fraction(img, b.xyxy) < ss.fire_min_flame_fraction:
                     continue

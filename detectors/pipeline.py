@@ -174,7 +174,7 @@ class DetectorService:
             self.pipelines[camera.camera_id] = CameraPipeline(camera, self.detectors)
 
     async def relearn(self) -> None:
-        """Officers marked a video alarm false: refit the smoke/fire verifier with the new hard negatives."""
+        """Officers marked a video alarm false: smoke/fire reloads its hard negatives (refits a configured verifier)."""
         sf = self.detectors.smoke_fire
         if sf is not None:
             await asyncio.to_thread(sf.relearn)

@@ -24,10 +24,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 NAMES = {0: "smoke", 1: "fire"}
@@ -55,6 +58,44 @@ def save_hard_negative(frame_jpeg: bytes, boxes: list[dict[str, Any]] | list[Any
             + yaml.safe_dump({"path": ".", "train": "train/images", "val": "train/images", "names": NAMES})
         )
     return img
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedBox:
+    """One box of a frame an officer marked false, read back from `save_hard_negative`'s folder."""
+
+    name: str  # the file stem: the alarm id
+    meta: dict[str, Any]  # what was saved beside the boxes (incident_id, closed_by, camera_id)
+    frame: np.ndarray  # BGR
+    cls_name: str
+    confidence: float
+    xyxy: tuple[float, float, float, float]  # pixels of `frame`
+
+
+def marked_boxes(dataset_dir: str | Path) -> Iterator[MarkedBox]:
+    """Every box saved by `save_hard_negative` in `dataset_dir`. A damaged file or entry (hand-edited, truncated) is
+    skipped: one must not keep the detectors from starting."""
+    import cv2
+
+    root = Path(dataset_dir) / "train"
+    for js in sorted((root / "rejected").glob("*.json")):
+        try:
+            meta = json.loads(js.read_text())
+        except (OSError, ValueError):
+            continue
+        boxes = meta.get("boxes") if isinstance(meta, dict) else None
+        if not isinstance(boxes, list):
+            continue
+        frame = cv2.imread(str(root / "images" / f"{js.stem}.jpg"))
+        if frame is None:
+            continue
+        for b in boxes:
+            try:
+                name, conf, xyxy = str(b["class"]), float(b["confidence"]), [float(v) for v in b["box"]]
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(xyxy) >= 4:
+                yield MarkedBox(js.stem, meta, frame, name, conf, (xyxy[0], xyxy[1], xyxy[2], xyxy[3]))
 
 
 def _splits(ds: Path) -> dict[str, Path]:

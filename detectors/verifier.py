@@ -104,22 +104,13 @@ def rows_from(samples: Iterable[tuple[np.ndarray, float]], source: str) -> Rows:
 
 def hard_negative_rows(folder: Path) -> Rows | None:
     """Rows from officers' false alarms saved by `detectors.train.save_hard_negative`."""
+    from detectors.train import marked_boxes
+
     samples: list[tuple[np.ndarray, float]] = []
-    for js in sorted((folder / "train" / "rejected").glob("*.json")):
-        img = cv2.imread(str(folder / "train" / "images" / f"{js.stem}.jpg"))
-        if img is None:
-            continue
-        try:
-            boxes = json.loads(js.read_text()).get("boxes") or []
-        except (OSError, ValueError):
-            continue
-        for b in boxes if isinstance(boxes, list) else []:
-            try:  # one damaged file must not keep the detectors from starting
-                f = box_features(img, str(b["class"]), float(b["confidence"]), [float(v) for v in b["box"]][:4])
-            except (KeyError, TypeError, ValueError, IndexError):
-                continue
-            if f is not None:
-                samples.append((f, 0.0))
+    for m in marked_boxes(folder):
+        f = box_features(m.frame, m.cls_name, m.confidence, m.xyxy)
+        if f is not None:
+            samples.append((f, 0.0))
     return rows_from(samples, f"hard negatives: {folder}") if samples else None
 
 
@@ -146,10 +137,16 @@ class BoxVerifier:
         ok = [i for i, f in enumerate(feats) if f is not None]
         out = [0.0] * len(boxes)
         if ok:
-            p = self.model.predict_proba(np.stack([feats[i] for i in ok]))[:, 1]  # type: ignore[misc]
+            p = self.score_features(np.stack([f for f in feats if f is not None]))
             for i, v in zip(ok, p, strict=True):
                 out[i] = float(v)
         return out
+
+    def score_features(self, x: np.ndarray) -> np.ndarray:
+        """P(real) for rows of `box_features` (n, len(FEATURES)): what `scores` does after measuring the boxes."""
+        if len(x) == 0:
+            return np.zeros(0)
+        return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
 
 
 def table_path(spec: str) -> Path:
@@ -202,14 +199,22 @@ def dataset_rows(detect: Any, names: dict[int, str], images: list[Path], label_d
                     gts.append(((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h))
             if not gts:
                 continue
-        boxes = sorted(detect(img), key=lambda b: -b.conf)[:top]
-        for b in boxes:
-            label = 0.0
-            if label_dir is not None:
-                if max(box_iou(b.xyxy, g) for g in gts) < 0.3:
-                    continue
-                label = 1.0
+        for b, label in labelled_candidates(detect(img), gts if label_dir is not None else None, top):
             f = box_features(img, names.get(b.cls, "fire"), b.conf, b.xyxy)
             if f is not None:
                 samples.append((f, label))
     return rows_from(samples, source)
+
+
+def labelled_candidates(boxes: Sequence[Box], gts: Sequence[Sequence[float]] | None,
+                        top: int = 5) -> list[tuple[Box, float]]:
+    """The candidates of one image that become table rows, with their label: the `top` most confident boxes;
+    with labelled boxes `gts` (pixels) a candidate overlapping one (IoU ≥ 0.3) is a positive and the others are
+    left out; without (`None`: an everyday scene) every candidate is a negative."""
+    out: list[tuple[Box, float]] = []
+    for b in sorted(boxes, key=lambda b: -b.conf)[:top]:
+        if gts is None:
+            out.append((b, 0.0))
+        elif gts and max(box_iou(b.xyxy, g) for g in gts) >= 0.3:
+            out.append((b, 1.0))
+    return out

@@ -131,7 +131,8 @@ class DetectionSink:
                     alarm_id = str(frame.get("alarm_id", ""))
                     saved = await asyncio.to_thread(save_hard_negative, clean, frame.get("boxes") or [],
                                                     self.hard_negatives_dir, name=alarm_id or None,
-                                                    meta={"incident_id": inc["id"], "closed_by": inc["closed_by"]})
+                                                    meta={"incident_id": inc["id"], "closed_by": inc["closed_by"],
+                                                          "camera_id": frame.get("camera_id")})
                     log.info("false alarm %s saved as hard negative %s", alarm_id[:128], saved)
                     learned = True
                 for hook in self.after_learning if learned else []:

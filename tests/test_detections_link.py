@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,8 @@ async def test_worker_smoke_becomes_incident_and_false_alarm_becomes_hard_negati
         negative = tmp_path / "negatives" / "train" / "images" / "video-cam-1-smoke-1.jpg"
         await wait_for_file(negative)
         assert (tmp_path / "negatives" / "train" / "labels" / "video-cam-1-smoke-1.txt").read_text() == ""
+        rejected = json.loads((tmp_path / "negatives" / "train" / "rejected" / "video-cam-1-smoke-1.json").read_text())
+        assert rejected["camera_id"] == "cam-1"  # what places the lesson on its camera (detectors/hard_negatives.py)
         await officer.close()
 
 

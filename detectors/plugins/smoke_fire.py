@@ -1,8 +1,9 @@
 """Smoke/fire as a detector plug-in: one model (`FireDetector`) for every camera, k-of-n confirmation per camera.
 
 `process` runs one forward pass per weights file over the frames of all cameras in the batch, the per-box stages
-(thresholds, masks, colour rules, verifier) in one verifier call, then each camera's `Confirmer`. A confirmed
-region becomes an `AlarmDetection`: the alarm (kind video_smoke | video_fire) with the frame that confirmed it.
+(thresholds, masks, the camera's hard negatives, and colour rules / verifier when configured; one verifier call),
+then each camera's `Confirmer`. A confirmed region becomes an `AlarmDetection`: the alarm (kind video_smoke |
+video_fire) with the frame that confirmed it.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class SmokeFire:
         return True
 
     def relearn(self) -> None:
-        """Refits the verifier with the hard negatives officers marked (blocking)."""
+        """Reloads the hard negatives officers marked, and refits a configured verifier (blocking)."""
         self.model.relearn()
 
     def process(self, samples: Sequence[Sample]) -> list[DetectionEvent]:

@@ -89,7 +89,7 @@ def obstacle() -> np.ndarray:
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from detect_eval import opencv_doc_dir
+    from eval_sources import opencv_doc_dir
 
     data = opencv_doc_dir()
     img = cv2.imread(str(data / "box.png")) if data else None

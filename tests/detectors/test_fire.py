@@ -69,9 +69,13 @@ def _fire8_sequence(fire8: Path, video: str) -> list[Path]:
 
 
 def test_image_decision_on_fire8_and_everyday_frames(fire_detector, fire8: Path, vtest_frames) -> None:
-    seq = _fire8_sequence(fire8, "fire2_mp4")[:8]
-    hits = [fire_detector.image_decision(cv2.imread(str(p)))["alarm"] for p in seq]
-    assert sum(hits) >= 6, hits
+    """The default decision is the model's own at the thresholds chosen leave one source out (no second stage):
+    an image alarms exactly when a smoke box reaches the smoke threshold or a fire box the fire threshold."""
+    th = fire_detector.cfg.thresholds
+    seq = _fire8_sequence(fire8, "fire2_mp4")[:16]
+    decisions = [fire_detector.image_decision(cv2.imread(str(p))) for p in seq]
+    assert all(d["alarm"] == (d["smoke"] >= th.smoke or d["fire"] >= th.fire) for d in decisions), decisions
+    assert sum(d["alarm"] for d in decisions) >= 8, decisions  # 11 of 16 measured
     d = fire_detector.image_decision(vtest_frames[0])
     assert set(d) >= {"smoke", "fire", "alarm"} and d["alarm"] is False
 
@@ -98,10 +102,14 @@ def test_vtest_hour_loop_raises_no_alarm(fire_detector, dcfg: DetectorsConfig, v
 
 
 @pytest.mark.parametrize("video", ["fire2_mp4", "newsmoke1_mp4"])
-def test_smoke_clip_alarms_within_5s(fire_detector, dcfg: DetectorsConfig, fire8: Path, vtest_frames,
+def test_smoke_clip_alarms_within_8s(fire_detector, dcfg: DetectorsConfig, fire8: Path, vtest_frames,
                                      tmp_path: Path, video: str) -> None:
     """A clip: 10 s of the hall, then a real fire/smoke CCTV sequence (fire8 frames of one video, 2 per second).
-    `detect-video` on it must raise the alarm within 5 s of the first smoke frame, and not before."""
+    `detect-video` on it must raise the alarm within 8 s of the first smoke frame, and not before.
+
+    Measured 6.0 s (fire2) and 7.0 s (newsmoke1) with the default chosen leave one source out. The earlier bound,
+    5 s, held for a verifier whose table contained these very frames (fire8 train); ≤ 5 s on clips of sources no
+    stage was tuned on is issue 13 part 3's target (video-level truth), not met by this test's clips today."""
     from detectors.cli import video_events
 
     seq = _fire8_sequence(fire8, video)[:16]
@@ -118,7 +126,7 @@ def test_smoke_clip_alarms_within_5s(fire_detector, dcfg: DetectorsConfig, fire8
     assert events, "no alarm"
     first = events[0]
     assert first["type"] in ("video_smoke", "video_fire")
-    assert 10.0 <= first["t"] <= 15.0, events
+    assert 10.0 <= first["t"] <= 18.0, events
     assert first["alarm_id"].startswith("video-clip-")
 
 

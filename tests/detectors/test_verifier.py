@@ -1,5 +1,6 @@
-"""The learned second stage (detectors/verifier.py): shipped table, decisions on unseen images, learning
-from officers' false alarms, and `firelink train-verifier`."""
+"""The learned second stage (detectors/verifier.py), off by default (it did not hold up on unseen sources, see
+docs/detectors.md) but still available: shipped table, decisions on unseen images, learning from officers' false
+alarms, and `firelink train-verifier`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from config.detectors import DetectorsConfig
 from detectors.fire import FireDetector
 from detectors.model import Box
 from detectors.train import save_hard_negative
 from detectors.verifier import BUILTIN, FEATURES, HARD_NEGATIVE_WEIGHT, BoxVerifier, Rows, box_features
+
+# the pipeline as it was the default before the leave-one-source-out evaluation: low thresholds, colour rules, verifier
+WITH_VERIFIER = {"thresholds": {"smoke": 0.1, "fire": 0.1},
+                 "second_stage": {"colour": True, "verifier": "builtin", "learn_hard_negatives": False}}
+
+
+@pytest.fixture(scope="module")
+def verified(fire_detector) -> FireDetector:
+    return FireDetector(DetectorsConfig.model_validate(WITH_VERIFIER), runner=fire_detector.runner)
 
 
 def test_builtin_table_is_what_its_provenance_says() -> None:
@@ -37,35 +48,37 @@ def test_box_features_measure_what_they_name() -> None:
     assert box_features(img, "smoke", 0.3, (50, 50, 50, 80)) is None  # empty box
 
 
-def test_unseen_fire_images_alarm_and_the_hall_does_not(fire_detector, fire8: Path, vtest_frames) -> None:
+def test_unseen_fire_images_alarm_and_the_hall_does_not(verified: FireDetector, fire8: Path, vtest_frames) -> None:
     """fire8 `valid` is not in the verifier's table: most of its images still alarm; the hall never does."""
     imgs = [cv2.imread(str(p)) for p in sorted((fire8 / "valid" / "images").glob("*.jpg"))]
-    decisions = [fire_detector.image_decision(img) for img in imgs]
+    decisions = [verified.image_decision(img) for img in imgs]
     assert np.mean([d["alarm"] for d in decisions]) >= 0.8
-    threshold = fire_detector.cfg.second_stage.verifier_threshold
+    threshold = verified.cfg.second_stage.verifier_threshold
     boxes = [b for d in decisions for b in d["boxes"]]  # each kept box says how sure the second stage was
     assert boxes and all(threshold <= b["verifier"] <= 1 for b in boxes)
-    boxes = fire_detector.detect(vtest_frames[::10])
-    assert not any(fire_detector.keep(f, b) for f, b in zip(vtest_frames[::10], boxes, strict=True))
+    boxes = verified.detect(vtest_frames[::10])
+    assert not any(verified.keep(f, b) for f, b in zip(vtest_frames[::10], boxes, strict=True))
 
 
-def test_false_alarms_marked_by_officers_teach_the_verifier(fire_detector, fire8: Path, tmp_path: Path) -> None:
+def test_false_alarms_marked_by_officers_teach_the_verifier(verified: FireDetector, fire8: Path,
+                                                            tmp_path: Path) -> None:
     """A real flame the officers keep marking false (think of a stove) stops passing once learned;
     other fires still pass."""
     paths = sorted((fire8 / "valid" / "images").glob("*.jpg"))
     passing: list[tuple[np.ndarray, Box]] = []
     for p in paths:
         img = cv2.imread(str(p))
-        kept = fire_detector.keep(img, fire_detector.detect([img])[0])
+        kept = verified.keep(img, verified.detect([img])[0])
         if kept:
             passing.append((img, kept[0][1]))
     stove_img, stove = passing[0]
     others = passing[1:]
-    cfg = DetectorsConfig.model_validate({"hard_negatives_dir": str(tmp_path)})  # learns hard negatives (default)
-    det = FireDetector(cfg, runner=fire_detector.runner)
+    second = {**WITH_VERIFIER["second_stage"], "learn_hard_negatives": True}
+    cfg = DetectorsConfig.model_validate({**WITH_VERIFIER, "second_stage": second, "hard_negatives_dir": str(tmp_path)})
+    det = FireDetector(cfg, runner=verified.runner)
     before = det.verifier
     assert before is not None
-    name = fire_detector.class_name(stove.cls)
+    name = verified.class_name(stove.cls)
     assert det.keep(stove_img, [stove]) != []
     _ok, jpg = cv2.imencode(".jpg", stove_img, [cv2.IMWRITE_JPEG_QUALITY, 100])
     box = {"class": name, "confidence": stove.conf, "box": list(stove.xyxy)}
@@ -73,7 +86,7 @@ def test_false_alarms_marked_by_officers_teach_the_verifier(fire_detector, fire8
         save_hard_negative(jpg.tobytes(), [box], tmp_path, name=f"stove-{i}")
     det.relearn()  # what the core does after an officer marks a video alarm false
     assert det.verifier is not None and det.verifier.n_rows == before.n_rows + 3 * HARD_NEGATIVE_WEIGHT
-    assert det.keep(stove_img, [stove]) == []
+    assert det.keep(stove_img, [stove]) == []  # no camera: the verifier, not the per-camera check, dropped it
     still = [det.keep(img, [b]) != [] for img, b in others]
     assert np.mean(still) >= 0.8, still
 
@@ -121,13 +134,13 @@ def test_damaged_hard_negatives_are_skipped(tmp_path: Path) -> None:
     assert rows is not None and len(rows.y) == 1 and rows.y[0] == 0
 
 
-def test_a_table_built_for_other_weights_is_reported(fire_detector, caplog) -> None:
+def test_a_table_built_for_other_weights_is_reported(verified: FireDetector, caplog) -> None:
     """The confidence feature belongs to the weights and input size the table was built with."""
-    cfg = DetectorsConfig.model_validate({"imgsz": 640, "second_stage": {"learn_hard_negatives": False}})
+    cfg = DetectorsConfig.model_validate({**WITH_VERIFIER, "imgsz": 640})
     with caplog.at_level("WARNING", logger="detectors.fire"):
-        FireDetector(cfg, runner=fire_detector.runner)
+        FireDetector(cfg, runner=verified.runner)
     assert "built for weights fire-detector at 416 px" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="detectors.fire"):
-        FireDetector(fire_detector.cfg, runner=fire_detector.runner)
+        FireDetector(verified.cfg, runner=verified.runner)
     assert "built for" not in caplog.text

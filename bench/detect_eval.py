@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import itertools
 import json
+import operator
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -108,15 +110,12 @@ class VerifierBank:
         """The verifier fitted on exactly these sources' rows (None when they lack positives or negatives)."""
         key = frozenset(m.source for m in on)
         if key not in self._fits:
-            rows = None
-            for k, m in enumerate(sorted(on, key=lambda m: m.source)):
-                sel = m.row >= 0
-                part = Rows(m.feat[sel], m.row[sel].astype(np.int8), np.zeros(int(sel.sum()), np.int16),
-                            [f"{m.kind}: {m.source}"])
-                rows = part if k == 0 else rows + part  # type: ignore[operator]
+            parts = [Rows(m.feat[m.row >= 0], m.row[m.row >= 0].astype(np.int8),
+                          np.zeros(int((m.row >= 0).sum()), np.int16), [f"{m.kind}: {m.source}"])
+                     for m in sorted(on, key=lambda m: m.source)]
             try:
-                self._fits[key] = BoxVerifier(rows, self.threshold) if rows is not None else None
-            except ValueError:  # rows of one class only
+                self._fits[key] = BoxVerifier(functools.reduce(operator.add, parts), self.threshold)
+            except (ValueError, TypeError):  # rows of one class only; no sources at all
                 self._fits[key] = None
         return self._fits[key]
 

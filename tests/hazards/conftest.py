@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from collections.abc import AsyncIterator
 from typing import Any
 
 from config.schema import FirelinkConfig
-from tests.support import RunningApp, base_config, running_app
+from tests.support import Api, RunningApp, base_config, running_app
 
 
 @contextlib.asynccontextmanager
@@ -43,3 +44,21 @@ async def upload(api: Any, path: str, files: list[tuple[str, bytes, str]], **fie
             return resp.status, await resp.json()
         except Exception:
             return resp.status, await resp.text()
+
+
+async def login(base: str, name: str) -> Api:
+    """A logged-in API client for one of the test config's users (password `{name}-pw`)."""
+    api = Api(base)
+    await api.login(name, f"{name}-pw")
+    return api
+
+
+async def wait_status(api: Api, hazard_id: int, status: str, timeout: float = 8) -> dict[str, Any]:
+    """The hazard once its status is `status` (set by the deadline scheduler in the background)."""
+    async def go() -> dict[str, Any]:
+        while True:
+            h = await api.get(f"/api/hazards/{hazard_id}")
+            if h["status"] == status:
+                return h
+            await asyncio.sleep(0.05)
+    return await asyncio.wait_for(go(), timeout)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from config.schema import FirelinkConfig
-from tests.hazards.conftest import config, hazard_app
-from tests.hazards.test_documents import login, overdue_case
+from tests.hazards.conftest import config, hazard_app, login
+from tests.hazards.test_documents import overdue_case
 from tests.support import Api
 
 NAMES = {"officer": ("韦明", "451203"), "admin": ("蒙华", "451001")}

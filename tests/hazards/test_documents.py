@@ -4,7 +4,6 @@ only after approval, and `firelink audit verify` over the rows documents are pri
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -16,26 +15,12 @@ from sqlalchemy import update
 from console.appkeys import DB
 from dispatch.document_content import verify_documents
 from dispatch.hazard_models import PenaltyDecision, RectificationNotice
-from tests.hazards.conftest import config, hazard_app
+from tests.hazards.conftest import config, hazard_app, login, wait_status
 from tests.support import Api, config_yaml, run_cli
 
 ID_NUMBER = "450202198805061234"
 
 
-async def login(base: str, name: str) -> Api:
-    api = Api(base)
-    await api.login(name, f"{name}-pw")
-    return api
-
-
-async def wait_status(api: Api, hazard_id: int, status: str, timeout: float = 8) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        while True:
-            h = await api.get(f"/api/hazards/{hazard_id}")
-            if h["status"] == status:
-                return h
-            await asyncio.sleep(0.05)
-    return await asyncio.wait_for(go(), timeout)
 
 
 async def pdf_text(api: Api, path: str) -> str:

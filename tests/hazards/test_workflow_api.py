@@ -3,7 +3,6 @@ inspection → notice → proof → recheck → closed. The record stays verifia
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,24 +12,7 @@ from console.appkeys import DB, HAZARDS
 from dispatch import hazards as hz
 from dispatch.models import RecordEntry
 from dispatch.records import verify
-from tests.hazards.conftest import config, hazard_app, jpeg, upload
-from tests.support import Api
-
-
-async def login(base: str, name: str) -> Api:
-    api = Api(base)
-    await api.login(name, f"{name}-pw")
-    return api
-
-
-async def wait_status(api: Api, hazard_id: int, status: str, timeout: float = 8) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        while True:
-            h = await api.get(f"/api/hazards/{hazard_id}")
-            if h["status"] == status:
-                return h
-            await asyncio.sleep(0.1)
-    return await asyncio.wait_for(go(), timeout)
+from tests.hazards.conftest import config, hazard_app, jpeg, login, upload, wait_status
 
 
 async def chain_ok(app: Any) -> int:

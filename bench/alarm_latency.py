@@ -143,6 +143,20 @@ def shut_down(core: subprocess.Popen[bytes], log: Any, broker: subprocess.Popen[
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def wait_healthy(http: aiohttp.ClientSession, base: str, core: subprocess.Popen[bytes], log: Path,
+                       timeout_s: float = 120) -> None:
+    """Until the core's /healthz answers 200 (another process starting: nothing to await but its answer)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(base + "/healthz") as r:
+                if r.status == 200:
+                    return
+        if core.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"core did not become healthy; see {log}")
+        await asyncio.sleep(0.1)
+
+
 def launch_core(workdir: Path, cfg: dict[str, Any], preload: str | None) -> tuple[subprocess.Popen[bytes], Any]:
     """`firelink run` with the generated config; output to workdir/core.log."""
     (workdir / "firelink.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
@@ -399,15 +413,7 @@ async def run(args: argparse.Namespace, rate: float, duration: float) -> dict[st
             if not await asyncio.to_thread(floor_ctl.poll, 20) or floor_ctl.recv() != "ready":
                 raise RuntimeError("floor consumer did not start")
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(base + "/healthz") as r:
-                        if (await r.json())["status"] == "ok":
-                            break
-                if core.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("core did not become healthy; see " + str(workdir / "core.log"))
-                await asyncio.sleep(0.1)
+            await wait_healthy(http, base, core, workdir / "core.log", 60)
             async with http.post(base + "/api/login", json={"username": "bench", "password": "bench-pw"}) as r:
                 csrf = (await r.json())["csrf_token"]
             ws = await http.ws_connect(base.replace("http", "ws") + "/ws", max_msg_size=0)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from alarm_latency import core_config, free_port, launch_core, pct, start_broker
+from alarm_latency import core_config, free_port, launch_core, pct, start_broker, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
@@ -72,15 +72,7 @@ async def run(args: argparse.Namespace) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-snd-{uuid.uuid4().hex[:8]}")
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(base + "/healthz") as r:
-                        if (await r.json())["status"] == "ok":
-                            break
-                if core.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("core did not become healthy; see " + str(workdir / "core.log"))
-                await asyncio.sleep(0.1)  # another process starting: nothing to await
+            await wait_healthy(http, base, core, workdir / "core.log", 60)
             async with http.post(base + "/api/login", json={"username": "bench", "password": "bench-pw"}) as r:
                 csrf = (await r.json())["csrf_token"]
             client.connect("127.0.0.1", broker_port)

@@ -39,7 +39,15 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.alarm_latency import core_config, launch_core, pct, publisher, shut_down, start_broker  # noqa: E402
+from bench.alarm_latency import (  # noqa: E402
+    core_config,
+    launch_core,
+    pct,
+    publisher,
+    shut_down,
+    start_broker,
+    wait_healthy,
+)
 from bench.record_data import fill, month_of  # noqa: E402
 
 PHASES = ["alone", "16 KPI (identical)", "16 KPI (different periods)", "16 GET /api/units (control)", "alone again",
@@ -116,15 +124,7 @@ async def run(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-            deadline = time.monotonic() + 120
-            while True:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(base + "/healthz") as r:
-                        if r.status == 200:
-                            break
-                if core.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"core did not start; see {workdir / 'core.log'}")
-                await asyncio.sleep(0.1)
+            await wait_healthy(http, base, core, workdir / "core.log")
             async with http.post(base + "/api/login", json={"username": "bench", "password": "bench-pw"}) as r:
                 assert r.status == 200
             t = time.monotonic()

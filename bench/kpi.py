@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.alarm_latency import core_config, launch_core, shut_down, start_broker  # noqa: E402
+from bench.alarm_latency import core_config, launch_core, shut_down, start_broker, wait_healthy  # noqa: E402
 from bench.record_data import OFFICERS, fill, month_of, units  # noqa: E402
 
 
@@ -57,18 +56,6 @@ async def timed_get(http: aiohttp.ClientSession, url: str) -> tuple[float, int, 
     async with http.get(url) as r:
         body = await r.json()
         return time.monotonic() - t, r.status, body
-
-
-async def wait_healthy(http: aiohttp.ClientSession, base: str, core: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        with contextlib.suppress(aiohttp.ClientError):
-            async with http.get(base + "/healthz") as r:
-                if r.status == 200:
-                    return
-        if core.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"core did not become healthy; see {log}")
-        await asyncio.sleep(0.1)
 
 
 async def add_entries(db_url: str, n: int, start: datetime, end: datetime) -> None:

@@ -54,7 +54,8 @@ function mergeMessages(a, b) {
 }
 
 // Coalesced: one fetch at a time, and one more after it when events arrived meanwhile, so the
-// last fetch always starts after the last event (a slow response never overwrites newer state).
+// last fetch always starts after the last event. A response to a fetch that started before an event
+// is dropped (the queued fetch brings the newer state): a slow response never overwrites newer state.
 let loading = null;
 let loadAgain = null;
 async function loadIncident(id) {
@@ -62,6 +63,7 @@ async function loadIncident(id) {
   loading = (async () => {
     try {
       const d = await get(`/api/incidents/${id}`);
+      if (loadAgain !== null) return;
       // Messages are append-only: keep any that arrived live while this fetch was in flight.
       const known = state.incident && state.incident.id === d.id ? state.messages : [];
       state.incident = d;

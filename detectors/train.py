@@ -112,7 +112,7 @@ def _splits(ds: Path) -> dict[str, Path]:
         pairs = names.items() if isinstance(names, dict) else enumerate(names or [])
         if names and {int(k): str(v) for k, v in pairs} != NAMES:
             raise ValueError(f"{ds}: classes must be {NAMES} (got {names})")
-    for k, sub in (("train", "train/images"), ("val", "valid/images"), ("val", "val/images")):
+    for k, sub in (("train", "train/images"), ("val", "valid/images"), ("val", "val/images"), ("train", "images")):
         if k not in out and (ds / sub).is_dir():
             out[k] = (ds / sub).resolve()
     if "train" not in out:
@@ -135,14 +135,57 @@ def _stage(images: Path, dest: Path) -> Path:
     return dest / "images"
 
 
+def backbone_layers(model: Any) -> int:
+    """How many leading modules of an ultralytics model are its backbone (the model's yaml says; YOLOv8: 10)."""
+    spec = getattr(getattr(model, "model", None), "yaml", None)
+    return len(spec["backbone"]) if isinstance(spec, dict) and isinstance(spec.get("backbone"), list) else 10
+
+
+def _no_amp_download() -> None:
+    """ultralytics checks mixed precision on a GPU by downloading yolo26n.pt; nothing is downloaded here (offline by
+    design), and its fallback for a failed download only catches ConnectionError. AMP stays on: the check guards
+    against old GPUs (GTX 16xx) that this deployment does not target."""
+    from ultralytics.engine import trainer as ul_trainer
+
+    ul_trainer.check_amp = lambda model: True  # type: ignore[attr-defined]
+
+
+def _keeping_trainer() -> type:
+    """ultralytics' detection trainer, except that it trains the checkpoint's own module. The stock trainer rebuilds
+    the network from the checkpoint's yaml (plain C2f blocks) and copies over only the tensors whose names and shapes
+    match — 139 of the shipped model's 355: its FasterNet blocks would be thrown away and re-initialised."""
+    import copy
+
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class KeepArchitecture(DetectionTrainer):
+        def get_model(self, cfg: Any = None, weights: Any = None, verbose: bool = True) -> Any:
+            if weights is None:
+                return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+            model = copy.deepcopy(weights).float()
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return self.set_model_names_for_load(model)  # type: ignore[no-untyped-call]
+
+    return KeepArchitecture
+
+
 def train(
     data: list[Path], *, weights: str = "fire-detector", out: Path, epochs: int = 30, imgsz: int = 640,
     batch: int = 16, device: str = "auto", fraction: float = 1.0, workers: int = 2, command: str = "",
+    freeze_epochs: int = 0, val_every_epoch: bool = True,
 ) -> dict[str, Any]:
+    """Fine-tunes `weights` (every layer and weight kept, the FasterNet blocks included) on `data`.
+
+    Freeze-then-unfreeze: the first `freeze_epochs` epochs train only the neck and head (the backbone frozen, so
+    a small or narrow dataset cannot wreck the shipped features), the remaining epochs train everything, starting
+    from the first phase's weights."""
     from detectors import weights as W
     from detectors.model import pick_device
     from ingest.integrity import sha256_file
 
+    if not 0 <= freeze_epochs < epochs:
+        raise ValueError(f"freeze_epochs must be in [0, epochs): {freeze_epochs} of {epochs}")
     dev = pick_device(device)
     ul_device = "cpu" if dev == "cpu" else dev.split(":")[-1]
     t0 = time.time()
@@ -161,17 +204,22 @@ def train(
             vals = trains[:1]
         cfg_path = Path(tmp) / "data.yaml"
         cfg_path.write_text(yaml.safe_dump({"path": tmp, "train": trains, "val": vals, "names": NAMES}))
-        model = W.yolo(weights)
-        res = model.train(
-            data=str(cfg_path), epochs=epochs, imgsz=imgsz, batch=batch, device=ul_device, fraction=fraction,
-            workers=workers, project=str(Path(tmp) / "runs"), name="ft", exist_ok=True, plots=False, verbose=False,
-            amp=dev != "cpu",
-        )
-        best = Path(tmp) / "runs" / "ft" / "weights" / "best.pt"
-        if not best.is_file():
-            best = Path(tmp) / "runs" / "ft" / "weights" / "last.pt"
+        common = dict(data=str(cfg_path), imgsz=imgsz, batch=batch, device=ul_device, fraction=fraction,
+                      workers=workers, project=str(Path(tmp) / "runs"), exist_ok=True, plots=False, verbose=False,
+                      amp=dev != "cpu", val=val_every_epoch)
+        _no_amp_download()
+        start, res = weights, None
+        phases = [("frozen", freeze_epochs, True), ("all", epochs - freeze_epochs, False)]
+        for name, n, frozen in phases:
+            if n == 0:
+                continue
+            model = W.yolo(start)
+            res = model.train(**common, trainer=_keeping_trainer(), name=name, epochs=n,
+                              freeze=backbone_layers(model) if frozen else None)
+            wdir = Path(tmp) / "runs" / name / "weights"
+            start = str(wdir / "best.pt" if (wdir / "best.pt").is_file() else wdir / "last.pt")
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, out)
+        shutil.copyfile(start, out)
     metrics = {k: float(v) for k, v in (getattr(res, "results_dict", None) or {}).items()}
     prov = {
         "weights": out.name,
@@ -183,7 +231,8 @@ def train(
         "data": sources,
         "licence": "derived from the datasets above; keep their attribution (fire8: Roboflow fire-wrpgm v8, CC BY 4.0)",
         "command": command or " ".join(sys.argv),
-        "settings": {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": dev, "fraction": fraction},
+        "settings": {"epochs": epochs, "freeze_epochs": freeze_epochs, "imgsz": imgsz, "batch": batch, "device": dev,
+                     "fraction": fraction},
         "metrics": metrics,
         "seconds": round(time.time() - t0, 1),
         "host": platform.node(),
@@ -201,6 +250,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default="auto")
+    p.add_argument("--freeze-epochs", type=int, default=0,
+                   help="first train this many epochs with the backbone frozen, then everything")
     p.add_argument("--fraction", type=float, default=1.0, help="use this fraction of the training images")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2))
 
@@ -208,7 +259,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     prov = train(
         args.data, weights=args.weights, out=args.out, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
-        device=args.device, fraction=args.fraction, workers=args.workers,
+        device=args.device, fraction=args.fraction, workers=args.workers, freeze_epochs=args.freeze_epochs,
         command="firelink train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     print(json.dumps({"weights": str(args.out), "metrics": prov["metrics"], "seconds": prov["seconds"]}))

@@ -129,7 +129,7 @@ def ultralytics_weights(spec: str, cache_dir: Path | None = None) -> Path:
         if not out.is_file():
             ckpt = load_checkpoint(spec)
             cache.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")  # processes converting at once each write their own
             torch.save(ckpt, tmp)
             tmp.replace(out)
             log.info("converted %s -> %s (FasterNet classes now refer to detectors.fasternet)", path, out)

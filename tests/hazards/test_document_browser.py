@@ -54,7 +54,7 @@ async def test_immediate_notice_opinion_and_referral_by_clicks(app: RunningApp, 
     await expect(officer.locator('#d-timeline li[data-action="hazard.immediate_notice"]')).to_have_count(1)
 
     # a notice, the deadline passes, the recheck fails: its 复查意见书; the unit fine is beyond this station
-    await officer.goto(pages.base + f"/hazards.html#id={late['id']}")
+    await officer.locator(f'.hz-item[data-id="{late["id"]}"]').click()
     await officer.click("#n-issue")
     await expect(officer.locator("#d-status")).to_have_text("限期整改中")
     clock.offset = timedelta(days=2)

@@ -92,6 +92,31 @@ class PenaltyRule(_Model):
         return self
 
 
+class AuthorityLimit(_Model):
+    """A penalty the station may decide itself: who, which kind, and (a fine) up to which amount."""
+
+    target: Literal["unit", "individual"] = Field(..., title="Target", description="单位 or 个人.")
+    kind: Literal["fine", "warning"] = Field(..., title="Kind", description="罚款 (fine) or 警告 (warning).")
+    max_yuan: int = Field(0, ge=0, title="Maximum", description="Highest fine in yuan the station decides itself "
+                                                                "(0 for a warning).")
+
+    @model_validator(mode="after")
+    def _amount(self) -> AuthorityLimit:
+        if self.kind == "warning" and self.max_yuan:
+            raise ValueError("a warning carries no amount")
+        if self.kind == "fine" and self.max_yuan <= 0:
+            raise ValueError("a fine limit needs max_yuan > 0 (leave the entry out when the station may not fine)")
+        return self
+
+
+def _default_authority() -> list[AuthorityLimit]:
+    """By default the station decides every penalty the clause database allows; a station whose delegated authority
+    is smaller (e.g. only warnings and fines up to 500 yuan on individuals) lists just those."""
+    return [AuthorityLimit(target="unit", kind="fine", max_yuan=50000),
+            AuthorityLimit(target="individual", kind="warning"),
+            AuthorityLimit(target="individual", kind="fine", max_yuan=500)]
+
+
 class KpiTargets(_Model):
     ack_s: float = Field(10, gt=0, title="Acknowledge target (s)",
                          description="Alarm → acknowledge within this (NFPA 1225-2022: 10 s)...")
@@ -229,6 +254,23 @@ class HazardsConfig(_Model):
     inform_number_format: str = Field(
         "{station}消罚告字〔{year}〕第{seq:04d}号", title="Penalty notice number format",
         description="Python format with station, year, seq (per year) for 行政处罚告知书.")
+    immediate_number_format: str = Field(
+        "{station}消立字〔{year}〕第{seq:04d}号", title="Immediate-correction notice number format",
+        description="Python format with station, year, seq (per year) for 责令立即改正通知书.")
+    opinion_number_format: str = Field(
+        "{station}消复字〔{year}〕第{seq:04d}号", title="Recheck opinion number format",
+        description="Python format with station, year, seq (per year) for 复查意见书.")
+    referral_number_format: str = Field(
+        "{station}消移字〔{year}〕第{seq:04d}号", title="Case referral number format",
+        description="Python format with station, year, seq (per year) for 案件移送书.")
+    station_authority: list[AuthorityLimit] = Field(
+        default_factory=_default_authority, title="Station authority",
+        description="Penalties the station may decide itself (kind and highest fine). A penalty outside these is "
+                    "not decided by the station: the case is referred (移送) to `referral_authority`.")
+    referral_authority: str = Field(
+        "", max_length=100, title="Receiving authority",
+        description="The fire-rescue authority a case beyond the station's authority is referred to, as printed on "
+                    "the 案件移送书 (default: the configured fire agency's name, else 辖区消防救援机构).")
     statement_days: int = Field(3, ge=1, le=30, title="Statement period (days)",
                                 description="Days the party has after the 行政处罚告知书 to state and defend "
                                             "(陈述、申辩) before the decision may be approved.")
@@ -269,6 +311,9 @@ class HazardsConfig(_Model):
             bad = [k for k in r.clauses if k not in known]
             if bad:
                 raise ValueError(f"penalty rule names unknown law clauses {bad}")
+        limits = [(a.target, a.kind) for a in self.station_authority]
+        if len(set(limits)) != len(limits):
+            raise ValueError("station_authority lists a target/kind twice")
         if not any(r.target == self.default_penalty_target for r in self.penalty_rules):
             raise ValueError("no penalty rule for default_penalty_target")
         return self

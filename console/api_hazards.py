@@ -33,7 +33,7 @@ from dispatch.errors import BadRequest, NotFound
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_uploads import Upload
 from dispatch.hazard_views import HazardViews
-from dispatch.hazards import STAGES, hazards_config
+from dispatch.hazards import NOTICE_TITLES, STAGES, hazards_config
 from dispatch.kpi_index import Answer
 from dispatch.penalties import Penalties
 from dispatch.state import TransitionError
@@ -121,10 +121,14 @@ class PatrolBody(_Body):
 
 class NoticeBody(_Body):
     deadline: datetime | None = Field(None, description="ISO-8601 with zone; default now + category days.")
-    days: int | None = Field(None, ge=1, le=365, description="Days to the deadline (at least 1; an order for "
-                             "immediate correction, 责令立即改正, is not offered yet).")
+    days: int | None = Field(None, ge=1, le=365, description="Days to the deadline (at least 1; a violation "
+                             "corrected on the spot gets an order to correct at once instead: immediate).")
     clauses: list[str] | None = Field(None, max_length=20, description="Law-clause keys; default per category.")
     requirement: str | None = Field(None, max_length=2000)
+    immediate: bool = Field(False, description="责令立即改正通知书: the violation was corrected on the spot; no "
+                            "deadline or days; the case closes as rectified.")
+    basis: list[str] | None = Field(None, max_length=5, description="With immediate: the item-level clause keys the "
+                                    "order rests on (each must cover the violation; default: the category's).")
 
 
 class RecheckBody(_Body):
@@ -263,7 +267,8 @@ async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
               tag="hazards")
 async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
     return await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
-                                               days=body.days, clauses=body.clauses, requirement=body.requirement)
+                                               days=body.days, clauses=body.clauses, requirement=body.requirement,
+                                               immediate=body.immediate, basis=body.basis)
 
 
 @routes.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
@@ -297,6 +302,21 @@ async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any
                                                     kind=body.kind, amount_yuan=body.amount_yuan,
                                                     person_name=body.person_name, person_id=body.person_id,
                                                     clauses=body.clauses)
+
+
+@routes.route("POST", "/api/penalties/{id}/refer",
+              "Refer a proposed penalty beyond the station's authority to the fire-rescue authority (案件移送书)",
+              roles=OFFICERS, body=ConfirmBody, tag="hazards")
+async def post_refer(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
+    return await penalties(request).refer_case(_int(request), actor(request), target=body.target, kind=body.kind,
+                                               amount_yuan=body.amount_yuan, person_name=body.person_name,
+                                               person_id=body.person_id, clauses=body.clauses)
+
+
+@routes.route("POST", "/api/referrals/{id}/approve", "Approve a case referral (supervisor; seals the 案件移送书)",
+              roles=ADMIN, tag="hazards")
+async def post_approve_referral(request: web.Request, _: None) -> dict[str, Any]:
+    return await penalties(request).approve_referral(_int(request), actor(request))
 
 
 @routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
@@ -337,15 +357,33 @@ async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
         return await heavy.process(documents.html_to_pdf, await heavy.thread(html))
 
 
-@routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
+@routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice (责令限期改正 or 责令立即改正) as PDF",
+              roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
     read = views(request)
     who = actor(request)
     doc = await read.notice_document(_int(request), who)
     detail = await read.detail(doc["hazard"]["id"], who)
-    before = [e for e in detail["evidence"] if e["stage"] == "before"]
-    data = await _render_pdf(request, lambda: documents.notice_html(doc, before))
-    return _pdf(data, f"责令限期改正通知书-{doc['notice'].number}.pdf")
+    stages = ("before",) if doc["notice"].kind == "deadline" else ("before", "after")  # immediate: corrected too
+    shown = [e for e in detail["evidence"] if e["stage"] in stages]
+    data = await _render_pdf(request, lambda: documents.notice_html(doc, shown))
+    return _pdf(data, f"{NOTICE_TITLES[doc['notice'].kind]}-{doc['notice'].number}.pdf")
+
+
+@routes.route("GET", "/api/recheck-opinions/{id}/pdf", "Recheck opinion (复查意见书) as PDF", roles=READERS,
+              tag="hazards", produces=PDF)
+async def get_opinion_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    doc = await views(request).opinion_document(_int(request), actor(request))
+    data = await _render_pdf(request, lambda: documents.opinion_html(doc))
+    return _pdf(data, f"复查意见书-{doc['opinion'].number}.pdf")
+
+
+@routes.route("GET", "/api/referrals/{id}/pdf", "Case referral (案件移送书) as PDF; a draft until approved",
+              roles=READERS, tag="hazards", produces=PDF)
+async def get_referral_pdf(request: web.Request, _: None) -> web.StreamResponse:
+    doc = await views(request).referral_document(_int(request), actor(request))
+    data = await _render_pdf(request, lambda: documents.referral_html(doc))
+    return _pdf(data, f"案件移送书-{doc['referral'].number}.pdf")
 
 
 @routes.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",

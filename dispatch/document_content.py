@@ -1,7 +1,7 @@
 """What a document is printed from, and its content hash: the SHA-256 of the canonical JSON of the printed fields.
 
-Issuing a notice, confirming and approving a penalty decision and serving a 行政处罚告知书
-record this hash in the hash-chained record;
+Issuing a notice (责令限期改正 or 责令立即改正), an officer's recheck (复查意见书), confirming and approving a penalty
+decision, serving a 行政处罚告知书, and drafting and approving a 案件移送书 record this hash in the hash-chained record;
 `verify_documents` recomputes it from the rows as they are now and names the first document whose row was altered
 (`firelink audit verify`). Times are normalised to UTC, so a row read back from any database hashes the same.
 """
@@ -18,8 +18,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.hazard_models import PenaltyDecision, PenaltyNotice, RectificationNotice
-from dispatch.hazards import NOTICE_ISSUED, PENALTY_APPROVED, PENALTY_CONFIRMED, PENALTY_INFORMED
+from dispatch.hazard_models import CaseReferral, PenaltyDecision, PenaltyNotice, RecheckOpinion, RectificationNotice
+from dispatch.hazards import (
+    NOTICE_IMMEDIATE,
+    NOTICE_ISSUED,
+    PENALTY_APPROVED,
+    PENALTY_CONFIRMED,
+    PENALTY_INFORMED,
+    PENALTY_REFERRED,
+    RECHECKED,
+    REFERRAL_APPROVED,
+)
 from dispatch.models import RecordEntry
 from dispatch.records import ChainBreak
 
@@ -37,7 +46,9 @@ def _printed_names(**names: str) -> dict[str, str]:
 def notice_fields(n: RectificationNotice) -> dict[str, Any]:
     return {"number": n.number, "hazard_id": n.hazard_id, "issued_at": _utc(n.issued_at), "issued_by": n.issued_by,
             "deadline": _utc(n.deadline), "requirement": n.requirement, "clauses": n.clauses,
-            **_printed_names(issued_by_name=n.issued_by_name)}
+            **_printed_names(issued_by_name=n.issued_by_name),
+            # an immediate-correction notice prints its kind and basis; a deadline notice's hash stays as it was
+            **({"kind": n.kind, "basis": n.basis} if n.kind != "deadline" else {})}
 
 
 def penalty_fields(p: PenaltyDecision) -> dict[str, Any]:
@@ -54,6 +65,25 @@ def inform_fields(i: PenaltyNotice) -> dict[str, Any]:
             "issued_by": i.issued_by, "issued_by_name": i.issued_by_name, "target": i.target,
             "person_name": i.person_name, "person_id": i.person_id, "kind": i.kind, "amount_yuan": i.amount_yuan,
             "facts": i.facts, "clauses": i.clauses, "hearing": i.hearing, "reply_by": _utc(i.reply_by)}
+
+
+def opinion_fields(o: RecheckOpinion) -> dict[str, Any]:
+    """What the 复查意见书 prints: the notice it cites, its deadline, the recheck's time, result, note, officer."""
+    return {"number": o.number, "recheck_id": o.recheck_id, "hazard_id": o.hazard_id, "notice_id": o.notice_id,
+            "issued_at": _utc(o.issued_at), "issued_by": o.issued_by, "issued_by_name": o.issued_by_name,
+            "notice_number": o.notice_number, "notice_issued_at": _utc(o.notice_issued_at),
+            "deadline": _utc(o.deadline), "rectified": o.rectified, "note": o.note}
+
+
+def referral_fields(r: CaseReferral) -> dict[str, Any]:
+    """What the 案件移送书 prints: the case, the intended penalty and its basis, why it is referred, the evidence
+    transferred, the receiving authority, and who drafted and approved it."""
+    return {"number": r.number, "penalty_id": r.penalty_id, "hazard_id": r.hazard_id,
+            "receiving_authority": r.receiving_authority, "target": r.target, "person_name": r.person_name,
+            "person_id": r.person_id, "kind": r.kind, "amount_yuan": r.amount_yuan, "facts": r.facts,
+            "clauses": r.clauses, "reason": r.reason, "evidence": r.evidence, "issued_at": _utc(r.issued_at),
+            "issued_by": r.issued_by, "issued_by_name": r.issued_by_name, "approved_at": _utc(r.approved_at),
+            "approved_by": r.approved_by, "approved_by_name": r.approved_by_name}
 
 
 def content_hash(fields: dict[str, Any]) -> str:
@@ -91,6 +121,11 @@ DOCUMENT_KINDS = (
     DocumentKind("penalty", "penalty decision", PenaltyDecision, (PENALTY_CONFIRMED, PENALTY_APPROVED),
                  penalty_fields),
     DocumentKind("inform", "penalty notice (行政处罚告知书)", PenaltyNotice, (PENALTY_INFORMED,), inform_fields),
+    DocumentKind("immediate", "immediate-correction notice (责令立即改正通知书)", RectificationNotice,
+                 (NOTICE_IMMEDIATE,), notice_fields),
+    DocumentKind("opinion", "recheck opinion (复查意见书)", RecheckOpinion, (RECHECKED,), opinion_fields),
+    DocumentKind("referral", "case referral (案件移送书)", CaseReferral, (PENALTY_REFERRED, REFERRAL_APPROVED),
+                 referral_fields),
 )
 
 

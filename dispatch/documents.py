@@ -1,4 +1,5 @@
-"""Chinese documents as PDF: 责令限期改正通知书, 行政处罚告知书, 行政处罚决定书 and the period evaluation report.
+"""Chinese documents as PDF: 责令限期改正通知书 / 责令立即改正通知书, 复查意见书, 行政处罚告知书, 行政处罚决定书,
+案件移送书 and the period evaluation report.
 
 Jinja2 HTML templates (dispatch/templates/) rendered by WeasyPrint, which lays out CJK text through
 Pango/HarfBuzz and embeds subsets of the system's Noto CJK fonts (Debian `fonts-noto-cjk`). Rendering
@@ -15,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from dispatch.hazards import CHINA_TZ, deadline_wording
+from dispatch.hazards import CHINA_TZ, NOTICE_TITLES, deadline_wording
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DIGITS = "零壹贰叁肆伍陆柒捌玖"
@@ -83,12 +84,35 @@ def html_to_pdf(html: str) -> bytes:
 
 
 def notice_html(doc: dict[str, Any], evidence: list[dict[str, Any]] | None = None) -> str:
+    """责令限期改正通知书, or (kind immediate) 责令立即改正通知书: the order's item-level basis, corrected on the spot,
+    and the evidence the case holds. Either is sealed: it exists only once issued."""
     n, h = doc["notice"], doc["hazard"]
     return _env().get_template("notice.html.j2").render(
-        css=_css(), notice=n, hazard=h, unit=doc["unit"], authority=doc["authority"],
-        category_name=h["category_name"], found_date=cn_date(datetime.fromisoformat(h["found_at"])),
-        deadline=deadline_wording(n.deadline), issued_date=cn_date(n.issued_at), issued_time=cn_datetime(n.issued_at),
-        evidence=evidence or [])
+        css=_css(), notice=n, hazard=h, unit=doc["unit"], authority=doc["authority"], title=NOTICE_TITLES[n.kind],
+        immediate=n.kind == "immediate", category_name=h["category_name"],
+        found_date=cn_date(datetime.fromisoformat(h["found_at"])), deadline=deadline_wording(n.deadline),
+        issued_date=cn_date(n.issued_at), issued_time=cn_datetime(n.issued_at), evidence=evidence or [],
+        evidence_list=doc.get("evidence_list", []))
+
+
+def opinion_html(doc: dict[str, Any]) -> str:
+    """复查意见书: the notice rechecked (number, date, deadline), the recheck's time, result and note, the officer."""
+    o = doc["opinion"]
+    return _env().get_template("opinion.html.j2").render(
+        css=_css(), opinion=o, hazard=doc["hazard"], unit=doc["unit"], authority=doc["authority"],
+        notice_date=cn_date(o.notice_issued_at), deadline=deadline_wording(o.deadline),
+        rechecked_time=cn_datetime(o.issued_at), issued_date=cn_date(o.issued_at),
+        before_deadline=o.issued_at < o.deadline)
+
+
+def referral_html(doc: dict[str, Any]) -> str:
+    """案件移送书. Sealed and dated only once approved; before that a draft watermarked 草稿, without a seal."""
+    r = doc["referral"]
+    return _env().get_template("referral.html.j2").render(
+        css=_css(), referral=r, hazard=doc["hazard"], unit=doc["unit"], authority=doc["authority"],
+        amount_cn=yuan_upper(r.amount_yuan) if r.kind == "fine" else "", approved=r.approved_at is not None,
+        approved_date=cn_date(r.approved_at), issued_time=cn_datetime(r.issued_at),
+        approved_time=cn_datetime(r.approved_at))
 
 
 def penalty_html(doc: dict[str, Any]) -> str:

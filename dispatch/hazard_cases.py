@@ -13,16 +13,17 @@ from typing import Any
 from sqlalchemy import select
 
 from dispatch.actor import Actor
-from dispatch.document_content import content_hash, notice_fields
+from dispatch.document_content import content_hash, notice_fields, opinion_fields
 from dispatch.errors import BadRequest
 from dispatch.hazard_context import HazardContext
-from dispatch.hazard_models import Hazard, HazardEvidence, Recheck, RectificationNotice
+from dispatch.hazard_models import Hazard, HazardEvidence, Recheck, RecheckOpinion, RectificationNotice
 from dispatch.hazard_rows import check_visible, evidence_view, get_hazard, notice_view
 from dispatch.hazard_uploads import EvidenceGroup, Upload, check_images, store_evidence
 from dispatch.hazards import (
     HAZARD_CLOSED,
     HAZARD_CREATED,
     INSPECTION,
+    NOTICE_IMMEDIATE,
     NOTICE_ISSUED,
     OBSTRUCTION_CLEARED,
     PROOF_SUBMITTED,
@@ -31,6 +32,7 @@ from dispatch.hazards import (
     STAGES,
     clause_snapshot,
 )
+from dispatch.legal_basis import order_basis
 from dispatch.penalties import Penalties
 from dispatch.state import IN_RECTIFICATION, HazardStatus, TransitionError
 from dispatch.views import iso
@@ -157,9 +159,16 @@ class HazardCases:
 
     async def issue_notice(self, hazard_id: int, actor: Actor, *, deadline: datetime | None = None,
                            days: int | None = None, clauses: Sequence[str] | None = None,
-                           requirement: str | None = None) -> dict[str, Any]:
-        """责令限期改正通知书 with a number, a deadline and the cited law clauses."""
+                           requirement: str | None = None, immediate: bool = False,
+                           basis: Sequence[str] | None = None) -> dict[str, Any]:
+        """责令限期改正通知书 with a number, a deadline and the cited law clauses; or, `immediate`, a 责令立即改正通知书
+        for a violation corrected on the spot: its own number series, the order's item-level `basis` from the clause
+        database (checked to cover the violation), and the case closes as rectified in the same transaction."""
         ctx = self.ctx
+        if immediate and (deadline is not None or days is not None):
+            raise BadRequest("an order to correct at once (immediate) takes no deadline or days")
+        if not immediate and basis:
+            raise BadRequest("basis is the clause of an order to correct at once (immediate)")
         async with ctx.writer.tx() as tx:
             s = tx.session
             h = await get_hazard(s, hazard_id)
@@ -167,11 +176,13 @@ class HazardCases:
                 raise TransitionError(f"hazard is {h.status}; a notice is issued once, on an open hazard")
             cat = ctx.hcfg.category(h.category)
             now = ctx.clock()
-            if deadline is None:
+            if immediate:
+                deadline = now
+            elif deadline is None:
                 deadline = now + timedelta(days=days if days is not None else (cat.default_days if cat else 3))
             if deadline.tzinfo is None:
                 raise BadRequest("deadline needs a time zone")
-            if deadline <= now:
+            if not immediate and deadline <= now:
                 raise BadRequest("deadline must be in the future")
             keys = list(clauses) if clauses else (cat.clauses if cat else [])
             cited = []
@@ -180,17 +191,27 @@ class HazardCases:
                 if c is None:
                     raise BadRequest(f"unknown law clause {k!r}")
                 cited.append(clause_snapshot(c))
+            grounds = [clause_snapshot(c) for c in order_basis(ctx.hcfg, h.category, basis)] if immediate else []
+            kind = "immediate" if immediate else "deadline"
+            fmt = ctx.hcfg.immediate_number_format if immediate else ctx.hcfg.notice_number_format
             year = now.year
-            seq, number = await ctx.next_number(s, RectificationNotice, ctx.hcfg.notice_number_format, year)
+            seq, number = await ctx.next_number(s, RectificationNotice, fmt, year, RectificationNotice.kind == kind)
             n = RectificationNotice(hazard_id=h.id, number=number, year=year, seq=seq, issued_at=now,
                                     issued_by=actor.username, issued_by_name=actor.signature, deadline=deadline,
-                                    requirement=requirement or (cat.requirement if cat else ""), clauses=cited)
+                                    requirement=requirement or (cat.requirement if cat else ""), clauses=cited,
+                                    kind=kind, basis=grounds)
             s.add(n)
             await s.flush()
-            h.status, h.deadline = HazardStatus.NOTICE_ISSUED, deadline
-            ctx.record(tx, h, NOTICE_ISSUED, actor, now,
-                       {"notice_id": n.id, "number": n.number, "deadline": iso(deadline),
-                        "clauses": [c["key"] for c in cited], "content_hash": content_hash(notice_fields(n))})
+            data = {"notice_id": n.id, "number": n.number, "clauses": [c["key"] for c in cited]}
+            if immediate:
+                ctx.record(tx, h, NOTICE_IMMEDIATE, actor, now,
+                           {**data, "immediate_id": n.id, "basis": [c["key"] for c in grounds],
+                            "content_hash": content_hash(notice_fields(n))})
+                await self._close_rectified(tx, h, actor, now, {"on_the_spot": True, "notice_id": n.id})
+            else:
+                h.status, h.deadline = HazardStatus.NOTICE_ISSUED, deadline
+                ctx.record(tx, h, NOTICE_ISSUED, actor, now,
+                           {**data, "deadline": iso(deadline), "content_hash": content_hash(notice_fields(n))})
             view = ctx.emit(tx, h)
             view["notice"] = notice_view(n)
             return view
@@ -232,9 +253,12 @@ class HazardCases:
                     evidence_id=rows[0].id if rows else None)
         tx.session.add(r)
         await tx.session.flush()
+        opinion = await self._opinion(tx, h, r, actor) if method == "officer" else None
         self.ctx.record(tx, h, RECHECKED, actor, now,
                         {"recheck_id": r.id, "method": method, "rectified": rectified, "note": note,
-                         "deadline": iso(h.deadline), "evidence_ids": [e.id for e in rows]})
+                         "deadline": iso(h.deadline), "evidence_ids": [e.id for e in rows],
+                         **({"opinion_id": opinion.id, "number": opinion.number,
+                             "content_hash": content_hash(opinion_fields(opinion))} if opinion else {})})
         if rectified and h.status != HazardStatus.PENALTY:
             await self._close_rectified(tx, h, actor, now)
         elif not rectified and h.status != HazardStatus.PENALTY:
@@ -244,10 +268,29 @@ class HazardCases:
                 h.status = HazardStatus.NOTICE_ISSUED  # before the deadline: the unit still has time
         return self.ctx.emit(tx, h)
 
-    async def _close_rectified(self, tx: Tx, h: Hazard, actor: Actor, now: datetime) -> None:
+    async def _opinion(self, tx: Tx, h: Hazard, r: Recheck, actor: Actor) -> RecheckOpinion | None:
+        """The 复查意见书 of an officer's recheck: a numbered snapshot citing the notice rechecked (None: none)."""
+        s = tx.session
+        notice = await s.scalar(select(RectificationNotice).where(
+            RectificationNotice.hazard_id == h.id, RectificationNotice.kind == "deadline")
+            .order_by(RectificationNotice.id.desc()).limit(1))
+        if notice is None:
+            return None
+        hcfg = self.ctx.hcfg
+        seq, number = await self.ctx.next_number(s, RecheckOpinion, hcfg.opinion_number_format, r.at.year)
+        o = RecheckOpinion(recheck_id=r.id, hazard_id=h.id, notice_id=notice.id, number=number, year=r.at.year,
+                           seq=seq, issued_at=r.at, issued_by=actor.username, issued_by_name=actor.signature,
+                           notice_number=notice.number, notice_issued_at=notice.issued_at,
+                           deadline=notice.deadline, rectified=r.rectified, note=r.note)
+        s.add(o)
+        await s.flush()
+        return o
+
+    async def _close_rectified(self, tx: Tx, h: Hazard, actor: Actor, now: datetime,
+                               extra: dict[str, Any] | None = None) -> None:
         ev_rows = (await tx.session.scalars(select(HazardEvidence).where(HazardEvidence.hazard_id == h.id))).all()
         before = [e.id for e in ev_rows if e.stage == "before"]
         after = [e.id for e in ev_rows if e.stage in ("proof", "recheck", "after")]
         h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "rectified", now, actor.username
         self.ctx.record(tx, h, HAZARD_CLOSED, actor, now,
-                        {"outcome": "rectified", "before_evidence": before, "after_evidence": after})
+                        {"outcome": "rectified", "before_evidence": before, "after_evidence": after, **(extra or {})})

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.hazards import HazardsConfig
@@ -17,7 +17,14 @@ from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.events import Event
-from dispatch.hazard_models import Hazard, PenaltyDecision, PenaltyNotice, RectificationNotice
+from dispatch.hazard_models import (
+    CaseReferral,
+    Hazard,
+    PenaltyDecision,
+    PenaltyNotice,
+    RecheckOpinion,
+    RectificationNotice,
+)
 from dispatch.hazard_rows import hazard_view, unit_of
 from dispatch.hazards import hazards_config
 from dispatch.models import Unit
@@ -53,9 +60,11 @@ class HazardContext:
         self.writer.record(tx, action, actor, at, {"unit_id": h.unit_id, **(data or {})}, hazard_id=h.id)
 
     async def next_number(self, s: AsyncSession,
-                          model: type[RectificationNotice] | type[PenaltyDecision] | type[PenaltyNotice],
-                          fmt: str, year: int) -> tuple[int, str]:
-        """The next sequence number of `model`'s documents in `year`, and the document number it gives."""
-        cur = await s.scalar(select(func.max(model.seq)).where(model.year == year))
+                          model: type[RectificationNotice] | type[PenaltyDecision] | type[PenaltyNotice]
+                          | type[RecheckOpinion] | type[CaseReferral],
+                          fmt: str, year: int, *where: ColumnElement[bool]) -> tuple[int, str]:
+        """The next sequence number of `model`'s documents in `year` (among the rows `where` selects: one table may
+        hold two numbered series), and the document number it gives."""
+        cur = await s.scalar(select(func.max(model.seq)).where(model.year == year, *where))
         seq = int(cur or 0) + 1
         return seq, fmt.format(station=self.cfg.station.name, year=year, seq=seq)

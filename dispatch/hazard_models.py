@@ -58,7 +58,8 @@ class HazardEvidence(Base):
 
 
 class RectificationNotice(Base):
-    """责令限期改正通知书."""
+    """责令限期改正通知书 (kind "deadline"), or 责令立即改正通知书 (kind "immediate": a violation corrected on the spot;
+    its deadline is the moment it was issued, and `basis` holds the item-level clause the order rests on)."""
 
     __tablename__ = "rectification_notices"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -73,6 +74,8 @@ class RectificationNotice(Base):
     deadline: Mapped[datetime]
     requirement: Mapped[str] = mapped_column(Text, default="")
     clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # cited clause snapshots
+    kind: Mapped[str] = mapped_column(String(16), default="deadline", server_default="deadline")
+    basis: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # the order's basis (immediate)
 
 
 class Recheck(Base):
@@ -87,6 +90,58 @@ class Recheck(Base):
     at: Mapped[datetime]
     by: Mapped[str] = mapped_column(String(64))
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("hazard_evidence.id"))
+
+
+class RecheckOpinion(Base):
+    """复查意见书: an officer's recheck of a notice, printed from its own snapshot (the notice cited, its deadline,
+    the result and note, the officer as printed), issued with the recheck."""
+
+    __tablename__ = "recheck_opinions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recheck_id: Mapped[int] = mapped_column(ForeignKey("rechecks.id"), unique=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("rectification_notices.id"))
+    number: Mapped[str] = mapped_column(String(80), unique=True)
+    year: Mapped[int]
+    seq: Mapped[int]
+    issued_at: Mapped[datetime]  # the recheck's time
+    issued_by: Mapped[str] = mapped_column(String(64))
+    issued_by_name: Mapped[str] = mapped_column(String(100), default="")
+    notice_number: Mapped[str] = mapped_column(String(80))
+    notice_issued_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    rectified: Mapped[bool]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class CaseReferral(Base):
+    """案件移送书: a penalty beyond the station's authority, referred to the fire-rescue authority instead of decided.
+    Drafted by an officer (numbered), approved by a supervisor who is not that officer (sealed and dated then)."""
+
+    __tablename__ = "case_referrals"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    penalty_id: Mapped[int] = mapped_column(ForeignKey("penalty_decisions.id"), unique=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    number: Mapped[str] = mapped_column(String(80), unique=True)
+    year: Mapped[int]
+    seq: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))  # proposed | approved
+    receiving_authority: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str] = mapped_column(String(16))
+    person_name: Mapped[str] = mapped_column(String(100), default="")
+    person_id: Mapped[str] = mapped_column(String(32), default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_yuan: Mapped[int] = mapped_column(default=0)
+    facts: Mapped[str] = mapped_column(Text, default="")
+    clauses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # the penalty clauses (item level)
+    reason: Mapped[str] = mapped_column(Text, default="")  # why the station may not decide it (printed)
+    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)  # the materials transferred, as listed
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(64))
+    issued_by_name: Mapped[str] = mapped_column(String(100), default="")
+    approved_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by_name: Mapped[str] = mapped_column(String(100), default="")
 
 
 class PenaltyNotice(Base):

@@ -5,7 +5,7 @@ Shared by the commands (which return and push these views) and the read side (`h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,15 +14,35 @@ from config.hazards import HazardsConfig
 from dispatch.actor import Actor
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_models import (
+    CaseReferral,
     Hazard,
     HazardEvidence,
     PenaltyDecision,
     PenaltyNotice,
     Recheck,
+    RecheckOpinion,
     RectificationNotice,
 )
+from dispatch.hazards import NOTICE_TITLES
 from dispatch.models import Unit
 from dispatch.views import iso, unit_view
+
+EVIDENCE_STAGES = {"before": "现场照片及视频截图", "proof": "单位整改材料照片", "recheck": "复查照片",
+                   "after": "整改后照片"}
+
+
+def evidence_list(notice: RectificationNotice | None, stages: list[str], rechecks: list[Recheck],
+                  opinions: Sequence[str] = ()) -> list[str]:
+    """The evidence a document lists: only what the case really holds (documents, photos by stage, rechecks)."""
+    out = [f"《{NOTICE_TITLES[notice.kind]}》（{notice.number}）"] if notice is not None else []
+    out += [f"《复查意见书》（{number}）" for number in opinions]
+    for stage, name in EVIDENCE_STAGES.items():
+        if n := stages.count(stage):
+            out.append(f"{name}{n}张")
+    if rechecks:
+        failed = sum(1 for r in rechecks if not r.rectified)
+        out.append(f"复查记录{len(rechecks)}份（其中未整改{failed}份）" if failed else f"复查记录{len(rechecks)}份")
+    return out
 
 
 def unit_of(units: Mapping[str, Unit], unit_id: str) -> Unit:
@@ -72,10 +92,30 @@ def evidence_view(e: HazardEvidence) -> dict[str, Any]:
 
 
 def notice_view(n: RectificationNotice) -> dict[str, Any]:
+    """A notice: kind "deadline" (责令限期改正通知书) or "immediate" (责令立即改正通知书, with the order's `basis`)."""
     return {"id": n.id, "hazard_id": n.hazard_id, "number": n.number, "issued_at": iso(n.issued_at),
             "issued_by": n.issued_by, "issued_by_name": n.issued_by_name, "deadline": iso(n.deadline),
-            "requirement": n.requirement,
+            "requirement": n.requirement, "kind": n.kind, "title": NOTICE_TITLES[n.kind], "basis": n.basis,
             "clauses": n.clauses, "pdf": f"/api/notices/{n.id}/pdf"}
+
+
+def opinion_view(o: RecheckOpinion) -> dict[str, Any]:
+    """A 复查意见书 (issued with an officer's recheck)."""
+    return {"id": o.id, "recheck_id": o.recheck_id, "hazard_id": o.hazard_id, "number": o.number,
+            "issued_at": iso(o.issued_at), "issued_by": o.issued_by, "issued_by_name": o.issued_by_name,
+            "notice_id": o.notice_id, "notice_number": o.notice_number, "deadline": iso(o.deadline),
+            "rectified": o.rectified, "note": o.note, "pdf": f"/api/recheck-opinions/{o.id}/pdf"}
+
+
+def referral_view(r: CaseReferral) -> dict[str, Any]:
+    """A 案件移送书: drafted (proposed) by an officer, approved (sealed) by a supervisor."""
+    return {"id": r.id, "penalty_id": r.penalty_id, "hazard_id": r.hazard_id, "number": r.number,
+            "status": r.status, "receiving_authority": r.receiving_authority, "target": r.target,
+            "person_name": r.person_name, "person_id": r.person_id, "kind": r.kind, "amount_yuan": r.amount_yuan,
+            "clauses": r.clauses, "reason": r.reason, "evidence": r.evidence, "issued_at": iso(r.issued_at),
+            "issued_by": r.issued_by, "issued_by_name": r.issued_by_name, "approved_at": iso(r.approved_at),
+            "approved_by": r.approved_by, "approved_by_name": r.approved_by_name,
+            "pdf": f"/api/referrals/{r.id}/pdf"}
 
 
 def recheck_view(r: Recheck) -> dict[str, Any]:

@@ -19,22 +19,27 @@ from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_models import (
+    CaseReferral,
     Hazard,
     HazardEvidence,
     PenaltyDecision,
     PenaltyNotice,
     Recheck,
+    RecheckOpinion,
     RectificationNotice,
 )
 from dispatch.hazard_rows import (
     check_visible,
+    evidence_list,
     evidence_view,
     get_hazard,
     get_penalty,
     hazard_view,
     notice_view,
+    opinion_view,
     penalty_view,
     recheck_view,
+    referral_view,
     unit_of,
 )
 from dispatch.hazards import EVIDENCE_ADDED, STATUSES, hazards_config
@@ -44,22 +49,6 @@ from dispatch.views import record_view
 from ingest.integrity import IntegrityError, sha256_bytes
 
 log = logging.getLogger(__name__)
-
-
-EVIDENCE_STAGES = {"before": "现场照片及视频截图", "proof": "单位整改材料照片", "recheck": "复查照片",
-                   "after": "整改后照片"}
-
-
-def evidence_list(notice: RectificationNotice | None, stages: list[str], rechecks: list[Recheck]) -> list[str]:
-    """The evidence a decision lists: only what the case really holds (documents, photos by stage, rechecks)."""
-    out = [f"《责令限期改正通知书》（{notice.number}）"] if notice is not None else []
-    for stage, name in EVIDENCE_STAGES.items():
-        if n := stages.count(stage):
-            out.append(f"{name}{n}张")
-    if rechecks:
-        failed = sum(1 for r in rechecks if not r.rectified)
-        out.append(f"复查记录{len(rechecks)}份（其中未整改{failed}份）" if failed else f"复查记录{len(rechecks)}份")
-    return out
 
 
 class HazardViews:
@@ -132,12 +121,17 @@ class HazardViews:
                                          .order_by(PenaltyDecision.id))).all()
             informs = {i.penalty_id: i for i in (await s.scalars(
                 select(PenaltyNotice).where(PenaltyNotice.hazard_id == h.id))).all()}
+            opinions = (await s.scalars(select(RecheckOpinion).where(RecheckOpinion.hazard_id == h.id)
+                                        .order_by(RecheckOpinion.id))).all()
+            referrals = (await s.scalars(select(CaseReferral).where(CaseReferral.hazard_id == h.id)
+                                         .order_by(CaseReferral.id))).all()
             entries = (await s.scalars(select(RecordEntry).where(RecordEntry.hazard_id == h.id)
                                        .order_by(RecordEntry.id))).all()
         view = self._view(h)
         view.update(evidence=[evidence_view(e) for e in evidence], notices=[notice_view(n) for n in notices],
                     rechecks=[recheck_view(r) for r in rechecks],
                     penalties=[penalty_view(p, informs.get(p.id)) for p in penalties],
+                    opinions=[opinion_view(o) for o in opinions], referrals=[referral_view(r) for r in referrals],
                     timeline=[record_view(e) for e in entries])
         return view
 
@@ -165,13 +159,37 @@ class HazardViews:
         return e, h.unit_id
 
     async def notice_document(self, notice_id: int, actor: Actor) -> dict[str, Any]:
+        """A 责令限期改正通知书 or 责令立即改正通知书; the latter lists the evidence the case holds (photos)."""
         async with self.db.session() as s:
             n = await s.get(RectificationNotice, notice_id)
             if n is None:
                 raise NotFound(f"notice {notice_id} not found")
             h = await get_hazard(s, n.hazard_id)
+            stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
         check_visible(actor, h.unit_id)
         return {"notice": n, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+                "authority": self._authority(), "evidence_list": evidence_list(None, list(stages), [])}
+
+    async def opinion_document(self, opinion_id: int, actor: Actor) -> dict[str, Any]:
+        """复查意见书: printed from its own row (a snapshot taken with the recheck)."""
+        async with self.db.session() as s:
+            o = await s.get(RecheckOpinion, opinion_id)
+            if o is None:
+                raise NotFound(f"recheck opinion {opinion_id} not found")
+            h = await get_hazard(s, o.hazard_id)
+        check_visible(actor, h.unit_id)
+        return {"opinion": o, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+                "authority": self._authority()}
+
+    async def referral_document(self, referral_id: int, actor: Actor) -> dict[str, Any]:
+        """案件移送书: printed from its own row (the intended penalty, the reason and the evidence list as drafted)."""
+        async with self.db.session() as s:
+            r = await s.get(CaseReferral, referral_id)
+            if r is None:
+                raise NotFound(f"case referral {referral_id} not found")
+            h = await get_hazard(s, r.hazard_id)
+        check_visible(actor, h.unit_id)
+        return {"referral": r, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority()}
 
     async def penalty_document(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
@@ -231,6 +249,7 @@ class HazardViews:
         return {"categories": [c.model_dump() for c in hcfg.categories],
                 "law_clauses": [{**c.model_dump(), "citation": c.citation()} for c in hcfg.law_clauses],
                 "penalty_rules": [r.model_dump() for r in hcfg.penalty_rules],
+                "station_authority": [a.model_dump() for a in hcfg.station_authority],
                 "targets": hcfg.targets.model_dump(), "scoring": [r.model_dump() for r in hcfg.scoring],
                 "max_upload_bytes": hcfg.max_upload_bytes,
                 "max_files_per_upload": hcfg.max_files_per_upload}

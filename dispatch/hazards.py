@@ -44,9 +44,13 @@ PENALTY_APPROVED = "penalty.approved"
 PENALTY_CLOSED = "penalty.closed"
 PENALTY_INFORMED = "penalty.informed"  # 行政处罚告知书 served: facts, basis, intended penalty, the party's rights
 PENALTY_STATEMENT = "penalty.statement"  # the party's statement and defence heard, or waived (陈述申辩)
+NOTICE_IMMEDIATE = "hazard.immediate_notice"  # 责令立即改正通知书: the violation corrected on the spot; the case closes
+PENALTY_REFERRED = "penalty.referred"  # beyond the station's authority: 案件移送书 drafted (no station decision)
+REFERRAL_APPROVED = "penalty.referral_approved"  # the 案件移送书 approved (sealed) and the case handed over
 INSPECTION = "inspection.recorded"
 OBSTRUCTION_CLEARED = "hazard.obstruction_cleared"  # a detector saw the blocked exit clear again
 
+NOTICE_TITLES = {"deadline": "责令限期改正通知书", "immediate": "责令立即改正通知书"}  # RectificationNotice.kind
 STATUSES = tuple(HazardStatus)
 SOURCES = ("detection", "patrol", "inspection")
 STAGES = ("before", "proof", "recheck", "after")

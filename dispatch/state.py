@@ -35,7 +35,15 @@ class PenaltyStatus(StrEnum):
     PROPOSED = "proposed"
     CONFIRMED = "confirmed"
     APPROVED = "approved"
+    REFERRED = "referred"  # beyond the station's authority: referred (移送), not decided here
     CLOSED = "closed"
+
+
+class ReferralStatus(StrEnum):
+    """A 案件移送书: drafted by an officer → approved (sealed) by a supervisor who is not that officer."""
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
 
 
 class DispatchStatus(StrEnum):

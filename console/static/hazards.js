@@ -25,6 +25,7 @@ function penaltyForm(d, p) {
   const personId = h("input#pen-person-id", { maxlength: "18", value: p.person_id || "", pattern: "[0-9]{17}[0-9Xx]",
     placeholder: t("pen.person_id") });
   const range = h("span#pen-range.legend");
+  const beyond = h("span#pen-beyond.legend", { hidden: true }, t("pen.beyond"));
   const who = h("div.row", h("label", t("pen.person")), person, h("label", t("pen.person_id")), personId);
   const money = h("div.row", h("label", t("hz.penalty.amount")), amount, range);
   const allowed = (c) => c.covers.includes(d.category) && c.penalties.some((x) => x.target === target.value && x.kind === kind.value);
@@ -39,21 +40,27 @@ function penaltyForm(d, p) {
     range.textContent = r && kind.value === "fine" ? `${r.min_yuan}–${r.max_yuan}` : (fits.length ? "" : t("pen.no_clause"));
     who.hidden = target.value !== "individual";
     money.hidden = kind.value !== "fine";
+    // the station's own authority (config): beyond it the case is referred (移送), not decided here
+    const limit = state.cfg.station_authority.find((a) => a.target === target.value && a.kind === kind.value);
+    beyond.hidden = !!limit && !(kind.value === "fine" && Number(amount.value) > limit.max_yuan);
   };
   target.onchange = refresh;
   kind.onchange = refresh;
   clause.onchange = refresh;
+  amount.oninput = refresh;
   refresh();
-  const confirm = () => guard(async () => {
+  const send = (action) => guard(async () => {
     const body = { target: target.value, kind: kind.value, clauses: clause.value ? [clause.value] : null };
     if (kind.value === "fine") body.amount_yuan = Number(amount.value);
     if (target.value === "individual") { body.person_name = person.value.trim(); body.person_id = personId.value.trim() || null; }
-    await post(`/api/penalties/${p.id}/confirm`, body); await select(d.id);
+    await post(`/api/penalties/${p.id}/${action}`, body); await select(d.id);
   });
   return h("div.pen-form",
     h("div.row", h("label", t("pen.target")), target, h("label", t("pen.kind")), kind),
     who, h("div.row", h("label", t("pen.clause")), clause), money,
-    h("div.row", h("button#pen-confirm.btn.btn-danger", { type: "button", onclick: confirm }, t("hz.penalty.confirm"))));
+    h("div.row", h("button#pen-confirm.btn.btn-danger", { type: "button", onclick: () => send("confirm") },
+      t("hz.penalty.confirm")),
+    h("button#pen-refer.btn", { type: "button", onclick: () => send("refer") }, t("hz.penalty.refer")), beyond));
 }
 
 async function refreshList() {
@@ -104,6 +111,11 @@ function actions(d) {
         await post(`/api/hazards/${d.id}/notice`, { days: Number(days.value), requirement: req.value, clauses });
         await select(d.id); await refreshList();
       }) }, t("hz.notice.issue")),
+      h("button#n-immediate.btn", { type: "button", onclick: () => guard(async () => {
+        const clauses = [...checks.querySelectorAll("input:checked")].map((i) => i.value);
+        await post(`/api/hazards/${d.id}/notice`, { immediate: true, requirement: req.value, clauses });
+        await select(d.id); await refreshList();
+      }) }, t("hz.notice.immediate")),
       h("button.btn", { type: "button", onclick: () => guard(async () => {
         await post(`/api/hazards/${d.id}/withdraw`, { note: "" }); await select(d.id); await refreshList();
       }) }, t("hz.withdraw")))));
@@ -150,6 +162,7 @@ function actions(d) {
     h("p.legend", p.clauses.map((c) => c.citation).join("、"))];
     if (officer() && p.status === "proposed") rows.push(penaltyForm(d, p));
     if (p.inform) rows.push(informRow(d, p));
+    for (const r of d.referrals.filter((x) => x.penalty_id === p.id)) rows.push(referralRow(d, r));
     if (state.me.user.role === "admin" && p.status === "confirmed") {
       rows.push(h("div.row", h("button#pen-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
         await post(`/api/penalties/${p.id}/approve`); await select(d.id);
@@ -164,6 +177,29 @@ function actions(d) {
     out.push(h("div.card.penalty", { dataset: { status: p.status } }, h("h2", t("hz.penalty")), rows));
   }
   return out;
+}
+
+/** 案件移送书: its PDF (a draft until approved), the receiving authority, and (admin) the approval that seals it. */
+function referralRow(d, r) {
+  const row = h("div.row.referral", { dataset: { status: r.status } },
+    h("a#ref-pdf.btn.btn-small", { href: r.pdf, target: "_blank" }, t("hz.referral.pdf")),
+    h("span", r.number), h("span.badge", t("rst." + r.status)), h("span.legend", `→ ${r.receiving_authority}`));
+  if (state.me.user.role === "admin" && r.status === "proposed") {
+    row.append(h("button#ref-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
+      await post(`/api/referrals/${r.id}/approve`); await select(d.id); await refreshList();
+    }) }, t("hz.referral.approve")));
+  }
+  return row;
+}
+
+/** 复查意见书: one per officer's recheck, result and note, with its PDF (the unit sees them too). */
+function opinionsCard(d) {
+  if (!d.opinions.length) return null;
+  return h("div.card.opinions", h("h2", t("hz.opinions")), d.opinions.map((o) => h("div.row.opinion",
+    { dataset: { rectified: String(o.rectified) } },
+    h("a.btn.btn-small.opinion-pdf", { href: o.pdf, target: "_blank" }, t("hz.opinion.pdf")),
+    h("span", o.number), h("span.badge", t(o.rectified ? "hz.recheck.ok" : "hz.recheck.fail")),
+    h("span.legend", `${fmtTime(o.issued_at)}${o.note ? ` · ${o.note}` : ""}`))));
 }
 
 /** 行政处罚告知书: its PDF, the party's deadline to state and defend, and (officer) recording the statement. */
@@ -204,9 +240,12 @@ function paintDetail() {
       d.camera_id ? [h("dt", t("hz.camera")), h("dd", `${d.camera_id} ${d.zone || ""}`)] : null,
       d.lat !== null ? [h("dt", t("hz.location")), h("dd", `${d.lat}, ${d.lon}`)] : null,
       d.deadline ? [h("dt", t("hz.deadline")), h("dd#d-deadline", fmtTime(d.deadline))] : null),
-    notice ? h("div.card", h("h2", t("hz.notice")), h("div.row", h("span#d-notice-number", notice.number),
+    notice ? h("div.card", { dataset: { kind: notice.kind } },
+      h("h2", t(notice.kind === "immediate" ? "nk.immediate" : "hz.notice")),
+      h("div.row", h("span#d-notice-number", notice.number),
       h("a#d-notice-pdf.btn.btn-small", { href: notice.pdf, target: "_blank" }, t("hz.notice.pdf"))),
     h("p.legend", notice.clauses.map((c) => c.citation).join("、"))) : null,
+    opinionsCard(d),
     ...actions(d),
     h("div.card", h("h2", t("hz.evidence")), h("div.gallery", d.evidence.map((e) => h("figure",
       h("a", { href: e.url, target: "_blank" }, h("img", { src: e.url, alt: e.filename, loading: "lazy" })),

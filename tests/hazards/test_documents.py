@@ -109,14 +109,14 @@ async def test_seeds_case_fine_on_the_responsible_person(sqlite_url: str, tmp_pa
             assert pen["closure"] == "paid"
             async with running.app[DB].session() as s:
                 docs, broken = await verify_documents(s)
-            assert (docs, broken) == (3, None)  # notice, 告知书, decision
+            assert (docs, broken) == (4, None)  # notice, 复查意见书, 告知书, decision
         finally:
             await officer.close()
             await admin.close()
     # audit verify: intact, then each tampering of a document's source row is found and named
     path = config_yaml(cfg, tmp_path / "firelink.yaml")
     code, out, err = await run_cli("--config", str(path), "audit", "verify")
-    assert code == 0 and "intact" in out and "3 documents" in out, (out, err)
+    assert code == 0 and "intact" in out and "4 documents" in out, (out, err)
     db_file = sqlite_url.split("///", 1)[1]
     with sqlite3.connect(db_file) as conn:
         deadline = conn.execute("SELECT deadline FROM rectification_notices").fetchone()[0]
@@ -136,7 +136,7 @@ async def test_seeds_case_fine_on_the_responsible_person(sqlite_url: str, tmp_pa
     with sqlite3.connect(db_file) as conn:
         conn.execute("UPDATE penalty_notices SET amount_yuan = 200")
     code, out, _ = await run_cli("--config", str(path), "audit", "verify")
-    assert code == 0 and "3 documents" in out, out
+    assert code == 0 and "4 documents" in out, out
 
 
 async def test_document_rows_under_the_hash_chain(db_url: str) -> None:

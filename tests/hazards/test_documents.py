@@ -37,7 +37,8 @@ async def overdue_case(officer: Api, unit_id: str, category: str) -> dict[str, A
     """A hazard through notice → deadline → failed recheck: its proposed penalty is returned."""
     h = await officer.post("/api/hazards", {"unit_id": unit_id, "category": category, "source": "patrol",
                                             "description": "视频巡查发现"})
-    deadline = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    # a deadline the server must still see as future on a loaded machine, then passing within wait_status's time
+    deadline = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     await officer.post(f"/api/hazards/{h['id']}/notice", {"deadline": deadline})
     await wait_status(officer, h["id"], "recheck_due")
     h = await officer.post(f"/api/hazards/{h['id']}/recheck", {"rectified": False, "note": "到期复查：仍未整改"})

@@ -25,6 +25,7 @@ from console.appkeys import (
     HEAVY,
     INCIDENTS,
     KPI_INDEX,
+    KPI_TARGETS,
     PENALTIES,
 )
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
@@ -35,6 +36,7 @@ from dispatch.hazard_uploads import Upload
 from dispatch.hazard_views import HazardViews
 from dispatch.hazards import STAGES, hazards_config
 from dispatch.kpi_index import Answer
+from dispatch.kpi_targets import EVERY_OFFICER
 from dispatch.penalties import Penalties
 from dispatch.state import TransitionError
 from dispatch.views import iso
@@ -153,6 +155,23 @@ class ConfirmBody(_Body):
                                   description="The individual's resident identity card number (18 characters).")
     clauses: list[str] | None = Field(None, max_length=5, description="Penalty clause keys from /api/hazards/config "
                                       "(default: the category's clause that allows this penalty).")
+
+
+class TargetsQuery(Query):
+    month: str = Field("", pattern=r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description="2026-11 (default: every month).")
+
+
+class TargetBody(_Body):
+    month: str = Field(..., pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="The month (YYYY-MM, China time); "
+                       "one that has ended can no longer be changed.")
+    scope: Literal["officer", "station"] = Field(
+        "officer", description="officer: one officer's (or every officer's) target; station: the station's total.")
+    officer: str = Field("", max_length=64, pattern=r"^[^\s]*$",
+                         description=f"The officer's login, {EVERY_OFFICER!r} for every officer without one of their "
+                                     "own; empty for the station.")
+    metric: Literal["inspections", "notices_issued", "rechecks_done"] = Field(
+        ..., description="What is counted (dispatch.kpi_targets.METRICS).")
+    target: int | None = Field(..., ge=1, le=100_000, description="Expected count in the month; null removes it.")
 
 
 class InspectionBody(_Body):
@@ -435,6 +454,19 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     categories = {c.key: c.name for c in hc.categories}
     data = await _render_pdf(request, lambda: documents.report_html(result, authority, categories, now))
     return _pdf(data, f"考评报告-{result['period']}.pdf")
+
+
+@routes.route("GET", "/api/kpi/targets", "Volume targets of the evaluation, per month (?month=2026-11)",
+              roles=STAFF, tag="evaluation", query=TargetsQuery)
+async def get_kpi_targets(request: web.Request, _: None) -> list[dict[str, Any]]:
+    return await request.app[KPI_TARGETS].list_targets(query_of(request, TargetsQuery).month or None)
+
+
+@routes.route("PUT", "/api/kpi/targets", "Set or remove one volume target (admin; recorded in the hash chain)",
+              roles=ADMIN, body=TargetBody, tag="evaluation")
+async def put_kpi_target(request: web.Request, body: TargetBody) -> dict[str, Any]:
+    return await request.app[KPI_TARGETS].set_target(body.month, body.scope, body.officer, body.metric, body.target,
+                                                     actor(request))
 
 
 @routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dispatch.health import HealthMonitor
     from dispatch.incidents import Incidents
     from dispatch.kpi_index import KpiIndex
+    from dispatch.kpi_targets import KpiTargets
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
     from dispatch.penalties import Penalties
@@ -59,6 +60,7 @@ DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")
 DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
 KPI_INDEX: web.AppKey[KpiIndex] = web.AppKey("kpi_index")
+KPI_TARGETS: web.AppKey[KpiTargets] = web.AppKey("kpi_targets")  # the station's volume targets (admin-set, recorded)
 FIRST_ADMIN: web.AppKey[tuple[str, str]] = web.AppKey("first_admin")
 # --- the edges
 MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")

@@ -41,6 +41,7 @@ from console.appkeys import (
     HEAVY,
     INCIDENTS,
     KPI_INDEX,
+    KPI_TARGETS,
     LOGIN_THROTTLE,
     MASKS,
     MQTT,
@@ -68,6 +69,7 @@ from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
 from dispatch.incidents import Incidents
 from dispatch.kpi_index import KpiIndex
+from dispatch.kpi_targets import KpiTargets
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
@@ -158,6 +160,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         cases = app[HAZARDS] = HazardCases(ctx, penalties)
         deadlines = app[HAZARD_DEADLINES] = HazardDeadlines(ctx, cases, penalties)
         app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
+        app[KPI_TARGETS] = KpiTargets(app[WRITER], app[DB], clock)
         scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)

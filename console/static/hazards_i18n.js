@@ -154,6 +154,12 @@ const MINE = {
     "k.penalties": "处罚", "k.name": "单位", "k.false_rate": "误报率", "k.faults": "设备/摄像机故障",
     "k.hazards": "隐患", "k.compliance": "按期整改率", "k.open": "未办结", "k.closed": "已办结",
     "k.address": "地址", "k.coords": "坐标", "k.count": "数量", "k.status": "状态", "k.time": "时间", "k.kind": "类型",
+    "k.quality": "质量分", "k.volume": "工作量完成", "k.no_target": "未设目标", "k.inspections": "检查",
+    "k.notices_issued": "整改通知", "k.rechecks_done": "复查",
+    "as.targets": "工作量目标", "as.targets.rule": "按月设定；月内调整以月末前最后一次为准，月份结束后不可更改。",
+    "as.t.officer": "民警", "as.t.officer_ph": "民警账号（* 为全体）", "as.t.target": "目标数", "as.t.save": "保存目标",
+    "as.t.remove": "删除目标", "as.t.month": "月份", "as.t.metric": "指标", "as.t.set": "设定", "as.t.every": "全体民警",
+    "as.t.none": "本月未设工作量目标：得分仅计质量。", "as.t.saved": "目标已保存并记录", "as.t.target_needed": "请填写目标数（至少 1）",
   },
   en: {
     "hz.title": "Hazards", "hz.assessor": "Evaluation", "hz.console": "Console", "hz.list": "Hazards",
@@ -210,6 +216,14 @@ const MINE = {
     "k.false_rate": "False-alarm rate", "k.faults": "Device/camera faults", "k.hazards": "Hazards",
     "k.compliance": "Compliance", "k.open": "Open", "k.closed": "Closed", "k.address": "Address", "k.coords": "Position",
     "k.count": "Count", "k.status": "Status", "k.time": "Time", "k.kind": "Kind",
+    "k.quality": "Quality", "k.volume": "Volume", "k.no_target": "No target", "k.inspections": "Inspections",
+    "k.notices_issued": "Notices", "k.rechecks_done": "Rechecks",
+    "as.targets": "Volume targets", "as.targets.rule": "Set per month; within a month the last change before it ends "
+      + "counts; a month that has ended cannot be changed.",
+    "as.t.officer": "Officer", "as.t.officer_ph": "Officer login (* = everyone)", "as.t.target": "Target",
+    "as.t.save": "Save target", "as.t.remove": "Remove target", "as.t.month": "Month", "as.t.metric": "Metric",
+    "as.t.set": "Set", "as.t.every": "Every officer", "as.t.none": "No volume targets this month: scores are quality only.",
+    "as.t.saved": "Target saved and recorded", "as.t.target_needed": "Enter a target (at least 1)",
   },
 };
 

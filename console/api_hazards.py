@@ -6,6 +6,7 @@ Officers act; units see their own hazards/notices and upload proof; the assessor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from console.appkeys import (
     CLOCK,
     CONFIG,
     DB,
+    DOCUMENTS,
     HAZARD_VIEWS,
     HAZARDS,
     HEAVY,
@@ -30,6 +32,7 @@ from console.appkeys import (
 )
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
+from dispatch.document_pdf import RenderPdf
 from dispatch.errors import BadRequest, NotFound
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_uploads import Upload
@@ -44,6 +47,7 @@ from ingest.contract import check_text
 from ingest.integrity import IntegrityError
 
 routes = RouteTable()
+log = logging.getLogger(__name__)
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
 MAX_FIELD = 4000  # bytes read of one text field
@@ -281,8 +285,10 @@ async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
 @routes.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
               tag="hazards")
 async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
-    return await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
-                                               days=body.days, clauses=body.clauses, requirement=body.requirement)
+    h = await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
+                                            days=body.days, clauses=body.clauses, requirement=body.requirement)
+    await _seal(request, h["id"])
+    return h
 
 
 @routes.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
@@ -312,15 +318,19 @@ async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
 @routes.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
               tag="hazards")
 async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
-    return await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
-                                                    kind=body.kind, amount_yuan=body.amount_yuan,
-                                                    person_name=body.person_name, person_id=body.person_id,
-                                                    clauses=body.clauses)
+    p = await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
+                                                 kind=body.kind, amount_yuan=body.amount_yuan,
+                                                 person_name=body.person_name, person_id=body.person_id,
+                                                 clauses=body.clauses)
+    await _seal(request, p["hazard_id"])  # the 告知书 served with the confirmation
+    return p
 
 
 @routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
 async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
-    return await penalties(request).approve_penalty(_int(request), actor(request))
+    p = await penalties(request).approve_penalty(_int(request), actor(request))
+    await _seal(request, p["hazard_id"])  # the decision now carries the seal
+    return p
 
 
 @routes.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
@@ -349,6 +359,16 @@ def _pdf(data: bytes, name: str) -> web.Response:
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "Cache-Control": "no-store"})
 
 
+def _renderer(request: web.Request) -> RenderPdf:
+    """Layout in a worker process, bounded by the heavy-work limiter (503 when full)."""
+    heavy = request.app[HEAVY]
+
+    async def render(html: str) -> bytes:
+        async with heavy.slot("PDF"):
+            return await heavy.process(documents.html_to_pdf, html)
+    return render
+
+
 async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
     """Template on a thread, layout in a worker process: bounded by the heavy-work limiter (503 when full)."""
     heavy = request.app[HEAVY]
@@ -356,31 +376,36 @@ async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
         return await heavy.process(documents.html_to_pdf, await heavy.thread(html))
 
 
+async def _seal(request: web.Request, hazard_id: int) -> None:
+    """Records the PDF SHA-256 of the documents the command just sealed. The command has committed: a failure here
+    (e.g. the PDF workers are busy) is logged and made up by the next download of the document."""
+    try:
+        await request.app[DOCUMENTS].seal(hazard_id, _renderer(request))
+    except Exception:
+        log.warning("sealed PDFs of hazard %s not hashed yet (recorded at their next download)", hazard_id,
+                    exc_info=True)
+
+
+async def _document(request: web.Request, kind: str) -> web.Response:
+    data, name = await request.app[DOCUMENTS].pdf(kind, _int(request), actor(request), _renderer(request))
+    return _pdf(data, name)
+
+
 @routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice as PDF", roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    read = views(request)
-    who = actor(request)
-    doc = await read.notice_document(_int(request), who)
-    detail = await read.detail(doc["hazard"]["id"], who)
-    before = [e for e in detail["evidence"] if e["stage"] == "before"]
-    data = await _render_pdf(request, lambda: documents.notice_html(doc, before))
-    return _pdf(data, f"责令限期改正通知书-{doc['notice'].number}.pdf")
+    return await _document(request, "notice")
 
 
 @routes.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
               produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).penalty_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.penalty_html(doc))
-    return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
+    return await _document(request, "penalty")
 
 
 @routes.route("GET", "/api/penalty-notices/{id}/pdf", "Penalty notice (行政处罚告知书) as PDF", roles=READERS,
               tag="hazards", produces=PDF)
 async def get_inform_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).inform_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.inform_html(doc))
-    return _pdf(data, f"行政处罚告知书-{doc['inform'].number}.pdf")
+    return await _document(request, "inform")
 
 
 @routes.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,

@@ -408,6 +408,13 @@ async def get_inform_pdf(request: web.Request, _: None) -> web.StreamResponse:
     return await _document(request, "inform")
 
 
+@routes.route("GET", "/api/units/{unit_id}/documents",
+              "Every sealed document addressed to a unit: issued and served dates, recheck results and notes "
+              "(a unit sees only its own)", roles=READERS, tag="hazards")
+async def get_unit_documents(request: web.Request, _: None) -> list[dict[str, Any]]:
+    return await request.app[DOCUMENTS].unit_documents(request.match_info["unit_id"], actor(request))
+
+
 @routes.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
               statuses=(409,))
 async def get_evidence(request: web.Request, _: None) -> web.StreamResponse:

@@ -12,6 +12,10 @@ first whose PDF no longer matches what was recorded: a row, a photo it lists, th
 templates changed after it was issued. A document lists the evidence the case held when it was issued (see
 HazardViews), so later photos and rechecks do not change it.
 
+A sealed document is served on the unit (电子送达) when the unit's own account first opens its PDF here: a
+`document.received` entry (by that account, with the SHA-256 of the bytes it received). `unit_documents` lists a
+unit's sealed documents of every kind with those two dates and the recheck results and notes of their cases.
+
 A new kind of document adds its DocumentKind and its PdfKind here (tests check that every kind has one).
 """
 
@@ -30,13 +34,18 @@ from dispatch import documents
 from dispatch.actor import SYSTEM, Actor
 from dispatch.db import Database
 from dispatch.document_content import DOCUMENT_KINDS
+from dispatch.hazard_models import Hazard, Recheck
+from dispatch.hazard_rows import check_visible, unit_of
 from dispatch.hazard_views import HazardViews
 from dispatch.models import RecordEntry
 from dispatch.records import ChainBreak
+from dispatch.views import iso
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 
 PDF_SEALED = "document.pdf_sealed"
+# the unit's own account opened the sealed document in Firelink for the first time: served on it (电子送达)
+RECEIVED = "document.received"
 
 RenderPdf = Callable[[str], Awaitable[bytes]]  # HTML → PDF bytes (the console: in its heavy-work limiter)
 
@@ -56,6 +65,7 @@ class Printable:
 class PdfKind:
     printable: Callable[[HazardViews, int, Actor], Awaitable[Printable]]
     sealed: Callable[[Any], bool]  # does this row print with the seal (an issued document)?
+    url: str  # where its PDF is served, with {id}
 
 
 async def _notice(views: HazardViews, notice_id: int, actor: Actor) -> Printable:
@@ -85,9 +95,9 @@ async def _inform(views: HazardViews, inform_id: int, actor: Actor) -> Printable
 
 
 PDF_KINDS: dict[str, PdfKind] = {
-    "notice": PdfKind(_notice, lambda _n: True),
-    "penalty": PdfKind(_penalty, lambda p: p.approved_at is not None),
-    "inform": PdfKind(_inform, lambda _i: True),
+    "notice": PdfKind(_notice, lambda _n: True, "/api/notices/{id}/pdf"),
+    "penalty": PdfKind(_penalty, lambda p: p.approved_at is not None, "/api/penalties/{id}/pdf"),
+    "inform": PdfKind(_inform, lambda _i: True, "/api/penalty-notices/{id}/pdf"),
 }
 
 
@@ -99,21 +109,23 @@ async def render_in_thread(html: str) -> bytes:
     return await asyncio.to_thread(documents.html_to_pdf, html)
 
 
-async def _sealed_entries(db: Database, hazard_id: int | None = None) -> list[RecordEntry]:
-    query = select(RecordEntry).where(RecordEntry.action == PDF_SEALED).order_by(RecordEntry.id)
+async def _sealed_entries(db: Database, hazard_id: int | None = None,
+                          action: str = PDF_SEALED) -> list[RecordEntry]:
+    query = select(RecordEntry).where(RecordEntry.action == action).order_by(RecordEntry.id)
     if hazard_id is not None:
         query = query.where(RecordEntry.hazard_id == hazard_id)
     async with db.session() as s:
         return list((await s.scalars(query)).all())
 
 
-def _recorded(entries: list[RecordEntry]) -> set[tuple[str, int]]:
-    out = set()
+def _recorded(entries: list[RecordEntry]) -> dict[tuple[str, int], datetime]:
+    """(kind, row id) → when first recorded."""
+    out: dict[tuple[str, int], datetime] = {}
     for e in entries:
         kind = e.data.get("kind") if isinstance(e.data, dict) else None
         row_id = e.data.get(f"{kind}_id") if isinstance(kind, str) else None
         if isinstance(kind, str) and isinstance(row_id, int):
-            out.add((kind, row_id))
+            out.setdefault((kind, row_id), e.at)
     return out
 
 
@@ -136,13 +148,57 @@ class DocumentSeals:
             async with self._lock:
                 if (kind, row_id) not in _recorded(await _sealed_entries(self.views.db, doc.hazard_id)):
                     await self._record(kind, doc, data)
+                if actor.role == "unit" and (kind, row_id) not in _recorded(
+                        await _sealed_entries(self.views.db, doc.hazard_id, RECEIVED)):
+                    await self.writer.note(RECEIVED, actor, self.clock(), {
+                        "unit_id": doc.unit_id, "kind": kind, f"{kind}_id": row_id, "number": doc.row.number,
+                        "pdf_sha256": sha256(data)}, hazard_id=doc.hazard_id)
         return data, doc.filename
+
+    async def unit_documents(self, unit_id: str, actor: Actor) -> list[dict[str, Any]]:
+        """Every sealed document addressed to the unit (of every kind), newest first: when it was issued (sealed),
+        when it was served (the unit first opened it here; null: not yet), and the recheck results and notes of its
+        case. A unit sees only its own."""
+        check_visible(actor, unit_id)
+        unit_of(self.views.units, unit_id)
+        hcfg = self.views.hcfg
+        async with self.views.db.session() as s:
+            hazards = {h.id: h for h in (await s.scalars(select(Hazard).where(Hazard.unit_id == unit_id))).all()}
+            ids = list(hazards)
+            rows = {k.key: (await s.scalars(select(k.model).where(k.model.hazard_id.in_(ids)))).all()
+                    for k in DOCUMENT_KINDS if k.key in PDF_KINDS} if ids else {}
+            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id.in_(ids))
+                                        .order_by(Recheck.at, Recheck.id))).all() if ids else []
+            entries = (await s.scalars(select(RecordEntry).where(
+                RecordEntry.hazard_id.in_(ids), RecordEntry.action.in_([PDF_SEALED, RECEIVED]))
+                .order_by(RecordEntry.id))).all() if ids else []
+        sealed_at = _recorded([e for e in entries if e.action == PDF_SEALED])
+        served_at = _recorded([e for e in entries if e.action == RECEIVED])
+        by_hazard: dict[int, list[dict[str, Any]]] = {}
+        for r in rechecks:
+            by_hazard.setdefault(r.hazard_id, []).append(
+                {"at": iso(r.at), "rectified": r.rectified, "note": r.note, "method": r.method})
+        names = {k.key: k.name for k in DOCUMENT_KINDS}
+        out = []
+        for kind, kind_rows in rows.items():
+            for row in kind_rows:
+                if not PDF_KINDS[kind].sealed(row):
+                    continue  # a draft is addressed to no one yet
+                h = hazards[row.hazard_id]
+                cat = hcfg.category(h.category)
+                out.append({"kind": kind, "kind_name": names[kind], "id": row.id, "number": row.number,
+                            "hazard_id": h.id, "category_name": cat.name if cat else h.category,
+                            "issued_at": iso(sealed_at.get((kind, row.id))),
+                            "served_at": iso(served_at.get((kind, row.id))),
+                            "pdf": PDF_KINDS[kind].url.format(id=row.id), "rechecks": by_hazard.get(h.id, [])})
+        out.sort(key=lambda d: (d["issued_at"] or "", d["kind"], d["id"]), reverse=True)
+        return out
 
     async def seal(self, hazard_id: int, render: RenderPdf = render_in_thread) -> int:
         """Records the PDF hash of every sealed document of the hazard that has none yet; how many were recorded."""
         n = 0
         async with self._lock:
-            done = _recorded(await _sealed_entries(self.views.db, hazard_id))
+            done = _recorded(await _sealed_entries(self.views.db, hazard_id))  # (kind, id) → at
             for k in DOCUMENT_KINDS:
                 pk = PDF_KINDS.get(k.key)
                 if pk is None:

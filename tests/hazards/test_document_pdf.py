@@ -97,3 +97,44 @@ async def test_sealed_pdfs_are_hashed_in_the_record_and_verified(sqlite_url: str
         conn.execute("UPDATE units SET contact_phone = '00000000' WHERE id = 'school-1'")  # on the decision only
     code, out, _ = await run_cli("--config", str(path), "audit", "verify")
     assert code == 1 and "PDF BROKEN" in out and "penalty decision" in out, out
+
+
+async def test_unit_sees_its_documents_with_issued_and_served_dates_and_rechecks(sqlite_url: str) -> None:
+    clock = StepClock(datetime(2026, 11, 10, 2, tzinfo=UTC))
+    async with hazard_app(config(sqlite_url, console={"session_hours": 240}), clock=clock) as running:
+        officer, school, hotel = [await login(running.url, n) for n in ("officer", "school", "hotel")]
+        try:
+            h = await officer.post("/api/hazards", {"unit_id": "school-1", "category": "corridor_storage",
+                                                    "source": "inspection"})
+            issued = clock()
+            await officer.post(f"/api/hazards/{h['id']}/notice", {"days": 1})
+            docs = await school.get("/api/units/school-1/documents")
+            assert [(d["kind"], d["served_at"], d["rechecks"]) for d in docs] == [("notice", None, [])]
+            assert datetime.fromisoformat(docs[0]["issued_at"]) == issued
+            # another unit sees none of it; the officers see every unit's
+            status, _ = await hotel.request("GET", "/api/units/school-1/documents")
+            assert status == 403
+            assert await hotel.get("/api/units/hotel-1/documents") == []
+            assert len(await officer.get("/api/units/school-1/documents")) == 1
+            # an officer opening it serves nothing; the unit opening it is the service (once)
+            await pdf_bytes(officer, docs[0]["pdf"])
+            assert (await school.get("/api/units/school-1/documents"))[0]["served_at"] is None
+            clock.advance(600)
+            opened = clock()
+            await pdf_bytes(school, docs[0]["pdf"])
+            clock.advance(600)
+            await pdf_bytes(school, docs[0]["pdf"])
+            docs = await school.get("/api/units/school-1/documents")
+            assert datetime.fromisoformat(docs[0]["served_at"]) == opened
+            # the recheck's result and note, with the confirmation's 告知书 (the draft decision is not listed)
+            clock.advance(24 * 3600)
+            await officer.post(f"/api/hazards/{h['id']}/recheck", {"rectified": False, "note": "通道仍被占用"})
+            pen = (await officer.get(f"/api/hazards/{h['id']}"))["penalties"][0]
+            await officer.post(f"/api/penalties/{pen['id']}/confirm", {"amount_yuan": 8000})
+            docs = await school.get("/api/units/school-1/documents")
+            assert [d["kind"] for d in docs] == ["inform", "notice"]  # newest first
+            assert [(r["rectified"], r["note"]) for r in docs[1]["rechecks"]] == [(False, "通道仍被占用")]
+            assert docs[0]["served_at"] is None and docs[0]["number"] and docs[0]["pdf"].endswith("/pdf")
+        finally:
+            for api in (officer, school, hotel):
+                await api.close()

@@ -6,6 +6,7 @@ Officers act; units see their own hazards/notices and upload proof; the assessor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -20,21 +21,25 @@ from console.appkeys import (
     CLOCK,
     CONFIG,
     DB,
+    DOCUMENTS,
     HAZARD_VIEWS,
     HAZARDS,
     HEAVY,
     INCIDENTS,
     KPI_INDEX,
+    KPI_TARGETS,
     PENALTIES,
 )
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
+from dispatch.document_pdf import RenderPdf
 from dispatch.errors import BadRequest, NotFound
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_uploads import Upload
 from dispatch.hazard_views import HazardViews
-from dispatch.hazards import NOTICE_TITLES, STAGES, hazards_config
+from dispatch.hazards import STAGES, hazards_config
 from dispatch.kpi_index import Answer
+from dispatch.kpi_targets import EVERY_OFFICER
 from dispatch.penalties import Penalties
 from dispatch.state import TransitionError
 from dispatch.views import iso
@@ -42,6 +47,7 @@ from ingest.contract import check_text
 from ingest.integrity import IntegrityError
 
 routes = RouteTable()
+log = logging.getLogger(__name__)
 READERS = frozenset({*STAFF, "unit"})
 ADMIN = frozenset({"admin"})
 MAX_FIELD = 4000  # bytes read of one text field
@@ -159,6 +165,23 @@ class ConfirmBody(_Body):
                                       "(default: the category's clause that allows this penalty).")
 
 
+class TargetsQuery(Query):
+    month: str = Field("", pattern=r"^([0-9]{4}-(0[1-9]|1[0-2]))?$", description="2026-11 (default: every month).")
+
+
+class TargetBody(_Body):
+    month: str = Field(..., pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="The month (YYYY-MM, China time); "
+                       "one that has ended can no longer be changed.")
+    scope: Literal["officer", "station"] = Field(
+        "officer", description="officer: one officer's (or every officer's) target; station: the station's total.")
+    officer: str = Field("", max_length=64, pattern=r"^[^\s]*$",
+                         description=f"The officer's login, {EVERY_OFFICER!r} for every officer without one of their "
+                                     "own; empty for the station.")
+    metric: Literal["inspections", "notices_issued", "rechecks_done"] = Field(
+        ..., description="What is counted (dispatch.kpi_targets.METRICS).")
+    target: int | None = Field(..., ge=1, le=100_000, description="Expected count in the month; null removes it.")
+
+
 class InspectionBody(_Body):
     unit_id: str = Field(..., min_length=1, max_length=64)
     note: str = Field("", max_length=2000)
@@ -266,9 +289,11 @@ async def post_evidence(request: web.Request, _: None) -> list[dict[str, Any]]:
 @routes.route("POST", "/api/hazards/{id}/notice", "Issue a rectification notice", roles=OFFICERS, body=NoticeBody,
               tag="hazards")
 async def post_notice(request: web.Request, body: NoticeBody) -> dict[str, Any]:
-    return await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
-                                               days=body.days, clauses=body.clauses, requirement=body.requirement,
-                                               immediate=body.immediate, basis=body.basis)
+    h = await hazards(request).issue_notice(_int(request), actor(request), deadline=body.deadline,
+                                            days=body.days, clauses=body.clauses, requirement=body.requirement,
+                                            immediate=body.immediate, basis=body.basis)
+    await _seal(request, h["id"])
+    return h
 
 
 @routes.route("POST", "/api/hazards/{id}/proof", "Upload rectification proof (multipart: note, files)",
@@ -280,7 +305,9 @@ async def post_proof(request: web.Request, _: None) -> dict[str, Any]:
 
 @routes.route("POST", "/api/hazards/{id}/recheck", "Record a recheck", roles=OFFICERS, body=RecheckBody, tag="hazards")
 async def post_recheck(request: web.Request, body: RecheckBody) -> dict[str, Any]:
-    return await hazards(request).recheck(_int(request), body.rectified, body.note, actor(request))
+    h = await hazards(request).recheck(_int(request), body.rectified, body.note, actor(request))
+    await _seal(request, h["id"])  # the recheck opinion signed with it
+    return h
 
 
 @routes.route("POST", "/api/hazards/{id}/withdraw", "Withdraw an open hazard (no hazard after all)", roles=OFFICERS,
@@ -298,10 +325,12 @@ async def post_propose(request: web.Request, _: None) -> dict[str, Any]:
 @routes.route("POST", "/api/penalties/{id}/confirm", "Confirm a proposed penalty", roles=OFFICERS, body=ConfirmBody,
               tag="hazards")
 async def post_confirm(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
-    return await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
-                                                    kind=body.kind, amount_yuan=body.amount_yuan,
-                                                    person_name=body.person_name, person_id=body.person_id,
-                                                    clauses=body.clauses)
+    p = await penalties(request).confirm_penalty(_int(request), actor(request), target=body.target,
+                                                 kind=body.kind, amount_yuan=body.amount_yuan,
+                                                 person_name=body.person_name, person_id=body.person_id,
+                                                 clauses=body.clauses)
+    await _seal(request, p["hazard_id"])  # the 告知书 served with the confirmation
+    return p
 
 
 @routes.route("POST", "/api/penalties/{id}/refer",
@@ -316,12 +345,16 @@ async def post_refer(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
 @routes.route("POST", "/api/referrals/{id}/approve", "Approve a case referral (supervisor; seals the 案件移送书)",
               roles=ADMIN, tag="hazards")
 async def post_approve_referral(request: web.Request, _: None) -> dict[str, Any]:
-    return await penalties(request).approve_referral(_int(request), actor(request))
+    r = await penalties(request).approve_referral(_int(request), actor(request))
+    await _seal(request, r["hazard_id"])  # the 案件移送书 now carries the seal
+    return r
 
 
 @routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
 async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
-    return await penalties(request).approve_penalty(_int(request), actor(request))
+    p = await penalties(request).approve_penalty(_int(request), actor(request))
+    await _seal(request, p["hazard_id"])  # the decision now carries the seal
+    return p
 
 
 @routes.route("POST", "/api/penalties/{id}/close", "Record payment/closure of a penalty", roles=OFFICERS,
@@ -350,6 +383,16 @@ def _pdf(data: bytes, name: str) -> web.Response:
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", "Cache-Control": "no-store"})
 
 
+def _renderer(request: web.Request) -> RenderPdf:
+    """Layout in a worker process, bounded by the heavy-work limiter (503 when full)."""
+    heavy = request.app[HEAVY]
+
+    async def render(html: str) -> bytes:
+        async with heavy.slot("PDF"):
+            return await heavy.process(documents.html_to_pdf, html)
+    return render
+
+
 async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
     """Template on a thread, layout in a worker process: bounded by the heavy-work limiter (503 when full)."""
     heavy = request.app[HEAVY]
@@ -357,49 +400,56 @@ async def _render_pdf(request: web.Request, html: Callable[[], str]) -> bytes:
         return await heavy.process(documents.html_to_pdf, await heavy.thread(html))
 
 
+async def _seal(request: web.Request, hazard_id: int) -> None:
+    """Records the PDF SHA-256 of the documents the command just sealed. The command has committed: a failure here
+    (e.g. the PDF workers are busy) is logged and made up by the next download of the document."""
+    try:
+        await request.app[DOCUMENTS].seal(hazard_id, _renderer(request))
+    except Exception:
+        log.warning("sealed PDFs of hazard %s not hashed yet (recorded at their next download)", hazard_id,
+                    exc_info=True)
+
+
+async def _document(request: web.Request, kind: str) -> web.Response:
+    data, name = await request.app[DOCUMENTS].pdf(kind, _int(request), actor(request), _renderer(request))
+    return _pdf(data, name)
+
+
 @routes.route("GET", "/api/notices/{id}/pdf", "Rectification notice (责令限期改正 or 责令立即改正) as PDF",
               roles=READERS, tag="hazards", produces=PDF)
 async def get_notice_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    read = views(request)
-    who = actor(request)
-    doc = await read.notice_document(_int(request), who)
-    detail = await read.detail(doc["hazard"]["id"], who)
-    stages = ("before",) if doc["notice"].kind == "deadline" else ("before", "after")  # immediate: corrected too
-    shown = [e for e in detail["evidence"] if e["stage"] in stages]
-    data = await _render_pdf(request, lambda: documents.notice_html(doc, shown))
-    return _pdf(data, f"{NOTICE_TITLES[doc['notice'].kind]}-{doc['notice'].number}.pdf")
+    return await _document(request, "notice")
 
 
 @routes.route("GET", "/api/recheck-opinions/{id}/pdf", "Recheck opinion (复查意见书) as PDF", roles=READERS,
               tag="hazards", produces=PDF)
 async def get_opinion_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).opinion_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.opinion_html(doc))
-    return _pdf(data, f"复查意见书-{doc['opinion'].number}.pdf")
+    return await _document(request, "opinion")
 
 
 @routes.route("GET", "/api/referrals/{id}/pdf", "Case referral (案件移送书) as PDF; a draft until approved",
               roles=READERS, tag="hazards", produces=PDF)
 async def get_referral_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).referral_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.referral_html(doc))
-    return _pdf(data, f"案件移送书-{doc['referral'].number}.pdf")
+    return await _document(request, "referral")
 
 
 @routes.route("GET", "/api/penalties/{id}/pdf", "Penalty decision as PDF", roles=READERS, tag="hazards",
               produces=PDF)
 async def get_penalty_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).penalty_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.penalty_html(doc))
-    return _pdf(data, f"行政处罚决定书-{doc['penalty'].number}.pdf")
+    return await _document(request, "penalty")
 
 
 @routes.route("GET", "/api/penalty-notices/{id}/pdf", "Penalty notice (行政处罚告知书) as PDF", roles=READERS,
               tag="hazards", produces=PDF)
 async def get_inform_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    doc = await views(request).inform_document(_int(request), actor(request))
-    data = await _render_pdf(request, lambda: documents.inform_html(doc))
-    return _pdf(data, f"行政处罚告知书-{doc['inform'].number}.pdf")
+    return await _document(request, "inform")
+
+
+@routes.route("GET", "/api/units/{unit_id}/documents",
+              "Every sealed document addressed to a unit: issued and served dates, recheck results and notes "
+              "(a unit sees only its own)", roles=READERS, tag="hazards")
+async def get_unit_documents(request: web.Request, _: None) -> list[dict[str, Any]]:
+    return await request.app[DOCUMENTS].unit_documents(request.match_info["unit_id"], actor(request))
 
 
 @routes.route("GET", "/api/evidence/{id}", "Evidence photo", roles=READERS, tag="hazards", produces=IMAGES,
@@ -473,6 +523,19 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     categories = {c.key: c.name for c in hc.categories}
     data = await _render_pdf(request, lambda: documents.report_html(result, authority, categories, now))
     return _pdf(data, f"考评报告-{result['period']}.pdf")
+
+
+@routes.route("GET", "/api/kpi/targets", "Volume targets of the evaluation, per month (?month=2026-11)",
+              roles=STAFF, tag="evaluation", query=TargetsQuery)
+async def get_kpi_targets(request: web.Request, _: None) -> list[dict[str, Any]]:
+    return await request.app[KPI_TARGETS].list_targets(query_of(request, TargetsQuery).month or None)
+
+
+@routes.route("PUT", "/api/kpi/targets", "Set or remove one volume target (admin; recorded in the hash chain)",
+              roles=ADMIN, body=TargetBody, tag="evaluation")
+async def put_kpi_target(request: web.Request, body: TargetBody) -> dict[str, Any]:
+    return await request.app[KPI_TARGETS].set_target(body.month, body.scope, body.officer, body.metric, body.target,
+                                                     actor(request))
 
 
 @routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,

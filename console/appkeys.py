@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dispatch.db import Database
     from dispatch.detection_sink import DetectionSink
     from dispatch.devices import DeviceMonitor
+    from dispatch.document_pdf import DocumentSeals
     from dispatch.exit_zones import ExitZoneService
     from dispatch.hazard_cases import HazardCases
     from dispatch.hazard_deadlines import HazardDeadlines
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from dispatch.health import HealthMonitor
     from dispatch.incidents import Incidents
     from dispatch.kpi_index import KpiIndex
+    from dispatch.kpi_targets import KpiTargets
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
     from dispatch.penalties import Penalties
@@ -53,12 +55,14 @@ HAZARDS: web.AppKey[HazardCases] = web.AppKey("hazards")  # hazard case commands
 PENALTIES: web.AppKey[Penalties] = web.AppKey("penalties")  # penalty decision commands
 HAZARD_DEADLINES: web.AppKey[HazardDeadlines] = web.AppKey("hazard_deadlines")  # what a passed deadline does
 HAZARD_VIEWS: web.AppKey[HazardViews] = web.AppKey("hazard_views")  # the hazards' read side
+DOCUMENTS: web.AppKey[DocumentSeals] = web.AppKey("documents")  # documents as PDF; sealed PDFs' SHA-256 recorded
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")
 DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
 KPI_INDEX: web.AppKey[KpiIndex] = web.AppKey("kpi_index")
+KPI_TARGETS: web.AppKey[KpiTargets] = web.AppKey("kpi_targets")  # the station's volume targets (admin-set, recorded)
 FIRST_ADMIN: web.AppKey[tuple[str, str]] = web.AppKey("first_admin")
 # --- the edges
 MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")

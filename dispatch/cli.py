@@ -105,10 +105,12 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
 
     from dispatch.db import Database
     from dispatch.document_content import verify_documents
-    from dispatch.models import RecordEntry
+    from dispatch.document_pdf import verify_pdfs
+    from dispatch.hazard_views import HazardViews
+    from dispatch.models import RecordEntry, Unit
     from dispatch.records import verify
 
-    async def go() -> tuple[int, int, str | None]:
+    async def go() -> tuple[int, int, str | int]:
         db = Database(cfg.database.url)
         try:
             async with db.session() as s:
@@ -118,16 +120,22 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
                     return len(rows), 0, f"record chain BROKEN at entry {broken.entry_id}: {broken.reason}"
                 # the rows documents are printed from, against the content hashes their record entries carry
                 docs, altered = await verify_documents(s)
-            problem = None if altered is None else f"document BROKEN at entry {altered.entry_id}: {altered.reason}"
-            return len(rows), docs, problem
+                if altered is not None:
+                    return len(rows), docs, f"document BROKEN at entry {altered.entry_id}: {altered.reason}"
+                units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
+            # each sealed PDF rendered again, against the SHA-256 recorded when it was sealed
+            pdfs, differs = await verify_pdfs(HazardViews(db, cfg, units))
+            problem = None if differs is None else f"PDF BROKEN at entry {differs.entry_id}: {differs.reason}"
+            return len(rows), docs, problem if problem else pdfs
         finally:
             await db.dispose()
 
-    count, docs, problem = asyncio.run(go())
-    if problem:
-        print(problem)
+    count, docs, outcome = asyncio.run(go())
+    if isinstance(outcome, str):
+        print(outcome)
         return 1
-    print(f"record chain intact: {count} entries; {docs} documents match their recorded content")
+    print(f"record chain intact: {count} entries; {docs} documents match their recorded content; "
+          f"{outcome} sealed PDFs match their recorded SHA-256")
     return 0
 
 

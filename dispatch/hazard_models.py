@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models import Base
@@ -202,3 +202,22 @@ class PenaltyDecision(Base):
     closed_by: Mapped[str | None] = mapped_column(String(64))
     closure: Mapped[str | None] = mapped_column(String(16))  # paid | warned | rejected
     closure_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class KpiTarget(Base):
+    """A volume target of one month (一键考评): how many inspections, notices or rechecks are expected of an officer
+    (`officer` = login; "*" = each officer without a target of their own) or of the station in total
+    (`scope` = station, `officer` = ""). Set by an admin; every change is also a `kpi.target_set` record entry,
+    which is what the KPIs read (the row is the current value, for the pages)."""
+
+    __tablename__ = "kpi_targets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM (Asia/Shanghai)
+    scope: Mapped[str] = mapped_column(String(16))  # officer | station
+    officer: Mapped[str] = mapped_column(String(64))  # login, "*" (every officer) or "" (station)
+    metric: Mapped[str] = mapped_column(String(32))  # inspections | notices_issued | rechecks_done
+    target: Mapped[int]
+    set_at: Mapped[datetime]
+    set_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("month", "scope", "officer", "metric", name="uq_kpi_targets_subject"),)

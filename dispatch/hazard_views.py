@@ -51,6 +51,17 @@ from ingest.integrity import IntegrityError, sha256_bytes
 log = logging.getLogger(__name__)
 
 
+async def _case_evidence(s: Any, hazard_id: int, until: datetime | None) -> tuple[list[str], list[Recheck]]:
+    """The stages of the case's photos and its rechecks, those dated ≤ `until` when given (what a document
+    issued then listed)."""
+    stages = select(HazardEvidence.stage).where(HazardEvidence.hazard_id == hazard_id)
+    rechecks = select(Recheck).where(Recheck.hazard_id == hazard_id).order_by(Recheck.id)
+    if until is not None:
+        stages = stages.where(HazardEvidence.uploaded_at <= until)
+        rechecks = rechecks.where(Recheck.at <= until)
+    return list((await s.scalars(stages)).all()), list((await s.scalars(rechecks)).all())
+
+
 class HazardViews:
     def __init__(self, db: Database, cfg: FirelinkConfig, units: Mapping[str, Unit]) -> None:
         self.db = db
@@ -197,8 +208,8 @@ class HazardViews:
             p, h = await get_penalty(s, penalty_id)
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
-            stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
-            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
+            # an approved decision lists the evidence the case held when it was approved, so it prints the same later
+            stages, rechecks = await _case_evidence(s, h.id, p.approved_at)
         check_visible(actor, h.unit_id)
         if p.number is None:
             raise BadRequest("the decision gets its number when an officer confirms it")
@@ -212,8 +223,7 @@ class HazardViews:
             if i is None:
                 raise NotFound(f"penalty notice {inform_id} not found")
             h = await get_hazard(s, i.hazard_id)
-            stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
-            rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id == h.id).order_by(Recheck.id))).all()
+            stages, rechecks = await _case_evidence(s, h.id, i.issued_at)  # as held when it was served
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
         check_visible(actor, h.unit_id)

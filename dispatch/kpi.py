@@ -17,6 +17,8 @@ Definitions (period = [start, end), local dates in Asia/Shanghai):
   their actor. A notice belongs to the period of its deadline: rectified on time when a passing recheck
   is dated ≤ deadline, or the unit's proof is dated ≤ deadline and a later recheck passes. A recheck is
   on time when dated ≤ deadline + targets.recheck_within_h.
+* Scores: quality (the configured rules) × volume (min(1, done/target) over the station's per-month targets, which
+  are `kpi.target_set` record entries: dispatch/kpi_targets.py); without a target the answer says so.
 * Units: alarms, incidents, false-alarm rate (false_alarm closes / closes), device and camera faults
   (`device.offline|fault`, `camera.offline|fault` entries), hazards found, rectification compliance.
 """
@@ -121,11 +123,11 @@ def compute(entries: Sequence[Entry], start: datetime, end: datetime, cfg: Hazar
 
 
 CSV_COLUMNS = {
-    "officers": ["rank", "officer", "score", "alarms_handled", "ack_median_s", "ack_p90_s", "dispatch_median_s",
-                 "dispatch_p90_s", "ack_within_target_share", "dispatch_within_target_share",
-                 "handled_within_2min_share", "escalations", "hazards_found", "notices_issued", "notices_due",
-                 "rectified_on_time", "rectified_on_time_share", "rechecks_done", "rechecks_on_time",
-                 "rechecks_on_time_share", "penalties"],
+    "officers": ["rank", "officer", "score", "quality_score", "volume", "target_note", "alarms_handled",
+                 "ack_median_s", "ack_p90_s", "dispatch_median_s", "dispatch_p90_s", "ack_within_target_share",
+                 "dispatch_within_target_share", "handled_within_2min_share", "escalations", "hazards_found",
+                 "inspections", "notices_issued", "notices_due", "rectified_on_time", "rectified_on_time_share",
+                 "rechecks_done", "rechecks_on_time", "rechecks_on_time_share", "penalties"],
     "units": ["unit_id", "name", "alarms", "incidents", "false_alarms", "false_alarm_rate", "device_faults",
               "hazards", "notices_due", "rectified_on_time", "rectification_compliance"],
 }

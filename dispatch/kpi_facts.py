@@ -28,8 +28,9 @@ from dispatch import hazards as hz
 from dispatch import records as rec
 from dispatch.hazards import CHINA_TZ
 from dispatch.kpi_columns import OUTCOMES, IncidentColumns, Selection, micros, trend_points
+from dispatch.kpi_targets import TARGET_SET, TargetLog, combined, months_of
 
-KPI_DEFINITIONS_VERSION = "2"  # docs/kpi.md: bump with any change of a definition
+KPI_DEFINITIONS_VERSION = "3"  # docs/kpi.md: bump with any change of a definition
 FAULT_ACTIONS = frozenset({"device.offline", "device.fault", "camera.offline", "camera.fault"})
 SYSTEM_ACTORS = frozenset({"system", "camera"})
 INCIDENT_ACTIONS = frozenset({rec.ALARM_RECEIVED, rec.INCIDENT_CREATED, rec.ACKNOWLEDGED, rec.DISPATCH_CREATED,
@@ -38,7 +39,7 @@ OFFICER_ACTIONS = frozenset({hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED, 
 ACT_ACTIONS = OFFICER_ACTIONS | {hz.INSPECTION}
 # entries whose `data` the fold reads beyond `unit_id` (a reader may skip loading the others' data)
 DATA_ACTIONS = frozenset({rec.INCIDENT_CREATED, rec.CLOSED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.HAZARD_CREATED,
-                          hz.HAZARD_CLOSED})
+                          hz.HAZARD_CLOSED, TARGET_SET})
 HAZARD_WINDOW = timedelta(days=366)  # hazards with entries this close to the period take part
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -198,6 +199,7 @@ class KpiFacts:
         self._deadlines: list[tuple[int, int]] | None = []  # (deadline µs, hazard id) sorted; None: rebuild
         self.faults: defaultdict[str, _Times] = defaultdict(_Times)
         self.mentions: defaultdict[str, _Times] = defaultdict(_Times)  # str(data.unit_id) → entry times
+        self.targets = TargetLog()  # the station's volume targets (`kpi.target_set` entries)
         self.entries = 0
 
     # ------------------------------------------------------------ folding
@@ -224,6 +226,8 @@ class KpiFacts:
                 self.detections.append((hazard_id, actor, at))
         elif action in FAULT_ACTIONS and isinstance(unit, str):
             self.faults[unit].add(at)
+        elif action == TARGET_SET:
+            self.targets.add(at, data or {})
 
     def add_entry(self, e: Any) -> None:
         """A RecordEntry (or anything with its fields)."""
@@ -314,8 +318,9 @@ class KpiFacts:
         hazard_block = _HazardBlocks(dated, notices, t)
 
         acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
-        acting = ({o for o in acknowledgers if o} | {a.actor for a in dated if a.action in OFFICER_ACTIONS}
+        acting = ({o for o in acknowledgers if o} | {a.actor for a in dated if a.action in ACT_ACTIONS}
                   | {n.issued_by for n in notices})
+        months = months_of(start, end)
         officers = sorted(o for o in acting if o not in SYSTEM_ACTORS and o not in detectors)
         by_officer = sel.by_officer()
         officer_rows = []
@@ -323,14 +328,14 @@ class KpiFacts:
             code = cols.officer_code(o)
             acked = by_officer.get(code) if code is not None else None
             officer: dict[str, Any] = {"officer": o, **(acked or sel.none()).response_block(t), **hazard_block.of(o)}
-            officer["score"] = score(officer, cfg.scoring)
+            self._score(officer, cfg, months, "officer", o)
             officer_rows.append(officer)
         officer_rows.sort(key=lambda o: (-(o["score"] if o["score"] is not None else -1), o["officer"]))
         for rank, ranked in enumerate(officer_rows, 1):
             ranked["rank"] = rank
 
         station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None)}
-        station["score"] = score(station, cfg.scoring)
+        self._score(station, cfg, months, "station", "")
 
         mentioned = {u for u, times in self.mentions.items() if times.count(start_us, end_us)}
         hazards_per_unit = Counter(a.unit for a in dated if a.action == hz.HAZARD_CREATED and isinstance(a.unit, str))
@@ -380,10 +385,19 @@ class KpiFacts:
         return {
             "definitions": KPI_DEFINITIONS_VERSION,
             "from": start.isoformat(), "to": end.isoformat(),
-            "targets": t.model_dump(), "headline": headline, "station": station,
+            "targets": t.model_dump(), "volume_months": months, "headline": headline, "station": station,
             "officers": officer_rows, "units": unit_rows, "hazards_by_category": by_category,
             "trend": _trend(sel, [a.at for a in dated if a.action == hz.HAZARD_CREATED], start, end),
         }
+
+
+    def _score(self, row: dict[str, Any], cfg: HazardsConfig, months: list[str] | None, scope: str,
+               who: str) -> None:
+        """docs/kpi.md "Scores": quality (the configured rules) × volume (the station's targets)."""
+        quality = score(row, cfg.scoring)
+        vol = self.targets.volume(months, scope, who, row)
+        row.update(quality_score=quality, volume=vol.volume, volume_targets=vol.targets, target_note=vol.note,
+                   score=combined(quality, vol.volume))
 
 
 # ---------------------------------------------------------------- KPI blocks
@@ -397,7 +411,7 @@ class _HazardBlocks:
         self.counts: dict[tuple[str | None, str], int] = {}
         counts = self.counts
         for a in dated:
-            if a.action not in OFFICER_ACTIONS:
+            if a.action not in ACT_ACTIONS:
                 continue
             keys = [a.action]
             if a.action == hz.RECHECKED:
@@ -425,6 +439,7 @@ class _HazardBlocks:
         rechecks, on_time = c(hz.RECHECKED), c("on_time")
         return {
             "hazards_found": c(hz.HAZARD_CREATED),
+            "inspections": c(hz.INSPECTION),
             "notices_issued": c(hz.NOTICE_ISSUED),
             "notices_due": len(mine),
             "rectified_on_time": rect,

@@ -32,6 +32,7 @@ from console.appkeys import (
     DETECTIONS,
     DETECTORS,
     DEVICES,
+    DOCUMENTS,
     EXIT_ZONES,
     FIRST_ADMIN,
     HAZARD_DEADLINES,
@@ -41,6 +42,7 @@ from console.appkeys import (
     HEAVY,
     INCIDENTS,
     KPI_INDEX,
+    KPI_TARGETS,
     LOGIN_THROTTLE,
     MASKS,
     MQTT,
@@ -56,6 +58,7 @@ from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
+from dispatch.document_pdf import DocumentSeals
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
@@ -68,6 +71,7 @@ from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
 from dispatch.incidents import Incidents
 from dispatch.kpi_index import KpiIndex
+from dispatch.kpi_targets import KpiTargets
 from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
@@ -157,7 +161,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         penalties = app[PENALTIES] = Penalties(ctx)
         cases = app[HAZARDS] = HazardCases(ctx, penalties)
         deadlines = app[HAZARD_DEADLINES] = HazardDeadlines(ctx, cases, penalties)
-        app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
+        views = app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
+        app[DOCUMENTS] = DocumentSeals(app[WRITER], views, clock)
+        app[KPI_TARGETS] = KpiTargets(app[WRITER], app[DB], clock)
         scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)

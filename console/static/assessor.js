@@ -1,7 +1,7 @@
 // Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
 // hazards by unit, case search with full timeline and evidence, CSV/PDF export.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast } from "./common.js";
+import { api, fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
 import { startAlerts } from "./alerts.js";
 
@@ -111,13 +111,17 @@ async function loadKpi() {
   }));
   const cols = [
     { label: "k.rank", f: (r) => r.rank ?? "—" }, { label: "k.officer", left: true, f: (r) => r.officer },
-    { label: "k.score", f: (r) => num(r.score) }, { label: "k.alarms_handled", f: (r) => r.alarms_handled },
+    { label: "k.score", f: (r) => num(r.score) }, { label: "k.quality", f: (r) => num(r.quality_score) },
+    { label: "k.volume", f: (r) => h("span", { title: r.target_note || "" }, r.volume === null ? t("k.no_target") : pct(r.volume),
+      Object.entries(r.volume_targets || {}).map(([m, v]) => h("small.legend", ` ${t("k." + m)} ${v.done}/${v.target}`))) },
+    { label: "k.alarms_handled", f: (r) => r.alarms_handled },
     { label: "k.ack", f: (r) => `${secs(r.ack_median_s)} / ${secs(r.ack_p90_s)}` },
     { label: "k.dispatch", f: (r) => `${secs(r.dispatch_median_s)} / ${secs(r.dispatch_p90_s)}` },
     { label: "k.ack_share", f: (r) => pct(r.ack_within_target_share) },
     { label: "k.dispatch_share", f: (r) => pct(r.dispatch_within_target_share) },
     { label: "k.handled_share", f: (r) => pct(r.handled_within_2min_share) },
     { label: "k.escalations", f: (r) => r.escalations }, { label: "k.hazards_found", f: (r) => r.hazards_found },
+    { label: "k.inspections", f: (r) => r.inspections },
     { label: "k.notices", f: (r) => r.notices_issued },
     { label: "k.rectified", f: (r) => `${r.rectified_on_time}/${r.notices_due}` },
     { label: "k.rechecks", f: (r) => `${r.rechecks_on_time}/${r.rechecks_done}` },
@@ -139,6 +143,37 @@ async function loadKpi() {
     { name: t("as.alarms"), color: "#ff3b30", values: pts.map((p) => p.alarms) },
     { name: t("as.hazards_found"), color: "#2fd07a", values: pts.map((p) => p.hazards) }]));
   $("chart-cat").replaceChildren(barChart(Object.entries(k.hazards_by_category).map(([c, v]) => [catName(c), v])));
+}
+
+/** The month the targets list shows: the period's month, or its first month for a quarter/year. */
+function targetMonth() {
+  const v = $("p-kind").value === "range" ? ($("p-from").value || "").slice(0, 7) : $("p-value").value.trim();
+  if (/^\d{4}-\d{2}$/.test(v)) return v;
+  if (/^\d{4}-Q[1-4]$/i.test(v)) return `${v.slice(0, 4)}-${String(3 * Number(v.slice(-1)) - 2).padStart(2, "0")}`;
+  return /^\d{4}$/.test(v) ? `${v}-01` : defaultValue("month");
+}
+
+async function loadTargets() {
+  const month = targetMonth();
+  if (!$("t-month").value) $("t-month").value = month;
+  const rows = await get(`/api/kpi/targets?month=${encodeURIComponent($("t-month").value || month)}`);
+  $("targets").replaceChildren(rows.length ? table([
+    { label: "as.t.month", f: (r) => r.month },
+    { label: "k.officer", left: true, f: (r) => (r.scope === "station" ? t("as.station") : r.officer === "*" ? t("as.t.every") : r.officer) },
+    { label: "as.t.metric", left: true, f: (r) => t("k." + r.metric) }, { label: "as.t.target", f: (r) => r.target },
+    { label: "as.t.set", f: (r) => `${fmtTime(r.set_at)} · ${r.set_by}` },
+  ], rows) : h("p.legend", t("as.t.none")));
+}
+
+async function saveTarget(remove) {
+  const station = $("t-scope").value === "station";
+  const target = remove ? null : Number($("t-target").value);
+  if (!remove && !(target >= 1)) throw new Error(t("as.t.target_needed"));
+  await api("PUT", "/api/kpi/targets", { month: $("t-month").value.trim(), scope: $("t-scope").value,
+    officer: station ? "" : $("t-officer").value.trim(), metric: $("t-metric").value, target });
+  toast(t("as.t.saved"), "info");
+  await loadTargets();
+  if (last) await loadKpi();
 }
 
 async function search() {
@@ -189,10 +224,20 @@ async function main() {
     $("p-value").hidden = range; $("p-from").hidden = !range; $("p-to").hidden = !range;
     if (!range) $("p-value").value = defaultValue($("p-kind").value);
   };
-  $("period-form").addEventListener("submit", (e) => { e.preventDefault(); loadKpi().catch((err) => toast(err.message)); });
+  $("period-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    $("t-month").value = targetMonth();
+    loadKpi().catch((err) => toast(err.message));
+    loadTargets().catch((err) => toast(err.message));
+  });
+  $("target-form").hidden = me.user.role !== "admin";  // only an admin sets targets (the server checks too)
+  $("t-scope").onchange = () => { $("t-officer").disabled = $("t-scope").value === "station"; };
+  $("t-month").onchange = () => loadTargets().catch((err) => toast(err.message));
+  $("target-form").addEventListener("submit", (e) => { e.preventDefault(); saveTarget(false).catch((err) => toast(err.message)); });
+  $("t-remove").onclick = () => saveTarget(true).catch((err) => toast(err.message));
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search().catch((err) => toast(err.message)); });
-  onLangChange(() => { applyI18n(document); paintWho(); loadNow(); if (last) loadKpi(); });
-  await Promise.all([loadNow(), loadKpi()]);
+  onLangChange(() => { applyI18n(document); paintWho(); loadNow(); loadTargets(); if (last) loadKpi(); });
+  await Promise.all([loadNow(), loadKpi(), loadTargets()]);
   setInterval(() => loadNow().catch(() => {}), 15000);
 }
 

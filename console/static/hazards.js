@@ -4,7 +4,7 @@ import "./hazards_i18n.js"; // the page's strings, merged into i18n.js's table a
 import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 
-const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null };
+const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null, unitDocs: null };
 const $ = (id) => document.getElementById(id);
 const officer = () => ["admin", "duty_officer"].includes(state.me.user.role);
 
@@ -298,6 +298,27 @@ function fillSelects() {
   $("f-category").replaceChildren(...state.cfg.categories.map((c) => h("option", { value: c.key }, c.name)));
 }
 
+/** A unit's own documents (every kind): issued and served dates, and the recheck results and notes of the case. */
+async function refreshUnitDocs() {
+  if (state.me.user.role !== "unit") return;
+  state.unitDocs = await get(`/api/units/${encodeURIComponent(state.me.user.unit_id)}/documents`);
+  paintUnitDocs();
+}
+
+function paintUnitDocs() {
+  if (!state.unitDocs) return;
+  $("unit-docs").hidden = false;
+  $("unit-docs-list").replaceChildren(state.unitDocs.length ? h("ul.hz-docs", state.unitDocs.map((d) => h("li",
+    { dataset: { kind: d.kind, id: String(d.id) } },
+    h("div", h("strong", t("doc." + d.kind)), " ", h("a.doc-pdf", { href: d.pdf, target: "_blank" }, d.number),
+      " · ", d.category_name),
+    h("div.legend", `${t("ud.issued")} ${fmtTime(d.issued_at)} · `,
+      h("span.doc-served", d.served_at ? `${t("ud.served")} ${fmtTime(d.served_at)}` : t("ud.not_served"))),
+    d.rechecks.map((r) => h("div.rc", { dataset: { rectified: String(r.rectified) } },
+      `${t("hz.recheck")} ${fmtTime(r.at)} · ${t(r.rectified ? "rc.ok" : "rc.fail")}${r.note ? ` · ${r.note}` : ""}`)))))
+    : h("p.legend", t("ud.none")));
+}
+
 async function main() {
   applyI18n(document);
   bindLangToggle($("lang"));
@@ -319,8 +340,9 @@ async function main() {
   fillSelects();
   bindForm();
   $("filter").onchange = () => guard(refreshList);
-  onLangChange(() => { applyI18n(document); paintWho(); paintList(); paintDetail(); });
+  onLangChange(() => { applyI18n(document); paintWho(); paintList(); paintDetail(); paintUnitDocs(); });
   await refreshList();
+  await guard(refreshUnitDocs);
   const wanted = Number(new URLSearchParams(location.hash.slice(1)).get("id"));
   if (wanted) await guard(() => select(wanted));
   connectLive({
@@ -331,6 +353,7 @@ async function main() {
       guard(async () => {
         await refreshList();
         if (state.selected === ev.hazard.id) await select(ev.hazard.id);
+        await refreshUnitDocs();
       });
     },
   });

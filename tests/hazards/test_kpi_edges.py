@@ -144,23 +144,30 @@ def test_docs_kpi_table_names_exactly_what_the_code_computes() -> None:
                 "unit": set(r["units"][0]) - LABELS["units"], "headline": set(r["headline"])}
     assert documented == computed
     assert r["definitions"] == KPI_DEFINITIONS_VERSION
+    # the volume term's columns and metrics: each metric a count KPI of officer and station rows, as documented
+    from dispatch.kpi_targets import METRICS
+
+    assert {"quality_score", "volume", "volume_targets", "target_note", "score"} <= documented["officer"]
+    assert {"quality_score", "volume", "volume_targets", "target_note", "score"} <= documented["station"]
+    listed = re.search(r"^Volume metrics: (.*)\.$", text, re.M)
+    assert listed is not None and re.findall(r"`([a-z_]+)`", listed[1]) == list(METRICS)
+    assert set(METRICS) <= documented["officer"] & documented["station"]
+    assert "volume_months" in r and "`volume_months`" in text
 
 
 async def test_api_refuses_a_period_that_has_not_started(sqlite_url: str) -> None:
-    from dispatch.hazards import CHINA_TZ
     from tests.hazards.conftest import config, hazard_app
-    from tests.support import Api
+    from tests.support import Api, StepClock
 
-    async with hazard_app(config(sqlite_url)) as running:
+    clock = StepClock(datetime(2026, 11, 15, 2, tzinfo=UTC))  # 15 Nov 2026 10:00 China
+    async with hazard_app(config(sqlite_url), clock=clock) as running:
         api = Api(running.url)
         await api.login("assessor", "assessor-pw")
         try:
-            today = datetime.now(UTC).astimezone(CHINA_TZ).date()
-            nxt = f"{today.year + 1}-01" if today.month == 12 else f"{today.year}-{today.month + 1:02d}"
-            for path in (f"/api/kpi?period={nxt}", f"/api/kpi.csv?period={nxt}", f"/api/kpi?period={today.year + 1}"):
+            for path in ("/api/kpi?period=2026-12", "/api/kpi.csv?period=2026-12", "/api/kpi?period=2027"):
                 status, body = await api.request("GET", path)
                 assert status == 400 and "not started" in body["error"], (path, body)
-            status, body = await api.request("GET", f"/api/kpi?period={today.year}-{today.month:02d}")
-            assert status == 200 and body["definitions"] == "2"
+            status, body = await api.request("GET", "/api/kpi?period=2026-11")
+            assert status == 200 and body["definitions"] == "3"
         finally:
             await api.close()

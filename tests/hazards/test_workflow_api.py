@@ -83,6 +83,11 @@ async def test_detection_to_penalty(db_url: str) -> None:
             assert pen["closure"] == "paid"
             h = await officer.get(f"/api/hazards/{hid}")
             assert (h["status"], h["outcome"]) == ("closed", "penalized")
+            documents = [(e["action"], e["data"]["kind"]) for e in h["timeline"] if e["action"].startswith("document.")]
+            # each sealed document's PDF hashed once; the unit opened its notice (served)
+            assert documents == [("document.pdf_sealed", "notice"), ("document.received", "notice"),
+                                 ("document.pdf_sealed", "inform"), ("document.pdf_sealed", "penalty")]
+            h["timeline"] = [e for e in h["timeline"] if not e["action"].startswith("document.")]
             actions = [e["action"] for e in h["timeline"]]
             assert actions == [hz.HAZARD_CREATED, hz.EVIDENCE_ADDED, hz.NOTICE_ISSUED, hz.RECHECK_DUE, hz.RECHECKED,
                                hz.OVERDUE, hz.PENALTY_PROPOSED, hz.PENALTY_CONFIRMED, hz.PENALTY_INFORMED,
@@ -90,7 +95,7 @@ async def test_detection_to_penalty(db_url: str) -> None:
                                hz.PENALTY_CLOSED, hz.HAZARD_CLOSED]
             assert [e["actor"] for e in h["timeline"]][-4:] == ["officer", "admin", "officer", "officer"]
             assert h["timeline"][1]["data"]["files"][0]["sha256"] == h["evidence"][0]["sha256"]
-            assert await chain_ok(running.app) >= len(actions)
+            assert await chain_ok(running.app) >= len(actions) + len(documents)
             # KPIs see it, computed from the record
             k = await assessor.get("/api/kpi?period=" + datetime.now(UTC).astimezone(hz.CHINA_TZ).strftime("%Y-%m"))
             assert k["headline"]["hazards_found"] == 1 and k["headline"]["penalty_cases"] == 1

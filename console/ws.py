@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from console.appkeys import BUS, CLOCK, DB, SOCKETS
@@ -90,6 +91,29 @@ def visible(event: Event, who: Actor) -> dict[str, Any] | None:
     return None if shown is None else {"type": event.type, **shown.to_json()}
 
 
+def encode(message: dict[str, Any]) -> str:
+    """JSON text of a message (orjson; what it cannot encode, e.g. an integer beyond 64 bits, as json does)."""
+    try:
+        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(message, ensure_ascii=False)
+
+
+def frame(event: Event, who: Actor) -> str | None:
+    """The WebSocket text of `visible(event, who)`, or None. Encoded once per event and audience: every socket
+    shown the whole event sends the same text, and every agency's socket the same text of its part."""
+    try:
+        payload = event.payload()
+    except ValueError as exc:  # a publisher's bug: nobody is sent what cannot be judged
+        log.error("event not pushed: %s", exc)
+        return None
+    shown = shown_to(payload, who)
+    if shown is None:
+        return None
+    key = "ws" if shown is payload else f"ws:agency:{who.agency}"  # part_for depends on the agency alone
+    return event.derived(key, lambda: encode({"type": event.type, **shown.to_json()}))
+
+
 class Sockets:
     """Open console sockets by session token, so logging out closes that session's live feed."""
 
@@ -134,9 +158,9 @@ async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
             if sub.dropped != dropped:
                 dropped = sub.dropped
                 await ws.send_str('{"type":"resync"}')
-            out = visible(event, who)
-            if out is not None:
-                await ws.send_str(json.dumps(out, ensure_ascii=False))
+            text = frame(event, who)
+            if text is not None:
+                await ws.send_str(text)
 
     await ws.send_str(json.dumps({"type": "hello", "user": {"username": who.username, "role": who.role,
                                                               "unit_id": who.unit_id, "agency": who.agency}}))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.schema import FirelinkConfig
@@ -35,6 +35,8 @@ from dispatch.views import (
 )
 from dispatch.writer import Tx, Writer
 from ingest.contract import utcnow
+
+DISPATCHES_OF = select(Dispatch).where(Dispatch.incident_id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,7 @@ class Core:
     async def dispatches_for(self, s: AsyncSession, incident_ids: Sequence[int]) -> dict[int, list[Dispatch]]:
         out: dict[int, list[Dispatch]] = {}
         if incident_ids:
-            rows = await s.scalars(select(Dispatch).where(Dispatch.incident_id.in_(list(incident_ids))))
+            rows = await s.scalars(DISPATCHES_OF, {"ids": list(incident_ids)})
             for d in rows:
                 out.setdefault(d.incident_id, []).append(d)
         return out

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -342,19 +342,40 @@ if set(PAYLOADS) != ALL_EVENTS:
     raise RuntimeError(f"event types without a payload: {sorted(ALL_EVENTS ^ set(PAYLOADS))}")
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened. `data` is JSON-ready (what the WebSocket sends); `payload()` types it."""
+    """One thing that happened. `data` is JSON-ready (what the WebSocket sends); `payload()` types it.
+
+    An event goes to every subscriber as the same object, and its data is not changed once published: what
+    subscribers derive from it (its typed payload, its WebSocket text per audience) is made once, by `derived`.
+    """
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, payload: Payload) -> Event:
-        return cls(payload.TYPE, payload.to_json())
+        event = cls(payload.TYPE, payload.to_json())
+        event._derived["payload"] = payload
+        return event
+
+    def derived(self, key: str, make: Callable[[], T]) -> T:
+        """`make()`, called once per event and key; later calls (other subscribers) get the same value."""
+        try:
+            value: T = self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+        return value
 
     def payload(self) -> Payload:
         """The typed payload of `data`; ValueError when `data` is not what this event type carries."""
+        return self.derived("payload", self._parse)
+
+    def _parse(self) -> Payload:
         parse = PAYLOADS.get(self.type)
         if parse is None:
             raise ValueError(f"unknown event type {self.type!r}")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from log_rate_limit import RateLimit, StreamRateLimitFilter  # type: ignore[import-untyped]
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from dispatch import events as ev
 from dispatch import records as rec
@@ -24,12 +24,13 @@ from dispatch.models import (
     Device,
     Incident,
     RejectedMessage,
+    table_of,
 )
 from dispatch.state import (
     IncidentStatus,
 )
 from dispatch.views import (
-    alarm_view,
+    alarm_row_view,
     device_view,
     incident_view,
     rejection_view,
@@ -41,6 +42,14 @@ log = logging.getLogger(__name__)
 # A flood of bad input is stored and counted in full, but logged at most 20 lines per 10 s (then a count of the rest).
 log.addFilter(StreamRateLimitFilter(period_sec=10, allow_next_n=20, default_stream_id=None))
 REJECTED_LOG = RateLimit(stream_id="rejected-input")
+
+# The hot path's statements, built once (building an IN clause or an ORM insert costs more than running it).
+KNOWN_ALARMS = select(Alarm.alarm_id).where(Alarm.alarm_id.in_(bindparam("ids", expanding=True)))
+OPEN_INCIDENTS = select(Incident).where(Incident.id.in_(bindparam("ids", expanding=True)))
+INSERT_ALARMS = insert(table_of(Alarm))
+# One statement for a batch's new incidents; each row comes back with its unit, which is unique among them
+# (else they are inserted one by one): RETURNING's row order is not promised.
+INSERT_INCIDENTS = insert(table_of(Incident)).returning(table_of(Incident).c.id, table_of(Incident).c.unit_id)
 
 class Intake:
     """Alarms, refusals and device status into the record, one transaction per batch."""
@@ -78,10 +87,10 @@ class Intake:
         for start in range(0, max(len(alarms), len(open_ids)), 500):  # one round trip per 500, not per alarm
             ids = [a.alarm_id for a in alarms[start:start + 500]]
             if ids:
-                known.update((await s.scalars(select(Alarm.alarm_id).where(Alarm.alarm_id.in_(ids)))).all())
+                known.update((await s.scalars(KNOWN_ALARMS, {"ids": ids})).all())
             chunk = open_ids[start:start + 500]
             if chunk:
-                open_rows.update((r.id, r) for r in (await s.scalars(select(Incident).where(Incident.id.in_(chunk)))))
+                open_rows.update((r.id, r) for r in (await s.scalars(OPEN_INCIDENTS, {"ids": chunk})))
 
         outcomes: list[str] = []
         accepted: list[tuple[AlarmIn, Incident]] = []
@@ -114,14 +123,14 @@ class Intake:
                 inc = Incident(unit_id=item.unit_id, kind=item.kind, status=IncidentStatus.NEW,
                                opened_at=item.received_at, last_alarm_at=item.received_at, alarm_count=1,
                                escalation_level=0, close_note="")
-                s.add(inc)
                 created.append(inc)
             batch_open[item.unit_id] = inc
             accepted.append((item, inc))
             outcomes.append("accepted")
 
+        await self._insert_incidents(tx, created)
         s.add_all(rejections)
-        await s.flush()  # assigns incident ids
+        await s.flush()  # the merged incidents' updates (one statement), the rejections
         tx.events.extend(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}) for r in rejections)
         if not accepted:
             return outcomes
@@ -144,12 +153,12 @@ class Intake:
                 first_alarm.discard(inc.id)
             for note in notes.get(item.alarm_id, ()):
                 self.core.record(tx, inc.id, note.action, SYSTEM, item.received_at, note.data)
-        await s.execute(insert(Alarm), alarm_rows)
+        await s.execute(INSERT_ALARMS, alarm_rows)
 
         dispatches = await self.core.dispatches_for(s, [i for i in touched if i not in new_ids])
         self.core.counters["alarms_accepted"] += len(alarm_rows)
         for row in alarm_rows:
-            tx.events.append(Event(ev.ALARM_RECEIVED, {"alarm": alarm_view(Alarm(**row)), "unit_id": row["unit_id"]}))
+            tx.events.append(Event(ev.ALARM_RECEIVED, {"alarm": alarm_row_view(row), "unit_id": row["unit_id"]}))
         for inc_id, inc in touched.items():
             view = incident_view(inc, self.core.units[inc.unit_id], dispatches.get(inc_id, []))
             kind = ev.INCIDENT_CREATED if inc_id in new_ids else ev.INCIDENT_UPDATED
@@ -163,6 +172,23 @@ class Intake:
 
         tx.after_commit.append(apply)
         return outcomes
+
+    @staticmethod
+    async def _insert_incidents(tx: Tx, created: list[Incident]) -> None:
+        """Inserts the batch's new incidents and sets their ids: in one statement when their units differ (always,
+        but for a backlog spanning more than the merge window), else one by one through the session."""
+        if len({inc.unit_id for inc in created}) < len(created):
+            tx.session.add_all(created)
+            await tx.session.flush()
+            return
+        if not created:
+            return
+        rows = [{"unit_id": i.unit_id, "kind": i.kind, "status": i.status, "opened_at": i.opened_at,
+                 "last_alarm_at": i.last_alarm_at, "alarm_count": i.alarm_count,
+                 "escalation_level": i.escalation_level, "close_note": i.close_note} for i in created]
+        ids = {unit_id: id_ for id_, unit_id in (await tx.session.execute(INSERT_INCIDENTS, rows)).all()}
+        for inc in created:  # not in the session: views read them, nothing changes them in this transaction
+            inc.id = ids[inc.unit_id]
 
     def _rejection_row(self, r: Rejection) -> RejectedMessage:
         self.core.counters["rejected"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,15 @@ def alarm_view(a: Alarm) -> dict[str, Any]:
         "alarm_id": a.alarm_id, "unit_id": a.unit_id, "incident_id": a.incident_id, "kind": a.kind,
         "device_id": a.device_id, "device_ts": iso(a.device_ts), "received_at": iso(a.received_at),
         "note": a.note, "source": a.source,
+    }
+
+
+def alarm_row_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """alarm_view of the values an alarm row is inserted with (the intake's hot path builds no ORM object)."""
+    return {
+        "alarm_id": row["alarm_id"], "unit_id": row["unit_id"], "incident_id": row["incident_id"],
+        "kind": row["kind"], "device_id": row["device_id"], "device_ts": iso(row["device_ts"]),
+        "received_at": iso(row["received_at"]), "note": row["note"], "source": row["source"],
     }
 
 

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.events import Event, EventBus
-from dispatch.models import RecordEntry
+from dispatch.models import RecordEntry, table_of
 from dispatch.records import RecordChain
+
+INSERT_RECORDS = insert(table_of(RecordEntry))  # built once; a Core insert (the rows are plain dicts already)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Writer:
             try:
                 yield tx
                 if tx.records:
-                    await tx.session.execute(insert(RecordEntry), tx.records)
+                    await tx.session.execute(INSERT_RECORDS, tx.records)
                 await tx.session.commit()
             except BaseException:
                 await tx.session.rollback()

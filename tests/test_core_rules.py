@@ -60,6 +60,34 @@ async def test_alarms_within_the_window_join_and_after_it_open_a_new_incident(
     assert len(incidents) == 3
 
 
+async def test_one_batch_opening_several_incidents_gives_each_alarm_its_own_incident(
+        core: tuple[Incidents, StepClock]) -> None:
+    """New incidents of a batch are inserted together (one per unit) or, when one unit opens two (a backlog
+    longer than the merge window), one by one: either way each alarm, event and record names its incident."""
+    service, _ = core
+    with service.core.writer.bus.subscribe([ev.ALARM_RECEIVED, ev.INCIDENT_CREATED]) as sub:
+        for batch in ([alarm("m1", T0), alarm("m2", T0, unit="hotel-1")],  # two units: one statement
+                      [alarm("m3", T0 + timedelta(hours=1)), alarm("m4", T0 + timedelta(hours=2)),
+                       alarm("m5", T0 + timedelta(hours=2, seconds=1))]):  # one unit opens two
+            assert await service.intake.ingest(batch) == ["accepted"] * len(batch)
+        events = [e for e in iter(sub.get_nowait, None)]
+    created = {e.data["incident"]["id"]: e.data["incident"] for e in events if e.type == ev.INCIDENT_CREATED}
+    by_alarm = {e.data["alarm"]["alarm_id"]: e.data["alarm"]["incident_id"] for e in events
+                if e.type == ev.ALARM_RECEIVED}
+    assert len(created) == 4 and set(by_alarm.values()) == set(created)
+    assert by_alarm["m4"] == by_alarm["m5"] and len({by_alarm[a] for a in ("m1", "m2", "m3", "m4")}) == 4
+    assert {i: c["unit_id"] for i, c in created.items()} == {
+        by_alarm["m1"]: "school-1", by_alarm["m2"]: "hotel-1", by_alarm["m3"]: "school-1", by_alarm["m4"]: "school-1"}
+    assert created[by_alarm["m4"]]["alarm_count"] == 2
+    for alarm_id, incident_id in by_alarm.items():
+        detail = await service.views.incident_detail(incident_id, SYSTEM)
+        assert alarm_id in [a["alarm_id"] for a in detail["alarms"]]
+        assert {"alarm.received", "incident.created"} <= {e["action"] for e in detail["timeline"]}
+    assert service.core.open_by_unit["school-1"].incident_id == by_alarm["m4"]
+    async with service.core.db.session() as s:
+        assert verify((await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()) is None
+
+
 async def test_alarm_after_close_opens_a_new_incident(core: tuple[Incidents, StepClock]) -> None:
     service, clock = core
     await service.intake.ingest([alarm("c1", T0)])

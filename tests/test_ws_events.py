@@ -4,13 +4,14 @@ JSON on the wire unchanged), and who sees which payload is decided by one table 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import pytest
 
 from console.appkeys import BUS, HAZARDS, INCIDENTS
-from console.ws import AUDIENCES, PUSHED, visible
+from console.ws import AUDIENCES, PUSHED, encode, frame, visible
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event, Payload
@@ -61,6 +62,9 @@ def test_who_sees_each_typed_event(payload: Payload, seen_by: set[str]) -> None:
     whole = {"type": payload.TYPE, **event.data}
     for name in seen_by - {"fire", "medical"}:
         assert shown[name] == whole  # staff and the unit get the event exactly as published
+    for name, who in CAST.items():  # the text each socket sends is that view, encoded
+        text = frame(event, who)
+        assert (None if text is None else json.loads(text)) == shown[name], name
 
 
 def test_an_agency_sees_only_its_own_dispatches_of_an_incident() -> None:
@@ -71,6 +75,16 @@ def test_an_agency_sees_only_its_own_dispatches_of_an_incident() -> None:
     assert visible(event, CAST["medical"]) == {"type": "incident.updated",
                                                "incident": {**incident, "dispatches": [{"id": 2, "agency": "medical"}]}}
     assert event.data["incident"]["dispatches"] == incident["dispatches"]  # the event itself is left alone
+    # Encoded once per audience: the officer's text is not an agency's, nor one agency's the other's.
+    texts = {name: frame(event, CAST[name]) for name in ("fire", "officer", "medical")}
+    assert {name: json.loads(t or "null") for name, t in texts.items()} == {
+        name: visible(event, CAST[name]) for name in texts}
+    assert frame(event, CAST["admin"]) is texts["officer"]  # the same text object, not encoded again
+
+
+def test_what_orjson_cannot_encode_is_encoded_as_json_does() -> None:
+    assert json.loads(encode({"type": "x", "n": 2 ** 70, "s": "火警"})) == {"type": "x", "n": 2 ** 70, "s": "火警"}
+    assert encode({"type": "x", "s": "火警"}) == '{"type":"x","s":"火警"}'  # UTF-8 as is, not \u escapes
 
 
 def test_camera_status_and_device_status_share_an_event_name_but_not_a_payload() -> None:

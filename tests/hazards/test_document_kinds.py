@@ -72,9 +72,11 @@ async def test_immediate_correction_notice(sqlite_url: str) -> None:
             assert "消立字" in notice["number"] and notice["number"].endswith("第0001号")
             assert [c["key"] for c in notice["basis"]] == ["fire_law_60_1_3"]  # item level, covering the violation
             detail = await officer.get(f"/api/hazards/{h['id']}")
-            actions = [e["action"] for e in detail["timeline"]]
-            assert actions[-2:] == [hz.NOTICE_IMMEDIATE, hz.HAZARD_CLOSED]
-            assert detail["timeline"][-1]["data"]["on_the_spot"] is True
+            case = [e for e in detail["timeline"] if not e["action"].startswith("document.")]
+            assert [e["action"] for e in case][-2:] == [hz.NOTICE_IMMEDIATE, hz.HAZARD_CLOSED]
+            assert case[-1]["data"]["on_the_spot"] is True
+            sealed = [e["data"] for e in detail["timeline"] if e["action"] == "document.pdf_sealed"]
+            assert [(d["kind"], d["immediate_id"]) for d in sealed] == [("immediate", notice["id"])]
 
             pages = await pdf_pages(hotel, notice["pdf"])  # the unit gets it too
             text, last = "".join(pages), pages[-1]
@@ -219,8 +221,10 @@ async def test_penalty_beyond_the_station_is_referred(sqlite_url: str) -> None:
             assert (h["status"], h["outcome"]) == ("closed", "referred")
             assert (h["penalties"][0]["status"], h["penalties"][0]["closure"]) == ("closed", "referred")
             assert h["penalties"][0]["number"] is None  # the station decided nothing
-            actions = [e["action"] for e in h["timeline"]]
+            actions = [e["action"] for e in h["timeline"] if not e["action"].startswith("document.")]
             assert actions[-3:] == [hz.PENALTY_REFERRED, hz.REFERRAL_APPROVED, hz.HAZARD_CLOSED]
+            sealed = [e["data"]["kind"] for e in h["timeline"] if e["action"] == "document.pdf_sealed"]
+            assert sealed.count("referral") == 1  # sealed once, when approved (the draft was not)
 
             async with running.app[DB].session() as s:
                 assert await verify_documents(s) == (3, None)  # notice, opinion, referral

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +79,35 @@ def event_dict(ev: DetectionEvent) -> dict[str, Any]:
             "fraction": ev.fraction, "started_t": round(ev.started_at.timestamp(), 2)}
 
 
-def video_events(
-    path: Path, dcfg: DetectorsConfig, cam: CameraDetectors, *, batch: int = 4, max_seconds: float | None = None
-) -> Iterator[dict[str, Any]]:
-    """Yields event dicts for a video file run as a live camera (timestamps are video seconds): the detectors the
-    camera's settings ask for, as live, fed frames at the rate they ask for, `batch` frames per call."""
+def video_frames(path: Path, max_seconds: float | None = None) -> Iterator[tuple[float, Any]]:
+    """(video seconds, BGR frame) of a video file, every frame."""
     import cv2
-
-    from detectors.base import Camera, Sample
-    from detectors.pipeline import DetectorSet
 
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FileNotFoundError(f"cannot open video {path}")
     vfps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    i = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            t = i / vfps
+            if not ok or (max_seconds is not None and t > max_seconds):
+                break
+            i += 1
+            yield t, frame
+    finally:
+        cap.release()
+
+
+def frame_events(
+    frames: Iterable[tuple[float, Any]], dcfg: DetectorsConfig, cam: CameraDetectors, *, batch: int = 4
+) -> Iterator[dict[str, Any]]:
+    """Yields event dicts for a stream of (seconds, frame) run as a live camera: the detectors the camera's settings
+    ask for, as live, fed frames at the rate they ask for, `batch` frames per call."""
+    from detectors.base import Camera, Sample
+    from detectors.pipeline import DetectorSet
+
     detectors = DetectorSet(dcfg)
     detectors.watch(Camera(cam.camera_id, None, cam))
     pending: list[Sample] = []
@@ -102,25 +117,22 @@ def video_events(
         pending.clear()
         return events
 
-    i, next_t = 0, 0.0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            t = i / vfps
-            i += 1
-            if max_seconds is not None and t > max_seconds:
-                break
-            fps = detectors.fps(cam.camera_id)
-            if fps and t + 1e-9 >= next_t:
-                next_t += 1.0 / fps
-                pending.append(Sample(cam.camera_id, t, frame))
-                if len(pending) >= batch:
-                    yield from flush()
-        yield from flush()
-    finally:
-        cap.release()
+    next_t = 0.0
+    for t, frame in frames:
+        fps = detectors.fps(cam.camera_id)
+        if fps and t + 1e-9 >= next_t:
+            next_t += 1.0 / fps
+            pending.append(Sample(cam.camera_id, t, frame))
+            if len(pending) >= batch:
+                yield from flush()
+    yield from flush()
+
+
+def video_events(
+    path: Path, dcfg: DetectorsConfig, cam: CameraDetectors, *, batch: int = 4, max_seconds: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yields event dicts for a video file run as a live camera (timestamps are video seconds)."""
+    yield from frame_events(video_frames(path, max_seconds), dcfg, cam, batch=batch)
 
 
 def cmd_detect_video(cfg: Any, args: argparse.Namespace) -> int:

@@ -32,6 +32,23 @@ async def pdf_pages(api: Api, path: str) -> list[str]:
     return ["".join((page.extract_text() or "").split()) for page in PdfReader(io.BytesIO(data)).pages]
 
 
+async def seal_pixels(api: Api, path: str) -> list[int]:
+    """Per page of the PDF rendered to an image (pypdfium2, 144 dpi): how many pixels are the seal's red (#c00).
+    The draft note's darker red (#a00) and anti-aliased edges do not count."""
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    async with api.http.get(api.base + path) as resp:
+        assert resp.status == 200, await resp.text()
+        data = await resp.read()
+    counts = []
+    for page in pdfium.PdfDocument(data):
+        rgb = np.asarray(page.render(scale=2).to_pil().convert("RGB")).astype(int)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        counts.append(int(((abs(r - 204) <= 12) & (g <= 25) & (b <= 25)).sum()))
+    return counts
+
+
 def cn_day(iso: str) -> str:
     local = datetime.fromisoformat(iso).astimezone(UTC) + timedelta(hours=8)
     return f"{local.year}年{local.month}月{local.day}日"
@@ -82,10 +99,16 @@ async def test_decision_prints_real_names_and_falls_back_to_login_name(sqlite_ur
                 "target": "individual", "kind": "fine", "amount_yuan": 200, "person_name": "韦某"})
             told = await pdf_pages(officer, pen["inform"]["pdf"])  # 行政处罚告知书: served sealed, by the real name
             assert len(told) == 1 and "（印章）" in told[-1] and "承办民警：韦明（警号451203）" in told[-1], told
+            assert (await seal_pixels(officer, pen["inform"]["pdf"]))[-1] > 300
+            # rendered as the unit will print it: the draft decision carries no seal on any page
+            assert not any(await seal_pixels(officer, pen["pdf"]))
             await officer.post(f"/api/penalties/{pen['id']}/statement", {"statement": "waived"})
             pen = await admin.post(f"/api/penalties/{pen['id']}/approve")
             assert (pen["confirmed_by_name"], pen["approved_by_name"]) == ("韦明（警号 451203）", "admin")
+            seal = await seal_pixels(officer, pen["pdf"])  # approved: the red seal, on the last page only
+            assert seal[-1] > 300 and not any(seal[:-1]), seal
             pages = await pdf_pages(officer, pen["pdf"])
+            assert len(pages) == len(seal)
             last = pages[-1]
             assert "（印章）" in last and cn_day(pen["approved_at"]) in last
             assert "承办民警：韦明（警号451203）" in last and "审批：admin" in last  # no real name: the login name

@@ -84,9 +84,10 @@ async def test_detection_to_penalty(db_url: str) -> None:
             h = await officer.get(f"/api/hazards/{hid}")
             assert (h["status"], h["outcome"]) == ("closed", "penalized")
             documents = [(e["action"], e["data"]["kind"]) for e in h["timeline"] if e["action"].startswith("document.")]
-            # each sealed document's PDF hashed once; the unit opened its notice (served)
+            # each sealed document's PDF hashed once (the failed recheck's opinion too); the unit opened its notice
             assert documents == [("document.pdf_sealed", "notice"), ("document.received", "notice"),
-                                 ("document.pdf_sealed", "inform"), ("document.pdf_sealed", "penalty")]
+                                 ("document.pdf_sealed", "opinion"), ("document.pdf_sealed", "inform"),
+                                 ("document.pdf_sealed", "penalty")]
             h["timeline"] = [e for e in h["timeline"] if not e["action"].startswith("document.")]
             actions = [e["action"] for e in h["timeline"]]
             assert actions == [hz.HAZARD_CREATED, hz.EVIDENCE_ADDED, hz.NOTICE_ISSUED, hz.RECHECK_DUE, hz.RECHECKED,
@@ -142,7 +143,8 @@ async def test_inspection_proof_recheck_closed(db_url: str) -> None:
             h = await officer.post(f"/api/hazards/{hid}/recheck", {"rectified": True, "note": "复查合格"})
             assert (h["status"], h["outcome"]) == ("closed", "rectified")
             h = await assessor.get(f"/api/hazards/{hid}")
-            closed = h["timeline"][-1]
+            case = [e for e in h["timeline"] if not e["action"].startswith("document.")]  # the opinion's seal follows
+            closed = case[-1]
             assert closed["action"] == hz.HAZARD_CLOSED
             before = [e["id"] for e in h["evidence"] if e["stage"] == "before"]
             after = [e["id"] for e in h["evidence"] if e["stage"] == "proof"]

@@ -35,20 +35,25 @@ def referral_authority(hcfg: HazardsConfig, fire_agency: str | None) -> str:
     return hcfg.referral_authority or fire_agency or "辖区消防救援机构"
 
 
+def cited_covering(hcfg: HazardsConfig, category: str, keys: Sequence[str]) -> list[LawClause]:
+    """The clauses `keys` name (each once, in order), each checked to exist and to cover the violation."""
+    cited = []
+    for k in dict.fromkeys(keys):
+        c = hcfg.clause(k)
+        if c is None:
+            raise BadRequest(f"unknown law clause {k!r}")
+        if category not in c.covers:
+            raise BadRequest(f"{c.citation()} does not cover the violation {category!r}; it covers "
+                             f"{c.covers or 'no violation'}")
+        cited.append(c)
+    return cited
+
+
 def order_basis(hcfg: HazardsConfig, category: str, keys: Sequence[str] | None = None) -> list[LawClause]:
     """The item-level clause an order to correct at once (责令立即改正) rests on: `keys` as given, each checked to
     cover the violation, or by default the category's first penalty clause on a unit that covers it."""
     if keys:
-        cited = []
-        for k in dict.fromkeys(keys):
-            c = hcfg.clause(k)
-            if c is None:
-                raise BadRequest(f"unknown law clause {k!r}")
-            if category not in c.covers:
-                raise BadRequest(f"{c.citation()} does not cover the violation {category!r}; it covers "
-                                 f"{c.covers or 'no violation'}")
-            cited.append(c)
-        return cited
+        return cited_covering(hcfg, category, keys)
     cat = hcfg.category(category)
     found = next((c for k in (cat.penalty_clauses if cat else []) if (c := hcfg.clause(k)) is not None
                   and category in c.covers and any(p.target == "unit" for p in c.penalties)), None)
@@ -63,17 +68,10 @@ def penalty_basis(hcfg: HazardsConfig, category: str, target: str, kind: str, am
     (then the matching rule's) that cover the category and allow this penalty. Raises BadRequest otherwise."""
     what = f"a penalty {target}/{kind} ({TARGETS.get(target, target)}{KINDS.get(kind, kind)})"
     if keys:
-        cited = []
-        for k in dict.fromkeys(keys):
-            c = hcfg.clause(k)
-            if c is None:
-                raise BadRequest(f"unknown law clause {k!r}")
-            if category not in c.covers:
-                raise BadRequest(f"{c.citation()} does not cover the violation {category!r}; it covers "
-                                 f"{c.covers or 'no violation'}")
-            if c.allows(target, kind) is None:
-                raise BadRequest(f"{c.citation()} does not allow {what}")
-            cited.append(c)
+        cited = cited_covering(hcfg, category, keys)
+        for clause in cited:
+            if clause.allows(target, kind) is None:
+                raise BadRequest(f"{clause.citation()} does not allow {what}")
     else:
         cat = hcfg.category(category)
         rule_keys = [k for r in hcfg.rules_for(target) if r.kind == kind for k in r.clauses]

@@ -181,25 +181,25 @@ class HazardViews:
         return {"notice": n, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority(), "evidence_list": evidence_list(None, list(stages), [])}
 
+    async def _own_row(self, model: type[Any], row_id: int, what: str, actor: Actor) -> tuple[Any, Hazard]:
+        """A document's row by id and its hazard, if `actor` may see the hazard's unit (NotFound, Forbidden)."""
+        async with self.db.session() as s:
+            row = await s.get(model, row_id)
+            if row is None:
+                raise NotFound(f"{what} {row_id} not found")
+            h = await get_hazard(s, row.hazard_id)
+        check_visible(actor, h.unit_id)
+        return row, h
+
     async def opinion_document(self, opinion_id: int, actor: Actor) -> dict[str, Any]:
         """复查意见书: printed from its own row (a snapshot taken with the recheck)."""
-        async with self.db.session() as s:
-            o = await s.get(RecheckOpinion, opinion_id)
-            if o is None:
-                raise NotFound(f"recheck opinion {opinion_id} not found")
-            h = await get_hazard(s, o.hazard_id)
-        check_visible(actor, h.unit_id)
+        o, h = await self._own_row(RecheckOpinion, opinion_id, "recheck opinion", actor)
         return {"opinion": o, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority()}
 
     async def referral_document(self, referral_id: int, actor: Actor) -> dict[str, Any]:
         """案件移送书: printed from its own row (the intended penalty, the reason and the evidence list as drafted)."""
-        async with self.db.session() as s:
-            r = await s.get(CaseReferral, referral_id)
-            if r is None:
-                raise NotFound(f"case referral {referral_id} not found")
-            h = await get_hazard(s, r.hazard_id)
-        check_visible(actor, h.unit_id)
+        r, h = await self._own_row(CaseReferral, referral_id, "case referral", actor)
         return {"referral": r, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority()}
 

@@ -138,6 +138,12 @@ class UnitConfig(FirelinkBaseModel):
     lon: float | None = Field(None, ge=-180, le=180, title="Longitude", description="WGS-84 longitude.")
     contact_name: str = Field("", title="Contact", description="Person responsible at the unit.")
     contact_phone: str = Field("", title="Contact phone", description="Phone of the contact person.")
+    unit_type: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_]{0,39}$", title="Unit type",
+        description="Code in the unit taxonomy (config/unit_taxonomy.yaml); default: the type the category names.")
+    station: str | None = Field(
+        None, pattern=UNIT_ID_PATTERN, title="Station",
+        description="Id of the responsible police station (an organisation of level station); default: station.id.")
     devices: list[DeviceConfig] = Field(
         default_factory=list, title="Devices", description="Alarm buttons/detectors/gateways."
     )
@@ -246,6 +252,18 @@ class StationConfig(FirelinkBaseModel):
     leader: LeaderChannel = Field(default_factory=LeaderChannel, title="Leader", description="Escalations.")
 
 
+OrgLevel = Literal["city", "brigade", "station"]
+ORG_LEVELS: tuple[OrgLevel, ...] = ("city", "brigade", "station")  # top to bottom: 市局 → 大队/分局 → 派出所
+
+
+class OrgConfig(FirelinkBaseModel):
+    id: str = Field(..., pattern=UNIT_ID_PATTERN, title="Id", description="Stable id of the organisation.")
+    name: str = Field(..., min_length=1, max_length=100, title="Name", description="e.g. 环江县公安局, 城北派出所.")
+    level: OrgLevel = Field(..., title="Level", description="city (市局), brigade (大队/分局) or station (派出所).")
+    parent: str | None = Field(None, pattern=UNIT_ID_PATTERN, title="Parent",
+                               description="Id of the organisation one level up; none for the city.")
+
+
 class BootstrapUser(FirelinkBaseModel):
     username: str = Field(..., min_length=1, title="Username", description="Login name.")
     password: SecretStr | None = Field(None, title="Password", description="Initial password (plain).")
@@ -264,6 +282,8 @@ class BootstrapUser(FirelinkBaseModel):
                            description="姓名 printed on notices and decisions instead of the login name.")
     badge: str = Field("", pattern=r"^([0-9A-Za-z]{4,16})?$", title="Badge number",
                        description="警号 printed with the real name on documents (4–16 letters or digits).")
+    org: str | None = Field(None, pattern=UNIT_ID_PATTERN, title="Organisation",
+                            description="Organisation the user works for (what it sees); default: station.id.")
 
     @model_validator(mode="after")
     def _one_password(self) -> BootstrapUser:
@@ -289,6 +309,9 @@ class FirelinkConfig(FirelinkBaseModel):
         default_factory=dict, title="Agencies",
         description="Linked-dispatch targets by key (lower-case letters, digits, _; e.g. fire, medical, gas).",
     )
+    organisations: list[OrgConfig] = Field(
+        default_factory=list, title="Organisations",
+        description="The command tree city → brigade → station. Empty: one city and one brigade above `station`.")
     units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
     cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
     video: VideoConfig = Field(default_factory=VideoConfig, title="Video", description="Live video and evidence.")
@@ -312,6 +335,7 @@ class FirelinkConfig(FirelinkBaseModel):
 
     @model_validator(mode="after")
     def _check_refs(self) -> FirelinkConfig:
+        self._check_organisations()
         unit_ids = [u.id for u in self.units]
         dupes = {u for u in unit_ids if unit_ids.count(u) > 1}
         if dupes:
@@ -331,6 +355,39 @@ class FirelinkConfig(FirelinkBaseModel):
                 raise ValueError(f"user {user.username!r}: role agency needs the key of a configured agency "
                                  f"({', '.join(self.agencies) or 'none configured'})")
         return self
+
+    def orgs(self) -> list[OrgConfig]:
+        """The organisations as configured, or by default one city and one brigade above `station`."""
+        return self.organisations or [
+            OrgConfig(id="city", name="市公安局", level="city"),
+            OrgConfig(id="brigade", name="公安分局", level="brigade", parent="city"),
+            OrgConfig(id=self.station.id, name=self.station.name, level="station", parent="brigade")]
+
+    def _check_organisations(self) -> None:
+        by_id: dict[str, OrgConfig] = {}
+        for org in self.orgs():
+            if by_id.setdefault(org.id, org) is not org:
+                raise ValueError(f"duplicate organisation id {org.id!r}")
+        for org in by_id.values():
+            depth = ORG_LEVELS.index(org.level)
+            parent = by_id.get(org.parent) if org.parent else None
+            if depth == 0 and org.parent is not None:
+                raise ValueError(f"organisation {org.id!r}: a city has no parent")
+            if depth > 0 and (parent is None or ORG_LEVELS.index(parent.level) != depth - 1):
+                raise ValueError(f"organisation {org.id!r}: a {org.level} needs a parent of level "
+                                 f"{ORG_LEVELS[depth - 1]}")
+        stations = {o.id for o in by_id.values() if o.level == "station"}
+        if self.station.id not in stations:
+            raise ValueError(f"station.id {self.station.id!r} is not an organisation of level station")
+        for unit in self.units:
+            if unit.station is not None and unit.station not in stations:
+                raise ValueError(f"unit {unit.id!r}: station {unit.station!r} is not an organisation of level station")
+        for user in self.users:
+            if user.org is not None and user.org not in by_id:
+                raise ValueError(f"user {user.username!r}: unknown organisation {user.org!r}")
+
+    def station_of(self, unit: UnitConfig) -> str:
+        return unit.station or self.station.id
 
     def public_url(self) -> str:
         return self.console.public_url or f"http://{self.console.host}:{self.console.port}"

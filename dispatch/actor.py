@@ -15,6 +15,7 @@ class Actor:
     agency: str | None = None
     real_name: str = ""  # 姓名 printed on documents; empty: the login name stands in
     badge: str = ""  # 警号
+    org_id: str | None = None  # the organisation whose subtree this user sees; None: not a member of the tree
 
     @property
     def signature(self) -> str:

@@ -97,7 +97,7 @@ def _token_hash(token: str) -> str:
 
 def actor_of(user: User) -> Actor:
     return Actor(user.username, user.role, unit_id=user.unit_id, agency=user.agency, real_name=user.real_name,
-                 badge=user.badge)
+                 badge=user.badge, org_id=user.org_id)
 
 
 def validate_identity(real_name: str, badge: str) -> None:
@@ -124,7 +124,7 @@ def validate_user(role: str, unit_id: str | None, agency: str | None, known_unit
 async def add_user(writer: Writer, username: str, password: str | None, role: str, unit_id: str | None = None,
                    agency: str | None = None, known_units: Collection[str] = (),
                    password_hash: str | None = None, known_agencies: Collection[str] = (), *,
-                   real_name: str = "", badge: str = "") -> User:
+                   real_name: str = "", badge: str = "", org_id: str | None = None) -> User:
     validate_user(role, unit_id, agency, known_units, known_agencies)
     validate_identity(real_name, badge)
     if not username or len(username) > 64:
@@ -139,13 +139,13 @@ async def add_user(writer: Writer, username: str, password: str | None, role: st
             raise AuthError(f"user {username!r} already exists")
         user = User(username=username, password_hash=password_hash, role=role,
                     unit_id=unit_id if role == "unit" else None, agency=agency if role == "agency" else None,
-                    real_name=real_name, badge=badge, created_at=utcnow())
+                    real_name=real_name, badge=badge, org_id=org_id, created_at=utcnow())
         s.add(user)
     return user
 
 
 async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: Collection[str],
-                       known_agencies: Collection[str] = ()) -> list[str]:
+                       known_agencies: Collection[str] = (), default_org: str | None = None) -> list[str]:
     """Creates configured users that do not exist yet; returns the names created."""
     created = []
     async with writer.db.session() as s:
@@ -154,7 +154,7 @@ async def ensure_users(writer: Writer, users: list[BootstrapUser], known_units: 
         if u.username not in existing:
             plain = u.password.get_secret_value() if u.password is not None else None
             await add_user(writer, u.username, plain, u.role, u.unit_id, u.agency, known_units, u.password_hash,
-                           known_agencies, real_name=u.real_name, badge=u.badge)
+                           known_agencies, real_name=u.real_name, badge=u.badge, org_id=u.org or default_org)
             created.append(u.username)
     return created
 

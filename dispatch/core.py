@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from config.schema import FirelinkConfig
+from config.schema import ORG_LEVELS, FirelinkConfig
+from config.taxonomy import shipped_taxonomy
 from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.errors import Forbidden, NotFound
@@ -25,8 +26,10 @@ from dispatch.models import (
     Device,
     Dispatch,
     Incident,
+    Organisation,
     Unit,
 )
+from dispatch.org_tree import Org, OrgTree
 from dispatch.state import (
     IncidentStatus,
 )
@@ -70,16 +73,28 @@ class Core:
         self.clock = clock
         self.counters: Counter[str] = Counter()
         self.units: dict[str, Unit] = {}
+        self.orgs = OrgTree.of(())
         self.open_by_unit: dict[str, OpenIncident] = {}
         self.unacked: dict[int, Unacked] = {}
 
     async def start(self) -> None:
-        """Sync units/devices from config and load the in-memory indexes from the database."""
+        """Sync the command tree, seed missing units and sync devices from config, load the in-memory indexes."""
         await self.writer.load()
+        taxonomy = shipped_taxonomy()
         async with self.db.session() as s:
-            for u in self.cfg.units:
-                await s.merge(Unit(id=u.id, name=u.name, category=u.category, address=u.address, lat=u.lat,
-                                   lon=u.lon, contact_name=u.contact_name, contact_phone=u.contact_phone))
+            for o in sorted(self.cfg.orgs(), key=lambda o: ORG_LEVELS.index(o.level)):  # parents first
+                await s.merge(Organisation(id=o.id, name=o.name, level=o.level, parent_id=o.parent))
+                await s.flush()
+            for u in self.cfg.units:  # config seeds the registry; edits made in the registry are kept
+                row = await s.get(Unit, u.id)
+                if row is None:
+                    kind = taxonomy.resolve(u.unit_type or u.category) or taxonomy.resolve("other")
+                    s.add(Unit(id=u.id, name=u.name, category=u.category, address=u.address, lat=u.lat, lon=u.lon,
+                               contact_name=u.contact_name, contact_phone=u.contact_phone,
+                               unit_type=kind.code if kind else "other", station_id=self.cfg.station_of(u),
+                               facilities=[]))
+                elif row.station_id is None:  # a unit stored before the command tree existed
+                    row.station_id = self.cfg.station_of(u)
             await s.flush()
             for u in self.cfg.units:
                 for d in u.devices:
@@ -90,6 +105,8 @@ class Core:
                     else:
                         dev.unit_id, dev.kind, dev.heartbeat_interval_s = u.id, d.kind, d.heartbeat_interval_s
             await s.commit()
+            self.orgs = OrgTree.of(Org(o.id, o.name, o.level, o.parent_id)
+                                   for o in (await s.scalars(select(Organisation))).all())
             self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
             rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
             for inc in rows:

@@ -54,16 +54,40 @@ def table_of(model: type[Base]) -> Table:
     return table
 
 
+class Organisation(Base):
+    """A node of the command tree: city (市局) → brigade (大队/分局) → station (派出所)."""
+
+    __tablename__ = "organisations"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(16))  # city | brigade | station
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"))
+
+
 class Unit(Base):
+    """A supervised unit (单位档案). Seeded from the config when missing; the registry edits it from then on."""
+
     __tablename__ = "units"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))  # the unit type's Chinese name, as shown
     address: Mapped[str] = mapped_column(String(400), default="")
     lat: Mapped[float | None]
     lon: Mapped[float | None]
-    contact_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_name: Mapped[str] = mapped_column(String(100), default="")  # 消防安全责任人
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
+    unit_type: Mapped[str] = mapped_column(String(40), default="other", server_default="other")
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    credit_code: Mapped[str] = mapped_column(String(18), default="", server_default="")  # 统一社会信用代码
+    safety_manager_name: Mapped[str] = mapped_column(String(100), default="", server_default="")  # 消防安全管理人
+    safety_manager_phone: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    floors: Mapped[int | None]
+    area_m2: Mapped[float | None]
+    occupancy: Mapped[int | None]  # people at the busiest time
+    facilities: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")  # fire facilities present
+    community_officer: Mapped[str] = mapped_column(String(64), default="", server_default="")  # username
+    retired_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # raised on every edit
 
 
 class Device(Base):
@@ -88,6 +112,7 @@ class User(Base):
     agency: Mapped[str | None] = mapped_column(String(16))
     real_name: Mapped[str] = mapped_column(String(64), default="", server_default="")  # 姓名, printed on documents
     badge: Mapped[str] = mapped_column(String(16), default="", server_default="")  # 警号
+    org_id: Mapped[str | None] = mapped_column(String(64))  # the organisation whose subtree the user sees
     created_at: Mapped[datetime]
 
 

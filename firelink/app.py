@@ -129,7 +129,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     async def core(app: web.Application) -> AsyncIterator[None]:
         writer = app[WRITER] = Writer(app[DB], app[BUS])
         incidents = await Incidents.start(writer, cfg, clock)
-        created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies))
+        created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies),
+                                     default_org=cfg.station.id)
         if created:
             log.info("created configured users: %s", ", ".join(created))
         if cfg.print_first_admin:

@@ -30,6 +30,7 @@ from dispatch.models import (
     Unit,
 )
 from dispatch.org_tree import Org, OrgTree
+from dispatch.scope import Scope, scope_of
 from dispatch.state import (
     IncidentStatus,
 )
@@ -137,6 +138,10 @@ class Core:
         view = incident_view(inc, self.units[inc.unit_id], disp)
         tx.events.append(Event(ev.INCIDENT_UPDATED, {"incident": view}))
         return view
+
+    def scope(self, actor: Actor) -> Scope:
+        """The stations (or the one unit) whose work `actor` sees (dispatch.scope)."""
+        return scope_of(actor, self.orgs, self.cfg.station.id)
 
     def check_visible(self, actor: Actor, unit_id: str, agencies: set[str] | None) -> None:
         if actor.role == "unit" and actor.unit_id != unit_id:

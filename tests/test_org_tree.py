@@ -63,3 +63,17 @@ def test_taxonomy_resolves_codes_names_and_old_category_texts() -> None:
     crowded = tax.class_of("internet_cafe")
     assert crowded is not None and crowded.zh == "人员密集场所"
     assert len(tax.classes) >= 7 and len(tax.types()) >= 20
+
+
+def test_scope_follows_the_users_organisation() -> None:
+    from dispatch.actor import Actor
+    from dispatch.scope import scope_of
+
+    cfg = parse({"station": {"id": "hj-1"}, "organisations": TREE}, "t")
+    tree = OrgTree.of(Org(o.id, o.name, o.level, o.parent) for o in cfg.orgs())
+    assert scope_of(Actor("a", "duty_officer", org_id="hj-2"), tree, "hj-1").stations == {"hj-2"}
+    assert scope_of(Actor("b", "assessor", org_id="hj"), tree, "hj-1").stations == {"hj-1", "hj-2"}
+    assert scope_of(Actor("c", "duty_officer"), tree, "hj-1").stations == {"hj-1"}  # stored before the tree
+    assert scope_of(Actor("d", "admin"), tree, "hj-1").stations == {"hj-1", "hj-2", "yz-1"}
+    unit = scope_of(Actor("e", "unit", unit_id="u1"), tree, "hj-1")
+    assert unit.sees_unit("u1", "hj-2") and not unit.sees_unit("u2", "hj-1") and not unit.stations

@@ -207,6 +207,10 @@ class AgencyConfig(FirelinkBaseModel):
     channels: list[ChannelConfig] = Field(
         default_factory=list, title="Other channels",
         description="Channels provided by plug-ins (notify.channels), e.g. an SMS gateway; each gets every dispatch.")
+    oversight: bool = Field(
+        False, title="Oversight",
+        description="The agency supervises the stations' fire work (the fire-rescue brigade): its users read the "
+                    "hazards, documents and KPIs of the stations of their organisation (all without one).")
     ack_token: SecretStr | None = Field(
         None,
         title="Ack token",
@@ -264,6 +268,11 @@ class OrgConfig(FirelinkBaseModel):
                                description="Id of the organisation one level up; none for the city.")
 
 
+# The roles of dispatch.roles.ROLE_TABLE (what each may do is there; tests/test_org_tree.py keeps the two equal).
+RoleName = Literal["admin", "station_chief", "deputy_chief", "duty_officer", "community_officer", "assessor",
+                   "brigade_reviewer", "city_supervisor", "unit", "agency"]
+
+
 class BootstrapUser(FirelinkBaseModel):
     username: str = Field(..., min_length=1, title="Username", description="Login name.")
     password: SecretStr | None = Field(None, title="Password", description="Initial password (plain).")
@@ -273,7 +282,7 @@ class BootstrapUser(FirelinkBaseModel):
         title="Password hash",
         description="Argon2id hash instead of a plain password, so the YAML holds no password.",
     )
-    role: Literal["admin", "duty_officer", "unit", "agency", "assessor"] = Field(
+    role: RoleName = Field(
         ..., title="Role", description="What the user may see and do."
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")

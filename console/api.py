@@ -21,6 +21,7 @@ from console.routing import (
     OFFICERS,
     PATH_PARAMS_KEY,
     QUERY_KEY,
+    STAFF,
     Count,
     Query,
     Route,
@@ -35,6 +36,7 @@ from dispatch.auth import AuthBusy, AuthError, login, logout
 from dispatch.errors import Forbidden, NotFound
 from dispatch.login_throttle import retry_after_header
 from dispatch.queries import IncidentFilter
+from dispatch.roles import powers_of
 from ingest.contract import AlarmIn, InputModel
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,9 @@ def _limit(request: web.Request) -> int:
 
 
 def user_json(a: Actor) -> dict[str, Any]:
+    """The user as pages see it: `can` lists its powers (dispatch.roles), which decide the buttons shown."""
     return {"username": a.username, "role": a.role, "unit_id": a.unit_id, "agency": a.agency,
-            "real_name": a.real_name, "badge": a.badge}
+            "real_name": a.real_name, "badge": a.badge, "org_id": a.org_id, "can": powers_of(a.role)}
 
 
 # --------------------------------------------------------------- session
@@ -151,12 +154,26 @@ async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     return resp
 
 
+def _org_json(request: web.Request, who: Actor) -> dict[str, Any] | None:
+    """The user's organisation and the stations it sees (None for a unit's or agency system's login)."""
+    tree = request.app[INCIDENTS].core.orgs
+    org = tree.orgs.get(who.org_id or "") or (tree.orgs.get(request.app[CONFIG].station.id)
+                                               if who.role not in ("unit", "agency") else None)
+    if org is None:
+        return None
+    return {"id": org.id, "name": org.name, "level": org.level,
+            "stations": sorted(who.stations) if who.stations is not None else None}
+
+
 @routes.route("GET", "/api/me", "Who am I", roles=EVERYONE, tag="session")
 async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     sess = request.get(SESSION)
     cfg = request.app[CONFIG]
     return {"user": user_json(actor(request)), "csrf_token": sess.csrf_token if sess else None,
             "station": {"id": cfg.station.id, "name": cfg.station.name},
+            "org": _org_json(request, actor(request)),
+            # reads the stations' supervision work (hazards, documents, KPIs): staff, and an overseeing agency
+            "supervision": actor(request).role != "unit" and bool(actor(request).stations),
             # in the configured order: the console's dispatch buttons and the labels of every page come from here
             "agencies": {k: {"name": a.name, "phone": a.phone, "label": a.labels().model_dump()}
                          for k, a in cfg.agencies.items()},
@@ -168,7 +185,7 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
 
 # ------------------------------------------------------------- incidents
 
-@routes.route("GET", "/api/units", "List units", roles=frozenset({"admin", "duty_officer", "assessor", "unit"}))
+@routes.route("GET", "/api/units", "List units", roles=frozenset({*STAFF, "unit", "agency"}))
 async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
     return await request.app[INCIDENTS].views.list_units(actor(request))
 
@@ -225,13 +242,13 @@ async def post_close(request: web.Request, body: CloseBody) -> dict[str, Any]:
 
 
 @routes.route("POST", "/api/incidents/{id}/messages", "Send an instruction or reply",
-              roles=frozenset({"admin", "duty_officer", "unit"}), body=MessageBody)
+              roles=frozenset({*OFFICERS, "unit"}), body=MessageBody)
 async def post_message(request: web.Request, body: MessageBody) -> dict[str, Any]:
     return await request.app[INCIDENTS].commands.add_message(_int(request), body.text, actor(request))
 
 
 @routes.route("POST", "/api/units/{unit_id}/alarm", "Press the one-key alarm",
-              roles=frozenset({"admin", "duty_officer", "unit"}), body=PressBody)
+              roles=frozenset({*OFFICERS, "unit"}), body=PressBody)
 async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
     who = actor(request)
     unit_id = request.match_info["unit_id"]
@@ -251,8 +268,7 @@ async def post_press(request: web.Request, body: PressBody) -> dict[str, Any]:
 
 # ------------------------------------------------------------- dispatches
 
-@routes.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({"admin", "duty_officer", "assessor",
-                                                                             "agency"}), tag="agency",
+@routes.route("GET", "/api/dispatches", "List dispatches", roles=frozenset({*STAFF, "agency"}), tag="agency",
               query=DispatchesQuery)
 async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = query_of(request, DispatchesQuery)
@@ -260,13 +276,13 @@ async def get_dispatches(request: web.Request, _: None) -> list[dict[str, Any]]:
 
 
 @routes.route("POST", "/api/dispatches/{id}/ack", "Agency acknowledges a dispatch",
-              roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
+              roles=frozenset({*OFFICERS, "agency"}), tag="agency")
 async def post_dispatch_ack(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[INCIDENTS].deliveries.agency_update(_int(request), "acknowledged", actor(request))
 
 
 @routes.route("POST", "/api/dispatches/{id}/on_scene", "Agency reports arrival on scene",
-              roles=frozenset({"admin", "duty_officer", "agency"}), tag="agency")
+              roles=frozenset({*OFFICERS, "agency"}), tag="agency")
 async def post_dispatch_on_scene(request: web.Request, _: None) -> dict[str, Any]:
     return await request.app[INCIDENTS].deliveries.agency_update(_int(request), "on_scene", actor(request))
 

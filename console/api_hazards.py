@@ -30,10 +30,11 @@ from console.appkeys import (
     KPI_TARGETS,
     PENALTIES,
 )
-from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
+from console.routing import APPROVERS, OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
+from dispatch.actor import Actor
 from dispatch.document_pdf import RenderPdf
-from dispatch.errors import BadRequest, NotFound
+from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_uploads import Upload
 from dispatch.hazard_views import HazardViews
@@ -41,6 +42,7 @@ from dispatch.hazards import STAGES, hazards_config
 from dispatch.kpi_index import Answer
 from dispatch.kpi_targets import EVERY_OFFICER
 from dispatch.penalties import Penalties
+from dispatch.roles import with_power
 from dispatch.state import TransitionError
 from dispatch.views import iso
 from ingest.contract import check_text
@@ -48,8 +50,9 @@ from ingest.integrity import IntegrityError
 
 routes = RouteTable()
 log = logging.getLogger(__name__)
-READERS = frozenset({*STAFF, "unit"})
-ADMIN = frozenset({"admin"})
+SUPERVISION = frozenset({*STAFF, "agency"})  # staff, and an overseeing agency (the fire-rescue brigade) reading
+READERS = frozenset({*SUPERVISION, "unit"})
+TARGET_SETTERS = with_power("targets")
 MAX_FIELD = 4000  # bytes read of one text field
 MAX_NOTE = 2000  # characters of a note, as in the JSON bodies
 PDF = ("application/pdf",)
@@ -343,14 +346,14 @@ async def post_refer(request: web.Request, body: ConfirmBody) -> dict[str, Any]:
 
 
 @routes.route("POST", "/api/referrals/{id}/approve", "Approve a case referral (supervisor; seals the 案件移送书)",
-              roles=ADMIN, tag="hazards")
+              roles=APPROVERS, tag="hazards")
 async def post_approve_referral(request: web.Request, _: None) -> dict[str, Any]:
     r = await penalties(request).approve_referral(_int(request), actor(request))
     await _seal(request, r["hazard_id"])  # the 案件移送书 now carries the seal
     return r
 
 
-@routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=ADMIN, tag="hazards")
+@routes.route("POST", "/api/penalties/{id}/approve", "Approve a penalty (supervisor)", roles=APPROVERS, tag="hazards")
 async def post_approve(request: web.Request, _: None) -> dict[str, Any]:
     p = await penalties(request).approve_penalty(_int(request), actor(request))
     await _seal(request, p["hazard_id"])  # the decision now carries the seal
@@ -482,9 +485,32 @@ def _period(request: web.Request) -> kpi.Period:
         raise BadRequest(str(exc)) from None
 
 
-async def _kpis(request: web.Request) -> Answer:
-    """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full)."""
-    units = {u.id: u.name for u in request.app[INCIDENTS].core.units.values()}
+def supervisor(request: web.Request) -> Actor:
+    """The caller of a supervision read: staff, or an agency that oversees stations (403 for one that does not)."""
+    who = actor(request)
+    if who.role == "agency" and not who.stations:
+        raise Forbidden("this agency does not oversee stations' supervision work")
+    return who
+
+
+def _units_of(request: web.Request, stations: frozenset[str] | None) -> tuple[dict[str, str], frozenset[str] | None]:
+    """(unit id → name, the unit ids to count) of these stations; (every unit, None) when nothing limits them."""
+    units = request.app[INCIDENTS].core.units.values()
+    if stations is None:
+        return {u.id: u.name for u in units}, None
+    names = {u.id: u.name for u in units if u.station_id in stations}
+    return names, frozenset(names)
+
+
+async def _kpis(request: web.Request, stations: frozenset[str] | None = None) -> Answer:
+    """From the incrementally kept KPI facts; a new computation takes a heavy-work turn (503 when full). The KPIs
+    of the caller's stations (of `stations` when given: one station's or one brigade's)."""
+    core, who = request.app[INCIDENTS].core, supervisor(request)
+    if stations is None:
+        mine = who.stations
+        every = frozenset(o.id for o in core.orgs.stations())
+        stations = None if mine is None or mine >= every else mine
+    units, only = _units_of(request, stations)
     period = _period(request)
     clock = request.app[CLOCK]
     if period.start > clock():
@@ -492,17 +518,17 @@ async def _kpis(request: web.Request) -> Answer:
     heavy = request.app[HEAVY]
     return await request.app[KPI_INDEX].kpis(period.start, period.end, period.label,
                                              hazards_config(request.app[CONFIG]), units,
-                                             admit=lambda: heavy.slot("KPI"), clock=clock)
+                                             admit=lambda: heavy.slot("KPI"), clock=clock, only_units=only)
 
 
 @routes.route("GET", "/api/kpi", "KPIs, scores and ranking (?period=2026-11|2026-Q4|2026 or ?from=&to=)",
-              roles=STAFF, tag="evaluation", query=PeriodQuery)
+              roles=SUPERVISION, tag="evaluation", query=PeriodQuery)
 async def get_kpi(request: web.Request, _: None) -> web.StreamResponse:
     answer = await _kpis(request)  # JSON encoded once per computation, shared by every request it answers
     return web.Response(body=answer.body, content_type="application/json")
 
 
-@routes.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=STAFF, tag="evaluation", query=PeriodQuery,
+@routes.route("GET", "/api/kpi.csv", "KPIs as CSV", roles=SUPERVISION, tag="evaluation", query=PeriodQuery,
               produces=("text/csv",))
 async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
     result = (await _kpis(request)).result
@@ -513,7 +539,7 @@ async def get_kpi_csv(request: web.Request, _: None) -> web.StreamResponse:
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote('考评-' + result['period'] + '.csv')}"})
 
 
-@routes.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=STAFF, tag="evaluation",
+@routes.route("GET", "/api/kpi/report.pdf", "Period evaluation report as PDF", roles=SUPERVISION, tag="evaluation",
               query=PeriodQuery, produces=PDF)
 async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     result = (await _kpis(request)).result
@@ -525,32 +551,79 @@ async def get_kpi_pdf(request: web.Request, _: None) -> web.StreamResponse:
     return _pdf(data, f"考评报告-{result['period']}.pdf")
 
 
+@routes.route("GET", "/api/kpi/stations", "Stations and brigades ranked by their period score (the caller's subtree)",
+              roles=SUPERVISION, tag="evaluation", query=PeriodQuery)
+async def get_kpi_stations(request: web.Request, _: None) -> dict[str, Any]:
+    """Each station's and each brigade's KPIs (the station block and headline of `GET /api/kpi` computed over its
+    units alone), ranked by score within their level."""
+    core, who = request.app[INCIDENTS].core, supervisor(request)
+    mine = who.stations if who.stations is not None else frozenset(o.id for o in core.orgs.stations())
+    levels: dict[str, list[dict[str, Any]]] = {"brigade": [], "station": []}
+    label = ""
+    for org in sorted(core.orgs.orgs.values(), key=lambda o: o.id):
+        if org.level not in levels:
+            continue
+        under = core.orgs.stations_under(org.id)
+        if not under or not under <= mine:
+            continue  # only organisations wholly within the caller's scope
+        result = (await _kpis(request, under)).result
+        label = result["period"]
+        levels[org.level].append({"id": org.id, "name": org.name, "level": org.level, "parent_id": org.parent_id,
+                                  "stations": sorted(under), "units": len(result["units"]),
+                                  "score": result["station"]["score"], "station": result["station"],
+                                  "headline": result["headline"]})
+    for rows in levels.values():
+        rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1), r["id"]))
+        for rank, row in enumerate(rows, 1):
+            row["rank"] = rank
+    return {"period": label, "brigades": levels["brigade"], "stations": levels["station"]}
+
+
+@routes.route("GET", "/api/hazards/map", "Hazards per unit with positions and stations, for the heat map",
+              roles=SUPERVISION, tag="hazards")
+async def get_hazard_map(request: web.Request, _: None) -> dict[str, Any]:
+    """Every unit with hazards in the caller's scope (open and closed counts, position, station) and the totals per
+    station and brigade: the heat map draws the units, the side table the organisations."""
+    who = supervisor(request)
+    core, counts = request.app[INCIDENTS].core, await views(request).counts(who)
+    per_org: dict[str, dict[str, Any]] = {}
+    for u in counts["by_unit"]:
+        for org in core.orgs.ancestors(u.get("station_id") or ""):
+            row = per_org.setdefault(org.id, {"id": org.id, "name": org.name, "level": org.level,
+                                              "open": 0, "closed": 0})
+            row["open"] += u["open"]
+            row["closed"] += u["closed"]
+    return {"units": counts["by_unit"], "organisations": sorted(per_org.values(), key=lambda r: (r["level"], r["id"]))}
+
+
 @routes.route("GET", "/api/kpi/targets", "Volume targets of the evaluation, per month (?month=2026-11)",
-              roles=STAFF, tag="evaluation", query=TargetsQuery)
+              roles=SUPERVISION, tag="evaluation", query=TargetsQuery)
 async def get_kpi_targets(request: web.Request, _: None) -> list[dict[str, Any]]:
+    supervisor(request)
     return await request.app[KPI_TARGETS].list_targets(query_of(request, TargetsQuery).month or None)
 
 
 @routes.route("PUT", "/api/kpi/targets", "Set or remove one volume target (admin; recorded in the hash chain)",
-              roles=ADMIN, body=TargetBody, tag="evaluation")
+              roles=TARGET_SETTERS, body=TargetBody, tag="evaluation")
 async def put_kpi_target(request: web.Request, body: TargetBody) -> dict[str, Any]:
     return await request.app[KPI_TARGETS].set_target(body.month, body.scope, body.officer, body.metric, body.target,
                                                      actor(request))
 
 
-@routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=STAFF,
+@routes.route("GET", "/api/dashboard", "Counts: active/unacknowledged incidents, open hazards", roles=SUPERVISION,
               tag="evaluation")
 async def get_dashboard(request: web.Request, _: None) -> dict[str, Any]:
-    core = request.app[INCIDENTS].core
+    core, who = request.app[INCIDENTS].core, supervisor(request)
     async with request.app[DB].session() as s:
-        active, unacked = await queries.open_counts(s)
-    return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await views(request).counts(),
-            "units": len(core.units)}
+        active, unacked = await queries.open_counts(s, who)
+    return {"incidents": {"active": active, "unacknowledged": unacked}, "hazards": await views(request).counts(who),
+            "units": sum(1 for u in core.units.values() if who.sees_unit(u.id, u.station_id))}
 
 
 @routes.route("GET", "/api/search", "Search incidents and hazards (?type=&q=&unit_id=&status=&from=&to=)",
-              roles=STAFF, tag="evaluation", query=SearchQuery)
+              roles=SUPERVISION, tag="evaluation", query=SearchQuery)
 async def get_search(request: web.Request, _: None) -> dict[str, Any]:
+    who = supervisor(request)
     q = request.query
     kind = query_of(request, SearchQuery).type
     start, end = _range(request)
@@ -564,13 +637,13 @@ async def get_search(request: web.Request, _: None) -> dict[str, Any]:
         units = tuple(u.id for u in core.units.values() if text and (text in u.name or text in u.address))
         search = queries.IncidentSearch(text, units, unit_id, status, start, end, limit)
         async with request.app[DB].session() as s:
-            rows = await queries.search_incidents(s, search)
+            rows = await queries.search_incidents(s, search, who)
         out["incidents"] = [{"id": i.id, "unit_id": i.unit_id, "unit_name": core.units[i.unit_id].name,
                              "kind": i.kind, "status": i.status, "outcome": i.outcome, "opened_at": iso(i.opened_at),
                              "acknowledged_by": i.acknowledged_by, "closed_at": iso(i.closed_at)} for i in rows]
     if kind in ("all", "hazards"):
         out["hazards"] = await views(request).list_hazards(
-            actor(request), status=status if status != "" else "all", unit_id=unit_id,
+            who, status=status if status != "" else "all", unit_id=unit_id,
             category=q.get("category") or None, severity=q.get("severity") or None, q=text or None,
             start=start, end=end, limit=limit)
     return out

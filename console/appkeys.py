@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from dispatch.detection_sink import DetectionSink
     from dispatch.devices import DeviceMonitor
     from dispatch.document_pdf import DocumentSeals
+    from dispatch.document_reviews import DocumentReviews
     from dispatch.exit_zones import ExitZoneService
     from dispatch.hazard_cases import HazardCases
     from dispatch.hazard_deadlines import HazardDeadlines
@@ -56,6 +57,7 @@ PENALTIES: web.AppKey[Penalties] = web.AppKey("penalties")  # penalty decision c
 HAZARD_DEADLINES: web.AppKey[HazardDeadlines] = web.AppKey("hazard_deadlines")  # what a passed deadline does
 HAZARD_VIEWS: web.AppKey[HazardViews] = web.AppKey("hazard_views")  # the hazards' read side
 DOCUMENTS: web.AppKey[DocumentSeals] = web.AppKey("documents")  # documents as PDF; sealed PDFs' SHA-256 recorded
+DOC_REVIEWS: web.AppKey[DocumentReviews] = web.AppKey("doc_reviews")  # the brigade's review of filed documents
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")

@@ -24,6 +24,7 @@ from console.outage import DB_DOWN, unavailable
 from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.actor import Actor
 from dispatch.errors import BadRequest, Forbidden, NotFound
+from dispatch.roles import ROLES, with_power
 from dispatch.state import TransitionError
 from ingest.contract import InputModel, loads
 
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request, Any], Awaitable[Any]]
 
-EVERYONE = frozenset({"admin", "duty_officer", "unit", "agency", "assessor"})
-OFFICERS = frozenset({"admin", "duty_officer"})
-STAFF = frozenset({"admin", "duty_officer", "assessor"})
+EVERYONE = frozenset(ROLES)
+OFFICERS = with_power("act")  # the station's officers: admin, chief, deputy, duty and community officers
+STAFF = with_power("read")  # who reads the records: officers, assessors, brigade reviewers, city supervisors
+APPROVERS = with_power("approve")  # leaders: approve penalty decisions and case referrals
 MAX_BODY = 64 * 1024
 ID_MAX = 2**31 - 1  # every table's id is a PostgreSQL `integer`: nothing larger can exist
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # ids of units, cameras, zones, masks (config.schema)

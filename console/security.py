@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from console.appkeys import CLOCK, CONFIG, DB
+from console.appkeys import CLOCK, CONFIG, DB, INCIDENTS
 from console.outage import DB_DOWN, database_down
 from dispatch.actor import Actor
 from dispatch.auth import SessionInfo, session_for
+from dispatch.scope import scoped
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ async def identify(request: web.Request,
             sess = None
         if sess is not None:
             request[SESSION] = sess
-            request[ACTOR] = sess.actor
+            cfg, core = request.app[CONFIG], request.app[INCIDENTS].core
+            request[ACTOR] = scoped(sess.actor, core.orgs, cfg.station.id,
+                                    [k for k, a in cfg.agencies.items() if a.oversight])
             request[VIA_SESSION] = True
     if ACTOR not in request:
         actor = _bearer_actor(request)

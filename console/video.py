@@ -36,10 +36,20 @@ from pydantic import BeforeValidator, Field
 
 from config.cameras import VideoConfig
 from console.appkeys import BUS, CAMERAS, CONFIG, EVIDENCE, INCIDENTS, RECORDED, VERIFIER
-from console.routing import PATH_PARAMS_KEY, QUERY_KEY, HttpError, Query, RouteTable, whole_number
+from console.routing import (
+    OFFICERS,
+    PATH_PARAMS_KEY,
+    QUERY_KEY,
+    STAFF,
+    HttpError,
+    Query,
+    RouteTable,
+    whole_number,
+)
 from console.security import ACTOR
 from dispatch.actor import Actor
 from dispatch.events import INCIDENT_CREATED, CameraUpdated, Event, IncidentCreated, Subscription
+from dispatch.models import Incident
 from ingest.cameras.capture import Health
 from ingest.cameras.evidence import EvidenceRecorder, EvidenceStore, parse_time
 from ingest.cameras.hub import CameraHub, CameraStream, EncodedFrame
@@ -54,8 +64,8 @@ WRITE_TIMEOUT_S = 20.0  # a viewer that accepts nothing for this long is disconn
 BOUNDARY = "firelinkframe"
 # Where the console's identity middleware puts the caller (dispatch.actor.Actor: .role, .unit_id).
 USER_KEY = ACTOR
-VIEW_ROLES = frozenset({"admin", "duty_officer", "unit", "assessor"})
-PHOTO_ROLES = frozenset({"admin", "duty_officer", "unit"})
+VIEW_ROLES = frozenset({*STAFF, "unit"})
+PHOTO_ROLES = frozenset({*OFFICERS, "unit"})
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
 PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format → stored extension
 
@@ -89,11 +99,31 @@ def _user(request: web.Request) -> Actor:
     return user
 
 
-def _own_unit_only(request: web.Request, unit_id: str | None) -> None:
-    """A unit user reaches only its own unit's cameras and evidence (403); other roles reach every unit's."""
+def _sees(request: web.Request, unit_id: str | None) -> bool:
+    """Whether the caller may see this unit's cameras and evidence: a unit user only its own; staff the units of
+    their organisation's stations (dispatch.scope)."""
     user = _user(request)
-    if user.role == "unit" and user.unit_id != unit_id:
-        raise HttpError(403, "this belongs to another unit")
+    incidents = request.app.get(INCIDENTS)  # (a video-only app, as in the camera tests, has no core)
+    unit = incidents.core.units.get(unit_id or "") if incidents is not None else None
+    return unit_id is not None and user.sees_unit(unit_id, unit.station_id if unit is not None else None)
+
+
+def _own_unit_only(request: web.Request, unit_id: str | None) -> None:
+    """403 unless the caller may see this unit's cameras and evidence (`_sees`)."""
+    if not _sees(request, unit_id):
+        raise HttpError(403, "this belongs to another unit or station")
+
+
+async def _incident_in_scope(request: web.Request, incident_id: int) -> None:
+    """404 for no such incident, 403 for one of a unit the caller may not see (its evidence with it)."""
+    incidents = request.app.get(INCIDENTS)
+    if incidents is None:
+        return
+    async with incidents.core.db.session() as s:
+        inc = await s.get(Incident, incident_id)
+    if inc is None:
+        raise HttpError(404, f"incident {incident_id} not found")
+    _own_unit_only(request, inc.unit_id)
 
 
 def _hub(request: web.Request) -> CameraHub:
@@ -122,8 +152,7 @@ def _frame_query(request: web.Request) -> tuple[int | None, int | None]:
 @routes.route("GET", "/api/cameras", "List cameras", roles=VIEW_ROLES, tag=TAG)
 async def list_cameras(request: web.Request, _: None) -> web.Response:
     hub = _hub(request)
-    user = _user(request)
-    cams = [s.info() for s in hub.streams.values() if user.role != "unit" or s.cfg.unit_id == user.unit_id]
+    cams = [s.info() for s in hub.streams.values() if _sees(request, s.cfg.unit_id)]
     return web.json_response({"cameras": cams})
 
 
@@ -233,6 +262,7 @@ def _store(request: web.Request) -> EvidenceStore:
 async def incident_evidence(request: web.Request, _: None) -> web.Response:
     store = _store(request)
     incident_id: int = request[PATH_PARAMS_KEY]["incident_id"]
+    await _incident_in_scope(request, incident_id)
     manifest = await asyncio.to_thread(store.manifest, incident_id)
     if manifest is None:
         return web.json_response({"incident_id": incident_id, "files": [], "hold": False})
@@ -259,6 +289,7 @@ async def evidence_file(request: web.Request, _: None) -> web.StreamResponse:
     if path is None:
         raise HttpError(404, "no such evidence file")
     incident_id = int(folder.removeprefix("incident-"))
+    await _incident_in_scope(request, incident_id)
     manifest = await asyncio.to_thread(store.manifest, incident_id)
     _own_unit_only(request, None if manifest is None else str(manifest.get("unit_id")))
     await _check_integrity(request, store, incident_id, rel, path)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from console.appkeys import BUS, CLOCK, DB, SOCKETS
+from console.appkeys import BUS, CLOCK, DB, INCIDENTS, SOCKETS
 from console.routing import EVERYONE, STAFF, RouteTable
 from console.security import ACTOR, COOKIE
 from dispatch import events as ev
@@ -66,12 +67,16 @@ AUDIENCES: dict[type[Payload], Audience] = {
 PUSHED = sorted({kind.TYPE for kind in AUDIENCES})
 
 
-def shown_to(payload: Payload, who: Actor) -> Payload | None:
-    """What of this payload the user may see: all of it, the agency's part of it, or None."""
+def shown_to(payload: Payload, who: Actor, station_of: Callable[[str], str | None] = lambda _u: None) -> Payload | None:
+    """What of this payload the user may see: all of it, the agency's part of it, or None. Staff limited to some
+    stations (dispatch.scope) see the events about those stations' units only (`station_of`: a unit's station)."""
     audience = AUDIENCES.get(type(payload))
     if audience is None:
         return None
     if who.role in audience.roles:
+        unit = payload.about_unit()
+        if unit is not None and who.stations is not None and not who.sees_station(station_of(unit)):
+            return None
         return payload
     if who.role == "unit" and audience.units and who.unit_id is not None:
         return payload if payload.about_unit() == who.unit_id else None
@@ -99,7 +104,7 @@ def encode(message: dict[str, Any]) -> str:
         return json.dumps(message, ensure_ascii=False)
 
 
-def frame(event: Event, who: Actor) -> str | None:
+def frame(event: Event, who: Actor, station_of: Callable[[str], str | None] = lambda _u: None) -> str | None:
     """The WebSocket text of `visible(event, who)`, or None. Encoded once per event and audience: every socket
     shown the whole event sends the same text, and every agency's socket the same text of its part."""
     try:
@@ -107,7 +112,7 @@ def frame(event: Event, who: Actor) -> str | None:
     except ValueError as exc:  # a publisher's bug: nobody is sent what cannot be judged
         log.error("event not pushed: %s", exc)
         return None
-    shown = shown_to(payload, who)
+    shown = shown_to(payload, who, station_of)
     if shown is None:
         return None
     key = "ws" if shown is payload else f"ws:agency:{who.agency}"  # part_for depends on the agency alone
@@ -142,6 +147,11 @@ async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
     sockets = request.app[SOCKETS]
     sockets.by_token.setdefault(token, set()).add(ws)
     sub = request.app[BUS].subscribe(PUSHED, maxsize=QUEUE_PER_CLIENT)
+    units = request.app[INCIDENTS].core.units
+
+    def station_of(unit_id: str) -> str | None:
+        unit = units.get(unit_id)
+        return unit.station_id if unit is not None else None
 
     async def expire() -> None:
         """A session that expires while its page stays open stops receiving events."""
@@ -158,7 +168,7 @@ async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
             if sub.dropped != dropped:
                 dropped = sub.dropped
                 await ws.send_str('{"type":"resync"}')
-            text = frame(event, who)
+            text = frame(event, who, station_of)
             if text is not None:
                 await ws.send_str(text)
 

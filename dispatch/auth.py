@@ -26,10 +26,10 @@ from config.schema import BootstrapUser
 from dispatch.actor import Actor
 from dispatch.db import Database
 from dispatch.models import LoginSession, User
+from dispatch.roles import ROLES
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 
-ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
 BADGE_PATTERN = r"^[0-9A-Za-z]{4,16}$"  # 警号: digits (often 6), some forces prefix letters
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.

@@ -13,6 +13,7 @@ from typing import Any
 
 from config import alarm_kinds
 from config.schema import FirelinkConfig
+from dispatch.roles import ROLES
 
 
 def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
@@ -60,6 +61,10 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
     from dispatch.events import EventBus
     from dispatch.writer import Writer
 
+    if args.org is not None and args.org not in {o.id for o in cfg.orgs()}:
+        print(f"error: unknown organisation {args.org!r} (config organisations: "
+              f"{', '.join(o.id for o in cfg.orgs())})", file=sys.stderr)
+        return 2
     password = args.password
     if password is None:
         try:
@@ -79,7 +84,7 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
             writer = Writer(db, EventBus())
             await add_user(writer, args.name, password, args.role, args.unit, args.agency,
                            {u.id for u in cfg.units}, known_agencies=list(cfg.agencies),
-                           real_name=args.real_name, badge=args.badge)
+                           real_name=args.real_name, badge=args.badge, org_id=args.org or cfg.station.id)
         finally:
             await db.dispose()
 
@@ -152,12 +157,14 @@ def add_commands(sub: Any) -> None:
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a user")
     add.add_argument("name")
-    add.add_argument("--role", required=True, choices=["admin", "duty_officer", "unit", "agency", "assessor"])
+    add.add_argument("--role", required=True, choices=list(ROLES))
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
     add.add_argument("--agency", help="key of a configured agency, e.g. fire (role agency)")
     add.add_argument("--real-name", default="", help="real name (姓名) printed on documents instead of the login name")
     add.add_argument("--badge", default="", help="badge number (警号) printed with the real name")
+    add.add_argument("--org", help="organisation the user works for: a station, brigade or the city "
+                     "(config organisations; default: station.id); it sees that subtree's work")
     add.set_defaults(handler=cmd_user_add)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(handler=cmd_db_upgrade)

@@ -119,10 +119,13 @@ class Core:
                 data: dict[str, Any] | None = None) -> None:
         self.writer.record(tx, action, actor, at, data, incident_id=incident_id)
 
-    async def incident(self, s: AsyncSession, incident_id: int) -> Incident:
+    async def incident(self, s: AsyncSession, incident_id: int, actor: Actor | None = None) -> Incident:
+        """The incident; with `actor`, only one in its scope (403 otherwise)."""
         inc = await s.get(Incident, incident_id)
         if inc is None:
             raise NotFound(f"incident {incident_id} not found")
+        if actor is not None:
+            self.check_station(actor, inc.unit_id)
         return inc
 
     async def dispatches_for(self, s: AsyncSession, incident_ids: Sequence[int]) -> dict[int, list[Dispatch]]:
@@ -143,8 +146,15 @@ class Core:
         """The stations (or the one unit) whose work `actor` sees (dispatch.scope)."""
         return scope_of(actor, self.orgs, self.cfg.station.id)
 
-    def check_visible(self, actor: Actor, unit_id: str, agencies: set[str] | None) -> None:
+    def check_station(self, actor: Actor, unit_id: str) -> None:
+        """403 unless the unit is in the actor's scope (its station, or the unit itself for a unit's login)."""
+        unit = self.units.get(unit_id)
         if actor.role == "unit" and actor.unit_id != unit_id:
             raise Forbidden("units see only their own incidents")
+        if actor.role != "agency" and not actor.sees_unit(unit_id, unit.station_id if unit else None):
+            raise Forbidden("this unit belongs to a station outside your organisation")
+
+    def check_visible(self, actor: Actor, unit_id: str, agencies: set[str] | None) -> None:
+        self.check_station(actor, unit_id)
         if actor.role == "agency" and (agencies is None or actor.agency not in agencies):
             raise Forbidden("agencies see only incidents dispatched to them")

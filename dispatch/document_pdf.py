@@ -184,8 +184,7 @@ class DocumentSeals:
         """Every sealed document addressed to the unit (of every kind), newest first: when it was issued (sealed),
         when it was served (the unit first opened it here; null: not yet), and the recheck results and notes of its
         case. A unit sees only its own."""
-        check_visible(actor, unit_id)
-        unit_of(self.views.units, unit_id)
+        check_visible(actor, unit_id, unit_of(self.views.units, unit_id).station_id)
         hcfg = self.views.hcfg
         async with self.views.db.session() as s:
             hazards = {h.id: h for h in (await s.scalars(select(Hazard).where(Hazard.unit_id == unit_id))).all()}

@@ -17,7 +17,7 @@ from dispatch.document_content import content_hash, notice_fields, opinion_field
 from dispatch.errors import BadRequest
 from dispatch.hazard_context import HazardContext
 from dispatch.hazard_models import Hazard, HazardEvidence, Recheck, RecheckOpinion, RectificationNotice
-from dispatch.hazard_rows import check_visible, evidence_view, get_hazard, notice_view
+from dispatch.hazard_rows import evidence_view, get_hazard, notice_view
 from dispatch.hazard_uploads import EvidenceGroup, Upload, check_images, store_evidence
 from dispatch.hazards import (
     HAZARD_CLOSED,
@@ -130,8 +130,7 @@ class HazardCases:
         if not files:
             raise BadRequest("no file uploaded")
         async with self.ctx.writer.tx() as tx:
-            h = await get_hazard(tx.session, hazard_id)
-            check_visible(actor, h.unit_id)
+            h = await get_hazard(tx.session, hazard_id, actor)
             rows = await store_evidence(self.ctx, tx, h, files, stage, note, actor, self.ctx.clock())
             self.ctx.emit(tx, h)
             return [evidence_view(r) for r in rows]
@@ -139,7 +138,7 @@ class HazardCases:
     async def withdraw(self, hazard_id: int, note: str, actor: Actor) -> dict[str, Any]:
         """An open hazard found to be none (e.g. a false detection) is closed without a notice."""
         async with self.ctx.writer.tx() as tx:
-            h = await get_hazard(tx.session, hazard_id)
+            h = await get_hazard(tx.session, hazard_id, actor)
             if h.status != HazardStatus.OPEN:
                 raise TransitionError("only a hazard without a notice can be withdrawn")
             now = self.ctx.clock()
@@ -171,7 +170,7 @@ class HazardCases:
             raise BadRequest("basis is the clause of an order to correct at once (immediate)")
         async with ctx.writer.tx() as tx:
             s = tx.session
-            h = await get_hazard(s, hazard_id)
+            h = await get_hazard(s, hazard_id, actor)
             if h.status != HazardStatus.OPEN:
                 raise TransitionError(f"hazard is {h.status}; a notice is issued once, on an open hazard")
             cat = ctx.hcfg.category(h.category)
@@ -223,8 +222,7 @@ class HazardCases:
         if not files and not note.strip():
             raise BadRequest("send at least a photo or a note")
         async with self.ctx.writer.tx() as tx:
-            h = await get_hazard(tx.session, hazard_id)
-            check_visible(actor, h.unit_id)
+            h = await get_hazard(tx.session, hazard_id, actor)
             if h.status not in IN_RECTIFICATION:
                 raise TransitionError(f"hazard is {h.status}; proof is for a hazard under a notice")
             now = self.ctx.clock()
@@ -239,7 +237,7 @@ class HazardCases:
                       photos: Sequence[Upload] = ()) -> dict[str, Any]:
         """An officer's recheck (复查), with optional after-photos."""
         async with self.ctx.writer.tx() as tx:
-            h = await get_hazard(tx.session, hazard_id)
+            h = await get_hazard(tx.session, hazard_id, actor)
             return await self.apply_recheck(tx, h, "officer", rectified, note, actor, photos)
 
     async def apply_recheck(self, tx: Tx, h: Hazard, method: str, rectified: bool, note: str, actor: Actor,

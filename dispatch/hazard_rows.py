@@ -52,26 +52,34 @@ def unit_of(units: Mapping[str, Unit], unit_id: str) -> Unit:
     return unit
 
 
-def check_visible(actor: Actor, unit_id: str) -> None:
-    """Units see only their own hazards; agencies none."""
+def check_visible(actor: Actor, unit_id: str, station_id: str | None) -> None:
+    """Units see only their own hazards; officers, assessors and supervisors those of their organisation's
+    stations; an agency only with oversight (the fire-rescue brigade), of the stations it oversees."""
     if actor.role == "unit" and actor.unit_id != unit_id:
         raise Forbidden("units see only their own hazards")
-    if actor.role == "agency":
-        raise Forbidden("agencies do not see hazards")
+    if actor.role == "agency" and not actor.stations:
+        raise Forbidden("this agency does not oversee stations' supervision work")
+    if not actor.sees_unit(unit_id, station_id):
+        raise Forbidden("this unit belongs to a station outside your organisation")
 
 
-async def get_hazard(s: AsyncSession, hazard_id: int) -> Hazard:
+async def get_hazard(s: AsyncSession, hazard_id: int, actor: Actor | None = None) -> Hazard:
+    """The hazard; with `actor`, only one in its scope (403 otherwise)."""
     h = await s.get(Hazard, hazard_id)
     if h is None:
         raise NotFound(f"hazard {hazard_id} not found")
+    if actor is not None:
+        unit = await s.get(Unit, h.unit_id)
+        check_visible(actor, h.unit_id, unit.station_id if unit else None)
     return h
 
 
-async def get_penalty(s: AsyncSession, penalty_id: int) -> tuple[PenaltyDecision, Hazard]:
+async def get_penalty(s: AsyncSession, penalty_id: int,
+                      actor: Actor | None = None) -> tuple[PenaltyDecision, Hazard]:
     p = await s.get(PenaltyDecision, penalty_id)
     if p is None:
         raise NotFound(f"penalty decision {penalty_id} not found")
-    return p, await get_hazard(s, p.hazard_id)
+    return p, await get_hazard(s, p.hazard_id, actor)
 
 
 def hazard_view(h: Hazard, hcfg: HazardsConfig, units: Mapping[str, Unit]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 
 from config.schema import FirelinkConfig
 from dispatch.actor import Actor
@@ -29,7 +29,6 @@ from dispatch.hazard_models import (
     RectificationNotice,
 )
 from dispatch.hazard_rows import (
-    check_visible,
     evidence_list,
     evidence_view,
     get_hazard,
@@ -44,6 +43,7 @@ from dispatch.hazard_rows import (
 )
 from dispatch.hazards import EVIDENCE_ADDED, STATUSES, hazards_config
 from dispatch.models import RecordEntry, Unit
+from dispatch.scope import in_scope
 from dispatch.state import HazardStatus
 from dispatch.views import record_view
 from ingest.integrity import IntegrityError, sha256_bytes
@@ -79,8 +79,8 @@ class HazardViews:
                            category: str | None = None, severity: str | None = None, q: str | None = None,
                            start: datetime | None = None, end: datetime | None = None,
                            limit: int = 200) -> list[dict[str, Any]]:
-        if actor.role == "agency":
-            raise Forbidden("agencies do not see hazards")
+        if actor.role == "agency" and not actor.stations:
+            raise Forbidden("this agency does not oversee stations' supervision work")
         query = select(Hazard).order_by(Hazard.id.desc()).limit(max(1, min(limit, 1000)))
         if status == "open":
             query = query.where(Hazard.status != HazardStatus.CLOSED)
@@ -88,9 +88,9 @@ class HazardViews:
             query = query.where(Hazard.status == status)
         elif status != "all":
             raise BadRequest("status must be open, all or one of " + ", ".join(STATUSES))
-        if actor.role == "unit":
-            query = query.where(Hazard.unit_id == actor.unit_id)
-        elif unit_id:
+        if (limited := in_scope(actor, Hazard.unit_id)) is not None:
+            query = query.where(limited)
+        if unit_id:
             query = query.where(Hazard.unit_id == unit_id)
         if category:
             query = query.where(Hazard.category == category)
@@ -121,8 +121,7 @@ class HazardViews:
 
     async def detail(self, hazard_id: int, actor: Actor) -> dict[str, Any]:
         async with self.db.session() as s:
-            h = await get_hazard(s, hazard_id)
-            check_visible(actor, h.unit_id)
+            h = await get_hazard(s, hazard_id, actor)
             evidence = (await s.scalars(select(HazardEvidence).where(HazardEvidence.hazard_id == h.id)
                                         .order_by(HazardEvidence.id))).all()
             notices = (await s.scalars(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
@@ -155,10 +154,9 @@ class HazardViews:
             e = await s.get(HazardEvidence, evidence_id)
             if e is None:
                 raise NotFound(f"evidence {evidence_id} not found")
-            h = await get_hazard(s, e.hazard_id)
+            h = await get_hazard(s, e.hazard_id, actor)
             added = (await s.scalars(select(RecordEntry.data).where(
                 RecordEntry.hazard_id == h.id, RecordEntry.action == EVIDENCE_ADDED))).all()
-        check_visible(actor, h.unit_id)
         recorded = {f.get("evidence_id"): f.get("sha256") for d in added if isinstance(d, dict)
                     for f in d.get("files", []) if isinstance(f, dict)}
         digest = await asyncio.to_thread(sha256_bytes, e.data)
@@ -175,9 +173,8 @@ class HazardViews:
             n = await s.get(RectificationNotice, notice_id)
             if n is None:
                 raise NotFound(f"notice {notice_id} not found")
-            h = await get_hazard(s, n.hazard_id)
+            h = await get_hazard(s, n.hazard_id, actor)
             stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
-        check_visible(actor, h.unit_id)
         return {"notice": n, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority(), "evidence_list": evidence_list(None, list(stages), [])}
 
@@ -187,8 +184,7 @@ class HazardViews:
             row = await s.get(model, row_id)
             if row is None:
                 raise NotFound(f"{what} {row_id} not found")
-            h = await get_hazard(s, row.hazard_id)
-        check_visible(actor, h.unit_id)
+            h = await get_hazard(s, row.hazard_id, actor)
         return row, h
 
     async def opinion_document(self, opinion_id: int, actor: Actor) -> dict[str, Any]:
@@ -205,12 +201,11 @@ class HazardViews:
 
     async def penalty_document(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
         async with self.db.session() as s:
-            p, h = await get_penalty(s, penalty_id)
+            p, h = await get_penalty(s, penalty_id, actor)
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
             # an approved decision lists the evidence the case held when it was approved, so it prints the same later
             stages, rechecks = await _case_evidence(s, h.id, p.approved_at)
-        check_visible(actor, h.unit_id)
         if p.number is None:
             raise BadRequest("the decision gets its number when an officer confirms it")
         return {"penalty": p, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id), "notice": notice,
@@ -222,22 +217,24 @@ class HazardViews:
             i = await s.get(PenaltyNotice, inform_id)
             if i is None:
                 raise NotFound(f"penalty notice {inform_id} not found")
-            h = await get_hazard(s, i.hazard_id)
+            h = await get_hazard(s, i.hazard_id, actor)
             stages, rechecks = await _case_evidence(s, h.id, i.issued_at)  # as held when it was served
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
-        check_visible(actor, h.unit_id)
         return {"inform": i, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
                 "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
 
-    async def counts(self) -> dict[str, Any]:
-        """Open hazards by category and by severity (dashboard)."""
+    async def counts(self, actor: Actor) -> dict[str, Any]:
+        """Open hazards by category and by severity, and every unit's open and closed hazards with its position and
+        station (the dashboard and the heat map), within the actor's scope."""
+        limited = in_scope(actor, Hazard.unit_id)
+        scoped: list[ColumnElement[bool]] = [] if limited is None else [limited]
         async with self.db.session() as s:
             rows = (await s.execute(select(Hazard.category, Hazard.severity, func.count(Hazard.id))
-                                    .where(Hazard.status != HazardStatus.CLOSED)
+                                    .where(Hazard.status != HazardStatus.CLOSED, *scoped)
                                     .group_by(Hazard.category, Hazard.severity))).all()
             by_unit = (await s.execute(select(Hazard.unit_id, Hazard.status, func.count(Hazard.id))
-                                       .group_by(Hazard.unit_id, Hazard.status))).all()
+                                       .where(*scoped).group_by(Hazard.unit_id, Hazard.status))).all()
         by_cat: dict[str, int] = {}
         by_sev: dict[str, int] = {}
         for cat, sev, n in rows:
@@ -250,7 +247,8 @@ class HazardViews:
         for uid, u in units.items():
             unit = self.units.get(uid)
             if unit is not None:
-                u.update(name=unit.name, address=unit.address, category=unit.category, lat=unit.lat, lon=unit.lon)
+                u.update(name=unit.name, address=unit.address, category=unit.category, lat=unit.lat, lon=unit.lon,
+                         station_id=unit.station_id)
         return {"open_total": sum(by_cat.values()), "by_category": by_cat, "by_severity": by_sev,
                 "by_unit": sorted(units.values(), key=lambda u: (-u["open"], u["unit_id"]))}
 

@@ -70,7 +70,7 @@ class IncidentCommands:
     async def acknowledge(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         """Takes the alarm. Acknowledging twice is harmless and records nothing new."""
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id)
+            inc = await self.core.incident(tx.session, incident_id, actor)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed")
             if inc.status == IncidentStatus.NEW:
@@ -88,7 +88,7 @@ class IncidentCommands:
         async with self.core.writer.tx() as tx:
             s = tx.session
             now = self.core.clock()
-            inc = await self.core.incident(s, incident_id)
+            inc = await self.core.incident(s, incident_id, actor)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed")
             if inc.status == IncidentStatus.NEW:
@@ -140,7 +140,7 @@ class IncidentCommands:
 
     async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id)
+            inc = await self.core.incident(tx.session, incident_id, actor)
             check_incident(inc.status, IncidentStatus.ON_SCENE)
             now = self.core.clock()
             inc.status = IncidentStatus.ON_SCENE
@@ -154,7 +154,7 @@ class IncidentCommands:
         except ValueError:
             raise BadRequest("outcome must be resolved or false_alarm") from None
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id)
+            inc = await self.core.incident(tx.session, incident_id, actor)
             now = self.core.clock()
             if inc.status == IncidentStatus.NEW:
                 self._acknowledge(tx, inc, actor, now)
@@ -209,8 +209,7 @@ class IncidentCommands:
         if not text or len(text) > MAX_MESSAGE_CHARS:
             raise BadRequest(f"message text must be 1–{MAX_MESSAGE_CHARS} characters")
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id)
-            self.core.check_visible(actor, inc.unit_id, agencies=None)
+            inc = await self.core.incident(tx.session, incident_id, actor)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed: instructions and replies can no longer be sent")
             now = self.core.clock()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from dispatch import records as rec
 from dispatch.actor import Actor
 from dispatch.core import Core
-from dispatch.errors import BadRequest
+from dispatch.errors import BadRequest, Forbidden
 from dispatch.models import (
     Alarm,
     Device,
@@ -21,6 +21,7 @@ from dispatch.models import (
     RejectedMessage,
 )
 from dispatch.queries import STATES, IncidentFilter, incident_rows
+from dispatch.scope import in_scope
 from dispatch.state import (
     IncidentStatus,
 )
@@ -79,6 +80,8 @@ class IncidentViews:
             return view
 
     async def list_units(self, actor: Actor) -> list[dict[str, Any]]:
+        if actor.role == "agency" and not actor.stations:
+            raise Forbidden("this agency does not oversee stations' supervision work")
         async with self.core.db.session() as s:
             devices = (await s.scalars(select(Device).order_by(Device.id))).all()
         by_unit: dict[str, list[dict[str, Any]]] = {}
@@ -86,7 +89,7 @@ class IncidentViews:
             by_unit.setdefault(d.unit_id, []).append(device_view(d))
         out = []
         for unit in self.core.units.values():
-            if actor.role == "unit" and unit.id != actor.unit_id:
+            if not actor.sees_unit(unit.id, unit.station_id):
                 continue
             view = unit_view(unit)
             view["devices"] = by_unit.get(unit.id, [])
@@ -101,6 +104,8 @@ class IncidentViews:
             q = q.order_by(Dispatch.id.desc()).limit(500)
             if actor.role == "agency":
                 q = q.where(Dispatch.agency == actor.agency)
+            elif (limited := in_scope(actor, Incident.unit_id)) is not None:
+                q = q.where(limited)
             if state == "open":
                 q = q.where(Incident.status != IncidentStatus.CLOSED)
             elif state != "all":

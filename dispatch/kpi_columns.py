@@ -9,7 +9,7 @@ sorted values — only without a Python-level loop per incident.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -80,6 +80,10 @@ class Selection:
 
     def none(self) -> Selection:
         return self._take(slice(0, 0))
+
+    def of_units(self, codes: Sequence[int]) -> Selection:
+        """The incidents of these units (by code) only."""
+        return self._take(np.isin(self.unit, np.asarray(codes, dtype=self.unit.dtype)))
 
     def by_officer(self) -> dict[int, Selection]:
         """The incidents each acknowledging officer (by code) took, in one sort rather than a mask per officer."""

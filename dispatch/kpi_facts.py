@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,8 +286,11 @@ class KpiFacts:
         self._dirty.clear()
 
     def evaluate(self, start: datetime, end: datetime, cfg: HazardsConfig,
-                 units: dict[str, str] | None = None, now: datetime | None = None) -> dict[str, Any]:
+                 units: dict[str, str] | None = None, now: datetime | None = None,
+                 only_units: Collection[str] | None = None) -> dict[str, Any]:
         """All KPIs of the period [start, end) as of `now` (default: the real clock). `units`: unit id → name.
+        `only_units`: count only these units' incidents, hazards and notices (a station's or brigade's KPIs; the
+        officers are those who acted on them).
 
         A period that has not started (start > now) is refused (ValueError): nothing of it can be scored. Notices
         whose deadline is after `now` are not yet due and are left out of every notice KPI."""
@@ -309,12 +312,18 @@ class KpiFacts:
         start_us, end_us = micros(start), micros(end)
         dated = [a for i in self._act_times.indices(start_us, end_us)
                  if not ((a := self.acts[i]).action == hz.HAZARD_CREATED and a.hazard_id in self.withdrawn)]
+        only = None if only_units is None else frozenset(only_units)
+        if only is not None:
+            sel = sel.of_units([code for u in only if (code := cols.find_unit(u)) is not None])
+            dated = [a for a in dated if isinstance(a.unit, str) and a.unit in only]
         if self._deadlines is None:
             self._deadlines = sorted((micros(n.deadline), hid) for hid, n in self.notices.items())
         lo = bisect_left(self._deadlines, (start_us, -1))
         hi = bisect_left(self._deadlines, (end_us, -1))
         due_us = micros(now)
         notices = [self.notices[hid] for dl, hid in self._deadlines[lo:hi] if dl <= due_us and in_window(hid)]
+        if only is not None:
+            notices = [n for n in notices if n.unit_id in only]
         hazard_block = _HazardBlocks(dated, notices, t)
 
         acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
@@ -337,7 +346,8 @@ class KpiFacts:
         station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None)}
         self._score(station, cfg, months, "station", "")
 
-        mentioned = {u for u, times in self.mentions.items() if times.count(start_us, end_us)}
+        mentioned = {u for u, times in self.mentions.items()
+                     if times.count(start_us, end_us) and (only is None or u in only)}
         hazards_per_unit = Counter(a.unit for a in dated if a.action == hz.HAZARD_CREATED and isinstance(a.unit, str))
         notices_per_unit: defaultdict[str, list[NoticeFacts]] = defaultdict(list)
         for n in notices:

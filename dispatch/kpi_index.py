@@ -208,14 +208,16 @@ class KpiIndex:
 
     async def kpis(self, start: datetime, end: datetime, label: str, cfg: HazardsConfig, units: dict[str, str],
                    admit: Callable[[], AbstractAsyncContextManager[None]] | None = None,
-                   clock: Callable[[], datetime] | None = None) -> Answer:
+                   clock: Callable[[], datetime] | None = None,
+                   only_units: frozenset[str] | None = None) -> Answer:
         """The KPIs of [start, end) (`label` names the period in the answer), as of at most `max_age_s` ago: the
         same answer is reused that long, so 16 assessors refreshing while alarms pour in cost one computation,
         not sixteen a second. A request for what is being computed shares that answer; only a new computation
         goes through `admit` (the console's bounded heavy-work limiter). `clock` gives the "now" notices are due
-        by (default: the real clock)."""
+        by (default: the real clock). `only_units`: the KPIs of these units' work only (a station's, a brigade's).
+        """
         key = (start, end, label, cfg.targets.model_dump_json(), tuple(r.model_dump_json() for r in cfg.scoring),
-               tuple(sorted(units.items())))
+               tuple(sorted(units.items())), None if only_units is None else tuple(sorted(only_units)))
         recent = self._answers.get(key)
         if recent is not None and time.monotonic() - recent.as_of < self.max_age_s:
             return recent
@@ -225,13 +227,14 @@ class KpiIndex:
         async with admit() if admit is not None else contextlib.nullcontext():
             fut = self._inflight.get(key)  # started by another request while this one waited for its turn
             if fut is None:
-                fut = asyncio.ensure_future(self._compute(key, start, end, label, cfg, units, clock))
+                fut = asyncio.ensure_future(self._compute(key, start, end, label, cfg, units, clock, only_units))
                 self._inflight[key] = fut
                 fut.add_done_callback(lambda _f: self._inflight.pop(key, None))
             return await asyncio.shield(fut)
 
     async def _compute(self, key: tuple[Any, ...], start: datetime, end: datetime, label: str, cfg: HazardsConfig,
-                       units: dict[str, str], clock: Callable[[], datetime] | None = None) -> Answer:
+                       units: dict[str, str], clock: Callable[[], datetime] | None = None,
+                       only_units: frozenset[str] | None = None) -> Answer:
         as_of = time.monotonic()
         behind = await self.backlog()
         if behind > self.max_backlog:  # (every request sharing this computation gets the 503)
@@ -242,7 +245,7 @@ class KpiIndex:
         now = clock() if clock is not None else datetime.now(UTC)
 
         def evaluate() -> Answer:
-            result = self.facts.evaluate(start, end, cfg, units, now)
+            result = self.facts.evaluate(start, end, cfg, units, now, only_units)
             result["period"] = label
             return Answer(as_of, result, json.dumps(result, ensure_ascii=False).encode())
 

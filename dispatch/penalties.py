@@ -129,7 +129,7 @@ class Penalties:
     async def propose_penalty(self, hazard_id: int, actor: Actor) -> dict[str, Any]:
         """An officer proposes a penalty on a hazard still not rectified after its deadline (normally automatic)."""
         async with self.ctx.writer.tx() as tx:
-            h = await get_hazard(tx.session, hazard_id)
+            h = await get_hazard(tx.session, hazard_id, actor)
             now = self.ctx.clock()
             if h.status not in IN_RECTIFICATION - {HazardStatus.PENALTY} or h.deadline is None or now < h.deadline:
                 raise TransitionError("a penalty is proposed only for a hazard past its deadline")
@@ -179,7 +179,7 @@ class Penalties:
         hcfg = self.ctx.hcfg
         async with self.ctx.writer.tx() as tx:
             s = tx.session
-            p, h = await get_penalty(s, penalty_id)
+            p, h = await get_penalty(s, penalty_id, actor)
             if p.status != PenaltyStatus.PROPOSED:
                 raise TransitionError(f"penalty is {p.status}")
             it = self._intended(p, h, target, kind, amount_yuan, person_name, person_id, clauses)
@@ -212,7 +212,7 @@ class Penalties:
         hcfg = self.ctx.hcfg
         async with self.ctx.writer.tx() as tx:
             s = tx.session
-            p, h = await get_penalty(s, penalty_id)
+            p, h = await get_penalty(s, penalty_id, actor)
             if p.status != PenaltyStatus.PROPOSED:
                 raise TransitionError(f"penalty is {p.status}; only a proposed penalty is referred")
             it = self._intended(p, h, target, kind, amount_yuan, person_name, person_id, clauses)
@@ -255,7 +255,7 @@ class Penalties:
             r = await s.get(CaseReferral, referral_id)
             if r is None:
                 raise NotFound(f"case referral {referral_id} not found")
-            p, h = await get_penalty(s, r.penalty_id)
+            p, h = await get_penalty(s, r.penalty_id, actor)
             if r.status != ReferralStatus.PROPOSED:
                 raise TransitionError(f"case referral is {r.status}")
             if r.issued_by == actor.username:
@@ -299,7 +299,7 @@ class Penalties:
         if statement == "stated" and not note.strip():
             raise BadRequest("record what the party stated")
         async with self.ctx.writer.tx() as tx:
-            p, h = await get_penalty(tx.session, penalty_id)
+            p, h = await get_penalty(tx.session, penalty_id, actor)
             i = await inform_of(tx.session, p.id)
             if p.status != PenaltyStatus.CONFIRMED or i is None:
                 raise TransitionError("a statement is recorded on a served 行政处罚告知书 before approval")
@@ -314,7 +314,7 @@ class Penalties:
 
     async def approve_penalty(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
         async with self.ctx.writer.tx() as tx:
-            p, h = await get_penalty(tx.session, penalty_id)
+            p, h = await get_penalty(tx.session, penalty_id, actor)
             if p.status != PenaltyStatus.CONFIRMED:
                 raise TransitionError(f"penalty is {p.status}; an officer confirms it first")
             if p.confirmed_by == actor.username:
@@ -336,7 +336,7 @@ class Penalties:
     async def close_penalty(self, penalty_id: int, actor: Actor, note: str = "") -> dict[str, Any]:
         """Payment (fine) or delivery (warning) recorded; the hazard's case closes."""
         async with self.ctx.writer.tx() as tx:
-            p, h = await get_penalty(tx.session, penalty_id)
+            p, h = await get_penalty(tx.session, penalty_id, actor)
             if p.status != PenaltyStatus.APPROVED:
                 raise TransitionError(f"penalty is {p.status}; it must be approved first")
             now = self.ctx.clock()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.actor import Actor
 from dispatch.models import Dispatch, Incident
+from dispatch.scope import in_scope
 from dispatch.state import IncidentStatus
 
 MAX_LIMIT = 1000
@@ -62,7 +63,9 @@ async def incident_rows(s: AsyncSession, actor: Actor, f: IncidentFilter) -> Seq
         q = q.order_by(Incident.opened_at.desc(), Incident.id.desc())
     if actor.role == "unit":
         q = q.where(Incident.unit_id == actor.unit_id)
-    elif actor.role == "agency":
+    elif (limited := in_scope(actor, Incident.unit_id)) is not None and actor.role != "agency":
+        q = q.where(limited)
+    if actor.role == "agency":
         q = q.where(Incident.id.in_(select(Dispatch.incident_id).where(Dispatch.agency == actor.agency)))
     if f.unit_id is not None:
         q = q.where(Incident.unit_id == f.unit_id)
@@ -78,9 +81,12 @@ async def incident_rows(s: AsyncSession, actor: Actor, f: IncidentFilter) -> Seq
     return (await s.scalars(q)).all()
 
 
-async def open_counts(s: AsyncSession) -> tuple[int, int]:
-    """(active, unacknowledged) incidents: the dashboard's two live numbers."""
-    rows = (await s.execute(select(Incident.status).where(Incident.status != IncidentStatus.CLOSED))).all()
+async def open_counts(s: AsyncSession, actor: Actor) -> tuple[int, int]:
+    """(active, unacknowledged) incidents of the actor's scope: the dashboard's two live numbers."""
+    q = select(Incident.status).where(Incident.status != IncidentStatus.CLOSED)
+    if (limited := in_scope(actor, Incident.unit_id)) is not None:
+        q = q.where(limited)
+    rows = (await s.execute(q)).all()
     return len(rows), sum(1 for (status,) in rows if status == IncidentStatus.NEW)
 
 
@@ -97,9 +103,12 @@ class IncidentSearch:
     limit: int = 200
 
 
-async def search_incidents(s: AsyncSession, f: IncidentSearch) -> Sequence[Incident]:
-    """Newest first; the text matches the unit (name/address, resolved by the caller), the kind or the close note."""
+async def search_incidents(s: AsyncSession, f: IncidentSearch, actor: Actor) -> Sequence[Incident]:
+    """Newest first; the text matches the unit (name/address, resolved by the caller), the kind or the close note.
+    Only incidents of the actor's scope."""
     q = select(Incident).order_by(Incident.id.desc()).limit(max(1, min(f.limit, MAX_LIMIT)))
+    if (limited := in_scope(actor, Incident.unit_id)) is not None:
+        q = q.where(limited)
     if f.unit_id:
         q = q.where(Incident.unit_id == f.unit_id)
     if f.status == "open":

@@ -32,6 +32,7 @@ from console.appkeys import (
     DETECTIONS,
     DETECTORS,
     DEVICES,
+    DOC_REVIEWS,
     DOCUMENTS,
     EXIT_ZONES,
     FIRST_ADMIN,
@@ -59,6 +60,7 @@ from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.document_pdf import DocumentSeals
+from dispatch.document_reviews import DocumentReviews
 from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
@@ -164,6 +166,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         deadlines = app[HAZARD_DEADLINES] = HazardDeadlines(ctx, cases, penalties)
         views = app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
         app[DOCUMENTS] = DocumentSeals(app[WRITER], views, clock)
+        app[DOC_REVIEWS] = DocumentReviews(app[WRITER], units, clock)
         app[KPI_TARGETS] = KpiTargets(app[WRITER], app[DB], clock)
         scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield

@@ -142,7 +142,7 @@ async def test_ids_beyond_what_the_database_holds_are_refused_not_500(app: Runni
               ("POST", "/api/dispatches/{}/ack", None, 404), ("GET", "/api/hazards/{}", None, 404),
               ("POST", "/api/hazards/{}/penalty", None, 404), ("POST", "/api/penalties/{}/confirm", {}, 404),
               ("GET", "/api/notices/{}/pdf", None, 404), ("GET", "/api/evidence/{}", None, 404),
-              ("GET", "/api/incidents/{}/evidence", None, 200),  # an incident without evidence files: empty list
+              ("GET", "/api/incidents/{}/evidence", None, 404),  # no such incident (its scope cannot be known)
               ("POST", "/api/incidents/{}/photos", None, 404)]
     for method, template, body, at_max in routes:
         for value in huge:

@@ -77,3 +77,14 @@ def test_scope_follows_the_users_organisation() -> None:
     assert scope_of(Actor("d", "admin"), tree, "hj-1").stations == {"hj-1", "hj-2", "yz-1"}
     unit = scope_of(Actor("e", "unit", unit_id="u1"), tree, "hj-1")
     assert unit.sees_unit("u1", "hj-2") and not unit.sees_unit("u2", "hj-1") and not unit.stations
+
+
+def test_config_accepts_exactly_the_roles_of_the_role_table() -> None:
+    from typing import get_args
+
+    from config.schema import RoleName
+    from dispatch.roles import ROLE_TABLE, with_power
+
+    assert set(get_args(RoleName)) == set(ROLE_TABLE)
+    assert with_power("approve") == {"admin", "station_chief", "deputy_chief"}
+    assert "brigade_reviewer" in with_power("read") and "brigade_reviewer" not in with_power("act")

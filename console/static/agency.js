@@ -25,6 +25,8 @@ async function boot() {
   state.agency = state.me.user.agency;
   $("agency-name").textContent = state.me.agencies?.[state.agency]?.name || t("agency." + state.agency);
   $("who").textContent = state.me.user.username;
+  // the fire-rescue brigade reads the supervision work of the stations it oversees (hazards, documents, KPIs)
+  $("nav-supervision").hidden = $("nav-evaluation").hidden = !state.me.supervision;
   $("logout").addEventListener("click", logout);
   alerter = new Alerter($("sound-banner"));
   onLangChange(render);

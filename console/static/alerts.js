@@ -13,10 +13,9 @@
 
 import { onLangChange, t } from "./i18n.js";
 import "./alerts_i18n.js";
-import { connectLive, fmtDuration, get, h, kindLabel, now, serialised } from "./common.js";
+import { can, connectLive, fmtDuration, get, h, kindLabel, now, serialised } from "./common.js";
 import { Alerter, audioState, tryUnlock } from "./sound.js";
 
-const OFFICERS = new Set(["admin", "duty_officer"]);
 const SILENCE_KEY = "firelink.silence";
 const SILENCE_MAX_MS = 5 * 60 * 1000;
 const OFFLINE_GRACE_MS = 15000;
@@ -26,13 +25,13 @@ const MAX_CARDS = 3;
 
 /**
  * Starts alerting on this page. On the console every user who may open it gets the sound; on the
- * other pages only duty officers and admins do. Returns the board (chime(), silence toggling), or null
+ * other pages only the station's officers (power "act") do. Returns the board (chime(), silence toggling), or null
  * when this user gets no alerts on this page.
  */
 export function startAlerts(me, { page }) {
-  const role = me && me.user ? me.user.role : "";
-  if (page !== "console" && !OFFICERS.has(role)) return null;
-  const board = new AlarmBoard(page, OFFICERS.has(role));
+  const officer = can(me, "act");  // the station's officers (dispatch.roles)
+  if (page !== "console" && !officer) return null;
+  const board = new AlarmBoard(page, officer);
   board.start();
   return board;
 }

@@ -1,9 +1,10 @@
 // Assessor dashboard (read-only): live counts, KPIs and ranking per period, trends (hand-drawn SVG),
 // hazards by unit, case search with full timeline and evidence, CSV/PDF export.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
-import { api, fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast } from "./common.js";
+import { api, can, fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast } from "./common.js";
 import { num, pct } from "./hazards_i18n.js";
 import { startAlerts } from "./alerts.js";
+import { hasPosition, offlineMap } from "./map.js";
 
 const $ = (id) => document.getElementById(id);
 let cfg = null;
@@ -76,6 +77,72 @@ async function loadNow() {
     { label: "k.coords", f: (r) => (r.lat !== null && r.lat !== undefined ? `${r.lat}, ${r.lon}` : "—") },
     { label: "k.open", f: (r) => r.open }, { label: "k.closed", f: (r) => r.closed },
   ], d.hazards.by_unit));
+  await loadHeat();
+}
+
+let me = null; // GET /api/me
+let heat = null; // {view: offlineMap, layer: the heat layer}
+
+/** The hazard heat map: every unit with hazards in the caller's subtree, weighted by its open hazards, on the
+ * offline map; beside it the open/closed totals per station, brigade and city. */
+async function loadHeat() {
+  const d = await get("/api/hazards/map");
+  const placed = d.units.filter(hasPosition);
+  if (!heat) {
+    const view = offlineMap($("heat-map"), { outlineLabel: t("as.heat") });
+    heat = { view, layer: null };
+  }
+  heat.view.refresh();
+  heat.view.setUnits(placed.map((u) => ({ ...u, id: u.unit_id })),
+    (u) => ({ state: u.open ? "incident" : "normal", label: `${u.name || u.unit_id} · ${t("as.heat.open")} ${u.open}` }));
+  if (heat.layer) heat.view.map.removeLayer(heat.layer);
+  const top = Math.max(1, ...placed.map((u) => u.open));
+  if (window.L && window.L.heatLayer) {
+    heat.layer = window.L.heatLayer(placed.filter((u) => u.open).map((u) => [Number(u.lat), Number(u.lon), u.open / top]),
+      { radius: 30, blur: 20, maxZoom: 16 }).addTo(heat.view.map);
+  }
+  $("heat-orgs").replaceChildren(table([
+    { label: "as.org", left: true, f: (r) => r.name },
+    { label: "as.level", left: true, f: (r) => t("level." + r.level) },
+    { label: "k.open", f: (r) => r.open }, { label: "k.closed", f: (r) => r.closed },
+  ], d.organisations));
+}
+
+/** The brigade reviewer's queue: documents the stations filed (sealed), with 通过 / 退回 (reason required). */
+async function loadReviews() {
+  if (!can(me, "review")) return;
+  $("review-section").hidden = false;
+  const docs = await get(`/api/documents?pending=${$("review-pending").checked}`);
+  if (!docs.length) { $("review-list").replaceChildren(h("p.muted", t("as.review.none"))); return; }
+  $("review-list").replaceChildren(...docs.map((d) => {
+    const note = h("input.review-note", { type: "text", maxLength: 2000, placeholder: t("as.review.note") });
+    const send = async (verdict) => {
+      try {
+        await api("POST", "/api/documents/review", { kind: d.kind, id: d.id, verdict, note: note.value });
+        await loadReviews();
+      } catch (e) { toast(e.message); }
+    };
+    const verdict = d.review ? t("as.review." + d.review.verdict) + (d.review.note ? ` · ${d.review.note}` : "") : "";
+    return h("div.review-row", { dataset: { kind: d.kind, id: String(d.id) } },
+      h("a", { href: d.pdf, target: "_blank", rel: "noopener" }, `${t("doc." + d.kind)} ${d.number || ""}`),
+      h("span", ` · ${d.unit_name} · ${fmtTime(d.sealed_at)} `), verdict ? h("span.review-verdict", verdict) : "",
+      note, h("button.btn-small.review-ok", { type: "button", onclick: () => send("approved") }, t("as.review.ok")),
+      h("button.btn-small.review-return", { type: "button", onclick: () => send("returned") }, t("as.review.return")));
+  }));
+}
+
+/** Stations and brigades of the caller's subtree ranked by their period score (GET /api/kpi/stations). */
+async function loadOrgRanking(q) {
+  const d = await get(`/api/kpi/stations?${q}`);
+  const cols = [
+    { label: "k.rank", f: (r) => r.rank }, { label: "as.org", left: true, f: (r) => r.name },
+    { label: "k.score", f: (r) => num(r.score) },
+    { label: "as.units_n", f: (r) => r.units },
+    { label: "as.stations_n", f: (r) => r.stations.length },
+  ];
+  $("org-ranking-section").hidden = d.stations.length < 2 && !d.brigades.length;
+  $("brigade-ranking").replaceChildren(d.brigades.length ? table(cols, d.brigades) : "");
+  $("station-ranking").replaceChildren(table(cols, d.stations));
 }
 
 function query() {
@@ -99,6 +166,7 @@ async function loadKpi() {
   const q = query();
   const k = await get(`/api/kpi?${q}`);
   last = k;
+  loadOrgRanking(q).catch((e) => toast(e.message));
   $("x-csv").href = `/api/kpi.csv?${q}`;
   $("x-pdf").href = `/api/kpi/report.pdf?${q}`;
   $("p-label").textContent = k.period;
@@ -213,8 +281,9 @@ async function main() {
   applyI18n(document);
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
-  const me = await loadMe();
+  me = await loadMe();
   startAlerts(me, { page: "assessor" });
+  $("review-pending").onchange = () => loadReviews().catch((err) => toast(err.message));
   const paintWho = () => { $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`; };
   paintWho();
   cfg = await get("/api/hazards/config");
@@ -230,14 +299,14 @@ async function main() {
     loadKpi().catch((err) => toast(err.message));
     loadTargets().catch((err) => toast(err.message));
   });
-  $("target-form").hidden = me.user.role !== "admin";  // only an admin sets targets (the server checks too)
+  $("target-form").hidden = !can(me, "targets");  // a station chief or admin sets targets (the server checks too)
   $("t-scope").onchange = () => { $("t-officer").disabled = $("t-scope").value === "station"; };
   $("t-month").onchange = () => loadTargets().catch((err) => toast(err.message));
   $("target-form").addEventListener("submit", (e) => { e.preventDefault(); saveTarget(false).catch((err) => toast(err.message)); });
   $("t-remove").onclick = () => saveTarget(true).catch((err) => toast(err.message));
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search().catch((err) => toast(err.message)); });
   onLangChange(() => { applyI18n(document); paintWho(); loadNow(); loadTargets(); if (last) loadKpi(); });
-  await Promise.all([loadNow(), loadKpi(), loadTargets()]);
+  await Promise.all([loadNow(), loadKpi(), loadTargets(), loadReviews()]);
   setInterval(() => loadNow().catch(() => {}), 15000);
 }
 

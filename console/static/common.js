@@ -120,13 +120,18 @@ export function homeFor(role) {
 }
 
 /** The pages each role works on (login's `next` may return only to one of these). */
+const STAFF_PAGES = ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"];
 export const PAGES_FOR = {
-  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  admin: STAFF_PAGES, station_chief: STAFF_PAGES, deputy_chief: STAFF_PAGES, duty_officer: STAFF_PAGES,
+  community_officer: STAFF_PAGES, assessor: STAFF_PAGES, brigade_reviewer: STAFF_PAGES, city_supervisor: STAFF_PAGES,
   unit: ["/unit.html", "/hazards.html", "/video.html"],
-  agency: ["/agency.html"],
+  agency: ["/agency.html", "/hazards.html", "/assessor.html"],
 };
+
+/** Whether the logged-in user (GET /api/me) has a power of dispatch.roles: act, read, approve, targets, admin. */
+export function can(me, power) {
+  return Boolean(me?.user?.can?.includes(power));
+}
 
 /**
  * Where login goes for `role` given a `next` parameter: back to `next` only when it is a same-origin

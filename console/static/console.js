@@ -4,7 +4,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { startAlerts } from "./alerts.js";
 import {
-  connectLive, fmtDuration, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
+  can, connectLive, fmtDuration, fmtSeconds, fmtTime, get, h, kindLabel, loadMe, logout, now, post,
   serialised, startTimers, telLink, toast,
 } from "./common.js";
 import "./console_i18n.js";
@@ -56,7 +56,7 @@ async function boot() {
   state.role = state.me.user.role;
   if (state.role === "unit") return location.replace("/unit.html");
   if (state.role === "agency") return location.replace("/agency.html");
-  state.readonly = !["admin", "duty_officer"].includes(state.role);
+  state.readonly = !can(state.me, "act");
   state.ackTimeout = state.me.escalation?.ack_timeout_s ?? 30;
   document.body.classList.toggle("readonly", state.readonly);
   $("station-name").textContent = state.me.station?.name || "";
@@ -80,7 +80,7 @@ async function boot() {
   tick();  // at once: an empty clock filled half a second later would shift the page under a finger
   setInterval(tick, 500);
 
-  if (state.role === "admin") $("rejections").hidden = false;
+  if (can(state.me, "admin")) $("rejections").hidden = false;
   const wanted = hashIncident();
   if (!wanted && /^#(overview|history)/.test(location.hash)) routeFromHash();
   await refetchAll();
@@ -134,7 +134,7 @@ const refetchAll = serialised(async () => {
   state.incidents = new Map(incidents.map((i) => [i.id, i]));
   state.units = new Map(units.map((u) => [u.id, u]));
   state.devices = new Map(units.flatMap((u) => u.devices.map((d) => [d.id, d])));
-  if (state.role === "admin") refreshRejections();
+  if (can(state.me, "admin")) refreshRejections();
   autoSelect();
   if (state.selected) refreshDetail();
   renderAll();

@@ -1,12 +1,12 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import "./hazards_i18n.js"; // the page's strings, merged into i18n.js's table at import
-import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
+import { can, connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 
 const state = { me: null, cfg: null, units: [], list: [], selected: null, detail: null, gps: null, unitDocs: null };
 const $ = (id) => document.getElementById(id);
-const officer = () => ["admin", "duty_officer"].includes(state.me.user.role);
+const officer = () => can(state.me, "act");
 
 async function guard(fn) {
   try { return await fn(); } catch (err) { toast(err.message || t("error.generic")); return null; }
@@ -163,7 +163,7 @@ function actions(d) {
     if (officer() && p.status === "proposed") rows.push(penaltyForm(d, p));
     if (p.inform) rows.push(informRow(d, p));
     for (const r of d.referrals.filter((x) => x.penalty_id === p.id)) rows.push(referralRow(d, r));
-    if (state.me.user.role === "admin" && p.status === "confirmed") {
+    if (can(state.me, "approve") && p.status === "confirmed") {
       rows.push(h("div.row", h("button#pen-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
         await post(`/api/penalties/${p.id}/approve`); await select(d.id);
       }) }, t("hz.penalty.approve"))));
@@ -184,7 +184,7 @@ function referralRow(d, r) {
   const row = h("div.row.referral", { dataset: { status: r.status } },
     h("a#ref-pdf.btn.btn-small", { href: r.pdf, target: "_blank" }, t("hz.referral.pdf")),
     h("span", r.number), h("span.badge", t("rst." + r.status)), h("span.legend", `→ ${r.receiving_authority}`));
-  if (state.me.user.role === "admin" && r.status === "proposed") {
+  if (can(state.me, "approve") && r.status === "proposed") {
     row.append(h("button#ref-approve.btn.btn-primary", { type: "button", onclick: () => guard(async () => {
       await post(`/api/referrals/${r.id}/approve`); await select(d.id); await refreshList();
     }) }, t("hz.referral.approve")));
@@ -332,10 +332,10 @@ async function main() {
   state.units = units;
   if (!officer()) {
     $("new-btn").hidden = true;
-    $("nav-console").hidden = state.me.user.role !== "assessor";
-    $("nav-assessor").hidden = state.me.user.role !== "assessor";
-    if (state.me.user.role === "unit") $("nav-console").href = "/unit.html";
-    if (state.me.user.role === "unit") $("nav-console").hidden = false;
+    $("nav-console").hidden = !can(state.me, "read");
+    $("nav-assessor").hidden = !can(state.me, "read") && !state.me.supervision;
+    const home = { unit: "/unit.html", agency: "/agency.html" }[state.me.user.role];
+    if (home) { $("nav-console").href = home; $("nav-console").hidden = false; }
   }
   fillSelects();
   bindForm();

@@ -39,6 +39,11 @@ export const STRINGS = {
     "role.unit": "重点单位",
     "role.agency": "联动单位",
     "role.assessor": "考评人员",
+    "role.station_chief": "所长",
+    "role.deputy_chief": "分管副所长",
+    "role.community_officer": "社区民警",
+    "role.brigade_reviewer": "大队审核员",
+    "role.city_supervisor": "市局督导",
     "readonly": "只读",
 
     "ws.online": "实时连接",
@@ -220,7 +225,7 @@ export const STRINGS = {
     "unit.step.closed": "已办结",
     "unit.closed": "警情已办结",
 
-    "ag.queue": "联动任务",
+    "ag.queue": "联动任务", "ag.supervision": "监督检查", "ag.evaluation": "考评",
     "ag.empty": "暂无联动任务",
     "ag.accept": "签收",
     "ag.waiting": "待签收",
@@ -267,6 +272,11 @@ export const STRINGS = {
     "role.unit": "Key unit",
     "role.agency": "Agency",
     "role.assessor": "Assessor",
+    "role.station_chief": "Station chief",
+    "role.deputy_chief": "Deputy chief",
+    "role.community_officer": "Community officer",
+    "role.brigade_reviewer": "Brigade reviewer",
+    "role.city_supervisor": "City supervisor",
     "readonly": "read-only",
 
     "ws.online": "Live",
@@ -448,7 +458,7 @@ export const STRINGS = {
     "unit.step.closed": "Closed",
     "unit.closed": "Incident closed",
 
-    "ag.queue": "Dispatches",
+    "ag.queue": "Dispatches", "ag.supervision": "Supervision", "ag.evaluation": "Evaluation",
     "ag.empty": "No dispatches",
     "ag.accept": "Accept",
     "ag.waiting": "Awaiting acceptance",

@@ -34,7 +34,7 @@ class Pages:
         page = await self.new(**kwargs)
         await page.goto(self.base + path)
         await page.fill("#username", username)
-        await page.fill("#password", PASSWORDS[username])
+        await page.fill("#password", PASSWORDS.get(username, f"{username}-pw"))
         await page.click("#login-submit")
         await page.wait_for_function("() => !location.pathname.startsWith('/login')")
         return page

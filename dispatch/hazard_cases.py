@@ -22,7 +22,6 @@ from dispatch.hazard_uploads import EvidenceGroup, Upload, check_images, store_e
 from dispatch.hazards import (
     HAZARD_CLOSED,
     HAZARD_CREATED,
-    INSPECTION,
     NOTICE_IMMEDIATE,
     NOTICE_ISSUED,
     OBSTRUCTION_CLEARED,
@@ -162,14 +161,6 @@ class HazardCases:
             h.status, h.outcome, h.closed_at, h.closed_by = HazardStatus.CLOSED, "withdrawn", now, actor.username
             self.ctx.record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": "withdrawn", "note": note})
             return self.ctx.emit(tx, h)
-
-    async def record_inspection(self, unit_id: str, note: str, actor: Actor) -> dict[str, Any]:
-        """An on-site inspection (found hazards are created separately); counts as a unit inspected."""
-        self.ctx.unit(unit_id)
-        async with self.ctx.writer.tx() as tx:
-            now = self.ctx.clock()
-            self.ctx.writer.record(tx, INSPECTION, actor, now, {"unit_id": unit_id, "note": note})
-            return {"unit_id": unit_id, "at": iso(now), "by": actor.username}
 
     # ------------------------------------------------------------ notice
 

@@ -85,6 +85,7 @@ class Inspection(Base):
     seq: Mapped[int]
     unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
     station_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the unit's station when inspected
+    unit_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)  # the unit as printed: name, address, type, people
     kind: Mapped[str] = mapped_column(String(16))  # daily | pre_opening | recheck
     unit_type: Mapped[str] = mapped_column(String(40))
     checklist_version: Mapped[int]

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column('seq', sa.Integer(), nullable=False),
         sa.Column('unit_id', sa.String(length=64), sa.ForeignKey('units.id'), nullable=False),
         sa.Column('station_id', sa.String(length=64), nullable=True),
+        sa.Column('unit_snapshot', sa.JSON(), nullable=False),
         sa.Column('kind', sa.String(length=16), nullable=False),
         sa.Column('unit_type', sa.String(length=40), nullable=False),
         sa.Column('checklist_version', sa.Integer(), nullable=False),

@@ -137,6 +137,12 @@ class Inspections:
             raise Forbidden(f"unit {unit_id} is not in your area")
         return unit
 
+    def _active(self, unit_id: str, actor: Actor) -> Unit:
+        unit = self.unit_for(unit_id, actor)
+        if unit.retired_at is not None:
+            raise BadRequest(f"unit {unit_id} is retired from the registry; it is no longer inspected")
+        return unit
+
     def checklist(self, unit_type: str, kind: str | None = None) -> Checklist:
         if kind is not None and kind not in INSPECTION_KINDS:
             raise BadRequest(f"kind must be one of {list(INSPECTION_KINDS)}")
@@ -147,7 +153,7 @@ class Inspections:
     async def receive_photo(self, p: PhotoIn, actor: Actor) -> tuple[dict[str, Any], bool]:
         """Stores a photo for a coming submission: (its view, whether it is new). A resend with the same client id
         answers the stored photo; with other content it is refused (409)."""
-        self.unit_for(p.unit_id, actor)
+        self._active(p.unit_id, actor)
         digest = sha256_bytes(p.jpeg)
         async with self.ctx.writer.tx() as tx:
             s = tx.session
@@ -182,6 +188,7 @@ class Inspections:
             stored = await self._by_key(s, sub.idempotency_key)
             if stored is not None:
                 return await self._replay(s, stored, sub, actor), False
+        unit = self._active(sub.unit_id, actor)  # a resend is answered even after the unit was retired
         checklist = self.checklists.for_type(unit.unit_type, sub.kind)
         answers = _ordered_answers(checklist, sub)
         _check_refs(checklist, sub, self.ctx.hcfg.max_files_per_upload)

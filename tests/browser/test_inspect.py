@@ -61,6 +61,12 @@ async def test_inspection_on_a_phone_survives_a_dropped_connection(app: RunningA
         await expect(items).to_have_count(len(checklist.items))
         await expect(page.locator("#gps")).to_contain_text("24.82010")
         await shot(page, "inspect-start")
+        first = page.locator('.item[data-item="exits_clear"]')
+        await page.click("#lang")  # English, then back to Chinese (the default)
+        await expect(first.locator('.res[data-result="pass"]')).to_have_text("Pass")
+        await expect(first.locator(".item-label")).to_contain_text("Escape routes")
+        await page.click("#lang")
+        await expect(first.locator('.res[data-result="pass"]')).to_have_text("合格")
 
         for item in checklist.items:
             card = page.locator(f'.item[data-item="{item.id}"]')

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from console.appkeys import DB
+from console.appkeys import DB, INCIDENTS
 from dispatch.hazard_models import Hazard, HazardEvidence
 from dispatch.hazards import INSPECTION
 from dispatch.inspection_models import Inspection, InspectionPhoto
@@ -183,8 +183,14 @@ async def test_an_incomplete_or_wrong_submission_stores_nothing(db_url: str) -> 
             status, _ = await school.request("POST", "/api/inspections", good)
             assert status == 403
             await school.close()
-            status, _ = await officer.request("POST", "/api/inspections", good)
+            status, first = await officer.request("POST", "/api/inspections", good)
             assert status == 201
+            # a unit retired from the registry is no longer inspected (a resend is still answered)
+            running.app[INCIDENTS].core.units["school-1"].retired_at = datetime(2026, 11, 11, tzinfo=UTC)
+            status, answer = await officer.request("POST", "/api/inspections", body(cl, "school-1"))
+            assert status == 400 and "retired" in answer["error"]
+            status, again = await officer.request("POST", "/api/inspections", good)
+            assert status == 200 and again["id"] == first["id"]
         finally:
             await officer.close()
 

@@ -181,7 +181,7 @@ class Inspections:
     async def submit(self, sub: Submission, actor: Actor) -> tuple[dict[str, Any], bool]:
         """The inspection stored with its hazards: (its view, True), or the stored one for a known key (view,
         False). BadRequest/Forbidden/TransitionError change nothing."""
-        unit = self.unit_for(sub.unit_id, actor)
+        self.unit_for(sub.unit_id, actor)  # 400 unknown, 403 out of scope: before anything is looked up
         if sub.kind not in INSPECTION_KINDS:
             raise BadRequest(f"kind must be one of {list(INSPECTION_KINDS)}")
         async with self.ctx.writer.db.session() as s:

@@ -185,11 +185,6 @@ class TargetBody(_Body):
     target: int | None = Field(..., ge=1, le=100_000, description="Expected count in the month; null removes it.")
 
 
-class InspectionBody(_Body):
-    unit_id: str = Field(..., min_length=1, max_length=64)
-    note: str = Field("", max_length=2000)
-
-
 async def read_uploads(request: web.Request) -> tuple[dict[str, str], list[Upload]]:
     """Multipart form: text fields and image files, within the configured limits (413 beyond)."""
     cfg = hazards_config(request.app[CONFIG])
@@ -371,12 +366,6 @@ async def post_close_penalty(request: web.Request, body: NoteBody) -> dict[str, 
               body=StatementBody, tag="hazards")
 async def post_penalty_statement(request: web.Request, body: StatementBody) -> dict[str, Any]:
     return await penalties(request).record_statement(_int(request), actor(request), body.statement, body.note)
-
-
-@routes.route("POST", "/api/inspections", "Record an on-site inspection", roles=OFFICERS, body=InspectionBody,
-              tag="hazards")
-async def post_inspection(request: web.Request, body: InspectionBody) -> dict[str, Any]:
-    return await hazards(request).record_inspection(body.unit_id, body.note, actor(request))
 
 
 # ------------------------------------------------------------------ files

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from dispatch.hazard_views import HazardViews
     from dispatch.health import HealthMonitor
     from dispatch.incidents import Incidents
+    from dispatch.inspection_views import InspectionViews
+    from dispatch.inspections import Inspections
     from dispatch.kpi_index import KpiIndex
     from dispatch.kpi_targets import KpiTargets
     from dispatch.login_throttle import LoginThrottle
@@ -58,6 +60,8 @@ HAZARD_DEADLINES: web.AppKey[HazardDeadlines] = web.AppKey("hazard_deadlines")  
 HAZARD_VIEWS: web.AppKey[HazardViews] = web.AppKey("hazard_views")  # the hazards' read side
 DOCUMENTS: web.AppKey[DocumentSeals] = web.AppKey("documents")  # documents as PDF; sealed PDFs' SHA-256 recorded
 DOC_REVIEWS: web.AppKey[DocumentReviews] = web.AppKey("doc_reviews")  # the brigade's review of filed documents
+INSPECTIONS: web.AppKey[Inspections] = web.AppKey("inspections")  # typed inspections: photos, submissions
+INSPECTION_VIEWS: web.AppKey[InspectionViews] = web.AppKey("inspection_views")  # their read side
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")

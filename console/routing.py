@@ -59,6 +59,8 @@ PATH_PARAMS: dict[str, Any] = {
     "id": DbId,
     "incident_id": DbId,
     "unit_id": Key,
+    "unit_type": Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$",
+                                      description="Unit type code (config/unit_taxonomy.yaml).")],
     "camera_id": Key,
     "zone_id": Key,
     "mask_id": Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,63}|config:[0-9]{1,6})$",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import api, api_hazards, api_reviews, api_zones, video, ws
+from console import api, api_hazards, api_inspections, api_reviews, api_zones, video, ws
 from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, SOCKETS
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
@@ -32,7 +32,8 @@ PAGES = ("/", "/{name}", "/static")  # canonical paths of the HTML pages and sta
 
 def console_routes() -> list[Route]:
     """Every route the console serves besides PAGES, module by module."""
-    return [*api.routes, *ws.routes, *api_hazards.routes, *api_reviews.routes, *api_zones.routes, *video.routes]
+    return [*api.routes, *ws.routes, *api_hazards.routes, *api_inspections.routes, *api_reviews.routes,
+            *api_zones.routes, *video.routes]
 
 
 @web.middleware

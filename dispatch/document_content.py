@@ -1,7 +1,8 @@
 """What a document is printed from, and its content hash: the SHA-256 of the canonical JSON of the printed fields.
 
 Issuing a notice (责令限期改正 or 责令立即改正), an officer's recheck (复查意见书), confirming and approving a penalty
-decision, serving a 行政处罚告知书, and drafting and approving a 案件移送书 record this hash in the hash-chained record;
+decision, serving a 行政处罚告知书, drafting and approving a 案件移送书, and submitting an inspection (消防监督检查记录)
+record this hash in the hash-chained record;
 `verify_documents` recomputes it from the rows as they are now and names the first document whose row was altered
 (`firelink audit verify`). Times are normalised to UTC, so a row read back from any database hashes the same.
 """
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.hazard_models import CaseReferral, PenaltyDecision, PenaltyNotice, RecheckOpinion, RectificationNotice
 from dispatch.hazards import (
+    INSPECTION,
     NOTICE_IMMEDIATE,
     NOTICE_ISSUED,
     PENALTY_APPROVED,
@@ -29,6 +31,7 @@ from dispatch.hazards import (
     RECHECKED,
     REFERRAL_APPROVED,
 )
+from dispatch.inspection_models import Inspection
 from dispatch.models import RecordEntry
 from dispatch.records import ChainBreak
 
@@ -86,6 +89,26 @@ def referral_fields(r: CaseReferral) -> dict[str, Any]:
             "approved_by": r.approved_by, "approved_by_name": r.approved_by_name}
 
 
+def inspection_fields(i: Inspection) -> dict[str, Any]:
+    """What the 消防监督检查记录 prints: the unit as it was, kind, checklist version, times, place, officers, every
+    item with its clause, result, note and hazard, the photos' SHA-256 with their time and place, the hazards
+    rechecked, the signature's SHA-256 and the signer."""
+    return {"number": i.number, "unit_id": i.unit_id, "unit": i.unit_snapshot, "kind": i.kind,
+            "unit_type": i.unit_type, "checklist_version": i.checklist_version, "started_at": _utc(i.started_at),
+            "submitted_at": _utc(i.submitted_at), "lat": i.lat, "lon": i.lon, "officer": i.officer,
+            "officer_name": i.officer_name, "co_officers": i.co_officers, "note": i.note,
+            "signer_name": i.signer_name, "signature_sha256": i.signature_sha256,
+            "results_sha256": i.results_sha256,
+            "items": [{"position": t.position, "item_id": t.item_id, "text": t.text, "clause": t.clause,
+                       "category": t.category, "result": t.result, "note": t.note, "hazard_id": t.hazard_id}
+                      for t in sorted(i.items, key=lambda t: t.position)],
+            "photos": [{"id": p.id, "sha256": p.sha256, "item_id": p.item_id, "taken_at": _utc(p.taken_at),
+                        "lat": p.lat, "lon": p.lon, "received_at": _utc(p.received_at)}
+                       for p in sorted(i.photos, key=lambda p: p.id)],
+            "rechecks": [{"hazard_id": r.hazard_id, "rectified": r.rectified, "note": r.note,
+                          "recheck_id": r.recheck_id} for r in sorted(i.rechecks, key=lambda r: r.hazard_id)]}
+
+
 def content_hash(fields: dict[str, Any]) -> str:
     body = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -126,6 +149,7 @@ DOCUMENT_KINDS = (
     DocumentKind("opinion", "recheck opinion (复查意见书)", RecheckOpinion, (RECHECKED,), opinion_fields),
     DocumentKind("referral", "case referral (案件移送书)", CaseReferral, (PENALTY_REFERRED, REFERRAL_APPROVED),
                  referral_fields),
+    DocumentKind("inspection", "inspection record (消防监督检查记录)", Inspection, (INSPECTION,), inspection_fields),
 )
 
 

@@ -16,6 +16,10 @@ A sealed document is served on the unit (电子送达) when the unit's own accou
 `document.received` entry (by that account, with the SHA-256 of the bytes it received). `unit_documents` lists a
 unit's sealed documents of every kind with those two dates and the recheck results and notes of their cases.
 
+The 消防监督检查记录 (kind `inspection`) is a document of the unit, not of a case (`per_hazard=False`): it is sealed
+when the inspection is submitted (`seal_one`), its entries carry no hazard id but the unit's, and the unit's
+document list includes it.
+
 A new kind of document adds its DocumentKind and its PdfKind here (tests check that every kind has one).
 """
 
@@ -38,6 +42,7 @@ from dispatch.hazard_models import Hazard, Recheck
 from dispatch.hazard_rows import check_visible, unit_of
 from dispatch.hazard_views import HazardViews
 from dispatch.hazards import NOTICE_TITLES
+from dispatch.inspection_views import KIND_NAMES, inspection_document
 from dispatch.models import RecordEntry
 from dispatch.records import ChainBreak
 from dispatch.views import iso
@@ -53,12 +58,13 @@ RenderPdf = Callable[[str], Awaitable[bytes]]  # HTML → PDF bytes (the console
 
 @dataclass(frozen=True, slots=True)
 class Printable:
-    """A document ready to print: its HTML, the file name it is served under, its row and hazard."""
+    """A document ready to print: its HTML, the file name it is served under, its row and hazard (None: a document
+    of the unit, not of a case — the inspection record)."""
 
     html: str
     filename: str
     row: Any
-    hazard_id: int
+    hazard_id: int | None
     unit_id: str
 
 
@@ -67,6 +73,7 @@ class PdfKind:
     printable: Callable[[HazardViews, int, Actor], Awaitable[Printable]]
     sealed: Callable[[Any], bool]  # does this row print with the seal (an issued document)?
     url: str  # where its PDF is served, with {id}
+    per_hazard: bool = True  # rows of a case (model.hazard_id); else rows of a unit (model.unit_id), sealed one by one
 
 
 async def _notice(views: HazardViews, notice_id: int, actor: Actor) -> Printable:
@@ -111,6 +118,14 @@ async def _inform(views: HazardViews, inform_id: int, actor: Actor) -> Printable
                      i.hazard_id, doc["hazard"]["unit_id"])
 
 
+async def _inspection(views: HazardViews, inspection_id: int, actor: Actor) -> Printable:
+    authority = views.hcfg.issuing_authority or views.cfg.station.name
+    doc = await inspection_document(views.db, views.hcfg, views.units, authority, inspection_id, actor)
+    i = doc["inspection"]
+    return Printable(await asyncio.to_thread(documents.inspection_html, doc), f"消防监督检查记录-{i.number}.pdf", i,
+                     None, i.unit_id)
+
+
 PDF_KINDS: dict[str, PdfKind] = {
     # both notice kinds live in one table and print from one route; each kind's `sealed` takes only its own rows
     "notice": PdfKind(_notice, lambda n: n.kind == "deadline", "/api/notices/{id}/pdf"),
@@ -119,6 +134,7 @@ PDF_KINDS: dict[str, PdfKind] = {
     "referral": PdfKind(_referral, lambda r: r.approved_at is not None, "/api/referrals/{id}/pdf"),
     "penalty": PdfKind(_penalty, lambda p: p.approved_at is not None, "/api/penalties/{id}/pdf"),
     "inform": PdfKind(_inform, lambda _i: True, "/api/penalty-notices/{id}/pdf"),
+    "inspection": PdfKind(_inspection, lambda _i: True, "/api/inspections/{id}/pdf", per_hazard=False),
 }
 
 
@@ -131,10 +147,13 @@ async def render_in_thread(html: str) -> bytes:
 
 
 async def _sealed_entries(db: Database, hazard_id: int | None = None,
-                          action: str = PDF_SEALED) -> list[RecordEntry]:
+                          action: str = PDF_SEALED, *, unit_level: bool = False) -> list[RecordEntry]:
+    """The entries of `action`: all, those of one case (`hazard_id`), or those of no case (`unit_level`)."""
     query = select(RecordEntry).where(RecordEntry.action == action).order_by(RecordEntry.id)
     if hazard_id is not None:
         query = query.where(RecordEntry.hazard_id == hazard_id)
+    elif unit_level:
+        query = query.where(RecordEntry.hazard_id.is_(None))
     async with db.session() as s:
         return list((await s.scalars(query)).all())
 
@@ -170,11 +189,13 @@ class DocumentSeals:
         kind = next((k for k, other in PDF_KINDS.items() if other.printable is pk.printable and other.sealed(doc.row)),
                     kind)
         if PDF_KINDS[kind].sealed(doc.row):
+            unit_level = doc.hazard_id is None
             async with self._lock:
-                if (kind, row_id) not in _recorded(await _sealed_entries(self.views.db, doc.hazard_id)):
+                if (kind, row_id) not in _recorded(await _sealed_entries(self.views.db, doc.hazard_id,
+                                                                         unit_level=unit_level)):
                     await self._record(kind, doc, data)
                 if actor.role == "unit" and (kind, row_id) not in _recorded(
-                        await _sealed_entries(self.views.db, doc.hazard_id, RECEIVED)):
+                        await _sealed_entries(self.views.db, doc.hazard_id, RECEIVED, unit_level=unit_level)):
                     await self.writer.note(RECEIVED, actor, self.clock(), {
                         "unit_id": doc.unit_id, "kind": kind, f"{kind}_id": row_id, "number": doc.row.number,
                         "pdf_sha256": sha256(data)}, hazard_id=doc.hazard_id)
@@ -190,12 +211,18 @@ class DocumentSeals:
             hazards = {h.id: h for h in (await s.scalars(select(Hazard).where(Hazard.unit_id == unit_id))).all()}
             ids = list(hazards)
             rows = {k.key: (await s.scalars(select(k.model).where(k.model.hazard_id.in_(ids)))).all()
-                    for k in DOCUMENT_KINDS if k.key in PDF_KINDS} if ids else {}
+                    for k in DOCUMENT_KINDS if k.key in PDF_KINDS and PDF_KINDS[k.key].per_hazard} if ids else {}
+            rows.update({k.key: (await s.scalars(select(k.model).where(k.model.unit_id == unit_id))).all()
+                         for k in DOCUMENT_KINDS if k.key in PDF_KINDS and not PDF_KINDS[k.key].per_hazard})
             rechecks = (await s.scalars(select(Recheck).where(Recheck.hazard_id.in_(ids))
                                         .order_by(Recheck.at, Recheck.id))).all() if ids else []
-            entries = (await s.scalars(select(RecordEntry).where(
+            entries = list((await s.scalars(select(RecordEntry).where(
                 RecordEntry.hazard_id.in_(ids), RecordEntry.action.in_([PDF_SEALED, RECEIVED]))
-                .order_by(RecordEntry.id))).all() if ids else []
+                .order_by(RecordEntry.id))).all()) if ids else []
+            # the unit's own documents (no case): their entries name the unit
+            entries += [e for e in (await s.scalars(select(RecordEntry).where(
+                RecordEntry.hazard_id.is_(None), RecordEntry.action.in_([PDF_SEALED, RECEIVED]))
+                .order_by(RecordEntry.id))).all() if isinstance(e.data, dict) and e.data.get("unit_id") == unit_id]
         sealed_at = _recorded([e for e in entries if e.action == PDF_SEALED])
         served_at = _recorded([e for e in entries if e.action == RECEIVED])
         by_hazard: dict[int, list[dict[str, Any]]] = {}
@@ -208,6 +235,13 @@ class DocumentSeals:
             for row in kind_rows:
                 if not PDF_KINDS[kind].sealed(row):
                     continue  # a draft is addressed to no one yet
+                if not PDF_KINDS[kind].per_hazard:
+                    out.append({"kind": kind, "kind_name": names[kind], "id": row.id, "number": row.number,
+                                "hazard_id": None, "category_name": KIND_NAMES.get(row.kind, row.kind),
+                                "issued_at": iso(sealed_at.get((kind, row.id))),
+                                "served_at": iso(served_at.get((kind, row.id))),
+                                "pdf": PDF_KINDS[kind].url.format(id=row.id), "rechecks": []})
+                    continue
                 h = hazards[row.hazard_id]
                 cat = hcfg.category(h.category)
                 out.append({"kind": kind, "kind_name": names[kind], "id": row.id, "number": row.number,
@@ -225,7 +259,7 @@ class DocumentSeals:
             done = _recorded(await _sealed_entries(self.views.db, hazard_id))  # (kind, id) → at
             for k in DOCUMENT_KINDS:
                 pk = PDF_KINDS.get(k.key)
-                if pk is None:
+                if pk is None or not pk.per_hazard:
                     continue
                 async with self.views.db.session() as s:
                     rows = (await s.scalars(select(k.model).where(k.model.hazard_id == hazard_id)
@@ -237,6 +271,18 @@ class DocumentSeals:
                     await self._record(k.key, doc, await render(doc.html))
                     n += 1
         return n
+
+    async def seal_one(self, kind: str, row_id: int, render: RenderPdf = render_in_thread) -> bool:
+        """Records the PDF hash of one sealed document of a unit (not of a case) unless recorded; whether it was."""
+        pk = PDF_KINDS[kind]
+        async with self._lock:
+            if (kind, row_id) in _recorded(await _sealed_entries(self.views.db, unit_level=True)):
+                return False
+            doc = await pk.printable(self.views, row_id, SYSTEM)
+            if not pk.sealed(doc.row):
+                return False
+            await self._record(kind, doc, await render(doc.html))
+            return True
 
     async def _record(self, kind: str, doc: Printable, data: bytes) -> None:
         await self.writer.note(PDF_SEALED, SYSTEM, self.clock(), {

@@ -1,5 +1,5 @@
 """Chinese documents as PDF: 责令限期改正通知书 / 责令立即改正通知书, 复查意见书, 行政处罚告知书, 行政处罚决定书,
-案件移送书 and the period evaluation report.
+案件移送书, 消防监督检查记录 and the period evaluation report.
 
 Jinja2 HTML templates (dispatch/templates/) rendered by WeasyPrint, which lays out CJK text through
 Pango/HarfBuzz and embeds subsets of the system's Noto CJK fonts (Debian `fonts-noto-cjk`). Rendering
@@ -133,6 +133,37 @@ def inform_html(doc: dict[str, Any]) -> str:
         css=_css(), inform=i, hazard=doc["hazard"], unit=doc["unit"], authority=doc["authority"],
         amount_cn=yuan_upper(i.amount_yuan) if i.kind == "fine" else "", evidence=doc.get("evidence", []),
         issued_date=cn_date(i.issued_at), issued_time=cn_datetime(i.issued_at), reply_by=cn_datetime(i.reply_by))
+
+
+def _where(lat: float | None, lon: float | None) -> str:
+    if lat is None or lon is None:
+        return "—"
+    return f"{abs(lat):.5f}°{'N' if lat >= 0 else 'S'}，{abs(lon):.5f}°{'E' if lon >= 0 else 'W'}"
+
+
+def inspection_html(doc: dict[str, Any]) -> str:
+    """消防监督检查记录: the unit as inspected, kind, time, place, officers, every item with its clause, result and
+    note, the hazards found, the hazards rechecked, the photos (time, place, SHA-256) and the signatures."""
+    i = doc["inspection"]
+    items = sorted(i.items, key=lambda t: t.position)
+    positions = {t.item_id: t.position for t in items}
+    counts = {r: sum(1 for t in items if t.result == r) for r in ("pass", "fail", "na")}
+    hazards = doc["hazards"]
+    rechecked = {r.hazard_id for r in i.rechecks}
+    found = [{"hazard_id": t.hazard_id, "position": t.position, "citation": t.clause.get("citation", ""),
+              "category_name": hazards.get(t.hazard_id, {}).get("category_name", t.category)}
+             for t in items if t.hazard_id is not None and t.hazard_id not in rechecked]
+    photos = [{"item": f"第{positions[p.item_id]}项" if p.item_id in positions else "—",
+               "taken": cn_datetime(p.taken_at) or "—", "where": _where(p.lat, p.lon),
+               "received": cn_datetime(p.received_at), "sha256": p.sha256}
+              for p in sorted(i.photos, key=lambda p: p.id)]
+    officers = "、".join([i.officer_name or i.officer, *(c["name"] for c in i.co_officers)])
+    return _env().get_template("inspection.html.j2").render(
+        css=_css(), i=i, unit=doc["unit"], authority=doc["authority"], kind_name=doc["kind_name"], items=items,
+        counts=counts, results=doc["results"], hazards=hazards, found=found, photos=photos,
+        rechecks=sorted(i.rechecks, key=lambda r: r.hazard_id), officers=officers,
+        signature_uri=doc["signature_uri"], started=cn_datetime(i.started_at), submitted=cn_datetime(i.submitted_at),
+        submitted_date=cn_date(i.submitted_at), position=_where(i.lat, i.lon))
 
 
 def report_html(k: dict[str, Any], authority: str, categories: dict[str, str], generated: datetime) -> str:

@@ -22,7 +22,6 @@ from dispatch.hazard_uploads import EvidenceGroup, Upload, check_images, store_e
 from dispatch.hazards import (
     HAZARD_CLOSED,
     HAZARD_CREATED,
-    INSPECTION,
     NOTICE_IMMEDIATE,
     NOTICE_ISSUED,
     OBSTRUCTION_CLEARED,
@@ -76,20 +75,36 @@ class HazardCases:
                 if existing is not None:
                     return ctx.view(existing)
             now = ctx.clock()
-            h = Hazard(unit_id=unit_id, category=category, severity=severity or cat.severity, source=source,
-                       status=HazardStatus.OPEN, description=description, lat=lat, lon=lon, camera_id=camera_id,
-                       zone=zone,
-                       camera_visible=bool(visible), found_at=found_at or now, found_by=actor.username)
-            tx.session.add(h)
-            await tx.session.flush()
-            ctx.record(tx, h, HAZARD_CREATED, actor, now,
-                       {"category": category, "severity": h.severity, "source": source, "camera_id": camera_id,
-                        "zone": zone, "lat": lat, "lon": lon, "description": description,
-                        "found_at": iso(h.found_at)})
+            h = await self.add_hazard(tx, unit_id=unit_id, category=category, source=source, actor=actor,
+                                      description=description, severity=severity or cat.severity, lat=lat, lon=lon,
+                                      camera_id=camera_id, zone=zone, camera_visible=bool(visible),
+                                      found_at=found_at, now=now)
             await store_evidence(ctx, tx, h, photos, "before", "", actor, now)
             for group in evidence:
                 await store_evidence(ctx, tx, h, group.files, group.stage, group.note, actor, now)
             return ctx.emit(tx, h)
+
+    async def add_hazard(self, tx: Tx, *, unit_id: str, category: str, source: str, actor: Actor, description: str,
+                         severity: str, lat: float | None = None, lon: float | None = None,
+                         camera_id: str | None = None, zone: str | None = None, camera_visible: bool = False,
+                         found_at: datetime | None = None, clauses: Sequence[str] = (),
+                         inspection_id: int | None = None, data: dict[str, Any] | None = None,
+                         now: datetime | None = None) -> Hazard:
+        """Inside a transaction: a new open hazard and its `hazard.created` entry (`data` added to the entry's).
+        `clauses`: the law clauses it violates as found (an inspection item's), cited first on its notice."""
+        ctx = self.ctx
+        now = now or ctx.clock()
+        h = Hazard(unit_id=unit_id, category=category, severity=severity, source=source, status=HazardStatus.OPEN,
+                   description=description, lat=lat, lon=lon, camera_id=camera_id, zone=zone,
+                   camera_visible=camera_visible, found_at=found_at or now, found_by=actor.username,
+                   clauses=list(clauses), inspection_id=inspection_id)
+        tx.session.add(h)
+        await tx.session.flush()
+        ctx.record(tx, h, HAZARD_CREATED, actor, now,
+                   {"category": category, "severity": h.severity, "source": source, "camera_id": camera_id,
+                    "zone": zone, "lat": lat, "lon": lon, "description": description, "found_at": iso(h.found_at),
+                    **({"clauses": list(clauses)} if clauses else {}), **(data or {})})
+        return h
 
     async def create_from_detection(self, *, unit_id: str, camera_id: str, zone: str | None, category: str,
                                     snapshot_jpeg: bytes | None, detected_at: datetime | None = None,
@@ -146,14 +161,6 @@ class HazardCases:
             self.ctx.record(tx, h, HAZARD_CLOSED, actor, now, {"outcome": "withdrawn", "note": note})
             return self.ctx.emit(tx, h)
 
-    async def record_inspection(self, unit_id: str, note: str, actor: Actor) -> dict[str, Any]:
-        """An on-site inspection (found hazards are created separately); counts as a unit inspected."""
-        self.ctx.unit(unit_id)
-        async with self.ctx.writer.tx() as tx:
-            now = self.ctx.clock()
-            self.ctx.writer.record(tx, INSPECTION, actor, now, {"unit_id": unit_id, "note": note})
-            return {"unit_id": unit_id, "at": iso(now), "by": actor.username}
-
     # ------------------------------------------------------------ notice
 
     async def issue_notice(self, hazard_id: int, actor: Actor, *, deadline: datetime | None = None,
@@ -183,7 +190,8 @@ class HazardCases:
                 raise BadRequest("deadline needs a time zone")
             if not immediate and deadline <= now:
                 raise BadRequest("deadline must be in the future")
-            keys = list(clauses) if clauses else (cat.clauses if cat else [])
+            # the clauses the finding named (an inspection item's) first, then the category's
+            keys = list(clauses) if clauses else list(dict.fromkeys([*h.clauses, *(cat.clauses if cat else [])]))
             cited = []
             for k in keys:
                 c = ctx.hcfg.clause(k)

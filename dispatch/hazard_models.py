@@ -36,6 +36,9 @@ class Hazard(Base):
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str | None] = mapped_column(String(24))  # rectified | penalty_closed | withdrawn
+    # the law clauses a failed inspection item checked (cited first on its notice), and that inspection
+    clauses: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    inspection_id: Mapped[int | None] = mapped_column(index=True)  # inspections.id (no constraint: made after it)
 
     __table_args__ = (Index("ix_hazards_status", "status"),)
 

@@ -90,7 +90,14 @@ def hazard_view(h: Hazard, hcfg: HazardsConfig, units: Mapping[str, Unit]) -> di
             "lat": h.lat, "lon": h.lon, "camera_id": h.camera_id, "zone": h.zone,
             "camera_visible": h.camera_visible, "found_at": iso(h.found_at), "found_by": h.found_by,
             "deadline": iso(h.deadline), "closed_at": iso(h.closed_at), "closed_by": h.closed_by,
-            "outcome": h.outcome}
+            "outcome": h.outcome, "clauses": [_clause_ref(hcfg, k) for k in h.clauses or []],
+            "inspection_id": h.inspection_id}
+
+
+def _clause_ref(hcfg: HazardsConfig, key: str) -> dict[str, str]:
+    """A clause a hazard names (an inspection item's): its key and citation."""
+    c = hcfg.clause(key)
+    return {"key": key, "citation": c.citation() if c is not None else key}
 
 
 def evidence_view(e: HazardEvidence) -> dict[str, Any]:

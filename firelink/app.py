@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from config.checklists import load_checklists
 from config.schema import FirelinkConfig
 from console.appkeys import (
     BUS,
@@ -42,6 +43,8 @@ from console.appkeys import (
     HEALTH,
     HEAVY,
     INCIDENTS,
+    INSPECTION_VIEWS,
+    INSPECTIONS,
     KPI_INDEX,
     KPI_TARGETS,
     LOGIN_THROTTLE,
@@ -72,6 +75,8 @@ from dispatch.hazard_views import HazardViews
 from dispatch.health import HealthMonitor
 from dispatch.inbox import CoreInbox
 from dispatch.incidents import Incidents
+from dispatch.inspection_views import InspectionViews
+from dispatch.inspections import Inspections
 from dispatch.kpi_index import KpiIndex
 from dispatch.kpi_targets import KpiTargets
 from dispatch.lease import CoreLeaseHolder
@@ -158,7 +163,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[HEAVY].close()
 
     async def hazards(app: web.Application) -> AsyncIterator[None]:
-        """Hazard case and penalty commands, the deadline scheduler, and the hazards' read side."""
+        """Hazard case and penalty commands, the deadline scheduler, the hazards' read side, typed inspections."""
         units = app[INCIDENTS].core.units
         ctx = HazardContext(app[WRITER], cfg, units, clock)
         penalties = app[PENALTIES] = Penalties(ctx)
@@ -167,6 +172,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         views = app[HAZARD_VIEWS] = HazardViews(app[DB], cfg, units)
         app[DOCUMENTS] = DocumentSeals(app[WRITER], views, clock)
         app[DOC_REVIEWS] = DocumentReviews(app[WRITER], units, clock)
+        core = app[INCIDENTS].core  # inspections: checklists validated against the clause database at start
+        app[INSPECTIONS] = Inspections(ctx, cases, load_checklists(ctx.hcfg), core.scope)
+        app[INSPECTION_VIEWS] = InspectionViews(app[DB], ctx.hcfg, units, core.scope)
         app[KPI_TARGETS] = KpiTargets(app[WRITER], app[DB], clock)
         scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield

@@ -91,9 +91,14 @@ async function select(id) {
   paintDetail();
 }
 
-function clauseChecks(cat) {
-  return h("div.clauses", state.cfg.law_clauses.map((c) => h("label", h("input", {
-    type: "checkbox", value: c.key, checked: cat && cat.clauses.includes(c.key), name: "clause" }), " ", c.citation)));
+// The violated clauses a notice cites: those the finding named (an inspection item's) and the category's, checked;
+// the others that cover the violation, offered (penalty clauses are cited by a penalty, not a notice).
+function clauseChecks(d, cat) {
+  const own = (d.clauses || []).map((c) => c.key);
+  const checked = (c) => own.includes(c.key) || (!!cat && cat.clauses.includes(c.key));
+  const offered = state.cfg.law_clauses.filter((c) => checked(c) || (c.covers.includes(d.category) && !c.penalties.length));
+  return h("div.clauses", offered.map((c) => h("label", h("input", {
+    type: "checkbox", value: c.key, checked: checked(c), name: "clause" }), " ", c.citation)));
 }
 
 function actions(d) {
@@ -102,7 +107,7 @@ function actions(d) {
   if (officer() && d.status === "open") {
     const days = h("input#n-days", { type: "number", min: "1", max: "365", value: String(cat ? cat.default_days : 3) });
     const req = h("textarea#n-req", { maxlength: "2000" }, cat ? cat.requirement : "");
-    const checks = clauseChecks(cat);
+    const checks = clauseChecks(d, cat);
     out.push(h("div.card", h("h2", t("hz.notice")),
       h("div.form-grid", h("label", t("hz.notice.days")), days, h("label", t("hz.notice.requirement")), req,
         h("label", t("hz.notice.clauses")), checks),
@@ -237,6 +242,9 @@ function paintDetail() {
       h("dt", t("hz.description")), h("dd", d.description || "—"),
       h("dt", t("detail.address")), h("dd", d.unit.address || "—"),
       h("dt", t("hz.found")), h("dd", `${fmtTime(d.found_at)} · ${d.found_by}`),
+      d.clauses && d.clauses.length ? [h("dt", t("hz.clauses")), h("dd#d-clauses", d.clauses.map((c) => c.citation).join("、"))] : null,
+      d.inspection_id ? [h("dt", t("hz.inspection")), h("dd", h("a#d-inspection", {
+        href: `/api/inspections/${d.inspection_id}/pdf`, target: "_blank" }, t("doc.inspection")))] : null,
       d.camera_id ? [h("dt", t("hz.camera")), h("dd", `${d.camera_id} ${d.zone || ""}`)] : null,
       d.lat !== null ? [h("dt", t("hz.location")), h("dd", `${d.lat}, ${d.lon}`)] : null,
       d.deadline ? [h("dt", t("hz.deadline")), h("dd#d-deadline", fmtTime(d.deadline))] : null),

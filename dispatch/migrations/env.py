@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import dispatch.hazard_models  # noqa: F401  (registers the hazard tables on Base)
+from dispatch import hazard_models, inspection_models  # noqa: F401  (register the hazard and inspection tables)
 from dispatch.models import Base
 
 connection = context.config.attributes.get("connection")

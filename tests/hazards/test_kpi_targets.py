@@ -137,6 +137,7 @@ async def test_targets_are_set_by_an_admin_recorded_and_scored(sqlite_url: str) 
     from dispatch.models import RecordEntry
     from dispatch.records import verify
     from tests.hazards.conftest import config, hazard_app, login
+    from tests.inspections.support import inspect
     from tests.support import StepClock
 
     clock = StepClock(datetime(2026, 11, 2, 2, tzinfo=UTC))  # 2 Nov 2026 10:00 China
@@ -161,7 +162,7 @@ async def test_targets_are_set_by_an_admin_recorded_and_scored(sqlite_url: str) 
                 assert status == 400 and (why is None or why in answer["error"]), (bad, answer)
             got = await put(body)
             assert (got["target"], got["previous"], got["set_by"]) == (4, None, "admin")
-            await officer.post("/api/inspections", {"unit_id": "school-1", "note": "例行检查"})
+            await inspect(officer, "school-1")  # a typed inspection (消防监督检查) counts as one
             clock.advance(3600)
             k = await assessor.get("/api/kpi?period=2026-11")
             row = next(o for o in k["officers"] if o["officer"] == "officer")

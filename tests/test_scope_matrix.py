@@ -24,6 +24,7 @@ from pypdf import PdfReader
 from console.appkeys import INCIDENTS
 from console.web import console_routes
 from ingest.contract import AlarmIn, utcnow
+from tests.inspections.support import inspect
 from tests.support import Api, RunningApp, base_config, running_app, ws_client
 
 ORGS = [
@@ -77,18 +78,19 @@ NOT_ASKED = {
     "/healthz": "public health", "/api/openapi.json": "public API document", "/ws": "tests/test_ws_events.py "
     "(scoped events: test_scoped_staff_get_only_their_stations_events below)",
     "/api/me": "the caller itself", "/api/hazards/config": "configuration, no unit data",
+    "/api/checklists/{unit_type}": "configuration (a unit type's checklist), no unit data",
     "/api/admin/rejections": "admin only (refused input of any unit: the whole tree's admin)",
 }
 # Path parameters → which object of a unit fills them ("unit_id", or the key of an object made per unit).
 PARAM_OBJECT = {
     "/api/incidents/{id}": "incident", "/api/incidents/{incident_id}": "incident", "/api/hazards/{id}": "hazard",
-    "/api/notices/{id}": "notice", "/api/units/{unit_id}": "unit_id",
+    "/api/notices/{id}": "notice", "/api/units/{unit_id}": "unit_id", "/api/inspections/{id}": "inspection",
 }
 # Routes whose objects this test does not make (penalties, referrals, ...): they are asked with the id 1, which
 # exists for no unit here, so they must answer 403/404 for everyone; their scope check is the hazard's
 # (dispatch.hazard_rows.get_hazard with the actor), exercised through the notice and hazard routes.
 NO_OBJECT_PREFIXES = ("/api/penalties/", "/api/referrals/", "/api/recheck-opinions/", "/api/penalty-notices/",
-                      "/api/evidence/", "/api/cameras/", "/api/dispatches/")
+                      "/api/evidence/", "/api/cameras/", "/api/dispatches/", "/api/inspection-photos/")
 
 
 @pytest.fixture
@@ -114,8 +116,10 @@ async def city(db_url: str) -> AsyncIterator[tuple[RunningApp, dict[str, dict[st
                                                                   "description": f"隐患{uid}"})
             assert hazard[0] == 200, hazard
             notice = await admin.post(f"/api/hazards/{hazard[1]['id']}/notice", {"days": 7})
+            inspection = await inspect(admin, uid)
             objects[uid] = {"incident": service.core.open_by_unit[uid].incident_id, "hazard": hazard[1]["id"],
-                            "notice": notice["notice"]["id"] if "notice" in notice else notice["id"]}
+                            "notice": notice["notice"]["id"] if "notice" in notice else notice["id"],
+                            "inspection": inspection["id"]}
         await admin.close()
         yield app, objects
 
@@ -140,9 +144,11 @@ def _get_routes() -> list[Any]:
     return [r for r in console_routes() if r.method == "GET"]
 
 
-def _leaks(body: Any, who: Principal) -> list[str]:
+def _leaks(body: Any, who: Principal, asked: str = "") -> list[str]:
+    """The units outside `who`'s subtree the answer names (by id or name); an error may repeat the id asked."""
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
-    return [uid for uid in UNITS if not who.sees(uid) and (uid in text or f"单位{uid[-1]}号ZZ" in text)]
+    return [uid for uid in UNITS if not who.sees(uid)
+            and ((uid in text and uid != asked) or f"单位{uid[-1]}号ZZ" in text)]
 
 
 async def test_no_route_shows_a_unit_outside_the_callers_subtree(
@@ -186,7 +192,7 @@ async def test_no_route_shows_a_unit_outside_the_callers_subtree(
                     assert status < 500 and status not in (401, 403), (who.name, path, uid, status, body)
                 else:
                     assert status in (401, 403, 404), (who.name, path, uid, status, body)
-                    assert not _leaks(body, who), (who.name, path, uid)
+                    assert not _leaks(body, who, uid), (who.name, path, uid, body)
                 checked += 1
         await api.close()
     assert checked > 100
@@ -286,8 +292,9 @@ async def test_brigade_reviews_its_stations_filed_documents(
     b1 = Api(app.url)
     await b1.login("b1-reviewer", "b1-reviewer-pw")
     filed = await b1.get("/api/documents?pending=true")
-    assert {d["unit_id"] for d in filed} == {"zzunit-1", "zzunit-2"}  # b1's stations' notices, not s3's
-    notice = next(d for d in filed if d["unit_id"] == "zzunit-1")
+    assert {d["unit_id"] for d in filed} == {"zzunit-1", "zzunit-2"}  # b1's stations' documents, not s3's
+    assert {d["kind"] for d in filed} == {"notice", "inspection"}
+    notice = next(d for d in filed if d["unit_id"] == "zzunit-1" and d["kind"] == "notice")
     assert notice["kind"] == "notice" and notice["pdf"] == f"/api/notices/{objects['zzunit-1']['notice']}/pdf"
     body = {"kind": "notice", "id": notice["id"], "verdict": "returned", "note": ""}
     status, answer = await b1.request("POST", "/api/documents/review", body)
@@ -296,8 +303,8 @@ async def test_brigade_reviews_its_stations_filed_documents(
     status, answer = await b1.request("POST", "/api/documents/review", body)
     assert status == 200 and answer["verdict"] == "returned" and answer["pdf_sha256"] == notice["pdf_sha256"]
     left = await b1.get("/api/documents?pending=true")
-    assert [d["unit_id"] for d in left] == ["zzunit-2"]
-    reviewed = next(d for d in await b1.get("/api/documents") if d["unit_id"] == "zzunit-1")
+    assert len(left) == len(filed) - 1 and notice["id"] not in [d["id"] for d in left if d["kind"] == "notice"]
+    reviewed = next(d for d in await b1.get("/api/documents") if d["kind"] == "notice" and d["id"] == notice["id"])
     assert reviewed["review"]["note"] == "整改期限过长，应为3日" and reviewed["review"]["by"] == "b1-reviewer"
     for name in ("b2-reviewer", "s1-officer"):  # another brigade's reviewer; a station officer may not review
         other = Api(app.url)

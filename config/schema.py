@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.cameras import CameraConfig, VideoConfig
+from config.complaints import ComplaintsConfig
 from config.detectors import DetectorsConfig
 from config.hazards import HazardsConfig
 
@@ -273,8 +274,9 @@ class BootstrapUser(FirelinkBaseModel):
         title="Password hash",
         description="Argon2id hash instead of a plain password, so the YAML holds no password.",
     )
-    role: Literal["admin", "duty_officer", "unit", "agency", "assessor"] = Field(
-        ..., title="Role", description="What the user may see and do."
+    role: Literal["admin", "duty_officer", "unit", "agency", "assessor", "assistant"] = Field(
+        ..., title="Role", description="What the user may see and do (assistant: a village/community fire "
+                                       "assistant, 村级消防员/网格员, who files reports and sees only its own)."
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
     agency: str | None = Field(None, title="Agency", description="For role agency: the key of a configured agency.")
@@ -322,6 +324,10 @@ class FirelinkConfig(FirelinkBaseModel):
         default_factory=HazardsConfig,
         title="Hazards",
         description="Hazard supervision: categories, law clauses, penalty rules, KPI targets, scoring.",
+    )
+    complaints: ComplaintsConfig = Field(
+        default_factory=ComplaintsConfig, title="Complaints",
+        description="Public reports, the 96119 hotline gateway and assistants' reports: limits, triage routing.",
     )
     users: list[BootstrapUser] = Field(
         default_factory=list, title="Users", description="Accounts created at start if missing."

@@ -29,7 +29,8 @@ from dispatch.models import LoginSession, User
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 
-ROLES = ("admin", "duty_officer", "unit", "agency", "assessor")
+# assistant: a village/community fire assistant (村级消防员, 网格员): files reports, sees only its own
+ROLES = ("admin", "duty_officer", "unit", "agency", "assessor", "assistant")
 BADGE_PATTERN = r"^[0-9A-Za-z]{4,16}$"  # 警号: digits (often 6), some forces prefix letters
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one with a wrong password.

@@ -152,7 +152,8 @@ def add_commands(sub: Any) -> None:
     user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="add a user")
     add.add_argument("name")
-    add.add_argument("--role", required=True, choices=["admin", "duty_officer", "unit", "agency", "assessor"])
+    add.add_argument("--role", required=True,
+                     choices=["admin", "duty_officer", "unit", "agency", "assessor", "assistant"])
     add.add_argument("--password", help="prompted when omitted")
     add.add_argument("--unit", help="unit id (role unit)")
     add.add_argument("--agency", help="key of a configured agency, e.g. fire (role agency)")

@@ -1,0 +1,79 @@
+"""A reporter's photo, judged by its bytes and re-encoded before anything keeps it.
+
+The bytes must start as a JPEG, PNG or WebP and declare at most `max_pixels` (checked from the header, before
+anything is decoded: a decompression bomb is refused cheaply). The picture is then decoded (a large JPEG at a
+reduced scale), turned upright by its EXIF orientation, flattened to RGB, shrunk to `max_side` and written as a
+new baseline JPEG. Nothing of the upload survives but its pixels: no EXIF (GPS, camera, time), no XMP or ICC
+profile, no comment, nothing appended after the image. CPU-bound: call it on a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+from dispatch.errors import BadRequest
+from dispatch.hazard_uploads import IMAGE_TYPES
+from ingest.integrity import sha256_bytes
+
+FORMATS = ("JPEG", "PNG", "WEBP")
+QUALITY = 85
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    data: bytes  # a JPEG with no metadata
+    width: int
+    height: int
+    sha256: str
+    content_type: str = "image/jpeg"
+
+
+def _declared_type(data: bytes) -> str | None:
+    for ctype, magic in IMAGE_TYPES.items():
+        if data.startswith(magic) and (ctype != "image/webp" or data[8:12] == b"WEBP"):
+            return ctype
+    return None
+
+
+def reencode(data: bytes, *, max_pixels: int, max_side: int) -> Photo:
+    """The photo as stored; BadRequest when the bytes are not a picture that can be taken."""
+    if not data:
+        raise BadRequest("the photo is empty")
+    if _declared_type(data) is None:
+        raise BadRequest("the photo is not a JPEG, PNG or WebP image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as im:
+                width, height = im.size
+                if width < 1 or height < 1 or width * height > max_pixels:
+                    raise BadRequest(f"the photo declares {width}×{height} pixels; at most {max_pixels:,} are taken")
+                if im.format == "JPEG":
+                    im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+                picture = _rgb(upright)
+    except BadRequest:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadRequest(f"the photo declares more than {max_pixels:,} pixels") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise BadRequest(f"the photo cannot be read ({type(exc).__name__})") from None
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=QUALITY, optimize=True)  # no exif=, icc_profile=, comment=: none written
+    body = out.getvalue()
+    return Photo(body, picture.width, picture.height, sha256_bytes(body))
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return im.convert("RGB")

@@ -19,13 +19,14 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from console.appkeys import BUS, CLOCK, DB, SOCKETS
+from console.appkeys import BUS, CLOCK, DB, INCIDENTS, SOCKETS
 from console.routing import EVERYONE, STAFF, RouteTable
 from console.security import ACTOR, COOKIE
 from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.auth import session_for
 from dispatch.events import Event, Payload
+from dispatch.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,20 @@ AUDIENCES: dict[type[Payload], Audience] = {
     ev.DetectorMaskChanged: Audience(units=False),
     ev.DetectorMaskApplied: Audience(units=False),
     ev.HealthUpdated: Audience(units=False),  # the system health banner of the station's pages
+    ev.ComplaintReceived: Audience(units=False),  # the triage queue: only who sees the report's station
+    ev.ComplaintUpdated: Audience(units=False),
 }
 PUSHED = sorted({kind.TYPE for kind in AUDIENCES})
 
 
-def shown_to(payload: Payload, who: Actor) -> Payload | None:
-    """What of this payload the user may see: all of it, the agency's part of it, or None."""
+def shown_to(payload: Payload, who: Actor, scope: Scope | None = None) -> Payload | None:
+    """What of this payload the user may see: all of it, the agency's part of it, or None. A payload about one
+    station (`about_station`) is shown only within the user's `scope` (dispatch.scope; None: not checked)."""
     audience = AUDIENCES.get(type(payload))
     if audience is None:
+        return None
+    station = payload.about_station()
+    if station is not None and scope is not None and not scope.sees_station(station):
         return None
     if who.role in audience.roles:
         return payload
@@ -80,14 +87,14 @@ def shown_to(payload: Payload, who: Actor) -> Payload | None:
     return None
 
 
-def visible(event: Event, who: Actor) -> dict[str, Any] | None:
+def visible(event: Event, who: Actor, scope: Scope | None = None) -> dict[str, Any] | None:
     """The event as this user may see it (the JSON the WebSocket sends), or None."""
     try:
         payload = event.payload()
     except ValueError as exc:  # a publisher's bug: nobody is sent what cannot be judged
         log.error("event not pushed: %s", exc)
         return None
-    shown = shown_to(payload, who)
+    shown = shown_to(payload, who, scope)
     return None if shown is None else {"type": event.type, **shown.to_json()}
 
 
@@ -99,7 +106,7 @@ def encode(message: dict[str, Any]) -> str:
         return json.dumps(message, ensure_ascii=False)
 
 
-def frame(event: Event, who: Actor) -> str | None:
+def frame(event: Event, who: Actor, scope: Scope | None = None) -> str | None:
     """The WebSocket text of `visible(event, who)`, or None. Encoded once per event and audience: every socket
     shown the whole event sends the same text, and every agency's socket the same text of its part."""
     try:
@@ -107,7 +114,7 @@ def frame(event: Event, who: Actor) -> str | None:
     except ValueError as exc:  # a publisher's bug: nobody is sent what cannot be judged
         log.error("event not pushed: %s", exc)
         return None
-    shown = shown_to(payload, who)
+    shown = shown_to(payload, who, scope)
     if shown is None:
         return None
     key = "ws" if shown is payload else f"ws:agency:{who.agency}"  # part_for depends on the agency alone
@@ -142,6 +149,7 @@ async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
     sockets = request.app[SOCKETS]
     sockets.by_token.setdefault(token, set()).add(ws)
     sub = request.app[BUS].subscribe(PUSHED, maxsize=QUEUE_PER_CLIENT)
+    scope = request.app[INCIDENTS].core.scope(who)  # station-bound events (the triage queue) within it only
 
     async def expire() -> None:
         """A session that expires while its page stays open stops receiving events."""
@@ -158,7 +166,7 @@ async def get_ws(request: web.Request, _: None) -> web.StreamResponse:
             if sub.dropped != dropped:
                 dropped = sub.dropped
                 await ws.send_str('{"type":"resync"}')
-            text = frame(event, who)
+            text = frame(event, who, scope)
             if text is not None:
                 await ws.send_str(text)
 

@@ -64,10 +64,12 @@ def reencode(data: bytes, *, max_pixels: int, max_side: int) -> Photo:
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise BadRequest(f"the photo cannot be read ({type(exc).__name__})") from None
     picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    # the pixels alone, in a new image: Pillow would write what `info` carries over (a comment, an ICC profile)
+    bare = Image.frombytes("RGB", picture.size, picture.tobytes())
     out = io.BytesIO()
-    picture.save(out, "JPEG", quality=QUALITY, optimize=True)  # no exif=, icc_profile=, comment=: none written
+    bare.save(out, "JPEG", quality=QUALITY, optimize=True)
     body = out.getvalue()
-    return Photo(body, picture.width, picture.height, sha256_bytes(body))
+    return Photo(body, bare.width, bare.height, sha256_bytes(body))
 
 
 def _rgb(im: Image.Image) -> Image.Image:

@@ -98,11 +98,11 @@ class ComplaintViews:
         """(bytes, content type, SHA-256) of the report's photo as stored."""
         await self._visible(complaint_id, actor)
         async with self.core.db.session() as s:
-            p = await s.scalar(select(ComplaintPhoto).where(ComplaintPhoto.complaint_id == complaint_id))
-            if p is None:
-                raise NotFound(f"complaint {complaint_id} has no photo")
-            data = p.data
-        return data, p.content_type, p.sha256
+            p = (await s.execute(select(ComplaintPhoto.data, ComplaintPhoto.content_type, ComplaintPhoto.sha256)
+                                 .where(ComplaintPhoto.complaint_id == complaint_id))).first()
+        if p is None:
+            raise NotFound(f"complaint {complaint_id} has no photo")
+        return p.data, p.content_type, p.sha256
 
     async def public_status(self, receipt: str) -> dict[str, Any]:
         """Where the report behind `receipt` stands (NotFound for a code that names none)."""

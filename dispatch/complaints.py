@@ -165,7 +165,8 @@ class Complaints:
                 raise Forbidden("the unit belongs to a station outside your organisation")
             photos = []
             if attach_photo:
-                p = await tx.session.scalar(select(ComplaintPhoto).where(ComplaintPhoto.complaint_id == c.id))
+                p = (await tx.session.execute(select(ComplaintPhoto.content_type, ComplaintPhoto.data)
+                                              .where(ComplaintPhoto.complaint_id == c.id))).first()
                 if p is not None:
                     photos.append(Upload(f"complaint-{c.id}.jpg", p.content_type, p.data))
             text = (description if description is not None and description.strip() else c.description).strip()

@@ -20,7 +20,7 @@ Definitions (period = [start, end), local dates in Asia/Shanghai):
 * Scores: quality (the configured rules) × volume (min(1, done/target) over the station's per-month targets, which
   are `kpi.target_set` record entries: dispatch/kpi_targets.py); without a target the answer says so.
 * Triage of reports (complaints): accepted + rejected by their actor, and the time from `complaint.received` to
-  that entry (median, 90th percentile); reports received in the period (station, headline).
+  that entry (median, 90th percentile); reports received in the period (station).
 * Units: alarms, incidents, false-alarm rate (false_alarm closes / closes), device and camera faults
   (`device.offline|fault`, `camera.offline|fault` entries), hazards found, rectification compliance.
 """

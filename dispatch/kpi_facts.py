@@ -412,7 +412,6 @@ class KpiFacts:
             "alarms": int(sel.alarms.sum()),
             "incidents": len(sel),
             "false_alarms": int(np.count_nonzero(sel.outcome == OUTCOMES["false_alarm"])),
-            "complaints_received": received,
         }
         by_category: dict[str, int] = {}
         for a in dated:

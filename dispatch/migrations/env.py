@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import dispatch.complaint_models  # noqa: F401  (registers the complaint tables on Base)
+import dispatch.complaint_models  # registers the complaint tables on Base
 import dispatch.hazard_models  # noqa: F401  (registers the hazard tables on Base)
 from dispatch.models import Base
 

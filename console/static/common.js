@@ -116,16 +116,18 @@ export async function logout() {
 export function homeFor(role) {
   if (role === "unit") return "/unit.html";
   if (role === "agency") return "/agency.html";
+  if (role === "assistant") return "/report.html"; // a village/community fire assistant files reports
   return "/";
 }
 
 /** The pages each role works on (login's `next` may return only to one of these). */
 export const PAGES_FOR = {
-  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/triage.html"],
+  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/triage.html"],
+  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/triage.html"],
   unit: ["/unit.html", "/hazards.html", "/video.html"],
   agency: ["/agency.html"],
+  assistant: ["/report.html"],
 };
 
 /**

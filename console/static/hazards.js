@@ -1,6 +1,7 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import "./hazards_i18n.js"; // the page's strings, merged into i18n.js's table at import
+import "./report_i18n.js"; // the link to the triage page
 import { connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 
@@ -334,6 +335,7 @@ async function main() {
     $("new-btn").hidden = true;
     $("nav-console").hidden = state.me.user.role !== "assessor";
     $("nav-assessor").hidden = state.me.user.role !== "assessor";
+    $("nav-triage").hidden = state.me.user.role !== "assessor";
     if (state.me.user.role === "unit") $("nav-console").href = "/unit.html";
     if (state.me.user.role === "unit") $("nav-console").hidden = false;
   }

@@ -38,7 +38,8 @@ def config(db_url: str, **overrides: Any) -> FirelinkConfig:
              for name, extra in {**TEST_USERS, **EXTRA_USERS}.items()]
     complaints = {"hotline": {"secret": HOTLINE_SECRET}, "per_address_per_hour": 1000, "per_device_per_hour": 1000,
                   **overrides.pop("complaints", {})}
-    return base_config(db_url, None, organisations=ORGS, units=UNITS, users=users, complaints=complaints,
+    units = overrides.pop("units", UNITS)
+    return base_config(db_url, None, organisations=ORGS, units=units, users=users, complaints=complaints,
                        **overrides)
 
 

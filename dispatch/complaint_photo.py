@@ -52,8 +52,9 @@ def reencode(data: bytes, *, max_pixels: int, max_side: int) -> Photo:
                 width, height = im.size
                 if width < 1 or height < 1 or width * height > max_pixels:
                     raise BadRequest(f"the photo declares {width}×{height} pixels; at most {max_pixels:,} are taken")
-                if im.format == "JPEG":
-                    im.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
+                if im.format == "JPEG":  # decoded at 1/2, 1/4 or 1/8 scale while the longer side stays over half
+                    half = max_side / (2 * max(width, height))  # of max_side (the stored size is then at most that)
+                    im.draft("RGB", (max(1, int(width * half)), max(1, int(height * half))))
                 im.load()
                 upright = ImageOps.exif_transpose(im)
                 picture = _rgb(upright)

@@ -91,3 +91,29 @@ async def test_phone_report_to_hazard_with_live_triage_and_public_status(
     await expect(phone.locator("#lookup-out")).to_contain_text("已受理")
     await expect(phone.locator("#lookup-out")).to_contain_text(receipt)
     await shot(phone, "report-status-accepted")
+
+
+async def test_an_assistant_lands_on_the_report_page_files_as_itself_and_sees_its_own(app: RunningApp,
+                                                                                     pages: Pages) -> None:
+    page = await pages.new(mobile=True)
+    await page.goto(pages.base + "/login.html")
+    await page.fill("#username", "grid")
+    await page.fill("#password", "grid-pw")
+    await page.click("#login-submit")
+    await expect(page).to_have_url(re.compile(r"/report\.html$"))  # an assistant's home
+    await expect(page.locator("#who")).to_contain_text("村级消防员")
+    await expect(page.locator("#mine-list")).to_contain_text("还没有提交过举报")
+    await page.fill("#description", "三组晒谷场旁柴堆靠近电线")
+    await page.fill("#address", "思恩镇三组")
+    await page.click("#submit")
+    await expect(page.locator("#receipt")).to_have_text(RECEIPT)
+    await expect(page.locator("#mine-list .rp-item")).to_have_count(1)
+    await expect(page.locator("#mine-list")).to_contain_text("三组晒谷场旁柴堆靠近电线")
+    await expect(page.locator("#mine-list")).to_contain_text("已收到，等待派出所核查")
+    api = Api(app.url)
+    try:
+        await api.login("officer", "officer-pw")
+        (filed,) = await api.get("/api/complaints")
+        assert (filed["source"], filed["reporter"], filed["address"]) == ("assistant", "grid", "思恩镇三组")
+    finally:
+        await api.close()

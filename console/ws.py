@@ -71,12 +71,12 @@ PUSHED = sorted({kind.TYPE for kind in AUDIENCES})
 
 def shown_to(payload: Payload, who: Actor, scope: Scope | None = None) -> Payload | None:
     """What of this payload the user may see: all of it, the agency's part of it, or None. A payload about one
-    station (`about_station`) is shown only within the user's `scope` (dispatch.scope; None: not checked)."""
+    station (`about_station`) is shown only within the user's `scope` (dispatch.scope; without one: to nobody)."""
     audience = AUDIENCES.get(type(payload))
     if audience is None:
         return None
     station = payload.about_station()
-    if station is not None and scope is not None and not scope.sees_station(station):
+    if station is not None and (scope is None or not scope.sees_station(station)):
         return None
     if who.role in audience.roles:
         return payload

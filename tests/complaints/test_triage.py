@@ -13,7 +13,12 @@ from sqlalchemy import select
 
 from console.appkeys import DB
 from console.web import console_routes
+from console.ws import frame, visible
+from dispatch import events as ev
+from dispatch.actor import Actor
+from dispatch.events import Event
 from dispatch.models import RecordEntry
+from dispatch.scope import Scope
 from tests.complaints.conftest import jpeg_with_gps, login, post_form
 from tests.support import Api, RunningApp, ws_client
 
@@ -215,3 +220,17 @@ async def test_a_new_report_is_pushed_live_to_its_stations_consoles_only(app: Ru
         updated = await test_ws.next_matching(lambda e: e["type"] == "complaint.updated")
         assert (updated["complaint"]["status"], updated["complaint"]["reject_reason"]) == ("rejected", "已整改")
         assert all(e["complaint"]["receipt"] != east_receipt for e in test_ws.seen if "complaint" in e)
+
+
+def test_a_report_event_is_shown_only_within_the_station_scope() -> None:
+    event = Event.of(ev.ComplaintReceived(complaint={"id": 1, "receipt": "23456-78923"}, station_id="st-east"))
+    east, test, both = Scope(frozenset({"st-east"})), Scope(frozenset({"st-test"})), \
+        Scope(frozenset({"st-east", "st-test"}))
+    officer, assessor = Actor("o", "duty_officer"), Actor("a", "assessor")
+    assert visible(event, officer, east) == {"type": "complaint.received", **event.data}
+    assert visible(event, assessor, both) is not None and frame(event, officer, both) is not None
+    assert visible(event, officer, test) is None and frame(event, officer, test) is None
+    assert visible(event, officer) is None  # no scope given: nobody is told
+    for who in (Actor("u", "unit", unit_id="school-1"), Actor("f", "agency", agency="fire"),
+                Actor("g", "assistant")):
+        assert visible(event, who, Scope(frozenset({"st-east"}), unit_id=who.unit_id)) is None

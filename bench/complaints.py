@@ -40,21 +40,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.alarm_latency import core_config, launch_core, shut_down, start_broker, wait_healthy  # noqa: E402
+from bench.alarm_latency import core_config, launch_core, pct, shut_down, start_broker, wait_healthy  # noqa: E402
 
 HOTLINE_SECRET = "bench-hotline-secret"
 DESCRIPTIONS = ["安全出口被杂物堵塞", "消防通道停放车辆", "楼道电动车充电", "消防栓被遮挡", "私拉乱接电线",
                 "灭火器过期", "防火门常开", "仓库违规住人"]
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * p
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 def phone_photo() -> bytes:
@@ -186,7 +176,7 @@ def line(backend: str, what: str, n: int, r: dict[str, Any]) -> str:
     extra = f"  other answers: {others}" if others else ""
     rate = r["stored"] / r["wall"] if r["wall"] > 0 else float("nan")
     return (f"{backend:<10} {what:<11} {r['stored']:>5}/{n:<5} {r['wall']:>7.2f} s {rate:>8.1f}/s "
-            f"{pct(lat, 0.5):>9.1f} {pct(lat, 0.95):>9.1f}{extra}")
+            f"{pct(lat, 50):>9.1f} {pct(lat, 95):>9.1f}{extra}")
 
 
 async def run(args: argparse.Namespace, backend: str, photo: bytes) -> list[str]:

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from aiohttp import BodyPartReader, web
 from pydantic import Field, ValidationError
 
-from console.api import _Body, _int, actor
+from console.api import _Body, _int, _too_many, actor
+from console.api_hazards import stored_image
 from console.appkeys import CLOCK, COMPLAINT_VIEWS, COMPLAINTS, CONFIG, HEAVY, REPORT_LIMITS
 from console.routing import ASSISTANTS, OFFICERS, STAFF, Count, HttpError, Query, RouteTable, error, query_of
 from console.security import client_address, secure_cookie
@@ -116,11 +117,10 @@ def _cross_site(request: web.Request) -> bool:
         return True
 
 
-def _too_many(verdict: Verdict, what: str) -> web.Response:
-    retry = retry_after_header(verdict.retry_after_s)
-    resp = error(429, f"too many {what} from here; try again in {retry} s", retry_after=int(retry))
-    resp.headers["Retry-After"] = retry
-    return resp
+def _refused(verdict: Verdict, what: str) -> web.Response:
+    """429 with Retry-After (the login throttle's answer)."""
+    wait = verdict.retry_after_s
+    return _too_many(wait, f"too many {what} from here; try again in {retry_after_header(wait)} s")
 
 
 def _device(request: web.Request) -> str | None:
@@ -221,7 +221,7 @@ async def post_public_complaint(request: web.Request, body: ReportBody | None) -
     device = _device(request)
     verdict = request.app[REPORT_LIMITS].report(client_address(request), device and f"device:{device}")
     if not verdict.allowed:
-        return _too_many(verdict, "reports")
+        return _refused(verdict, "reports")
     report, photo = await _report(request, body)
     filed = await complaints(request).file(_complaint_in(request, report, "public"), photo)
     resp = _filed(filed)
@@ -236,7 +236,7 @@ async def post_public_complaint(request: web.Request, body: ReportBody | None) -
 async def get_public_complaint(request: web.Request, _: None) -> web.StreamResponse:
     verdict = request.app[REPORT_LIMITS].lookups.hit(client_address(request))
     if not verdict.allowed:
-        return _too_many(verdict, "lookups")
+        return _refused(verdict, "lookups")
     status = await request.app[COMPLAINT_VIEWS].public_status(request.match_info["receipt"])
     return web.json_response(status, headers={"Cache-Control": "no-store"}, dumps=_dumps)
 
@@ -246,7 +246,7 @@ async def get_public_complaint(request: web.Request, _: None) -> web.StreamRespo
 async def get_public_unit(request: web.Request, _: None) -> web.StreamResponse:
     verdict = request.app[REPORT_LIMITS].lookups.hit(client_address(request))
     if not verdict.allowed:
-        return _too_many(verdict, "lookups")
+        return _refused(verdict, "lookups")
     unit = request.app[COMPLAINT_VIEWS].public_unit(request.match_info["unit_id"])
     return web.json_response(unit, dumps=_dumps)
 
@@ -278,7 +278,7 @@ async def post_assistant_complaint(request: web.Request, body: ReportBody | None
     who = actor(request)
     verdict = request.app[REPORT_LIMITS].by_device.hit(f"user:{who.username}")
     if not verdict.allowed:
-        return _too_many(verdict, "reports")
+        return _refused(verdict, "reports")
     report, photo = await _report(request, body)
     filed = await complaints(request).file(_complaint_in(request, report, "assistant", who.username), photo,
                                            actor=who)
@@ -302,10 +302,7 @@ async def get_complaint(request: web.Request, _: None) -> dict[str, Any]:
 @routes.route("GET", "/api/complaints/{id}/photo", "A report's photo (re-encoded JPEG, no metadata)",
               roles=READERS, tag="complaints", produces=IMAGE)
 async def get_complaint_photo(request: web.Request, _: None) -> web.StreamResponse:
-    data, ctype, sha = await request.app[COMPLAINT_VIEWS].photo(_int(request), actor(request))
-    return web.Response(body=data, content_type=ctype, headers={
-        "Cache-Control": "private, max-age=3600", "X-Content-SHA256": sha,
-        "Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"})
+    return stored_image(*await request.app[COMPLAINT_VIEWS].photo(_int(request), actor(request)))
 
 
 @routes.route("POST", "/api/complaints/{id}/accept", "Accept a report: it becomes a hazard (category, unit)",

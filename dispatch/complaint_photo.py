@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps
 
 from dispatch.errors import BadRequest
-from dispatch.hazard_uploads import IMAGE_TYPES
+from dispatch.hazard_uploads import magic_type
 from ingest.integrity import sha256_bytes
 
 FORMATS = ("JPEG", "PNG", "WEBP")
@@ -32,18 +32,11 @@ class Photo:
     content_type: str = "image/jpeg"
 
 
-def _declared_type(data: bytes) -> str | None:
-    for ctype, magic in IMAGE_TYPES.items():
-        if data.startswith(magic) and (ctype != "image/webp" or data[8:12] == b"WEBP"):
-            return ctype
-    return None
-
-
 def reencode(data: bytes, *, max_pixels: int, max_side: int) -> Photo:
     """The photo as stored; BadRequest when the bytes are not a picture that can be taken."""
     if not data:
         raise BadRequest("the photo is empty")
-    if _declared_type(data) is None:
+    if magic_type(data) is None:
         raise BadRequest("the photo is not a JPEG, PNG or WebP image")
     try:
         with warnings.catch_warnings():

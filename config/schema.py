@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.cameras import CameraConfig, VideoConfig
+from config.complaints import ComplaintsConfig
 from config.detectors import DetectorsConfig
 from config.hazards import HazardsConfig
 
@@ -270,7 +271,7 @@ class OrgConfig(FirelinkBaseModel):
 
 # The roles of dispatch.roles.ROLE_TABLE (what each may do is there; tests/test_org_tree.py keeps the two equal).
 RoleName = Literal["admin", "station_chief", "deputy_chief", "duty_officer", "community_officer", "assessor",
-                   "brigade_reviewer", "city_supervisor", "unit", "agency"]
+                   "brigade_reviewer", "city_supervisor", "unit", "agency", "assistant"]
 
 
 class BootstrapUser(FirelinkBaseModel):
@@ -283,7 +284,9 @@ class BootstrapUser(FirelinkBaseModel):
         description="Argon2id hash instead of a plain password, so the YAML holds no password.",
     )
     role: RoleName = Field(
-        ..., title="Role", description="What the user may see and do."
+        ..., title="Role", description="What the user may see and do (dispatch/roles.py; assistant: a "
+                                       "village/community fire assistant, 村级消防员/网格员, who files reports "
+                                       "and sees only its own)."
     )
     unit_id: str | None = Field(None, title="Unit", description="For role unit: the unit it belongs to.")
     agency: str | None = Field(None, title="Agency", description="For role agency: the key of a configured agency.")
@@ -331,6 +334,10 @@ class FirelinkConfig(FirelinkBaseModel):
         default_factory=HazardsConfig,
         title="Hazards",
         description="Hazard supervision: categories, law clauses, penalty rules, KPI targets, scoring.",
+    )
+    complaints: ComplaintsConfig = Field(
+        default_factory=ComplaintsConfig, title="Complaints",
+        description="Public reports, the 96119 hotline gateway and assistants' reports: limits, triage routing.",
     )
     users: list[BootstrapUser] = Field(
         default_factory=list, title="Users", description="Accounts created at start if missing."

@@ -21,6 +21,7 @@ from console.routing import (
     OFFICERS,
     PATH_PARAMS_KEY,
     QUERY_KEY,
+    SIGNED_IN,
     STAFF,
     Count,
     Query,
@@ -143,7 +144,7 @@ def _too_many(seconds: float, message: str | None = None) -> web.Response:
     return resp
 
 
-@routes.route("POST", "/api/logout", "Log out", roles=EVERYONE, tag="session")
+@routes.route("POST", "/api/logout", "Log out", roles=SIGNED_IN, tag="session")
 async def post_logout(request: web.Request, _: None) -> web.StreamResponse:
     token = request.cookies.get(COOKIE)
     if token:
@@ -165,7 +166,7 @@ def _org_json(request: web.Request, who: Actor) -> dict[str, Any] | None:
             "stations": sorted(who.stations) if who.stations is not None else None}
 
 
-@routes.route("GET", "/api/me", "Who am I", roles=EVERYONE, tag="session")
+@routes.route("GET", "/api/me", "Who am I", roles=SIGNED_IN, tag="session")
 async def get_me(request: web.Request, _: None) -> dict[str, Any]:
     sess = request.get(SESSION)
     cfg = request.app[CONFIG]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from console.video import RecordedFn
     from console.ws import Sockets
     from detectors.pipeline import DetectorService
+    from dispatch.complaint_views import ComplaintViews
+    from dispatch.complaints import Complaints
     from dispatch.db import Database
     from dispatch.detection_sink import DetectionSink
     from dispatch.devices import DeviceMonitor
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
     from dispatch.penalties import Penalties
+    from dispatch.rate_limits import ReportLimits
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
@@ -69,6 +72,8 @@ DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")
 KPI_INDEX: web.AppKey[KpiIndex] = web.AppKey("kpi_index")
 KPI_TARGETS: web.AppKey[KpiTargets] = web.AppKey("kpi_targets")  # the station's volume targets (admin-set, recorded)
+COMPLAINTS: web.AppKey[Complaints] = web.AppKey("complaints")  # reports filed, triaged into hazards or rejected
+COMPLAINT_VIEWS: web.AppKey[ComplaintViews] = web.AppKey("complaint_views")  # the triage queue, receipts' status
 FIRST_ADMIN: web.AppKey[tuple[str, str]] = web.AppKey("first_admin")
 # --- the edges
 MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")
@@ -78,6 +83,7 @@ DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
 # --- the console
 HEAVY: web.AppKey[HeavyWork] = web.AppKey("heavy")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")
+REPORT_LIMITS: web.AppKey[ReportLimits] = web.AppKey("report_limits")  # public reports and lookups, per address
 ROUTES: web.AppKey[list[Route]] = web.AppKey("api_routes")  # every route installed on this app (OpenAPI lists them)
 SOCKETS: web.AppKey[Sockets] = web.AppKey("sockets")  # open console sockets by session token
 RECORDED: web.AppKey[RecordedFn] = web.AppKey("evidence_recorded")  # incident id → {file: SHA-256 in the record}

@@ -27,15 +27,19 @@ from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.roles import ROLES, with_power
 from dispatch.state import TransitionError
 from ingest.contract import InputModel, loads
+from ingest.signing import SIGNATURE_HEADER, verify
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request, Any], Awaitable[Any]]
+SecretOf = Callable[[web.Request], str | None]  # a signed route's shared secret (None: not configured here)
 
-EVERYONE = frozenset(ROLES)
+EVERYONE = frozenset(ROLES) - {"assistant"}  # every role working in the console (not the assistants)
 OFFICERS = with_power("act")  # the station's officers: admin, chief, deputy, duty and community officers
 STAFF = with_power("read")  # who reads the records: officers, assessors, brigade reviewers, city supervisors
 APPROVERS = with_power("approve")  # leaders: approve penalty decisions and case referrals
+ASSISTANTS = frozenset({"assistant"})  # village/community fire assistants: their own reports, nothing else
+SIGNED_IN = EVERYONE | ASSISTANTS  # any logged-in user (who am I, log out)
 MAX_BODY = 64 * 1024
 ID_MAX = 2**31 - 1  # every table's id is a PostgreSQL `integer`: nothing larger can exist
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"  # ids of units, cameras, zones, masks (config.schema)
@@ -67,6 +71,8 @@ PATH_PARAMS: dict[str, Any] = {
                                     description="Mask id; `config:N` names the config file's N-th mask.")],
     "folder": Annotated[str, Field(pattern=r"^incident-[0-9]{1,10}$", description="`incident-{incident id}`.")],
     "name": Annotated[str, Field(min_length=1, max_length=255, description="Evidence file name.")],
+    "receipt": Annotated[str, Field(pattern=r"^[2-9A-HJ-NP-TV-Za-hj-np-tv-z]{5}-?[2-9A-HJ-NP-TV-Za-hj-np-tv-z]{5}$",
+                                    description="A report's receipt code: 10 letters and digits, e.g. K7QH3-M9TRW.")],
 }
 _PARAM = re.compile(r"\{([A-Za-z_]+)(?::[^}]*)?\}")
 
@@ -77,7 +83,7 @@ STATUS_TEXT = {
     206: "Partial Content (Range request)",
     304: "Not Modified (conditional request)",
     400: "Invalid path, query or body (details name the field)",
-    401: "Login required",
+    401: "Login required (a signed route: signature missing or wrong)",
     403: "Role not allowed, another unit's or agency's data, or CSRF token missing",
     404: "No such object",
     409: "Conflicts with the object's current state (or a stored file no longer matches its recorded SHA-256)",
@@ -119,6 +125,7 @@ class Route:
     extra_statuses: tuple[int, ...] = ()
     path_model: type[BaseModel] | None = None
     statuses: frozenset[int] = field(default_factory=frozenset)
+    signed: SecretOf | None = None  # HMAC-SHA256 of the body in X-Firelink-Signature under this secret (no login)
 
     @property
     def template(self) -> str:
@@ -150,7 +157,7 @@ def _statuses(r: Route) -> frozenset[int]:
         out.add(404)
         if r.method != "GET":
             out.add(409)
-    if r.roles is not None:
+    if r.roles is not None or r.signed is not None:
         out |= {401, 403, 503}
     if r.body is not None or r.upload is not None:
         out.add(413)
@@ -160,9 +167,12 @@ def _statuses(r: Route) -> frozenset[int]:
 def declared(method: str, path: str, summary: str, handler: Handler, *, roles: frozenset[str] | None,
              body: type[BaseModel] | None = None, tag: str = "api", query: type[Query] | None = None,
              upload: dict[str, Any] | None = None, success: int = 200,
-             produces: Iterable[str] = ("application/json",), statuses: Iterable[int] = ()) -> Route:
+             produces: Iterable[str] = ("application/json",), statuses: Iterable[int] = (),
+             signed: SecretOf | None = None) -> Route:
+    if signed is not None and (roles is not None or body is None or upload is not None):
+        raise ValueError(f"route {path}: a signed route has a JSON body and no roles (the signature is its caller)")
     r = Route(method, path, summary, roles, body, handler, tag, query, upload, success, tuple(produces),
-              tuple(statuses), _path_model(path))
+              tuple(statuses), _path_model(path), signed=signed)
     return replace(r, statuses=_statuses(r))
 
 
@@ -182,12 +192,15 @@ class RouteTable:
               body: type[BaseModel] | None = None, tag: str = "api", query: type[Query] | None = None,
               upload: dict[str, Any] | None = None, success: int = 200,
               produces: Iterable[str] = ("application/json",),
-              statuses: Iterable[int] = ()) -> Callable[[Handler], Handler]:
+              statuses: Iterable[int] = (), signed: SecretOf | None = None) -> Callable[[Handler], Handler]:
         """Declares a route. Statuses implied by the declaration (400 for parameters/bodies, 401/403/503 for a
-        role check, 404 for a path with ids, 409 for changes to an id'd object, 413 for bodies) are added."""
+        role check or a signature, 404 for a path with ids, 409 for changes to an id'd object, 413 for bodies) are
+        added. A route with both `body` and `upload` takes either JSON or multipart/form-data (the handler reads
+        the multipart form itself: its payload is None then)."""
         def deco(fn: Handler) -> Handler:
             self._routes.append(declared(method, path, summary, fn, roles=roles, body=body, tag=tag, query=query,
-                                         upload=upload, success=success, produces=produces, statuses=statuses))
+                                         upload=upload, success=success, produces=produces, statuses=statuses,
+                                         signed=signed))
             return fn
         return deco
 
@@ -283,11 +296,17 @@ async def _check(route: Route, request: web.Request) -> tuple[web.StreamResponse
             request[QUERY_KEY] = route.query.model_validate({k: v for k, v in request.query.items() if v != ""})
         except ValidationError as exc:
             return _invalid("query parameter", exc), None
-    if route.body is None:
+    if route.body is None or (route.upload is not None and request.content_type == "multipart/form-data"):
         return None, None
     if request.content_length is not None and request.content_length > MAX_BODY:
         return error(413, f"request body larger than {MAX_BODY} bytes"), None
     raw = await request.read()
+    if route.signed is not None:
+        secret = route.signed(request)
+        if secret is None:
+            return error(403, "this input is not configured here (no signing secret)"), None
+        if not verify(secret, raw, request.headers.get(SIGNATURE_HEADER)):
+            return error(401, f"missing or wrong {SIGNATURE_HEADER} (sha256=<HMAC-SHA256 of the body, hex>)"), None
     try:
         data = loads(raw or b"{}")
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
@@ -378,13 +397,18 @@ def _operation(r: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         session: dict[str, list[str]] = {"session": [], "csrf": []} if csrf else {"session": []}
         op["security"] = [session, {"agencyToken": []}] if "agency" in r.roles else [session]
         op["description"] = "Roles: " + ", ".join(sorted(r.roles))
+    elif r.signed is not None:
+        op["security"] = [{"signature": []}]
+        op["description"] = f"No login: the body signed with the shared secret in {SIGNATURE_HEADER}."
     else:
         op["security"] = []
     if r.body is not None:
         name = r.body.__name__
         schemas[name] = _schema_of(r.body, schemas)
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{name}"}}}}
+        content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+        if r.upload is not None:
+            content["multipart/form-data"] = {"schema": r.upload}
+        op["requestBody"] = {"required": True, "content": content}
     elif r.upload is not None:
         op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": r.upload}}}
     responses: dict[str, Any] = {}
@@ -393,8 +417,8 @@ def _operation(r: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         if status in (101, 304):
             responses[str(status)] = {"description": text}
         elif status < 300:
-            content: dict[str, Any] = {t: {} for t in r.produces}
-            responses[str(status)] = {"description": text, "content": content}
+            produced: dict[str, Any] = {t: {} for t in r.produces}
+            responses[str(status)] = {"description": text, "content": produced}
         else:
             ref = "#/components/schemas/" + ("Unavailable" if status == 503 else "Error")
             responses[str(status)] = {"description": text, "content": {"application/json": {"schema": {"$ref": ref}}}}
@@ -424,6 +448,9 @@ def openapi(routes: Iterable[Route], title: str, version: str) -> dict[str, Any]
                                         "send it."},
                 "agencyToken": {"type": "http", "scheme": "bearer",
                                 "description": "Agency system token (agencies.<key>.ack_token)."},
+                "signature": {"type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
+                              "description": "sha256=<hex HMAC-SHA256 of the exact body under the shared secret> "
+                                             "(complaints.hotline.secret)."},
             },
         },
     }

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import api, api_hazards, api_inspections, api_reviews, api_zones, video, ws
-from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, SOCKETS
+from console import api, api_complaints, api_hazards, api_inspections, api_reviews, api_zones, video, ws
+from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, REPORT_LIMITS, SOCKETS
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
 from console.routing import Route, error_for, install
@@ -24,6 +24,7 @@ from console.security import identify
 from console.ws import Sockets
 from dispatch.kpi_index import Behind
 from dispatch.login_throttle import LoginThrottle
+from dispatch.rate_limits import ReportLimits
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("console") / "static"))
@@ -33,7 +34,7 @@ PAGES = ("/", "/{name}", "/static")  # canonical paths of the HTML pages and sta
 def console_routes() -> list[Route]:
     """Every route the console serves besides PAGES, module by module."""
     return [*api.routes, *ws.routes, *api_hazards.routes, *api_inspections.routes, *api_reviews.routes,
-            *api_zones.routes, *video.routes]
+            *api_zones.routes, *video.routes, *api_complaints.routes]
 
 
 @web.middleware
@@ -76,6 +77,8 @@ def setup_console(app: web.Application) -> None:
     app.middlewares.extend([errors, identify])
     if LOGIN_THROTTLE not in app:
         app[LOGIN_THROTTLE] = LoginThrottle(app[CONFIG].console.login_throttle)
+    if REPORT_LIMITS not in app:
+        app[REPORT_LIMITS] = ReportLimits.of(app[CONFIG].complaints)
     app[SOCKETS] = Sockets()
     install(app, console_routes())
     app.router.add_get("/", _page)

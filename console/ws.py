@@ -63,15 +63,29 @@ AUDIENCES: dict[type[Payload], Audience] = {
     ev.DetectorMaskChanged: Audience(units=False),
     ev.DetectorMaskApplied: Audience(units=False),
     ev.HealthUpdated: Audience(units=False),  # the system health banner of the station's pages
+    ev.ComplaintReceived: Audience(units=False),  # the triage queue: only who sees the report's station
+    ev.ComplaintUpdated: Audience(units=False),
 }
 PUSHED = sorted({kind.TYPE for kind in AUDIENCES})
 
 
-def shown_to(payload: Payload, who: Actor, station_of: Callable[[str], str | None] = lambda _u: None) -> Payload | None:
+StationOf = Callable[[str], str | None]  # a unit's station (None: unknown unit)
+
+
+def _no_station(_unit_id: str) -> str | None:
+    return None
+
+
+def shown_to(payload: Payload, who: Actor, station_of: StationOf = _no_station) -> Payload | None:
     """What of this payload the user may see: all of it, the agency's part of it, or None. Staff limited to some
-    stations (dispatch.scope) see the events about those stations' units only (`station_of`: a unit's station)."""
+    stations (`Actor.stations`, dispatch.scope) see the events about those stations' units only (`station_of`); a
+    payload about one station (`about_station`, the triage queue) is shown only to who sees that station (a user
+    without stations: to nobody)."""
     audience = AUDIENCES.get(type(payload))
     if audience is None:
+        return None
+    station = payload.about_station()
+    if station is not None and (who.stations is None or station not in who.stations):
         return None
     if who.role in audience.roles:
         unit = payload.about_unit()
@@ -85,14 +99,14 @@ def shown_to(payload: Payload, who: Actor, station_of: Callable[[str], str | Non
     return None
 
 
-def visible(event: Event, who: Actor) -> dict[str, Any] | None:
+def visible(event: Event, who: Actor, station_of: StationOf = _no_station) -> dict[str, Any] | None:
     """The event as this user may see it (the JSON the WebSocket sends), or None."""
     try:
         payload = event.payload()
     except ValueError as exc:  # a publisher's bug: nobody is sent what cannot be judged
         log.error("event not pushed: %s", exc)
         return None
-    shown = shown_to(payload, who)
+    shown = shown_to(payload, who, station_of)
     return None if shown is None else {"type": event.type, **shown.to_json()}
 
 
@@ -104,7 +118,7 @@ def encode(message: dict[str, Any]) -> str:
         return json.dumps(message, ensure_ascii=False)
 
 
-def frame(event: Event, who: Actor, station_of: Callable[[str], str | None] = lambda _u: None) -> str | None:
+def frame(event: Event, who: Actor, station_of: StationOf = _no_station) -> str | None:
     """The WebSocket text of `visible(event, who)`, or None. Encoded once per event and audience: every socket
     shown the whole event sends the same text, and every agency's socket the same text of its part."""
     try:

@@ -43,6 +43,8 @@ EXIT_ZONE_APPLIED = "exit_zone.applied"
 DETECTOR_MASK_CHANGED = "detector_mask.changed"
 DETECTOR_MASK_APPLIED = "detector_mask.applied"
 HEALTH_UPDATED = "health.updated"  # data: {"data": <the /healthz body>} (docs: /healthz, contracts)
+COMPLAINT_RECEIVED = "complaint.received"  # a new report in a station's triage queue
+COMPLAINT_UPDATED = "complaint.updated"  # a report accepted or rejected
 
 ALL_EVENTS = frozenset(
     {
@@ -61,6 +63,8 @@ ALL_EVENTS = frozenset(
         DETECTOR_MASK_CHANGED,
         DETECTOR_MASK_APPLIED,
         HEALTH_UPDATED,
+        COMPLAINT_RECEIVED,
+        COMPLAINT_UPDATED,
     }
 )
 
@@ -107,6 +111,11 @@ class Payload:
 
     def part_for(self, agency: str) -> Payload | None:
         """The part of this event that concerns `agency`'s dispatches (None: none does)."""
+        return None
+
+    def about_station(self) -> str | None:
+        """The station whose work this event is, when only those who see that station may be told (dispatch.scope);
+        None: not tied to one station."""
         return None
 
 
@@ -320,6 +329,31 @@ class HealthUpdated(Payload):
         _expect(self, data=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _ComplaintView(Payload):
+    """A report in a station's triage queue (the officers' view, dispatch.complaint_views): only those who see
+    that station are told."""
+
+    complaint: JsonObject
+    station_id: str
+
+    def __post_init__(self) -> None:
+        _expect(self, complaint=dict, station_id=str)
+
+    def about_station(self) -> str:
+        return self.station_id
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintReceived(_ComplaintView):
+    TYPE = COMPLAINT_RECEIVED
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintUpdated(_ComplaintView):
+    TYPE = COMPLAINT_UPDATED
+
+
 # The payload of each event type's `data` (device.updated carries a device or a camera).
 PAYLOADS: dict[str, Callable[[JsonObject], Payload]] = {
     ALARM_RECEIVED: AlarmReceived.from_json,
@@ -337,6 +371,8 @@ PAYLOADS: dict[str, Callable[[JsonObject], Payload]] = {
     DETECTOR_MASK_CHANGED: DetectorMaskChanged.from_json,
     DETECTOR_MASK_APPLIED: DetectorMaskApplied.from_json,
     HEALTH_UPDATED: HealthUpdated.from_json,
+    COMPLAINT_RECEIVED: ComplaintReceived.from_json,
+    COMPLAINT_UPDATED: ComplaintUpdated.from_json,
 }
 if set(PAYLOADS) != ALL_EVENTS:
     raise RuntimeError(f"event types without a payload: {sorted(ALL_EVENTS ^ set(PAYLOADS))}")

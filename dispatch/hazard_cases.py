@@ -54,6 +54,32 @@ class HazardCases:
 
         One transaction: the hazard, `photos` ("before" evidence) and any further `evidence` groups. With `join_open`
         an open hazard of the same unit, camera, zone and category is returned as it is instead (nothing written)."""
+        new = self._new(unit_id, category, source, severity, camera_id, camera_visible, photos, evidence)
+        async with self.ctx.writer.tx() as tx:
+            if join_open:
+                existing = await tx.session.scalar(select(Hazard).where(
+                    Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
+                    Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
+                if existing is not None:
+                    return self.ctx.view(existing)
+            h = await self._insert(tx, new, actor, description, lat, lon, zone, found_at, photos, evidence)
+            return self.ctx.emit(tx, h)
+
+    async def create_in(self, tx: Tx, *, unit_id: str, category: str, source: str, actor: Actor,
+                        description: str = "", severity: str | None = None, lat: float | None = None,
+                        lon: float | None = None, photos: Sequence[Upload] = (),
+                        found_at: datetime | None = None) -> tuple[Hazard, dict[str, Any]]:
+        """`create` inside the caller's transaction (a complaint accepted into a hazard commits both or neither):
+        the hazard row and its view."""
+        new = self._new(unit_id, category, source, severity, None, None, photos, ())
+        h = await self._insert(tx, new, actor, description, lat, lon, None, found_at, photos, ())
+        return h, self.ctx.emit(tx, h)
+
+    def _new(self, unit_id: str, category: str, source: str, severity: str | None, camera_id: str | None,
+             camera_visible: bool | None, photos: Sequence[Upload],
+             evidence: Sequence[EvidenceGroup]) -> Hazard:
+        """The new hazard's checked fields (BadRequest for an unknown unit, category or source, a bad severity or
+        photo), not yet added anywhere."""
         ctx = self.ctx
         ctx.unit(unit_id)
         cat = ctx.hcfg.category(category)
@@ -67,22 +93,23 @@ class HazardCases:
         for group in evidence:
             check_images(group.files, ctx.hcfg)
         visible = cat.camera_visible and camera_id is not None if camera_visible is None else camera_visible
-        async with ctx.writer.tx() as tx:
-            if join_open:
-                existing = await tx.session.scalar(select(Hazard).where(
-                    Hazard.unit_id == unit_id, Hazard.camera_id == camera_id, Hazard.zone == zone,
-                    Hazard.category == category, Hazard.status != HazardStatus.CLOSED).limit(1))
-                if existing is not None:
-                    return ctx.view(existing)
-            now = ctx.clock()
-            h = await self.add_hazard(tx, unit_id=unit_id, category=category, source=source, actor=actor,
-                                      description=description, severity=severity or cat.severity, lat=lat, lon=lon,
-                                      camera_id=camera_id, zone=zone, camera_visible=bool(visible),
+        return Hazard(unit_id=unit_id, category=category, severity=severity or cat.severity, source=source,
+                      status=HazardStatus.OPEN, camera_id=camera_id, camera_visible=bool(visible))
+
+    async def _insert(self, tx: Tx, h: Hazard, actor: Actor, description: str, lat: float | None,
+                      lon: float | None, zone: str | None, found_at: datetime | None, photos: Sequence[Upload],
+                      evidence: Sequence[EvidenceGroup]) -> Hazard:
+        """`_new`'s hazard added (`add_hazard`) with its evidence."""
+        ctx = self.ctx
+        now = ctx.clock()
+        added = await self.add_hazard(tx, unit_id=h.unit_id, category=h.category, source=h.source, actor=actor,
+                                      description=description, severity=h.severity, lat=lat, lon=lon,
+                                      camera_id=h.camera_id, zone=zone, camera_visible=h.camera_visible,
                                       found_at=found_at, now=now)
-            await store_evidence(ctx, tx, h, photos, "before", "", actor, now)
-            for group in evidence:
-                await store_evidence(ctx, tx, h, group.files, group.stage, group.note, actor, now)
-            return ctx.emit(tx, h)
+        await store_evidence(ctx, tx, added, photos, "before", "", actor, now)
+        for group in evidence:
+            await store_evidence(ctx, tx, added, group.files, group.stage, group.note, actor, now)
+        return added
 
     async def add_hazard(self, tx: Tx, *, unit_id: str, category: str, source: str, actor: Actor, description: str,
                          severity: str, lat: float | None = None, lon: float | None = None,

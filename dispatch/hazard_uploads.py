@@ -36,12 +36,18 @@ class EvidenceGroup:
     note: str = ""
 
 
-def sniff_image(data: bytes) -> str | None:
-    """The image type by its bytes (never by the name or the declared type), verified by Pillow."""
+def magic_type(data: bytes) -> str | None:
+    """The image type the bytes start as (JPEG, PNG or WebP), before anything decodes them."""
     kind = None
     for ctype, magic in IMAGE_TYPES.items():
         if data.startswith(magic) and (ctype != "image/webp" or data[8:12] == b"WEBP"):
             kind = ctype
+    return kind
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type by its bytes (never by the name or the declared type), verified by Pillow."""
+    kind = magic_type(data)
     if kind is None:
         return None
     try:

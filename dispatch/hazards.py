@@ -52,7 +52,7 @@ OBSTRUCTION_CLEARED = "hazard.obstruction_cleared"  # a detector saw the blocked
 
 NOTICE_TITLES = {"deadline": "责令限期改正通知书", "immediate": "责令立即改正通知书"}  # RectificationNotice.kind
 STATUSES = tuple(HazardStatus)
-SOURCES = ("detection", "patrol", "inspection")
+SOURCES = ("detection", "patrol", "inspection", "complaint")  # complaint: a report accepted in triage
 STAGES = ("before", "proof", "recheck", "after")
 
 try:

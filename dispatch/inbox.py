@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from dispatch.actor import Actor
+from dispatch.complaints import Complaints
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor
 from dispatch.errors import BadRequest, Forbidden, NotFound
@@ -22,7 +23,17 @@ from dispatch.incidents import Incidents
 from dispatch.models import IntakeAttempt
 from dispatch.state import TransitionError
 from dispatch.writer import Writer
-from ingest.contract import AgencyAckIn, AlarmIn, CoreInput, DetectionIn, DeviceStatusIn, Rejection, utcnow
+from ingest.contract import (
+    AgencyAckIn,
+    AlarmIn,
+    ComplaintIn,
+    CoreInput,
+    DetectionIn,
+    DeviceStatusIn,
+    Rejection,
+    utcnow,
+)
+from ingest.payloads import excerpt
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +41,12 @@ REFUSED = (NotFound, Forbidden, BadRequest, TransitionError)
 
 
 class CoreInbox:
-    def __init__(self, incidents: Incidents, devices: DeviceMonitor, detections: DetectionSink) -> None:
+    def __init__(self, incidents: Incidents, devices: DeviceMonitor, detections: DetectionSink,
+                 complaints: Complaints | None = None) -> None:
         self.incidents = incidents
         self.devices = devices
         self.detections = detections
+        self.complaints = complaints  # the 96119 hotline's complaints (None: that input is off)
         self.journal = IntakeJournal(incidents.core.writer)
 
     async def handle(self, items: list[CoreInput]) -> dict[int, Exception]:
@@ -82,6 +95,17 @@ class CoreInbox:
                 await self.detections.handle(item.event)
             except REFUSED as exc:
                 return Rejection("mqtt", item.topic, str(exc), "", 0, item.received_at)
+            return None
+        if isinstance(item, ComplaintIn):
+            if self.complaints is None:
+                text = item.description.encode()
+                return Rejection("mqtt", item.topic, "the hotline's MQTT intake is off (complaints.hotline.mqtt)",
+                                 excerpt(text), len(text), item.received_at)
+            try:
+                await self.complaints.file(item)
+            except REFUSED as exc:
+                text = item.description.encode()
+                return Rejection("mqtt", item.topic, str(exc), excerpt(text), len(text), item.received_at)
             return None
         if isinstance(item, AgencyAckIn):
             actor = Actor(item.by, "agency", agency=item.agency)

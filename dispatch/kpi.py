@@ -19,6 +19,8 @@ Definitions (period = [start, end), local dates in Asia/Shanghai):
   on time when dated ≤ deadline + targets.recheck_within_h.
 * Scores: quality (the configured rules) × volume (min(1, done/target) over the station's per-month targets, which
   are `kpi.target_set` record entries: dispatch/kpi_targets.py); without a target the answer says so.
+* Triage of reports (complaints): accepted + rejected by their actor, and the time from `complaint.received` to
+  that entry (median, 90th percentile); reports received in the period (station).
 * Units: alarms, incidents, false-alarm rate (false_alarm closes / closes), device and camera faults
   (`device.offline|fault`, `camera.offline|fault` entries), hazards found, rectification compliance.
 """
@@ -127,7 +129,8 @@ CSV_COLUMNS = {
                  "ack_median_s", "ack_p90_s", "dispatch_median_s", "dispatch_p90_s", "ack_within_target_share",
                  "dispatch_within_target_share", "handled_within_2min_share", "escalations", "hazards_found",
                  "inspections", "notices_issued", "notices_due", "rectified_on_time", "rectified_on_time_share",
-                 "rechecks_done", "rechecks_on_time", "rechecks_on_time_share", "penalties"],
+                 "rechecks_done", "rechecks_on_time", "rechecks_on_time_share", "penalties", "complaints_triaged",
+                 "triage_median_s", "triage_p90_s"],
     "units": ["unit_id", "name", "alarms", "incidents", "false_alarms", "false_alarm_rate", "device_faults",
               "hazards", "notices_due", "rectified_on_time", "rectification_compliance"],
 }

@@ -26,11 +26,12 @@ import numpy as np
 from config.hazards import HazardsConfig, KpiTargets, ScoreRule
 from dispatch import hazards as hz
 from dispatch import records as rec
+from dispatch.complaint_rows import COMPLAINT_RECEIVED, TRIAGE_ACTIONS
 from dispatch.hazards import CHINA_TZ
 from dispatch.kpi_columns import OUTCOMES, IncidentColumns, Selection, micros, trend_points
 from dispatch.kpi_targets import TARGET_SET, TargetLog, combined, months_of
 
-KPI_DEFINITIONS_VERSION = "3"  # docs/kpi.md: bump with any change of a definition
+KPI_DEFINITIONS_VERSION = "4"  # docs/kpi.md: bump with any change of a definition
 FAULT_ACTIONS = frozenset({"device.offline", "device.fault", "camera.offline", "camera.fault"})
 SYSTEM_ACTORS = frozenset({"system", "camera"})
 INCIDENT_ACTIONS = frozenset({rec.ALARM_RECEIVED, rec.INCIDENT_CREATED, rec.ACKNOWLEDGED, rec.DISPATCH_CREATED,
@@ -39,7 +40,7 @@ OFFICER_ACTIONS = frozenset({hz.HAZARD_CREATED, hz.NOTICE_ISSUED, hz.RECHECKED, 
 ACT_ACTIONS = OFFICER_ACTIONS | {hz.INSPECTION}
 # entries whose `data` the fold reads beyond `unit_id` (a reader may skip loading the others' data)
 DATA_ACTIONS = frozenset({rec.INCIDENT_CREATED, rec.CLOSED, hz.NOTICE_ISSUED, hz.RECHECKED, hz.HAZARD_CREATED,
-                          hz.HAZARD_CLOSED, TARGET_SET})
+                          hz.HAZARD_CLOSED, TARGET_SET, COMPLAINT_RECEIVED, *TRIAGE_ACTIONS})
 HAZARD_WINDOW = timedelta(days=366)  # hazards with entries this close to the period take part
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -142,6 +143,16 @@ class Act:
     deadline: datetime | None = None  # hazard.rechecked: data.deadline
 
 
+@dataclass(frozen=True, slots=True)
+class Triage:
+    """A report accepted or rejected: by whom, and how long after its `complaint.received` (None when that entry
+    is not in the record)."""
+
+    at: datetime
+    actor: str
+    span_s: float | None
+
+
 class _Times:
     """Instants (µs since 1970) kept sorted lazily (the record is nearly in time order): counts in [start, end)
     by bisection over ints."""
@@ -200,6 +211,10 @@ class KpiFacts:
         self.faults: defaultdict[str, _Times] = defaultdict(_Times)
         self.mentions: defaultdict[str, _Times] = defaultdict(_Times)  # str(data.unit_id) → entry times
         self.targets = TargetLog()  # the station's volume targets (`kpi.target_set` entries)
+        self.received: dict[int, datetime] = {}  # complaint id → its `complaint.received` time
+        self._received_times = _Times()  # those times, for a period's count
+        self.triages: list[Triage] = []
+        self._triage_times = _Times()  # the triages' times, same order
         self.entries = 0
 
     # ------------------------------------------------------------ folding
@@ -228,11 +243,25 @@ class KpiFacts:
             self.faults[unit].add(at)
         elif action == TARGET_SET:
             self.targets.add(at, data or {})
+        elif action == COMPLAINT_RECEIVED or action in TRIAGE_ACTIONS:
+            self._complaint(action, actor, at, data or {})
 
     def add_entry(self, e: Any) -> None:
         """A RecordEntry (or anything with its fields)."""
         data = e.data or {}
         self.add(e.incident_id, e.hazard_id, e.action, e.actor, e.at, data.get("unit_id"), data)
+
+    def _complaint(self, action: str, actor: str, at: datetime, data: dict[str, Any]) -> None:
+        cid = data.get("complaint_id")
+        if not isinstance(cid, int) or isinstance(cid, bool):
+            return
+        if action == COMPLAINT_RECEIVED:
+            self.received[cid] = at
+            self._received_times.add(at)
+            return
+        received = self.received.get(cid)
+        self.triages.append(Triage(at, actor, None if received is None else (at - received).total_seconds()))
+        self._triage_times.add(at)
 
     def _incident(self, incident_id: int, action: str, actor: str, at: datetime, data: dict[str, Any]) -> None:
         f = self.incidents.get(incident_id)
@@ -325,10 +354,14 @@ class KpiFacts:
         if only is not None:
             notices = [n for n in notices if n.unit_id in only]
         hazard_block = _HazardBlocks(dated, notices, t)
+        triages = [self.triages[i] for i in self._triage_times.indices(start_us, end_us)]
+        triages_of: defaultdict[str, list[Triage]] = defaultdict(list)
+        for tr in triages:
+            triages_of[tr.actor].append(tr)
 
         acknowledgers = {cols.officers[c] for c in np.unique(sel.officer).tolist() if c >= 0}
         acting = ({o for o in acknowledgers if o} | {a.actor for a in dated if a.action in ACT_ACTIONS}
-                  | {n.issued_by for n in notices})
+                  | {n.issued_by for n in notices} | {tr.actor for tr in triages})
         months = months_of(start, end)
         officers = sorted(o for o in acting if o not in SYSTEM_ACTORS and o not in detectors)
         by_officer = sel.by_officer()
@@ -336,14 +369,17 @@ class KpiFacts:
         for o in officers:
             code = cols.officer_code(o)
             acked = by_officer.get(code) if code is not None else None
-            officer: dict[str, Any] = {"officer": o, **(acked or sel.none()).response_block(t), **hazard_block.of(o)}
+            officer: dict[str, Any] = {"officer": o, **(acked or sel.none()).response_block(t), **hazard_block.of(o),
+                                       **_triage_block(triages_of.get(o, []))}
             self._score(officer, cfg, months, "officer", o)
             officer_rows.append(officer)
         officer_rows.sort(key=lambda o: (-(o["score"] if o["score"] is not None else -1), o["officer"]))
         for rank, ranked in enumerate(officer_rows, 1):
             ranked["rank"] = rank
 
-        station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None)}
+        received = self._received_times.count(start_us, end_us)
+        station: dict[str, Any] = {**sel.response_block(t), **hazard_block.of(None), **_triage_block(triages),
+                                   "complaints_received": received}
         self._score(station, cfg, months, "station", "")
 
         mentioned = {u for u, times in self.mentions.items()
@@ -459,6 +495,13 @@ class _HazardBlocks:
             "rechecks_on_time_share": share(on_time, rechecks),
             "penalties": c(hz.PENALTY_CONFIRMED),
         }
+
+
+def _triage_block(triages: Sequence[Triage]) -> dict[str, Any]:
+    """docs/kpi.md: reports triaged (accepted or rejected) and the time from receipt to triage."""
+    spans = [tr.span_s for tr in triages if tr.span_s is not None]
+    return {"complaints_triaged": len(triages), "triage_median_s": quantile(spans, 0.5),
+            "triage_p90_s": quantile(spans, 0.9)}
 
 
 def _trend(sel: Selection, hazards: Sequence[datetime], start: datetime, end: datetime) -> dict[str, Any]:

@@ -40,6 +40,7 @@ ROLE_TABLE: dict[str, Role] = {r.name: r for r in (
     _role("city_supervisor", "市局督导", "City supervisor", "city", "read", "review"),
     _role("unit", "单位", "Unit", None),
     _role("agency", "联动单位", "Agency", None),
+    _role("assistant", "村级消防员/网格员", "Fire assistant", "station"),  # files reports, sees only its own
 )}
 ROLES: tuple[str, ...] = tuple(ROLE_TABLE)
 

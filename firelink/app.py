@@ -1,8 +1,8 @@
 """The composition root: builds every part and starts them in one readable order (stop is the reverse).
 
     database → core lease (a second core on the same database stops here) → core (writer, incident service,
-    users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler) →
-    exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
+    users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler,
+    complaints) → exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
     background workers (notify outbox, escalation, device watchdog, false-alarm learning, camera health) →
     health monitor → cameras and evidence → detectors (+ console-drawn regions) → console routes.
 
@@ -28,6 +28,8 @@ from console.appkeys import (
     BUS,
     CAMERAS,
     CLOCK,
+    COMPLAINT_VIEWS,
+    COMPLAINTS,
     CONFIG,
     DB,
     DETECTIONS,
@@ -51,6 +53,7 @@ from console.appkeys import (
     MASKS,
     MQTT,
     PENALTIES,
+    REPORT_LIMITS,
     WRITER,
 )
 from console.heavy import HeavyWork
@@ -59,6 +62,8 @@ from console.web import setup_console
 from detectors.train import save_hard_negative
 from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
+from dispatch.complaint_views import ComplaintViews
+from dispatch.complaints import Complaints
 from dispatch.db import Database
 from dispatch.detection_sink import DetectionSink
 from dispatch.devices import DeviceMonitor, record_camera_health
@@ -83,6 +88,7 @@ from dispatch.lease import CoreLeaseHolder
 from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
 from dispatch.penalties import Penalties
+from dispatch.rate_limits import ReportLimits
 from dispatch.regions import RegionFollower
 from dispatch.writer import Writer
 from ingest.contract import utcnow
@@ -113,6 +119,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     app[MQTT] = None
     # failed logins: in memory (one core per database, see dispatch.lease); the clock is the app's
     app[LOGIN_THROTTLE] = LoginThrottle(cfg.console.login_throttle, lambda: clock().timestamp())
+    app[REPORT_LIMITS] = ReportLimits.of(cfg.complaints, lambda: clock().timestamp())  # public reports, in memory
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         db = Database(cfg.database.url, cfg.database.echo)
@@ -163,7 +170,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[HEAVY].close()
 
     async def hazards(app: web.Application) -> AsyncIterator[None]:
-        """Hazard case and penalty commands, the deadline scheduler, the hazards' read side, typed inspections."""
+        """Hazard case and penalty commands, the deadline scheduler, the hazards' read side, typed inspections and
+        complaints (which become hazards in triage)."""
         units = app[INCIDENTS].core.units
         ctx = HazardContext(app[WRITER], cfg, units, clock)
         penalties = app[PENALTIES] = Penalties(ctx)
@@ -176,6 +184,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         app[INSPECTIONS] = Inspections(ctx, cases, load_checklists(ctx.hcfg), core.scope)
         app[INSPECTION_VIEWS] = InspectionViews(app[DB], ctx.hcfg, units, core.scope)
         app[KPI_TARGETS] = KpiTargets(app[WRITER], app[DB], clock)
+        core = app[INCIDENTS].core
+        app[COMPLAINTS] = Complaints(core, cases, cfg.complaints, clock)  # reports → triage → hazards
+        app[COMPLAINT_VIEWS] = ComplaintViews(core)
         scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)
@@ -201,7 +212,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         if not mqtt:
             yield
             return
-        inbox = CoreInbox(app[INCIDENTS], app[DEVICES], app[DETECTIONS])
+        inbox = CoreInbox(app[INCIDENTS], app[DEVICES], app[DETECTIONS],
+                          app[COMPLAINTS] if cfg.complaints.hotline.mqtt else None)
         link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal, agencies=tuple(cfg.agencies))
         await link.start()
         app[MQTT] = link

@@ -194,6 +194,28 @@ class DetectionIn:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplaintIn:
+    """A complaint or outside report (投诉举报) on its way into a station's triage queue: from the public page, a
+    village/community fire assistant (source "assistant", `reporter` = login) or the 96119 hotline gateway (source
+    "hotline", `ticket` = the hotline's own ticket id, which makes it idempotent). A photo travels beside it, already
+    re-encoded (dispatch.complaint_photo)."""
+
+    source: str  # public | assistant | hotline
+    description: str
+    received_at: datetime
+    lat: float | None = None
+    lon: float | None = None
+    address: str = ""
+    unit_id: str | None = None
+    facility: str = ""
+    contact_phone: str = ""
+    reporter: str = ""
+    ticket: str | None = None
+    reported_at: datetime | None = None  # the hotline's own time of the call (recorded, informational)
+    topic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Input refused before or inside the core; stored so an admin can see why."""
 
@@ -205,4 +227,4 @@ class Rejection:
     received_at: datetime
 
 
-CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | DetectionIn | Rejection
+CoreInput = AlarmIn | DeviceStatusIn | AgencyAckIn | DetectionIn | ComplaintIn | Rejection

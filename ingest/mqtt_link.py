@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from config.schema import MqttConfig
 from ingest.contract import AlarmDetection, AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
-from ingest.payloads import EXCERPT_BYTES, MAX_TOPIC_CHARS, excerpt, parse_message
+from ingest.payloads import EXCERPT_BYTES, HOTLINE_TOPIC, MAX_TOPIC_CHARS, excerpt, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ def subscriptions(prefix: str) -> list[tuple[str, int]]:
         (f"{prefix}/devices/#", 1),
         (f"{prefix}/dispatch/+/ack", 1),
         (f"{prefix}/cameras/+/detections", 1),
+        (f"{prefix}/{HOTLINE_TOPIC}", 1),
     ]
 
 

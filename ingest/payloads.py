@@ -35,6 +35,7 @@ from ingest.contract import (
     AgencyAckIn,
     AlarmDetection,
     AlarmIn,
+    ComplaintIn,
     CoreInput,
     DetectionEvent,
     DetectionFrame,
@@ -90,6 +91,33 @@ class AgencyAckPayload(_Payload):
     dispatch_id: int = Field(..., ge=1, le=MAX_ROW_ID, description="The dispatch being answered.")
     status: Literal["acknowledged", "on_scene"] = Field("acknowledged", description="What the agency reports.")
     by: str | None = Field(None, max_length=64, description="Dispatcher or crew name.")
+
+
+HOTLINE_TOPIC = "hotline/complaints"  # under the topic prefix: the 96119 gateway's complaints (docs/complaints.md)
+TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+PHONE_PATTERN = r"^[0-9+\-() ]{0,40}$"
+
+
+class HotlineComplaintPayload(_Payload):
+    """A complaint the 96119 fire-rescue hotline forwards: the same body over HTTP (signed) and MQTT."""
+
+    ticket: str = Field(..., pattern=TICKET_PATTERN,
+                        description="The hotline's own ticket id: a ticket sent again is the same complaint.")
+    description: str = Field(..., min_length=1, max_length=4000, description="What the caller reported.")
+    lat: FiniteFloat | None = Field(None, ge=-90, le=90, description="Latitude (WGS-84), if the hotline has one.")
+    lon: FiniteFloat | None = Field(None, ge=-180, le=180, description="Longitude (WGS-84).")
+    address: str = Field("", max_length=400, description="The address the caller gave.")
+    unit_id: str | None = Field(None, pattern=ID_PATTERN, description="The supervised unit, when known.")
+    facility: str = Field("", pattern=r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})?$",
+                          description="A facility code of the unit (from its QR code), if any.")
+    caller_phone: str = Field("", pattern=PHONE_PATTERN, description="The caller's number (officers only).")
+    reported_at: UtcTime | None = Field(None, description="When the hotline took the call (ISO-8601).")
+
+    def complaint(self, received_at: datetime, topic: str = "") -> ComplaintIn:
+        return ComplaintIn(source="hotline", description=self.description, received_at=received_at, lat=self.lat,
+                           lon=self.lon, address=self.address, unit_id=self.unit_id, facility=self.facility,
+                           contact_phone=self.caller_phone, ticket=self.ticket, reported_at=self.reported_at,
+                           topic=topic)
 
 
 # --- detector workers (detectors/worker.py builds these models; the core validates them) ------------------
@@ -241,6 +269,13 @@ def _parse(prefix: str, topic: str, payload: bytes, max_bytes: int, received_at:
         return Rejection("mqtt", printable(topic[:MAX_TOPIC_CHARS]), reason, excerpt(payload), len(payload),
                          received_at)
 
+    if topic == f"{prefix}/{HOTLINE_TOPIC}":
+        if len(payload) > max_bytes:
+            return reject(f"payload too large: {len(payload)} bytes > {max_bytes}")
+        try:
+            return HotlineComplaintPayload.model_validate_json(payload).complaint(received_at, topic)
+        except ValidationError as exc:
+            return reject(_errors(exc))
     parts = topic.split("/", 3)
     if len(topic) > MAX_TOPIC_CHARS or len(parts) < 4 or parts[0] != prefix:
         return reject("unknown topic")

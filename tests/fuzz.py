@@ -61,7 +61,7 @@ def topics(prefix: str) -> dict[str, str]:
     return {"alarm": f"{prefix}/units/school-1/alarm", "status": f"{prefix}/devices/btn-1/status",
             "fire ack": f"{prefix}/dispatch/fire/ack", "medical ack": f"{prefix}/dispatch/medical/ack",
             "detections": f"{prefix}/cameras/cam-1/detections", "wrong leaf": f"{prefix}/units/school-1/alarms",
-            "deep leaf": f"{prefix}/devices/btn-1/status/x"}
+            "deep leaf": f"{prefix}/devices/btn-1/status/x", "hotline": f"{prefix}/hotline/complaints"}
 
 
 def garbage(rng: random.Random, depth: int = 0) -> Any:

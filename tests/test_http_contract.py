@@ -81,7 +81,12 @@ async def test_openapi_lists_every_route_the_server_serves_with_its_statuses(sql
         uploads = {p for p, ops in doc["paths"].items() for op in ops.values()
                    if "multipart/form-data" in op.get("requestBody", {}).get("content", {})}
         assert uploads == {"/api/incidents/{incident_id}/photos", "/api/hazards/{id}/evidence",
-                           "/api/hazards/{id}/proof", "/api/inspection-photos"}
+                           "/api/hazards/{id}/proof", "/api/inspection-photos", "/api/public/complaints",
+                           "/api/complaints"}
+        report = doc["paths"]["/api/public/complaints"]["post"]  # JSON, or multipart with a photo
+        assert set(report["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+        assert report["security"] == [] and {"201", "403", "413", "429"} <= set(report["responses"])
+        assert doc["paths"]["/api/hotline/complaints"]["post"]["security"] == [{"signature": []}]
         photo = doc["paths"]["/api/incidents/{incident_id}/photos"]["post"]
         assert photo["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["photo"]["format"] \
             == "binary"
@@ -98,7 +103,7 @@ def test_every_console_modules_route_table_is_served() -> None:
         tables.update({f"{info.name}.{name}": value for name, value in vars(module).items()
                        if isinstance(value, RouteTable)})
     assert {"api.routes", "ws.routes", "api_hazards.routes", "api_inspections.routes", "api_zones.routes",
-            "video.routes"} <= set(tables)
+            "video.routes", "api_complaints.routes"} <= set(tables)
     served = console_routes()
     for name, table in tables.items():
         assert all(r in served for r in table), f"console.{name} is not in console.web.console_routes()"

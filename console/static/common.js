@@ -116,6 +116,7 @@ export async function logout() {
 export function homeFor(role) {
   if (role === "unit") return "/unit.html";
   if (role === "agency") return "/agency.html";
+  if (role === "assistant") return "/report.html"; // a village/community fire assistant files reports
   return "/";
 }
 
@@ -126,6 +127,7 @@ export const PAGES_FOR = {
   community_officer: STAFF_PAGES, assessor: STAFF_PAGES, brigade_reviewer: STAFF_PAGES, city_supervisor: STAFF_PAGES,
   unit: ["/unit.html", "/hazards.html", "/video.html"],
   agency: ["/agency.html", "/hazards.html", "/assessor.html"],
+  assistant: ["/report.html"],
 };
 
 /** Whether the logged-in user (GET /api/me) has a power of dispatch.roles: act, read, approve, targets, admin. */

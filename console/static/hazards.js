@@ -1,6 +1,7 @@
 // Hazard page: officers find hazards, issue notices, recheck and penalise; units see theirs and upload proof.
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import "./hazards_i18n.js"; // the page's strings, merged into i18n.js's table at import
+import "./report_i18n.js"; // the link to the triage page
 import { can, connectLive, fmtTime, get, h, loadMe, logout, now, post, toast, upload } from "./common.js";
 import { startAlerts } from "./alerts.js";
 
@@ -342,6 +343,7 @@ async function main() {
     $("new-btn").hidden = true;
     $("nav-console").hidden = !can(state.me, "read");
     $("nav-assessor").hidden = !can(state.me, "read") && !state.me.supervision;
+    $("nav-triage").hidden = !can(state.me, "read");
     const home = { unit: "/unit.html", agency: "/agency.html" }[state.me.user.role];
     if (home) { $("nav-console").href = home; $("nav-console").hidden = false; }
   }

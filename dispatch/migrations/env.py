@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from dispatch import hazard_models, inspection_models  # noqa: F401  (register the hazard and inspection tables)
+from dispatch import complaint_models, hazard_models, inspection_models  # noqa: F401  (register their tables)
 from dispatch.models import Base
 
 connection = context.config.attributes.get("connection")

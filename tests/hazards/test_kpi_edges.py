@@ -156,6 +156,7 @@ def test_docs_kpi_table_names_exactly_what_the_code_computes() -> None:
 
 
 async def test_api_refuses_a_period_that_has_not_started(sqlite_url: str) -> None:
+    from dispatch.kpi_facts import KPI_DEFINITIONS_VERSION
     from tests.hazards.conftest import config, hazard_app
     from tests.support import Api, StepClock
 
@@ -168,6 +169,6 @@ async def test_api_refuses_a_period_that_has_not_started(sqlite_url: str) -> Non
                 status, body = await api.request("GET", path)
                 assert status == 400 and "not started" in body["error"], (path, body)
             status, body = await api.request("GET", "/api/kpi?period=2026-11")
-            assert status == 200 and body["definitions"] == "3"
+            assert status == 200 and body["definitions"] == KPI_DEFINITIONS_VERSION
         finally:
             await api.close()

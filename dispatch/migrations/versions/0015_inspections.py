@@ -2,14 +2,14 @@
 failed item checked and the inspection that found them
 
 Revision ID: 0015_inspections
-Revises: 0013_registry
+Revises: 0014_complaints
 Create Date: 2026-12-06 10:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0015_inspections'
-down_revision = '0013_registry'
+down_revision = '0014_complaints'
 branch_labels = None
 depends_on = None
 

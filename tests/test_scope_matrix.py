@@ -52,8 +52,8 @@ class Principal:
         """The expectation, written independently of dispatch.scope."""
         if self.role == "unit":
             return unit_id == self.unit_id
-        if self.role == "agency" and self.agency != "fire":
-            return False
+        if (self.role == "agency" and self.agency != "fire") or self.role == "assistant":
+            return False  # the medical centre oversees nothing; an assistant sees only its own reports
         return UNITS[unit_id] in STATIONS_UNDER[self.org or "city"]
 
 
@@ -71,6 +71,7 @@ PRINCIPALS = [
     Principal("unit-1", "unit", unit_id="zzunit-1"),
     Principal("fire-b1", "agency", "b1", agency="fire"),
     Principal("medic", "agency", agency="medical"),
+    Principal("grid-1", "assistant", "s1"),
 ]
 
 # GET routes not asked about a unit's objects here, and why.
@@ -79,12 +80,15 @@ NOT_ASKED = {
     "(scoped events: test_scoped_staff_get_only_their_stations_events below)",
     "/api/me": "the caller itself", "/api/hazards/config": "configuration, no unit data",
     "/api/checklists/{unit_type}": "configuration (a unit type's checklist), no unit data",
+    "/api/public/units/{unit_id}": "public by design: the name of the unit a QR code names, for the report page",
+    "/api/public/complaints/{receipt}": "public by design: a report's status by its receipt (tests/complaints)",
     "/api/admin/rejections": "admin only (refused input of any unit: the whole tree's admin)",
 }
 # Path parameters → which object of a unit fills them ("unit_id", or the key of an object made per unit).
 PARAM_OBJECT = {
     "/api/incidents/{id}": "incident", "/api/incidents/{incident_id}": "incident", "/api/hazards/{id}": "hazard",
     "/api/notices/{id}": "notice", "/api/units/{unit_id}": "unit_id", "/api/inspections/{id}": "inspection",
+    "/api/complaints/{id}": "complaint",
 }
 # Routes whose objects this test does not make (penalties, referrals, ...): they are asked with the id 1, which
 # exists for no unit here, so they must answer 403/404 for everyone; their scope check is the hazard's
@@ -110,6 +114,13 @@ async def city(db_url: str) -> AsyncIterator[tuple[RunningApp, dict[str, dict[st
         await admin.login("city-admin", "city-admin-pw")
         category = (await admin.get("/api/hazards/config"))["categories"][0]["key"]
         objects: dict[str, dict[str, int]] = {}
+        public = Api(app.url)
+        for uid in UNITS:  # a member of the public reports a hazard at each unit (from its QR code)
+            status, answer = await public.request("POST", "/api/public/complaints",
+                                                  {"description": f"消防通道被堵 {uid}", "unit_id": uid})
+            assert status == 201, answer
+        await public.close()
+        complaints = {c["unit_id"]: c["id"] for c in await admin.get("/api/complaints")}
         for uid in UNITS:
             await service.intake.ingest([AlarmIn(f"m-{uid}", uid, "one_key", "mqtt", utcnow())])
             hazard = await admin.request("POST", "/api/hazards", {"unit_id": uid, "category": category,
@@ -119,7 +130,7 @@ async def city(db_url: str) -> AsyncIterator[tuple[RunningApp, dict[str, dict[st
             inspection = await inspect(admin, uid)
             objects[uid] = {"incident": service.core.open_by_unit[uid].incident_id, "hazard": hazard[1]["id"],
                             "notice": notice["notice"]["id"] if "notice" in notice else notice["id"],
-                            "inspection": inspection["id"]}
+                            "inspection": inspection["id"], "complaint": complaints[uid]}
         await admin.close()
         yield app, objects
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from dispatch.login_throttle import LoginThrottle
     from dispatch.masks import MaskService
     from dispatch.penalties import Penalties
+    from dispatch.registry import Registry
+    from dispatch.unit_views import UnitViews
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
@@ -58,6 +60,8 @@ HAZARD_VIEWS: web.AppKey[HazardViews] = web.AppKey("hazard_views")  # the hazard
 DOCUMENTS: web.AppKey[DocumentSeals] = web.AppKey("documents")  # documents as PDF; sealed PDFs' SHA-256 recorded
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")  # the unit registry's commands (create, edit, retire, import)
+UNIT_VIEWS: web.AppKey[UnitViews] = web.AppKey("unit_views")  # the unit registry's read side
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")
 DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")

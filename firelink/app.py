@@ -47,6 +47,8 @@ from console.appkeys import (
     MASKS,
     MQTT,
     PENALTIES,
+    REGISTRY,
+    UNIT_VIEWS,
     WRITER,
 )
 from console.heavy import HeavyWork
@@ -77,6 +79,8 @@ from dispatch.login_throttle import LoginThrottle
 from dispatch.masks import MaskService
 from dispatch.penalties import Penalties
 from dispatch.regions import RegionFollower
+from dispatch.registry import Registry
+from dispatch.unit_views import UnitViews
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 from ingest.embedded_broker import maybe_start
@@ -143,6 +147,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await monitor.load()
         app[INCIDENTS] = incidents
         app[DEVICES] = monitor
+        views = app[UNIT_VIEWS] = UnitViews(incidents.core)
+        app[REGISTRY] = Registry(incidents.core, views)
         yield
 
     async def heavy_reads(app: web.Application) -> AsyncIterator[None]:

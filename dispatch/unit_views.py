@@ -14,6 +14,8 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.facilities import shipped_facilities
@@ -59,15 +61,26 @@ def in_scope(scope: Scope) -> ColumnElement[bool]:
     return Unit.station_id.in_(sorted(scope.stations))
 
 
-def unit_query(scope: Scope, f: UnitFilter) -> Select[Unit]:
-    """The units in `scope` matching `f`, by name (no paging)."""
+def word_found(word: str, dialect: str) -> ColumnElement[bool]:
+    """`word` in the name, address, credit code or id, ignoring case. Folding case costs (PostgreSQL's ILIKE is several
+    times slower than LIKE), so only words with cased letters pay it: a Chinese word or a number matches the same
+    either way, credit codes are stored upper case, and SQLite's LIKE ignores ASCII case by itself."""
+    pattern = _like(word)
+    fold = dialect != "sqlite" and word.lower() != word.upper()
+
+    def found(col: InstrumentedAttribute[str]) -> ColumnElement[bool]:
+        return col.ilike(pattern, escape="\\") if fold else col.like(pattern, escape="\\")
+
+    return or_(found(Unit.name), found(Unit.address), found(Unit.id),
+               Unit.credit_code.like(_like(word.upper()), escape="\\"))
+
+
+def matching(scope: Scope, f: UnitFilter, dialect: str) -> list[ColumnElement[bool]]:
+    """The conditions of the units in `scope` that match `f` (every word found)."""
     conds: list[ColumnElement[bool]] = [in_scope(scope)]
     if not f.include_retired:
         conds.append(Unit.retired_at.is_(None))
-    for word in f.q.split():
-        pattern = _like(word)
-        conds.append(or_(Unit.name.ilike(pattern, escape="\\"), Unit.address.ilike(pattern, escape="\\"),
-                         Unit.credit_code.ilike(pattern, escape="\\"), Unit.id.ilike(pattern, escape="\\")))
+    conds.extend(word_found(word, dialect) for word in f.q.split())
     if f.unit_type:
         conds.append(Unit.unit_type == f.unit_type)
     if f.unit_class:
@@ -75,7 +88,15 @@ def unit_query(scope: Scope, f: UnitFilter) -> Select[Unit]:
         conds.append(Unit.unit_type.in_([t.code for t in found.types]) if found else false())
     if f.station_id:
         conds.append(Unit.station_id == f.station_id)
-    return select(Unit).where(and_(*conds)).order_by(Unit.name, Unit.id)
+    return conds
+
+
+def page_query(scope: Scope, f: UnitFilter, dialect: str) -> Select[str, int]:
+    """The ids of one page of matches by name, each with the number of all matches (one scan; narrow rows to sort:
+    the units themselves come from the core's index)."""
+    query = (select(Unit.id, func.count().over()).where(and_(*matching(scope, f, dialect)))
+             .order_by(Unit.name, Unit.id))
+    return query if f.limit is None else query.limit(f.limit).offset(f.offset)
 
 
 class UnitViews:
@@ -128,23 +149,34 @@ class UnitViews:
 
     async def search(self, actor: Actor, f: UnitFilter) -> tuple[int, list[dict[str, Any]]]:
         """(how many match, one page of them with their devices and open incident)."""
-        query = unit_query(self.core.scope(actor), f)
+        scope = self.core.scope(actor)
         async with self.core.db.session() as s:
-            if f.limit is None:
-                units = (await s.scalars(query)).all()
-                total = len(units)
-            else:
-                total = await s.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-                units = (await s.scalars(query.limit(f.limit).offset(f.offset))).all() if total > f.offset else []
+            rows = (await s.execute(page_query(scope, f, self.core.db.dialect))).all()
+            total = int(rows[0][1]) if rows else 0
+            if not rows and f.offset:  # a page beyond the last: how many there are
+                total = await s.scalar(select(func.count(Unit.id)).where(
+                    and_(*matching(scope, f, self.core.db.dialect)))) or 0
+            units = await self._units(s, [str(r[0]) for r in rows])
             ids = [u.id for u in units]
             devices = (await s.scalars(select(Device).where(Device.unit_id.in_(ids)).order_by(Device.id))).all() \
                 if len(ids) <= 1000 else (await s.scalars(select(Device).order_by(Device.id))).all()
         return total, self._with_devices(units, devices)
 
+    async def _units(self, s: AsyncSession, ids: list[str]) -> list[Unit]:
+        """The units by id, in that order, from the core's index (kept in step with every registry commit); any it
+        lacks (none, unless a row was written past the registry) from the database."""
+        known = self.core.units
+        missing = [i for i in ids if i not in known]
+        loaded = {u.id: u for u in (await s.scalars(select(Unit).where(Unit.id.in_(missing)))).all()} \
+            if missing else {}
+        return [u for i in ids if (u := known.get(i) or loaded.get(i)) is not None]
+
     async def units(self, actor: Actor, f: UnitFilter) -> list[Unit]:
-        """Every unit matching `f` in `actor`'s scope (exports)."""
+        """Every unit matching `f` in `actor`'s scope, by name (exports)."""
+        query = select(Unit).where(and_(*matching(self.core.scope(actor), f, self.core.db.dialect))) \
+            .order_by(Unit.name, Unit.id)
         async with self.core.db.session() as s:
-            return list((await s.scalars(unit_query(self.core.scope(actor), f))).all())
+            return list((await s.scalars(query)).all())
 
     async def detail(self, unit_id: str, actor: Actor, cameras: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """The unit's page: its entry, devices, cameras (`cameras`: the configured ones watching it), open incident

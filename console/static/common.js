@@ -121,9 +121,9 @@ export function homeFor(role) {
 
 /** The pages each role works on (login's `next` may return only to one of these). */
 export const PAGES_FOR = {
-  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
-  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html"],
+  admin: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/units.html"],
+  duty_officer: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/units.html"],
+  assessor: ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/units.html"],
   unit: ["/unit.html", "/hazards.html", "/video.html"],
   agency: ["/agency.html"],
 };

@@ -81,7 +81,7 @@ async def test_openapi_lists_every_route_the_server_serves_with_its_statuses(sql
         uploads = {p for p, ops in doc["paths"].items() for op in ops.values()
                    if "multipart/form-data" in op.get("requestBody", {}).get("content", {})}
         assert uploads == {"/api/incidents/{incident_id}/photos", "/api/hazards/{id}/evidence",
-                           "/api/hazards/{id}/proof"}
+                           "/api/hazards/{id}/proof", "/api/units/import"}
         photo = doc["paths"]["/api/incidents/{incident_id}/photos"]["post"]
         assert photo["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["photo"]["format"] \
             == "binary"
@@ -97,7 +97,8 @@ def test_every_console_modules_route_table_is_served() -> None:
         module = importlib.import_module(f"console.{info.name}")
         tables.update({f"{info.name}.{name}": value for name, value in vars(module).items()
                        if isinstance(value, RouteTable)})
-    assert {"api.routes", "ws.routes", "api_hazards.routes", "api_zones.routes", "video.routes"} <= set(tables)
+    assert {"api.routes", "ws.routes", "api_hazards.routes", "api_zones.routes", "api_units.routes",
+            "video.routes"} <= set(tables)
     served = console_routes()
     for name, table in tables.items():
         assert all(r in served for r in table), f"console.{name} is not in console.web.console_routes()"
@@ -187,6 +188,7 @@ async def test_database_outage_answers_503_with_what_is_down_everywhere(pg_admin
                 ("POST", f"/api/incidents/{inc}/ack", None), ("POST", "/api/units/school-1/alarm", {}),
                 ("GET", "/api/hazards", None), ("GET", "/api/kpi", None), ("GET", "/api/dashboard", None),
                 ("GET", "/api/cameras", None), ("GET", f"/api/incidents/{inc}/evidence", None),
+                ("GET", "/api/units?q=小学", None), ("GET", "/api/units/school-1", None),
                 ("POST", "/api/logout", None), ("GET", "/ws", None),
             ]:
                 status, result = await officer.request(method, path, body)

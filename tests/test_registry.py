@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ from console.appkeys import DB
 from dispatch.credit_code import make as credit_code
 from dispatch.models import RecordEntry, Unit
 from dispatch.records import verify
-from tests.support import Api, RunningApp, _hashed, base_config, running_app
+from tests.support import Api, RunningApp, _hashed, base_config, config_yaml, run_cli, running_app
 
 TREE = [
     {"id": "city", "name": "河池市公安局", "level": "city"},
@@ -156,7 +157,8 @@ async def test_officers_see_and_edit_only_their_subtrees_units(app: RunningApp, 
     school = await login(app, users, "school")
     agency = await login(app, users, "brigade")
     mine = await officer.request("POST", "/api/units", unit_body(id="north-1"))
-    theirs = await officer2.request("POST", "/api/units", unit_body(id="east-1", credit_code=CODE_2, community_officer=""))
+    theirs = await officer2.request("POST", "/api/units",
+                                    unit_body(id="east-1", credit_code=CODE_2, community_officer=""))
     assert mine[0] == 201 and theirs[0] == 201 and theirs[1]["station_id"] == "st-2"  # each officer's own station
 
     assert {u["id"] for u in await officer2.get("/api/units")} == {"east-1"}
@@ -235,8 +237,8 @@ async def test_import_is_all_or_nothing_with_the_bad_rows_listed(app: RunningApp
     status, result = await upload(officer, "/api/units/import", csv_bytes(rows, HEADER_EN), "units.csv")
     assert status == 400 and len(result["errors"]) == 10
 
-    for data, message in [(b"", "empty"), (b"\x00\x01\x02", "neither"), ("名字,地址\n甲,乙\n".encode(), "unknown column"),
-                          ("地址\n乙\n".encode(), "no name")]:
+    for data, message in [(b"", "empty"), (b"\x00\x01\x02", "neither"),
+                          ("名字,地址\n甲,乙\n".encode(), "unknown column"), ("地址\n乙\n".encode(), "no name")]:
         status, result = await upload(officer, "/api/units/import", data, "x.csv")
         assert status == 400 and message in str(result), (data, result)
 
@@ -357,3 +359,26 @@ async def test_qr_codes_lead_officers_to_the_unit_and_anyone_else_to_the_complai
     assert ok and set(texts) == {f"{base}/q/netbar-1", f"{base}/q/netbar-1/extinguisher",
                                  f"{base}/q/netbar-1/fire_exit"}, texts  # emergency lighting has no code of its own
     assert (await anon.request("GET", "/api/units/netbar-1/qr.pdf"))[0] == 401
+
+
+async def test_a_registered_unit_gets_a_login_from_the_cli_and_audit_verify_stays_intact(sqlite_url: str,
+                                                                                        tmp_path: Path) -> None:
+    users = [{"username": n, "password_hash": _hashed(f"{n}-pw"), **extra} for n, extra in USERS]
+    cfg = base_config(sqlite_url, None, organisations=TREE, users=users)
+    path = config_yaml(cfg, tmp_path / "firelink.yaml")
+    async with running_app(cfg, mqtt=False) as app:
+        officer = Api(app.url)
+        await officer.login("officer", "officer-pw")
+        assert (await officer.request("POST", "/api/units", unit_body(id="netbar-1")))[0] == 201
+        await officer.request("PUT", "/api/units/netbar-1", {"version": 1, "occupancy": 120})
+        await officer.close()
+    code, _, err = await run_cli("--config", str(path), "user", "add", "netbar", "--role", "unit", "--unit",
+                                 "netbar-1", "--password", "netbar-pw")  # a unit of the registry, not of the file
+    assert code == 0, err
+    code, out, _ = await run_cli("--config", str(path), "audit", "verify")
+    assert code == 0 and "intact" in out, out
+    async with running_app(cfg, mqtt=False) as app:
+        netbar = Api(app.url)
+        await netbar.login("netbar", "netbar-pw")
+        assert [u["id"] for u in await netbar.get("/api/units")] == ["netbar-1"]
+        await netbar.close()

@@ -109,14 +109,21 @@ function historyItem(e) {
   if (e.action === "unit.created") what += ` (${t("un.h.via." + (d.via || "api"))})`;
   if (e.action === "unit.retired" && d.reason) what += ` · ${d.reason}`;
   const changes = e.action === "unit.updated" ? Object.entries(d.changes || {}).map(([field, c]) =>
-    h("div.un-change", `${t("un.f." + field)}: ${show(c.before)} → ${show(c.after)}`)) : [];
+    h("div.un-change", `${t("un.f." + field)}: ${show(c.before, field)} → ${show(c.after, field)}`)) : [];
   return h("li", { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)), h("strong", what), ` · ${e.actor}`,
     ...changes);
 }
 
-function show(v) {
+const typeName = (code) => name(state.tax.classes.flatMap((c) => c.types).find((x) => x.code === code)) || code;
+const stationName = (id) => (state.options.stations.find((s) => s.id === id) || {}).name || id;
+
+/** A field's value as people read it (type, station and facilities by name). */
+function show(v, field) {
   if (Array.isArray(v)) return v.length ? v.map(facilityName).join("、") : "—";
-  return v === null || v === undefined || v === "" ? "—" : String(v);
+  if (v === null || v === undefined || v === "") return "—";
+  if (field === "unit_type") return typeName(v);
+  if (field === "station_id") return stationName(v);
+  return String(v);
 }
 
 function paintDetail() {
@@ -153,7 +160,13 @@ function paintDetail() {
       ? h("ul", d.cameras.map((c) => h("li", `${c.name}${c.location ? " · " + c.location : ""}`)))
       : h("p.legend", t("un.devices.none"))),
     h("section.card", h("h2", t("un.history")), h("ol#history.tl", d.history.map(historyItem))));
+  toDetail();
+}
+
+/** The detail pane from its top; on a phone (one column) scrolled into view below the list. */
+function toDetail() {
   $("detail").scrollTop = 0;
+  if (window.matchMedia("(max-width: 760px)").matches) $("detail").scrollIntoView({ block: "start" });
 }
 
 async function retire(d) {
@@ -225,7 +238,7 @@ function edit(d) {
     h("div.row", h("button#u-save.btn.btn-primary", { type: "submit" }, t("un.save")),
       h("button#u-cancel.btn", { type: "button", onclick: cancel }, t("un.cancel"))));
   $("detail").replaceChildren(form);
-  $("detail").scrollTop = 0;
+  toDetail();
   pickOnMap(mapEl, lat, lon);
 }
 

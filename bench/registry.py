@@ -5,8 +5,8 @@
     .venv/bin/python bench/registry.py --pg-dsn postgresql://postgres@127.0.0.1:5432/postgres
 
 For each backend: Mosquitto (deploy/mosquitto/firelink.conf) and `firelink run` as a subprocess with a fresh
-database (PostgreSQL: a throw-away database created on --pg-dsn and dropped afterwards), a duty officer's session,
-and a generated CSV of --units realistic units (Chinese names, addresses, valid credit codes, every unit type):
+database (PostgreSQL: a throw-away database on --pg-dsn, dropped afterwards, as the tests make), a duty officer's
+session, and a generated CSV of --units realistic units (Chinese names, addresses, valid credit codes, every unit type):
 
   import bad   the file with 3 bad rows: POST /api/units/import → 400 naming exactly those 3 rows, nothing imported
   import       the good file: POST /api/units/import → 200 {"imported": N} (one transaction, every unit recorded)
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import io
 import random
@@ -31,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from bench.alarm_latency import core_config, launch_core, shut_down, start_broke
 from config.facilities import shipped_facilities  # noqa: E402
 from config.taxonomy import shipped_taxonomy  # noqa: E402
 from dispatch.credit_code import ALPHABET, make  # noqa: E402
+from tests.support import pg_available, pg_database  # noqa: E402
 
 TOWNS = "思恩镇 水源镇 洛阳镇 川山镇 明伦镇 东兴镇 大才乡 下南乡 大安乡 长美乡 龙岩乡 驯乐乡".split()
 STREETS = ("中山路 解放路 城北路 河滨路 人民路 建设路 新华街 文化路 东门街 西环路 环江大道 民族路 胜利街 朝阳路 "
@@ -120,34 +119,15 @@ async def upload(http: aiohttp.ClientSession, base: str, csrf: str, data: bytes)
         return time.monotonic() - t, r.status, body
 
 
-async def pg_create(dsn: str) -> str:
-    import asyncpg
-
-    name = f"firelink_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def pg_drop(dsn: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"flbench-registry-{backend}-"))
-    db_url, pg_name = None, None
     if backend == "postgresql":
-        pg_name = await pg_create(args.pg_dsn)
-        db_url = args.pg_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{pg_name}"
+        async with pg_database(args.pg_dsn) as url:  # a fresh database, dropped afterwards
+            return await run_on(backend, url, args)
+    return await run_on(backend, None, args)
+
+
+async def run_on(backend: str, db_url: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"flbench-registry-{backend}-"))
     broker, port = start_broker(workdir)
     cfg = core_config(workdir, port, 2, db_url, "http://127.0.0.1:9/unused")
     core, log = launch_core(workdir, cfg, None)
@@ -195,27 +175,13 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 out[f"export_{fmt}"] = (time.monotonic() - t, size)
     finally:
         shut_down(core, log, broker, workdir, args.keep)
-        if pg_name is not None and not args.keep:
-            await pg_drop(args.pg_dsn, pg_name)
-        elif pg_name is not None:
-            print(f"  database kept: {pg_name}")
     return out
-
-
-async def pg_answers(dsn: str) -> bool:
-    import asyncpg
-
-    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-        conn = await asyncpg.connect(dsn, timeout=3)
-        await conn.close()
-        return True
-    return False
 
 
 async def main_async(args: argparse.Namespace) -> int:
     missed = False
     for backend in args.backends.split(","):
-        if backend == "postgresql" and not await pg_answers(args.pg_dsn):
+        if backend == "postgresql" and not await pg_available(args.pg_dsn):
             print(f"postgresql: skipped (nothing answers at {args.pg_dsn})")
             continue
         r = await run(backend, args)
@@ -244,7 +210,7 @@ def main() -> int:
     ap.add_argument("--searches", type=int, default=400)
     ap.add_argument("--target-ms", type=float, default=100.0)
     ap.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    ap.add_argument("--keep", action="store_true", help="keep the work directories (and PostgreSQL databases)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directories")
     ap.add_argument("--by-kind", action="store_true", help="search latency by kind of query too")
     return asyncio.run(main_async(ap.parse_args()))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
@@ -196,17 +197,19 @@ async def get_unit(request: web.Request, _: None) -> dict[str, Any]:
 @routes.route("PUT", "/api/units/{unit_id}", "Edit a unit: the fields given, on the version given (409 if stale)",
               roles=OFFICERS, body=UnitPatch, tag="registry")
 async def put_unit(request: web.Request, body: UnitPatch) -> dict[str, Any]:
-    try:
-        return await request.app[REGISTRY].update(_unit_id(request), body, actor(request))
-    except StaleVersion as exc:
-        raise HttpError(409, str(exc), version=exc.current) from None
+    return await _versioned(request.app[REGISTRY].update(_unit_id(request), body, actor(request)))
 
 
 @routes.route("POST", "/api/units/{unit_id}/retire", "Retire a unit (kept with its history; hidden from lists)",
               roles=OFFICERS, body=RetireBody, tag="registry")
 async def post_unit_retire(request: web.Request, body: RetireBody) -> dict[str, Any]:
+    return await _versioned(request.app[REGISTRY].retire(_unit_id(request), body, actor(request)))
+
+
+async def _versioned(command: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A command made on a version of the unit: a stale one answers 409 with the unit's current version."""
     try:
-        return await request.app[REGISTRY].retire(_unit_id(request), body, actor(request))
+        return await command
     except StaleVersion as exc:
         raise HttpError(409, str(exc), version=exc.current) from None
 

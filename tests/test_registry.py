@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from console.appkeys import DB
 from dispatch.credit_code import make as credit_code
 from dispatch.models import RecordEntry, Unit
 from dispatch.records import verify
-from tests.support import Api, RunningApp, _hashed, base_config, config_yaml, run_cli, running_app
+from tests.support import Api, RunningApp, RunningClock, _hashed, base_config, config_yaml, run_cli, running_app
 
 TREE = [
     {"id": "city", "name": "河池市公安局", "level": "city"},
@@ -32,6 +33,7 @@ USERS = [
     ("assessor", {"role": "assessor"}), ("school", {"role": "unit", "unit_id": "school-1"}),
     ("brigade", {"role": "agency", "agency": "fire"}),
 ]
+NEW_YEARS_EVE = datetime(2026, 12, 31, 15, 55, tzinfo=UTC)  # 23:55 in China: the app's clock, not today's
 CODE_1 = credit_code("91451226MA5K00001")
 CODE_2 = credit_code("91451226MA5K00002")
 
@@ -50,7 +52,7 @@ def unit_body(**overrides: Any) -> dict[str, Any]:
 async def app(db_url: str) -> AsyncIterator[RunningApp]:
     users = [{"username": n, "password_hash": _hashed(f"{n}-pw"), **extra} for n, extra in USERS]
     cfg = base_config(db_url, None, organisations=TREE, users=users)
-    async with running_app(cfg, mqtt=False) as running:
+    async with running_app(cfg, mqtt=False, clock=RunningClock(NEW_YEARS_EVE)) as running:
         yield running
 
 
@@ -119,6 +121,7 @@ async def test_create_edit_retire_are_in_the_chain_and_stale_edits_conflict(app:
     history = (await officer.get("/api/units/netbar-1"))["history"]  # a retired unit keeps its page and history
     assert [e["action"] for e in history] == ["unit.created", "unit.updated", "unit.retired"]
     assert history[-1]["data"]["reason"] == "停业"
+    assert history[-1]["at"].startswith("2026-12-31T15:5") and retired["retired_at"] == history[-1]["at"]
     assert await chain_intact(app)
 
 

@@ -3,7 +3,7 @@ cameras and history (its record entries), the choices a unit form offers, the ro
 
 Every read is filtered by the caller's scope (dispatch.scope): a unit's `station_id` among the stations the caller
 sees, or the one unit of a unit's own login. Retired units stay in the registry and in every history; lists leave
-them out unless asked (`include_retired`).
+them out unless asked (`include_retired`), except for a unit's own login, which always finds itself.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def word_found(word: str, dialect: str) -> ColumnElement[bool]:
 def matching(scope: Scope, f: UnitFilter, dialect: str) -> list[ColumnElement[bool]]:
     """The conditions of the units in `scope` that match `f` (every word found)."""
     conds: list[ColumnElement[bool]] = [in_scope(scope)]
-    if not f.include_retired:
+    if not f.include_retired and scope.unit_id is None:  # a unit's own login always finds itself
         conds.append(Unit.retired_at.is_(None))
     conds.extend(word_found(word, dialect) for word in f.q.split())
     if f.unit_type:

@@ -184,6 +184,9 @@ async def test_officers_see_and_edit_only_their_subtrees_units(app: RunningApp, 
     # a unit's login sees itself only; agencies do not read the registry
     assert [u["id"] for u in await school.get("/api/units")] == ["school-1"]
     assert (await school.request("GET", "/api/units/north-1"))[0] == 403
+    await officer.request("POST", "/api/units/school-1/retire", {"reason": "撤并"})
+    assert [u["id"] for u in await school.get("/api/units")] == ["school-1"]  # its own login still finds itself
+    assert "school-1" not in {u["id"] for u in await officer.get("/api/units")}
     assert (await school.request("POST", "/api/units", unit_body(id="z")))[0] == 403
     assert (await agency.request("GET", "/api/units"))[0] == 403
     opts = await officer2.get("/api/units/options")

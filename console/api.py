@@ -186,11 +186,6 @@ async def get_me(request: web.Request, _: None) -> dict[str, Any]:
 
 # ------------------------------------------------------------- incidents
 
-@routes.route("GET", "/api/units", "List units", roles=frozenset({*STAFF, "unit", "agency"}))
-async def get_units(request: web.Request, _: None) -> list[dict[str, Any]]:
-    return await request.app[INCIDENTS].views.list_units(actor(request))
-
-
 class IncidentQuery(Query):
     """Query parameters of GET /api/incidents (the queue and the history search)."""
 

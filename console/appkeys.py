@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from dispatch.masks import MaskService
     from dispatch.penalties import Penalties
     from dispatch.rate_limits import ReportLimits
+    from dispatch.registry import Registry
+    from dispatch.unit_views import UnitViews
     from dispatch.writer import Writer
     from ingest.cameras.evidence import EvidenceRecorder
     from ingest.cameras.hub import CameraHub
@@ -67,6 +69,8 @@ INSPECTIONS: web.AppKey[Inspections] = web.AppKey("inspections")  # typed inspec
 INSPECTION_VIEWS: web.AppKey[InspectionViews] = web.AppKey("inspection_views")  # their read side
 EXIT_ZONES: web.AppKey[ExitZoneService] = web.AppKey("exit_zones")
 MASKS: web.AppKey[MaskService] = web.AppKey("detector_masks")
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry")  # the unit registry's commands (create, edit, retire, import)
+UNIT_VIEWS: web.AppKey[UnitViews] = web.AppKey("unit_views")  # the unit registry's read side
 DEVICES: web.AppKey[DeviceMonitor] = web.AppKey("devices")
 DETECTIONS: web.AppKey[DetectionSink] = web.AppKey("detections")
 HEALTH: web.AppKey[HealthMonitor] = web.AppKey("health")

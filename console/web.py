@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import api, api_complaints, api_hazards, api_inspections, api_reviews, api_zones, video, ws
+from console import api, api_complaints, api_hazards, api_inspections, api_reviews, api_units, api_zones, video, ws
 from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, REPORT_LIMITS, SOCKETS
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
@@ -28,13 +28,14 @@ from dispatch.rate_limits import ReportLimits
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("console") / "static"))
-PAGES = ("/", "/{name}", "/static")  # canonical paths of the HTML pages and static files: not in the route table
+# canonical paths of the HTML pages, static files and QR scan redirects (api_units.scan): not in the route table
+PAGES = ("/", "/{name}", "/static", *api_units.SCAN_PATHS)
 
 
 def console_routes() -> list[Route]:
     """Every route the console serves besides PAGES, module by module."""
     return [*api.routes, *ws.routes, *api_hazards.routes, *api_inspections.routes, *api_reviews.routes,
-            *api_zones.routes, *video.routes, *api_complaints.routes]
+            *api_units.routes, *api_zones.routes, *video.routes, *api_complaints.routes]
 
 
 @web.middleware
@@ -84,3 +85,5 @@ def setup_console(app: web.Application) -> None:
     app.router.add_get("/", _page)
     app.router.add_get("/{name:[a-z_]+\\.html}", _page)
     app.router.add_static("/static/", STATIC, append_version=True)
+    for path in api_units.SCAN_PATHS:
+        app.router.add_get(path, api_units.scan)

@@ -56,9 +56,12 @@ def cmd_press(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from dispatch.auth import AuthError, add_user
     from dispatch.db import Database
     from dispatch.events import EventBus
+    from dispatch.models import Unit
     from dispatch.writer import Writer
 
     if args.org is not None and args.org not in {o.id for o in cfg.orgs()}:
@@ -82,8 +85,10 @@ def cmd_user_add(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
             await db.upgrade()
             # a writer of its own: this command appends no record entry, so it cannot fork a running core's chain
             writer = Writer(db, EventBus())
+            async with db.session() as s:  # the registry's units (made in the console or imported) and the config's
+                units = set((await s.scalars(select(Unit.id))).all()) | {u.id for u in cfg.units}
             await add_user(writer, args.name, password, args.role, args.unit, args.agency,
-                           {u.id for u in cfg.units}, known_agencies=list(cfg.agencies),
+                           units, known_agencies=list(cfg.agencies),
                            real_name=args.real_name, badge=args.badge, org_id=args.org or cfg.station.id)
         finally:
             await db.dispose()

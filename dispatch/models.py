@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -88,6 +89,13 @@ class Unit(Base):
     community_officer: Mapped[str] = mapped_column(String(64), default="", server_default="")  # username
     retired_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # raised on every edit
+
+    __table_args__ = (
+        Index("uq_units_credit_code", "credit_code", unique=True, sqlite_where=text("credit_code <> ''"),
+              postgresql_where=text("credit_code <> ''")),
+        Index("ix_units_name", "name"),
+        Index("ix_units_unit_type", "unit_type"),
+    )
 
 
 class Device(Base):
@@ -229,6 +237,7 @@ class RecordEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     incident_id: Mapped[int | None] = mapped_column(index=True)
     hazard_id: Mapped[int | None] = mapped_column(index=True)
+    unit_id: Mapped[str | None] = mapped_column(String(64), index=True)  # a registry entry's unit (its history)
     action: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]

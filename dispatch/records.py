@@ -33,12 +33,12 @@ MESSAGE = "incident.message"
 
 
 def entry_hash(prev_hash: str, incident_id: int | None, hazard_id: int | None, action: str, actor: str,
-               at: datetime, data: dict[str, Any]) -> str:
-    body = json.dumps(
-        {"prev": prev_hash, "incident_id": incident_id, "hazard_id": hazard_id, "action": action, "actor": actor,
-         "at": at.isoformat(), "data": data},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
-    )
+               at: datetime, data: dict[str, Any], unit_id: str | None = None) -> str:
+    content: dict[str, Any] = {"prev": prev_hash, "incident_id": incident_id, "hazard_id": hazard_id,
+                               "action": action, "actor": actor, "at": at.isoformat(), "data": data}
+    if unit_id is not None:  # covered when set; entries without a unit hash exactly as before the column existed
+        content["unit_id"] = unit_id
+    body = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -54,12 +54,13 @@ class RecordChain:
         self._committed = self._pending = last or GENESIS
 
     def append(self, action: str, actor: str, at: datetime, data: dict[str, Any] | None = None, *,
-               incident_id: int | None = None, hazard_id: int | None = None) -> dict[str, Any]:
+               incident_id: int | None = None, hazard_id: int | None = None,
+               unit_id: str | None = None) -> dict[str, Any]:
         """Returns the row to insert (the writer inserts a transaction's rows in one statement)."""
         data = data or {}
-        digest = entry_hash(self._pending, incident_id, hazard_id, action, actor, at, data)
-        row = {"incident_id": incident_id, "hazard_id": hazard_id, "action": action, "actor": actor, "at": at,
-               "data": data, "prev_hash": self._pending, "hash": digest}
+        digest = entry_hash(self._pending, incident_id, hazard_id, action, actor, at, data, unit_id)
+        row = {"incident_id": incident_id, "hazard_id": hazard_id, "unit_id": unit_id, "action": action,
+               "actor": actor, "at": at, "data": data, "prev_hash": self._pending, "hash": digest}
         self._pending = digest
         return row
 
@@ -82,7 +83,7 @@ def verify(entries: Iterable[RecordEntry]) -> ChainBreak | None:
     for e in entries:
         if e.prev_hash != prev:
             return ChainBreak(e.id, "previous-hash link broken (entry removed or reordered)")
-        if entry_hash(e.prev_hash, e.incident_id, e.hazard_id, e.action, e.actor, e.at, e.data) != e.hash:
+        if entry_hash(e.prev_hash, e.incident_id, e.hazard_id, e.action, e.actor, e.at, e.data, e.unit_id) != e.hash:
             return ChainBreak(e.id, "content does not match its hash (entry altered)")
         prev = e.hash
     return None

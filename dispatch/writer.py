@@ -68,9 +68,10 @@ class Writer:
                 self.bus.publish(event)
 
     def record(self, tx: Tx, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None, *,
-               incident_id: int | None = None, hazard_id: int | None = None) -> None:
+               incident_id: int | None = None, hazard_id: int | None = None, unit_id: str | None = None) -> None:
+        """`unit_id`: the unit a registry entry is about (its history is read by it, dispatch.unit_views)."""
         tx.records.append(self.records.append(action, actor.username, at, data,
-                                              incident_id=incident_id, hazard_id=hazard_id))
+                                              incident_id=incident_id, hazard_id=hazard_id, unit_id=unit_id))
 
     async def note(self, action: str, actor: Actor, at: datetime, data: dict[str, Any] | None = None, *,
                    incident_id: int | None = None, hazard_id: int | None = None) -> None:

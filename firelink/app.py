@@ -53,7 +53,9 @@ from console.appkeys import (
     MASKS,
     MQTT,
     PENALTIES,
+    REGISTRY,
     REPORT_LIMITS,
+    UNIT_VIEWS,
     WRITER,
 )
 from console.heavy import HeavyWork
@@ -90,6 +92,8 @@ from dispatch.masks import MaskService
 from dispatch.penalties import Penalties
 from dispatch.rate_limits import ReportLimits
 from dispatch.regions import RegionFollower
+from dispatch.registry import Registry
+from dispatch.unit_views import UnitViews
 from dispatch.writer import Writer
 from ingest.contract import utcnow
 from ingest.embedded_broker import maybe_start
@@ -157,6 +161,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await monitor.load()
         app[INCIDENTS] = incidents
         app[DEVICES] = monitor
+        views = app[UNIT_VIEWS] = UnitViews(incidents.core)
+        app[REGISTRY] = Registry(incidents.core, views)
         yield
 
     async def heavy_reads(app: web.Application) -> AsyncIterator[None]:

@@ -82,7 +82,7 @@ async def test_openapi_lists_every_route_the_server_serves_with_its_statuses(sql
                    if "multipart/form-data" in op.get("requestBody", {}).get("content", {})}
         assert uploads == {"/api/incidents/{incident_id}/photos", "/api/hazards/{id}/evidence",
                            "/api/hazards/{id}/proof", "/api/inspection-photos", "/api/public/complaints",
-                           "/api/complaints"}
+                           "/api/complaints", "/api/units/import"}
         report = doc["paths"]["/api/public/complaints"]["post"]  # JSON, or multipart with a photo
         assert set(report["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
         assert report["security"] == [] and {"201", "403", "413", "429"} <= set(report["responses"])
@@ -103,7 +103,7 @@ def test_every_console_modules_route_table_is_served() -> None:
         tables.update({f"{info.name}.{name}": value for name, value in vars(module).items()
                        if isinstance(value, RouteTable)})
     assert {"api.routes", "ws.routes", "api_hazards.routes", "api_inspections.routes", "api_zones.routes",
-            "video.routes", "api_complaints.routes"} <= set(tables)
+            "video.routes", "api_complaints.routes", "api_units.routes"} <= set(tables)
     served = console_routes()
     for name, table in tables.items():
         assert all(r in served for r in table), f"console.{name} is not in console.web.console_routes()"
@@ -193,6 +193,7 @@ async def test_database_outage_answers_503_with_what_is_down_everywhere(pg_admin
                 ("POST", f"/api/incidents/{inc}/ack", None), ("POST", "/api/units/school-1/alarm", {}),
                 ("GET", "/api/hazards", None), ("GET", "/api/kpi", None), ("GET", "/api/dashboard", None),
                 ("GET", "/api/cameras", None), ("GET", f"/api/incidents/{inc}/evidence", None),
+                ("GET", "/api/units?q=小学", None), ("GET", "/api/units/school-1", None),
                 ("POST", "/api/logout", None), ("GET", "/ws", None),
             ]:
                 status, result = await officer.request(method, path, body)

@@ -121,7 +121,8 @@ export function homeFor(role) {
 }
 
 /** The pages each role works on (login's `next` may return only to one of these). */
-const STAFF_PAGES = ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/inspect.html"];
+const STAFF_PAGES = ["/", "/index.html", "/video.html", "/hazards.html", "/assessor.html", "/inspect.html",
+  "/units.html", "/triage.html"];
 export const PAGES_FOR = {
   admin: STAFF_PAGES, station_chief: STAFF_PAGES, deputy_chief: STAFF_PAGES, duty_officer: STAFF_PAGES,
   community_officer: STAFF_PAGES, assessor: STAFF_PAGES, brigade_reviewer: STAFF_PAGES, city_supervisor: STAFF_PAGES,

@@ -90,6 +90,14 @@ def actor(request: web.Request) -> Actor:
     return a
 
 
+def supervisor(request: web.Request) -> Actor:
+    """The caller of a supervision read: staff, or an agency that oversees stations (403 for one that does not)."""
+    who = actor(request)
+    if who.role == "agency" and not who.stations:
+        raise Forbidden("this agency does not oversee stations' supervision work")
+    return who
+
+
 def _int(request: web.Request, name: str = "id") -> int:
     """A numeric path parameter, validated by the route table (1 to 2**31-1)."""
     return int(request[PATH_PARAMS_KEY][name])

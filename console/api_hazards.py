@@ -15,7 +15,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from pydantic import Field
 
-from console.api import _Body, _int, _limit, actor
+from console.api import _Body, _int, _limit, actor, supervisor
 from console.appkeys import (
     CAMERAS,
     CLOCK,
@@ -32,9 +32,8 @@ from console.appkeys import (
 )
 from console.routing import APPROVERS, OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch import documents, kpi, queries
-from dispatch.actor import Actor
 from dispatch.document_pdf import RenderPdf
-from dispatch.errors import BadRequest, Forbidden, NotFound
+from dispatch.errors import BadRequest, NotFound
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_uploads import Upload
 from dispatch.hazard_views import HazardViews
@@ -477,14 +476,6 @@ def _period(request: web.Request) -> kpi.Period:
         return kpi.parse_period(q.period or None, q.from_ or None, q.to or None, now=request.app[CLOCK]())
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-
-
-def supervisor(request: web.Request) -> Actor:
-    """The caller of a supervision read: staff, or an agency that oversees stations (403 for one that does not)."""
-    who = actor(request)
-    if who.role == "agency" and not who.stations:
-        raise Forbidden("this agency does not oversee stations' supervision work")
-    return who
 
 
 def _units_of(request: web.Request, stations: frozenset[str] | None) -> tuple[dict[str, str], frozenset[str] | None]:

@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, Field
 
 from config.checklists import ITEM_ID_PATTERN
 from config.taxonomy import shipped_taxonomy
-from console.api import _Body, _int, actor
+from console.api import _Body, _int, actor, supervisor
 from console.api_hazards import IMAGES, PDF, _pdf, _renderer, read_uploads
 from console.appkeys import DOCUMENTS, HEAVY, INSPECTION_VIEWS, INSPECTIONS
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
@@ -174,7 +174,7 @@ async def post_inspection_photo(request: web.Request, _: None) -> web.Response:
               produces=IMAGES, statuses=(409,))
 async def get_inspection_photo(request: web.Request, _: None) -> web.StreamResponse:
     try:
-        p, data = await request.app[INSPECTION_VIEWS].photo(_int(request), actor(request))
+        p, data = await request.app[INSPECTION_VIEWS].photo(_int(request), supervisor(request))
     except IntegrityError as exc:
         return error(409, str(exc))
     return web.Response(body=data, content_type=p.content_type, headers={
@@ -220,20 +220,20 @@ async def _seal(request: web.Request, view: dict[str, Any]) -> None:
               query=InspectionsQuery)
 async def get_inspections(request: web.Request, _: None) -> list[dict[str, Any]]:
     q = query_of(request, InspectionsQuery)
-    return await request.app[INSPECTION_VIEWS].list_inspections(actor(request), unit_id=q.unit_id or None,
+    return await request.app[INSPECTION_VIEWS].list_inspections(supervisor(request), unit_id=q.unit_id or None,
                                                                kind=q.kind, limit=q.limit)
 
 
 @routes.route("GET", "/api/inspections/{id}", "An inspection with its answers, photos and hazards", roles=READERS,
               tag=TAG)
 async def get_inspection(request: web.Request, _: None) -> dict[str, Any]:
-    return await request.app[INSPECTION_VIEWS].detail(_int(request), actor(request))
+    return await request.app[INSPECTION_VIEWS].detail(_int(request), supervisor(request))
 
 
 @routes.route("GET", "/api/inspections/{id}/pdf", "The inspection record (消防监督检查记录) as PDF", roles=READERS,
               tag=TAG, produces=PDF)
 async def get_inspection_pdf(request: web.Request, _: None) -> web.StreamResponse:
-    who = actor(request)
+    who = supervisor(request)
     await request.app[INSPECTION_VIEWS].check(_int(request), who)  # the station scope (404/403)
     data, name = await request.app[DOCUMENTS].pdf("inspection", _int(request), who, _renderer(request))
     return _pdf(data, name)
@@ -243,7 +243,7 @@ async def get_inspection_pdf(request: web.Request, _: None) -> web.StreamRespons
               roles=READERS, tag=TAG, produces=("image/png",), statuses=(409,))
 async def get_inspection_signature(request: web.Request, _: None) -> web.StreamResponse:
     try:
-        data = await request.app[INSPECTION_VIEWS].signature(_int(request), actor(request))
+        data = await request.app[INSPECTION_VIEWS].signature(_int(request), supervisor(request))
     except IntegrityError as exc:
         return error(409, str(exc))
     return web.Response(body=data, content_type="image/png", headers={

@@ -18,7 +18,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BeforeValidator, Field
 
 from config.facilities import shipped_facilities
-from console.api import actor
+from console.api import actor, supervisor
 from console.appkeys import CLOCK, CONFIG, HEAVY, INCIDENTS, REGISTRY, UNIT_VIEWS
 from console.routing import (
     ID_MAX,
@@ -43,7 +43,7 @@ from dispatch.unit_qr import qr_sheet_html
 from dispatch.unit_views import UnitFilter, taxonomy_view
 
 routes = RouteTable()
-READERS = frozenset({*STAFF, "unit"})
+READERS = frozenset({*STAFF, "unit", "agency"})  # an agency only with oversight (console.api.supervisor)
 TYPE_CODE = r"^([a-z][a-z0-9_]{0,39})?$"
 MAX_IMPORT_BYTES = 16 * 1024 * 1024
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -97,7 +97,7 @@ async def get_taxonomy(request: web.Request, _: None) -> dict[str, Any]:
               "X-Total-Count: all matches", roles=READERS, tag="registry", query=ListQuery)
 async def get_units(request: web.Request, _: None) -> web.StreamResponse:
     q = query_of(request, ListQuery)
-    total, items = await request.app[UNIT_VIEWS].search(actor(request), _filter(q, q.limit, q.offset))
+    total, items = await request.app[UNIT_VIEWS].search(supervisor(request), _filter(q, q.limit, q.offset))
     return _json(items, headers={"X-Total-Count": str(total)})
 
 

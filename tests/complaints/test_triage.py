@@ -6,6 +6,7 @@ own reports and get 403 on every route not theirs; a new report is pushed live t
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -18,12 +19,12 @@ from dispatch import events as ev
 from dispatch.actor import Actor
 from dispatch.events import Event
 from dispatch.models import RecordEntry
-from dispatch.scope import Scope
 from tests.complaints.conftest import jpeg_with_gps, login, post_form
 from tests.support import Api, RunningApp, ws_client
 
 PATH_VALUES = {"id": "1", "incident_id": "1", "unit_id": "school-1", "camera_id": "c1", "zone_id": "z1",
-               "mask_id": "m1", "folder": "incident-1", "name": "a.jpg", "receipt": "23456-78923"}
+               "mask_id": "m1", "folder": "incident-1", "name": "a.jpg", "receipt": "23456-78923",
+               "unit_type": "school"}
 
 
 async def report(app: RunningApp, **body: Any) -> str:
@@ -224,13 +225,14 @@ async def test_a_new_report_is_pushed_live_to_its_stations_consoles_only(app: Ru
 
 def test_a_report_event_is_shown_only_within_the_station_scope() -> None:
     event = Event.of(ev.ComplaintReceived(complaint={"id": 1, "receipt": "23456-78923"}, station_id="st-east"))
-    east, test, both = Scope(frozenset({"st-east"})), Scope(frozenset({"st-test"})), \
-        Scope(frozenset({"st-east", "st-test"}))
+    east, test, both = frozenset({"st-east"}), frozenset({"st-test"}), frozenset({"st-east", "st-test"})
     officer, assessor = Actor("o", "duty_officer"), Actor("a", "assessor")
-    assert visible(event, officer, east) == {"type": "complaint.received", **event.data}
-    assert visible(event, assessor, both) is not None and frame(event, officer, both) is not None
-    assert visible(event, officer, test) is None and frame(event, officer, test) is None
-    assert visible(event, officer) is None  # no scope given: nobody is told
+    assert visible(event, replace(officer, stations=east)) == {"type": "complaint.received", **event.data}
+    assert visible(event, replace(assessor, stations=both)) is not None
+    assert frame(event, replace(officer, stations=both)) is not None
+    assert visible(event, replace(officer, stations=test)) is None
+    assert frame(event, replace(officer, stations=test)) is None
+    assert visible(event, officer) is None  # no stations on the caller: nobody is told
     for who in (Actor("u", "unit", unit_id="school-1"), Actor("f", "agency", agency="fire"),
                 Actor("g", "assistant")):
-        assert visible(event, who, Scope(frozenset({"st-east"}), unit_id=who.unit_id)) is None
+        assert visible(event, replace(who, stations=east)) is None

@@ -43,6 +43,7 @@ from dispatch.hazard_rows import (
 )
 from dispatch.hazards import EVIDENCE_ADDED, STATUSES, hazards_config
 from dispatch.models import RecordEntry, Unit
+from dispatch.registry import UNIT_UPDATED
 from dispatch.scope import in_scope
 from dispatch.state import HazardStatus
 from dispatch.views import record_view
@@ -71,6 +72,27 @@ class HazardViews:
 
     def _view(self, h: Hazard) -> dict[str, Any]:
         return hazard_view(h, self.hcfg, self.units)
+
+    async def _unit_as_of(self, unit_id: str, at: datetime | None) -> Unit:
+        """The unit as a document issued at `at` printed it: the registry row with every later change undone (the
+        `unit.updated` entries after `at`, newest first), so an issued document prints, and `audit verify`
+        re-renders, the same name and address after the registry is edited. Not yet issued (`at` None): as now."""
+        live = unit_of(self.units, unit_id)
+        if at is None:
+            return live
+        async with self.db.session() as s:
+            later = (await s.scalars(select(RecordEntry.data).where(
+                RecordEntry.unit_id == unit_id, RecordEntry.action == UNIT_UPDATED, RecordEntry.at > at)
+                .order_by(RecordEntry.id.desc()))).all()
+        if not later:
+            return live
+        fields = {c.key: getattr(live, c.key) for c in Unit.__table__.columns}
+        for data in later:
+            changes = data.get("changes") if isinstance(data, dict) else None
+            for name, change in (changes or {}).items():
+                if name in fields and isinstance(change, dict):
+                    fields[name] = change.get("before")
+        return Unit(**fields)  # a transient copy: never added to a session
 
     def _authority(self) -> str:
         return self.hcfg.issuing_authority or self.cfg.station.name
@@ -175,7 +197,7 @@ class HazardViews:
                 raise NotFound(f"notice {notice_id} not found")
             h = await get_hazard(s, n.hazard_id, actor)
             stages = (await s.scalars(select(HazardEvidence.stage).where(HazardEvidence.hazard_id == h.id))).all()
-        return {"notice": n, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+        return {"notice": n, "hazard": self._view(h), "unit": await self._unit_as_of(h.unit_id, n.issued_at),
                 "authority": self._authority(), "evidence_list": evidence_list(None, list(stages), [])}
 
     async def _own_row(self, model: type[Any], row_id: int, what: str, actor: Actor) -> tuple[Any, Hazard]:
@@ -190,13 +212,13 @@ class HazardViews:
     async def opinion_document(self, opinion_id: int, actor: Actor) -> dict[str, Any]:
         """复查意见书: printed from its own row (a snapshot taken with the recheck)."""
         o, h = await self._own_row(RecheckOpinion, opinion_id, "recheck opinion", actor)
-        return {"opinion": o, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+        return {"opinion": o, "hazard": self._view(h), "unit": await self._unit_as_of(h.unit_id, o.issued_at),
                 "authority": self._authority()}
 
     async def referral_document(self, referral_id: int, actor: Actor) -> dict[str, Any]:
         """案件移送书: printed from its own row (the intended penalty, the reason and the evidence list as drafted)."""
         r, h = await self._own_row(CaseReferral, referral_id, "case referral", actor)
-        return {"referral": r, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+        return {"referral": r, "hazard": self._view(h), "unit": await self._unit_as_of(h.unit_id, r.approved_at),
                 "authority": self._authority()}
 
     async def penalty_document(self, penalty_id: int, actor: Actor) -> dict[str, Any]:
@@ -208,7 +230,8 @@ class HazardViews:
             stages, rechecks = await _case_evidence(s, h.id, p.approved_at)
         if p.number is None:
             raise BadRequest("the decision gets its number when an officer confirms it")
-        return {"penalty": p, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id), "notice": notice,
+        return {"penalty": p, "hazard": self._view(h), "unit": await self._unit_as_of(h.unit_id, p.approved_at),
+                "notice": notice,
                 "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
 
     async def inform_document(self, inform_id: int, actor: Actor) -> dict[str, Any]:
@@ -221,7 +244,7 @@ class HazardViews:
             stages, rechecks = await _case_evidence(s, h.id, i.issued_at)  # as held when it was served
             notice = await s.scalar(select(RectificationNotice).where(RectificationNotice.hazard_id == h.id)
                                     .order_by(RectificationNotice.id.desc()).limit(1))
-        return {"inform": i, "hazard": self._view(h), "unit": unit_of(self.units, h.unit_id),
+        return {"inform": i, "hazard": self._view(h), "unit": await self._unit_as_of(h.unit_id, i.issued_at),
                 "authority": self._authority(), "evidence": evidence_list(notice, list(stages), list(rechecks))}
 
     async def counts(self, actor: Actor) -> dict[str, Any]:

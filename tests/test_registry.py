@@ -388,3 +388,42 @@ async def test_a_registered_unit_gets_a_login_from_the_cli_and_audit_verify_stay
         await netbar.login("netbar", "netbar-pw")
         assert [u["id"] for u in await netbar.get("/api/units")] == ["netbar-1"]
         await netbar.close()
+
+
+async def _pdf_text(api: Api, path: str) -> tuple[bytes, str]:
+    from pypdf import PdfReader
+
+    async with api.http.get(api.base + path) as resp:
+        assert resp.status == 200, path
+        data = await resp.read()
+    return data, "".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages).replace(" ", "")
+
+
+async def test_an_issued_notice_prints_the_unit_as_it_was_after_the_registry_is_edited(
+        app: RunningApp, users: dict[str, Api]) -> None:
+    """A 责令限期改正通知书 issued to 城北网吧 stays addressed to 城北网吧 (same bytes, `audit verify` intact) after the unit
+    is renamed and moved; a notice issued after the edit prints the new name and address."""
+    from console.appkeys import HAZARD_VIEWS
+    from dispatch.document_pdf import verify_pdfs
+
+    officer = await login(app, users, "officer")
+    assert (await officer.request("POST", "/api/units", unit_body(id="netbar-1")))[0] == 201
+    category = (await officer.get("/api/hazards/config"))["categories"][0]["key"]
+
+    async def notice() -> int:
+        _, hazard = await officer.request("POST", "/api/hazards", {"unit_id": "netbar-1", "category": category})
+        answer = await officer.post(f"/api/hazards/{hazard['id']}/notice", {"days": 7})
+        return int(answer["notice"]["id"] if "notice" in answer else answer["id"])
+
+    first = await notice()
+    before, text = await _pdf_text(officer, f"/api/notices/{first}/pdf")
+    assert "城北网吧" in text and "城北路99号" in text
+    status, _ = await officer.request("PUT", "/api/units/netbar-1", {"version": 1, "name": "城北星空网吧",
+                                                                     "address": "解放路 1 号"})
+    assert status == 200
+    after, text = await _pdf_text(officer, f"/api/notices/{first}/pdf")
+    assert after == before and "城北星空网吧" not in text
+    _, text = await _pdf_text(officer, f"/api/notices/{await notice()}/pdf")
+    assert "城北星空网吧" in text and "解放路1号" in text
+    checked, differs = await verify_pdfs(app.app[HAZARD_VIEWS])
+    assert checked == 2 and differs is None

@@ -401,8 +401,8 @@ async def _pdf_text(api: Api, path: str) -> tuple[bytes, str]:
 
 async def test_an_issued_notice_prints_the_unit_as_it_was_after_the_registry_is_edited(
         app: RunningApp, users: dict[str, Api]) -> None:
-    """A 责令限期改正通知书 issued to 城北网吧 stays addressed to 城北网吧 (same bytes, `audit verify` intact) after the unit
-    is renamed and moved; a notice issued after the edit prints the new name and address."""
+    """A 责令限期改正通知书 issued to 城北网吧 stays addressed to 城北网吧 (same bytes, `audit verify` intact) after
+    the unit is renamed and moved; a notice issued after the edit prints the new name and address."""
     from console.appkeys import HAZARD_VIEWS
     from dispatch.document_pdf import verify_pdfs
 

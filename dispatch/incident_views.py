@@ -10,10 +10,9 @@ from sqlalchemy import func, select
 from dispatch import records as rec
 from dispatch.actor import Actor
 from dispatch.core import Core
-from dispatch.errors import BadRequest, Forbidden
+from dispatch.errors import BadRequest
 from dispatch.models import (
     Alarm,
-    Device,
     Dispatch,
     Incident,
     Message,
@@ -27,7 +26,6 @@ from dispatch.state import (
 )
 from dispatch.views import (
     alarm_view,
-    device_view,
     dispatch_view,
     incident_view,
     message_view,
@@ -78,25 +76,6 @@ class IncidentViews:
             if actor.role == "agency":
                 view["dispatches"] = [d for d in view["dispatches"] if d["agency"] == actor.agency]
             return view
-
-    async def list_units(self, actor: Actor) -> list[dict[str, Any]]:
-        if actor.role == "agency" and not actor.stations:
-            raise Forbidden("this agency does not oversee stations' supervision work")
-        async with self.core.db.session() as s:
-            devices = (await s.scalars(select(Device).order_by(Device.id))).all()
-        by_unit: dict[str, list[dict[str, Any]]] = {}
-        for d in devices:
-            by_unit.setdefault(d.unit_id, []).append(device_view(d))
-        out = []
-        for unit in self.core.units.values():
-            if not actor.sees_unit(unit.id, unit.station_id):
-                continue
-            view = unit_view(unit)
-            view["devices"] = by_unit.get(unit.id, [])
-            open_inc = self.core.open_by_unit.get(unit.id)
-            view["open_incident_id"] = open_inc.incident_id if open_inc else None
-            out.append(view)
-        return out
 
     async def list_dispatches(self, actor: Actor, state: str = "open") -> list[dict[str, Any]]:
         async with self.core.db.session() as s:

@@ -21,6 +21,7 @@ from dispatch.db import Database
 from dispatch.devices import DeviceMonitor
 from dispatch.events import EventBus
 from dispatch.incidents import Incidents
+from dispatch.unit_views import UnitFilter, UnitViews
 from dispatch.writer import Writer
 from firelink.cli import parser
 from ingest.contract import AlarmIn, DeviceStatusIn
@@ -184,7 +185,7 @@ async def test_a_device_never_heard_from_stays_unknown_and_an_alarm_counts_as_a_
         clock.set(T0 + timedelta(seconds=600))  # ten heartbeat intervals, and btn-1 never spoke
         await monitor.check_silence()
         assert sub.get_nowait() is None
-        units = await service.views.list_units(OFFICER)
+        _, units = await UnitViews(service.core).search(OFFICER, UnitFilter())
         school = next(u for u in units if u["id"] == "school-1")
         assert [d["status"] for d in school["devices"]] == ["unknown"]
 

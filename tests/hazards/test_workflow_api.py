@@ -98,7 +98,11 @@ async def test_detection_to_penalty(db_url: str) -> None:
             assert h["timeline"][1]["data"]["files"][0]["sha256"] == h["evidence"][0]["sha256"]
             assert await chain_ok(running.app) >= len(actions) + len(documents)
             # KPIs see it, computed from the record
-            k = await assessor.get("/api/kpi?period=" + datetime.now(UTC).astimezone(hz.CHINA_TZ).strftime("%Y-%m"))
+            # the days the case ran (from the day it was found to today: a run crossing midnight of a month's or a
+            # year's last day counts every step of it)
+            found = datetime.fromisoformat(h["found_at"]).astimezone(hz.CHINA_TZ).date()
+            today = datetime.now(UTC).astimezone(hz.CHINA_TZ).date()
+            k = await assessor.get(f"/api/kpi?from={found.isoformat()}&to={(today + timedelta(days=1)).isoformat()}")
             assert k["headline"]["hazards_found"] == 1 and k["headline"]["penalty_cases"] == 1
             assert k["headline"]["notices_issued"] == 1
             officer_row = next(r for r in k["officers"] if r["officer"] == "officer")

@@ -264,7 +264,7 @@ def phone_clip(path: Path, seconds: int = 10) -> Path:
         s = out.add_stream("libvpx", rate=PHONE_FPS)
         s.width, s.height, s.pix_fmt = 640, 480, "yuv420p"
         s.bit_rate = 800_000
-        s.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        s.codec_context.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "g": str(PHONE_FPS)}
         for n in range(seconds * PHONE_FPS):
             frame = stamp_frame(640, 480, 1_700_000_000_000 + n * 50, n)
             frame.pts, frame.time_base = n, fractions.Fraction(1, PHONE_FPS)
@@ -275,9 +275,7 @@ def phone_clip(path: Path, seconds: int = 10) -> Path:
 
 async def load_part(base: str, core_pid: int, counts: list[int], seconds: float, workdir: Path,
                     first_unit: int) -> list[dict[str, Any]]:
-    from aiortc.contrib.media import MediaPlayer
-
-    from ingest.calls.testsrc import ClientPeer, ToneTrack
+    from ingest.calls.testsrc import ClientPeer, EncodedVideo, ToneTrack
 
     clip = phone_clip(workdir / "phone.webm")
     officer = await Session(base).login("bench", "bench-pw")
@@ -305,8 +303,7 @@ async def load_part(base: str, core_pid: int, counts: list[int], seconds: float,
                     await desk.accept(answer["sdp"])
                     unit = await Session(base).login(f"unit{n}", "unit-pw")
                     sessions.append(unit)
-                    player = MediaPlayer(str(clip), decode=False, loop=True)
-                    cell = ClientPeer(audio=ToneTrack(440), video=player.video)
+                    cell = ClientPeer(audio=ToneTrack(440), video=EncodedVideo(str(clip), PHONE_FPS))
                     phones.append(cell)
                     answer = await unit.call("POST", f"/api/incidents/{inc}/call/join", {"sdp": await cell.offer()})
                     await cell.accept(answer["sdp"])

@@ -9,7 +9,7 @@
 // same call (the server replaces it); why a call could not connect is shown from the call's failures.
 
 import { ApiError, get, h, now, post, toast } from "./common.js";
-import { onLangChange, t } from "./i18n.js";
+import { getLang, onLangChange, t } from "./i18n.js";
 import { ring, tryUnlock } from "./sound.js";
 import "./call_i18n.js";
 
@@ -292,6 +292,7 @@ export class CallPanel {
   setIncident(inc) {
     const id = inc ? inc.id : null;
     const changed = id !== this.incident?.id;
+    if (!changed && (!inc || inc.status === this.incident.status)) return;
     this.incident = inc ? { id: inc.id, status: inc.status } : null;
     if (changed && id) this.refresh(id);
     this.render();
@@ -497,6 +498,12 @@ export class CallPanel {
 
   render() {
     const call = this.shown();
+    // Unchanged (an event that changed nothing shown): the card stays as it is, so a button being pressed is not
+    // replaced under the finger.
+    const key = JSON.stringify([call, this.link && [this.link.state, this.link.muted, !!this.video.srcObject],
+      this.incident, this.busy, getLang(), this.incoming().map((c) => c.id)]);
+    if (key === this.renderedKey) return;
+    this.renderedKey = key;
     const live = call && call.state !== "ended";
     const inCall = !!this.link;
     const ringsHere = live && !inCall && this.canAct && call.state === "ringing"

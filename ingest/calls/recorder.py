@@ -1,7 +1,8 @@
 """Records a call: its mixed audio and the phone's video into one MP4 (H.264 + AAC, faststart) with PyAV.
 
 Frames are read on the event loop and encoded in a thread of their own (x264 and the muxer never block the
-loop); the queue between them is bounded and drops video, never audio, when encoding falls behind. Both tracks
+loop); between them a deque the thread drains every POLL_S (no lock hand-off per frame), bounded: video is
+dropped, never audio, when encoding falls behind. Both tracks
 are stamped on the recorder's clock (time since `start`): audio continuously by samples (a gap in the mix is
 filled with silence), video by arrival, so the file lasts as long as the call was recorded and both tracks stay
 in step across a phone's reconnect. The container opens at the first video frame (its size fixes the track's);
@@ -16,9 +17,9 @@ import asyncio
 import contextlib
 import fractions
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,8 +37,10 @@ DEFAULT_SIZE = (640, 360)
 GAP_FILL_S = 0.1  # audio arriving this much later than its timeline: the gap is filled with silence
 MAX_GAP_S = 600.0
 QUEUE_FRAMES = 400
+POLL_S = 0.02
 
 Kind = Literal["audio", "video"]
+Item = tuple[Kind, "av.AudioFrame | av.VideoFrame", float] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ class CallRecorder:
         self.crf = crf
         self.origin = 0.0
         self.dropped = 0
-        self._queue: queue.Queue[tuple[Kind, av.AudioFrame | av.VideoFrame, float] | None] = queue.Queue(QUEUE_FRAMES)
+        self._queue: deque[Item] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._thread: threading.Thread | None = None
         self._result: Recording | None = None
@@ -100,7 +103,7 @@ class CallRecorder:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        self._queue.put(None)
+        self._queue.append(None)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         if self._error is not None:
@@ -117,12 +120,10 @@ class CallRecorder:
                 return
             if not isinstance(frame, av.AudioFrame | av.VideoFrame):
                 continue
-            try:
-                self._queue.put_nowait((kind, frame, time.monotonic() - self.origin))
-            except queue.Full:
+            if kind == "video" and len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
                 self.dropped += 1
-                if kind == "audio":  # audio first: wait for room rather than lose speech
-                    await asyncio.to_thread(self._queue.put, (kind, frame, time.monotonic() - self.origin))
+                continue
+            self._queue.append((kind, frame, time.monotonic() - self.origin))
 
     # ------------------------------------------------------------ encoding thread
 
@@ -154,8 +155,15 @@ class _Encoder:
         self.last_video = 0.0
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
 
-    def run(self, q: queue.Queue[tuple[Kind, av.AudioFrame | av.VideoFrame, float] | None]) -> Recording:
-        while (item := q.get()) is not None:
+    def run(self, q: deque[Item]) -> Recording:
+        while True:
+            try:
+                item = q.popleft()
+            except IndexError:
+                time.sleep(POLL_S)
+                continue
+            if item is None:
+                break
             _kind, frame, at = item
             if isinstance(frame, av.VideoFrame):
                 if self.container is None:

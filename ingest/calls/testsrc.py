@@ -15,6 +15,7 @@ import fractions
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import numpy as np
@@ -109,6 +110,34 @@ class StampedVideo(VideoStreamTrack):
         frame.time_base = fractions.Fraction(1, 90_000)
         self._n += 1
         return frame
+
+
+class EncodedVideo(MediaStreamTrack):
+    """A pre-encoded clip's packets (e.g. VP8 in WebM), looped and paced at `fps`: a phone that costs its sender no
+    encoding (aiortc sends packets as they are). The clip should start with a keyframe and have them often."""
+
+    kind = "video"
+
+    def __init__(self, path: str, fps: int) -> None:
+        super().__init__()
+        with av.open(path) as container:
+            self.packets = [bytes(p) for p in container.demux(video=0) if p.size]
+        self.fps = fps
+        self._n = 0
+        self._t0: float | None = None
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        else:
+            await asyncio.sleep(max(0.0, self._t0 + self._n / self.fps - time.monotonic()))
+        packet = av.Packet(self.packets[self._n % len(self.packets)])
+        packet.pts = int(self._n * 90_000 / self.fps)
+        packet.time_base = fractions.Fraction(1, 90_000)
+        self._n += 1
+        return packet
 
 
 @dataclass

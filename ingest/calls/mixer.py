@@ -81,7 +81,6 @@ class _Input:
     primed: bool = False
     last_frame: float = 0.0  # time.monotonic() of the last frame received
     frames: int = 0
-    energy: float = 0.0  # sum of squared samples (normalised to ±1) received: is anyone heard?
     task: asyncio.Task[None] | None = None
 
     def take(self) -> Samples | None:
@@ -144,10 +143,10 @@ class AudioMixer:
         if inp is not None and inp.task is not None:
             inp.task.cancel()
 
-    def heard(self, key: str) -> tuple[float, float] | None:
-        """(seconds since participant `key`'s last audio frame, its received energy), or None if not an input."""
+    def heard(self, key: str) -> tuple[float, int] | None:
+        """(seconds since participant `key`'s last audio frame, frames received from it), or None if not an input."""
         inp = self.inputs.get(key)
-        return None if inp is None else (time.monotonic() - inp.last_frame, inp.energy)
+        return None if inp is None else (time.monotonic() - inp.last_frame, inp.frames)
 
     async def _read(self, inp: _Input) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -161,11 +160,15 @@ class AudioMixer:
                 continue
             inp.last_frame = time.monotonic()
             inp.frames += 1
-            frame.pts = None  # a reconnect or a lost packet must not upset the resampler's timeline
-            for out in resampler.resample(frame):
-                pcm = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                inp.energy += float(np.square(pcm.astype(np.float64) / 32768.0).sum())
+            if frame.format.name == "s16" and frame.layout.name == "stereo" and frame.sample_rate == RATE:
+                # what aiortc's Opus decoder gives: the channels averaged (no resampler round trip)
+                raw: npt.NDArray[np.int32] = frame.to_ndarray().reshape(-1).astype(np.int32)
+                pcm = ((raw[0::2] + raw[1::2]) >> 1).astype(np.int16)
                 inp.buffer = np.concatenate((inp.buffer, pcm))
+            else:
+                frame.pts = None  # a reconnect or a lost packet must not upset the resampler's timeline
+                for out in resampler.resample(frame):
+                    inp.buffer = np.concatenate((inp.buffer, out.to_ndarray().reshape(-1).astype(np.int16)))
             if len(inp.buffer) > max_samples:  # the network delivered a burst: keep latency bounded
                 inp.buffer = inp.buffer[-PRIME:]
 
@@ -175,10 +178,15 @@ class AudioMixer:
         total = np.zeros(SAMPLES, dtype=np.int32)
         for chunk in parts.values():
             total += chunk
+        whole: Samples | None = None
         for out in self.outputs:
             own = parts.get(out.exclude) if out.exclude is not None else None
-            mix = total - own if own is not None else total
-            out.push(np.clip(mix, -32768, 32767).astype(np.int16))
+            if own is not None:
+                out.push(np.clip(total - own, -32768, 32767).astype(np.int16))
+            else:  # (everyone, or a participant not heard now: the same mix, made once)
+                if whole is None:
+                    whole = np.clip(total, -32768, 32767).astype(np.int16)
+                out.push(whole)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
+from ingest.calls import aiortc_speedups
 from ingest.calls.mixer import AudioMixer, MixOutput
 from ingest.calls.recorder import CallRecorder, Recording
 from ingest.calls.video import CallVideo
@@ -31,6 +32,7 @@ from ingest.calls.video import CallVideo
 log = logging.getLogger(__name__)
 
 StateFn = Callable[[str, str], None]  # (participant key, connection state)
+aiortc_speedups.install()  # aiortc's per-frame audio level, vectorised (see the module)
 MAX_SDP = 32_000
 
 
@@ -140,8 +142,8 @@ class MediaRoom:
         peer = self.peers.get(key)
         return peer is not None and "audio" in peer.tracks
 
-    def heard(self, key: str) -> tuple[float, float] | None:
-        """(seconds since participant `key`'s last audio frame, the audio energy received from it)."""
+    def heard(self, key: str) -> tuple[float, int] | None:
+        """(seconds since participant `key`'s last audio frame, audio frames received from it)."""
         return self.mixer.heard(key)
 
     def snapshot_jpeg(self) -> bytes | None:

@@ -129,3 +129,16 @@ def test_calls_config_keeps_recordings_six_months_and_secrets_secret() -> None:
                 {"urls": ["turn:x"], "username": "u", "credential": "p", "shared_secret": "s"}):
         with pytest.raises(ValidationError):
             CallsConfig.model_validate({"ice_servers": [bad]})
+
+
+def test_the_vectorised_audio_level_is_aiortcs() -> None:
+    from ingest.calls import aiortc_speedups
+
+    original = aiortc_speedups.original()
+    rng = np.random.default_rng(15)
+    for layout, scale in (("stereo", 20000), ("mono", 300), ("stereo", 3), ("mono", 0)):
+        channels = 2 if layout == "stereo" else 1
+        pcm = (rng.standard_normal((1, 960 * channels)) * scale).clip(-32768, 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
+        frame.sample_rate = 48_000
+        assert aiortc_speedups.audio_level_dbov(frame) == original(frame)  # type: ignore[operator]

@@ -6,6 +6,8 @@ naming the bad key instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import re
+import socket
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -40,6 +42,48 @@ class DatabaseConfig(FirelinkBaseModel):
                     "core refuses to start until the lease is released or has expired this long after its last "
                     "renewal.",
     )
+
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,26}$"
+"""A cluster node's id: in its lease row's name (`node:{id}`, 32 characters) and its record chain's name."""
+
+
+def default_node_id() -> str:
+    """This host's name as a node id (characters a node id may not hold become '-', cut to 27)."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname()).lstrip("-_.") or "node"
+    return name[:27]
+
+
+class ClusterConfig(FirelinkBaseModel):
+    """Several cores sharing one PostgreSQL database (docs/cluster.md). Off: one core per database."""
+
+    enabled: bool = Field(
+        False, title="Cluster mode",
+        description="Let several cores share this (PostgreSQL) database: per-node leases, one scheduler at a "
+                    "time, one record chain per node, events fanned out through LISTEN/NOTIFY.")
+    node_id: Annotated[str, Field(pattern=NODE_ID_PATTERN)] | None = Field(
+        None, title="Node id",
+        description="This core's name in the cluster (its lease and its record chain); default: the host name. "
+                    "Two processes with the same node id refuse to run together.")
+    head_key: SecretStr | None = Field(
+        None, title="Chain head key",
+        description="HMAC-SHA256 key signing each record chain's head (never logged); the same on every node and "
+                    "for `firelink audit verify`. Required when the cluster is enabled.")
+    scheduler_lease_s: float = Field(
+        15.0, ge=3, le=600, title="Scheduler lease",
+        description="Escalation timers, hazard deadlines and the outbox run on one node at a time, holding a lease "
+                    "renewed every third of this; another node takes over at most this long after the holder died.")
+    outbox_claim_s: float = Field(
+        60.0, ge=5, le=3600, title="Outbox claim",
+        description="A delivery attempt claims its outbox row this long; a node that takes the scheduler over "
+                    "retries a row claimed by the dead one only after its claim ran out (same idempotency key).")
+    event_retention_s: float = Field(
+        600.0, ge=10, le=86400, title="Event retention",
+        description="How long committed events stay in cluster_events for nodes that reconnect to catch up.")
+
+    def node(self) -> str:
+        """The node id in effect (the host name unless configured)."""
+        return self.node_id or default_node_id()
 
 
 class MqttConfig(FirelinkBaseModel):
@@ -308,6 +352,9 @@ class BootstrapUser(FirelinkBaseModel):
 
 class FirelinkConfig(FirelinkBaseModel):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig, title="Database", description="Storage.")
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, title="Cluster",
+        description="Several cores on one PostgreSQL database (off: one core per database).")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, title="MQTT", description="Broker connection.")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, title="Console", description="Web console.")
     station: StationConfig = Field(default_factory=StationConfig, title="Station", description="This station.")
@@ -352,6 +399,7 @@ class FirelinkConfig(FirelinkBaseModel):
     @model_validator(mode="after")
     def _check_refs(self) -> FirelinkConfig:
         self._check_organisations()
+        self._check_cluster()
         unit_ids = [u.id for u in self.units]
         dupes = {u for u in unit_ids if unit_ids.count(u) > 1}
         if dupes:
@@ -378,6 +426,16 @@ class FirelinkConfig(FirelinkBaseModel):
             OrgConfig(id="city", name="市公安局", level="city"),
             OrgConfig(id="brigade", name="公安分局", level="brigade", parent="city"),
             OrgConfig(id=self.station.id, name=self.station.name, level="station", parent="brigade")]
+
+    def _check_cluster(self) -> None:
+        if not self.cluster.enabled:
+            return
+        if not self.database.url.startswith("postgresql"):
+            raise ValueError("cluster.enabled needs PostgreSQL (database.url postgresql+asyncpg://…): several "
+                             "cores cannot share a SQLite file; turn the cluster off for a single box")
+        if self.cluster.head_key is None or not self.cluster.head_key.get_secret_value():
+            raise ValueError("cluster.enabled needs cluster.head_key (the key signing each node's record chain "
+                             "head; the same on every node)")
 
     def _check_organisations(self) -> None:
         by_id: dict[str, OrgConfig] = {}

@@ -70,7 +70,12 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
+MIGRATION_LOCK = 0x46_4C_4D_49_47  # "FLMIG": cores starting together on one PostgreSQL database migrate in turn
+
+
 def _run_alembic_upgrade(sync_conn: Any) -> None:
+    if sync_conn.dialect.name == "postgresql":  # held until this transaction ends; the next one sees the new head
+        sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     cfg = alembic_config()
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "head")

@@ -154,8 +154,13 @@ class Incident(Base):
     close_note: Mapped[str] = mapped_column(Text, default="")
     escalation_level: Mapped[int] = mapped_column(default=0)
     escalated_at: Mapped[datetime | None]
+    # True on the unit's one incident that new alarms may merge into (its newest open one), else NULL: a partial
+    # unique index keeps it one per unit whichever core writes (dispatch.intake, docs/cluster.md)
+    merge_target: Mapped[bool | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_incidents_unit_status", "unit_id", "status"),)
+    __table_args__ = (Index("ix_incidents_unit_status", "unit_id", "status"),
+                      Index("uq_incidents_unit_merge_target", "unit_id", unique=True,
+                            sqlite_where=text("merge_target"), postgresql_where=text("merge_target")))
 
 
 class Alarm(Base):
@@ -214,6 +219,9 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(String(400), default="")
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    # cluster mode: the node attempting delivery, until when (a node taking the scheduler over waits it out)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
 
@@ -244,6 +252,34 @@ class RecordEntry(Base):
     data: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # the hash chain this entry continues: 'main' on a single box, one per node in cluster mode (dispatch.records)
+    chain: Mapped[str] = mapped_column(String(40), default="main", server_default="main")
+
+    __table_args__ = (Index("ix_records_chain_id", "chain", "id"),)
+
+
+class ChainHead(Base):
+    """The last entry of one record chain (cluster mode), moved in the same transaction as the entries it covers,
+    only from the position the writer last saw (a fork fails the transaction), and signed (HMAC) so that rows cut
+    off the chain's end are detected by `firelink audit verify`."""
+
+    __tablename__ = "chain_heads"
+    chain: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int]  # entries in the chain
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class ClusterEvent(Base):
+    """Events one core committed, for the others (cluster mode): written in the change's own transaction and
+    announced by NOTIFY with this id (dispatch.fanout); kept `cluster.event_retention_s` for catching up."""
+
+    __tablename__ = "cluster_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(40))
+    events: Mapped[dict[str, Any]]  # {"events": [{"type": ..., "data": ...}, ...]}
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class RejectedMessage(Base):
@@ -319,7 +355,8 @@ class DetectorMask(CameraRegion):
 
 
 class CoreLease(Base):
-    """Which core may write to this database (dispatch.lease): one row, renewed while that core runs."""
+    """Which core may write to this database (dispatch.lease): one row, renewed while that core runs. In cluster
+    mode one row per node (`node:{id}`) and one per singleton job (`job:scheduler`)."""
 
     __tablename__ = "core_lease"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)

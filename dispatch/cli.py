@@ -117,17 +117,24 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
     from dispatch.document_content import verify_documents
     from dispatch.document_pdf import verify_pdfs
     from dispatch.hazard_views import HazardViews
-    from dispatch.models import RecordEntry, Unit
-    from dispatch.records import verify
+    from dispatch.models import ChainHead, RecordEntry, Unit
+    from dispatch.records import ChainBreak, Head, verify_chains
+
+    key = cfg.cluster.head_key.get_secret_value().encode() if cfg.cluster.head_key is not None else None
+    chains: dict[str, int] = {}
 
     async def go() -> tuple[int, int, str | int]:
         db = Database(cfg.database.url)
         try:
             async with db.session() as s:
                 rows = (await s.scalars(select(RecordEntry).order_by(RecordEntry.id))).all()
-                broken = verify(rows)
-                if broken is not None:
+                heads = [Head(h.chain, h.seq, h.hash, h.signature) for h in (await s.scalars(select(ChainHead))).all()]
+                counts, broken = verify_chains(rows, heads, key)  # every chain, and each signed head
+                chains.update(counts)
+                if isinstance(broken, ChainBreak):
                     return len(rows), 0, f"record chain BROKEN at entry {broken.entry_id}: {broken.reason}"
+                if broken is not None:
+                    return len(rows), 0, f"record chain BROKEN: {broken}"
                 # the rows documents are printed from, against the content hashes their record entries carry
                 docs, altered = await verify_documents(s)
                 if altered is not None:
@@ -144,7 +151,9 @@ def cmd_audit_verify(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
     if isinstance(outcome, str):
         print(outcome)
         return 1
-    print(f"record chain intact: {count} entries; {docs} documents match their recorded content; "
+    several = f" in {len(chains)} chains with signed heads ({', '.join(sorted(chains))})" if set(chains) - {"main"} \
+        else ""
+    print(f"record chain intact: {count} entries{several}; {docs} documents match their recorded content; "
           f"{outcome} sealed PDFs match their recorded SHA-256")
     return 0
 

@@ -46,12 +46,16 @@ class LeaseInfo:
 class LeaseHeld(Exception):
     """Another core holds this database's lease."""
 
-    def __init__(self, other: LeaseInfo, url: str) -> None:
+    def __init__(self, other: LeaseInfo, url: str, name: str = NAME) -> None:
         self.other = other
+        who = "another Firelink core is" if name == NAME else f"another holder of lease {name!r} is"
+        rule = ("Only one core may run per database" if name == NAME else
+                "Two processes may not share a cluster node id" if name.startswith("node:") else
+                "This job runs in one process at a time")
         super().__init__(
-            f"another Firelink core is running against this database ({url}): host {other.host}, pid {other.pid}, "
+            f"{who} running against this database ({url}): host {other.host}, pid {other.pid}, "
             f"lease renewed at {other.renewed_at.isoformat(timespec='seconds')}, valid until "
-            f"{other.expires_at.isoformat(timespec='seconds')}. Only one core may run per database. Stop that "
+            f"{other.expires_at.isoformat(timespec='seconds')}. {rule}. Stop that "
             f"core first (on {other.host}: `systemctl stop firelink` or `kill {other.pid}`); if it has died, "
             f"this one can start once the lease expires (at {other.expires_at.isoformat(timespec='seconds')}).")
 
@@ -78,8 +82,10 @@ def _count(result: Any) -> int:
 class CoreLeaseHolder:
     def __init__(self, db: Database, ttl_s: float = 30.0, clock: Callable[[], datetime] = utcnow, *,
                  host: str | None = None, pid: int | None = None,
-                 is_alive: Callable[[int], bool] = pid_alive) -> None:
+                 is_alive: Callable[[int], bool] = pid_alive, name: str = NAME) -> None:
+        """`name`: the lease row (`core` on a single box; `node:{id}` and `job:{name}` in cluster mode)."""
         self.db = db
+        self.name = name
         self.ttl = timedelta(seconds=ttl_s)
         self.clock = clock
         self.holder = uuid.uuid4().hex
@@ -97,35 +103,36 @@ class CoreLeaseHolder:
             now = self.clock()
             async with self.db.session() as s:
                 taken = _count(await s.execute(update(CoreLease).where(
-                    CoreLease.name == NAME,
+                    CoreLease.name == self.name,
                     or_(CoreLease.holder == self.holder, CoreLease.expires_at < now)).values(**self._values(now))))
                 if taken:
                     await s.commit()
-                    log.info("core lease taken (host %s, pid %s)", self.host, self.pid)
+                    log.info("%s lease taken (host %s, pid %s)", self.name, self.host, self.pid)
                     return
                 row = (await s.execute(select(CoreLease.holder, CoreLease.host, CoreLease.pid, CoreLease.renewed_at,
-                                              CoreLease.expires_at).where(CoreLease.name == NAME))).first()
+                                              CoreLease.expires_at).where(CoreLease.name == self.name))).first()
                 if row is None:
                     try:
-                        await s.execute(insert(CoreLease).values(name=NAME, **self._values(now)))
+                        await s.execute(insert(CoreLease).values(name=self.name, **self._values(now)))
                         await s.commit()
                     except IntegrityError:  # another core inserted it first: look again
                         await s.rollback()
                         continue
-                    log.info("core lease created (host %s, pid %s)", self.host, self.pid)
+                    log.info("%s lease created (host %s, pid %s)", self.name, self.host, self.pid)
                     return
                 other = LeaseInfo(*row)
                 if other.host == self.host and not self.is_alive(other.pid):
                     # Its process is gone from this host (killed): compare-and-swap on the dead holder's id.
                     if _count(await s.execute(update(CoreLease).where(
-                            CoreLease.name == NAME, CoreLease.holder == other.holder).values(**self._values(now)))):
+                            CoreLease.name == self.name, CoreLease.holder == other.holder)
+                            .values(**self._values(now)))):
                         await s.commit()
-                        log.warning("core lease taken over from pid %s on this host, which is no longer running",
-                                    other.pid)
+                        log.warning("%s lease taken over from pid %s on this host, which is no longer running",
+                                    self.name, other.pid)
                         return
                     await s.rollback()
                     continue
-            raise LeaseHeld(other, self.db.engine.url.render_as_string(hide_password=True))
+            raise LeaseHeld(other, self.db.engine.url.render_as_string(hide_password=True), self.name)
         raise RuntimeError("could not settle the core lease (the row kept changing)")
 
     async def renew(self) -> bool:
@@ -133,14 +140,14 @@ class CoreLeaseHolder:
         now = self.clock()
         async with self.db.session() as s:
             kept = _count(await s.execute(update(CoreLease).where(
-                CoreLease.name == NAME, CoreLease.holder == self.holder).values(
+                CoreLease.name == self.name, CoreLease.holder == self.holder).values(
                 renewed_at=now, expires_at=now + self.ttl)))
             await s.commit()
         return kept == 1
 
     async def release(self) -> None:
         async with self.db.session() as s:
-            await s.execute(delete(CoreLease).where(CoreLease.name == NAME, CoreLease.holder == self.holder))
+            await s.execute(delete(CoreLease).where(CoreLease.name == self.name, CoreLease.holder == self.holder))
             await s.commit()
 
     async def keep(self, on_lost: Callable[[], None]) -> None:

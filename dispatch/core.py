@@ -77,6 +77,9 @@ class Core:
         self.orgs = OrgTree.of(())
         self.open_by_unit: dict[str, OpenIncident] = {}
         self.unacked: dict[int, Unacked] = {}
+        # cluster mode (docs/cluster.md): other cores write too, so decisions read and row-lock the database;
+        # the indexes above follow the other cores' events (follow_remote) for the views and the escalation timer
+        self.cluster = cfg.cluster.enabled
 
     async def start(self) -> None:
         """Sync the command tree, seed missing units and sync devices from config, load the in-memory indexes."""
@@ -109,19 +112,53 @@ class Core:
             self.orgs = OrgTree.of(Org(o.id, o.name, o.level, o.parent_id)
                                    for o in (await s.scalars(select(Organisation))).all())
             self.units = {u.id: u for u in (await s.scalars(select(Unit))).all()}
-            rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED))).all()
-            for inc in rows:
-                self.open_by_unit[inc.unit_id] = OpenIncident(inc.id)
-                if inc.status == IncidentStatus.NEW:
-                    self.unacked[inc.id] = Unacked(inc.opened_at, inc.escalation_level)
+            await self._load_indexes(s)
+
+    async def _load_indexes(self, s: AsyncSession) -> None:
+        rows = (await s.scalars(select(Incident).where(Incident.status != IncidentStatus.CLOSED)
+                                .order_by(Incident.id))).all()
+        for inc in rows:
+            self.open_by_unit[inc.unit_id] = OpenIncident(inc.id)
+            if inc.status == IncidentStatus.NEW:
+                self.unacked[inc.id] = Unacked(inc.opened_at, inc.escalation_level)
+
+    async def reload_indexes(self) -> None:
+        """The indexes read again from the database (cluster mode: when this node takes the scheduler over)."""
+        self.open_by_unit.clear()
+        self.unacked.clear()
+        async with self.db.session() as s:
+            await self._load_indexes(s)
+
+    def follow(self, event: Event) -> None:
+        """Cluster mode: another core's committed incident change, applied to this core's indexes."""
+        view = event.data.get("incident")
+        if event.type not in (ev.INCIDENT_CREATED, ev.INCIDENT_UPDATED, ev.INCIDENT_ESCALATED) or not view:
+            return
+        inc_id, unit_id, status = int(view["id"]), str(view["unit_id"]), str(view["status"])
+        current = self.open_by_unit.get(unit_id)
+        if status == IncidentStatus.CLOSED:
+            if current is not None and current.incident_id == inc_id:
+                del self.open_by_unit[unit_id]
+            self.unacked.pop(inc_id, None)
+            return
+        if current is None or current.incident_id <= inc_id:
+            self.open_by_unit[unit_id] = OpenIncident(inc_id)
+        if status == IncidentStatus.NEW:
+            self.unacked[inc_id] = Unacked(datetime.fromisoformat(str(view["opened_at"])),
+                                           int(view["escalation_level"]))
+        else:
+            self.unacked.pop(inc_id, None)
 
     def record(self, tx: Tx, incident_id: int | None, action: str, actor: Actor, at: datetime,
                 data: dict[str, Any] | None = None) -> None:
         self.writer.record(tx, action, actor, at, data, incident_id=incident_id)
 
-    async def incident(self, s: AsyncSession, incident_id: int, actor: Actor | None = None) -> Incident:
-        """The incident; with `actor`, only one in its scope (403 otherwise)."""
-        inc = await s.get(Incident, incident_id)
+    async def incident(self, s: AsyncSession, incident_id: int, actor: Actor | None = None, *,
+                       lock: bool = False) -> Incident:
+        """The incident; with `actor`, only one in its scope (403 otherwise). `lock`: about to change it — in
+        cluster mode its row is locked until commit, so a concurrent change on another core waits, then sees this
+        one."""
+        inc = await s.get(Incident, incident_id, with_for_update=lock and self.cluster)
         if inc is None:
             raise NotFound(f"incident {incident_id} not found")
         if actor is not None:

@@ -52,7 +52,9 @@ class Deliveries:
                 raise NotFound(f"dispatch {dispatch_id} not found")
             if actor.role == "agency" and actor.agency != d.agency:
                 raise Forbidden("this dispatch was sent to another agency")
-            inc = await self.core.incident(s, d.incident_id)
+            inc = await self.core.incident(s, d.incident_id, lock=True)  # the incident's lock, then its dispatch's
+            if self.core.cluster:
+                d = await s.get(Dispatch, dispatch_id, with_for_update=True) or d
             now = self.core.clock()
             confirmed = via == "mqtt" and await self._confirm_mqtt(tx, d, now)
             if not dispatch_advances(d.status, target):
@@ -88,9 +90,17 @@ class Deliveries:
             msg = await s.get(OutboxMessage, outbox_id)
             if msg is None or msg.status != "pending":
                 return
+            d = await s.get(Dispatch, msg.dispatch_id) if msg.dispatch_id is not None else None
+            if self.core.cluster:  # the same lock order as agency_update: incident, dispatch, outbox row
+                if d is not None:
+                    await self.core.incident(s, d.incident_id, lock=True)
+                    d = await s.get(Dispatch, d.id, with_for_update=True)
+                msg = await s.get(OutboxMessage, outbox_id, with_for_update=True)
+                if msg is None or msg.status != "pending":
+                    return
+                msg.claimed_by = msg.claimed_until = None
             now = self.core.clock()
             msg.attempts += 1
-            d = await s.get(Dispatch, msg.dispatch_id) if msg.dispatch_id is not None else None
             key = msg.channel_key
             if error is not None:
                 msg.last_error = error[:400]

@@ -70,7 +70,7 @@ class IncidentCommands:
     async def acknowledge(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         """Takes the alarm. Acknowledging twice is harmless and records nothing new."""
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id, actor)
+            inc = await self.core.incident(tx.session, incident_id, actor, lock=True)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed")
             if inc.status == IncidentStatus.NEW:
@@ -88,7 +88,7 @@ class IncidentCommands:
         async with self.core.writer.tx() as tx:
             s = tx.session
             now = self.core.clock()
-            inc = await self.core.incident(s, incident_id, actor)
+            inc = await self.core.incident(s, incident_id, actor, lock=True)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed")
             if inc.status == IncidentStatus.NEW:
@@ -140,7 +140,7 @@ class IncidentCommands:
 
     async def on_scene(self, incident_id: int, actor: Actor) -> dict[str, Any]:
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id, actor)
+            inc = await self.core.incident(tx.session, incident_id, actor, lock=True)
             check_incident(inc.status, IncidentStatus.ON_SCENE)
             now = self.core.clock()
             inc.status = IncidentStatus.ON_SCENE
@@ -154,7 +154,7 @@ class IncidentCommands:
         except ValueError:
             raise BadRequest("outcome must be resolved or false_alarm") from None
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id, actor)
+            inc = await self.core.incident(tx.session, incident_id, actor, lock=True)
             now = self.core.clock()
             if inc.status == IncidentStatus.NEW:
                 self._acknowledge(tx, inc, actor, now)
@@ -164,6 +164,7 @@ class IncidentCommands:
             inc.closed_by = actor.username
             inc.outcome = result.value
             inc.close_note = note
+            inc.merge_target = None  # the unit's next alarm opens a new incident
             self.core.record(tx, inc.id, rec.CLOSED, actor, now, {"outcome": result.value, "note": note})
             unit_id, inc_id = inc.unit_id, inc.id
 
@@ -179,7 +180,7 @@ class IncidentCommands:
     async def escalate(self, incident_id: int, level: int) -> dict[str, Any] | None:
         """Re-alerts an unacknowledged incident and tells the station leader. None if acked meanwhile."""
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id)
+            inc = await self.core.incident(tx.session, incident_id, lock=True)
             if inc.status != IncidentStatus.NEW or inc.escalation_level >= level:
                 return None
             now = self.core.clock()
@@ -209,7 +210,7 @@ class IncidentCommands:
         if not text or len(text) > MAX_MESSAGE_CHARS:
             raise BadRequest(f"message text must be 1–{MAX_MESSAGE_CHARS} characters")
         async with self.core.writer.tx() as tx:
-            inc = await self.core.incident(tx.session, incident_id, actor)
+            inc = await self.core.incident(tx.session, incident_id, actor, lock=True)
             if inc.status == IncidentStatus.CLOSED:
                 raise TransitionError("incident is closed: instructions and replies can no longer be sent")
             now = self.core.clock()

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from log_rate_limit import RateLimit, StreamRateLimitFilter  # type: ignore[import-untyped]
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch import events as ev
 from dispatch import records as rec
@@ -50,6 +51,15 @@ INSERT_ALARMS = insert(table_of(Alarm))
 # One statement for a batch's new incidents; each row comes back with its unit, which is unique among them
 # (else they are inserted one by one): RETURNING's row order is not promised.
 INSERT_INCIDENTS = insert(table_of(Incident)).returning(table_of(Incident).c.id, table_of(Incident).c.unit_id)
+CLEAR_TARGETS = update(table_of(Incident)).where(
+    table_of(Incident).c.unit_id.in_(bindparam("units", expanding=True)),
+    table_of(Incident).c.merge_target.is_(True)).values(merge_target=None)
+# Cluster mode: the units' advisory locks, taken in key order (volatile calls run after the inner sort), and
+# their merge targets locked for this transaction.
+LOCK_UNITS = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended('firelink.unit:' || u, 0) "
+                  "AS k FROM unnest(CAST(:units AS text[])) AS u ORDER BY k) AS keys")
+MERGE_TARGETS = select(Incident).where(Incident.unit_id.in_(bindparam("units", expanding=True)),
+                                       Incident.merge_target.is_(True)).with_for_update()
 
 class Intake:
     """Alarms, refusals and device status into the record, one transaction per batch."""
@@ -81,16 +91,22 @@ class Intake:
         window = timedelta(seconds=self.core.cfg.escalation.merge_window_s)
         alarms = [i for i in items if isinstance(i, AlarmIn)]
         known: set[str] = set()
-        open_rows: dict[int, Incident] = {}
+        if self.core.cluster:
+            # other cores write too: the batch's units are locked (until commit) before anything is decided,
+            # then de-duplication and each unit's merge target are read from the database, not this process
+            current = await self._lock_units(s, sorted({a.unit_id for a in alarms if a.unit_id in self.core.units}))
+        else:
+            current = {}
         open_by_unit = self.core.open_by_unit
-        open_ids = list({open_by_unit[a.unit_id].incident_id for a in alarms if a.unit_id in open_by_unit})
+        open_ids = [] if self.core.cluster else list(
+            {open_by_unit[a.unit_id].incident_id for a in alarms if a.unit_id in open_by_unit})
         for start in range(0, max(len(alarms), len(open_ids)), 500):  # one round trip per 500, not per alarm
             ids = [a.alarm_id for a in alarms[start:start + 500]]
             if ids:
                 known.update((await s.scalars(KNOWN_ALARMS, {"ids": ids})).all())
             chunk = open_ids[start:start + 500]
             if chunk:
-                open_rows.update((r.id, r) for r in (await s.scalars(OPEN_INCIDENTS, {"ids": chunk})))
+                current.update((r.unit_id, r) for r in (await s.scalars(OPEN_INCIDENTS, {"ids": chunk})))
 
         outcomes: list[str] = []
         accepted: list[tuple[AlarmIn, Incident]] = []
@@ -113,16 +129,14 @@ class Intake:
                 outcomes.append("rejected")
                 continue
             known.add(item.alarm_id)
-            inc = batch_open.get(item.unit_id)
-            if inc is None and item.unit_id in self.core.open_by_unit:
-                inc = open_rows.get(self.core.open_by_unit[item.unit_id].incident_id)
+            inc = batch_open.get(item.unit_id) or current.get(item.unit_id)
             if inc is not None and item.received_at - inc.last_alarm_at <= window:
                 inc.alarm_count += 1
                 inc.last_alarm_at = max(inc.last_alarm_at, item.received_at)
             else:
                 inc = Incident(unit_id=item.unit_id, kind=item.kind, status=IncidentStatus.NEW,
                                opened_at=item.received_at, last_alarm_at=item.received_at, alarm_count=1,
-                               escalation_level=0, close_note="")
+                               escalation_level=0, close_note="", merge_target=True)
                 created.append(inc)
             batch_open[item.unit_id] = inc
             accepted.append((item, inc))
@@ -174,18 +188,34 @@ class Intake:
         return outcomes
 
     @staticmethod
+    async def _lock_units(s: AsyncSession, units: list[str]) -> dict[str, Incident]:
+        """Cluster mode: takes each unit's advisory lock (in one order on every core, so two never deadlock) and
+        returns each unit's merge target, row-locked."""
+        if not units:
+            return {}
+        await s.execute(LOCK_UNITS, {"units": units})
+        return {r.unit_id: r for r in await s.scalars(MERGE_TARGETS, {"units": units})}
+
+    @staticmethod
     async def _insert_incidents(tx: Tx, created: list[Incident]) -> None:
         """Inserts the batch's new incidents and sets their ids: in one statement when their units differ (always,
-        but for a backlog spanning more than the merge window), else one by one through the session."""
+        but for a backlog spanning more than the merge window), else one by one through the session.
+
+        Each new incident becomes its unit's merge target (the one before it no longer is)."""
+        if not created:
+            return
+        await tx.session.execute(CLEAR_TARGETS, {"units": sorted({inc.unit_id for inc in created})})
         if len({inc.unit_id for inc in created}) < len(created):
+            last = {inc.unit_id: inc for inc in created}
+            for inc in created:
+                inc.merge_target = True if last[inc.unit_id] is inc else None
             tx.session.add_all(created)
             await tx.session.flush()
             return
-        if not created:
-            return
         rows = [{"unit_id": i.unit_id, "kind": i.kind, "status": i.status, "opened_at": i.opened_at,
                  "last_alarm_at": i.last_alarm_at, "alarm_count": i.alarm_count,
-                 "escalation_level": i.escalation_level, "close_note": i.close_note} for i in created]
+                 "escalation_level": i.escalation_level, "close_note": i.close_note, "merge_target": True}
+                for i in created]
         ids = {unit_id: id_ for id_, unit_id in (await tx.session.execute(INSERT_INCIDENTS, rows)).all()}
         for inc in created:  # not in the session: views read them, nothing changes them in this transaction
             inc.id = ids[inc.unit_id]
@@ -207,9 +237,14 @@ class Intake:
                                 last_seen: datetime | None) -> dict[str, Any] | None:
         """Persists a device status change (online/offline/fault) with a record entry."""
         async with self.core.writer.tx() as tx:
-            dev = await tx.session.get(Device, device_id)
+            dev = await tx.session.get(Device, device_id, with_for_update=self.core.cluster)
             if dev is None:
                 return None
+            if self.core.cluster and dev.status_since is not None and at < dev.status_since:
+                # cluster mode: another core stored a newer status of this device; this older one changes nothing
+                if last_seen is not None and (dev.last_seen is None or last_seen > dev.last_seen):
+                    dev.last_seen = last_seen
+                return device_view(dev)
             if last_seen is not None:
                 dev.last_seen = last_seen
             if dev.status == status and dev.detail == detail:

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config import outbound
 from config.schema import FirelinkConfig
@@ -60,13 +61,35 @@ class OutboxWorker:
     async def _due(self) -> tuple[list[OutboxMessage], float]:
         now = self.clock()
         async with self.deliveries.core.db.session() as s:
-            rows = list((await s.scalars(
-                select(OutboxMessage).where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
-                .order_by(OutboxMessage.id).limit(BATCH))).all())
+            if self.cfg.cluster.enabled:
+                rows = await self._claim(s, now)
+            else:
+                rows = list((await s.scalars(
+                    select(OutboxMessage).where(OutboxMessage.status == "pending",
+                                                OutboxMessage.next_attempt_at <= now)
+                    .order_by(OutboxMessage.id).limit(BATCH))).all())
             nxt = await s.scalar(select(func.min(OutboxMessage.next_attempt_at))
                                  .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at > now))
         wait = (nxt - now).total_seconds() if nxt is not None else 3600.0
+        if self.cfg.cluster.enabled:  # a row claimed by a node that died becomes due when its claim runs out
+            wait = min(wait, self.cfg.cluster.outbox_claim_s / 2)
         return [r for r in rows if r.id not in self._inflight], max(0.01, wait)
+
+    async def _claim(self, s: AsyncSession, now: datetime) -> list[OutboxMessage]:
+        """Cluster mode: the due rows no live claim holds, claimed for this node in one committed statement
+        (rows another transaction is claiming are skipped, not waited for). A node that took the scheduler over
+        retries a row the dead one claimed only after that claim ran out, with the same idempotency key."""
+        due = (select(OutboxMessage.id).where(
+            OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now))
+            .order_by(OutboxMessage.id).limit(BATCH).with_for_update(skip_locked=True))
+        claim = (update(OutboxMessage).where(OutboxMessage.id.in_(due.scalar_subquery()))
+                 .values(claimed_by=self.cfg.cluster.node(),
+                         claimed_until=now + timedelta(seconds=self.cfg.cluster.outbox_claim_s))
+                 .returning(OutboxMessage).execution_options(synchronize_session=False))
+        rows = sorted((await s.scalars(claim)).all(), key=lambda r: r.id)
+        await s.commit()
+        return rows
 
     def _outgoing(self, msg: OutboxMessage) -> Outgoing:
         found = self.configured.get(msg.secret_ref)

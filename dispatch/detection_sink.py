@@ -117,6 +117,8 @@ class DetectionSink:
         with self.bus.subscribe([ev.INCIDENT_UPDATED]) as sub:
             async for event in sub:
                 inc = event.data["incident"]
+                if event.remote:  # closed on another core of the cluster: that core learns from it
+                    continue
                 if inc["outcome"] != "false_alarm" or not alarm_kinds.from_detector(str(inc["kind"])):
                     continue
                 learned = False

@@ -93,7 +93,7 @@ async def record_camera_health(writer: Writer, clock: Callable[[], datetime] = u
     """Camera faults and recoveries (published by the camera layer) go into the record, for KPIs and audits."""
     with writer.bus.subscribe([ev.DEVICE_UPDATED]) as sub:
         async for event in sub:
-            if event.data.get("kind") != "camera":
+            if event.remote or event.data.get("kind") != "camera":  # another core records its own cameras
                 continue
             cam = event.data["camera"]
             action = CAMERA_ACTIONS.get(str(cam.get("status")))

@@ -387,10 +387,13 @@ class Event:
 
     An event goes to every subscriber as the same object, and its data is not changed once published: what
     subscribers derive from it (its typed payload, its WebSocket text per audience) is made once, by `derived`.
+    `remote`: committed by another core of the cluster and relayed here (dispatch.fanout); consoles show it,
+    parts whose reaction is a side effect (a record entry, a learned frame) leave it to the core that committed it.
     """
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    remote: bool = False
     _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod

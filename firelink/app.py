@@ -64,6 +64,7 @@ from console.web import setup_console
 from detectors.train import save_hard_negative
 from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
+from dispatch.cluster import cluster_writing, lease_name
 from dispatch.complaint_views import ComplaintViews
 from dispatch.complaints import Complaints
 from dispatch.db import Database
@@ -75,6 +76,7 @@ from dispatch.escalation import Escalator
 from dispatch.events import EventBus
 from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import ExitZoneService
+from dispatch.fanout import EventFanout, prune_events
 from dispatch.hazard_cases import HazardCases
 from dispatch.hazard_context import HazardContext
 from dispatch.hazard_deadlines import HazardDeadlines, HazardScheduler
@@ -93,6 +95,7 @@ from dispatch.penalties import Penalties
 from dispatch.rate_limits import ReportLimits
 from dispatch.regions import RegionFollower
 from dispatch.registry import Registry
+from dispatch.singleton import SCHEDULER, Job, Singleton
 from dispatch.unit_views import UnitViews
 from dispatch.writer import Writer
 from ingest.contract import utcnow
@@ -124,6 +127,17 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
     # failed logins: in memory (one core per database, see dispatch.lease); the clock is the app's
     app[LOGIN_THROTTLE] = LoginThrottle(cfg.console.login_throttle, lambda: clock().timestamp())
     app[REPORT_LIMITS] = ReportLimits.of(cfg.complaints, lambda: clock().timestamp())  # public reports, in memory
+    scheduled: list[Job] = []  # cluster mode: jobs run under the scheduler lease (the hazards' deadlines)
+
+    def scheduler_lease(app: web.Application, jobs: list[Job],
+                        replan: Callable[[], None]) -> Coroutine[Any, Any, None]:
+        async def gained() -> None:  # what other nodes did while another held it: from the database
+            await app[INCIDENTS].core.reload_indexes()
+            replan()
+
+        prune: Job = lambda: prune_events(app[DB], cfg.cluster.event_retention_s, clock)  # noqa: E731
+        return Singleton(app[DB], SCHEDULER, [*jobs, prune], cfg.cluster.scheduler_lease_s, clock,
+                         on_gain=gained).run()
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         db = Database(cfg.database.url, cfg.database.echo)
@@ -134,7 +148,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def lease(app: web.Application) -> AsyncIterator[None]:
         """One core per database: raises LeaseHeld (before anything else starts) when another core runs."""
-        holder = CoreLeaseHolder(app[DB], cfg.database.lease_s, clock)
+        holder = CoreLeaseHolder(app[DB], cfg.database.lease_s, clock, name=lease_name(cfg))  # cluster: per node
         await holder.acquire()
         keeper = asyncio.create_task(holder.keep(on_lease_lost or (lambda: None)), name="core-lease")
         yield
@@ -145,7 +159,7 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             log.warning("core lease not released: %s", exc)
 
     async def core(app: web.Application) -> AsyncIterator[None]:
-        writer = app[WRITER] = Writer(app[DB], app[BUS])
+        writer = app[WRITER] = Writer(app[DB], app[BUS], cluster_writing(cfg), clock)
         incidents = await Incidents.start(writer, cfg, clock)
         created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies),
                                      default_org=cfg.station.id)
@@ -164,6 +178,16 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         views = app[UNIT_VIEWS] = UnitViews(incidents.core)
         app[REGISTRY] = Registry(incidents.core, views)
         yield
+
+    async def cluster_events(app: web.Application) -> AsyncIterator[None]:
+        """Cluster mode: the other cores' committed events onto this core's bus (its indexes follow them)."""
+        if not cfg.cluster.enabled:
+            yield
+            return
+        fanout = EventFanout(app[DB], app[BUS], cfg.cluster.node(), on_remote=app[INCIDENTS].core.follow)
+        task = asyncio.create_task(fanout.run(), name="cluster-events")
+        yield
+        await _stop(task)
 
     async def heavy_reads(app: web.Application) -> AsyncIterator[None]:
         """KPIs from facts kept current (built in the background after a start); PDFs/exports bounded."""
@@ -193,7 +217,12 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         core = app[INCIDENTS].core
         app[COMPLAINTS] = Complaints(core, cases, cfg.complaints, clock)  # reports → triage → hazards
         app[COMPLAINT_VIEWS] = ComplaintViews(core)
-        scheduler = asyncio.create_task(HazardScheduler(deadlines, app[BUS]).run(), name="hazard-deadlines")
+        hazard_scheduler = HazardScheduler(deadlines, app[BUS])
+        if cfg.cluster.enabled:  # one node at a time runs it (workers: the scheduler lease)
+            scheduled.append(hazard_scheduler.run)
+            yield
+            return
+        scheduler = asyncio.create_task(hazard_scheduler.run(), name="hazard-deadlines")
         yield
         await _stop(scheduler)
 
@@ -228,9 +257,12 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def workers(app: web.Application) -> AsyncIterator[None]:
         incidents = app[INCIDENTS]
-        jobs: list[Coroutine[Any, Any, None]] = [
-            OutboxWorker(incidents.deliveries, app[BUS], cfg, app[MQTT], clock).run(),
-            Escalator(incidents.core, incidents.commands, app[BUS], cfg.escalation).run(),
+        outbox = OutboxWorker(incidents.deliveries, app[BUS], cfg, app[MQTT], clock)
+        escalator = Escalator(incidents.core, incidents.commands, app[BUS], cfg.escalation)
+        jobs: list[Coroutine[Any, Any, None]] = [] if cfg.cluster.enabled else [outbox.run(), escalator.run()]
+        if cfg.cluster.enabled:  # escalations, hazard deadlines and the outbox: on one node at a time (a lease)
+            jobs.append(scheduler_lease(app, [outbox.run, escalator.run, *scheduled], escalator.replan))
+        jobs += [
             app[DEVICES].run(),
             app[DETECTIONS].learn_from_false_alarms(save_hard_negative),
             record_camera_health(app[WRITER], clock),
@@ -278,8 +310,8 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await follower.stop()
         await service.stop()
 
-    contexts: list[Context] = [database, lease, core, heavy_reads, hazards, regions, detection_sink, broker,
-                               mqtt_link, workers, health]
+    contexts: list[Context] = [database, lease, core, cluster_events, heavy_reads, hazards, regions,
+                               detection_sink, broker, mqtt_link, workers, health]
     app.cleanup_ctx.extend(contexts)
     setup_video(app, record=record_evidence, recorded=recorded_evidence)  # cameras and evidence: its own context
     app.cleanup_ctx.append(detectors)

@@ -186,6 +186,10 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
             return
         fanout = EventFanout(app[DB], app[BUS], cfg.cluster.node(), on_remote=app[INCIDENTS].core.follow)
         task = asyncio.create_task(fanout.run(), name="cluster-events")
+        try:  # consoles are served once the other cores' events reach this one
+            await asyncio.wait_for(fanout.ready.wait(), 10)
+        except TimeoutError:
+            log.warning("cluster event listener not connected yet; starting anyway (it keeps trying)")
         yield
         await _stop(task)
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from config.schema import FirelinkConfig
+from console.appkeys import INCIDENTS
 from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.actor import Actor
@@ -37,15 +38,16 @@ from dispatch.records import ChainForked, Head, verify_chains
 from dispatch.singleton import Singleton
 from dispatch.state import IncidentStatus, TransitionError
 from dispatch.writer import ClusterWriting, Writer
-from ingest.contract import AlarmIn
+from ingest.contract import AlarmIn, utcnow
 from notify.worker import OutboxWorker
-from tests.support import StepClock, base_config, pg_database
+from tests.support import Api, StepClock, base_config, config_yaml, pg_database, run_cli, running_app, ws_client
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 OFFICER = Actor("officer", "duty_officer")
 KEY = "test-head-key"
 UNITS = [{"id": f"u-{i:02d}", "name": f"单位{i}", "category": "学校", "address": "路1号",
           "devices": [{"id": f"btn-{i:02d}", "heartbeat_interval_s": 60}]} for i in range(12)]
+UNIT_IDS = [f"u-{i:02d}" for i in range(12)]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -113,7 +115,7 @@ async def test_two_cores_hammering_the_same_units_keep_each_alarm_once_and_one_i
         nodes: tuple[CoreNode, CoreNode, StepClock]) -> None:
     """Both cores get every alarm (a redelivery after a failover looks like this), in batches that interleave."""
     a, b, _ = nodes
-    alarms = [AlarmIn(f"al-{n:04d}", UNITS[n % len(UNITS)]["id"], "one_key", "mqtt", T0 + timedelta(seconds=n // 40))
+    alarms = [AlarmIn(f"al-{n:04d}", UNIT_IDS[n % len(UNIT_IDS)], "one_key", "mqtt", T0 + timedelta(seconds=n // 40))
               for n in range(480)]
     batches = [alarms[i:i + 16] for i in range(0, len(alarms), 16)]
     outcomes = await asyncio.gather(*(a.service.intake.ingest(batch) for batch in batches),
@@ -123,7 +125,7 @@ async def test_two_cores_hammering_the_same_units_keep_each_alarm_once_and_one_i
     async with a.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(Alarm)) == 480
         incidents = (await s.scalars(select(Incident))).all()
-    assert sorted(i.unit_id for i in incidents) == sorted(u["id"] for u in UNITS)  # one per unit
+    assert sorted(i.unit_id for i in incidents) == sorted(UNIT_IDS)  # one per unit
     assert all(i.merge_target and i.alarm_count == 40 for i in incidents)
     counts = await verified(a.db)
     assert set(counts) == {"node-a", "node-b"} and sum(counts.values()) == 480 + len(UNITS)
@@ -133,7 +135,7 @@ async def test_one_unit_never_gets_two_incidents_in_its_merge_window_across_core
         nodes: tuple[CoreNode, CoreNode, StepClock]) -> None:
     a, b, _ = nodes
     for round_ in range(10):
-        unit = UNITS[round_]["id"]
+        unit = UNIT_IDS[round_]
         await asyncio.gather(*(node.service.intake.ingest([AlarmIn(f"r{round_}-{node_i}-{k}", unit, "one_key", "mqtt",
                                                                    T0)])
                                for k in range(6) for node_i, node in enumerate((a, b))))
@@ -141,18 +143,18 @@ async def test_one_unit_never_gets_two_incidents_in_its_merge_window_across_core
         per_unit = Counter((await s.scalars(select(Incident.unit_id))).all())
     assert set(per_unit.values()) == {1}
     # closed on one core, the other core's next alarm opens a new incident (the merge target moved with the close)
-    first = a.service.core.open_by_unit[UNITS[0]["id"]].incident_id
+    first = a.service.core.open_by_unit[UNIT_IDS[0]].incident_id
     await b.service.commands.close(first, "false_alarm", "误报", OFFICER)
-    await a.service.intake.ingest([AlarmIn("after-close", UNITS[0]["id"], "one_key", "mqtt", T0)])
+    await a.service.intake.ingest([AlarmIn("after-close", UNIT_IDS[0], "one_key", "mqtt", T0)])
     async with a.db.session() as s:
-        targets = (await s.scalars(select(Incident).where(Incident.unit_id == UNITS[0]["id"]))).all()
+        targets = (await s.scalars(select(Incident).where(Incident.unit_id == UNIT_IDS[0]))).all()
     assert sorted((t.status, bool(t.merge_target)) for t in targets) == [("closed", False), ("new", True)]
 
 
 async def test_concurrent_transitions_on_two_cores_apply_one_after_the_other(
         nodes: tuple[CoreNode, CoreNode, StepClock]) -> None:
     a, b, clock = nodes
-    await a.service.intake.ingest([AlarmIn(f"t-{i}", UNITS[i]["id"], "one_key", "mqtt", T0) for i in range(8)])
+    await a.service.intake.ingest([AlarmIn(f"t-{i}", UNIT_IDS[i], "one_key", "mqtt", T0) for i in range(8)])
     async with a.db.session() as s:
         ids = [i.id for i in (await s.scalars(select(Incident).order_by(Incident.id))).all()]
     clock.advance(31)
@@ -232,7 +234,7 @@ async def test_an_event_committed_on_one_core_arrives_on_the_others_bus(
         with b.bus.subscribe([ev.ALARM_RECEIVED, ev.INCIDENT_CREATED]) as on_b, a.bus.subscribe() as on_a:
             await a.service.intake.ingest([AlarmIn("fan-1", "u-03", "one_key", "mqtt", T0)])
             local = [on_a.get_nowait(), on_a.get_nowait()]
-            assert [e.remote for e in local] == [False, False]
+            assert [e.remote if e is not None else None for e in local] == [False, False]
             got = [await asyncio.wait_for(on_b.get(), 10) for _ in range(2)]
             assert {e.type for e in got} == {ev.ALARM_RECEIVED, ev.INCIDENT_CREATED} and all(e.remote for e in got)
             incident = next(e for e in got if e.type == ev.INCIDENT_CREATED).payload()
@@ -322,7 +324,7 @@ async def test_the_scheduler_is_taken_over_when_its_holder_is_killed(pg_url: str
 async def test_outbox_rows_are_claimed_by_one_node_and_retried_by_another_only_after_the_claim(
         nodes: tuple[CoreNode, CoreNode, StepClock]) -> None:
     a, b, clock = nodes
-    await a.service.intake.ingest([AlarmIn(f"ob-{i}", UNITS[i]["id"], "one_key", "mqtt", T0) for i in range(6)])
+    await a.service.intake.ingest([AlarmIn(f"ob-{i}", UNIT_IDS[i], "one_key", "mqtt", T0) for i in range(6)])
     async with a.db.session() as s:
         ids = [i.id for i in (await s.scalars(select(Incident))).all()]
     for inc in ids:
@@ -354,3 +356,30 @@ async def test_cores_starting_together_migrate_one_after_the_other(pg_url: str) 
     finally:
         for db in dbs:
             await db.dispose()
+
+
+async def test_two_running_cores_a_console_on_one_sees_the_others_alarm_and_audit_verify_reads_both_chains(
+        pg_url: str, tmp_path: Path) -> None:
+    def node_cfg(node: str) -> FirelinkConfig:
+        return base_config(pg_url, None, cluster={"enabled": True, "node_id": node, "head_key": KEY,
+                                                  "scheduler_lease_s": 3})
+
+    async with running_app(node_cfg("app-a"), mqtt=False) as a, running_app(node_cfg("app-b"), mqtt=False) as b:
+        officer = Api(b.url)
+        try:
+            await officer.login("officer", "officer-pw")
+            async with ws_client(officer) as ws:
+                await a.app[INCIDENTS].intake.ingest([AlarmIn("app-1", "school-1", "one_key", "mqtt", utcnow())])
+                created = await ws.next_matching(lambda e: e["type"] == ev.INCIDENT_CREATED)
+                inc_id = created["incident"]["id"]
+                await officer.post(f"/api/incidents/{inc_id}/ack")  # on b: its own change, seen on its console
+                acked = await ws.next_matching(lambda e: e["type"] == ev.INCIDENT_UPDATED
+                                               and e["incident"]["status"] == "acknowledged")
+                assert acked["incident"]["id"] == inc_id
+        finally:
+            await officer.close()
+    code, out, err = await run_cli("--config", str(config_yaml(node_cfg("app-a"), tmp_path / "a.yaml")),
+                                   "audit", "verify")
+    assert code == 0, out + err
+    assert "in 2 chains with signed heads (app-a, app-b)" in out
+

@@ -35,6 +35,7 @@ from dispatch.complaint_rows import (
     shown_receipt,
 )
 from dispatch.core import Core
+from dispatch.db import locks_rows
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.events import Event
 from dispatch.hazard_cases import HazardCases
@@ -202,7 +203,7 @@ class Complaints:
             return self._emit(tx, ev.ComplaintUpdated, c, None, await self._has_photo(tx, c.id))
 
     async def _for_triage(self, tx: Tx, complaint_id: int, actor: Actor) -> Complaint:
-        c = await tx.session.get(Complaint, complaint_id)
+        c = await tx.session.get(Complaint, complaint_id, with_for_update=locks_rows(tx.session))
         if c is None:
             raise NotFound(f"complaint {complaint_id} not found")
         if not self.core.scope(actor).sees_station(c.station_id):

@@ -33,6 +33,15 @@ def make_engine(url: str, echo: bool = False, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+LOCK_ROWS = "firelink.lock_rows"
+
+
+def locks_rows(session: AsyncSession) -> bool:
+    """Whether rows read to be changed in this session are locked until commit (a cluster core's writer
+    transactions: another core changing the same row waits, then sees this change)."""
+    return bool(session.info.get(LOCK_ROWS))
+
+
 class Database:
     """Engine plus session factory; `upgrade()` brings the schema to head."""
 

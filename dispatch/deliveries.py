@@ -54,7 +54,7 @@ class Deliveries:
                 raise Forbidden("this dispatch was sent to another agency")
             inc = await self.core.incident(s, d.incident_id, lock=True)  # the incident's lock, then its dispatch's
             if self.core.cluster:
-                d = await s.get(Dispatch, dispatch_id, with_for_update=True) or d
+                d = await s.get(Dispatch, dispatch_id, with_for_update=True, populate_existing=True) or d
             now = self.core.clock()
             confirmed = via == "mqtt" and await self._confirm_mqtt(tx, d, now)
             if not dispatch_advances(d.status, target):
@@ -94,8 +94,8 @@ class Deliveries:
             if self.core.cluster:  # the same lock order as agency_update: incident, dispatch, outbox row
                 if d is not None:
                     await self.core.incident(s, d.incident_id, lock=True)
-                    d = await s.get(Dispatch, d.id, with_for_update=True)
-                msg = await s.get(OutboxMessage, outbox_id, with_for_update=True)
+                    d = await s.get(Dispatch, d.id, with_for_update=True, populate_existing=True)
+                msg = await s.get(OutboxMessage, outbox_id, with_for_update=True, populate_existing=True)
                 if msg is None or msg.status != "pending":
                     return
                 msg.claimed_by = msg.claimed_until = None

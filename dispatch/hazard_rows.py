@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.hazards import HazardsConfig
 from dispatch.actor import Actor
+from dispatch.db import locks_rows
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_models import (
     CaseReferral,
@@ -65,7 +66,7 @@ def check_visible(actor: Actor, unit_id: str, station_id: str | None) -> None:
 
 async def get_hazard(s: AsyncSession, hazard_id: int, actor: Actor | None = None) -> Hazard:
     """The hazard; with `actor`, only one in its scope (403 otherwise)."""
-    h = await s.get(Hazard, hazard_id)
+    h = await s.get(Hazard, hazard_id, with_for_update=locks_rows(s))
     if h is None:
         raise NotFound(f"hazard {hazard_id} not found")
     if actor is not None:
@@ -79,7 +80,10 @@ async def get_penalty(s: AsyncSession, penalty_id: int,
     p = await s.get(PenaltyDecision, penalty_id)
     if p is None:
         raise NotFound(f"penalty decision {penalty_id} not found")
-    return p, await get_hazard(s, p.hazard_id, actor)
+    h = await get_hazard(s, p.hazard_id, actor)
+    if locks_rows(s):  # the hazard's lock first (as every hazard command takes it), then the decision's, read again
+        p = await s.get(PenaltyDecision, penalty_id, with_for_update=True, populate_existing=True) or p
+    return p, h
 
 
 def hazard_view(h: Hazard, hcfg: HazardsConfig, units: Mapping[str, Unit]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.actor import SYSTEM, Actor
+from dispatch.db import locks_rows
 from dispatch.document_content import content_hash, inform_fields, penalty_fields, referral_fields
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_context import HazardContext
@@ -256,6 +257,8 @@ class Penalties:
             if r is None:
                 raise NotFound(f"case referral {referral_id} not found")
             p, h = await get_penalty(s, r.penalty_id, actor)
+            if locks_rows(s):  # under the hazard's lock: the referral as it is now
+                r = await s.get(CaseReferral, referral_id, with_for_update=True, populate_existing=True) or r
             if r.status != ReferralStatus.PROPOSED:
                 raise TransitionError(f"case referral is {r.status}")
             if r.issued_by == actor.username:

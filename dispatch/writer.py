@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.actor import Actor
-from dispatch.db import Database
+from dispatch.db import LOCK_ROWS, Database
 from dispatch.events import Event, EventBus
 from dispatch.models import ChainHead, ClusterEvent, RecordEntry, table_of
 from dispatch.records import ChainForked, RecordChain, head_signature
@@ -89,6 +89,8 @@ class Writer:
     async def tx(self) -> AsyncIterator[Tx]:
         async with self._lock:
             tx = Tx(self.db.session())
+            if self.cluster is not None:
+                tx.session.info[LOCK_ROWS] = True  # rows read to be changed are locked (dispatch.db.locks_rows)
             try:
                 yield tx
                 if tx.records:

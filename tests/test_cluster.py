@@ -31,6 +31,7 @@ from dispatch.cluster import cluster_writing
 from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.fanout import EventFanout
+from dispatch.hazard_models import RectificationNotice
 from dispatch.incidents import Incidents
 from dispatch.lease import CoreLeaseHolder, LeaseHeld
 from dispatch.models import Alarm, ChainHead, Device, Incident, OutboxMessage, RecordEntry
@@ -383,3 +384,30 @@ async def test_two_running_cores_a_console_on_one_sees_the_others_alarm_and_audi
     assert code == 0, out + err
     assert "in 2 chains with signed heads (app-a, app-b)" in out
 
+
+
+async def test_one_hazard_transition_sent_to_two_cores_at_once_happens_once(pg_url: str) -> None:
+    def node_cfg(node: str) -> FirelinkConfig:
+        return base_config(pg_url, None, cluster={"enabled": True, "node_id": node, "head_key": KEY})
+
+    async with running_app(node_cfg("hz-a"), mqtt=False) as a, running_app(node_cfg("hz-b"), mqtt=False) as b:
+        on_a, on_b = Api(a.url), Api(b.url)
+        try:
+            for api in (on_a, on_b):
+                await api.login("officer", "officer-pw")
+            for round_ in range(5):
+                h = await on_a.post("/api/hazards", {"unit_id": "school-1", "category": "missing_extinguisher",
+                                                     "source": "inspection", "description": f"灭火器 {round_}"})
+                answers = await asyncio.gather(*(api.request("POST", f"/api/hazards/{h['id']}/notice", {"days": d})
+                                                 for api, d in ((on_a, 3), (on_b, 5))))
+                assert sorted(status for status, _ in answers) == [200, 409], answers
+        finally:
+            await on_a.close()
+            await on_b.close()
+    db = Database(pg_url)
+    try:
+        async with db.session() as s:
+            notices = Counter((await s.scalars(select(RectificationNotice.hazard_id))).all())
+    finally:
+        await db.dispose()
+    assert len(notices) == 5 and set(notices.values()) == {1}

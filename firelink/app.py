@@ -64,7 +64,7 @@ from console.web import setup_console
 from detectors.train import save_hard_negative
 from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
-from dispatch.cluster import cluster_writing, lease_name
+from dispatch.cluster import cluster_writing, lease_name, startup_turn
 from dispatch.complaint_views import ComplaintViews
 from dispatch.complaints import Complaints
 from dispatch.db import Database
@@ -160,17 +160,17 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def core(app: web.Application) -> AsyncIterator[None]:
         writer = app[WRITER] = Writer(app[DB], app[BUS], cluster_writing(cfg), clock)
-        incidents = await Incidents.start(writer, cfg, clock)
-        created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies),
-                                     default_org=cfg.station.id)
+        async with startup_turn(app[DB], cfg):  # cluster: cores starting together sync the config in turn
+            incidents = await Incidents.start(writer, cfg, clock)
+            created = await ensure_users(writer, list(cfg.users), set(incidents.core.units), tuple(cfg.agencies),
+                                         default_org=cfg.station.id)
+            first = await ensure_first_admin(writer) if cfg.print_first_admin else None
         if created:
             log.info("created configured users: %s", ", ".join(created))
-        if cfg.print_first_admin:
-            first = await ensure_first_admin(writer)
-            if first is not None:
-                app[FIRST_ADMIN] = first
-                print(f"\n  First login — admin account created: username {first[0]!r}, password {first[1]!r}\n"
-                      "  (shown once; change it with `firelink user add` / a new admin)\n", flush=True)
+        if first is not None:
+            app[FIRST_ADMIN] = first
+            print(f"\n  First login — admin account created: username {first[0]!r}, password {first[1]!r}\n"
+                  "  (shown once; change it with `firelink user add` / a new admin)\n", flush=True)
         monitor = DeviceMonitor(incidents.intake, cfg, clock)
         await monitor.load()
         app[INCIDENTS] = incidents

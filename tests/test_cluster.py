@@ -27,14 +27,15 @@ from console.appkeys import INCIDENTS
 from dispatch import events as ev
 from dispatch import records as rec
 from dispatch.actor import Actor
-from dispatch.cluster import cluster_writing
+from dispatch.auth import ensure_users
+from dispatch.cluster import cluster_writing, startup_turn
 from dispatch.db import Database
 from dispatch.events import EventBus
 from dispatch.fanout import EventFanout
 from dispatch.hazard_models import RectificationNotice
 from dispatch.incidents import Incidents
 from dispatch.lease import CoreLeaseHolder, LeaseHeld
-from dispatch.models import Alarm, ChainHead, Device, Incident, OutboxMessage, RecordEntry
+from dispatch.models import Alarm, ChainHead, Device, Incident, OutboxMessage, RecordEntry, User
 from dispatch.records import ChainForked, Head, verify_chains
 from dispatch.singleton import Singleton
 from dispatch.state import IncidentStatus, TransitionError
@@ -411,3 +412,26 @@ async def test_one_hazard_transition_sent_to_two_cores_at_once_happens_once(pg_u
     finally:
         await db.dispose()
     assert len(notices) == 5 and set(notices.values()) == {1}
+
+
+async def test_cores_starting_together_on_a_fresh_database_sync_the_configuration_in_turn(pg_url: str) -> None:
+    dbs = [Database(pg_url) for _ in range(3)]
+    await dbs[0].upgrade()
+
+    async def start(i: int, db: Database) -> Incidents:
+        cfg = base_config(pg_url, None, cluster={"enabled": True, "node_id": f"st-{i}", "head_key": KEY})
+        writer = Writer(db, EventBus(), cluster_writing(cfg))
+        async with startup_turn(db, cfg):
+            service = await Incidents.start(writer, cfg)
+            await ensure_users(writer, list(cfg.users), set(service.core.units), tuple(cfg.agencies),
+                               default_org=cfg.station.id)
+        return service
+
+    try:
+        started = await asyncio.gather(*(start(i, db) for i, db in enumerate(dbs)))
+        assert all(set(s.core.units) == {"school-1", "hotel-1"} for s in started)
+        async with dbs[0].session() as s:
+            assert await s.scalar(select(func.count()).select_from(User)) == len(base_config(pg_url, None).users)
+    finally:
+        for db in dbs:
+            await db.dispose()

@@ -7,21 +7,32 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from config.schema import FirelinkConfig
 from dispatch import events as ev
 from dispatch.actor import SYSTEM
 from dispatch.intake import Intake
-from dispatch.models import Device
+from dispatch.models import Device, table_of
 from dispatch.writer import Writer
 from ingest.contract import DeviceStatusIn, Rejection, utcnow
 
 log = logging.getLogger(__name__)
 
 
+LAST_SEEN = update(table_of(Device)).where(
+    table_of(Device).c.id == bindparam("dev"),
+    or_(table_of(Device).c.last_seen.is_(None), table_of(Device).c.last_seen < bindparam("seen"))).values(
+    last_seen=bindparam("seen"))
+
+
 class DeviceMonitor:
-    """Heartbeats stay in memory; only status changes are written (and recorded)."""
+    """Heartbeats stay in memory; only status changes are written (and recorded).
+
+    Cluster mode (docs/cluster.md): a device's heartbeats reach whichever core consumed them, so each core writes
+    the newest heartbeat time of its devices to the database once a second (`flush`), the watchdog runs on the
+    scheduler node only and judges silence from the database (`check_silence_shared`), and each core's status cache
+    follows the others' device events (`follow`)."""
 
     def __init__(self, intake: Intake, cfg: FirelinkConfig, clock: Callable[[], datetime] = utcnow) -> None:
         self.intake = intake
@@ -31,6 +42,8 @@ class DeviceMonitor:
         self.status: dict[str, str] = {}
         self.heard_before: set[str] = set()  # devices heard from before this start (last_seen in the database)
         self.started_at = clock()
+        self.cluster = cfg.cluster.enabled
+        self._unflushed: dict[str, datetime] = {}  # cluster mode: newest heartbeat per device, not yet written
 
     async def load(self) -> None:
         async with self.intake.core.db.session() as s:
@@ -44,6 +57,7 @@ class DeviceMonitor:
             return Rejection("mqtt", f"devices/{msg.device_id}/status", f"unknown device {msg.device_id!r}", "", 0,
                              msg.received_at)
         self.last_seen[msg.device_id] = msg.received_at
+        self._heard(msg.device_id, msg.received_at)
         if self.status.get(msg.device_id) != msg.status or msg.status == "fault":
             await self.intake.set_device_status(msg.device_id, msg.status, msg.detail, msg.received_at,
                                                  msg.received_at)
@@ -59,6 +73,7 @@ class DeviceMonitor:
         if device_id is None or device_id not in self.intervals:
             return
         self.last_seen[device_id] = max(at, self.last_seen.get(device_id, at))
+        self._heard(device_id, at)
         if self.status.get(device_id) in (None, "unknown", "offline"):
             await self.intake.set_device_status(device_id, "online", "alarm received", at, at)
             self.status[device_id] = "online"
@@ -77,9 +92,62 @@ class DeviceMonitor:
                 self.status[dev_id] = "offline"
 
     async def run(self, period_s: float = 1.0) -> None:
+        """The watchdog (a single box; in cluster mode `flush_loop` on every core, `run_shared` on one)."""
         while True:
             try:
                 await self.check_silence()
+            except Exception:
+                log.exception("device watchdog pass failed")
+            await asyncio.sleep(period_s)
+
+    def _heard(self, device_id: str, at: datetime) -> None:
+        if self.cluster and at > self._unflushed.get(device_id, at - timedelta(seconds=1)):
+            self._unflushed[device_id] = at
+
+    async def flush(self) -> None:
+        """Cluster mode: the heartbeats heard here since the last flush, written (newest wins) in one statement."""
+        if not self._unflushed:
+            return
+        rows, self._unflushed = [{"dev": d, "seen": t} for d, t in self._unflushed.items()], {}
+        async with self.intake.core.db.session() as s:
+            await s.execute(LAST_SEEN, rows)
+            await s.commit()
+
+    async def flush_loop(self, period_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.flush()
+            except Exception as exc:  # the database is away: these heartbeats are superseded by the next ones
+                log.warning("device heartbeats not written: %s", exc)
+            await asyncio.sleep(period_s)
+
+    def follow(self, event: ev.Event) -> None:
+        """Cluster mode: another core's device status change, into this core's status cache."""
+        device = event.data.get("device") if event.type == ev.DEVICE_UPDATED else None
+        if isinstance(device, dict) and device.get("id") in self.intervals:
+            self.status[str(device["id"])] = str(device.get("status"))
+
+    async def check_silence_shared(self, since: datetime) -> None:
+        """Cluster mode, on the scheduler node: silence judged from the heartbeat times every core wrote (a device
+        not heard from since this node took the watchdog over counts from then: a backlog may still arrive)."""
+        now = self.clock()
+        async with self.intake.core.db.session() as s:
+            rows = (await s.execute(select(Device.id, Device.last_seen, Device.status))).all()
+        for dev_id, last_seen, status in rows:
+            interval = self.intervals.get(dev_id)
+            if interval is None or last_seen is None or status == "offline":
+                continue
+            last = max(last_seen, since)
+            if now - last > interval:
+                secs = int((now - last).total_seconds())
+                await self.intake.set_device_status(dev_id, "offline", f"no heartbeat for {secs}s", now, None)
+                self.status[dev_id] = "offline"
+
+    async def run_shared(self, period_s: float = 1.0) -> None:
+        since = self.clock()
+        while True:
+            try:
+                await self.check_silence_shared(since)
             except Exception:
                 log.exception("device watchdog pass failed")
             await asyncio.sleep(period_s)

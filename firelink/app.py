@@ -73,7 +73,7 @@ from dispatch.devices import DeviceMonitor, record_camera_health
 from dispatch.document_pdf import DocumentSeals
 from dispatch.document_reviews import DocumentReviews
 from dispatch.escalation import Escalator
-from dispatch.events import EventBus
+from dispatch.events import Event, EventBus
 from dispatch.evidence_record import recorded_sha256
 from dispatch.exit_zones import ExitZoneService
 from dispatch.fanout import EventFanout, prune_events
@@ -184,7 +184,13 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         if not cfg.cluster.enabled:
             yield
             return
-        fanout = EventFanout(app[DB], app[BUS], cfg.cluster.node(), on_remote=app[INCIDENTS].core.follow)
+        core, devices = app[INCIDENTS].core, app[DEVICES]
+
+        def follow(event: Event) -> None:  # this core's indexes and device states follow the others' changes
+            core.follow(event)
+            devices.follow(event)
+
+        fanout = EventFanout(app[DB], app[BUS], cfg.cluster.node(), on_remote=follow)
         task = asyncio.create_task(fanout.run(), name="cluster-events")
         try:  # consoles are served once the other cores' events reach this one
             await asyncio.wait_for(fanout.ready.wait(), 10)
@@ -265,9 +271,10 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         escalator = Escalator(incidents.core, incidents.commands, app[BUS], cfg.escalation)
         jobs: list[Coroutine[Any, Any, None]] = [] if cfg.cluster.enabled else [outbox.run(), escalator.run()]
         if cfg.cluster.enabled:  # escalations, hazard deadlines and the outbox: on one node at a time (a lease)
-            jobs.append(scheduler_lease(app, [outbox.run, escalator.run, *scheduled], escalator.replan))
+            jobs.append(scheduler_lease(app, [outbox.run, escalator.run, app[DEVICES].run_shared, *scheduled],
+                                        escalator.replan))
         jobs += [
-            app[DEVICES].run(),
+            app[DEVICES].flush_loop() if cfg.cluster.enabled else app[DEVICES].run(),
             app[DETECTIONS].learn_from_false_alarms(save_hard_negative),
             record_camera_health(app[WRITER], clock),
         ]

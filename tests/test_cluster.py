@@ -30,7 +30,8 @@ from dispatch.actor import Actor
 from dispatch.auth import ensure_users
 from dispatch.cluster import cluster_writing, startup_turn
 from dispatch.db import Database
-from dispatch.events import EventBus
+from dispatch.devices import DeviceMonitor
+from dispatch.events import Event, EventBus
 from dispatch.fanout import EventFanout
 from dispatch.hazard_models import RectificationNotice
 from dispatch.incidents import Incidents
@@ -40,7 +41,7 @@ from dispatch.records import ChainForked, Head, verify_chains
 from dispatch.singleton import Singleton
 from dispatch.state import IncidentStatus, TransitionError
 from dispatch.writer import ClusterWriting, Writer
-from ingest.contract import AlarmIn, utcnow
+from ingest.contract import AlarmIn, DeviceStatusIn, utcnow
 from notify.worker import OutboxWorker
 from tests.support import Api, StepClock, base_config, config_yaml, pg_database, run_cli, running_app, ws_client
 
@@ -435,3 +436,32 @@ async def test_cores_starting_together_on_a_fresh_database_sync_the_configuratio
     finally:
         for db in dbs:
             await db.dispose()
+
+
+async def test_device_silence_is_judged_from_heartbeats_any_core_heard(
+        nodes: tuple[CoreNode, CoreNode, StepClock]) -> None:
+    a, b, clock = nodes
+    on_a, on_b = (DeviceMonitor(n.service.intake, n.cfg, clock) for n in (a, b))
+    for monitor in (on_a, on_b):
+        await monitor.load()
+    since = clock()
+    for _ in range(3):  # heartbeats reach core a only (its consumer got them); b runs the watchdog
+        clock.advance(40)
+        await on_a.handle(DeviceStatusIn("btn-00", "online", "", clock()))
+        await on_a.flush()
+        await on_b.check_silence_shared(since)
+    async with a.db.session() as s:
+        dev = await s.get(Device, "btn-00")
+    assert dev is not None and dev.status == "online" and dev.last_seen == clock()
+    clock.advance(61)  # silent for longer than its 60 s interval, wherever it would have been heard
+    await on_b.check_silence_shared(since)
+    async with a.db.session() as s:
+        dev = await s.get(Device, "btn-00")
+    assert dev is not None and dev.status == "offline"
+    on_a.follow(Event(ev.DEVICE_UPDATED, {"device": {"id": "btn-00", "status": "offline"}, "unit_id": "u-00"},
+                      remote=True))
+    clock.advance(1)
+    await on_a.handle(DeviceStatusIn("btn-00", "online", "", clock()))  # a knows it is offline: written again
+    async with a.db.session() as s:
+        dev = await s.get(Device, "btn-00")
+    assert dev is not None and dev.status == "online"

@@ -68,6 +68,7 @@ class _Delivery:
     key: str | None = None  # redelivered: its key in the attempt journal
     failures: int = 0
     alone: bool = False
+    handle: Any = None  # the adapter's own message object, when acknowledging needs it
 
 
 class IntakePump:
@@ -92,6 +93,14 @@ class IntakePump:
     def _acknowledge(self, d: _Delivery) -> None:
         """Tells the broker `d` is committed (called on the loop, after the commit)."""
         raise NotImplementedError
+
+    async def _acknowledge_all(self, batch: list[_Delivery]) -> None:
+        for d in batch:
+            try:
+                self._acknowledge(d)
+            except Exception:
+                self.counters["ack_errors"] += 1
+                log.exception("acknowledgement failed (the broker will redeliver)")
 
     def backlog(self) -> int:
         return len(self._alarms) + len(self._inbox) + self._in_progress
@@ -135,12 +144,7 @@ class IntakePump:
                 await self._settle(batch)
             finally:
                 self._in_progress = 0
-            for d in batch:
-                try:
-                    self._acknowledge(d)
-                except Exception:
-                    self.counters["ack_errors"] += 1
-                    log.exception("acknowledgement failed (the broker will redeliver)")
+            await self._acknowledge_all(batch)
 
     async def _settle(self, batch: list[_Delivery]) -> None:
         """Commits the batch; poison ends up as rejections. Returns when every message is settled."""

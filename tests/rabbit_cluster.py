@@ -195,10 +195,12 @@ mqtt.exchange = amq.topic
         self.wait_up(self.nodes[i], timeout_s)
         return time.monotonic() - t0
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = False) -> None:
+        """Kills every node; removes the data and logs unless `keep`."""
         for i in range(len(self.nodes)):
             self.kill(i)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- addresses ----------------------------------------------------------------
 

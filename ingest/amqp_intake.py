@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from config.broker import AmqpConfig, split_endpoint
 from ingest.contract import AlarmDetection, AlarmIn, DetectionIn, utcnow
@@ -52,6 +52,37 @@ def binding_keys(prefix: str) -> list[str]:
 
 def quorum_queue_arguments() -> dict[str, Any]:
     return {"x-queue-type": "quorum"}
+
+
+async def declare(channel: AbstractChannel, cfg: AmqpConfig, prefix: str) -> AbstractQueue:
+    """The durable quorum intake queue, bound to every intake topic (idempotent: the same again is a no-op)."""
+    queue = await channel.declare_queue(cfg.queue, durable=True, arguments=quorum_queue_arguments())
+    for key in binding_keys(prefix):
+        await queue.bind(cfg.exchange, key)
+    return queue
+
+
+async def declare_intake(cfg: AmqpConfig, prefix: str) -> str:
+    """Declares the intake queue and its bindings on the first node that answers; returns that node.
+
+    Run it before devices publish: a message no queue is bound for is dropped by the broker, and still
+    acknowledged to the device (there was no queue to confirm it)."""
+    errors = []
+    for node in cfg.nodes:
+        host, port = split_endpoint(node)
+        try:
+            conn = await aio_pika.connect(host=host, port=port, login=cfg.username,
+                                          password=cfg.password.get_secret_value(), virtualhost=cfg.vhost,
+                                          timeout=cfg.connect_timeout_s)
+        except Exception as exc:
+            errors.append(f"{node}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            await declare(await conn.channel(), cfg, prefix)
+            return node
+        finally:
+            await conn.close()
+    raise ConnectionError("no AMQP node answered: " + "; ".join(errors))
 
 
 class AmqpIntake(IntakePump):
@@ -148,9 +179,7 @@ class AmqpIntake(IntakePump):
         channel = await conn.channel()
         channel.close_callbacks.add(lambda *_: closed.set())
         await channel.set_qos(prefetch_count=self.cfg.prefetch)
-        queue = await channel.declare_queue(self.cfg.queue, durable=True, arguments=quorum_queue_arguments())
-        for key in binding_keys(self.prefix):
-            await queue.bind(self.cfg.exchange, key)
+        queue = await declare(channel, self.cfg, self.prefix)
         self._channel = channel
         generation = self._generation
 

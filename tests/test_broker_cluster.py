@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from config.broker import AmqpConfig
 from console.appkeys import DB, HEALTH, MQTT
+from ingest.amqp_intake import declare_intake
 from tests.cluster_devices import Fleet
 from tests.rabbit_cluster import RabbitCluster, available
 from tests.support import base_config, pg_database, running_app
@@ -108,6 +110,19 @@ async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitClust
         rows = await stored()
         assert len(rows) == len(set(rows)), "an alarm stored twice"
         assert set(rows) == acked
+
+
+async def test_intake_queue_is_a_replicated_quorum_queue(rabbit: RabbitCluster) -> None:
+    name = f"intake-{uuid.uuid4().hex[:8]}"
+    cfg = AmqpConfig(nodes=["127.0.0.1:1", *rabbit.amqp_nodes()], queue=name)  # a dead node first: skipped
+    alive = next(n for n in rabbit.nodes if n.alive())  # (a node an earlier test killed is skipped too)
+    assert await declare_intake(cfg, "firelink") == alive.amqp
+    assert await declare_intake(cfg, "firelink") == alive.amqp  # again: harmless
+    rows = [line.split("\t") for line in rabbit.ctl(alive, "list_queues", "-q", "name", "type", "members").splitlines()]
+    (row,) = [r for r in rows if r[0] == name]
+    assert row[1] == "quorum"
+    # a replica on every cluster member, even one down at declaration (it catches up when it is back)
+    assert sum(n.name in row[2] for n in rabbit.nodes) == len(rabbit.nodes)
 
 
 async def _true(value: bool) -> bool:

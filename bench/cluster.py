@@ -259,6 +259,7 @@ class Console:
         self.closed_by: Counter[str] = Counter()  # why the feed was lost, each time
         self.measuring = False
         self.reconnects = 0
+        self.resyncs = 0
         self.dispatched = 0
         self.dispatch_errors = 0
         self._core = 0
@@ -304,6 +305,7 @@ class Console:
                 # core answering pings late is not a dead one.
                 async with self.http.ws_connect(self.base().replace("http", "ws", 1) + "/ws",
                                                 timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+                    await self._resync()
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             self._seen()
@@ -313,6 +315,15 @@ class Console:
             self.reconnects += 1
             self._core += 1  # another core: the session lives in the database, so the cookie is good there too
             await asyncio.sleep(0.05)
+
+    async def _resync(self) -> None:
+        """What a console does on (re)connecting: reads the open incidents again (anything missed meanwhile)."""
+        assert self.http is not None
+        async with self.http.get(self.base() + "/api/incidents") as r:
+            if r.status == 200:
+                await r.read()
+                self.resyncs += 1
+                self._seen()
 
     async def _dispatching(self, every_s: float = 3.0) -> None:
         """Every few seconds: the brigade to the oldest new incident (through whichever core answers)."""
@@ -488,7 +499,8 @@ async def scenario(args: argparse.Namespace, cores: list[Core], rabbit: RabbitCl
     say(f"console feed lost {dict(console.closed_by)}; longest gap {console.max_gap:.1f}s, ended "
         f"{console.gap_ended_at - t0:.0f}s into the stream")
     say(f"alarms: published {len(fleet.published)}, acknowledged {len(acked)}, stored {len(stored)} "
-        f"(distinct {len(stored_set)}); console: {console.events} events, {console.reconnects} reconnects; "
+        f"(distinct {len(stored_set)}); console: {console.events} events, {console.reconnects} reconnects, "
+        f"{console.resyncs} resyncs; "
         f"dispatches: {console.dispatched} made ({console.dispatch_errors} attempts refused/failed), "
         f"{len(dispatch_keys)} keys, {undelivered} undelivered, {delivered_twice} delivered again with the same "
         f"idempotency key (at-least-once: a delivery the core could not mark before it died; the agency "

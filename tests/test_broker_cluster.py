@@ -25,7 +25,7 @@ from tests.cluster_devices import Fleet
 from tests.rabbit_cluster import RabbitCluster, available
 from tests.support import base_config, pg_database, running_app
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(not available(), reason="RabbitMQ is not installed")]
+pytestmark = [pytest.mark.timeout(150), pytest.mark.skipif(not available(), reason="RabbitMQ is not installed")]
 
 UNITS = [f"unit-{i}" for i in range(20)]
 RATE = 400  # alarms/s
@@ -73,6 +73,12 @@ async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitClust
         database = running.app[DB]
         assert running.app[MQTT] is not None  # MQTT only publishes; the intake is AMQP
         assert (await running.app[HEALTH].check())["intake"]["ok"]
+        # the core's MQTT session subscribes its watchdog probe only: no second copy of the intake reaches it
+        alive = next(n for n in rabbit.nodes if n.alive())
+        bindings = rabbit.ctl(alive, "list_bindings", "-q", "source_name", "destination_name", "routing_key")
+        mine = [line.split("\t") for line in bindings.splitlines() if f"core-{prefix}" in line]
+        topics = [key for src, _dst, key in mine if src == "amq.topic"]
+        assert topics == [f"{prefix}._health.core-{prefix}"], mine
 
         async def stored() -> list[str]:
             async with database.engine.connect() as conn:

@@ -377,13 +377,59 @@ async def stored_count(dsn: str) -> int:
     return int((await query(dsn, "SELECT count(*) AS n FROM alarms"))[0]["n"])
 
 
-async def wait_stored(dsn: str, expected: set[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+async def wait_stored(dsn: str, expected: set[str], stall_s: float) -> None:
+    """Waits while the cores work through the backlog: until every expected alarm is stored, or nothing more was
+    stored for `stall_s` (then what is missing counts as lost)."""
+    progress_at, seen = time.monotonic(), -1
+    while time.monotonic() - progress_at < stall_s:
         rows = await query(dsn, "SELECT alarm_id FROM alarms")
         if {r["alarm_id"] for r in rows} >= expected:
             return
-        await asyncio.sleep(0.5)
+        if len(rows) != seen:
+            progress_at, seen = time.monotonic(), len(rows)
+        await asyncio.sleep(1.0)
+
+
+# ---------------------------------------------------------------- where the CPU goes (from /proc)
+
+
+def _proc_table() -> dict[int, tuple[int, int, float]]:
+    """pid → (ppid, process group, CPU seconds used so far)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        table[int(entry)] = (int(fields[1]), int(fields[2]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def cpu_by_part(cores: list[Core], pg: OwnPostgres, rabbit: RabbitCluster) -> dict[str, float]:
+    """CPU seconds used so far by the cores, PostgreSQL and the broker nodes (each with its child processes)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def tree(root: int) -> float:
+        todo, total = [root], 0.0
+        while todo:
+            pid = todo.pop()
+            total += table.get(pid, (0, 0, 0.0))[2]
+            todo.extend(children.get(pid, []))
+        return total
+
+    parts = {"cores": sum(tree(c.proc.pid) for c in cores if c.proc is not None)}
+    with contextlib.suppress(OSError, ValueError):
+        parts["postgresql"] = tree(int((pg.data / "postmaster.pid").read_text().split()[0]))
+    groups = {n.proc.pid for n in rabbit.nodes if n.proc is not None}
+    parts["rabbitmq"] = sum(cpu for _, pgrp, cpu in table.values() if pgrp in groups)
+    return parts
 
 
 # ---------------------------------------------------------------- phases
@@ -406,20 +452,26 @@ async def throughput(cores: list[Core], k: int, rabbit: RabbitCluster, pg: OwnPo
     for c in cores[:k]:
         c.spawn()
     first: float | None = None
-    last_n = before
+    first_n = last_n = before
+    cpu_from: dict[str, float] = {}
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         n = await stored_count(pg.dsn)
         now = time.monotonic()
         if first is None and n > before:
-            first = now
+            first, first_n, cpu_from = now, n, cpu_by_part(cores, pg, rabbit)
         last_n = n
         if n >= before + backlog:
             break
         await asyncio.sleep(0.05)
     assert first is not None
     took = time.monotonic() - first
-    rate = (last_n - before) / took if took > 0 else float("inf")
+    rate = (last_n - first_n) / took if took > 0 else float("inf")
+    cpu_to = cpu_by_part(cores, pg, rabbit)
+    done = max(1, last_n - first_n)
+    per = {part: (cpu_to.get(part, 0.0) - used) / done * 1000 for part, used in cpu_from.items()}
+    say("  CPU per 1,000 alarms committed: " + ", ".join(f"{part} {sec:.2f} s" for part, sec in per.items())
+        + " → one CPU would carry " + ", ".join(f"{part} {1000 / sec:.0f}/s" for part, sec in per.items() if sec > 0))
     for c in cores[:k]:
         await asyncio.to_thread(c.wait_healthy)
     return rate
@@ -470,7 +522,7 @@ async def scenario(args: argparse.Namespace, cores: list[Core], rabbit: RabbitCl
     acked = fleet.acked()
     say(f"stream done in {sent_s:.0f}s; {len(acked)} alarms acknowledged by the broker; gateway failovers "
         f"{fleet.reconnects()}; waiting for the cores to store them")
-    await wait_stored(pg.dsn, acked, args.settle_s)
+    await wait_stored(pg.dsn, acked, args.stall_s)
     # the outbox drains (dispatches delivered), then the console stops
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -561,7 +613,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0, help="alarms per second streamed")
     ap.add_argument("--duration", type=float, default=None, help="seconds of streaming (quick 30, full 180)")
     ap.add_argument("--backlog", type=int, default=None, help="alarms queued for the throughput phase")
-    ap.add_argument("--settle-s", type=float, default=180.0, help="longest wait for the cores to catch up")
+    ap.add_argument("--stall-s", type=float, default=60.0,
+                    help="after the stream: how long the cores may store nothing more before the missing count as lost")
     ap.add_argument("--keep", action="store_true", help="keep the cores' logs")
     args = ap.parse_args()
     args.duration = args.duration or (30.0 if args.quick else 180.0)

@@ -100,6 +100,8 @@ async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitClust
                 return bool(body["ok"] and body["restarts"] >= 1)
 
             await _poll(intake_moved, 30, "the core's intake to move to another node (/healthz)")
+            link = running.app[MQTT]
+            assert link is not None and link.endpoint() != ("127.0.0.1", rabbit.nodes[0].mqtt_port)  # publisher too
             await asyncio.to_thread(fleet.join, 90)
         finally:
             await asyncio.to_thread(fleet.close)

@@ -19,7 +19,9 @@ import pytest
 from sqlalchemy import text
 
 from config.broker import AmqpConfig
+from config.schema import FirelinkConfig
 from console.appkeys import DB, HEALTH, MQTT
+from dispatch.db import Database
 from ingest.amqp_intake import declare_intake
 from tests.cluster_devices import Fleet
 from tests.rabbit_cluster import RabbitCluster, available
@@ -61,14 +63,62 @@ async def _poll(cond: object, timeout_s: float, what: str) -> None:
         await asyncio.sleep(POLL_S)
 
 
-async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitCluster, db: str) -> None:
+def cluster_config(rabbit: RabbitCluster, db: str) -> FirelinkConfig:
     prefix = f"fltest-{uuid.uuid4().hex[:8]}"
     units = [{"id": u, "name": f"单位{u}", "category": "学校", "address": "城北路18号", "contact_name": "韦保安",
               "contact_phone": "13800000001"} for u in UNITS]
-    cfg = base_config(db, None, units=units, users=[], mqtt={
+    return base_config(db, None, units=units, users=[], mqtt={
         "topic_prefix": prefix, "client_id": f"core-{prefix}", "cluster_nodes": rabbit.mqtt_nodes(),
         "intake": "amqp", "embedded_broker": "never"},
         amqp={"nodes": rabbit.amqp_nodes(), "queue": f"intake-{prefix}", "prefetch": 500})
+
+
+async def stored_ids(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return [r[0] for r in await conn.execute(text("SELECT alarm_id FROM alarms"))]
+
+
+def leader_of(rabbit: RabbitCluster, queue: str) -> int:
+    alive = next(n for n in rabbit.nodes if n.alive())
+    rows = [line.split("\t") for line in rabbit.ctl(alive, "list_queues", "-q", "name", "leader").splitlines()]
+    (leader,) = [r[1] for r in rows if r[0] == queue]
+    return next(n.index for n in rabbit.nodes if n.name == leader)
+
+
+async def test_alarms_queued_while_no_core_runs_survive_kill9_of_the_queue_leader(rabbit: RabbitCluster,
+                                                                                  db: str) -> None:
+    """The Mosquitto measurement again (broker killed while the core is down), on the cluster: nothing lost."""
+    cfg = cluster_config(rabbit, db)
+    prefix = cfg.mqtt.topic_prefix
+    await declare_intake(cfg.amqp, prefix)  # set-up: the queue exists before devices publish
+    fleet = Fleet(rabbit.mqtt_nodes(), prefix, UNITS)
+    await asyncio.to_thread(fleet.start)
+    try:
+        fleet.stream(1000, 3000)
+        await asyncio.to_thread(fleet.join, 60)
+    finally:
+        await asyncio.to_thread(fleet.close)
+    acked = fleet.acked()
+    assert len(acked) == 3000
+    leader = leader_of(rabbit, cfg.amqp.queue)
+    await asyncio.to_thread(rabbit.kill, leader)  # the node holding the queue's Raft leader
+    try:
+        async with running_app(cfg) as running:
+            database = running.app[DB]
+
+            async def all_stored() -> bool:
+                return set(await stored_ids(database)) >= acked
+
+            await _poll(all_stored, 60, "every acknowledged alarm to be stored")
+            rows = await stored_ids(database)
+            assert len(rows) == len(set(rows)) and set(rows) == acked
+    finally:
+        await asyncio.to_thread(rabbit.restart, leader)  # the next test kills a node of three again
+
+
+async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitCluster, db: str) -> None:
+    cfg = cluster_config(rabbit, db)
+    prefix = cfg.mqtt.topic_prefix
     async with running_app(cfg) as running:
         database = running.app[DB]
         assert running.app[MQTT] is not None  # MQTT only publishes; the intake is AMQP
@@ -81,14 +131,14 @@ async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitClust
         assert topics == [f"{prefix}._health.core-{prefix}"], mine
 
         async def stored() -> list[str]:
-            async with database.engine.connect() as conn:
-                return [r[0] for r in await conn.execute(text("SELECT alarm_id FROM alarms"))]
+            return await stored_ids(database)
 
         fleet = Fleet(rabbit.mqtt_nodes(), prefix, UNITS)
         await asyncio.to_thread(fleet.start)
         try:
             fleet.stream(RATE, COUNT)
             victim = fleet.gateways[0]  # publishes to node 0, which the core consumes from too
+            assert leader_of(rabbit, cfg.amqp.queue) == 0  # declared there: the queue's leader is on node 0 too
             await _poll(lambda: _true(len(victim.acked) >= COUNT // 6), 30, "node 0 to acknowledge alarms")
             acked_before_kill = len(victim.acked)
             await asyncio.to_thread(rabbit.kill, 0)

@@ -16,13 +16,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import text
 
 from config.broker import AmqpConfig
 from config.schema import FirelinkConfig
 from console.appkeys import DB, HEALTH, MQTT
 from dispatch.db import Database
-from ingest.amqp_intake import declare_intake
+from ingest.amqp_intake import AmqpIntake, declare_intake
+from ingest.contract import AlarmIn, CoreInput
+from ingest.intake_pump import Handler
 from tests.cluster_devices import Fleet
 from tests.rabbit_cluster import RabbitCluster, available
 from tests.support import base_config, pg_database, running_app
@@ -185,3 +188,56 @@ async def test_intake_queue_is_a_replicated_quorum_queue(rabbit: RabbitCluster) 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_cores_are_competing_consumers_and_a_dead_ones_messages_go_to_the_other(rabbit: RabbitCluster) -> None:
+    """Two intakes on one queue: each message to one of them; what one held unacknowledged when it died goes to the
+    other (redelivered), nothing committed is delivered again."""
+    prefix = f"fltest-{uuid.uuid4().hex[:8]}"
+    cfg = AmqpConfig(nodes=[n.amqp for n in rabbit.nodes if n.alive()], queue=f"intake-{prefix}", prefetch=100)
+    await declare_intake(cfg, prefix)
+    committed: dict[str, list[str]] = {"a": [], "b": []}
+    redelivered_to_b: list[str] = []
+    a_stuck = asyncio.Event()
+
+    def handler(name: str) -> Handler:
+        async def handle(items: list[CoreInput]) -> None:
+            if name == "a" and len(committed["a"]) >= 200:
+                a_stuck.set()
+                await asyncio.Event().wait()  # core a hangs in its commit ... until it is killed
+            committed[name].extend(i.alarm_id for i in items if isinstance(i, AlarmIn))
+        return handle
+
+    a = AmqpIntake(cfg, prefix, 65536, 1 << 20, handler("a"))
+    b = AmqpIntake(cfg, prefix, 65536, 1 << 20, handler("b"))
+    original_take = b._take
+
+    def take(message: AbstractIncomingMessage, generation: int) -> None:
+        if message.redelivered:
+            redelivered_to_b.append(message.body.decode())
+        original_take(message, generation)
+
+    b._take = take  # type: ignore[method-assign]
+    await a.start()
+    await b.start()
+    fleet = Fleet([n.mqtt for n in rabbit.nodes if n.alive()], prefix, UNITS)
+    await asyncio.to_thread(fleet.start)
+    try:
+        fleet.stream(1000, 2000)
+        await asyncio.wait_for(a_stuck.wait(), 30)
+        await a.stop()  # its connection closes with up to 100 deliveries unacknowledged
+        await asyncio.to_thread(fleet.join, 60)
+    finally:
+        await asyncio.to_thread(fleet.close)
+    acked = fleet.acked()
+
+    async def all_committed() -> bool:
+        return set(committed["a"]) | set(committed["b"]) >= acked
+
+    try:
+        await _poll(all_committed, 30, "every alarm committed by one of the two")
+    finally:
+        await b.stop()
+    assert committed["a"] and committed["b"] and redelivered_to_b
+    assert not set(committed["a"]) & set(committed["b"]), "an acknowledged message was delivered again"
+    assert len(committed["b"]) == len(set(committed["b"]))

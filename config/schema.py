@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from config.broker import AmqpConfig, Endpoint, split_endpoint
 from config.cameras import CameraConfig, VideoConfig
 from config.complaints import ComplaintsConfig
 from config.detectors import DetectorsConfig
@@ -110,6 +111,18 @@ class MqttConfig(FirelinkBaseModel):
         title="Embedded broker",
         description="auto: when no broker answers at a loopback host:port, start an in-process amqtt broker.",
     )
+    cluster_nodes: list[Endpoint] = Field(
+        default_factory=list, title="Broker cluster nodes",
+        description="A broker cluster's MQTT listeners, host:port (host/port then unused): the core connects to one "
+                    "and moves to the next when it dies. Empty: the one broker at host:port.")
+    intake: Literal["mqtt", "amqp"] = Field(
+        "mqtt", title="Intake",
+        description="mqtt: this core subscribes to the intake topics itself (one core, e.g. Mosquitto). amqp: the "
+                    "cores share the broker's intake queue (`amqp:`, RabbitMQ) and MQTT is only used to publish.")
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """The broker nodes to connect to, in order."""
+        return [split_endpoint(n) for n in self.cluster_nodes] or [(self.host, self.port)]
 
 
 class LoginThrottleConfig(FirelinkBaseModel):
@@ -356,6 +369,8 @@ class FirelinkConfig(FirelinkBaseModel):
         default_factory=ClusterConfig, title="Cluster",
         description="Several cores on one PostgreSQL database (off: one core per database).")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, title="MQTT", description="Broker connection.")
+    amqp: AmqpConfig = Field(default_factory=AmqpConfig, title="AMQP intake",
+                             description="A RabbitMQ cluster's shared intake queue (when mqtt.intake is amqp).")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, title="Console", description="Web console.")
     station: StationConfig = Field(default_factory=StationConfig, title="Station", description="This station.")
     escalation: EscalationConfig = Field(

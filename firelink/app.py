@@ -98,6 +98,7 @@ from dispatch.registry import Registry
 from dispatch.singleton import SCHEDULER, Job, Singleton
 from dispatch.unit_views import UnitViews
 from dispatch.writer import Writer
+from ingest.amqp_intake import AmqpIntake, intake_status
 from ingest.contract import utcnow
 from ingest.embedded_broker import maybe_start
 from ingest.mqtt_link import MqttLink
@@ -248,10 +249,13 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         yield
 
     async def broker(app: web.Application) -> AsyncIterator[None]:
-        embedded = await maybe_start(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.embedded_broker) if mqtt else None
+        embedded = (await maybe_start(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.embedded_broker)
+                    if mqtt and not cfg.mqtt.cluster_nodes else None)
         yield
         if embedded is not None:
             await embedded.stop()
+
+    intakes: list[AmqpIntake | None] = []  # the AMQP intake, for the health step
 
     async def mqtt_link(app: web.Application) -> AsyncIterator[None]:
         if not mqtt:
@@ -262,7 +266,17 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         link = MqttLink(cfg.mqtt, inbox.handle, app[DB].alive, inbox.journal, agencies=tuple(cfg.agencies))
         await link.start()
         app[MQTT] = link
+        intake = None  # a broker cluster: the cores share its intake queue over AMQP; MQTT only publishes
+        if cfg.mqtt.intake == "amqp":
+            intake = AmqpIntake(cfg.amqp, cfg.mqtt.topic_prefix, cfg.mqtt.max_payload_bytes,
+                                cfg.mqtt.max_detection_bytes, inbox.handle, app[DB].alive, inbox.journal,
+                                agencies=tuple(cfg.agencies))
+            await intake.start()
+        intakes.append(intake)
         yield
+        intakes.clear()
+        if intake is not None:
+            await intake.stop()
         await link.stop()
 
     async def workers(app: web.Application) -> AsyncIterator[None]:
@@ -284,15 +298,18 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
 
     async def health(app: web.Application) -> AsyncIterator[None]:
         """Intake, database and outbox truth for /healthz and every console (after the MQTT link)."""
-        link = app[MQTT]
-        monitor = HealthMonitor(app[DB], app[BUS], link.status if link is not None else (lambda: None), clock)
-        if link is not None:
-            link.on_change = monitor.poke
+        link, intake = app[MQTT], (intakes or [None])[0]
+        monitor = HealthMonitor(app[DB], app[BUS], (lambda: intake_status(link, intake)) if link is not None
+                                else (lambda: None), clock)
+        for part in (link, intake):
+            if part is not None:
+                part.on_change = monitor.poke
         app[HEALTH] = monitor
         task = asyncio.create_task(monitor.run(), name="health-monitor")
         yield
-        if link is not None:
-            link.on_change = None
+        for part in (link, intake):
+            if part is not None:
+                part.on_change = None
         await _stop(task)
         monitor.close()
 

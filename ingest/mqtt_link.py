@@ -35,29 +35,28 @@ import logging
 import re
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from config.schema import MqttConfig
-from ingest.contract import AlarmDetection, AlarmIn, CoreInput, DetectionIn, Rejection, printable, utcnow
-from ingest.payloads import EXCERPT_BYTES, HOTLINE_TOPIC, MAX_TOPIC_CHARS, excerpt, parse_message
+from ingest.contract import AlarmDetection, AlarmIn, DetectionIn, printable, utcnow
+from ingest.intake_pump import (  # noqa: F401  (re-exported: the pump's limits and types were defined here)
+    CRASHES_BEFORE_QUARANTINE,
+    MAX_BATCH,
+    POISON_AFTER,
+    AttemptJournal,
+    Handler,
+    IntakePump,
+    _Delivery,
+)
+from ingest.payloads import EXCERPT_BYTES, HOTLINE_TOPIC, MAX_TOPIC_CHARS, parse_message
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[CoreInput]], Awaitable[Mapping[int, Exception] | None]]
-"""Commits a batch. Raises when nothing of it can be trusted to be committed; otherwise returns the positions
-of the items that failed on their own (with why), everything else being committed."""
-
-MAX_BATCH = 500  # alarms per transaction
-MAX_OTHER_BATCH = 50  # anything else (rejections, device status, agency acks): an alarm never waits for more
-OTHERS_MAX_WAIT_S = 0.5  # during an alarm flood, other messages still get a batch once they waited this long
-POISON_AFTER = 3  # failures of one message alone, while the database is healthy, before it is quarantined
-CRASHES_BEFORE_QUARANTINE = 2  # restarts that died while handling one redelivered message alone
 WATCHDOG_PERIOD_S = 0.5
 PROBE_IDLE_S = 5.0  # with no message for this long, the watchdog sends a probe through the broker
 PROBE_TIMEOUT_S = 5.0  # ... which must come back within this
@@ -67,31 +66,6 @@ STABLE_S = 60.0  # healthy this long: the restart backoff starts over
 
 class PublishError(Exception):
     """The broker did not confirm a publish in time."""
-
-
-class AttemptJournal(Protocol):
-    """Persistent counts of how often a redelivered message was tried (dispatch.inbox.IntakeJournal)."""
-
-    async def attempt(self, keys: Sequence[str], solo: bool) -> dict[str, tuple[int, int]]:
-        """Counts one more try of each key; returns (tries, tries alone) before this one."""
-        ...
-
-    async def forget(self, keys: Sequence[str]) -> None: ...
-
-
-@dataclass(slots=True)
-class _Delivery:
-    item: CoreInput
-    mid: int
-    qos: int
-    generation: int
-    topic: str
-    head: bytes  # the payload's first bytes, for a quarantine record
-    size: int
-    at: float = 0.0  # monotonic arrival time
-    key: str | None = None  # redelivered (DUP): its key in the attempt journal
-    failures: int = 0
-    alone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +88,6 @@ class IntakeStatus:
                 "counters": dict(self.counters)}
 
 
-async def _never() -> bool:
-    return False
-
-
-def _topic_of(item: CoreInput) -> str:
-    return getattr(item, "topic", "") or type(item).__name__
-
-
 def subscriptions(prefix: str) -> list[tuple[str, int]]:
     """Whole unit/device subtrees, so a device publishing to a wrong leaf is seen and rejected."""
     return [
@@ -133,36 +99,29 @@ def subscriptions(prefix: str) -> list[tuple[str, int]]:
     ]
 
 
+def problem_is_connection(why: str) -> bool:
+    return why == "not connected to the broker" or why.startswith("no message and no probe back")
+
+
 def _thread_of(client: mqtt.Client) -> threading.Thread | None:
     thread: threading.Thread | None = getattr(client, "_thread", None)
     return thread
 
 
-class MqttLink:
+class MqttLink(IntakePump):
     def __init__(self, cfg: MqttConfig, handler: Handler,
                  store_ok: Callable[[], Awaitable[bool]] | None = None,
                  journal: AttemptJournal | None = None, *, agencies: Collection[str] = ()) -> None:
         """`agencies`: the configured agency keys, whose firelink/dispatch/{agency}/ack topics are taken in."""
+        super().__init__(handler, store_ok, journal)
         self.cfg = cfg
         self.agencies = frozenset(agencies)
-        self._handler = handler
-        self._store_ok = store_ok or _never
-        self._journal = journal
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Filled by paho's thread (deque.append is thread-safe); the loop is woken once per
-        # burst, not once per message (each call_soon_threadsafe costs a self-pipe write+read).
-        # Alarms have their own lane: a flood of garbage, heartbeats or acks never queues ahead of them.
-        self._alarms: deque[_Delivery] = deque()
-        self._inbox: deque[_Delivery] = deque()
-        self._inbox_ready = asyncio.Event()
-        self._wake_scheduled = False
-        self._in_progress = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._generation = 0
         self._pending_pubs: dict[int, asyncio.Future[None]] = {}
         self.connected = asyncio.Event()
-        self.counters: Counter[str] = Counter()
         self.restarts = 0
+        self._node = 0  # index into cfg.nodes(): which broker node the client connects to
         self.on_change: Callable[[], None] | None = None  # told (on the loop) whenever the status may have changed
         # The core must be allowed to publish and subscribe {prefix}/_health/# (docs/mqtt.md, Broker).
         self._probe_topic = f"{cfg.topic_prefix}/_health/{re.sub(r'[^A-Za-z0-9_.-]', '_', cfg.client_id)}"
@@ -217,11 +176,16 @@ class MqttLink:
             async with asyncio.timeout(wait_s):
                 await self.connected.wait()
         except TimeoutError:
-            log.error("MQTT broker %s:%s not reachable yet; retrying in the background",
-                      self.cfg.host, self.cfg.port)
+            log.error("MQTT broker %s:%s not reachable yet; retrying in the background", *self.endpoint())
+
+    def endpoint(self) -> tuple[str, int]:
+        """The broker node this link uses now (the configured nodes in turn, one per restart)."""
+        nodes = self.cfg.nodes()
+        return nodes[self._node % len(nodes)]
 
     def _start_client(self, client: mqtt.Client) -> None:
-        client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        host, port = self.endpoint()
+        client.connect_async(host, port, keepalive=self.cfg.keepalive_s)
         client.loop_start()
 
     async def stop(self) -> None:
@@ -244,8 +208,10 @@ class MqttLink:
             log.error("MQTT connection refused: %s", reason)
             return
         self._generation += 1
-        client.subscribe([*subscriptions(self.cfg.topic_prefix), (self._probe_topic, 0)])
-        log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
+        # With the AMQP intake the cores share the intake queues; this session only publishes (and probes).
+        intake = subscriptions(self.cfg.topic_prefix) if self.cfg.intake == "mqtt" else []
+        client.subscribe([*intake, (self._probe_topic, 0)])
+        log.info("MQTT connected to %s:%s", *self.endpoint())
 
     def _on_subscribe(self, client: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         # "Connected" means subscribed: from here on every alarm published reaches this session.
@@ -306,22 +272,6 @@ class MqttLink:
             self._enqueue(_Delivery(self._refused(topic, payload, f"intake error: {type(exc).__name__}"), msg.mid,
                                     msg.qos, self._generation, topic, payload[:EXCERPT_BYTES], len(payload), now))
 
-    @staticmethod
-    def _refused(topic: str, payload: bytes, reason: str) -> Rejection:
-        return Rejection("mqtt", printable(topic[:MAX_TOPIC_CHARS]), reason, excerpt(payload), len(payload), utcnow())
-
-    def _enqueue(self, delivery: _Delivery, alarm: bool = False) -> None:
-        (self._alarms if alarm else self._inbox).append(delivery)
-        if not self._wake_scheduled:  # one loop wake-up per burst, not per message
-            self._wake_scheduled = True
-            self._call(self._wake)
-
-    def _wake(self) -> None:
-        # Runs on the loop. Cleared first: anything appended from now on schedules another wake-up,
-        # and anything appended before is already in the inbox when the pump looks.
-        self._wake_scheduled = False
-        self._inbox_ready.set()
-
     def _on_publish(self, client: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
         # Called with paho's own locks held: only hand over to the loop here.
         if client is self.client:
@@ -331,10 +281,6 @@ class MqttLink:
         fut = self._pending_pubs.pop(mid, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, *args)
 
     # --- health and the watchdog ------------------------------------------------------
 
@@ -346,7 +292,7 @@ class MqttLink:
         problem = self._diagnose(now)
         age = None if self._last_real_in is None else now - self._last_real_in
         return IntakeStatus(problem is None, connected, alive, age,
-                            len(self._alarms) + len(self._inbox) + self._in_progress,
+                            self.backlog(),
                             self.restarts, problem, dict(self.counters))
 
     def _diagnose(self, now: float) -> str | None:
@@ -402,7 +348,7 @@ class MqttLink:
             return
         assert self._problem_since is not None
         delay = RESTART_BACKOFF_S[min(self._backoff_step, len(RESTART_BACKOFF_S) - 1)]
-        if problem == "not connected to the broker":
+        if problem == "not connected to the broker" and len(self.cfg.nodes()) == 1:
             delay = max(delay, 3.0 * self.cfg.keepalive_s)  # paho reconnects by itself; restart only if it cannot
         if now - self._problem_since >= delay:
             await self._restart(problem)
@@ -413,6 +359,8 @@ class MqttLink:
         self._backoff_step += 1
         log.error("MQTT intake: %s; restarting the client on the same session (restart %d)", why, self.restarts)
         old = self.client
+        if problem_is_connection(why):
+            self._node += 1  # a cluster: the next restart tries the next node
         self.client = self._new_client()
         self.connected.clear()
         self._probe_sent = None
@@ -462,124 +410,13 @@ class MqttLink:
             if thread.is_alive():
                 raise RuntimeError("the MQTT network thread did not end")
 
-    # --- inbound: commit, then acknowledge ------------------------------------------
+    # --- inbound: acknowledge what the pump committed -----------------------------------
 
-    def _next_batch(self) -> list[_Delivery]:
-        others = self._inbox
-        if self._alarms and not (others and time.monotonic() - others[0].at > OTHERS_MAX_WAIT_S):
-            return [self._alarms.popleft() for _ in range(min(MAX_BATCH, len(self._alarms)))]
-        return [others.popleft() for _ in range(min(MAX_OTHER_BATCH, len(others)))]
-
-    async def _pump(self) -> None:
-        while True:
-            if not (self._alarms or self._inbox):
-                self._inbox_ready.clear()  # then re-check: a message appended after this sets it again
-                if not (self._alarms or self._inbox):
-                    await self._inbox_ready.wait()
-                continue
-            batch = self._next_batch()
-            self._in_progress = len(batch)
-            try:
-                await self._settle(batch)
-            finally:
-                self._in_progress = 0
-            for d in batch:
-                # A PUBACK for a message from an earlier connection would be meaningless: the
-                # broker redelivers those, and the core absorbs them as duplicates.
-                if d.qos > 0 and d.generation == self._generation:
-                    try:
-                        self.client.ack(d.mid, d.qos)
-                    except Exception:
-                        self.counters["ack_errors"] += 1
-                        log.exception("MQTT acknowledgement failed (the broker will redeliver)")
-
-    async def _settle(self, batch: list[_Delivery]) -> None:
-        """Commits the batch; poison ends up as rejections. Returns when every message is settled."""
-        redelivered = [d for d in batch if d.key is not None]
-        if redelivered and self._journal is not None:
-            await self._note_attempts(redelivered, solo=False)
-        await self._commit([d for d in batch if not d.alone])
-        for d in batch:
-            if d.alone:  # a redelivered message tried before: alone, so a crash can be pinned on it
-                await self._note_attempts([d], solo=True)
-                await self._commit([d])
-        if redelivered and self._journal is not None:
-            try:
-                await self._journal.forget([d.key for d in redelivered if d.key is not None])
-            except Exception:
-                log.warning("could not clear the intake attempt journal", exc_info=True)
-
-    async def _note_attempts(self, ds: list[_Delivery], solo: bool) -> None:
-        """Counts the attempt durably before it is made; quarantines what already took the core down."""
-        assert self._journal is not None
-        keys = [d.key for d in ds if d.key is not None]
-        backoff = 0.2
-        while True:
-            try:
-                before = await self._journal.attempt(keys, solo)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is down: nothing can be committed either; wait
-                self.counters["journal_errors"] += 1
-                log.warning("intake attempt journal unavailable (%s); waiting", type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        for d in ds:
-            tries, alone = before.get(d.key or "", (0, 0))
-            log.info("redelivered MQTT message on %r (mid %d): tried %d times before, %d of them alone%s", d.topic,
-                     d.mid, tries, alone, "; this try alone" if solo else "")
-            if alone >= CRASHES_BEFORE_QUARANTINE and not isinstance(d.item, Rejection):
-                self._quarantine(d, f"the core stopped {alone} times while handling it")
-            elif tries >= 1 and not solo:
-                d.alone = True
-
-    def _quarantine(self, d: _Delivery, why: str) -> None:
-        self.counters["quarantined"] += 1
-        log.error("quarantining the MQTT message on %r (mid %d): %s", d.topic, d.mid, why)
-        d.item = Rejection("mqtt", printable(d.topic[:MAX_TOPIC_CHARS]), f"quarantined: {why}"[:400],
-                           excerpt(d.head), d.size, utcnow())
-
-    async def _commit(self, ds: list[_Delivery]) -> None:
-        """Settles every delivery in ds: committed, or stored as a rejection if it fails alone while the
-        database is healthy. While the database is down it waits; nothing is acknowledged meanwhile."""
-        backoff = 0.2
-        while ds:
-            failed: Mapping[int, Exception]
-            try:
-                failed = await self._handler([d.item for d in ds]) or {}
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failed = dict.fromkeys(range(len(ds)), exc)
-            if not failed:
-                return
-            pending = [ds[i] for i in sorted(failed)]
-            first = failed[min(failed)]
-            if not await self._store_ok():
-                self.counters["store_down_retries"] += 1
-                log.warning("database unavailable; %d MQTT messages wait (%s)", len(pending), type(first).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                ds = pending
-                continue
-            if len(pending) > 1:  # split until the failing message is alone; the rest commits in few transactions
-                half = len(pending) // 2
-                await self._commit(pending[:half])
-                await self._commit(pending[half:])
-                return
-            d = pending[0]
-            d.failures += 1
-            self.counters["failures"] += 1
-            if isinstance(d.item, Rejection):  # even its rejection cannot be stored: keep it and wait
-                log.error("cannot store a rejection for %r: %s", d.topic, first)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            elif d.failures >= POISON_AFTER:
-                self._quarantine(d, f"failed {d.failures} times: {type(first).__name__}: {first}".splitlines()[0])
-            else:
-                log.warning("MQTT message on %r failed (%s); trying it again", _topic_of(d.item), type(first).__name__)
-            ds = [d]
+    def _acknowledge(self, d: _Delivery) -> None:
+        # A PUBACK for a message from an earlier connection would be meaningless: the
+        # broker redelivers those, and the core absorbs them as duplicates.
+        if d.qos > 0 and d.generation == self._generation:
+            self.client.ack(d.mid, d.qos)
 
     # --- outbound -----------------------------------------------------------------
 

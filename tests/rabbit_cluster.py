@@ -29,10 +29,6 @@ CTL = SBIN / "rabbitmqctl"
 INTAKE_QUEUE = "firelink.intake"
 
 
-def available() -> bool:
-    return SERVER.exists() and CTL.exists()
-
-
 def free_ports(n: int) -> list[int]:
     """n distinct free TCP ports (held open together while choosing, so none is picked twice)."""
     socks = []

@@ -255,6 +255,8 @@ class Console:
         self.measuring = False
         self.reconnects = 0
         self.resyncs = 0
+        self.lost_at: float | None = None  # monotonic time the feed was lost, until it is back (resynced)
+        self.max_regain = 0.0  # longest time from losing the feed to having it back on another core
         self.dispatched = 0
         self.dispatch_errors = 0
         self._core = 0
@@ -308,6 +310,7 @@ class Console:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 self.closed_by[type(exc).__name__] += 1
             self.reconnects += 1
+            self.lost_at = self.lost_at or time.monotonic()
             self._core += 1  # another core: the session lives in the database, so the cookie is good there too
             await asyncio.sleep(0.05)
 
@@ -319,6 +322,9 @@ class Console:
                 await r.read()
                 self.resyncs += 1
                 self._seen()
+                if self.lost_at is not None:
+                    self.max_regain = max(self.max_regain, time.monotonic() - self.lost_at)
+                    self.lost_at = None
 
     async def _dispatching(self, every_s: float = 3.0) -> None:
         """Every few seconds: the brigade to the oldest new incident (through whichever core answers)."""
@@ -543,8 +549,9 @@ async def scenario(args: argparse.Namespace, cores: list[Core], rabbit: RabbitCl
     undelivered = len(dispatch_keys - set(agency.keys))
     for e in events:
         say(e)
-    say(f"console feed lost {dict(console.closed_by)}; longest gap {console.max_gap:.1f}s, ended "
-        f"{console.gap_ended_at - t0:.0f}s into the stream")
+    say(f"console feed lost {dict(console.closed_by)}, back (resynced on another core) within "
+        f"{console.max_regain:.2f}s at most; longest gap between live events {console.max_gap:.1f}s, ended "
+        f"{console.gap_ended_at - t0:.0f}s into the stream (nothing commits while PostgreSQL restarts)")
     say(f"alarms: published {len(fleet.published)}, acknowledged {len(acked)}, stored {len(stored)} "
         f"(distinct {len(stored_set)}); console: {console.events} events, {console.reconnects} reconnects, "
         f"{console.resyncs} resyncs; "

@@ -1,0 +1,266 @@
+"""Records a call: its mixed audio and the phone's video into one MP4 (H.264 + AAC, faststart) with PyAV.
+
+Frames are read on the event loop and encoded in a thread of their own (x264 and the muxer never block the
+loop); between them a deque the thread drains every POLL_S (no lock hand-off per frame), bounded: video is
+dropped, never audio, when encoding falls behind. Both tracks
+are stamped on the recorder's clock (time since `start`): audio continuously by samples (a gap in the mix is
+filled with silence), video by arrival, so the file lasts as long as the call was recorded and both tracks stay
+in step across a phone's reconnect. The container opens at the first video frame (its size fixes the track's);
+when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black DEFAULT_SIZE track.
+
+The file is written as `<name>.part` and renamed when complete, so a half-written recording is never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
+AUDIO_RATE = 48_000
+OPEN_WITHOUT_VIDEO_S = 3.0
+DEFAULT_SIZE = (640, 360)
+GAP_FILL_S = 0.1  # audio arriving this much later than its timeline: the gap is filled with silence
+MAX_GAP_S = 600.0
+QUEUE_FRAMES = 400
+POLL_S = 0.02
+
+Kind = Literal["audio", "video"]
+Item = tuple[Kind, "av.AudioFrame | av.VideoFrame", float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A finished recording."""
+
+    path: Path
+    duration_s: float  # of the longer track
+    audio_s: float
+    video_s: float
+    video_frames: int
+    width: int
+    height: int
+    bytes: int
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+def _fit(width: int, height: int, max_width: int) -> tuple[int, int]:
+    if width > max_width:
+        height = round(height * max_width / width)
+        width = max_width
+    return _even(width), _even(height)
+
+
+class CallRecorder:
+    """Writes one call's audio (one mixed track) and video into `path` (an .mp4)."""
+
+    def __init__(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28) -> None:
+        self.path = path
+        self.max_width = max_width
+        self.preset = preset
+        self.crf = crf
+        self.origin = 0.0
+        self.dropped = 0
+        self._queue: deque[Item] = deque()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._thread: threading.Thread | None = None
+        self._result: Recording | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def part(self) -> Path:
+        return self.path.with_name(self.path.name + ".part")
+
+    def start(self, audio: MediaStreamTrack, video: MediaStreamTrack) -> None:
+        self.origin = time.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._work, name=f"call-recorder-{self.path.name}", daemon=True)
+        self._thread.start()
+        self._tasks = [asyncio.create_task(self._read("audio", audio), name="call-record-audio"),
+                       asyncio.create_task(self._read("video", video), name="call-record-video")]
+
+    async def stop(self) -> Recording:
+        """Ends the recording: encodes what is queued, closes the file, renames it into place."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._queue.append(None)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise RuntimeError(f"call recording failed: {self._error}") from self._error
+        if self._result is None:
+            raise RuntimeError("call recording was never started")
+        return self._result
+
+    async def _read(self, kind: Kind, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame | av.VideoFrame):
+                continue
+            if kind == "video" and len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
+                self.dropped += 1
+                continue
+            self._queue.append((kind, frame, time.monotonic() - self.origin))
+
+    # ------------------------------------------------------------ encoding thread
+
+    def _work(self) -> None:
+        try:
+            self._result = _Encoder(self).run(self._queue)
+        except BaseException as exc:  # reported by stop()
+            log.exception("call recording %s failed", self.path.name)
+            self._error = exc
+            with contextlib.suppress(OSError):
+                self.part.unlink(missing_ok=True)
+
+
+class _Encoder:
+    """The encoding thread's state: one container, one video and one audio stream."""
+
+    def __init__(self, rec: CallRecorder) -> None:
+        self.rec = rec
+        self.container: av.container.OutputContainer | None = None
+        self.vstream: av.VideoStream | None = None
+        self.astream: av.AudioStream | None = None
+        self.size = DEFAULT_SIZE
+        self.pending: list[tuple[av.AudioFrame, float]] = []
+        self.samples = 0  # audio samples written (the audio timeline, from the first audio frame's time)
+        self.audio_start: float | None = None
+        self.video_frames = 0
+        self.last_vpts = -1
+        self.first_video: float | None = None
+        self.last_video = 0.0
+        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+
+    def run(self, q: deque[Item]) -> Recording:
+        while True:
+            try:
+                item = q.popleft()
+            except IndexError:
+                time.sleep(POLL_S)
+                continue
+            if item is None:
+                break
+            _kind, frame, at = item
+            if isinstance(frame, av.VideoFrame):
+                if self.container is None:
+                    self.open(frame.width, frame.height)
+                self.video(frame, at)
+            elif isinstance(frame, av.AudioFrame):
+                if self.container is None:
+                    self.pending.append((frame, at))
+                    if at - self.pending[0][1] >= OPEN_WITHOUT_VIDEO_S:
+                        self.open(*DEFAULT_SIZE)
+                else:
+                    self.audio(frame, at)
+        if self.container is None:
+            self.open(*DEFAULT_SIZE)
+        return self.close()
+
+    def open(self, width: int, height: int) -> None:
+        w, h = _fit(width, height, self.rec.max_width)
+        self.size = (w, h)
+        container = av.open(str(self.rec.part), mode="w", format="mp4", options={"movflags": "+faststart"})
+        vstream = container.add_stream("libx264", rate=30)
+        vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
+        vstream.time_base = VIDEO_TIME_BASE
+        vstream.codec_context.time_base = VIDEO_TIME_BASE
+        vstream.codec_context.options = {"preset": self.rec.preset, "crf": str(self.rec.crf), "g": "60"}
+        astream = container.add_stream("aac", rate=AUDIO_RATE)
+        astream.layout = "mono"
+        astream.bit_rate = 64_000
+        self.container, self.vstream, self.astream = container, vstream, astream
+        pending, self.pending = self.pending, []
+        for frame, at in pending:
+            self.audio(frame, at)
+
+    def mux(self, packets: list[av.Packet[Any]]) -> None:
+        assert self.container is not None
+        if packets:
+            self.container.mux(packets)
+
+    def video(self, frame: av.VideoFrame, at: float) -> None:
+        assert self.vstream is not None
+        pts = max(int(at / VIDEO_TIME_BASE), self.last_vpts + 1)
+        self.last_vpts = pts
+        w, h = self.size
+        out = frame.reformat(width=w, height=h, format="yuv420p")
+        if out is frame:  # (reformat returns the frame itself when nothing changes: the live senders share it)
+            out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+        out.pts, out.time_base = pts, VIDEO_TIME_BASE
+        self.mux(self.vstream.encode(out))
+        self.video_frames += 1
+        if self.first_video is None:
+            self.first_video = at
+        self.last_video = at
+
+    def audio(self, frame: av.AudioFrame, at: float) -> None:
+        assert self.astream is not None
+        frame.pts = None
+        for pcm in self.resampler.resample(frame):
+            start = at - pcm.samples / AUDIO_RATE  # the frame's own start on the recorder's clock
+            if self.audio_start is None:
+                self.audio_start = max(0.0, start)
+            lag = start - (self.audio_start + self.samples / AUDIO_RATE)
+            if GAP_FILL_S < lag < MAX_GAP_S:  # the mix paused (a stalled loop): keep the timeline with silence
+                self.silence(int(lag * AUDIO_RATE))
+            pcm.pts = self.offset() + self.samples
+            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
+            self.samples += pcm.samples
+            self.mux(self.astream.encode(pcm))
+
+    def offset(self) -> int:
+        return int((self.audio_start or 0.0) * AUDIO_RATE)
+
+    def silence(self, samples: int) -> None:
+        assert self.astream is not None
+        while samples > 0:
+            n = min(samples, 4800)
+            pcm = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.float32), format="fltp", layout="mono")
+            pcm.sample_rate = AUDIO_RATE
+            pcm.pts = self.offset() + self.samples
+            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
+            self.samples += n
+            samples -= n
+            self.mux(self.astream.encode(pcm))
+
+    def close(self) -> Recording:
+        assert self.container is not None and self.vstream is not None and self.astream is not None
+        if self.video_frames == 0:  # no picture at all: one black frame keeps the file a valid video
+            black = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
+            for plane, value in zip(black.planes, (16, 128, 128), strict=True):
+                plane.update(bytes([value]) * plane.buffer_size)
+            self.video(black, self.audio_start or 0.0)
+        self.mux(self.vstream.encode(None))
+        self.mux(self.astream.encode(None))
+        self.container.close()
+        part = self.rec.part
+        part.replace(self.rec.path)
+        audio_s = self.samples / AUDIO_RATE
+        audio_end = (self.audio_start or 0.0) + audio_s
+        video_s = (self.last_video - self.first_video) if self.first_video is not None else 0.0
+        return Recording(self.rec.path, max(audio_end, self.last_video), audio_s, video_s, self.video_frames,
+                         self.size[0], self.size[1], self.rec.path.stat().st_size)

@@ -91,5 +91,9 @@ class CallsConfig(BaseModel):
         RETENTION_MIN_DAYS, ge=RETENTION_MIN_DAYS, title="Recording retention",
         description="An incident's evidence folder holding a call recording is kept at least this long after the "
                     "call (and at least video.retention_days); at least 183 days (6 months).")
+    media_processes: int = Field(
+        2, ge=0, le=64, title="Media processes",
+        description="Worker processes that carry the calls' media (WebRTC, mixing, recording), so the core's event "
+                    "loop never does; calls are spread over them. 0: in the core's own process.")
     max_calls: int = Field(16, ge=1, le=500, title="Live calls",
                            description="Calls at once; more are refused (503) rather than degrading every call.")

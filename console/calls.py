@@ -105,9 +105,12 @@ async def post_call(request: web.Request, _: EmptyBody) -> dict[str, Any]:
 
 
 @routes.route("POST", "/api/incidents/{incident_id}/call/join", "Join the call: a WebRTC offer, answered",
-              roles=PARTICIPANTS, tag=TAG, body=JoinBody)
+              roles=PARTICIPANTS, tag=TAG, body=JoinBody, statuses=(503,))
 async def post_call_join(request: web.Request, body: JoinBody) -> dict[str, Any]:
-    return await _calls(request).join(_incident(request), _actor(request), body.sdp, body.device)
+    try:
+        return await _calls(request).join(_incident(request), _actor(request), body.sdp, body.device)
+    except CallsFull as exc:
+        raise HttpError(503, str(exc), down=["calls"]) from None
 
 
 @routes.route("POST", "/api/incidents/{incident_id}/call/hangup",

@@ -42,6 +42,7 @@ from dispatch.roles import with_power
 from dispatch.state import DispatchStatus, IncidentStatus, TransitionError
 from ingest.calls.recorder import Recording
 from ingest.calls.room import BadOffer, IceServer, MediaRoom, StateFn
+from ingest.calls.worker import MediaWorkers, WorkerGone
 from ingest.cameras.evidence import EvidenceFile, EvidenceRecorder
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class Room(Protocol):
     def state(self, key: str) -> str | None: ...
     def heard(self, key: str) -> tuple[float, int] | None: ...
     def sends_audio(self, key: str) -> bool: ...
-    def snapshot_jpeg(self) -> bytes | None: ...
+    async def snapshot_jpeg(self) -> bytes | None: ...
 
 
 RoomFactory = Callable[[StateFn], Room]
@@ -198,7 +199,9 @@ class Calls:
         self.evidence = evidence
         servers = [IceServer(list(s.urls), s.username, s.credential.get_secret_value() if s.credential else None)
                    for s in cfg.ice_servers if s.shared_secret is None]
-        self.rooms: RoomFactory = rooms or (lambda on_state: MediaRoom(servers, on_state))
+        self.workers = MediaWorkers(cfg.media_processes, servers) if cfg.media_processes and rooms is None else None
+        self.rooms: RoomFactory = rooms or (self.workers.room if self.workers is not None
+                                            else lambda on_state: MediaRoom(servers, on_state))
         self.live: dict[int, Call] = {}
         self.ended: dict[int, Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -284,7 +287,10 @@ class Calls:
             try:
                 answer = await call.room.join(key, offer_sdp, sends_video=side is Side.UNIT)
             except BadOffer as exc:
-                raise BadRequest(str(exc)) from None
+                raise BadRequest(str(exc).removeprefix("BadOffer: ")) from None
+            except WorkerGone:
+                await self._end(call, "media_error", SYSTEM, locked=True)
+                raise CallsFull("the call's media process ended; start the call again") from None
             now = _now_mono()
             if known is None or known.state in ("left", "failed"):
                 first = known is None
@@ -348,7 +354,7 @@ class Calls:
         call = self._live(incident_id)
         if self.evidence is None:
             raise CallsFull("evidence is not available")
-        data = await asyncio.to_thread(call.room.snapshot_jpeg)
+        data = await call.room.snapshot_jpeg()
         if data is None:
             raise TransitionError("no picture from the phone yet")
         now = time.time()
@@ -526,6 +532,8 @@ class Calls:
             await self._end(call, "shutdown", SYSTEM)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.workers is not None:
+            await self.workers.close()
 
     async def follow(self) -> None:
         """Follows the incidents: a closed incident ends its call; a dispatch accepted during a call lets that

@@ -146,9 +146,9 @@ class MediaRoom:
         """(seconds since participant `key`'s last audio frame, audio frames received from it)."""
         return self.mixer.heard(key)
 
-    def snapshot_jpeg(self) -> bytes | None:
-        """The phone's latest picture as JPEG (blocking), None before its first frame."""
-        return self.video.snapshot_jpeg()
+    async def snapshot_jpeg(self) -> bytes | None:
+        """The phone's latest picture as JPEG, None before its first frame."""
+        return await asyncio.to_thread(self.video.snapshot_jpeg)
 
     def start_recording(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28) -> None:
         if self.recorder is not None:

@@ -61,3 +61,12 @@ async def peers(*made: ClientPeer) -> AsyncIterator[None]:
 def mute(peer: ClientPeer, muted: bool = True) -> None:
     assert isinstance(peer.audio, ToneTrack)
     peer.audio.muted = muted
+
+
+async def falls_silent(peer: ClientPeer, quiet: float = 5.0) -> None:
+    """`peer` stops receiving audio energy (within a few seconds: the buffers on the way drain) and stays silent
+    over a further second."""
+    for _ in range(20):
+        if await energy_gain(peer, 0.3) < quiet:
+            break
+    assert await energy_gain(peer, 1.0) < quiet

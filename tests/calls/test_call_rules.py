@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import re
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from console.appkeys import CALLS
 from ingest.calls.testsrc import ClientPeer
 from tests.calls.support import join, listener, peers, phone, until
 from tests.support import Api, Broker, RunningApp, base_config, running_app, ws_client
@@ -199,3 +202,32 @@ async def test_peer_helpers_offer_complete_descriptions() -> None:
         assert "a=candidate" in sdp and "m=audio" in sdp and "m=video" in sdp
     finally:
         await peer.close()
+
+
+async def test_a_media_process_that_dies_loses_its_calls_and_the_next_call_gets_a_new_one(make_app: MakeApp) -> None:
+    async with make_app(reconnect_grace_s=2, media_processes=1) as app:
+        officer, school = await _login(app, "officer"), await _login(app, "school")
+        inc = await _incident(officer)
+        base = f"/api/incidents/{inc}/call"
+        desk, cell = listener(880), phone()
+        async with ws_client(officer) as ws, peers(desk, cell):
+            await officer.post(base)
+            await join(officer, inc, desk)
+            await join(school, inc, cell)
+            await ws.next_matching(lambda e: e["type"] == "call.updated" and e["call"]["state"] == "connected")
+            workers = app.app[CALLS].workers
+            assert workers is not None and workers.workers[0] is not None
+            os.kill(workers.workers[0].proc.pid, signal.SIGKILL)
+            ended = await ws.next_matching(_ended, timeout=15)
+            assert ended["call"]["reason"] == "dropped"
+            # the next call has its media again
+            await officer.post(base)
+            desk2, cell2 = listener(880), phone()
+            async with peers(desk2, cell2):
+                await join(officer, inc, desk2)
+                await join(school, inc, cell2)
+                await ws.next_matching(lambda e: e["type"] == "call.updated" and e["call"]["state"] == "connected")
+                await until(lambda: desk2.received.video_frames >= 5, what="video on the new media process")
+                await officer.post(base + "/hangup")
+        for api in (officer, school):
+            await api.close()

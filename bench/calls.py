@@ -394,14 +394,22 @@ def report(browser: dict[str, Any] | None, load: list[dict[str, Any]]) -> int:
               f"{min(r['recorded'], default=0):.2f}–{max(r['recorded'], default=0):.2f}; ended: "
               f"{', '.join(r['reasons'])}; load average {r['load']:.1f}")
     if load:
-        best = load[-1]
-        per_call = max(0.1, (best["core_pct"] - best["idle_pct"]) / best["calls"])
+        def held(r: dict[str, Any]) -> bool:
+            return min(r["fps"]) >= 0.9 * PHONE_FPS and min(r["audio_fps"]) >= 45 \
+                and len(r["recorded"]) == r["calls"] and r["reasons"] == ["hangup"]
+
+        kept = [r for r in load if held(r)]
+        basis = kept[-1] if kept else load[0]  # a step whose media held measures what a call costs
+        per_call = max(0.1, (basis["core_pct"] - basis["idle_pct"]) / basis["calls"])
         capacity = int(200 / per_call)
-        print(f"  → on 2 cores the core alone would carry about {capacity} recorded calls at this per-call CPU "
+        print(f"  → {per_call:.1f} % of a core per recorded call (at {basis['calls']} calls, media held: "
+              f"{'yes' if held(basis) else 'no'}): 2 cores carry about {capacity} calls with nothing else running "
               f"(target ≥ 8)")
-        held = min(best["fps"]) >= 0.8 * PHONE_FPS and min(best["audio_fps"]) >= 45 \
-            and len(best["recorded"]) == best["calls"] and best["reasons"] == ["hangup"]
-        ok &= capacity >= 8 and (best["calls"] < 8 or held)
+        eight = [r for r in load if r["calls"] >= 8]
+        for r in eight:
+            print(f"  {r['calls']} calls at once {'held' if held(r) else 'did NOT hold'} on this machine "
+                  f"(load average {r['load']:.1f} with the other work on its 2 cores)")
+        ok &= capacity >= 8 and all(held(r) for r in eight)
     return 0 if ok else 1
 
 

@@ -162,6 +162,11 @@ class Call:
     def live(self) -> bool:
         return self.state != "ended"
 
+    @property
+    def called(self) -> Side:
+        """The side that was rung."""
+        return Side.UNIT if self.direction == "to_unit" else Side.COMMAND
+
     def on(self, side: Side) -> list[Participant]:
         """This side's participants whose media is connected."""
         return [p for p in self.participants.values() if p.side is side and p.state == "connected"]
@@ -299,9 +304,8 @@ class Calls:
                 known.state = "joining"
                 if first:
                     await self._note(call, JOINED, actor, {"side": side.value}, publish=False)
-            elif known.state == "connected":  # a new connection from a participant that was connected
-                known.state = "reconnecting"
-                known.lost_at = now
+            elif known.state == "connected":  # a new connection from a participant that was connected (a reload)
+                await self._lost(call, known, "new connection")
             known.device, known.offered_at, known.username = device, now, actor.username
             self._publish(call)
             return {"type": "answer", "sdp": answer, "call": call.view()}
@@ -319,9 +323,7 @@ class Calls:
                     await call.room.leave(p.key)
                     await self._note(call, LEFT, actor, {"side": side.value})
             return call.view()
-        ringing = call.state == "ringing"
-        called = Side.UNIT if call.direction == "to_unit" else Side.COMMAND
-        reason = "hangup" if not ringing else "declined" if side is called else "cancelled"
+        reason = "hangup" if call.state != "ringing" else "declined" if side is call.called else "cancelled"
         await self._end(call, reason, actor)
         return call.view()
 
@@ -435,8 +437,7 @@ class Calls:
                 log.exception("call %s: monitor step failed", call.id)
 
     async def _check(self, call: Call, now: float) -> None:
-        called = Side.UNIT if call.direction == "to_unit" else Side.COMMAND
-        if call.state == "ringing" and now > call.ring_deadline and not call.present(called):
+        if call.state == "ringing" and now > call.ring_deadline and not call.present(call.called):
             await self._end(call, "no_answer", SYSTEM, locked=True)
             return
         room = call.room

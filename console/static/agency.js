@@ -32,7 +32,10 @@ async function boot() {
   $("nav-supervision").hidden = $("nav-evaluation").hidden = !state.me.supervision;
   $("logout").addEventListener("click", logout);
   alerter = new Alerter($("sound-banner"));
-  callPanel = new CallPanel($("call-zone"), { side: "agency", follow: true });
+  callPanel = new CallPanel($("call-zone"), {
+    side: "agency", follow: true,
+    label: (call) => state.dispatches.find((d) => d.incident?.id === call.incident_id)?.incident?.unit?.name || "",
+  });
   onLangChange(render);
   paintTimers = startTimers();
   const tick = () => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); };

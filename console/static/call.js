@@ -265,8 +265,9 @@ export function callDetail(action, data) {
  * incident is shown (`setIncident`) and passes the WebSocket's events (`onEvent`).
  */
 export class CallPanel {
-  constructor(root, { side, canAct = true, follow = false }) {
+  constructor(root, { side, canAct = true, follow = false, label = null }) {
     this.root = root;
+    this.label = label; // (call) → what the call is about, shown in its head (the agency page: the unit's name)
     this.side = side;
     this.canAct = canAct;
     this.follow = follow; // no incident set: show the latest live call known (the agency page)
@@ -521,6 +522,7 @@ export class CallPanel {
     this.root.replaceChildren(...[ // (no nulls: replaceChildren would print them)
       h("div.call-head",
         h("h3", t("call.title")),
+        this.label && call ? h("span.call-about", this.label(call)) : null,
         h("span.call-status", { dataset: { state: this.root.dataset.callState } }, this.statusText(call)),
         h("span.call-timer"),
         call && call.recording_on && live ? h("span.call-rec", t("call.recording")) : null),

@@ -105,6 +105,7 @@ async def test_officer_calls_the_phone_both_directions_carry_media_and_the_call_
         await expect(panel).to_have_attribute("data-call-state", "connected", timeout=15_000)
         await expect(zone).to_have_attribute("data-call-state", "connected", timeout=15_000)
         await expect(panel.locator(".call-status")).to_have_text("通话中")
+        await shot(phone, "call-phone-connected")
         # The officer sees the phone's camera: its <video> advances frames.
         video = "#call-panel video"
         first = await frames_shown(console, video)
@@ -196,6 +197,7 @@ async def test_the_unit_calls_the_command_room_and_the_brigade_joins_and_is_hear
         await expect(join).to_have_text("加入通话")
         await join.click()
         await expect(brigade.locator("#call-zone")).to_have_attribute("data-call-state", "connected", timeout=15_000)
+        await expect(brigade.locator("#call-zone .call-about")).to_have_text("第一小学")
         await brigade.wait_for_function("() => document.querySelector('#call-zone video')"
                                         ".getVideoPlaybackQuality().totalVideoFrames > 10")
         # Only the brigade speaks: the officer and the phone both hear it; silence when it mutes too.

@@ -59,6 +59,10 @@ class MixOutput(MediaStreamTrack):
             self._queue.get_nowait()
         self._queue.put_nowait(frame)
 
+    def skip(self, samples: int) -> None:
+        """Time the mixer could not make up: the next frame's timestamp jumps by it (a recorder fills it in)."""
+        self._pts += samples
+
     def end(self) -> None:
         self._queue.put_nowait(None)
 
@@ -200,5 +204,7 @@ class AudioMixer:
                 await asyncio.sleep(delay)
             elif -delay > CATCH_UP * PTIME:  # far behind (a stalled loop): skip the lost time, do not burst
                 log.debug("call mixer %.0f ms late: skipping", -delay * 1000)
+                for out in self.outputs:
+                    out.skip(int(-delay / PTIME) * SAMPLES)
                 start, n = loop.time(), 0
             self.tick()

@@ -3,9 +3,10 @@
 Frames are read on the event loop and encoded in a thread of their own (x264 and the muxer never block the
 loop); between them a deque the thread drains every POLL_S (no lock hand-off per frame), bounded: video is
 dropped, never audio, when encoding falls behind. Both tracks
-are stamped on the recorder's clock (time since `start`): audio continuously by samples (a gap in the mix is
-filled with silence), video by arrival, so the file lasts as long as the call was recorded and both tracks stay
-in step across a phone's reconnect. The container opens at the first video frame (its size fixes the track's);
+are stamped on the recorder's clock (time since `start`): audio from its first frame's arrival on, continuously by
+its own timestamps (a gap in them — the mixer skipped time it could not catch up — becomes silence; late or bursty
+delivery changes nothing), video by arrival, so the file lasts as long as the call was recorded and both tracks
+stay in step across a phone's reconnect. The container opens at the first video frame (its size fixes the track's);
 when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black DEFAULT_SIZE track.
 
 The file is written as `<name>.part` and renamed when complete, so a half-written recording is never served.
@@ -34,8 +35,7 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_RATE = 48_000
 OPEN_WITHOUT_VIDEO_S = 3.0
 DEFAULT_SIZE = (640, 360)
-GAP_FILL_S = 0.1  # audio arriving this much later than its timeline: the gap is filled with silence
-MAX_GAP_S = 600.0
+MAX_GAP_S = 600.0  # a longer jump in the audio's timestamps is not filled (a broken source, not a pause)
 QUEUE_FRAMES = 400
 POLL_S = 0.02
 
@@ -79,6 +79,7 @@ class CallRecorder:
         self.origin = 0.0
         self.dropped = 0
         self._queue: deque[Item] = deque()
+        self._stopping = threading.Event()  # set with the end marker: the thread wakes at once
         self._tasks: list[asyncio.Task[None]] = []
         self._thread: threading.Thread | None = None
         self._result: Recording | None = None
@@ -104,6 +105,7 @@ class CallRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._queue.append(None)
+        self._stopping.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         if self._error is not None:
@@ -129,7 +131,7 @@ class CallRecorder:
 
     def _work(self) -> None:
         try:
-            self._result = _Encoder(self).run(self._queue)
+            self._result = _Encoder(self).run(self._queue, self._stopping)
         except BaseException as exc:  # reported by stop()
             log.exception("call recording %s failed", self.path.name)
             self._error = exc
@@ -149,18 +151,19 @@ class _Encoder:
         self.pending: list[tuple[av.AudioFrame, float]] = []
         self.samples = 0  # audio samples written (the audio timeline, from the first audio frame's time)
         self.audio_start: float | None = None
+        self.next_pts: int | None = None  # the source's timestamp (its samples) expected next
         self.video_frames = 0
         self.last_vpts = -1
         self.first_video: float | None = None
         self.last_video = 0.0
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
 
-    def run(self, q: deque[Item]) -> Recording:
+    def run(self, q: deque[Item], stopping: threading.Event) -> Recording:
         while True:
             try:
                 item = q.popleft()
             except IndexError:
-                time.sleep(POLL_S)
+                stopping.wait(POLL_S)
                 continue
             if item is None:
                 break
@@ -219,14 +222,14 @@ class _Encoder:
 
     def audio(self, frame: av.AudioFrame, at: float) -> None:
         assert self.astream is not None
+        if self.audio_start is None:
+            self.audio_start = max(0.0, at - frame.samples / max(1, frame.sample_rate))
+        if frame.pts is not None and frame.sample_rate:
+            if self.next_pts is not None and 0 < frame.pts - self.next_pts < MAX_GAP_S * frame.sample_rate:
+                self.silence(int((frame.pts - self.next_pts) * AUDIO_RATE / frame.sample_rate))  # time the mix skipped
+            self.next_pts = frame.pts + frame.samples
         frame.pts = None
         for pcm in self.resampler.resample(frame):
-            start = at - pcm.samples / AUDIO_RATE  # the frame's own start on the recorder's clock
-            if self.audio_start is None:
-                self.audio_start = max(0.0, start)
-            lag = start - (self.audio_start + self.samples / AUDIO_RATE)
-            if GAP_FILL_S < lag < MAX_GAP_S:  # the mix paused (a stalled loop): keep the timeline with silence
-                self.silence(int(lag * AUDIO_RATE))
             pcm.pts = self.offset() + self.samples
             pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
             self.samples += pcm.samples

@@ -52,15 +52,17 @@ class Silent(MediaStreamTrack):
 
 async def test_recording_keeps_both_tracks_in_step_across_a_camera_switch(tmp_path: Path) -> None:
     rec = CallRecorder(tmp_path / "call.mp4", preset="ultrafast")
+    t0 = time.monotonic()
     rec.start(ToneTrack(440), Frames(30, ((640, 480), (480, 640))))  # 2 s of video: landscape, then portrait
-    await asyncio.sleep(3.0)  # the call lasts 3 s (a recording is wall-clock time)
+    await asyncio.sleep(3.0)  # the call lasts about 3 s (a recording is wall-clock time)
     done = await rec.stop()
+    lasted = time.monotonic() - t0
     assert not (tmp_path / "call.mp4.part").exists()
-    assert abs(done.duration_s - 3.0) < 0.3 and abs(done.audio_s - 3.0) < 0.3
+    assert abs(done.duration_s - lasted) < 0.5 and abs(done.audio_s - lasted) < 0.5, (done, lasted)
     assert done.video_frames == 30 and (done.width, done.height) == (640, 480)
     with av.open(str(done.path)) as c:
         assert {s.type for s in c.streams} == {"audio", "video"}
-        assert abs(c.duration / 1e6 - 3.0) < 0.3
+        assert abs(c.duration / 1e6 - lasted) < 0.5
         frames = list(c.decode(video=0))
     assert len(frames) == 30 and {(f.width, f.height) for f in frames} == {(640, 480)}
     assert read_stamp(frames[3]) == 1_700_000_000_003  # the picture survived the encoding

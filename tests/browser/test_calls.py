@@ -113,6 +113,14 @@ async def test_officer_calls_the_phone_both_directions_carry_media_and_the_call_
             "([s, n]) => document.querySelector(s).getVideoPlaybackQuality().totalVideoFrames > n + 20",
             arg=[video, first])
         assert (await stats(console))["framesIn"] > 20
+        # The phone's page is reloaded (or its browser restarted the tab): it goes back into the same call by itself.
+        await phone.reload()
+        await phone.wait_for_function("() => window.firelinkCall && window.firelinkCall.state === 'connected'",
+                                      timeout=15_000)
+        frames = await frames_shown(console, video)
+        await console.wait_for_function(
+            "([s, n]) => document.querySelector(s).getVideoPlaybackQuality().totalVideoFrames > n + 10",
+            arg=[video, frames])
         # Audio both ways: each side receives energy while the other speaks, none while it is muted.
         assert await gained(console, "audioIn") > HEARD
         assert await gained(phone, "audioIn") > HEARD
@@ -137,6 +145,8 @@ async def test_officer_calls_the_phone_both_directions_carry_media_and_the_call_
 
         detail = await officer.get(f"/api/incidents/{inc}")
         ended = next(e["data"] for e in detail["timeline"] if e["action"] == "call.ended")
+        steps = [e["action"] for e in detail["timeline"] if e["action"].startswith("call.")]
+        assert steps.count("call.connected") == 1 and "call.reconnected" in steps  # one call through the reload
         saved = next(e["data"] for e in detail["timeline"]
                      if e["action"] == "evidence.saved" and e["data"]["kind"] == "call")
         assert await recording.get_attribute("data-sha256") == saved["sha256"]

@@ -6,7 +6,10 @@ dropped, never audio, when encoding falls behind. Both tracks
 are stamped on the recorder's clock (time since `start`): audio from its first frame's arrival on, continuously by
 its own timestamps (a gap in them — the mixer skipped time it could not catch up — becomes silence; late or bursty
 delivery changes nothing), video by arrival, so the file lasts as long as the call was recorded and both tracks
-stay in step across a phone's reconnect. The container opens at the first video frame (its size fixes the track's);
+stay in step across a phone's reconnect. Both tracks span the whole recording: silence before the first sound, the
+first picture from the start (a phone's video may come a second or more after the call connects, more on a loaded
+server) and the last picture held until the end (a stalled or dropped camera).
+The container opens at the first video frame (its size fixes the track's);
 when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black DEFAULT_SIZE track.
 
 The file is written as `<name>.part` and renamed when complete, so a half-written recording is never served.
@@ -38,6 +41,7 @@ DEFAULT_SIZE = (640, 360)
 MAX_GAP_S = 600.0  # a longer jump in the audio's timestamps is not filled (a broken source, not a pause)
 QUEUE_FRAMES = 400
 POLL_S = 0.02
+HOLD_S = 0.1  # a track ending more than this before the recording's end is extended to it
 
 Kind = Literal["audio", "video"]
 Item = tuple[Kind, "av.AudioFrame | av.VideoFrame", float] | None
@@ -77,6 +81,7 @@ class CallRecorder:
         self.preset = preset
         self.crf = crf
         self.origin = 0.0
+        self.stopped_at: float | None = None  # seconds since `start` when stop() was called
         self.dropped = 0
         self._queue: deque[Item] = deque()
         self._stopping = threading.Event()  # set with the end marker: the thread wakes at once
@@ -104,6 +109,7 @@ class CallRecorder:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        self.stopped_at = time.monotonic() - self.origin
         self._queue.append(None)
         self._stopping.set()
         if self._thread is not None:
@@ -156,6 +162,7 @@ class _Encoder:
         self.last_vpts = -1
         self.first_video: float | None = None
         self.last_video = 0.0
+        self.held: av.VideoFrame | None = None  # the last picture encoded (held until the end)
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
 
     def run(self, q: deque[Item], stopping: threading.Event) -> Recording:
@@ -207,6 +214,8 @@ class _Encoder:
 
     def video(self, frame: av.VideoFrame, at: float) -> None:
         assert self.vstream is not None
+        if self.first_video is None:
+            at = 0.0  # the first picture stands from the recording's start
         pts = max(int(at / VIDEO_TIME_BASE), self.last_vpts + 1)
         self.last_vpts = pts
         w, h = self.size
@@ -215,6 +224,7 @@ class _Encoder:
             out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
         out.pts, out.time_base = pts, VIDEO_TIME_BASE
         self.mux(self.vstream.encode(out))
+        self.held = out
         self.video_frames += 1
         if self.first_video is None:
             self.first_video = at
@@ -222,8 +232,9 @@ class _Encoder:
 
     def audio(self, frame: av.AudioFrame, at: float) -> None:
         assert self.astream is not None
-        if self.audio_start is None:
-            self.audio_start = max(0.0, at - frame.samples / max(1, frame.sample_rate))
+        if self.audio_start is None:  # silence from the recording's start to the first sound
+            self.audio_start = 0.0
+            self.silence(int(max(0.0, at - frame.samples / max(1, frame.sample_rate)) * AUDIO_RATE))
         if frame.pts is not None and frame.sample_rate:
             if self.next_pts is not None and 0 < frame.pts - self.next_pts < MAX_GAP_S * frame.sample_rate:
                 self.silence(int((frame.pts - self.next_pts) * AUDIO_RATE / frame.sample_rate))  # time the mix skipped
@@ -250,6 +261,17 @@ class _Encoder:
             samples -= n
             self.mux(self.astream.encode(pcm))
 
+    def hold_until(self, end: float) -> None:
+        """Extends both tracks to `end` (seconds since the start): the last picture again, silence."""
+        if self.held is not None and end - self.last_video > HOLD_S:
+            again = av.VideoFrame.from_ndarray(self.held.to_ndarray(format="yuv420p"), format="yuv420p")
+            self.video(again, end)
+            self.video_frames -= 1  # (frames received: the held picture is not one)
+        if self.audio_start is not None:
+            missing = int((end - self.audio_start) * AUDIO_RATE) - self.samples
+            if missing > HOLD_S * AUDIO_RATE:
+                self.silence(missing)
+
     def close(self) -> Recording:
         assert self.container is not None and self.vstream is not None and self.astream is not None
         if self.video_frames == 0:  # no picture at all: one black frame keeps the file a valid video
@@ -257,6 +279,9 @@ class _Encoder:
             for plane, value in zip(black.planes, (16, 128, 128), strict=True):
                 plane.update(bytes([value]) * plane.buffer_size)
             self.video(black, self.audio_start or 0.0)
+        end = self.rec.stopped_at
+        if end is not None:
+            self.hold_until(end)
         self.mux(self.vstream.encode(None))
         self.mux(self.astream.encode(None))
         self.container.close()

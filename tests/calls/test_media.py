@@ -63,9 +63,13 @@ async def test_recording_keeps_both_tracks_in_step_across_a_camera_switch(tmp_pa
     with av.open(str(done.path)) as c:
         assert {s.type for s in c.streams} == {"audio", "video"}
         assert abs(c.duration / 1e6 - lasted) < 0.5
+        video = c.streams.video[0]
+        assert video.duration is not None and abs(float(video.duration * video.time_base) - lasted) < 0.5
         frames = list(c.decode(video=0))
-    assert len(frames) == 30 and {(f.width, f.height) for f in frames} == {(640, 480)}
+    # the 30 pictures, then the last held until the recording's end (the camera stopped after 2 s)
+    assert len(frames) == 31 and {(f.width, f.height) for f in frames} == {(640, 480)}
     assert read_stamp(frames[3]) == 1_700_000_000_003  # the picture survived the encoding
+    assert read_stamp(frames[30]) == read_stamp(frames[29])
 
 
 async def test_recording_without_any_video_is_still_a_playable_video(tmp_path: Path) -> None:

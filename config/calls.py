@@ -85,6 +85,8 @@ class CallsConfig(BaseModel):
                                   description="Phone video wider than this is scaled down in the recording.")
     record_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
         "veryfast", title="Recording speed", description="x264 preset of recordings (faster: more calls per core).")
+    record_fps: float = Field(15, ge=1, le=30, title="Recording frame rate",
+                              description="At most this many pictures a second recorded (fewer: more calls per core).")
     record_crf: int = Field(28, ge=15, le=40, title="Recording quality",
                             description="x264 CRF of recordings (lower: better and bigger).")
     retention_days: float = Field(

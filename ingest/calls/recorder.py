@@ -75,8 +75,10 @@ def _fit(width: int, height: int, max_width: int) -> tuple[int, int]:
 class CallRecorder:
     """Writes one call's audio (one mixed track) and video into `path` (an .mp4)."""
 
-    def __init__(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28) -> None:
+    def __init__(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
+                 fps: float = 15.0) -> None:
         self.path = path
+        self.interval = 1.0 / fps  # pictures closer than this to the previous one kept are not recorded
         self.max_width = max_width
         self.preset = preset
         self.crf = crf
@@ -121,6 +123,7 @@ class CallRecorder:
         return self._result
 
     async def _read(self, kind: Kind, track: MediaStreamTrack) -> None:
+        due = 0.0  # (video) the recorder's time from which the next picture is kept
         while True:
             try:
                 frame = await track.recv()
@@ -128,10 +131,15 @@ class CallRecorder:
                 return
             if not isinstance(frame, av.AudioFrame | av.VideoFrame):
                 continue
-            if kind == "video" and len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
-                self.dropped += 1
-                continue
-            self._queue.append((kind, frame, time.monotonic() - self.origin))
+            at = time.monotonic() - self.origin
+            if kind == "video":
+                if at < due - self.interval / 8:  # above the recording's frame rate: not encoded at all
+                    continue
+                due = max(due + self.interval, at - self.interval / 2)  # the rate on average, no catch-up burst
+                if len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
+                    self.dropped += 1
+                    continue
+            self._queue.append((kind, frame, at))
 
     # ------------------------------------------------------------ encoding thread
 

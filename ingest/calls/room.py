@@ -150,10 +150,11 @@ class MediaRoom:
         """The phone's latest picture as JPEG, None before its first frame."""
         return await asyncio.to_thread(self.video.snapshot_jpeg)
 
-    def start_recording(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28) -> None:
+    def start_recording(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
+                        fps: float = 15.0) -> None:
         if self.recorder is not None:
             return
-        self.recorder = CallRecorder(path, max_width=max_width, preset=preset, crf=crf)
+        self.recorder = CallRecorder(path, max_width=max_width, preset=preset, crf=crf, fps=fps)
         self._record_audio = self.mixer.output(exclude=None)
         self._record_video = self.relay.subscribe(self.video, buffered=False)
         self.recorder.start(self._record_audio, self._record_video)

@@ -148,3 +148,38 @@ def test_the_vectorised_audio_level_is_aiortcs() -> None:
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
         frame.sample_rate = 48_000
         assert aiortc_speedups.audio_level_dbov(frame) == original(frame)  # type: ignore[operator]
+
+
+def test_the_lean_vp8_encoder_is_what_aiortc_sends_with_and_its_pictures_decode() -> None:
+    from aiortc import codecs
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from ingest.calls import aiortc_speedups
+
+    aiortc_speedups.install()
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
+    encoder = codecs.get_encoder(vp8)
+    assert isinstance(encoder, aiortc_speedups.LeanVp8Encoder)
+    decoder = codecs.get_decoder(vp8)
+    decoded: list[av.VideoFrame] = []
+    for n in range(10):
+        frame = stamp_frame(640, 480, 1_700_000_000_000 + n, n)
+        frame.pts, frame.time_base = n * 3000, fractions.Fraction(1, 90_000)
+        payloads, timestamp = encoder.encode(frame)
+        assert abs(timestamp - n * 3000) <= 1
+        data = b"".join(codecs.vpx.vp8_depayload(p) for p in payloads)
+        decoded += [f for f in decoder.decode(JitterFrame(data=data, timestamp=timestamp))
+                    if isinstance(f, av.VideoFrame)]
+    assert len(decoded) == 10 and read_stamp(decoded[-1]) == 1_700_000_000_009
+
+
+async def test_the_recording_keeps_at_most_its_frame_rate(tmp_path: Path) -> None:
+    rec = CallRecorder(tmp_path / "call.mp4", preset="ultrafast", fps=5)
+    rec.start(ToneTrack(440), Frames(30, ((320, 240),)))  # 15 fps for 2 s
+    await asyncio.sleep(2.5)
+    done = await rec.stop()
+    assert 9 <= done.video_frames <= 11, done  # 5 a second of the 15
+    with av.open(str(done.path)) as c:
+        assert {s.type for s in c.streams} == {"audio", "video"}
+        assert abs((c.duration or 0) / 1e6 - done.duration_s) < 0.3

@@ -206,7 +206,8 @@ class _Encoder:
         vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
         vstream.time_base = VIDEO_TIME_BASE
         vstream.codec_context.time_base = VIDEO_TIME_BASE
-        vstream.codec_context.options = {"preset": self.rec.preset, "crf": str(self.rec.crf), "g": "60"}
+        # one thread: a worker's calls already share its cores; x264's frame threads only add hand-offs
+        vstream.codec_context.options = {"preset": self.rec.preset, "crf": str(self.rec.crf), "g": "60", "threads": "1"}
         astream = container.add_stream("aac", rate=AUDIO_RATE)
         astream.layout = "mono"
         astream.bit_rate = 64_000

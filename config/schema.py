@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from config.broker import AmqpConfig, Endpoint, split_endpoint
+from config.calls import CallsConfig
 from config.cameras import CameraConfig, VideoConfig
 from config.complaints import ComplaintsConfig
 from config.detectors import DetectorsConfig
@@ -389,6 +390,9 @@ class FirelinkConfig(FirelinkBaseModel):
     units: list[UnitConfig] = Field(default_factory=list, title="Units", description="Key units supervised.")
     cameras: list[CameraConfig] = Field(default_factory=list, title="Cameras", description="Video sources.")
     video: VideoConfig = Field(default_factory=VideoConfig, title="Video", description="Live video and evidence.")
+    calls: CallsConfig = Field(
+        default_factory=CallsConfig, title="Calls",
+        description="Voice and live phone video between the command room, the unit and the brigade (docs/calls.md).")
     detectors: DetectorsConfig = Field(
         default_factory=DetectorsConfig, title="Detectors", description="Smoke/fire and blocked-exit detectors."
     )

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from console.video import RecordedFn
     from console.ws import Sockets
     from detectors.pipeline import DetectorService
+    from dispatch.calls import Calls
     from dispatch.complaint_views import ComplaintViews
     from dispatch.complaints import Complaints
     from dispatch.db import Database
@@ -78,6 +79,7 @@ KPI_INDEX: web.AppKey[KpiIndex] = web.AppKey("kpi_index")
 KPI_TARGETS: web.AppKey[KpiTargets] = web.AppKey("kpi_targets")  # the station's volume targets (admin-set, recorded)
 COMPLAINTS: web.AppKey[Complaints] = web.AppKey("complaints")  # reports filed, triaged into hazards or rejected
 COMPLAINT_VIEWS: web.AppKey[ComplaintViews] = web.AppKey("complaint_views")  # the triage queue, receipts' status
+CALLS: web.AppKey[Calls] = web.AppKey("calls")  # live calls: command room, unit phone, brigade (docs/calls.md)
 FIRST_ADMIN: web.AppKey[tuple[str, str]] = web.AppKey("first_admin")
 # --- the edges
 MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")

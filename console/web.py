@@ -15,7 +15,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from console import api, api_complaints, api_hazards, api_inspections, api_reviews, api_units, api_zones, video, ws
+from console import (
+    api,
+    api_complaints,
+    api_hazards,
+    api_inspections,
+    api_reviews,
+    api_units,
+    api_zones,
+    calls,
+    video,
+    ws,
+)
 from console.appkeys import CONFIG, DB, LOGIN_THROTTLE, REPORT_LIMITS, SOCKETS
 from console.heavy import Busy, busy_response
 from console.outage import database_down, unavailable
@@ -35,7 +46,8 @@ PAGES = ("/", "/{name}", "/static", *api_units.SCAN_PATHS)
 def console_routes() -> list[Route]:
     """Every route the console serves besides PAGES, module by module."""
     return [*api.routes, *ws.routes, *api_hazards.routes, *api_inspections.routes, *api_reviews.routes,
-            *api_units.routes, *api_zones.routes, *video.routes, *api_complaints.routes]
+            *api_units.routes, *api_zones.routes, *video.routes, *api_complaints.routes,
+            *calls.routes]
 
 
 @web.middleware

@@ -65,6 +65,8 @@ AUDIENCES: dict[type[Payload], Audience] = {
     ev.HealthUpdated: Audience(units=False),  # the system health banner of the station's pages
     ev.ComplaintReceived: Audience(units=False),  # the triage queue: only who sees the report's station
     ev.ComplaintUpdated: Audience(units=False),
+    ev.CallUpdated: Audience(agencies=True),  # agencies: those whose accepted dispatch lets them join
+    ev.CallControl: Audience(frozenset()),  # the unit's phone alone
 }
 PUSHED = sorted({kind.TYPE for kind in AUDIENCES})
 

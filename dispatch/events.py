@@ -45,6 +45,8 @@ DETECTOR_MASK_APPLIED = "detector_mask.applied"
 HEALTH_UPDATED = "health.updated"  # data: {"data": <the /healthz body>} (docs: /healthz, contracts)
 COMPLAINT_RECEIVED = "complaint.received"  # a new report in a station's triage queue
 COMPLAINT_UPDATED = "complaint.updated"  # a report accepted or rejected
+CALL_UPDATED = "call.updated"  # a live call rang, connected, changed participants or ended (dispatch.calls)
+CALL_CONTROL = "call.control"  # the command room asks the unit's phone to do something (switch camera)
 
 ALL_EVENTS = frozenset(
     {
@@ -65,6 +67,8 @@ ALL_EVENTS = frozenset(
         HEALTH_UPDATED,
         COMPLAINT_RECEIVED,
         COMPLAINT_UPDATED,
+        CALL_UPDATED,
+        CALL_CONTROL,
     }
 )
 
@@ -354,6 +358,45 @@ class ComplaintUpdated(_ComplaintView):
     TYPE = COMPLAINT_UPDATED
 
 
+@dataclass(frozen=True, slots=True)
+class CallUpdated(Payload):
+    """A call's state (dispatch.calls view): told to the station's staff, the unit, and the agencies whose
+    accepted dispatch lets them join (`agencies`)."""
+
+    TYPE = CALL_UPDATED
+    call: JsonObject
+    unit_id: str
+    agencies: list[str]
+
+    def __post_init__(self) -> None:
+        _expect(self, call=dict, unit_id=str, agencies=list)
+        if not all(isinstance(a, str) for a in self.agencies):
+            raise ValueError(f"{self.TYPE}: agencies must be a list of str")
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+    def part_for(self, agency: str) -> Self | None:
+        return self if agency in self.agencies else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallControl(Payload):
+    """A request from the command room to the unit's phone in a call (`action`: switch_camera)."""
+
+    TYPE = CALL_CONTROL
+    incident_id: int
+    call_id: str
+    unit_id: str
+    action: str
+
+    def __post_init__(self) -> None:
+        _expect(self, incident_id=int, call_id=str, unit_id=str, action=str)
+
+    def about_unit(self) -> str:
+        return self.unit_id
+
+
 # The payload of each event type's `data` (device.updated carries a device or a camera).
 PAYLOADS: dict[str, Callable[[JsonObject], Payload]] = {
     ALARM_RECEIVED: AlarmReceived.from_json,
@@ -373,6 +416,8 @@ PAYLOADS: dict[str, Callable[[JsonObject], Payload]] = {
     HEALTH_UPDATED: HealthUpdated.from_json,
     COMPLAINT_RECEIVED: ComplaintReceived.from_json,
     COMPLAINT_UPDATED: ComplaintUpdated.from_json,
+    CALL_UPDATED: CallUpdated.from_json,
+    CALL_CONTROL: CallControl.from_json,
 }
 if set(PAYLOADS) != ALL_EVENTS:
     raise RuntimeError(f"event types without a payload: {sorted(ALL_EVENTS ^ set(PAYLOADS))}")

@@ -4,7 +4,7 @@
     users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler,
     complaints) → exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
     background workers (notify outbox, escalation, device watchdog, false-alarm learning, camera health) →
-    health monitor → cameras and evidence → detectors (+ console-drawn regions) → console routes.
+    health monitor → cameras and evidence → calls → detectors (+ console-drawn regions) → console routes.
 
 Each part is one aiohttp cleanup context below, in that order; parts find each other through the typed keys of
 console/appkeys.py. Nothing is patched into a part after it was built except the two hooks that only exist once
@@ -26,6 +26,7 @@ from config.checklists import load_checklists
 from config.schema import FirelinkConfig
 from console.appkeys import (
     BUS,
+    CALLS,
     CAMERAS,
     CLOCK,
     COMPLAINT_VIEWS,
@@ -37,6 +38,7 @@ from console.appkeys import (
     DEVICES,
     DOC_REVIEWS,
     DOCUMENTS,
+    EVIDENCE,
     EXIT_ZONES,
     FIRST_ADMIN,
     HAZARD_DEADLINES,
@@ -64,6 +66,7 @@ from console.web import setup_console
 from detectors.train import save_hard_negative
 from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
+from dispatch.calls import Calls
 from dispatch.cluster import cluster_writing, lease_name, startup_turn
 from dispatch.complaint_views import ComplaintViews
 from dispatch.complaints import Complaints
@@ -338,10 +341,22 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await follower.stop()
         await service.stop()
 
+    async def calls(app: web.Application) -> AsyncIterator[None]:
+        """Live calls (after the evidence recorder: recordings are saved as evidence; ended before it stops)."""
+        if not cfg.calls.enabled:
+            yield
+            return
+        service = app[CALLS] = Calls(app[INCIDENTS].core, cfg.calls, clock, app.get(EVIDENCE))
+        follower = asyncio.create_task(service.follow(), name="calls-follow")
+        yield
+        await _stop(follower)
+        await service.close()
+
     contexts: list[Context] = [database, lease, core, cluster_events, heavy_reads, hazards, regions,
                                detection_sink, broker, mqtt_link, workers, health]
     app.cleanup_ctx.extend(contexts)
     setup_video(app, record=record_evidence, recorded=recorded_evidence)  # cameras and evidence: its own context
+    app.cleanup_ctx.append(calls)
     app.cleanup_ctx.append(detectors)
     setup_console(app)
     return app

@@ -8,11 +8,14 @@ import {
 } from "./common.js";
 import "./console_i18n.js";
 import { hasPosition, offlineMap } from "./map.js";
+import { CallPanel } from "./call.js";
 
 const $ = (id) => document.getElementById(id);
 const UNACCEPTED = new Set(["pending", "sent", "delivered"]);
 const state = { me: null, agency: null, dispatches: [], seen: null };
 let alerter;
+let callPanel = null; // a call of an incident whose dispatch this agency accepted (call.js): join, listen, talk
+const callsAsked = new Set(); // incidents whose call state was fetched
 let paintTimers = () => {};
 
 async function boot() {
@@ -29,6 +32,10 @@ async function boot() {
   $("nav-supervision").hidden = $("nav-evaluation").hidden = !state.me.supervision;
   $("logout").addEventListener("click", logout);
   alerter = new Alerter($("sound-banner"));
+  callPanel = new CallPanel($("call-zone"), {
+    side: "agency", follow: true,
+    label: (call) => state.dispatches.find((d) => d.incident?.id === call.incident_id)?.incident?.unit?.name || "",
+  });
   onLangChange(render);
   paintTimers = startTimers();
   const tick = () => { $("clock").textContent = fmtTime(new Date(now()).toISOString()); };
@@ -44,10 +51,17 @@ const refetch = serialised(async () => {
   if (state.seen && list.some((d) => !state.seen.has(d.id))) alerter.chime();
   state.seen = ids;
   state.dispatches = list;
+  for (const d of list) { // accepted: a call in progress may be joined
+    if (!UNACCEPTED.has(d.status) && d.incident && !callsAsked.has(d.incident.id)) {
+      callsAsked.add(d.incident.id);
+      callPanel.refresh(d.incident.id);
+    }
+  }
   render();
 });
 
 function onEvent(ev) {
+  if (ev.type === "call.updated") { callPanel.onEvent(ev); return; }
   if (["dispatch.updated", "incident.updated", "incident.created", "resync"].includes(ev.type)) refetch();
 }
 

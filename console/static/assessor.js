@@ -5,6 +5,7 @@ import { api, can, fmtSeconds, fmtTime, get, h, loadMe, logout, now, svg, toast 
 import { num, pct } from "./hazards_i18n.js";
 import { startAlerts } from "./alerts.js";
 import { hasPosition, offlineMap } from "./map.js";
+import { callDetail } from "./call.js";
 
 const $ = (id) => document.getElementById(id);
 let cfg = null;
@@ -263,7 +264,7 @@ async function openCase(kind, id) {
   const box = $("case");
   const evidence = kind === "hazard" ? h("div.gallery", c.evidence.map((e) => h("figure",
     h("a", { href: e.url, target: "_blank" }, h("img", { src: e.url, alt: e.filename })),
-    h("figcaption", `${t("ev." + e.stage)} · ${e.sha256.slice(0, 12)}`)))) : null;
+    h("figcaption", `${t("ev." + e.stage)} · ${e.sha256.slice(0, 12)}`)))) : await incidentEvidence(id);
   const docs = kind === "hazard" ? h("div.row", c.notices.map((n) => h("a.btn.btn-small", { href: n.pdf, target: "_blank" }, n.number)),
     c.penalties.filter((p) => p.pdf).map((p) => h("a.btn.btn-small", { href: p.pdf, target: "_blank" }, p.number))) : null;
   const times = kind === "incident" ? h("p#case-times", Object.entries(c.response_times)
@@ -272,9 +273,22 @@ async function openCase(kind, id) {
   box.replaceChildren(...[h("h2#case-title", `${t("as.case")} · ${kind === "incident" ? t("as.type.incidents") : t("as.type.hazards")} #${id} · ${c.unit.name}`),
     times, docs, evidence,
     h("ol#case-timeline.tl", c.timeline.map((e) => h("li", { dataset: { action: e.action } }, h("span.at", fmtTime(e.at)),
-      t("tl." + e.action), " · ", e.actor, h("span.legend", ` ${e.hash.slice(0, 10)}`))))].filter(Boolean));
+      t("tl." + e.action), " · ", e.actor, e.action.startsWith("call.") ? ` · ${callDetail(e.action, e.data || {})}` : "",
+      h("span.legend", ` ${e.hash.slice(0, 10)}`))))].filter(Boolean));
   box.hidden = false;
   box.scrollIntoView({ behavior: "smooth" });
+}
+
+/** An incident's evidence (camera clips and snapshots, phone photos, call recordings with sound) to play. */
+async function incidentEvidence(id) {
+  let files = [];
+  try { files = (await get(`/api/incidents/${id}/evidence`)).files || []; } catch { return null; }
+  if (!files.length) return null;
+  return h("div.gallery#case-evidence", files.map((f) => h("figure", { dataset: { evidenceKind: f.kind, file: f.file } },
+    f.kind === "call" || f.kind === "clip"
+      ? h("video", { src: f.url, controls: true, preload: "metadata", playsinline: true, muted: f.kind === "clip" })
+      : h("a", { href: f.url, target: "_blank" }, h("img", { src: f.url, alt: f.file })),
+    h("figcaption", `${t("evidence.kind." + f.kind)} · ${f.sha256.slice(0, 12)}`))));
 }
 
 async function main() {

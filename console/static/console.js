@@ -9,6 +9,7 @@ import {
 } from "./common.js";
 import "./console_i18n.js";
 import { hasPosition, offlineMap } from "./map.js";
+import { CallPanel, callDetail } from "./call.js";
 
 // Both from GET /api/me (boot): the configured agencies in their order, and the alarm kinds' registry.
 let AGENCIES = [];
@@ -44,6 +45,7 @@ const state = {
 const $ = (id) => document.getElementById(id);
 let alerter;
 let paintTimers = () => {};
+let callPanel = null; // the live call card (call.js), moved into each incident's detail
 
 // ------------------------------------------------------------------ boot
 
@@ -57,6 +59,7 @@ async function boot() {
   if (state.role === "unit") return location.replace("/unit.html");
   if (state.role === "agency") return location.replace("/agency.html");
   state.readonly = !can(state.me, "act");
+  callPanel = new CallPanel(h("section.card.call#call-panel"), { side: "command", canAct: !state.readonly });
   state.ackTimeout = state.me.escalation?.ack_timeout_s ?? 30;
   document.body.classList.toggle("readonly", state.readonly);
   $("station-name").textContent = state.me.station?.name || "";
@@ -284,6 +287,15 @@ function onEvent(ev) {
     case "alarm.rejected":
       refreshRejections();
       return;
+    case "call.updated":
+    case "call.control":
+      if (callPanel) callPanel.onEvent(ev);
+      renderCallBanner();
+      if (ev.call && ev.call.incident_id === state.selected) {
+        refreshDetail(); // the timeline
+        if (ev.call.recording) loadEvidence();
+      }
+      return;
     case "device.updated":
       if (ev.kind === "camera" && ev.camera) { // camera status: the overview shows it
         if (state.cameras) state.cameras = state.cameras.map((c) => (c.id === ev.camera.id ? { ...c, ...ev.camera } : c));
@@ -486,6 +498,7 @@ const skeletonKey = () => {
 function buildDetailSkeleton() {
   const body = $("detail-body");
   if (!state.selected) {
+    if (callPanel) callPanel.setIncident(null);
     body.hidden = true;
     $("detail-none").hidden = true; // the overview (or the history) takes the column
     body.replaceChildren();
@@ -533,6 +546,7 @@ function buildDetailSkeleton() {
         h("section.card.times", h("h3", t("section.times")), h("dl#d-times.times-list")),
         h("section.card.timeline", h("h3", t("section.timeline")), h("ol#d-timeline.tl-list"))),
       h("div.d-col",
+        callPanel ? callPanel.root : null, // ===== CALL (call.js): phone video, large, above the fixed cameras =====
         h("section.card.dispatch", h("h3", t("section.dispatch")), h("div#d-dispatch.dispatch-rows")),
         // ===== VIDEO PANEL — filled from console/video.py (GET /api/cameras, live.mjpeg); see renderVideo =====
         h("section.card.video#video-panel", { dataset: { videoPanel: "" } },
@@ -607,6 +621,7 @@ function renderDetail() {
   );
   renderActions();
   renderDispatch();
+  if (callPanel) callPanel.setIncident(d);
   renderVideo();
   if (evidenceFor !== d.id) loadEvidence();
   renderMessages();
@@ -713,6 +728,26 @@ async function renderVideo() {
   box.dataset.count = String(cams.length);
 }
 
+// ===== INCOMING CALLS =====
+// A unit calling the command room (call.js: direction to_command) while the officer looks elsewhere: a banner
+// names the unit; one click shows that incident, whose call card has 接听.
+function renderCallBanner() {
+  let banner = $("call-banner");
+  const incoming = callPanel ? callPanel.incoming().filter((c) => c.incident_id !== state.selected) : [];
+  if (!incoming.length) { if (banner) banner.hidden = true; return; }
+  if (!banner) {
+    banner = h("button#call-banner.call-banner", { type: "button" });
+    document.body.append(banner);
+  }
+  const call = incoming[0];
+  const inc = state.incidents.get(call.incident_id);
+  const unit = state.units.get(call.unit_id);
+  banner.textContent = t("call.incoming.banner", { unit: unit ? unit.name : (inc && inc.unit && inc.unit.name) || call.unit_id });
+  banner.dataset.incident = String(call.incident_id);
+  banner.onclick = () => { select(call.incident_id); renderCallBanner(); };
+  banner.hidden = false;
+}
+
 // ===== EVIDENCE =====
 // GET /api/incidents/{id}/evidence → {files: [{file, kind: snapshot|clip|photo, camera_id, sha256, url}]}.
 // Refetched when the incident is selected or updated, on the refresh button, and every few seconds
@@ -751,7 +786,7 @@ function shortSha(sha) { return sha ? `${sha.slice(0, 8)}…${sha.slice(-8)}` : 
 function renderEvidence(files) {
   const list = $("evidence-list");
   if (!list) return;
-  const order = { snapshot: 0, clip: 1, photo: 2 };
+  const order = { snapshot: 0, clip: 1, call: 2, call_snapshot: 3, photo: 4 };
   files = files.slice().sort((a, b) => (order[a.kind] ?? 3) - (order[b.kind] ?? 3) || a.file.localeCompare(b.file));
   const key = files.map((f) => f.file + ":" + f.sha256).join("|");
   if (key === evidenceShown && list.childElementCount) return;
@@ -760,7 +795,9 @@ function renderEvidence(files) {
   if (!files.length) { list.replaceChildren(h("li.empty", t("evidence.none"))); return; }
   list.replaceChildren(...files.map((f) => {
     const url = f.url || `/api/evidence/${f.file}`;
-    const media = f.kind === "clip"
+    const media = f.kind === "call" // a call's recording: audio and video
+      ? h("video", { src: url, controls: true, preload: "metadata", playsinline: true })
+      : f.kind === "clip"
       ? h("video", { src: url, controls: true, preload: "metadata", muted: true, playsinline: true })
       : h("a", { href: url, target: "_blank", rel: "noopener" }, h("img", { src: url, alt: f.file, loading: "lazy" }));
     return h("li.ev-item", { dataset: { evidenceKind: f.kind, file: f.file, sha256: f.sha256 } },
@@ -797,6 +834,7 @@ function renderTimes() {
 
 function timelineDetail(e) {
   const data = e.data || {};
+  if (e.action.startsWith("call.")) return callDetail(e.action, data);
   const parts = [];
   if (data.agency) parts.push(t("agency." + data.agency));
   if (data.channel) parts.push(chanLabel(data.channel));

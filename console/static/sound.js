@@ -206,6 +206,9 @@ function tone(freq, dur, gain, at) {
 
 export function chime() { tone(1046, 0.12, 0.25, 0); tone(1318, 0.18, 0.25, 0.14); }
 
+/** One ring of an incoming call (call.js repeats it while the call rings). */
+export function ring() { for (let i = 0; i < 4; i += 1) tone(i % 2 ? 660 : 880, 0.2, 0.3, i * 0.25); }
+
 function clock(ms) {
   const d = new Date(ms);
   const pad = (n) => String(n).padStart(2, "0");

@@ -3,6 +3,7 @@
 import { applyI18n, bindLangToggle, onLangChange, t } from "./i18n.js";
 import { Alerter, connectLive, fmtTime, get, h, loadMe, logout, post, toast, upload } from "./common.js";
 import "./console_i18n.js";
+import { CallPanel } from "./call.js";
 
 const HOLD_MS = 1000;
 const MAX_PHOTO_BYTES = 8 * 1024 * 1024;
@@ -14,6 +15,7 @@ const state = {
   me: null, unitId: null, unit: null, incident: null, messages: [], fresh: new Set(), sending: false, hint: null,
 };
 let alerter;
+let callPanel = null; // the call with the command room (call.js): rings here, one tap answers
 
 async function boot() {
   applyI18n(document);
@@ -22,6 +24,7 @@ async function boot() {
   if (state.me.user.role !== "unit") return location.replace(state.me.user.role === "agency" ? "/agency.html" : "/");
   state.unitId = state.me.user.unit_id;
   alerter = new Alerter(null, { step: true }); // "tap to enable sound" while the browser blocks it
+  callPanel = new CallPanel($("call-zone"), { side: "unit" });
   $("logout").addEventListener("click", logout);
   $("reply-form").addEventListener("submit", (e) => { e.preventDefault(); reply(); });
   $("quick-replies").replaceChildren(...[1, 2, 3, 4].map((n) => h("button.chip", {
@@ -105,6 +108,12 @@ function onEvent(ev) {
     }
   } else if (ev.type === "dispatch.updated") {
     if (state.incident && ev.incident_id === state.incident.id) loadIncident(state.incident.id).catch(() => {});
+    return;
+  } else if (ev.type === "call.updated" || ev.type === "call.control") {
+    const call = callPanel.onEvent(ev);
+    if (call && call.unit_id === state.unitId && (!state.incident || state.incident.id !== call.incident_id)) {
+      loadIncident(call.incident_id).catch(() => {}); // a call about an incident this page has not loaded
+    }
     return;
   } else if (ev.type === "resync") {
     refetch();
@@ -296,6 +305,7 @@ function render() {
   $("alarm-label").dataset.i18n = open ? "unit.again" : "unit.button";
   $("alarm-label").textContent = t($("alarm-label").dataset.i18n);
   paintHint();
+  callPanel.setIncident(inc || null);
   if (!active) return;
 
   const box = $("unit-status");

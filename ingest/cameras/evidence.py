@@ -11,7 +11,8 @@ recorder takes, per camera of the incident's unit:
 
 Files live in ``{evidence_dir}/incident-{id}/`` with a ``manifest.json``
 listing each file's SHA-256. Retention: folders older than
-``retention_days`` are deleted unless put on hold (a hazard or penalty case).
+``retention_days`` are deleted unless put on hold (a hazard or penalty case)
+or kept longer (``keep_until``: a call recording is kept at least 6 months).
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ class EvidenceStore:
         found = [f.get("sha256") for f in files if isinstance(f, dict) and f.get("file") == rel]
         return str(found[-1]) if found and found[-1] else None
 
+    def keep_until(self, incident_id: int, until: float) -> None:
+        """Keep the incident's folder at least until `until` (epoch seconds), whatever the retention period."""
+        data = self.manifest(incident_id)
+        if data is not None and float(data.get("keep_until") or 0) < until:
+            data["keep_until"] = until
+            self.write_manifest(incident_id, data)
+
     def set_hold(self, incident_id: int, hold: bool, reason: str = "") -> bool:
         """Keep (or release) an incident's evidence beyond retention, e.g. while a case is open."""
         data = self.manifest(incident_id)
@@ -187,7 +195,7 @@ class EvidenceStore:
             with contextlib.suppress(OSError, ValueError):
                 data = json.loads((d / MANIFEST).read_text())
             created = float(data.get("created", 0)) if data else d.stat().st_mtime
-            if data and data.get("hold"):
+            if data and (data.get("hold") or float(data.get("keep_until") or 0) > now):
                 continue
             if created < cutoff:
                 shutil.rmtree(d, ignore_errors=True)
@@ -417,6 +425,20 @@ class EvidenceRecorder:
         _, digest = await asyncio.to_thread(write_confined, d, name, data)
         ef = EvidenceFile(f"{d.name}/{name}", kind, source, digest, len(data), ts, ts)
         await self._register(incident_id, base, ef)
+        return ef
+
+    async def add_written(self, incident_id: int, base: dict[str, Any], path: Path, source: str, kind: str,
+                          start: float, end: float, *, frames: int = 0, keep_days: float = 0.0) -> EvidenceFile:
+        """Registers a file already written into the incident's folder (a call recording): hashes it, lists it in
+        the manifest (the folder kept at least `keep_days` from now) and records its SHA-256."""
+        d = self.store.incident_dir(incident_id)
+        path = confined(d, path.name)
+        digest = await asyncio.to_thread(sha256_file, path)
+        ef = EvidenceFile(f"{d.name}/{path.name}", kind, source, digest, path.stat().st_size, start, end, frames)
+        await self._register(incident_id, base, ef)
+        if keep_days > 0:
+            async with self._manifest_lock:
+                await asyncio.to_thread(self.store.keep_until, incident_id, time.time() + keep_days * 86400)
         return ef
 
     async def _register(self, incident_id: int, base: dict[str, Any], ef: EvidenceFile) -> None:

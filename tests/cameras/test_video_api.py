@@ -97,23 +97,21 @@ async def test_live_mjpeg_fan_out_and_slow_viewer(make_video_app: Any, shared_rt
     viewers = [await c.get("/api/cameras/c1/live.mjpeg?w=640") for _ in range(3)]
     s = hub.get("c1")
     produced0 = s.capture.frames
-    t0 = time.monotonic()
     results = await asyncio.gather(*(read_mjpeg(v, 25) for v in viewers))
-    elapsed = time.monotonic() - t0
     produced = s.capture.frames - produced0
     for frames in results:
         imgs = [decode(f) for f in frames]
         assert imgs[0].shape[1] == 640
         assert len({hashlib.sha256(f).hexdigest() for f in frames}) >= 20  # moving, not repeated
         assert any(np.abs(imgs[0].astype(int) - im.astype(int)).mean() > 1 for im in imgs[1:])
-    # Every viewer got (about) every frame the camera produced, at the camera's rate.
-    assert produced >= 20 and elapsed < produced / 5
-    # Encoded once per frame and width: one 640 px channel for five viewers.
-    ch = s.channels[640]
-    assert ch.users == 4
+    # The camera went on, and every viewer kept up with it (counted in frames, not seconds: a loaded machine slows
+    # the camera and the viewers alike): 25 frames read while it made at most twice as many.
+    assert 20 <= produced <= 2 * 25, produced
+    # Encoded once per frame and width: one 640 px channel for the four viewers (and the evidence pre-buffer when it
+    # is the same width: the fallback test picture, without var/clips, is 640 px wide itself).
+    ch = s.channel(640)
+    assert ch.users == 4 + (ch is s.evidence_channel)
     assert ch.encoded <= s.capture.frames
-    # The camera itself kept its pace (~10 fps), the stalled viewer notwithstanding.
-    assert s.capture.fps > 7
     for v in [stalled, *viewers]:
         v.close()
 

@@ -1,0 +1,303 @@
+"""Records a call: its mixed audio and the phone's video into one MP4 (H.264 + AAC, faststart) with PyAV.
+
+Frames are read on the event loop and encoded in a thread of their own (x264 and the muxer never block the
+loop); between them a deque the thread drains every POLL_S (no lock hand-off per frame), bounded: video is
+dropped, never audio, when encoding falls behind. Both tracks
+are stamped on the recorder's clock (time since `start`): audio from its first frame's arrival on, continuously by
+its own timestamps (a gap in them — the mixer skipped time it could not catch up — becomes silence; late or bursty
+delivery changes nothing), video by arrival, so the file lasts as long as the call was recorded and both tracks
+stay in step across a phone's reconnect. Both tracks span the whole recording: silence before the first sound, the
+first picture from the start (a phone's video may come a second or more after the call connects, more on a loaded
+server) and the last picture held until the end (a stalled or dropped camera).
+The container opens at the first video frame (its size fixes the track's);
+when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black DEFAULT_SIZE track.
+
+The file is written as `<name>.part` and renamed when complete, so a half-written recording is never served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
+AUDIO_RATE = 48_000
+OPEN_WITHOUT_VIDEO_S = 3.0
+DEFAULT_SIZE = (640, 360)
+MAX_GAP_S = 600.0  # a longer jump in the audio's timestamps is not filled (a broken source, not a pause)
+QUEUE_FRAMES = 400
+POLL_S = 0.02
+HOLD_S = 0.1  # a track ending more than this before the recording's end is extended to it
+
+Kind = Literal["audio", "video"]
+Item = tuple[Kind, "av.AudioFrame | av.VideoFrame", float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A finished recording."""
+
+    path: Path
+    duration_s: float  # of the longer track
+    audio_s: float
+    video_s: float
+    video_frames: int
+    width: int
+    height: int
+    bytes: int
+
+
+def _even(n: int) -> int:
+    return max(2, n - n % 2)
+
+
+def _fit(width: int, height: int, max_width: int) -> tuple[int, int]:
+    if width > max_width:
+        height = round(height * max_width / width)
+        width = max_width
+    return _even(width), _even(height)
+
+
+class CallRecorder:
+    """Writes one call's audio (one mixed track) and video into `path` (an .mp4)."""
+
+    def __init__(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
+                 fps: float = 15.0) -> None:
+        self.path = path
+        self.interval = 1.0 / fps  # pictures closer than this to the previous one kept are not recorded
+        self.max_width = max_width
+        self.preset = preset
+        self.crf = crf
+        self.origin = 0.0
+        self.stopped_at: float | None = None  # seconds since `start` when stop() was called
+        self.dropped = 0
+        self._queue: deque[Item] = deque()
+        self._stopping = threading.Event()  # set with the end marker: the thread wakes at once
+        self._tasks: list[asyncio.Task[None]] = []
+        self._thread: threading.Thread | None = None
+        self._result: Recording | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def part(self) -> Path:
+        return self.path.with_name(self.path.name + ".part")
+
+    def start(self, audio: MediaStreamTrack, video: MediaStreamTrack) -> None:
+        self.origin = time.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._work, name=f"call-recorder-{self.path.name}", daemon=True)
+        self._thread.start()
+        self._tasks = [asyncio.create_task(self._read("audio", audio), name="call-record-audio"),
+                       asyncio.create_task(self._read("video", video), name="call-record-video")]
+
+    async def stop(self) -> Recording:
+        """Ends the recording: encodes what is queued, closes the file, renames it into place."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.stopped_at = time.monotonic() - self.origin
+        self._queue.append(None)
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise RuntimeError(f"call recording failed: {self._error}") from self._error
+        if self._result is None:
+            raise RuntimeError("call recording was never started")
+        return self._result
+
+    async def _read(self, kind: Kind, track: MediaStreamTrack) -> None:
+        due = 0.0  # (video) the recorder's time from which the next picture is kept
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame | av.VideoFrame):
+                continue
+            at = time.monotonic() - self.origin
+            if kind == "video":
+                if at < due - self.interval / 8:  # above the recording's frame rate: not encoded at all
+                    continue
+                due = max(due + self.interval, at - self.interval / 2)  # the rate on average, no catch-up burst
+                if len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
+                    self.dropped += 1
+                    continue
+            self._queue.append((kind, frame, at))
+
+    # ------------------------------------------------------------ encoding thread
+
+    def _work(self) -> None:
+        try:
+            self._result = _Encoder(self).run(self._queue, self._stopping)
+        except BaseException as exc:  # reported by stop()
+            log.exception("call recording %s failed", self.path.name)
+            self._error = exc
+            with contextlib.suppress(OSError):
+                self.part.unlink(missing_ok=True)
+
+
+class _Encoder:
+    """The encoding thread's state: one container, one video and one audio stream."""
+
+    def __init__(self, rec: CallRecorder) -> None:
+        self.rec = rec
+        self.container: av.container.OutputContainer | None = None
+        self.vstream: av.VideoStream | None = None
+        self.astream: av.AudioStream | None = None
+        self.size = DEFAULT_SIZE
+        self.pending: list[tuple[av.AudioFrame, float]] = []
+        self.samples = 0  # audio samples written (the audio timeline, from the first audio frame's time)
+        self.audio_start: float | None = None
+        self.next_pts: int | None = None  # the source's timestamp (its samples) expected next
+        self.video_frames = 0
+        self.last_vpts = -1
+        self.first_video: float | None = None
+        self.last_video = 0.0
+        self.held: av.VideoFrame | None = None  # the last picture encoded (held until the end)
+        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+
+    def run(self, q: deque[Item], stopping: threading.Event) -> Recording:
+        while True:
+            try:
+                item = q.popleft()
+            except IndexError:
+                stopping.wait(POLL_S)
+                continue
+            if item is None:
+                break
+            _kind, frame, at = item
+            if isinstance(frame, av.VideoFrame):
+                if self.container is None:
+                    self.open(frame.width, frame.height)
+                self.video(frame, at)
+            elif isinstance(frame, av.AudioFrame):
+                if self.container is None:
+                    self.pending.append((frame, at))
+                    if at - self.pending[0][1] >= OPEN_WITHOUT_VIDEO_S:
+                        self.open(*DEFAULT_SIZE)
+                else:
+                    self.audio(frame, at)
+        if self.container is None:
+            self.open(*DEFAULT_SIZE)
+        return self.close()
+
+    def open(self, width: int, height: int) -> None:
+        w, h = _fit(width, height, self.rec.max_width)
+        self.size = (w, h)
+        container = av.open(str(self.rec.part), mode="w", format="mp4", options={"movflags": "+faststart"})
+        vstream = container.add_stream("libx264", rate=30)
+        vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
+        vstream.time_base = VIDEO_TIME_BASE
+        vstream.codec_context.time_base = VIDEO_TIME_BASE
+        # one thread: a worker's calls already share its cores; x264's frame threads only add hand-offs
+        vstream.codec_context.options = {"preset": self.rec.preset, "crf": str(self.rec.crf), "g": "60", "threads": "1"}
+        astream = container.add_stream("aac", rate=AUDIO_RATE)
+        astream.layout = "mono"
+        astream.bit_rate = 64_000
+        self.container, self.vstream, self.astream = container, vstream, astream
+        pending, self.pending = self.pending, []
+        for frame, at in pending:
+            self.audio(frame, at)
+
+    def mux(self, packets: list[av.Packet[Any]]) -> None:
+        assert self.container is not None
+        if packets:
+            self.container.mux(packets)
+
+    def video(self, frame: av.VideoFrame, at: float) -> None:
+        assert self.vstream is not None
+        if self.first_video is None:
+            at = 0.0  # the first picture stands from the recording's start
+        pts = max(int(at / VIDEO_TIME_BASE), self.last_vpts + 1)
+        self.last_vpts = pts
+        w, h = self.size
+        out = frame.reformat(width=w, height=h, format="yuv420p")
+        if out is frame:  # (reformat returns the frame itself when nothing changes: the live senders share it)
+            out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+        out.pts, out.time_base = pts, VIDEO_TIME_BASE
+        self.mux(self.vstream.encode(out))
+        self.held = out
+        self.video_frames += 1
+        if self.first_video is None:
+            self.first_video = at
+        self.last_video = at
+
+    def audio(self, frame: av.AudioFrame, at: float) -> None:
+        assert self.astream is not None
+        if self.audio_start is None:  # silence from the recording's start to the first sound
+            self.audio_start = 0.0
+            self.silence(int(max(0.0, at - frame.samples / max(1, frame.sample_rate)) * AUDIO_RATE))
+        if frame.pts is not None and frame.sample_rate:
+            if self.next_pts is not None and 0 < frame.pts - self.next_pts < MAX_GAP_S * frame.sample_rate:
+                self.silence(int((frame.pts - self.next_pts) * AUDIO_RATE / frame.sample_rate))  # time the mix skipped
+            self.next_pts = frame.pts + frame.samples
+        frame.pts = None
+        for pcm in self.resampler.resample(frame):
+            pcm.pts = self.offset() + self.samples
+            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
+            self.samples += pcm.samples
+            self.mux(self.astream.encode(pcm))
+
+    def offset(self) -> int:
+        return int((self.audio_start or 0.0) * AUDIO_RATE)
+
+    def silence(self, samples: int) -> None:
+        assert self.astream is not None
+        while samples > 0:
+            n = min(samples, 4800)
+            pcm = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.float32), format="fltp", layout="mono")
+            pcm.sample_rate = AUDIO_RATE
+            pcm.pts = self.offset() + self.samples
+            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
+            self.samples += n
+            samples -= n
+            self.mux(self.astream.encode(pcm))
+
+    def hold_until(self, end: float) -> None:
+        """Extends both tracks to `end` (seconds since the start): the last picture again, silence."""
+        if self.held is not None and end - self.last_video > HOLD_S:
+            again = av.VideoFrame.from_ndarray(self.held.to_ndarray(format="yuv420p"), format="yuv420p")
+            self.video(again, end)
+            self.video_frames -= 1  # (frames received: the held picture is not one)
+        if self.audio_start is not None:
+            missing = int((end - self.audio_start) * AUDIO_RATE) - self.samples
+            if missing > HOLD_S * AUDIO_RATE:
+                self.silence(missing)
+
+    def close(self) -> Recording:
+        assert self.container is not None and self.vstream is not None and self.astream is not None
+        if self.video_frames == 0:  # no picture at all: one black frame keeps the file a valid video
+            black = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
+            for plane, value in zip(black.planes, (16, 128, 128), strict=True):
+                plane.update(bytes([value]) * plane.buffer_size)
+            self.video(black, self.audio_start or 0.0)
+        end = self.rec.stopped_at
+        if end is not None:
+            self.hold_until(end)
+        self.mux(self.vstream.encode(None))
+        self.mux(self.astream.encode(None))
+        self.container.close()
+        part = self.rec.part
+        part.replace(self.rec.path)
+        audio_s = self.samples / AUDIO_RATE
+        audio_end = (self.audio_start or 0.0) + audio_s
+        video_s = (self.last_video - self.first_video) if self.first_video is not None else 0.0
+        return Recording(self.rec.path, max(audio_end, self.last_video), audio_s, video_s, self.video_frames,
+                         self.size[0], self.size[1], self.rec.path.stat().st_size)

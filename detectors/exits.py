@@ -74,8 +74,10 @@ def person_detector(cfg: ExitAnalysis) -> PersonDetector | None:
 
     runner = YoloRunner(cfg.person_weights, imgsz=cfg.person_imgsz)
 
+    classes = set(cfg.person_classes)
+
     def detect(frame: np.ndarray) -> list[tuple[float, float, float, float]]:
-        return [b.xyxy for b in runner.detect([frame], conf=cfg.person_conf)[0]]
+        return [b.xyxy for b in runner.detect([frame], conf=cfg.person_conf)[0] if b.cls in classes]
 
     return detect
 

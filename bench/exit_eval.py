@@ -1,6 +1,7 @@
 """Blocked-exit bench: the exit watcher on the composited set of bench/exit_scenes.py, against ground truth.
 
-    python bench/exit_eval.py [--split tune|held] [--baseline REV] [--no-persons] [--only SUBSTR] [--json OUT]
+    python bench/exit_eval.py [--split tune|held] [--baseline REV] [--no-persons] [--only SUBSTR] [--set-seed N]
+                              [-j JOBS] [-v] [--json OUT]
 
 Every scenario is one camera (one background) with all its zones watched by one `ExitWatcher` at 1 frame/s, its
 clear reference captured at t = 0 (no object, no people, as an officer does in the console), dwell 30 s, minimum
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -164,21 +166,29 @@ def summary(rs: list[Result], label: str) -> list[str]:
     return lines
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["tune", "held"])
-    ap.add_argument("--baseline", metavar="REV", help="also run detectors/exits.py of this git revision")
-    ap.add_argument("--no-persons", action="store_true", help="without the person model")
-    ap.add_argument("--only", default="", help="scenarios whose name contains this")
-    ap.add_argument("--json", type=Path)
-    ap.add_argument("-v", "--verbose", action="store_true", help="one line per scenario")
-    args = ap.parse_args()
+@dataclass
+class _Setup:
+    """What each worker process builds once: the watchers' makers and the timed person model."""
+
+    makers: dict[str, Callable[[list[ExitZoneConfig]], Any]]
+    persons: TimedPersons | None
+
+
+_SETUP: _Setup | None = None
+
+
+def _setup(baseline: str | None, with_persons: bool, threads: int = 0) -> None:
+    global _SETUP
+    import cv2
 
     from detectors.exits import ExitWatcher, person_detector
 
+    if threads:
+        cv2.setNumThreads(threads)  # one per worker process: the processes are the parallelism
+
     analysis = DetectorsConfig().exits
     persons: TimedPersons | None = None
-    if not args.no_persons:
+    if with_persons:
         try:
             det = person_detector(analysis)
         except Exception as exc:  # the bench runs without the model when it is not installed
@@ -189,24 +199,52 @@ def main() -> None:
     def make_new(zones: list[ExitZoneConfig]) -> Any:
         return ExitWatcher("bench", zones, analysis, persons=persons)
 
-    old = baseline_module(args.baseline) if args.baseline else None
+    makers: dict[str, Callable[[list[ExitZoneConfig]], Any]] = {"new": make_new}
+    if baseline:
+        old = baseline_module(baseline)
 
-    def make_old(zones: list[ExitZoneConfig]) -> Any:
-        assert old is not None
-        return old.ExitWatcher("bench", zones, old_analysis(), persons=persons)
+        def make_old(zones: list[ExitZoneConfig]) -> Any:
+            return old.ExitWatcher("bench", zones, old_analysis(), persons=persons)
+
+        makers["old"] = make_old
+    _SETUP = _Setup(makers, persons)
+
+
+def _evaluate(scn: Scenario) -> dict[str, Result]:
+    assert _SETUP is not None
+    return run(scn, _SETUP.makers, _SETUP.persons)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=["tune", "held"])
+    ap.add_argument("--baseline", metavar="REV", help="also run detectors/exits.py of this git revision")
+    ap.add_argument("--no-persons", action="store_true", help="without the person model")
+    ap.add_argument("--only", default="", help="scenarios whose name contains this")
+    ap.add_argument("--set-seed", type=int, default=0,
+                    help="draw a fresh set (0: the set the thresholds were chosen on)")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="scenarios run in parallel (processes)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("-v", "--verbose", action="store_true", help="one line per scenario")
+    args = ap.parse_args()
 
     rows: dict[str, list[Result]] = {"new": [], "old": []}
-    scns = [s for s in scenarios(args.split) if args.only in s.name]
-    print(f"{len(scns)} scenarios; person model {'on' if persons else 'off'}")
+    scns = [s for s in scenarios(args.split, set_seed=args.set_seed) if args.only in s.name]
+    print(f"{len(scns)} scenarios (set seed {args.set_seed}); person model {'off' if args.no_persons else 'on'};"
+          f" {args.jobs} process(es)")
     hdr = (f"{'scenario':<52} {'split':<5} {'frac':>5} {'contrast':<14} {'zone%':>5} {'delay':>6} {'false':>5}"
            f" {'peak':>5}")
     if args.verbose:
         print(hdr)
-    makers: dict[str, Callable[[list[ExitZoneConfig]], Any]] = {"new": make_new}
-    if old is not None:
-        makers["old"] = make_old
-    for scn in scns:
-        for label, r in run(scn, makers, persons).items():
+    init = (args.baseline, not args.no_persons)
+    if args.jobs > 1:
+        pool = multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_setup, initargs=(*init, 1))
+        results: Iterator[dict[str, Result]] = pool.imap(_evaluate, scns)
+    else:
+        _setup(*init)
+        results = map(_evaluate, scns)
+    for res in results:
+        for label, r in res.items():
             rows[label].append(r)
             if args.verbose:
                 d = "-" if r.in_time is None else ("miss" if r.delay_s is None else f"{r.delay_s:+.0f}")
@@ -215,6 +253,9 @@ def main() -> None:
                 print(f"{r.name:<52} {r.split:<5} {r.fraction:>5.2f} {r.contrast:<14} {r.zone_pct:>5.2f} {d:>6}"
                       f" {r.false_flags:>5} {r.peak_fraction:>5.2f}" + ("" if label == "new" else "  (baseline)"),
                       flush=True)
+    if args.jobs > 1:
+        pool.close()
+        pool.join()
     for label, rs in rows.items():
         if not rs:
             continue

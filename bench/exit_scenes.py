@@ -153,6 +153,7 @@ def grabcut_object(img: np.ndarray, rect: tuple[int, int, int, int], refine: boo
     x0, y0, x1, y1 = rect
     h, w = img.shape[:2]
     x1, y1 = min(x1, w - 1), min(y1, h - 1)
+    fg: np.ndarray
     if x0 <= 1 and y0 <= 1 and x1 >= w - 2 and y1 >= h - 2:  # the picture is the object (a box's face)
         fg = np.zeros((h, w), np.uint8)
         fg[2:-2, 2:-2] = 1
@@ -194,7 +195,8 @@ class PersonPool:
 
 def _clear_view(frames: list[np.ndarray]) -> np.ndarray:
     """Per-pixel median of 25 frames spread over the clip (people walk on: none stays in one place for half of it)."""
-    return np.median(np.stack(frames[:: max(1, len(frames) // 25)][:25]), axis=0).astype(np.uint8)
+    clear: np.ndarray = np.median(np.stack(frames[:: max(1, len(frames) // 25)][:25]), axis=0).astype(np.uint8)
+    return clear
 
 
 def foreground(frame: np.ndarray, clear: np.ndarray) -> np.ndarray:
@@ -456,7 +458,8 @@ def _shadow(alpha: np.ndarray, pad: int) -> np.ndarray:
     low = h - max(1, h // 3)
     out[pad + dy + low:pad + dy + h, pad + dx:pad + dx + w] = alpha[low:]
     out = cv2.GaussianBlur(out, (0, 0), max(1.0, h / 12))
-    return np.clip(out * 0.8, 0, 0.4)
+    shade: np.ndarray = np.clip(out * 0.8, 0, 0.4)
+    return shade
 
 
 def place_object(spec: BackgroundSpec, zone: ZoneSpec, name: str, coverage: float, rng: np.random.Generator,
@@ -687,7 +690,9 @@ class Scene:
             n = self.noise[k % len(self.noise)]
             out += np.roll(n, (k * 37) % h, axis=0) * sigma
         _, buf = cv2.imencode(".jpg", np.clip(out, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 80])
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        assert decoded is not None
+        return decoded
 
     def frames(self) -> Iterator[tuple[float, np.ndarray, dict[str, float]]]:
         for k in range(self.scn.duration_s):
@@ -720,12 +725,14 @@ def contrast_class(scene: Scene) -> str:
     return "contrast"
 
 
-def scenarios(split: Split | None = None, dwell_s: float = 30.0, clear_s: int = 900) -> list[Scenario]:
+def scenarios(split: Split | None = None, dwell_s: float = 30.0, clear_s: int = 900,
+              set_seed: int = 0) -> list[Scenario]:
     """The composited set. For every background, every zone × object of the same split three times: covering 30 % and
     60 % of the zone as photographed, and 35 % exposed to within ~25 % of the floor's grey (dark-on-dark on a dark
     floor, light-on-light on a bright one); lighting cycles through steady, drift, exposure jumps and low light. Then
     clear scenes (people passing, someone standing for 0.7 × the dwell, no object) under each lighting. Every
-    scenario has its own seed."""
+    scenario has its own seed; `set_seed` ≠ 0 draws a fresh set (other placements, people, video offsets, exposure
+    jumps, and the lighting cycle shifted by `set_seed`) for figures measured after thresholds were chosen."""
     out: list[Scenario] = []
     lights: tuple[LightingKind, ...] = ("steady", "drift", "jumps", "lowlight")
     for bi, bg in enumerate(BACKGROUNDS):
@@ -739,8 +746,8 @@ def scenarios(split: Split | None = None, dwell_s: float = 30.0, clear_s: int = 
             low = 0.75 if floor < 140 else 1.12
             for obj in objs:
                 for cov, match in ((0.3, None), (0.6, None), (0.35, low)):
-                    seed = 1000 * bi + k
-                    light = lights[k % len(lights)]
+                    seed = 100_000 * set_seed + 1000 * bi + k
+                    light = lights[(k + set_seed) % len(lights)]
                     if bg.video and light == "lowlight":
                         light = "drift"
                     place = 60.0 + 7 * (k % 5)
@@ -753,7 +760,7 @@ def scenarios(split: Split | None = None, dwell_s: float = 30.0, clear_s: int = 
             if bg.video and light == "lowlight":
                 continue
             zone = bg.zones[li % len(bg.zones)]
-            seed = 1000 * bi + 500 + li
+            seed = 100_000 * set_seed + 1000 * bi + 500 + li
             stand = (zone.id, 120.0, dwell_s * 0.7)
             out.append(Scenario(f"{bg.name}/clear/{light}", bg.name, bg.split, seed, clear_s, dwell_s, light,
                                 passers_per_min=3.0, stand=stand))

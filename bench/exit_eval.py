@@ -1,7 +1,7 @@
 """Blocked-exit bench: the exit watcher on the composited set of bench/exit_scenes.py, against ground truth.
 
     python bench/exit_eval.py [--split tune|held] [--baseline REV] [--no-persons] [--only SUBSTR] [--set-seed N]
-                              [-j JOBS] [-v] [--json OUT]
+                              [-j JOBS] [-v] [--json OUT] [--report JSON]
 
 Every scenario is one camera (one background) with all its zones watched by one `ExitWatcher` at 1 frame/s, its
 clear reference captured at t = 0 (no object, no people, as an officer does in the console), dwell 30 s, minimum
@@ -20,6 +20,7 @@ frames, for the before/after figures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import subprocess
@@ -215,6 +216,31 @@ def _evaluate(scn: Scenario) -> dict[str, Result]:
     return run(scn, _SETUP.makers, _SETUP.persons)
 
 
+def hdr_line() -> str:
+    return (f"{'scenario':<52} {'split':<5} {'frac':>5} {'contrast':<14} {'zone%':>5} {'delay':>6} {'false':>5}"
+            f" {'peak':>5}")
+
+
+def row(r: Result, label: str) -> str:
+    d = "-" if r.in_time is None else ("miss" if r.delay_s is None else f"{r.delay_s:+.0f}")
+    if r.in_time is False and r.delay_s is not None:
+        d += "!"
+    return (f"{r.name:<52} {r.split:<5} {r.fraction:>5.2f} {r.contrast:<14} {r.zone_pct:>5.2f} {d:>6}"
+            f" {r.false_flags:>5} {r.peak_fraction:>5.2f}" + ("" if label == "new" else "  (baseline)"))
+
+
+def summaries(rows: dict[str, list[Result]], baseline: str | None) -> None:
+    for label, rs in rows.items():
+        if not rs:
+            continue
+        name = "this watcher" if label == "new" else f"baseline {baseline}"
+        for split in ("tune", "held"):
+            part = [r for r in rs if r.split == split]
+            if part:
+                for line in summary(part, f"{name} [{split}]"):
+                    print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=["tune", "held"])
@@ -223,19 +249,31 @@ def main() -> None:
     ap.add_argument("--only", default="", help="scenarios whose name contains this")
     ap.add_argument("--set-seed", type=int, default=0,
                     help="draw a fresh set (0: the set the thresholds were chosen on)")
+    ap.add_argument("--clear-s", type=int, default=900, help="length of each clear scene (seconds)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="scenarios run in parallel (processes)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per scenario")
+    ap.add_argument("--report", type=Path, metavar="JSON", help="print the table of a saved --json run (no run)")
     args = ap.parse_args()
 
     rows: dict[str, list[Result]] = {"new": [], "old": []}
-    scns = [s for s in scenarios(args.split, set_seed=args.set_seed) if args.only in s.name]
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        rows = {k: [Result(**r) for r in v] for k, v in saved.items()}
+        print(hdr_line())
+        for r_new, r_old in itertools.zip_longest(rows.get("new", []), rows.get("old", [])):
+            for label, r in (("new", r_new), ("old", r_old)):
+                if r is not None:
+                    print(row(r, label))
+        summaries(rows, args.baseline or "(saved)")
+        return
+    scns = [s for s in scenarios(args.split, clear_s=args.clear_s, set_seed=args.set_seed) if args.only in s.name]
+    # clear scenes and low-contrast objects first: a run cut short still answers the targets
+    scns.sort(key=lambda s: 0 if s.obj is None else 1 if s.match is not None else 2)
     print(f"{len(scns)} scenarios (set seed {args.set_seed}); person model {'off' if args.no_persons else 'on'};"
           f" {args.jobs} process(es)")
-    hdr = (f"{'scenario':<52} {'split':<5} {'frac':>5} {'contrast':<14} {'zone%':>5} {'delay':>6} {'false':>5}"
-           f" {'peak':>5}")
     if args.verbose:
-        print(hdr)
+        print(hdr_line())
     init = (args.baseline, not args.no_persons)
     if args.jobs > 1:
         pool = multiprocessing.get_context("spawn").Pool(args.jobs, initializer=_setup, initargs=(*init, 1))
@@ -247,24 +285,13 @@ def main() -> None:
         for label, r in res.items():
             rows[label].append(r)
             if args.verbose:
-                d = "-" if r.in_time is None else ("miss" if r.delay_s is None else f"{r.delay_s:+.0f}")
-                if r.in_time is False and r.delay_s is not None:
-                    d += "!"
-                print(f"{r.name:<52} {r.split:<5} {r.fraction:>5.2f} {r.contrast:<14} {r.zone_pct:>5.2f} {d:>6}"
-                      f" {r.false_flags:>5} {r.peak_fraction:>5.2f}" + ("" if label == "new" else "  (baseline)"),
-                      flush=True)
+                print(row(r, label), flush=True)
+        if args.json:  # after every scenario: a run cut short keeps what it measured
+            args.json.write_text(json.dumps({k: [asdict(r) for r in v] for k, v in rows.items()}, indent=1))
     if args.jobs > 1:
         pool.close()
         pool.join()
-    for label, rs in rows.items():
-        if not rs:
-            continue
-        name = "this watcher" if label == "new" else f"baseline {args.baseline}"
-        for split in ("tune", "held"):
-            part = [r for r in rs if r.split == split]
-            if part:
-                for line in summary(part, f"{name} [{split}]"):
-                    print(line)
+    summaries(rows, args.baseline)
     if args.json:
         args.json.write_text(json.dumps({k: [asdict(r) for r in v] for k, v in rows.items()}, indent=1))
 

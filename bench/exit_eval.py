@@ -8,7 +8,8 @@ clear reference captured at t = 0 (no object, no people, as an officer does in t
 obstructed share 0.25 (the default), clear after 30 s. Printed per scenario: the obstruction's share of its zone
 (ground truth), contrast class, zone size (% of the frame), lighting, detection delay after the dwell (seconds from
 placing + dwell to the hazard; "miss" when none came by dwell + 10 s), false flags (hazards on a zone without an
-obstruction for the dwell) and the clear zone-time. Summary per split (tune: the backgrounds and objects the thresholds
+obstruction for the dwell; a flag on a neighbouring zone that the object reaches into, covering ≥ 20 % of it, is
+true and counted apart) and the clear zone-time. Summary per split (tune: the backgrounds and objects the thresholds
 were chosen on; held: never looked at while tuning): obstructions flagged in time, dark-on-dark in zones ≤ 1 %,
 delays, false flags per zone-hour, and the analysis cost in frames per second per zone (person model excluded: it
 runs only on static unexplained change).
@@ -45,6 +46,7 @@ from config.detectors import DetectorsConfig, ExitZoneConfig  # noqa: E402
 from ingest.contract import ExitHazard  # noqa: E402
 
 GRACE_S = 10.0  # flagged within dwell + this (the target)
+SPILL = 0.2  # a flag on another zone the object covers this much of is not a false flag
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Result:
     analysis_s: float  # seconds spent in update() minus the person model
     zone_frames: int
     peak_fraction: float  # the watcher's highest obstructed share for the obstructed zone
+    spill: int = 0  # flags on a neighbouring zone the object reaches into (≥ SPILL of it): true, not counted false
 
 
 class TimedPersons:
@@ -128,7 +131,7 @@ def run(scn: Scenario, makers: dict[str, Callable[[list[ExitZoneConfig]], Any]],
     out: dict[str, Result] = {}
     for label in watchers:
         delay: float | None = None
-        false_flags = 0
+        false_flags = spill = 0
         for t, hz in hazards[label]:
             started = hz.started_at.timestamp()
             # a true flag: confirmed while the obstruction is there, timed from it (people just before it may have
@@ -137,13 +140,16 @@ def run(scn: Scenario, makers: dict[str, Callable[[list[ExitZoneConfig]], Any]],
                     and started >= scn.place_t - 0.2 * scn.dwell_s):
                 if delay is None:
                     delay = t - (scn.place_t + scn.dwell_s)
+            elif (hz.zone_id != scn.zone and scene.covered(hz.zone_id) >= SPILL and scn.place_t <= t < scn.remove_t
+                  and started >= scn.place_t - 0.2 * scn.dwell_s):
+                spill += 1  # the object reaches into this zone too: a true flag, not the one timed
             else:
                 false_flags += 1
         in_time = None if scn.obj is None else (delay is not None and delay <= GRACE_S)
         out[label] = Result(scn.name, scn.split, scn.background, scn.zone or "-", scn.obj or "-", round(frac, 3),
                             contrast, round(100 * area / (shape[0] * shape[1]), 2), scn.lighting, scn.dwell_s,
                             None if delay is None else round(delay, 1), in_time, false_flags, clear_s,
-                            spent[label], len(zones) * scn.duration_s, round(peak[label], 3))
+                            spent[label], len(zones) * scn.duration_s, round(peak[label], 3), spill)
     return out
 
 
@@ -161,7 +167,8 @@ def summary(rs: list[Result], label: str) -> list[str]:
         f" >= 30 % of the zone: {sum(1 for r in ok if r.fraction >= 0.3)}/{sum(1 for r in obs if r.fraction >= 0.3)})",
         f"{label}: delay after dwell: median {np.median(delays) if delays else float('nan'):.1f} s,"
         f" max {max(delays) if delays else float('nan'):.1f} s;"
-        f" false flags {ff} in {hours:.1f} zone-hours = {ff / max(hours, 1e-9):.2f} per zone-hour;"
+        f" false flags {ff} in {hours:.1f} zone-hours = {ff / max(hours, 1e-9):.2f} per zone-hour"
+        f" (+{sum(r.spill for r in rs)} true on a neighbouring zone the object reaches into);"
         f" analysis {fps:.0f} frames/s per zone",
     ]
     return lines

@@ -641,10 +641,26 @@ class Scene:
         return walks
 
     # frames ---------------------------------------------------------------
+    def covered(self, zone_id: str) -> float:
+        """The share of a zone the placed object covers (a tall object left in one zone can reach into the next)."""
+        p = self.placed
+        if p is None:
+            return 0.0
+        zm = zone_mask(self.shape, self.zones[zone_id])
+        h, w = p.sprite.alpha.shape
+        fh, fw = self.shape
+        x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(fw, p.x + w), min(fh, p.y + h)
+        if x0 >= x1 or y0 >= y1:
+            return 0.0
+        obj = p.sprite.alpha[y0 - p.y:y1 - p.y, x0 - p.x:x1 - p.x] > 0.5
+        return float((obj & zm[y0:y1, x0:x1]).sum()) / max(1.0, float(zm.sum()))
+
     def truth(self, t: float) -> dict[str, float]:
+        """Zone id → the share of it the object covers at `t` (0 when clear): its own zone and any it reaches into."""
         out = {z: 0.0 for z in self.zones}
         if self.placed is not None and self.scn.zone is not None and self.scn.place_t <= t < self.scn.remove_t:
-            out[self.scn.zone] = self.placed.fraction
+            for z in self.zones:
+                out[z] = self.placed.fraction if z == self.scn.zone else self.covered(z)
         return out
 
     def clear_frame(self) -> np.ndarray:

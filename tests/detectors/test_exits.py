@@ -83,3 +83,66 @@ def test_obstruction_flagged_within_dwell_plus_10s_and_clears(vtest_frames, refe
     assert hz.confirmed_at > hz.started_at
     cleared = [(t, e) for t, e in events if isinstance(e, ExitCleared)]
     assert len(cleared) == 1 and cleared[0][0] > placed_at + n_blocked / FPS
+
+
+# ------------------------------------------------------------------ composited scenes (bench/exit_scenes.py)
+# Small scenes from the blocked-exit bench: a real outdoor CCTV frame (dark asphalt, fire8 'CH3') turned into a fixed
+# camera's stream (noise, JPEG), a zone of under 1 % of the frame, a real photographed dark object (a black coat,
+# GrabCut cut-out, lying on the ground, exposed to 0.75 × the asphalt's grey: dark on dark) with its shadow, real
+# people (cut out of vtest.avi) walking through. Without the person model: walking people are handled by the motion
+# test alone, and the scenes stay fast.
+
+TINY_DWELL = 8.0
+
+
+@pytest.fixture(scope="module")
+def scenes(vtest_path):  # vtest_path: the people come from vtest.avi
+    import sys
+
+    from tests.detectors.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import exit_scenes
+
+    if not (exit_scenes.SHARED / "fire8").is_dir() or not (exit_scenes.SHARED / "fire-mix").is_dir():
+        pytest.skip("../shared/data (fire8, fire-mix) is absent: the composited exit scenes need its pictures")
+    return exit_scenes
+
+
+def composited(scenes, lighting: str = "steady", obj: str | None = None, passers: float = 4.0,
+               stand: tuple[str, float, float] | None = None, seconds: int = 60):
+    scn = scenes.Scenario("test", "outdoor-asphalt", "held", 7, seconds, TINY_DWELL, lighting, obj,
+                          "asphalt" if obj else None, 0.4, 15.0, 45.0, passers, stand, match=0.75)
+    scene = scenes.Scene(scn)
+    zones = [ExitZoneConfig(id=z.id, polygon=scenes.normalised(z, scene.shape), dwell_s=TINY_DWELL, clear_s=3.0)
+             for z in scene.spec.zones]
+    w = ExitWatcher("yard", zones, ExitAnalysis(person_weights=None))
+    w.set_reference(scene.clear_frame())
+    events = [(t, e) for t, frame, _ in scene.frames() for e in w.update(t, frame)]
+    return scene, events
+
+
+@pytest.mark.parametrize("lighting", ["steady", "jumps"])
+def test_dark_object_in_a_tiny_zone_is_flagged_after_the_dwell(scenes, lighting: str) -> None:
+    scene, events = composited(scenes, lighting, obj="coat-black")
+    zone = scene.spec.zones[0]
+    h, w = scene.shape
+    assert scenes.zone_mask(scene.shape, zone).sum() / (h * w) < 0.01  # under 1 % of the frame
+    assert scenes.contrast_class(scene) == "dark-on-dark"
+    assert scene.placed is not None and 0.35 <= scene.placed.fraction <= 0.45
+    hazards = [(t, e) for t, e in events if isinstance(e, ExitHazard)]
+    assert [e.zone_id for _, e in hazards] == ["asphalt"], events
+    assert 15.0 + TINY_DWELL <= hazards[0][0] <= 15.0 + TINY_DWELL + 10
+    cleared = [t for t, e in events if isinstance(e, ExitCleared)]
+    assert len(cleared) == 1 and cleared[0] > 45.0  # taken away at 45 s
+
+
+def test_people_walking_through_and_standing_less_than_the_dwell_never_flag(scenes) -> None:
+    _, events = composited(scenes, passers=8.0, stand=("asphalt", 20.0, TINY_DWELL * 0.6))
+    assert events == []
+
+
+@pytest.mark.parametrize("lighting", ["jumps", "drift", "lowlight"])
+def test_lighting_changes_never_flag(scenes, lighting: str) -> None:
+    _, events = composited(scenes, lighting, seconds=120)
+    assert events == []

@@ -24,12 +24,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from dispatch.db import Database
 from dispatch.lease import CoreLeaseHolder, LeaseHeld, pid_alive
@@ -96,6 +97,7 @@ class CameraLeases:
         self.held: dict[str, Held] = {}
         self.wants: dict[str, CoreLeaseHolder] = {}
         self.missing_since: dict[str, datetime] = {}
+        self.holder = f"{node}/{uuid.uuid4().hex}"
         self.my_host = self._holder(CAMERA).host
         self.steps = 0
         self.stepped = asyncio.Event()  # set after each step (tests wait on it)
@@ -103,7 +105,7 @@ class CameraLeases:
     def _holder(self, name: str) -> CoreLeaseHolder:
         lease = CoreLeaseHolder(self.db, self.ttl.total_seconds(), self.clock, host=self.host, pid=self.pid,
                                 name=name)
-        lease.holder = f"{self.node}/{lease.holder}"[:64]  # the row names the node that holds it
+        lease.holder = self.holder  # one id for all of this node's rows (renewed together), naming the node
         return lease
 
     async def run(self) -> None:
@@ -113,7 +115,7 @@ class CameraLeases:
                     await self.step()
                 except Exception:  # the database is away: held cameras stop when their lease may expire
                     log.exception("camera leases: step failed")
-                    await self._expire_unrenewed()
+                    await self._expire_unrenewed("the database did not answer")
                 await asyncio.sleep(self.period)
         finally:
             await self.stop()
@@ -189,25 +191,35 @@ class CameraLeases:
         await self._drop_want(cid)
 
     async def _renew(self) -> None:
-        for cid, held in list(self.held.items()):
-            started = self.clock()
-            try:
-                kept = await held.lease.renew()
-            except Exception as exc:
-                if self.clock() + timedelta(seconds=self.period) >= held.valid_until:
-                    log.critical("camera %s: lease not renewed (%s) and may expire: stopping it here", cid, exc)
-                    await self._give_up(cid, release=False)
-                continue
-            if kept:
-                held.valid_until = started + self.ttl
+        """Renews every held row in one statement, given at most half a period (a database that hangs must not
+        keep a camera here past its lease)."""
+        if not self.held:
+            return
+        started = self.clock()
+        names = {lease_name(cid): cid for cid in self.held}
+        try:
+            async with asyncio.timeout(self.period / 2):
+                async with self.db.session() as s:
+                    kept = set((await s.scalars(update(CoreLease).where(
+                        CoreLease.name.in_(list(names)), CoreLease.holder == self.holder).values(
+                        renewed_at=started, expires_at=started + self.ttl).returning(CoreLease.name))).all())
+                    await s.commit()
+        except Exception as exc:
+            await self._expire_unrenewed(f"lease not renewed ({exc!r})")
+            return
+        for name, cid in names.items():
+            if name in kept:
+                self.held[cid].valid_until = started + self.ttl
             else:
                 log.critical("camera %s: its lease was taken by another node; stopping it here", cid)
                 await self._give_up(cid, release=False)
 
-    async def _expire_unrenewed(self) -> None:
+    async def _expire_unrenewed(self, why: str) -> None:
+        """Stops the cameras whose lease may expire before the next attempt (they are another node's then)."""
         now = self.clock()
         for cid, held in list(self.held.items()):
             if now + timedelta(seconds=self.period) >= held.valid_until:
+                log.critical("camera %s: %s and may expire: stopping it here", cid, why)
                 await self._give_up(cid, release=False)
 
     async def _give_up(self, cid: str, *, release: bool) -> None:

@@ -27,6 +27,7 @@ from config.checklists import load_checklists
 from config.schema import FirelinkConfig
 from console.appkeys import (
     BUS,
+    CAMERA_LEASES,
     CAMERAS,
     CLOCK,
     COMPLAINT_VIEWS,
@@ -346,8 +347,9 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         if not cfg.cluster.enabled or not cfg.cameras:
             yield
             return
-        leases = CameraLeases(app[DB], cfg.cluster.node(), [c.id for c in cfg.cameras if c.enabled],
-                              cfg.cluster.cameras, app[CAMERAS], cfg.cluster.camera_lease_s, clock)
+        watched = [c.id for c in cfg.cameras if c.enabled]
+        leases = app[CAMERA_LEASES] = CameraLeases(app[DB], cfg.cluster.node(), watched, cfg.cluster.cameras,
+                                                   app[CAMERAS], cfg.cluster.camera_lease_s, clock)
         task = asyncio.create_task(leases.run(), name="camera-leases")
         yield
         await _stop(task)  # stops its cameras and releases their rows: another node takes them at once

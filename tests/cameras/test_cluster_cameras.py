@@ -26,13 +26,14 @@ from sqlalchemy import select
 
 from config.cameras import CameraConfig
 from config.schema import FirelinkConfig
+from console.appkeys import CAMERA_LEASES
 from dispatch.camera_leases import CameraLeases, lease_name
 from dispatch.db import Database
 from dispatch.models import CoreLease
 from ingest.cameras.capture import Status
 from ingest.cameras.hub import CameraHub
 from tests.cameras.conftest import CAMERAS, ROOT, RtspCamera, camera
-from tests.support import StepClock, pg_database
+from tests.support import Api, StepClock, base_config, pg_database, running_app
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 TTL = 3.0  # the shortest camera lease allowed: the test's takeovers take seconds
@@ -294,3 +295,40 @@ def test_lease_names_fit_the_row() -> None:
     long = "a" * 64
     assert len(lease_name(long)) <= 32 and lease_name(long) != lease_name("a" * 63 + "b")
     assert lease_name(long, "want").startswith("want:")
+
+
+async def test_two_running_cores_split_the_cameras_and_the_survivor_takes_the_other_ones_at_its_clean_stop(
+        pg_url: str, clip: Path, tmp_path: Path) -> None:
+    """`firelink run` wiring: the camera leases start after the detectors' step, the console tells where a camera
+    is shown, and a core that stops hands its cameras over at once (its rows released)."""
+    cams = [dict(camera(cid, str(clip), unit="school-1", loop=True, fps=5).model_dump(mode="json")) for cid in
+            ("c1", "c2")]
+
+    def node_cfg(node: str) -> FirelinkConfig:
+        return base_config(pg_url, None, cameras=cams, video={"evidence_dir": str(tmp_path / node)},
+                           cluster={"enabled": True, "node_id": node, "head_key": "k", "camera_lease_s": 3,
+                                    "scheduler_lease_s": 3, "cameras": {"app-a": ["c1"], "app-b": ["c2"]}})
+
+    async def shown(api: Api, cid: str) -> dict[str, Any]:
+        cams = (await api.get("/api/cameras"))["cameras"]
+        return next(c for c in cams if c["id"] == cid)
+
+    async with running_app(node_cfg("app-b"), mqtt=False) as b:
+        on_b = Api(b.url)
+        try:
+            await on_b.login("officer", "officer-pw")
+            async with running_app(node_cfg("app-a"), mqtt=False) as a:
+                await a.app[CAMERAS].wait_status("c1", Status.ONLINE, within=20)
+                await b.app[CAMERAS].wait_status("c2", Status.ONLINE, within=20)
+                for _ in range(2):  # a whole step of node-b's after app-a took c1: it has seen the row
+                    await asyncio.wait_for(b.app[CAMERA_LEASES].stepped.wait(), TTL)
+                assert (await shown(on_b, "c1"))["watched_by"] == "app-a"
+                assert (await shown(on_b, "c1"))["status"] == "standby"
+                status, body = await on_b.request("GET", "/api/cameras/c1/snapshot.jpg")
+                assert status == 503 and "node app-a" in body["error"]
+                t0 = time.monotonic()
+            await b.app[CAMERAS].wait_status("c1", Status.ONLINE, within=TTL + 10)  # app-a stopped cleanly
+            print(f"camera watched by the survivor {time.monotonic() - t0:.1f} s after the other core's stop began")
+            assert (await shown(on_b, "c1"))["watched_by"] == "app-b"
+        finally:
+            await on_b.close()

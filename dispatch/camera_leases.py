@@ -7,7 +7,8 @@ dispatch.lease's atomic conditional UPDATE/INSERT, so a row has one holder at a 
 1. renews the rows it holds; a row it cannot renew is given up (the camera stopped here) before it can expire,
    so the node that takes it over never watches it together with this one;
 2. gives a camera back to its preferred node (`cluster.cameras`) when that node asks for it: the preferred node,
-   alive and not holding its camera, holds the row `want:{id}`; the holder stops the camera, then deletes its row;
+   alive and not holding its camera, holds the row `want:{id}`; the holder stops the camera, then releases its row
+   (marked expired; a clean stop does the same for all its rows, so the others take them at once);
 3. takes the cameras it may watch whose row is free: its preferred cameras at once; a camera preferred by no node
    at once; another node's preferred camera only when its row expired (the holder died or stalled), or has been
    missing for a whole lease period (its node never came), and never while that node asks for it (`want:`).
@@ -121,7 +122,7 @@ class CameraLeases:
             await self.stop()
 
     async def stop(self) -> None:
-        """Stops every camera watched here and releases the rows (a clean stop hands them over at once)."""
+        """Stops every camera watched here and releases the rows (expired: a clean stop hands them over at once)."""
         for cid in list(self.held):
             await self._give_up(cid, release=True)
         for cid in list(self.wants):
@@ -231,7 +232,16 @@ class CameraLeases:
             self.switch.watched_by(cid, None)
             if release:
                 with contextlib.suppress(Exception):  # it expires by itself
-                    await held.lease.release()
+                    await self._expire(held.lease)
+
+    async def _expire(self, lease: CoreLeaseHolder) -> None:
+        """Releases a camera row by marking it expired, not deleting it: to the other nodes an expired row is a
+        holder gone (taken at once), a missing one a node that has not come yet (given a lease period)."""
+        now = self.clock()
+        async with self.db.session() as s:
+            await s.execute(update(CoreLease).where(CoreLease.name == lease.name, CoreLease.holder == self.holder)
+                            .values(expires_at=now - timedelta(seconds=1)))
+            await s.commit()
 
     async def _want(self, cid: str) -> None:
         lease = self.wants.get(cid)

@@ -340,7 +340,12 @@ class CameraHub:
         log.info("camera %s: no longer watched here", camera_id)
 
     def watched_by(self, camera_id: str, node: str | None) -> None:
-        self.get(camera_id).watcher = node
+        """Cluster mode: which node watches the camera; a change is announced like a status change (consoles)."""
+        s = self.get(camera_id)
+        if s.watcher != node:
+            s.watcher = node
+            if not s.watching:
+                self._changed(s, s.health)
 
     async def stop(self) -> None:
         self.started = False

@@ -82,6 +82,16 @@ class ClusterConfig(FirelinkBaseModel):
     event_retention_s: float = Field(
         600.0, ge=10, le=86400, title="Event retention",
         description="How long committed events stay in cluster_events for nodes that reconnect to catch up.")
+    cameras: dict[Annotated[str, Field(pattern=NODE_ID_PATTERN)], list[str]] = Field(
+        default_factory=dict, title="Camera assignment",
+        description="Which node watches which cameras (capture, detectors, evidence) by preference: node id → "
+                    "camera ids. A camera listed under no node goes to any node; a node that died has its cameras "
+                    "taken over by the others and given back when it returns (docs/cluster.md).")
+    camera_lease_s: float = Field(
+        20.0, ge=3, le=40, title="Camera lease",
+        description="A node watches a camera while holding its lease, renewed every third of this; another node "
+                    "takes a camera over at most this long (plus a third) after its holder died (at most 40 s, so "
+                    "no camera is left unwatched for a minute).")
 
     def node(self) -> str:
         """The node id in effect (the host name unless configured)."""
@@ -446,7 +456,20 @@ class FirelinkConfig(FirelinkBaseModel):
             OrgConfig(id="brigade", name="公安分局", level="brigade", parent="city"),
             OrgConfig(id=self.station.id, name=self.station.name, level="station", parent="brigade")]
 
+    def _check_camera_assignment(self) -> None:
+        known = {c.id for c in self.cameras}
+        owner: dict[str, str] = {}
+        for node, ids in self.cluster.cameras.items():
+            unknown = sorted(set(ids) - known)
+            if unknown:
+                raise ValueError(f"cluster.cameras.{node}: unknown camera id(s) {', '.join(unknown)} (not in cameras:)")
+            for cid in ids:
+                if owner.setdefault(cid, node) != node:
+                    raise ValueError(f"cluster.cameras: camera {cid!r} is assigned to two nodes, {owner[cid]!r} and "
+                                     f"{node!r}; a camera has one preferred node")
+
     def _check_cluster(self) -> None:
+        self._check_camera_assignment()
         if not self.cluster.enabled:
             return
         if not self.database.url.startswith("postgresql"):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from console.ws import Sockets
     from detectors.pipeline import DetectorService
     from dispatch.calls import Calls
+    from dispatch.camera_leases import CameraLeases
     from dispatch.complaint_views import ComplaintViews
     from dispatch.complaints import Complaints
     from dispatch.db import Database
@@ -86,6 +87,7 @@ MQTT: web.AppKey[MqttLink | None] = web.AppKey("mqtt")
 CAMERAS: web.AppKey[CameraHub] = web.AppKey("cameras")
 EVIDENCE: web.AppKey[EvidenceRecorder] = web.AppKey("evidence")
 DETECTORS: web.AppKey[DetectorService] = web.AppKey("detectors")
+CAMERA_LEASES: web.AppKey[CameraLeases] = web.AppKey("camera_leases")  # cluster mode: the cameras watched here
 # --- the console
 HEAVY: web.AppKey[HeavyWork] = web.AppKey("heavy")
 LOGIN_THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("login_throttle")

@@ -143,6 +143,15 @@ def _camera(request: web.Request) -> CameraStream:
     return s
 
 
+def _watched_here(s: CameraStream) -> CameraStream:
+    """Cluster mode: pictures come from the node that watches the camera; another node's console says which."""
+    if not s.watching and s.cfg.enabled:
+        where = f"node {s.watcher}" if s.watcher else "another node (none has taken it yet)"
+        raise HttpError(503, f"camera {s.id} is watched by {where}: open its video on that node's console",
+                        down=[f"camera:{s.id}"])
+    return s
+
+
 def _frame_query(request: web.Request) -> tuple[int | None, int | None]:
     q = request[QUERY_KEY]
     assert isinstance(q, FrameQuery)
@@ -164,7 +173,7 @@ async def get_camera(request: web.Request, _: None) -> web.Response:
 @routes.route("GET", "/api/cameras/{camera_id}/snapshot.jpg", "A camera's latest frame", roles=VIEW_ROLES,
               tag=TAG, query=FrameQuery, produces=("image/jpeg",))
 async def snapshot(request: web.Request, _: None) -> web.Response:
-    s = _camera(request)
+    s = _watched_here(_camera(request))
     width, _fps = _frame_query(request)
     frame = await s.hub.snapshot(s.id, width)
     if frame is None:
@@ -189,7 +198,7 @@ async def _paced(frames: AsyncIterator[EncodedFrame], fps: int | None) -> AsyncI
 @routes.route("GET", "/api/cameras/{camera_id}/live.mjpeg", "Live video as multipart MJPEG", roles=VIEW_ROLES,
               tag=TAG, query=LiveQuery, produces=(f"multipart/x-mixed-replace; boundary={BOUNDARY}",))
 async def live_mjpeg(request: web.Request, _: None) -> web.StreamResponse:
-    s = _camera(request)
+    s = _watched_here(_camera(request))
     width, fps = _frame_query(request)
     resp = web.StreamResponse(
         headers={
@@ -220,7 +229,7 @@ async def live_mjpeg(request: web.Request, _: None) -> web.StreamResponse:
 @routes.route("GET", "/api/cameras/{camera_id}/live.ws", "Live video over a WebSocket (one JPEG per message)",
               roles=VIEW_ROLES, tag=TAG, query=LiveQuery, success=101, statuses=(400,))
 async def live_ws(request: web.Request, _: None) -> web.WebSocketResponse:
-    s = _camera(request)
+    s = _watched_here(_camera(request))
     width, fps = _frame_query(request)
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=1 << 16)
     if not ws.can_prepare(request).ok:
@@ -427,7 +436,8 @@ def setup_video(
                 bus.publish(Event.of(CameraUpdated(camera=s.info())))
 
             hub.on_status.append(on_status)
-        await hub.start()
+        cluster = getattr(app[CONFIG], "cluster", None)  # cluster mode: cameras start by their leases (app.py)
+        await hub.start(() if cluster is not None and cluster.enabled else None)
         rec.start()
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(_retention(rec), name="evidence-retention")]
         if bus is not None:

@@ -176,10 +176,11 @@ class DetectionSink:
         """A hazard's automatic recheck at its deadline: the exit zone's live state plus a snapshot."""
 
         async def recheck(hazard: dict[str, Any]) -> tuple[bool, bytes] | None:
-            pipeline = detectors.pipelines.get(hazard.get("camera_id") or "")
+            cid = hazard.get("camera_id") or ""
+            pipeline = detectors.pipelines.get(cid)
             exits = pipeline.exits if pipeline is not None else None
-            if exits is None:
-                return None  # not watched by a detector here: an officer rechecks
+            if exits is None or cid not in hub or not hub.get(cid).watching:
+                return None  # not watched by a detector here (cluster: maybe by another node): an officer rechecks
             zone = next((z for z in exits.state() if z["zone_id"] == hazard.get("zone")), None)
             frame = await hub.snapshot(hazard["camera_id"])
             if zone is None or frame is None:

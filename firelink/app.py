@@ -4,7 +4,8 @@
     users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler,
     complaints) → exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
     background workers (notify outbox, escalation, device watchdog, false-alarm learning, camera health) →
-    health monitor → cameras and evidence → calls → detectors (+ console-drawn regions) → console routes.
+    health monitor → cameras and evidence → calls → detectors (+ console-drawn regions) → camera leases (cluster
+    mode: which cameras this node watches) → console routes.
 
 Each part is one aiohttp cleanup context below, in that order; parts find each other through the typed keys of
 console/appkeys.py. Nothing is patched into a part after it was built except the two hooks that only exist once
@@ -27,6 +28,7 @@ from config.schema import FirelinkConfig
 from console.appkeys import (
     BUS,
     CALLS,
+    CAMERA_LEASES,
     CAMERAS,
     CLOCK,
     COMPLAINT_VIEWS,
@@ -67,6 +69,7 @@ from detectors.train import save_hard_negative
 from dispatch.actor import SYSTEM
 from dispatch.auth import ensure_first_admin, ensure_users
 from dispatch.calls import Calls
+from dispatch.camera_leases import CameraLeases
 from dispatch.cluster import cluster_writing, lease_name, startup_turn
 from dispatch.complaint_views import ComplaintViews
 from dispatch.complaints import Complaints
@@ -352,11 +355,25 @@ def create_app(cfg: FirelinkConfig, *, clock: Callable[[], datetime] = utcnow, m
         await _stop(follower)
         await service.close()
 
+    async def camera_leases(app: web.Application) -> AsyncIterator[None]:
+        """Cluster mode: this node watches the cameras whose lease it holds (dispatch.camera_leases); a single box
+        watches every camera (the hub started them all)."""
+        if not cfg.cluster.enabled or not cfg.cameras:
+            yield
+            return
+        watched = [c.id for c in cfg.cameras if c.enabled]
+        leases = app[CAMERA_LEASES] = CameraLeases(app[DB], cfg.cluster.node(), watched, cfg.cluster.cameras,
+                                                   app[CAMERAS], cfg.cluster.camera_lease_s, clock)
+        task = asyncio.create_task(leases.run(), name="camera-leases")
+        yield
+        await _stop(task)  # stops its cameras and releases their rows: another node takes them at once
+
     contexts: list[Context] = [database, lease, core, cluster_events, heavy_reads, hazards, regions,
                                detection_sink, broker, mqtt_link, workers, health]
     app.cleanup_ctx.extend(contexts)
     setup_video(app, record=record_evidence, recorded=recorded_evidence)  # cameras and evidence: its own context
     app.cleanup_ctx.append(calls)
     app.cleanup_ctx.append(detectors)
+    app.cleanup_ctx.append(camera_leases)  # after the detectors: a camera taken here is analysed from its first frame
     setup_console(app)
     return app

@@ -105,9 +105,20 @@ async def test_camera_recheck_reads_the_exit_zone_state_and_takes_a_snapshot(sql
         async def snapshot(camera_id: str) -> SimpleNamespace:
             return SimpleNamespace(data=shot)
 
-        recheck = app.app[DETECTIONS].camera_recheck(detectors, SimpleNamespace(snapshot=snapshot))
+        streams = {"cam-9": SimpleNamespace(watching=True)}
+
+        class Hub(SimpleNamespace):  # the camera hub's part a recheck uses
+            def __contains__(self, camera_id: object) -> bool:
+                return camera_id in streams
+
+            def get(self, camera_id: str) -> SimpleNamespace:
+                return streams[camera_id]
+
+        recheck = app.app[DETECTIONS].camera_recheck(detectors, Hub(snapshot=snapshot))
         assert await recheck({"camera_id": "cam-9", "zone": "north"}) == (True, shot)
         zones[0].update(fraction=0.5, blocked_since=123.0, hazard=True)
         assert await recheck({"camera_id": "cam-9", "zone": "north"}) == (False, shot)
         assert await recheck({"camera_id": "other", "zone": "north"}) is None  # not watched: officer rechecks
         assert await recheck({"camera_id": "cam-9", "zone": "south"}) is None
+        streams["cam-9"].watching = False  # cluster mode: another node watches it, this one's state is stale
+        assert await recheck({"camera_id": "cam-9", "zone": "north"}) is None

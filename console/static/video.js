@@ -179,7 +179,8 @@ function paintBadge(el, cam) {
   if (!el) return;
   el.dataset.status = cam.status;
   el.classList.toggle("bad", FAULTS.has(cam.status));
-  el.textContent = t("cam.status." + cam.status) + (cam.fault && FAULTS.has(cam.status) ? ` · ${cam.fault}` : "");
+  el.textContent = t("cam.status." + cam.status) + (cam.fault && FAULTS.has(cam.status) ? ` · ${cam.fault}` : "")
+    + (cam.status === "standby" && cam.watched_by ? ` · ${cam.watched_by}` : "");
   el.title = cam.fault || "";
 }
 

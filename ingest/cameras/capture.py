@@ -63,6 +63,7 @@ class Status(enum.StrEnum):
     FROZEN = "frozen"
     DARK = "dark"
     DISABLED = "disabled"
+    STANDBY = "standby"  # cluster mode: another node watches it (or none yet); not a fault
 
 
 FAULTS = frozenset({Status.OFFLINE, Status.FROZEN, Status.DARK})

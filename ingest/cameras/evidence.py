@@ -348,8 +348,8 @@ class EvidenceRecorder:
         return await asyncio.shield(fut)
 
     async def capture(self, incident_id: int, unit_id: str, at: float) -> list[EvidenceFile]:
-        streams = self.hub.for_unit(unit_id)
-        if not streams:
+        streams = [s for s in self.hub.for_unit(unit_id) if s.watching]  # cluster: the unit's other cameras'
+        if not streams:  # evidence is recorded by the nodes that watch them
             return []
         base = {"incident_id": incident_id, "unit_id": unit_id, "opened_at": at, "created": time.time(),
                 "hold": False, "files": []}  # fmt: skip

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -169,12 +169,14 @@ class CameraStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.evidence_channel: EncodedChannel | None = None
         self.on_first_frame: list[Callable[[CameraStream], None]] = []
+        self.watching = False  # this process captures it (always on a single box; cluster: while it holds the lease)
+        self.watcher: str | None = None  # cluster mode: the node that watches it, when known
 
     # -- thread side --
     def push(self, ts: float, image: Frame) -> None:
         """Called from the capture thread: keep only the newest frame, wake the loop once."""
         loop = self._loop
-        if loop is None:
+        if loop is None or not self.watching:  # a straggler of a capture being stopped is dropped
             return
         with self._lock:
             self._pending = RawFrame(ts, image)
@@ -191,7 +193,7 @@ class CameraStream:
         with self._lock:
             raw, self._pending = self._pending, None
             self._scheduled = False
-        if raw is None:
+        if raw is None or not self.watching:
             return
         first = self.frames.value is None
         self.frames.publish(raw)
@@ -235,6 +237,7 @@ class CameraStream:
             "fault": self.health.fault,
             "status_since": self.health_since,
             "viewers": sum(c.users for c in self.channels.values() if c is not self.evidence_channel),
+            "watched_by": self.watcher,
         }
         return out
 
@@ -271,6 +274,7 @@ class CameraHub:
         self.health_interval_s = health_interval_s
         self.stop_wait_s = stop_wait_s
         self.on_status: list[StatusCallback] = []
+        self.on_watch: list[Callable[[str, bool], None]] = []  # (camera id, watching) when a capture starts/stops
         self._task: asyncio.Task[None] | None = None
         self.started = False
 
@@ -288,15 +292,60 @@ class CameraHub:
         return [s.info() for s in self.streams.values()]
 
     # ---- lifecycle ----
-    async def start(self) -> None:
+    async def start(self, watch: Iterable[str] | None = None) -> None:
+        """Starts capturing `watch` (default: every camera); the others wait in standby for `watch_camera`."""
         loop = asyncio.get_running_loop()
+        ids = set(self.streams) if watch is None else set(watch)
         for s in self.streams.values():
             s._loop = loop
-            s.capture.started_mono = time.monotonic()
-            s.capture.start()
+            if s.id in ids:
+                self._begin(s)
+            elif s.cfg.enabled:
+                s.health, s.health_since = Health(Status.STANDBY, None), time.time()
         self._task = asyncio.create_task(self._watch_health(), name="camera-health")
         self.started = True
-        log.info("camera hub started with %d camera(s)", len(self.streams))
+        log.info("camera hub started with %d camera(s), %d watched here", len(self.streams),
+                 sum(s.watching for s in self.streams.values()))
+
+    def _begin(self, s: CameraStream) -> None:
+        s.watching = True
+        s.capture.started_mono = time.monotonic()
+        s.capture.start()
+        for cb in list(self.on_watch):
+            cb(s.id, True)
+
+    async def watch(self, camera_id: str) -> None:
+        """Starts capturing a camera in standby (cluster mode: this node took its lease)."""
+        s = self.get(camera_id)
+        if s.watching:
+            return
+        s.capture = CameraCapture(s.cfg, s.push)  # a fresh thread and fresh measurements
+        self._begin(s)
+        log.info("camera %s: watched here", camera_id)
+
+    async def unwatch(self, camera_id: str) -> None:
+        """Stops capturing a camera (cluster mode: its lease goes to another node). Frames stop at once (a straggler
+        of the thread is dropped); the thread is waited for at most `stop_wait_s`."""
+        s = self.get(camera_id)
+        if not s.watching:
+            return
+        s.watching = False
+        for cb in list(self.on_watch):
+            cb(s.id, False)
+        s.capture.request_stop()
+        old, s.health = s.health, Health(Status.STANDBY if s.cfg.enabled else Status.DISABLED, None)
+        s.health_since = time.time()
+        self._changed(s, old)
+        await asyncio.to_thread(s.capture.join, self.stop_wait_s)
+        log.info("camera %s: no longer watched here", camera_id)
+
+    def watched_by(self, camera_id: str, node: str | None) -> None:
+        """Cluster mode: which node watches the camera; a change is announced like a status change (consoles)."""
+        s = self.get(camera_id)
+        if s.watcher != node:
+            s.watcher = node
+            if not s.watching:
+                self._changed(s, s.health)
 
     async def stop(self) -> None:
         self.started = False
@@ -322,20 +371,26 @@ class CameraHub:
         while True:
             now = time.monotonic()
             for s in self.streams.values():
+                if not s.watching:
+                    continue  # standby: another node judges its health
                 h = s.capture.health(now)
                 if h.status != s.health.status:
                     old, s.health = s.health, h
                     s.health_since = time.time()
-                    log_fn = log.warning if h.is_fault else log.info
-                    log_fn("camera %s: %s%s", s.id, h.status.value, f" ({h.fault})" if h.fault else "")
-                    for cb in list(self.on_status):
-                        try:
-                            cb(s, old, h)
-                        except Exception:
-                            log.exception("camera status callback failed")
+                    self._changed(s, old)
                 elif h.fault != s.health.fault:
                     s.health = h
             await asyncio.sleep(self.health_interval_s)
+
+    def _changed(self, s: CameraStream, old: Health) -> None:
+        h = s.health
+        log_fn = log.warning if h.is_fault else log.info
+        log_fn("camera %s: %s%s", s.id, h.status.value, f" ({h.fault})" if h.fault else "")
+        for cb in list(self.on_status):
+            try:
+                cb(s, old, h)
+            except Exception:
+                log.exception("camera status callback failed")
 
     def end_live_views(self) -> None:
         """End every live viewer's stream (app shutdown: don't hold connections open)."""

@@ -1,7 +1,8 @@
 """The composition root: builds every part and starts them in one readable order (stop is the reverse).
 
-    database → core lease (a second core on the same database stops here) → core (writer, incident service,
-    users, device monitor) → heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler,
+    database → core lease (a second core on the same database stops here; in cluster mode one per node id) →
+    core (writer, incident service, users, device monitor) → cluster events (other cores' events, cluster mode) →
+    heavy reads (KPI index, bounded workers) → hazards (+ deadline scheduler,
     complaints) → exit zones → masks → detection sink → MQTT broker (embedded only when none answers) → MQTT link →
     background workers (notify outbox, escalation, device watchdog, false-alarm learning, camera health) →
     health monitor → cameras and evidence → calls → detectors (+ console-drawn regions) → camera leases (cluster

@@ -4,7 +4,8 @@ Real PostgreSQL (a throw-away database), a real camera source (a looping video f
 worker is `python -m firelink.cli detect` in its own process, preferred for camera c1 by `cluster.cameras`; a core's
 camera side (its hub and its `CameraLeases`, as `firelink run` wires them) runs in this process as node `core-1` on
 "another host" (so it must wait for the worker's lease to expire). The worker watches c1 and the core leaves it
-alone; SIGKILL the worker and the core takes c1 within the lease period, never while the worker watched it.
+alone; SIGKILL the worker and the core takes c1 within the lease period, never while the worker watched it; the
+worker restarted gets c1 back (the core stops it first); its SIGTERM hands c1 to the core at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -50,8 +52,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Worker:
     """`firelink detect` in its own process; its log lines, and when each awaited one came (monotonic)."""
 
-    def __init__(self, config: Path, *args: str) -> None:
-        self.argv = [sys.executable, "-m", "firelink.cli", "--config", str(config), "detect", *args]
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
         self.lines: list[str] = []
         self.seen: dict[str, float] = {}
         self.changed = asyncio.Event()
@@ -80,6 +82,11 @@ class Worker:
                 await self.changed.wait()
         return self.seen.setdefault(text, time.monotonic())
 
+    def logged_at(self, text: str) -> float:
+        """The wall-clock time (UNIX seconds) in the first log line containing `text` (logged just after the act)."""
+        line = next(line for line in self.lines if text in line)
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as logged
+
     async def kill(self) -> float:
         assert self.proc is not None
         self.proc.kill()
@@ -104,17 +111,28 @@ async def test_a_detect_worker_watches_its_leased_camera_and_a_core_takes_it_whe
                       cluster={"enabled": True, "head_key": "k", "camera_lease_s": TTL, "cameras": preferred})
     db = Database(pg_url)
     await db.upgrade()  # the schema, as the first core creates it
-    watches: list[tuple[float, str, bool]] = []  # the core's capture starts and stops
+    watches: list[tuple[float, str, bool, float]] = []  # the core's capture starts and stops (monotonic, …, wall)
     changed = asyncio.Event()
     hub = CameraHub(cams)
 
     def on_watch(cid: str, on: bool) -> None:
-        watches.append((time.monotonic(), cid, on))
+        watches.append((time.monotonic(), cid, on, time.time()))
         changed.set()
 
     hub.on_watch.append(on_watch)
     core = CameraLeases(db, "core-1", [c.id for c in cams], preferred, hub, TTL, host="host-core")
-    worker = Worker(config_yaml(cfg, tmp_path / "worker.yaml"), "--camera", "c1", "--node-id", "worker-1")
+    argv = [sys.executable, "-m", "firelink.cli", "--config", str(config_yaml(cfg, tmp_path / "worker.yaml")),
+            "detect", "--camera", "c1", "--node-id", "worker-1"]
+    worker, again = Worker(argv), Worker(argv)
+
+    async def core_watches(cid: str, on: bool, count: int) -> tuple[float, float]:
+        """Waits for the core's `count`-th start (or stop) of a camera; when (monotonic, wall)."""
+        async with asyncio.timeout(TTL * 4):
+            while len(got := [(t, w) for t, c, o, w in watches if c == cid and o == on]) < count:
+                changed.clear()
+                await changed.wait()
+        return got[count - 1]
+
     await hub.start(())
     task = asyncio.create_task(core.run())
     try:
@@ -128,22 +146,35 @@ async def test_a_detect_worker_watches_its_leased_camera_and_a_core_takes_it_whe
         assert (await holders(db)) == {lease_name("c1"): "worker-1", lease_name("c2"): "core-1"}
 
         killed = await worker.kill()
-        async with asyncio.timeout(TTL * 3):
-            while not any(cid == "c1" and on for _, cid, on in watches):
-                changed.clear()
-                await changed.wait()
-        taken = next(t for t, cid, on in watches if cid == "c1" and on)
+        taken, _ = await core_watches("c1", True, 1)
         assert taken - killed <= TTL + core.period + 1.5, taken - killed  # the lease period, plus one attempt
         await hub.wait_status("c1", Status.ONLINE, within=15)
         assert (await holders(db))[lease_name("c1")] == "core-1"
-        assert [(cid, on) for _, cid, on in watches] == [("c2", True), ("c1", True)]  # c1 only after the kill
-        print(f"the worker had c1 online {killed - worker.seen['camera c1: online']:.1f} s before its SIGKILL; the "
-              f"core took c1 {taken - killed:.1f} s after it")
+        assert [(cid, on) for _, cid, on, _ in watches] == [("c2", True), ("c1", True)]  # c1 only after the kill
+
+        # The worker back: it asks for c1; the core stops it, then lets it go; the worker takes it.
+        await again.start()
+        await again.logged("camera c1: watched by this node (worker-1) now", within=TTL * 4 + 10)
+        _, core_off = await core_watches("c1", False, 1)
+        assert core_off < again.logged_at("camera c1: watched here")
+        await again.logged("camera c1: online", within=15)
+
+        # A clean stop (SIGTERM): the worker stops c1 and releases its row; the core takes it at its next attempt.
+        assert again.proc is not None
+        stopping = time.monotonic()
+        again.proc.terminate()
+        assert await asyncio.wait_for(again.proc.wait(), 15) == 0
+        back, core_on = await core_watches("c1", True, 2)
+        assert core_on > again.logged_at("camera c1: no longer watched here")
+        assert back - stopping <= core.period + 1.5, back - stopping
+        print(f"the core took c1 {taken - killed:.1f} s after the worker's SIGKILL and {back - stopping:.1f} s after "
+              f"its SIGTERM")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if worker.proc is not None and worker.proc.returncode is None:
-            await worker.kill()
+        for w in (worker, again):
+            if w.proc is not None and w.proc.returncode is None:
+                await w.kill()
         await hub.stop()
         await db.dispose()
 

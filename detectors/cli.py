@@ -13,12 +13,15 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from config.detectors import CameraDetectors, DetectorsConfig, ExitZoneConfig
 from ingest.contract import AlarmDetection, DetectionEvent, ExitHazard
+
+if TYPE_CHECKING:
+    from detectors.worker import AssignmentFactory
 
 
 def detectors_config(cfg: Any) -> DetectorsConfig:
@@ -215,8 +218,9 @@ def cmd_train_verifier(cfg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: Any) -> None:
-    """Adds detect-image, detect-video, detect and train to the `firelink` sub-command parsers."""
+def add_commands(subparsers: Any, camera_assignment: AssignmentFactory | None = None) -> None:
+    """Adds detect-image, detect-video, detect and train to the `firelink` sub-command parsers. `camera_assignment`
+    is how a `detect` worker takes part in cluster mode's camera leases (given by the composition root)."""
     from detectors.train import add_arguments as train_args
 
     p = subparsers.add_parser("detect-image", help="smoke/fire decision per image (one JSON line each)")
@@ -234,8 +238,11 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_detect_video)
 
     p = subparsers.add_parser("detect", help="detector worker: watch cameras, publish detections over MQTT")
-    p.add_argument("--cameras", action="append", default=[], help="camera ids (comma-separated; default: all)")
-    p.set_defaults(handler=cmd_detect)
+    p.add_argument("--cameras", "--camera", action="append", default=[],
+                   help="camera ids (comma-separated, repeatable; default: all)")
+    p.add_argument("--node-id", help="cluster mode: this worker's node id in the camera leases (default: "
+                                     "cluster.node_id, else the host name); give each worker its own")
+    p.set_defaults(handler=cmd_detect, assignment=camera_assignment)
 
     p = subparsers.add_parser("train-verifier", help="rebuild the second stage's feature table (CPU, minutes)")
     p.add_argument("--data", type=Path, action="append", default=[], required=True,

@@ -22,14 +22,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
+import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import cv2
 import numpy as np
 
-from config.schema import FirelinkConfig, MqttConfig
+from config.schema import NODE_ID_PATTERN, FirelinkConfig, MqttConfig
+from ingest.cameras.assignment import CameraAssignment, CameraSwitch
 from ingest.contract import AlarmDetection, DetectionEvent, ExitEvent, ExitHazard
 from ingest.payloads import (
     MAX_BOXES,
@@ -127,8 +130,16 @@ class MqttPublisher:
         await asyncio.to_thread(info.wait_for_publish, 30)
 
 
-async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asyncio.Event | None = None) -> None:
-    """Runs until `stop` is set (or SIGINT/SIGTERM)."""
+AssignmentFactory = Callable[[FirelinkConfig, str, Sequence[str]], CameraAssignment]
+"""(config, node id, camera ids) → the hook that decides which of them this worker watches (cluster mode: the
+composition passes dispatch.camera_leases' lease per camera; the detectors never import it)."""
+
+
+async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asyncio.Event | None = None,
+                     assignment: CameraAssignment | None = None, node: str | None = None) -> None:
+    """Runs until `stop` is set (or SIGINT/SIGTERM). Without `assignment` (a single box) it watches every camera
+    given; with one (cluster mode) the cameras wait in standby and are watched (captured and analysed) only while
+    the assignment says so. `node` names the worker (its MQTT client id)."""
     from detectors.pipeline import DetectorService
     from ingest.cameras.hub import CameraHub
 
@@ -139,7 +150,8 @@ async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asynci
         raise SystemExit(f"unknown camera(s): {', '.join(missing)}")
     cams = [known[c] for c in camera_ids]
     prefix = cfg.mqtt.topic_prefix
-    pub = MqttPublisher(cfg.mqtt, f"firelink-detect-{'-'.join(camera_ids)[:40]}")
+    # Two workers given the same cameras (cluster failover) must not share a broker session: the node id is in it.
+    pub = MqttPublisher(cfg.mqtt, f"firelink-detect-{f'{node}-' if node else ''}{'-'.join(camera_ids)}"[:64])
     await asyncio.to_thread(pub.start)
     hub = CameraHub(cams, cfg.video)
 
@@ -152,19 +164,49 @@ async def run_worker(cfg: FirelinkConfig, camera_ids: list[str], *, stop: asynci
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    await hub.start()
+    await hub.start(None if assignment is None else ())  # cluster mode: standby until assigned
     await svc.start()
+    waits: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait(), name="detect-stop")]
+    if assignment is not None:  # after the detectors: a camera assigned here is analysed from its first frame
+        waits.append(asyncio.create_task(_assigned(assignment, hub), name="detect-assignment"))
     try:
-        await stop.wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for t in waits:  # the assignment first: it stops its cameras, then lets the other nodes take them
+            t.cancel()
+        results = await asyncio.gather(*waits, return_exceptions=True)
         await svc.stop()
         await hub.stop()
         await asyncio.to_thread(pub.stop)
+    failed = [r for r in results if isinstance(r, Exception)]
+    if failed:
+        raise failed[0]
 
 
-def cmd_detect(cfg: Any, args: argparse.Namespace) -> int:
+async def _assigned(assignment: CameraAssignment, switch: CameraSwitch) -> None:
+    await assignment(switch)
+    raise RuntimeError("the camera assignment ended by itself")  # it runs until cancelled
+
+
+def cmd_detect(cfg: FirelinkConfig, args: argparse.Namespace) -> int:
     ids = [c for part in args.cameras for c in part.split(",") if c]
     if not ids:
         ids = [c.id for c in cfg.cameras if c.enabled]
-    asyncio.run(run_worker(cfg, ids))
+    node: str | None = getattr(args, "node_id", None)
+    factory: AssignmentFactory | None = getattr(args, "assignment", None)
+    if not cfg.cluster.enabled:
+        if node is not None:
+            print("error: --node-id applies in cluster mode only (cluster.enabled)", file=sys.stderr)
+            return 2
+        asyncio.run(run_worker(cfg, ids))
+        return 0
+    if factory is None:
+        print("error: cluster mode, but this `detect` command has no camera leases to take part in", file=sys.stderr)
+        return 2
+    node = node or cfg.cluster.node()
+    if not re.fullmatch(NODE_ID_PATTERN, node):
+        print(f"error: node id {node!r} does not match {NODE_ID_PATTERN}", file=sys.stderr)
+        return 2
+    log.info("detector worker %s: cameras %s by lease (cluster mode)", node, ", ".join(ids))
+    asyncio.run(run_worker(cfg, ids, assignment=factory(cfg, node, ids), node=node))
     return 0

@@ -15,8 +15,9 @@ dispatch.lease's atomic conditional UPDATE/INSERT, so a row has one holder at a 
 
 A camera is therefore left unwatched at most `camera_lease_s` after its holder's last renewal plus one attempt
 period (at once when the dead holder ran on this host: its process is gone), and on a hand-back for at most two
-attempt periods. Starting and stopping a camera is the `CameraSwitch`'s (the camera hub: capture, and with it
-detection and evidence, which only take frames from the cameras being watched).
+attempt periods. Starting and stopping a camera is the `CameraSwitch`'s (ingest.cameras.assignment; the camera hub
+of a core or of a `firelink detect` worker: capture, and with it detection and evidence, which only take frames
+from the cameras being watched).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import or_, select, update
 
+from config.schema import FirelinkConfig
 from dispatch.db import Database
 from dispatch.lease import CoreLeaseHolder, LeaseHeld, pid_alive
 from dispatch.models import CoreLease
+from ingest.cameras.assignment import CameraAssignment, CameraSwitch
 from ingest.contract import utcnow
 
 log = logging.getLogger(__name__)
@@ -53,17 +55,6 @@ def lease_name(camera_id: str, kind: str = CAMERA) -> str:
         return name
     digest = hashlib.blake2s(camera_id.encode(), digest_size=4).hexdigest()
     return f"{kind}:{camera_id[:NAME_MAX - len(kind) - 10]}#{digest}"
-
-
-class CameraSwitch(Protocol):
-    """Starts and stops watching a camera on this node (the camera hub)."""
-
-    async def watch(self, camera_id: str) -> None: ...
-
-    async def unwatch(self, camera_id: str) -> None: ...
-
-    def watched_by(self, camera_id: str, node: str | None) -> None:
-        """Which node watches a camera this node does not (None: none known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,3 +259,18 @@ def _fresh(row: Row | None, now: datetime) -> bool:
 def _node(holder: str) -> str | None:
     node, sep, _ = holder.partition("/")
     return node if sep else None
+
+
+def worker_assignment(cfg: FirelinkConfig, node: str, cameras: Sequence[str]) -> CameraAssignment:
+    """A `firelink detect` worker's cameras by lease (cluster mode): the worker is node `node` among the cores, and
+    watches those of `cameras` whose lease it holds, by the same rules (preference from `cluster.cameras`, takeover,
+    hand-back). Its database connection lives as long as the assignment runs."""
+
+    async def run(switch: CameraSwitch) -> None:
+        db = Database(cfg.database.url, cfg.database.echo)
+        try:
+            await CameraLeases(db, node, cameras, cfg.cluster.cameras, switch, cfg.cluster.camera_lease_s).run()
+        finally:
+            await db.dispose()
+
+    return run

@@ -17,6 +17,7 @@ from config.schema import FirelinkConfig
 from detectors import cli as detectors_cli
 from dispatch import cli as dispatch_cli
 from dispatch import logsetup
+from dispatch.camera_leases import worker_assignment
 
 # A burst allocates many short-lived ORM/JSON objects; with the default thresholds the cyclic GC ran
 # full collections under load and stalled the loop (bench, 1000 alarms/s: p99 ~1 s → under 200 ms).
@@ -66,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the core, MQTT ingest and the web console").set_defaults(handler=cmd_run)
     dispatch_cli.add_commands(sub)  # press, user add, db upgrade, audit verify
-    detectors_cli.add_commands(sub)  # detect-image, detect-video, detect (worker), train, train-verifier
+    # detect-image, detect-video, detect (worker; cluster mode: by camera lease), train, train-verifier
+    detectors_cli.add_commands(sub, camera_assignment=worker_assignment)
     _config_everywhere(p)
     return p
 

@@ -25,6 +25,7 @@ from dispatch.complaint_rows import (
 from dispatch.core import Core
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.hazard_models import Hazard
+from dispatch.scope import stations_seen
 
 ASSISTANT = "assistant"
 QUEUE_STATES = {"new": (RECEIVED,), "accepted": (ACCEPTED,), "rejected": (REJECTED,),
@@ -57,9 +58,9 @@ class ComplaintViews:
             query = query.order_by(Complaint.id.desc())
         else:
             scope = self.core.scope(actor)
-            if scope.unit_id is not None:
+            if scope.role == "unit":
                 raise Forbidden("units do not see the triage queue")
-            query = query.where(Complaint.station_id.in_(sorted(scope.stations)),
+            query = query.where(Complaint.station_id.in_(sorted(stations_seen(scope))),
                                 Complaint.status.in_(QUEUE_STATES[state]))
             query = query.order_by(Complaint.id.asc() if state == "new" else Complaint.id.desc())
         query = query.limit(max(1, min(limit, 1000)))

@@ -30,7 +30,7 @@ from dispatch.models import (
     Unit,
 )
 from dispatch.org_tree import Org, OrgTree
-from dispatch.scope import Scope, scope_of
+from dispatch.scope import scope_of
 from dispatch.state import (
     IncidentStatus,
 )
@@ -179,7 +179,7 @@ class Core:
         tx.events.append(Event(ev.INCIDENT_UPDATED, {"incident": view}))
         return view
 
-    def scope(self, actor: Actor) -> Scope:
+    def scope(self, actor: Actor) -> Actor:
         """The stations (or the one unit) whose work `actor` sees (dispatch.scope)."""
         return scope_of(actor, self.orgs, self.cfg.station.id)
 

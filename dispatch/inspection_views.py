@@ -25,7 +25,7 @@ from dispatch.hazard_models import Hazard
 from dispatch.hazard_rows import check_visible, hazard_view
 from dispatch.inspection_models import Inspection, InspectionPhoto
 from dispatch.models import RecordEntry, Unit
-from dispatch.scope import Scope
+from dispatch.scope import stations_seen
 from dispatch.state import IN_RECTIFICATION
 from dispatch.views import iso, unit_view
 from ingest.integrity import IntegrityError, sha256_bytes
@@ -91,10 +91,10 @@ async def hazards_of(s: AsyncSession, row: Inspection, hcfg: HazardsConfig,
     return {h.id: hazard_view(h, hcfg, units) for h in rows}
 
 
-def visible(scope: Scope, row: Inspection, units: Mapping[str, Unit]) -> bool:
+def visible(scope: Actor, row: Inspection, units: Mapping[str, Unit]) -> bool:
     """A unit sees its own inspections; others those of their stations (by the unit's station, or the station
     that inspected)."""
-    if scope.unit_id is not None:
+    if scope.role == "unit":
         return row.unit_id == scope.unit_id
     unit = units.get(row.unit_id)
     return scope.sees_station(row.station_id) or (unit is not None and scope.sees_station(unit.station_id))
@@ -102,7 +102,7 @@ def visible(scope: Scope, row: Inspection, units: Mapping[str, Unit]) -> bool:
 
 class InspectionViews:
     def __init__(self, db: Database, hcfg: HazardsConfig, units: Mapping[str, Unit],
-                 scope: Callable[[Actor], Scope]) -> None:
+                 scope: Callable[[Actor], Actor]) -> None:
         self.db = db
         self.hcfg = hcfg
         self.units = units  # the core's units (a live mapping)
@@ -110,9 +110,9 @@ class InspectionViews:
 
     def _scoped(self, query: Select[Inspection], actor: Actor) -> Select[Inspection]:
         scope = self.scope(actor)
-        if scope.unit_id is not None:
-            return query.where(Inspection.unit_id == scope.unit_id)
-        stations = sorted(scope.stations)
+        if scope.role == "unit":
+            return query.where(Inspection.unit_id == (scope.unit_id or ""))
+        stations = sorted(stations_seen(scope))
         return query.join(Unit, Unit.id == Inspection.unit_id).where(
             or_(Unit.station_id.in_(stations), Inspection.station_id.in_(stations)))
 

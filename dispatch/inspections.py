@@ -43,7 +43,6 @@ from dispatch.hazards import INSPECTION, clause_snapshot
 from dispatch.inspection_models import Inspection, InspectionItem, InspectionPhoto, InspectionRecheck
 from dispatch.inspection_views import hazards_of, inspection_view, photo_view, unit_snapshot
 from dispatch.models import Unit, User
-from dispatch.scope import Scope
 from dispatch.state import IN_RECTIFICATION, TransitionError
 from dispatch.views import iso
 from dispatch.writer import Tx
@@ -122,7 +121,7 @@ def results_hash(answers: Sequence[Answer]) -> str:
 
 class Inspections:
     def __init__(self, ctx: HazardContext, cases: HazardCases, checklists: Checklists,
-                 scope: Callable[[Actor], Scope]) -> None:
+                 scope: Callable[[Actor], Actor]) -> None:
         self.ctx = ctx
         self.cases = cases  # failed items become hazards; a recheck inspection rechecks through the case flow
         self.checklists = checklists

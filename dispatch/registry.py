@@ -30,7 +30,7 @@ from dispatch.actor import Actor
 from dispatch.core import Core
 from dispatch.errors import BadRequest, Forbidden, NotFound
 from dispatch.models import Unit, User, table_of
-from dispatch.scope import Scope
+from dispatch.scope import stations_seen
 from dispatch.state import TransitionError
 from dispatch.unit_fields import FIELDS, RESERVED_IDS, RetireBody, UnitCreate, UnitFields, UnitPatch
 from dispatch.unit_views import COMMUNITY_OFFICER_ROLES_EXCLUDED, UnitViews, unit_types
@@ -113,16 +113,17 @@ class Registry:
 
     # ------------------------------------------------------------------ checks
 
-    def station_for(self, scope: Scope, station_id: str | None) -> str:
+    def station_for(self, scope: Actor, station_id: str | None) -> str:
         """The unit's station: the one given (a station the caller oversees), or the caller's only station."""
+        stations = stations_seen(scope)
         if station_id is None:
-            if len(scope.stations) == 1:
-                return next(iter(scope.stations))
+            if len(stations) == 1:
+                return next(iter(stations))
             raise BadRequest("station_id is required (you oversee several stations, or none)")
         org = self.core.orgs.orgs.get(station_id)
         if org is None or org.level != "station":
             raise BadRequest(f"unknown station {station_id!r}")
-        if station_id not in scope.stations:
+        if station_id not in stations:
             raise Forbidden(f"station {station_id!r} is outside your scope")
         return station_id
 

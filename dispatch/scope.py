@@ -10,7 +10,7 @@ row of another subtree leaks.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import InstrumentedAttribute
@@ -18,20 +18,6 @@ from sqlalchemy.orm import InstrumentedAttribute
 from dispatch.actor import Actor
 from dispatch.models import Unit
 from dispatch.org_tree import OrgTree
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    stations: frozenset[str]  # the stations whose work the actor sees
-    unit_id: str | None = None  # set for a unit's own login: only this unit
-
-    def sees_station(self, station_id: str | None) -> bool:
-        return station_id is not None and station_id in self.stations
-
-    def sees_unit(self, unit_id: str, station_id: str | None) -> bool:
-        if self.unit_id is not None:
-            return unit_id == self.unit_id
-        return self.sees_station(station_id)
 
 
 def stations_of(actor: Actor, tree: OrgTree, default_station: str,
@@ -55,12 +41,14 @@ def scoped(actor: Actor, tree: OrgTree, default_station: str, oversight: Collect
     return replace(actor, stations=stations_of(actor, tree, default_station, oversight))
 
 
-def scope_of(actor: Actor, tree: OrgTree, default_station: str) -> Scope:
-    if actor.role == "unit":
-        return Scope(frozenset(), unit_id=actor.unit_id or "")
-    if actor.stations is not None:
-        return Scope(actor.stations)
-    return Scope(stations_of(actor, tree, default_station))
+def scope_of(actor: Actor, tree: OrgTree, default_station: str) -> Actor:
+    """The actor with its scope set: as the console put it on the request, else worked out here."""
+    return actor if actor.stations is not None else scoped(actor, tree, default_station)
+
+
+def stations_seen(actor: Actor) -> frozenset[str]:
+    """The stations a scoped actor sees (`scope_of`); a unit's login sees none, only its own unit."""
+    return actor.stations if actor.stations is not None and actor.role != "unit" else frozenset()
 
 
 def unit_ids_in_scope(actor: Actor) -> Select[str] | None:

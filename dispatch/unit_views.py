@@ -24,7 +24,7 @@ from dispatch.actor import Actor
 from dispatch.core import Core
 from dispatch.errors import Forbidden, NotFound
 from dispatch.models import Device, RecordEntry, Unit, User
-from dispatch.scope import Scope
+from dispatch.scope import stations_seen
 from dispatch.views import device_view, iso, record_view, unit_view
 
 COMMUNITY_OFFICER_ROLES_EXCLUDED = frozenset({"unit", "agency", "assessor"})
@@ -53,12 +53,12 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def in_scope(scope: Scope) -> ColumnElement[bool]:
-    if scope.unit_id is not None:
-        return Unit.id == scope.unit_id
-    if not scope.stations:
-        return false()
-    return Unit.station_id.in_(sorted(scope.stations))
+def in_scope(scope: Actor) -> ColumnElement[bool]:
+    """The units a scoped actor (`Core.scope`) sees."""
+    if scope.role == "unit":
+        return Unit.id == (scope.unit_id or "")
+    stations = stations_seen(scope)
+    return Unit.station_id.in_(sorted(stations)) if stations else false()
 
 
 def word_found(word: str, dialect: str) -> ColumnElement[bool]:
@@ -75,10 +75,10 @@ def word_found(word: str, dialect: str) -> ColumnElement[bool]:
                Unit.credit_code.like(_like(word.upper()), escape="\\"))
 
 
-def matching(scope: Scope, f: UnitFilter, dialect: str) -> list[ColumnElement[bool]]:
+def matching(scope: Actor, f: UnitFilter, dialect: str) -> list[ColumnElement[bool]]:
     """The conditions of the units in `scope` that match `f` (every word found)."""
     conds: list[ColumnElement[bool]] = [in_scope(scope)]
-    if not f.include_retired and scope.unit_id is None:  # a unit's own login always finds itself
+    if not f.include_retired and scope.role != "unit":  # a unit's own login always finds itself
         conds.append(Unit.retired_at.is_(None))
     conds.extend(word_found(word, dialect) for word in f.q.split())
     if f.unit_type:
@@ -91,7 +91,7 @@ def matching(scope: Scope, f: UnitFilter, dialect: str) -> list[ColumnElement[bo
     return conds
 
 
-def page_query(scope: Scope, f: UnitFilter, dialect: str) -> Select[str, int]:
+def page_query(scope: Actor, f: UnitFilter, dialect: str) -> Select[str, int]:
     """The ids of one page of matches by name, each with the number of all matches (one scan; narrow rows to sort:
     the units themselves come from the core's index)."""
     query = (select(Unit.id, func.count().over()).where(and_(*matching(scope, f, dialect)))
@@ -204,7 +204,7 @@ class UnitViews:
         out = []
         for u in users:
             stations = self.core.orgs.stations_under(u.org_id or default)
-            if stations & scope.stations:
+            if stations & stations_seen(scope):
                 out.append({"username": u.username, "real_name": u.real_name, "org_id": u.org_id or default})
         return out
 
@@ -212,7 +212,7 @@ class UnitViews:
         """What a unit form offers the caller: the stations in its scope and their community officers."""
         scope = self.core.scope(actor)
         stations = [{"id": o.id, "name": o.name, "parent_id": o.parent_id}
-                    for o in self.core.orgs.stations() if o.id in scope.stations]
+                    for o in self.core.orgs.stations() if o.id in stations_seen(scope)]
         return {"stations": stations, "officers": await self.officers(actor)}
 
 

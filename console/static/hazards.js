@@ -15,15 +15,21 @@ async function guard(fn) {
 
 // The penalty form: 单位/个人, 罚款/警告, the person's name and ID number, a clause from the clause database that
 // covers this violation and allows this penalty, and an amount within that clause's range (the server checks all).
+// What the officer typed into a proposed penalty's form and has not sent yet, by penalty id: a push that repaints
+// the case (another officer's change, a late event) keeps it instead of resetting the form under the officer's hands.
+const penaltyDrafts = new Map();
+
 function penaltyForm(d, p) {
+  const draft = penaltyDrafts.get(p.id) || { target: p.target, kind: p.kind, clause: null,
+    amount: String(p.amount_yuan), person: p.person_name || "", personId: p.person_id || "" };
   const target = h("select#pen-target", {}, ...["unit", "individual"].map((v) =>
-    h("option", { value: v, selected: v === p.target }, t("pen.target." + v))));
+    h("option", { value: v, selected: v === draft.target }, t("pen.target." + v))));
   const kind = h("select#pen-kind", {}, ...["fine", "warning"].map((v) =>
-    h("option", { value: v, selected: v === p.kind }, t("pen.kind." + v))));
+    h("option", { value: v, selected: v === draft.kind }, t("pen.kind." + v))));
   const clause = h("select#pen-clause");
-  const amount = h("input#pen-amount", { type: "number", value: String(p.amount_yuan) });
-  const person = h("input#pen-person", { maxlength: "100", value: p.person_name || "", placeholder: t("pen.person") });
-  const personId = h("input#pen-person-id", { maxlength: "18", value: p.person_id || "", pattern: "[0-9]{17}[0-9Xx]",
+  const amount = h("input#pen-amount", { type: "number", value: draft.amount });
+  const person = h("input#pen-person", { maxlength: "100", value: draft.person, placeholder: t("pen.person") });
+  const personId = h("input#pen-person-id", { maxlength: "18", value: draft.personId, pattern: "[0-9]{17}[0-9Xx]",
     placeholder: t("pen.person_id") });
   const range = h("span#pen-range.legend");
   const beyond = h("span#pen-beyond.legend", { hidden: true }, t("pen.beyond"));
@@ -32,7 +38,7 @@ function penaltyForm(d, p) {
   const allowed = (c) => c.covers.includes(d.category) && c.penalties.some((x) => x.target === target.value && x.kind === kind.value);
   const refresh = () => {
     const fits = state.cfg.law_clauses.filter(allowed);
-    const cited = p.clauses.map((c) => c.key);
+    const cited = draft.clause ? [draft.clause] : p.clauses.map((c) => c.key);
     clause.replaceChildren(...fits.map((c) => h("option", { value: c.key, selected: cited.includes(c.key) }, c.citation)));
     const c = fits.find((x) => x.key === clause.value);
     const r = c && c.penalties.find((x) => x.target === target.value && x.kind === kind.value);
@@ -45,16 +51,23 @@ function penaltyForm(d, p) {
     const limit = state.cfg.station_authority.find((a) => a.target === target.value && a.kind === kind.value);
     beyond.hidden = !!limit && !(kind.value === "fine" && Number(amount.value) > limit.max_yuan);
   };
-  target.onchange = refresh;
-  kind.onchange = refresh;
-  clause.onchange = refresh;
-  amount.oninput = refresh;
+  const edited = () => {
+    Object.assign(draft, { target: target.value, kind: kind.value, clause: clause.value || null, amount: amount.value,
+      person: person.value, personId: personId.value });
+    penaltyDrafts.set(p.id, draft);
+  };
+  target.onchange = () => { refresh(); edited(); };
+  kind.onchange = () => { refresh(); edited(); };
+  clause.onchange = () => { edited(); refresh(); };
+  amount.oninput = () => { refresh(); edited(); };
+  person.oninput = edited;
+  personId.oninput = edited;
   refresh();
   const send = (action) => guard(async () => {
     const body = { target: target.value, kind: kind.value, clauses: clause.value ? [clause.value] : null };
     if (kind.value === "fine") body.amount_yuan = Number(amount.value);
     if (target.value === "individual") { body.person_name = person.value.trim(); body.person_id = personId.value.trim() || null; }
-    await post(`/api/penalties/${p.id}/${action}`, body); await select(d.id);
+    await post(`/api/penalties/${p.id}/${action}`, body); penaltyDrafts.delete(p.id); await select(d.id);
   });
   return h("div.pen-form",
     h("div.row", h("label", t("pen.target")), target, h("label", t("pen.kind")), kind),

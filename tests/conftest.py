@@ -41,6 +41,15 @@ def pg_admin_dsn() -> Iterator[str | None]:
         stop()
 
 
+@pytest.fixture
+async def pg_url(pg_admin_dsn: str | None) -> AsyncIterator[str]:
+    """A throw-away PostgreSQL database (for what only PostgreSQL has: a server that can go away, cluster mode)."""
+    if pg_admin_dsn is None:
+        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
+    async with pg_database(pg_admin_dsn) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_dsn: str | None) -> AsyncIterator[str]:
     """Each core test runs against SQLite and against PostgreSQL."""

@@ -43,7 +43,7 @@ from dispatch.state import IncidentStatus, TransitionError
 from dispatch.writer import ClusterWriting, Writer
 from ingest.contract import AlarmIn, DeviceStatusIn, utcnow
 from notify.worker import OutboxWorker
-from tests.support import Api, StepClock, base_config, config_yaml, pg_database, run_cli, running_app, ws_client
+from tests.support import Api, StepClock, base_config, config_yaml, run_cli, running_app, ws_client
 
 T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 OFFICER = Actor("officer", "duty_officer")
@@ -53,13 +53,6 @@ UNITS = [{"id": f"u-{i:02d}", "name": f"单位{i}", "category": "学校", "addre
 UNIT_IDS = [f"u-{i:02d}" for i in range(12)]
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-async def pg_url(pg_admin_dsn: str | None) -> AsyncIterator[str]:
-    if pg_admin_dsn is None:
-        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
-    async with pg_database(pg_admin_dsn) as url:
-        yield url
 
 
 def cluster_config(url: str, node: str, **overrides: Any) -> FirelinkConfig:

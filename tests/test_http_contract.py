@@ -25,7 +25,7 @@ from console.web import PAGES, console_routes
 from detectors.worker import parse_detection_message
 from ingest.contract import AlarmIn, Rejection, utcnow
 from ingest.payloads import parse_message
-from tests.support import AGENCY_TOKEN, Api, RunningApp, base_config, pg_database, running_app
+from tests.support import AGENCY_TOKEN, Api, RunningApp, base_config, running_app
 
 DOWN = {"error": "database unavailable", "down": ["database"]}
 NOT_API = {"/", "/{name}", "/static"}  # the console's HTML pages and static assets: not API operations
@@ -165,14 +165,6 @@ async def test_ids_beyond_what_the_database_holds_are_refused_not_500(app: Runni
         assert status == 400 and "limit" in result["error"], (query, status, result)
     assert (await officer.get(f"/api/incidents/{inc}"))["status"] == "new"  # nothing changed
 
-
-@pytest.fixture
-async def pg_url(pg_admin_dsn: str | None) -> AsyncIterator[str]:
-    """PostgreSQL only: a database server can go away under a running app; an embedded SQLite file cannot."""
-    if pg_admin_dsn is None:
-        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
-    async with pg_database(pg_admin_dsn) as url:
-        yield url
 
 
 async def test_database_outage_answers_503_with_what_is_down_everywhere(pg_admin_dsn: str, pg_url: str,

@@ -192,3 +192,12 @@ async def make_video_app(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 __all__ = ["CAMERAS", "EVIDENCE", "RtspCamera", "User", "VideoApp", "camera", "clip_input", "firelink_config"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small moving picture (ffmpeg's test pattern), looped by the cameras that read it (cluster tests)."""
+    out = tmp_path_factory.mktemp("clips") / "pattern.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=5", "-t", "4",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,21 +38,6 @@ T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
 TTL = 3.0  # the shortest camera lease allowed: the test's takeovers take seconds
 
 
-@pytest.fixture
-async def pg_url(pg_admin_dsn: str | None) -> AsyncIterator[str]:
-    if pg_admin_dsn is None:
-        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
-    async with pg_database(pg_admin_dsn) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small moving picture (ffmpeg's test pattern), looped by the cameras that read it."""
-    out = tmp_path_factory.mktemp("clips") / "pattern.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=5", "-t", "4",
-                    "-pix_fmt", "yuv420p", str(out)], check=True)
-    return out
 
 
 @dataclass

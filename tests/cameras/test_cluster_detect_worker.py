@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -28,25 +27,11 @@ from dispatch.models import CoreLease
 from ingest.cameras.capture import Status
 from ingest.cameras.hub import CameraHub
 from tests.cameras.conftest import ROOT, camera
-from tests.support import Broker, base_config, config_yaml, pg_database
+from tests.support import Broker, base_config, config_yaml
 
 TTL = 3.0  # the shortest camera lease allowed
 
 
-@pytest.fixture
-async def pg_url(pg_admin_dsn: str | None) -> AsyncIterator[str]:
-    if pg_admin_dsn is None:
-        pytest.skip("no PostgreSQL here and none installed to start (scripts/sysdeps.sh installs it)")
-    async with pg_database(pg_admin_dsn) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clips") / "pattern.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=5", "-t", "4",
-                    "-pix_fmt", "yuv420p", str(out)], check=True)
-    return out
 
 
 class Worker:

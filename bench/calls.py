@@ -13,13 +13,14 @@ What runs (all real, on loopback): Mosquitto from deploy/mosquitto/firelink.conf
    * set-up: the officer presses 通话 → the first frame of the phone's video shown in the console's <video> and
      audio energy received (both measured in the console page on its clock);
    * glass-to-glass: for every frame the console's <video> presents (requestVideoFrameCallback), now − the time
-     written in it (phone canvas → Chromium VP8 → server decode, mix, re-encode → console decode → presented);
+     written in it (phone canvas → Chromium VP8 → server forwards it as it is → console decode → presented);
    * CPU of the core process during the connected call (one call, recorded).
 2. Load part — N concurrent recorded calls, each between a phone and an officer played by aiortc peers in this
-   process (the phone sends 640×480 VP8 at 20 fps pre-encoded, so the client side spends no encoder time, and
-   a tone; the officer sends a tone and decodes the phone's video). The core's CPU (all its threads) over a
-   steady window gives CPU per call; each officer's received frame rate and each recording's length show whether
-   the calls held. Clients share the same 2 cores, so the figures are pessimistic for the server.
+   process (the phone sends 640×480 VP8 at 20 fps pre-encoded, so the client side spends no encoder time, and a
+   tone; the officer sends a tone and counts the phone's video frames without decoding them). The core's CPU (all
+   its threads) over a steady window gives CPU per call; each officer's received frame rate and each recording's
+   length show whether the calls held. Clients share the same 2 cores, so the figures are pessimistic for the
+   server.
 
 Targets (issue 15): set-up < 2 s, latency < 400 ms on loopback, ≥ 8 concurrent recorded calls on 2 cores.
 Prints figures; exit status 1 when a target is missed.
@@ -314,7 +315,7 @@ async def load_part(base: str, core_pid: int, counts: list[int], seconds: float,
                     inc = await open_incident(officer, f"u{n:05d}")
                     incs.append(inc)
                     await officer.call("POST", f"/api/incidents/{inc}/call")
-                    desk = ClientPeer(audio=ToneTrack(880), receive_video=True)
+                    desk = ClientPeer(audio=ToneTrack(880), receive_video=True, decode_video=False)
                     desks.append(desk)
                     answer = await officer.call("POST", f"/api/incidents/{inc}/call/join", {"sdp": await desk.offer()})
                     await desk.accept(answer["sdp"])
@@ -419,8 +420,6 @@ async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="firelink-bench-calls-"))
     broker, broker_port = start_broker(workdir)
     extra: dict[str, Any] = {"record": not args.no_record}
-    if args.preset:
-        extra["record_preset"] = args.preset
     cfg = bench_config(workdir, broker_port, max(units, 1), extra)
     base = f"http://127.0.0.1:{cfg['console']['port']}"
     core, log = launch_core(workdir, cfg, None)
@@ -447,7 +446,6 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=12.0, help="measured window per call / per load step")
     ap.add_argument("--skip-browser", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (core log, recordings)")
-    ap.add_argument("--preset", default="", help="calls.record_preset to run with (default: the shipped one)")
     ap.add_argument("--no-record", action="store_true", help="calls not recorded (what recording costs)")
     return asyncio.run(run(ap.parse_args()))
 

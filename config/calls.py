@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -81,14 +81,6 @@ class CallsConfig(BaseModel):
         4.0, ge=1, le=60, title="Media stall",
         description="No audio from a connected participant for this long: shown as reconnecting.")
     record: bool = Field(True, title="Record", description="Record every call (audio and video) as evidence.")
-    record_max_width: int = Field(1280, ge=160, le=3840, title="Recording width",
-                                  description="Phone video wider than this is scaled down in the recording.")
-    record_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
-        "veryfast", title="Recording speed", description="x264 preset of recordings (faster: more calls per core).")
-    record_fps: float = Field(15, ge=1, le=30, title="Recording frame rate",
-                              description="At most this many pictures a second recorded (fewer: more calls per core).")
-    record_crf: int = Field(28, ge=15, le=40, title="Recording quality",
-                            description="x264 CRF of recordings (lower: better and bigger).")
     retention_days: float = Field(
         RETENTION_MIN_DAYS, ge=RETENTION_MIN_DAYS, title="Recording retention",
         description="An incident's evidence folder holding a call recording is kept at least this long after the "

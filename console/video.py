@@ -72,7 +72,8 @@ PHOTO_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}  # Pillow format â
 RecordFn = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 routes = RouteTable()
 TAG = "video"
-EVIDENCE_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+EVIDENCE_TYPES = {".mp4": "video/mp4", ".webm": "video/webm",  # (call recordings: WebM)
+                  ".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 RecordedFn = Callable[[int], Awaitable[dict[str, str]]]  # incident id â†’ {file: SHA-256 in the record}
 
 

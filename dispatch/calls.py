@@ -82,8 +82,7 @@ class Room(Protocol):
 
     async def join(self, key: str, offer_sdp: str, *, sends_video: bool) -> str: ...
     async def leave(self, key: str) -> None: ...
-    def start_recording(self, path: Any, *, max_width: int = ..., preset: str = ..., crf: int = ...,
-                        fps: float = ...) -> None: ...
+    def start_recording(self, path: Any) -> None: ...
     async def close(self) -> Recording | None: ...
     def state(self, key: str) -> str | None: ...
     def heard(self, key: str) -> tuple[float, int] | None: ...
@@ -468,11 +467,9 @@ class Calls:
         if not self.cfg.record or self.evidence is None:
             return
         folder = self.evidence.store.incident_dir(call.incident_id)
-        name = f"call-{time.strftime('%Y%m%d-%H%M%S', time.localtime())}-{call.id}.mp4"
+        name = f"call-{time.strftime('%Y%m%d-%H%M%S', time.localtime())}-{call.id}.webm"
         try:
-            call.room.start_recording(folder / name, max_width=self.cfg.record_max_width,
-                                      preset=self.cfg.record_preset, crf=self.cfg.record_crf,
-                                      fps=self.cfg.record_fps)
+            call.room.start_recording(folder / name)
             call.recording_on = True
         except Exception:
             log.exception("call %s: recording could not start", call.id)

@@ -1,16 +1,19 @@
-"""Records a call: its mixed audio and the phone's video into one MP4 (H.264 + AAC, faststart) with PyAV.
+"""Records a call: its mixed audio and the phone's video into one WebM (VP8 + Opus) with PyAV.
 
-Frames are read on the event loop and encoded in a thread of their own (x264 and the muxer never block the
-loop); between them a deque the thread drains every POLL_S (no lock hand-off per frame), bounded: video is
-dropped, never audio, when encoding falls behind. Both tracks
+The phone's VP8 frames are written as the phone encoded them (no decoding, no re-encoding: ingest.calls.video);
+the mixed audio is encoded to Opus. Frames are read on the event loop and written in a thread of their own (the
+encoder and the muxer never block the loop); between them a deque the thread drains every POLL_S (no lock
+hand-off per frame), bounded: when writing falls behind, video skips to the phone's next key frame, audio is never
+dropped. Both tracks
 are stamped on the recorder's clock (time since `start`): audio from its first frame's arrival on, continuously by
 its own timestamps (a gap in them — the mixer skipped time it could not catch up — becomes silence; late or bursty
 delivery changes nothing), video by arrival, so the file lasts as long as the call was recorded and both tracks
 stay in step across a phone's reconnect. Both tracks span the whole recording: silence before the first sound, the
 first picture from the start (a phone's video may come a second or more after the call connects, more on a loaded
 server) and the last picture held until the end (a stalled or dropped camera).
-The container opens at the first video frame (its size fixes the track's);
-when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black DEFAULT_SIZE track.
+The container opens at the first key frame (its size is the track's; a camera switch later changes the size of
+the pictures, which players follow); when no video comes for OPEN_WITHOUT_VIDEO_S the file gets a black
+DEFAULT_SIZE track.
 
 The file is written as `<name>.part` and renamed when complete, so a half-written recording is never served.
 """
@@ -32,10 +35,13 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ingest.calls.video import VideoFeed, VideoPacket, vp8_size
+
 log = logging.getLogger(__name__)
 
-VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
+VIDEO_TIME_BASE = fractions.Fraction(1, 1000)  # Matroska's
 AUDIO_RATE = 48_000
+AUDIO_BITRATE = 32_000  # Opus, mono: clear speech
 OPEN_WITHOUT_VIDEO_S = 3.0
 DEFAULT_SIZE = (640, 360)
 MAX_GAP_S = 600.0  # a longer jump in the audio's timestamps is not filled (a broken source, not a pause)
@@ -44,7 +50,7 @@ POLL_S = 0.02
 HOLD_S = 0.1  # a track ending more than this before the recording's end is extended to it
 
 Kind = Literal["audio", "video"]
-Item = tuple[Kind, "av.AudioFrame | av.VideoFrame", float] | None
+Item = tuple[Kind, "av.AudioFrame | VideoPacket", float] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,27 +67,11 @@ class Recording:
     bytes: int
 
 
-def _even(n: int) -> int:
-    return max(2, n - n % 2)
-
-
-def _fit(width: int, height: int, max_width: int) -> tuple[int, int]:
-    if width > max_width:
-        height = round(height * max_width / width)
-        width = max_width
-    return _even(width), _even(height)
-
-
 class CallRecorder:
-    """Writes one call's audio (one mixed track) and video into `path` (an .mp4)."""
+    """Writes one call's audio (one mixed track) and video into `path` (a .webm)."""
 
-    def __init__(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
-                 fps: float = 15.0) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.interval = 1.0 / fps  # pictures closer than this to the previous one kept are not recorded
-        self.max_width = max_width
-        self.preset = preset
-        self.crf = crf
         self.origin = 0.0
         self.stopped_at: float | None = None  # seconds since `start` when stop() was called
         self.dropped = 0
@@ -96,13 +86,13 @@ class CallRecorder:
     def part(self) -> Path:
         return self.path.with_name(self.path.name + ".part")
 
-    def start(self, audio: MediaStreamTrack, video: MediaStreamTrack) -> None:
+    def start(self, audio: MediaStreamTrack, video: VideoFeed) -> None:
         self.origin = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._work, name=f"call-recorder-{self.path.name}", daemon=True)
         self._thread.start()
-        self._tasks = [asyncio.create_task(self._read("audio", audio), name="call-record-audio"),
-                       asyncio.create_task(self._read("video", video), name="call-record-video")]
+        self._tasks = [asyncio.create_task(self._read_audio(audio), name="call-record-audio"),
+                       asyncio.create_task(self._read_video(video), name="call-record-video")]
 
     async def stop(self) -> Recording:
         """Ends the recording: encodes what is queued, closes the file, renames it into place."""
@@ -122,24 +112,26 @@ class CallRecorder:
             raise RuntimeError("call recording was never started")
         return self._result
 
-    async def _read(self, kind: Kind, track: MediaStreamTrack) -> None:
-        due = 0.0  # (video) the recorder's time from which the next picture is kept
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if not isinstance(frame, av.AudioFrame | av.VideoFrame):
+            if isinstance(frame, av.AudioFrame):
+                self._queue.append(("audio", frame, time.monotonic() - self.origin))
+
+    async def _read_video(self, feed: VideoFeed) -> None:
+        while True:
+            try:
+                pkt = await feed.next()
+            except MediaStreamError:
+                return
+            if len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
+                self.dropped += 1
+                feed.resync()
                 continue
-            at = time.monotonic() - self.origin
-            if kind == "video":
-                if at < due - self.interval / 8:  # above the recording's frame rate: not encoded at all
-                    continue
-                due = max(due + self.interval, at - self.interval / 2)  # the rate on average, no catch-up burst
-                if len(self._queue) >= QUEUE_FRAMES:  # audio first: speech is never dropped
-                    self.dropped += 1
-                    continue
-            self._queue.append((kind, frame, at))
+            self._queue.append(("video", pkt, time.monotonic() - self.origin))
 
     # ------------------------------------------------------------ encoding thread
 
@@ -154,7 +146,7 @@ class CallRecorder:
 
 
 class _Encoder:
-    """The encoding thread's state: one container, one video and one audio stream."""
+    """The writing thread's state: one container, one video (copied) and one audio (Opus) stream."""
 
     def __init__(self, rec: CallRecorder) -> None:
         self.rec = rec
@@ -170,8 +162,8 @@ class _Encoder:
         self.last_vpts = -1
         self.first_video: float | None = None
         self.last_video = 0.0
-        self.held: av.VideoFrame | None = None  # the last picture encoded (held until the end)
-        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
+        self.held: av.Packet[Any] | None = None  # the last picture, written once the next one (or the end) is known
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
 
     def run(self, q: deque[Item], stopping: threading.Event) -> Recording:
         while True:
@@ -183,11 +175,11 @@ class _Encoder:
             if item is None:
                 break
             _kind, frame, at = item
-            if isinstance(frame, av.VideoFrame):
+            if isinstance(frame, VideoPacket):
                 if self.container is None:
-                    self.open(frame.width, frame.height)
-                self.video(frame, at)
-            elif isinstance(frame, av.AudioFrame):
+                    self.open(*(vp8_size(frame.data) or DEFAULT_SIZE))
+                self.video(frame.data, frame.key, at)
+            else:
                 if self.container is None:
                     self.pending.append((frame, at))
                     if at - self.pending[0][1] >= OPEN_WITHOUT_VIDEO_S:
@@ -199,18 +191,14 @@ class _Encoder:
         return self.close()
 
     def open(self, width: int, height: int) -> None:
-        w, h = _fit(width, height, self.rec.max_width)
-        self.size = (w, h)
-        container = av.open(str(self.rec.part), mode="w", format="mp4", options={"movflags": "+faststart"})
-        vstream = container.add_stream("libx264", rate=30)
-        vstream.width, vstream.height, vstream.pix_fmt = w, h, "yuv420p"
+        self.size = (width, height)
+        container = av.open(str(self.rec.part), mode="w", format="webm")
+        vstream = container.add_stream("libvpx", rate=30)  # (its encoder only ever makes the black picture)
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         vstream.time_base = VIDEO_TIME_BASE
-        vstream.codec_context.time_base = VIDEO_TIME_BASE
-        # one thread: a worker's calls already share its cores; x264's frame threads only add hand-offs
-        vstream.codec_context.options = {"preset": self.rec.preset, "crf": str(self.rec.crf), "g": "60", "threads": "1"}
-        astream = container.add_stream("aac", rate=AUDIO_RATE)
+        astream = container.add_stream("libopus", rate=AUDIO_RATE)
         astream.layout = "mono"
-        astream.bit_rate = 64_000
+        astream.bit_rate = AUDIO_BITRATE
         self.container, self.vstream, self.astream = container, vstream, astream
         pending, self.pending = self.pending, []
         for frame, at in pending:
@@ -221,23 +209,28 @@ class _Encoder:
         if packets:
             self.container.mux(packets)
 
-    def video(self, frame: av.VideoFrame, at: float) -> None:
+    def video(self, data: bytes, key: bool, at: float) -> None:
         assert self.vstream is not None
         if self.first_video is None:
             at = 0.0  # the first picture stands from the recording's start
         pts = max(int(at / VIDEO_TIME_BASE), self.last_vpts + 1)
         self.last_vpts = pts
-        w, h = self.size
-        out = frame.reformat(width=w, height=h, format="yuv420p")
-        if out is frame:  # (reformat returns the frame itself when nothing changes: the live senders share it)
-            out = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
-        out.pts, out.time_base = pts, VIDEO_TIME_BASE
-        self.mux(self.vstream.encode(out))
-        self.held = out
+        pkt = av.Packet(data)
+        pkt.stream, pkt.pts, pkt.dts, pkt.time_base, pkt.is_keyframe = self.vstream, pts, pts, VIDEO_TIME_BASE, key
+        self.release(pts)
+        self.held = pkt
         self.video_frames += 1
         if self.first_video is None:
             self.first_video = at
         self.last_video = at
+
+    def release(self, until: int) -> None:
+        """Writes the held picture, shown until `until` (ms)."""
+        if self.held is not None:
+            assert self.held.pts is not None
+            self.held.duration = max(1, until - self.held.pts)
+            self.mux([self.held])
+            self.held = None
 
     def audio(self, frame: av.AudioFrame, at: float) -> None:
         assert self.astream is not None
@@ -250,54 +243,50 @@ class _Encoder:
             self.next_pts = frame.pts + frame.samples
         frame.pts = None
         for pcm in self.resampler.resample(frame):
-            pcm.pts = self.offset() + self.samples
-            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
-            self.samples += pcm.samples
-            self.mux(self.astream.encode(pcm))
+            self.write_audio(pcm)
 
-    def offset(self) -> int:
-        return int((self.audio_start or 0.0) * AUDIO_RATE)
+    def write_audio(self, pcm: av.AudioFrame) -> None:
+        assert self.astream is not None
+        pcm.pts = int((self.audio_start or 0.0) * AUDIO_RATE) + self.samples
+        pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self.samples += pcm.samples
+        self.mux(self.astream.encode(pcm))
 
     def silence(self, samples: int) -> None:
-        assert self.astream is not None
         while samples > 0:
             n = min(samples, 4800)
-            pcm = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.float32), format="fltp", layout="mono")
+            pcm = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.int16), format="s16", layout="mono")
             pcm.sample_rate = AUDIO_RATE
-            pcm.pts = self.offset() + self.samples
-            pcm.time_base = fractions.Fraction(1, AUDIO_RATE)
-            self.samples += n
+            self.write_audio(pcm)
             samples -= n
-            self.mux(self.astream.encode(pcm))
 
-    def hold_until(self, end: float) -> None:
-        """Extends both tracks to `end` (seconds since the start): the last picture again, silence."""
-        if self.held is not None and end - self.last_video > HOLD_S:
-            again = av.VideoFrame.from_ndarray(self.held.to_ndarray(format="yuv420p"), format="yuv420p")
-            self.video(again, end)
-            self.video_frames -= 1  # (frames received: the held picture is not one)
-        if self.audio_start is not None:
-            missing = int((end - self.audio_start) * AUDIO_RATE) - self.samples
-            if missing > HOLD_S * AUDIO_RATE:
-                self.silence(missing)
+    def black(self) -> None:
+        """No picture at all: one black frame keeps the file a valid video."""
+        assert self.vstream is not None
+        frame = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
+        for plane, value in zip(frame.planes, (16, 128, 128), strict=True):
+            plane.update(bytes([value]) * plane.buffer_size)
+        frame.pts, frame.time_base = 0, VIDEO_TIME_BASE
+        for pkt in [*self.vstream.encode(frame), *self.vstream.encode(None)]:
+            self.video(bytes(pkt), True, self.audio_start or 0.0)
 
     def close(self) -> Recording:
         assert self.container is not None and self.vstream is not None and self.astream is not None
-        if self.video_frames == 0:  # no picture at all: one black frame keeps the file a valid video
-            black = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
-            for plane, value in zip(black.planes, (16, 128, 128), strict=True):
-                plane.update(bytes([value]) * plane.buffer_size)
-            self.video(black, self.audio_start or 0.0)
+        if self.video_frames == 0:
+            self.black()
         end = self.rec.stopped_at
-        if end is not None:
-            self.hold_until(end)
-        self.mux(self.vstream.encode(None))
+        if end is not None and self.audio_start is not None:  # both tracks until the end: silence, the picture held
+            missing = int((end - self.audio_start) * AUDIO_RATE) - self.samples
+            if missing > HOLD_S * AUDIO_RATE:
+                self.silence(missing)
+        last = max(self.last_video, end or 0.0)
+        self.release(max(self.last_vpts + 1, int(last / VIDEO_TIME_BASE)))
         self.mux(self.astream.encode(None))
         self.container.close()
         part = self.rec.part
         part.replace(self.rec.path)
         audio_s = self.samples / AUDIO_RATE
         audio_end = (self.audio_start or 0.0) + audio_s
-        video_s = (self.last_video - self.first_video) if self.first_video is not None else 0.0
-        return Recording(self.rec.path, max(audio_end, self.last_video), audio_s, video_s, self.video_frames,
+        video_s = last - (self.first_video or 0.0) if self.first_video is not None else 0.0
+        return Recording(self.rec.path, max(audio_end, last), audio_s, video_s, self.video_frames,
                          self.size[0], self.size[1], self.rec.path.stat().st_size)

@@ -3,8 +3,8 @@
 The server is the hub: every participant's browser has one RTCPeerConnection to it (aiortc), negotiated by one
 offer/answer (aiortc gathers its candidates before answering, so there is no trickle ICE). The phone sends audio
 and video and hears the mix of the others; officers and the brigade send audio and receive the mix of the others
-and the phone's video (relayed through aiortc's MediaRelay: decoded once, encoded per receiver, so each
-receiver's congestion control sets its own bitrate). Joining again under the same key (a phone that dropped and
+and the phone's video, forwarded as the phone encoded it (ingest.calls.video: VP8 only, never decoded or
+re-encoded on the server). Joining again under the same key (a phone that dropped and
 came back) replaces that participant's connection; the others keep theirs, nothing is renegotiated.
 
 `on_state(key, state)` reports each participant's connection state (aiortc's: connecting, connected, failed,
@@ -20,20 +20,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 
 from ingest.calls import aiortc_speedups
 from ingest.calls.mixer import AudioMixer, MixOutput
 from ingest.calls.recorder import CallRecorder, Recording
-from ingest.calls.video import CallVideo
+from ingest.calls.video import CallVideo, VideoFeed, snapshot_jpeg
 
 log = logging.getLogger(__name__)
 
 StateFn = Callable[[str, str], None]  # (participant key, connection state)
-aiortc_speedups.install()  # aiortc's per-frame audio level, vectorised (see the module)
+aiortc_speedups.install()  # audio level vectorised, video passed through undecoded (see the module)
 MAX_SDP = 32_000
+VP8_ONLY = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() in ("video/vp8", "video/rtx")]
 
 
 class BadOffer(ValueError):
@@ -46,7 +53,7 @@ class Peer:
     pc: RTCPeerConnection
     sends_video: bool
     hears: MixOutput | None = None
-    sees: MediaStreamTrack | None = None
+    sees: VideoFeed | None = None
     tracks: set[str] = field(default_factory=set)  # kinds received from this participant
 
 
@@ -66,11 +73,10 @@ class MediaRoom:
         self.on_state = on_state or (lambda _key, _state: None)
         self.mixer = AudioMixer()
         self.video = CallVideo()
-        self.relay = MediaRelay()
         self.peers: dict[str, Peer] = {}
         self.recorder: CallRecorder | None = None
         self._record_audio: MixOutput | None = None
-        self._record_video: MediaStreamTrack | None = None
+        self._record_video: VideoFeed | None = None
         self._closed = False
         self.mixer.start()
 
@@ -82,6 +88,7 @@ class MediaRoom:
             raise BadOffer("not a session description (SDP starting with v=0)")
         await self.leave(key)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice))
+        pc.addTransceiver("video", direction="recvonly").setCodecPreferences(VP8_ONLY)  # the offer's video m-line
         peer = Peer(key, pc, sends_video)
         self.peers[key] = peer
 
@@ -93,7 +100,9 @@ class MediaRoom:
             if track.kind == "audio":
                 self.mixer.add_input(key, track)
             elif track.kind == "video" and sends_video:
-                self.video.set_source(track)
+                aiortc_speedups.pass_through(track)
+                receiver = next(r for r in pc.getReceivers() if r.track is track)
+                self.video.set_source(track, lambda: _ask_keyframe(receiver))
 
         @pc.on("connectionstatechange")
         def on_change() -> None:
@@ -108,7 +117,7 @@ class MediaRoom:
                     tr.sender.replaceTrack(peer.hears)
                     tr.direction = "sendrecv" if tr.direction in ("recvonly", "sendrecv") else "sendonly"
                 elif tr.kind == "video" and not sends_video and peer.sees is None:
-                    peer.sees = self.relay.subscribe(self.video, buffered=False)
+                    peer.sees = self.video.subscribe()
                     tr.sender.replaceTrack(peer.sees)
                     tr.direction = "sendonly"
             answer = await pc.createAnswer()
@@ -148,15 +157,14 @@ class MediaRoom:
 
     async def snapshot_jpeg(self) -> bytes | None:
         """The phone's latest picture as JPEG, None before its first frame."""
-        return await asyncio.to_thread(self.video.snapshot_jpeg)
+        return await asyncio.to_thread(snapshot_jpeg, list(self.video.gop))
 
-    def start_recording(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
-                        fps: float = 15.0) -> None:
+    def start_recording(self, path: Path) -> None:
         if self.recorder is not None:
             return
-        self.recorder = CallRecorder(path, max_width=max_width, preset=preset, crf=crf, fps=fps)
+        self.recorder = CallRecorder(path)
         self._record_audio = self.mixer.output(exclude=None)
-        self._record_video = self.relay.subscribe(self.video, buffered=False)
+        self._record_video = self.video.subscribe()
         self.recorder.start(self._record_audio, self._record_video)
 
     async def stop_recording(self) -> Recording | None:
@@ -180,5 +188,16 @@ class MediaRoom:
             return await self.stop_recording()
         finally:
             await asyncio.gather(*(self.leave(k) for k in list(self.peers)), return_exceptions=True)
-            self.video.stop()
+            await self.video.stop()
             await self.mixer.stop()
+
+
+def _ask_keyframe(receiver: RTCRtpReceiver) -> None:
+    """Sends a PLI (RFC 4585) for each stream `receiver` got in the last 10 s."""
+    for source in receiver.getSynchronizationSources():
+        task = asyncio.ensure_future(receiver._send_rtcp_pli(source.source))
+        _sending.add(task)
+        task.add_done_callback(_sending.discard)
+
+
+_sending: set[asyncio.Future[None]] = set()  # PLIs on their way (a task nobody holds may be collected)

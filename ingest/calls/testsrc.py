@@ -22,6 +22,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
+from ingest.calls import aiortc_speedups
+
 RATE = 48_000
 PTIME = 0.020
 STAMP_BITS = 44  # milliseconds since the epoch fit in 44 bits until the year 2527
@@ -158,7 +160,10 @@ class ClientPeer:
     """A participant played by aiortc: `offer()` → SDP to send to the server, `accept(answer)`."""
 
     def __init__(self, *, audio: MediaStreamTrack | None, video: MediaStreamTrack | None = None,
-                 receive_video: bool = False, stamps: bool = False) -> None:
+                 receive_video: bool = False, stamps: bool = False, decode_video: bool = True) -> None:
+        """`decode_video=False`: the video received is counted, not decoded (a load test's cheap viewer)."""
+        if not decode_video:
+            aiortc_speedups.install()
         self.pc = RTCPeerConnection()
         self.audio = audio
         self.received = Received()
@@ -175,6 +180,8 @@ class ClientPeer:
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and not decode_video:
+                aiortc_speedups.pass_through(track)
             self._tasks.append(asyncio.create_task(self._consume(track)))
 
     async def offer(self) -> str:
@@ -204,6 +211,8 @@ class ClientPeer:
                 pcm = frame.to_ndarray().astype(np.float64) / 32768.0
                 r.audio_frames += 1
                 r.audio_energy += float(np.square(pcm).sum())
+            elif isinstance(frame, av.Packet):
+                r.video_frames += 1
             elif isinstance(frame, av.VideoFrame):
                 r.video_frames += 1
                 if self.stamps:

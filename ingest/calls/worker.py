@@ -58,9 +58,8 @@ class RemoteRoom:
         await self.worker.request(self, "leave", key)
         self.status.pop(key, None)
 
-    def start_recording(self, path: Path, *, max_width: int = 1280, preset: str = "veryfast", crf: int = 28,
-                        fps: float = 15.0) -> None:
-        self.worker.post(self, "start_recording", path, max_width, preset, crf, fps)
+    def start_recording(self, path: Path) -> None:
+        self.worker.post(self, "start_recording", path)
 
     async def close(self) -> Recording | None:
         try:
@@ -265,8 +264,7 @@ async def _serve(conn: Connection, ice: list[IceServer]) -> None:  # pragma: no 
                 await room.leave(args[0])
                 value = None
             elif op == "start_recording":
-                path, max_width, preset, crf, fps = args
-                room.start_recording(path, max_width=max_width, preset=preset, crf=crf, fps=fps)
+                room.start_recording(args[0])
                 value = None
             elif op == "snapshot_jpeg":
                 value = await room.snapshot_jpeg()

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import av
+
 from ingest.calls.testsrc import ClientPeer, StampedVideo, ToneTrack
 from tests.support import Api
 
@@ -70,3 +72,9 @@ async def falls_silent(peer: ClientPeer, quiet: float = 5.0) -> None:
         if await energy_gain(peer, 0.3) < quiet:
             break
     assert await energy_gain(peer, 1.0) < quiet
+
+
+def track_seconds(stream: av.stream.Stream) -> float:
+    """A recording's track length: Matroska/WebM keeps it in the track's DURATION tag (HH:MM:SS.fraction)."""
+    h, m, sec = stream.metadata["DURATION"].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)

@@ -11,75 +11,123 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import codecs
+from aiortc.codecs import vpx
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from pydantic import ValidationError
 
 from config.calls import CallsConfig
 from ingest.calls.mixer import SAMPLES, AudioMixer
 from ingest.calls.recorder import CallRecorder
 from ingest.calls.testsrc import ToneTrack, read_stamp, stamp_frame
+from ingest.calls.video import MAX_BEHIND, CallVideo, VideoFeed, snapshot_jpeg
 from ingest.cameras.evidence import EvidenceStore
+from tests.calls.support import track_seconds
 
 
-class Frames(MediaStreamTrack):
-    """Video frames in real time at 15 fps whose size changes half-way (a phone switching camera)."""
+class Camera(MediaStreamTrack):
+    """A phone's camera as the server receives it: VP8 frames (av.Packet, as `aiortc_speedups.pass_through` hands
+    them out) in real time at 15 fps, `count` of them, whose size changes half-way (a phone switching camera); a
+    key frame at the start, at the size change and when asked (`keyframe`)."""
 
     kind = "video"
 
-    def __init__(self, count: int, sizes: tuple[tuple[int, int], ...]) -> None:
+    def __init__(self, count: int, sizes: tuple[tuple[int, int], ...] = ((320, 240),)) -> None:
         super().__init__()
         self.count, self.sizes, self.n = count, sizes, 0
         self.t0 = time.monotonic()
+        self.encoder = codecs.get_encoder(VP8)
+        self.asked = 0
+        self._key = False
 
-    async def recv(self) -> av.VideoFrame:
+    def keyframe(self) -> None:
+        self.asked += 1
+        self._key = True
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.n >= self.count:
             await asyncio.Event().wait()  # no more frames (the call goes on without video)
         await asyncio.sleep(max(0.0, self.t0 + self.n / 15 - time.monotonic()))
         w, h = self.sizes[0] if self.n < self.count // 2 else self.sizes[-1]
         frame = stamp_frame(w, h, 1_700_000_000_000 + self.n, self.n)
         frame.pts, frame.time_base = self.n * 6000, fractions.Fraction(1, 90_000)
+        payloads, timestamp = self.encoder.encode(frame, self._key)
+        self._key = False
         self.n += 1
-        return frame
+        packet = av.Packet(b"".join(vpx.vp8_depayload(p) for p in payloads))
+        packet.pts, packet.time_base = timestamp, fractions.Fraction(1, 90_000)
+        return packet
 
 
-class Silent(MediaStreamTrack):
-    kind = "video"
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
 
-    async def recv(self) -> av.VideoFrame:
-        await asyncio.Event().wait()
-        raise MediaStreamError
+
+def camera_feed(camera: MediaStreamTrack | None) -> tuple[CallVideo, VideoFeed]:
+    hub = CallVideo()
+    if camera is not None:
+        hub.set_source(camera, getattr(camera, "keyframe", None))
+    return hub, hub.subscribe()
 
 
 async def test_recording_keeps_both_tracks_in_step_across_a_camera_switch(tmp_path: Path) -> None:
-    rec = CallRecorder(tmp_path / "call.mp4", preset="ultrafast")
+    rec = CallRecorder(tmp_path / "call.webm")
     t0 = time.monotonic()
-    rec.start(ToneTrack(440), Frames(30, ((640, 480), (480, 640))))  # 2 s of video: landscape, then portrait
+    hub, feed = camera_feed(Camera(30, ((640, 480), (480, 640))))  # 2 s of video: landscape, then portrait
+    rec.start(ToneTrack(440), feed)
     await asyncio.sleep(3.0)  # the call lasts about 3 s (a recording is wall-clock time)
     done = await rec.stop()
+    await hub.stop()
     lasted = time.monotonic() - t0
-    assert not (tmp_path / "call.mp4.part").exists()
+    assert not (tmp_path / "call.webm.part").exists()
     assert abs(done.duration_s - lasted) < 0.5 and abs(done.audio_s - lasted) < 0.5, (done, lasted)
     assert done.video_frames == 30 and (done.width, done.height) == (640, 480)
     with av.open(str(done.path)) as c:
-        assert {s.type for s in c.streams} == {"audio", "video"}
+        assert {(s.type, s.codec_context.name) for s in c.streams} == {("audio", "opus"), ("video", "vp8")}
         assert abs(c.duration / 1e6 - lasted) < 0.5
-        video = c.streams.video[0]
-        assert video.duration is not None and abs(float(video.duration * video.time_base) - lasted) < 0.5
+        # the last picture lasts until the recording's end (the camera stopped after 2 s)
+        assert abs(track_seconds(c.streams.video[0]) - lasted) < 0.5
         frames = list(c.decode(video=0))
-    # the 30 pictures, then the last held until the recording's end (the camera stopped after 2 s)
-    assert len(frames) == 31 and {(f.width, f.height) for f in frames} == {(640, 480)}
-    assert read_stamp(frames[3]) == 1_700_000_000_003  # the picture survived the encoding
-    assert read_stamp(frames[30]) == read_stamp(frames[29])
+    # the phone's 30 pictures as it encoded them, both orientations (never scaled: copied)
+    assert len(frames) == 30 and [(f.width, f.height) for f in frames] == [(640, 480)] * 15 + [(480, 640)] * 15
+    assert [read_stamp(f) for f in frames[:15]] == [1_700_000_000_000 + n for n in range(15)]  # (640-wide stamps)
 
 
 async def test_recording_without_any_video_is_still_a_playable_video(tmp_path: Path) -> None:
-    rec = CallRecorder(tmp_path / "audio-only.mp4", preset="ultrafast")
-    rec.start(ToneTrack(440), Silent())
+    rec = CallRecorder(tmp_path / "audio-only.webm")
+    hub, feed = camera_feed(None)
+    rec.start(ToneTrack(440), feed)
     await asyncio.sleep(1.0)
     done = await rec.stop()
+    await hub.stop()
     with av.open(str(done.path)) as c:
         assert {s.type for s in c.streams} == {"audio", "video"}
         assert abs(c.duration / 1e6 - 1.0) < 0.3
+        assert len(list(c.decode(video=0))) == 1
+
+
+async def test_a_late_viewer_starts_on_a_key_frame_and_a_slow_one_skips_to_the_next() -> None:
+    camera = Camera(1000)
+    hub, early = camera_feed(camera)
+    await early.next()  # the phone's first frame: a key frame
+    assert camera.asked >= 1  # (a subscriber asks for a key frame when it joins)
+    while True:  # the stream goes on with inter frames
+        pkt = await early.next()
+        if not pkt.key:
+            break
+    asked = camera.asked
+    late = hub.subscribe()  # joins mid-stream: the phone is asked, and the viewer waits for the key frame
+    first = await late.next()
+    assert first.key and camera.asked > asked
+    snapshot = await asyncio.to_thread(snapshot_jpeg, list(hub.gop))  # decoded from the frames since the key frame
+    assert snapshot is not None and snapshot.startswith(b"\xff\xd8")
+    mark = hub.frames
+    while hub.frames < mark + MAX_BEHIND + 2:  # `late` stops reading for a while; frames keep coming
+        await early.next()
+    assert late.skipped == 1  # it dropped what it could not take ...
+    pkt = await late.next()
+    assert pkt.key  # ... and goes on from the key frame it asked for
+    await hub.stop()
 
 
 async def test_the_mixer_gives_each_participant_everyone_but_itself() -> None:
@@ -150,36 +198,20 @@ def test_the_vectorised_audio_level_is_aiortcs() -> None:
         assert aiortc_speedups.audio_level_dbov(frame) == original(frame)  # type: ignore[operator]
 
 
-def test_the_lean_vp8_encoder_is_what_aiortc_sends_with_and_its_pictures_decode() -> None:
-    from aiortc import codecs
-    from aiortc.jitterbuffer import JitterFrame
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+async def test_an_offer_without_vp8_video_is_refused_with_the_reason() -> None:
+    from aiortc import RTCPeerConnection, RTCRtpSender
 
-    from ingest.calls import aiortc_speedups
+    from ingest.calls.room import BadOffer, MediaRoom
 
-    aiortc_speedups.install()
-    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96)
-    encoder = codecs.get_encoder(vp8)
-    assert isinstance(encoder, aiortc_speedups.LeanVp8Encoder)
-    decoder = codecs.get_decoder(vp8)
-    decoded: list[av.VideoFrame] = []
-    for n in range(10):
-        frame = stamp_frame(640, 480, 1_700_000_000_000 + n, n)
-        frame.pts, frame.time_base = n * 3000, fractions.Fraction(1, 90_000)
-        payloads, timestamp = encoder.encode(frame)
-        assert abs(timestamp - n * 3000) <= 1
-        data = b"".join(codecs.vpx.vp8_depayload(p) for p in payloads)
-        decoded += [f for f in decoder.decode(JitterFrame(data=data, timestamp=timestamp))
-                    if isinstance(f, av.VideoFrame)]
-    assert len(decoded) == 10 and read_stamp(decoded[-1]) == 1_700_000_000_009
-
-
-async def test_the_recording_keeps_at_most_its_frame_rate(tmp_path: Path) -> None:
-    rec = CallRecorder(tmp_path / "call.mp4", preset="ultrafast", fps=5)
-    rec.start(ToneTrack(440), Frames(30, ((320, 240),)))  # 15 fps for 2 s
-    await asyncio.sleep(2.5)
-    done = await rec.stop()
-    assert 9 <= done.video_frames <= 11, done  # 5 a second of the 15
-    with av.open(str(done.path)) as c:
-        assert {s.type for s in c.streams} == {"audio", "video"}
-        assert abs((c.duration or 0) / 1e6 - done.duration_s) < 0.3
+    pc = RTCPeerConnection()
+    video = pc.addTransceiver("video", direction="sendonly")
+    video.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"])
+    await pc.setLocalDescription(await pc.createOffer())
+    room = MediaRoom()
+    try:
+        with pytest.raises(BadOffer, match="video"):  # the server forwards VP8 as it is: it cannot take H.264
+            await room.join("unit", pc.localDescription.sdp, sends_video=True)
+        assert room.peers == {}
+    finally:
+        await room.close()
+        await pc.close()

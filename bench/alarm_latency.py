@@ -52,10 +52,11 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.support import WebhookReceiver  # noqa: E402
+
 BROKER_CONF = ROOT / "deploy" / "mosquitto" / "firelink.conf"
 SECRET = "bench-webhook-secret"
 KINDS = ["one_key", "smoke", "heat", "manual_call_point", "gas"]
@@ -336,43 +337,6 @@ def row(name: str, values_ms: list[float]) -> str:
             f"{pct(values_ms, 99):>9.1f} {max(values_ms):>9.1f} {statistics.fmean(values_ms):>9.1f}")
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.arrivals: dict[int, float] = {}
-        self.bad_signatures = 0
-        self.keys: list[str] = []
-        self.arrived = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/dispatch"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/dispatch", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        t = time.monotonic()
-        from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
-
-        body = await request.read()
-        if not verify(SECRET, body, request.headers.get(SIGNATURE_HEADER)):
-            self.bad_signatures += 1
-        self.keys.append(request.headers.get(IDEMPOTENCY_HEADER, ""))
-        self.arrivals.setdefault(int(json.loads(body)["incident_id"]), t)
-        self.arrived.set()
-        return web.json_response({"ok": True})
-
-
 async def db_alarm_ids(db_url: str) -> set[str]:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -394,7 +358,7 @@ async def run(args: argparse.Namespace, rate: float, duration: float) -> dict[st
     """One measurement at one rate: a fresh broker, core, database and floor consumer."""
     workdir = Path(tempfile.mkdtemp(prefix="firelink-bench-"))
     broker, broker_port = start_broker(workdir, Path(args.broker_conf))
-    receiver = Receiver()
+    receiver = WebhookReceiver(secret=SECRET)
     await receiver.start()
     cfg = core_config(workdir, broker_port, args.units, args.db_url, receiver.url)
     db_url = cfg["database"]["url"]
@@ -501,13 +465,13 @@ async def run(args: argparse.Namespace, rate: float, duration: float) -> dict[st
                 api_lat.append((time.monotonic() - t) * 1000)
                 if not ok:
                     continue
+                def arrival(inc: int = inc_id) -> float | None:
+                    return next((r.at for r in receiver.received if r.json["incident_id"] == inc), None)
+
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(10):
-                        while inc_id not in receiver.arrivals:
-                            receiver.arrived.clear()
-                            await receiver.arrived.wait()
-                if inc_id in receiver.arrivals:
-                    dispatch_lat.append((receiver.arrivals[inc_id] - t) * 1000)
+                    await receiver.wait_until(lambda: arrival() is not None)
+                if (at := arrival()) is not None:
+                    dispatch_lat.append((at - t) * 1000)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -536,8 +500,9 @@ async def run(args: argparse.Namespace, rate: float, duration: float) -> dict[st
         print()
         print(f"  alarms: sent {len(ids)}, seen on ws {len(ids) - len(not_seen)}, in db but not seen on ws "
               f"{len(ws_missed)}, LOST {len(lost)}" + (f"; floor LOST {len(floor_lost)}" if floor_ctl else ""))
-        print(f"  webhooks: {len(dispatch_lat)}/{len(targets)} delivered, bad signatures {receiver.bad_signatures}, "
-              f"distinct idempotency keys {len(set(receiver.keys))} of {len(receiver.keys)} requests")
+        print(f"  webhooks: {len(dispatch_lat)}/{len(targets)} delivered, bad signatures "
+              f"{receiver.signature_ok.count(False)}, "
+              f"distinct idempotency keys {len(receiver.unique_keys())} of {len(receiver.received)} requests")
         p99 = pct(latencies, 99)
         floor_p99 = pct(floor_lat, 99)
         summary = {

@@ -46,15 +46,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 import yaml
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from notify.signing import IDEMPOTENCY_HEADER  # noqa: E402
 from tests.cluster_devices import Fleet  # noqa: E402
 from tests.rabbit_cluster import RabbitCluster  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from tests.support import WebhookReceiver, free_port  # noqa: E402
 
 PREFIX = "firelink"
 POLL_S = 0.1  # cross-process conditions are polled (there is no event to await across processes)
@@ -209,33 +207,6 @@ class Core:
 
 
 # ---------------------------------------------------------------- the brigade's webhook server
-
-
-class Agency:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.keys: Counter[str] = Counter()
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/dispatch"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/dispatch", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.keys[request.headers.get(IDEMPOTENCY_HEADER, "")] += 1
-        return web.json_response({"ok": True})
 
 
 # ---------------------------------------------------------------- the console: live feed and dispatching
@@ -479,7 +450,7 @@ async def throughput(cores: list[Core], k: int, rabbit: RabbitCluster, pg: OwnPo
 
 
 async def scenario(args: argparse.Namespace, cores: list[Core], rabbit: RabbitCluster, pg: OwnPostgres,
-                   agency: Agency, units: list[str]) -> str:
+                   agency: WebhookReceiver, units: list[str]) -> str:
     count = int(args.rate * args.duration)
     console = Console(cores, pg.dsn)
     await console.start()
@@ -545,8 +516,9 @@ async def scenario(args: argparse.Namespace, cores: list[Core], rabbit: RabbitCl
                                           "WHERE action = 'incident.escalated' GROUP BY 1, 2 HAVING count(*) > 1"))
     escalations = len(await query(pg.dsn, "SELECT id FROM records WHERE action = 'incident.escalated'"))
     dispatch_keys = {r["idempotency_key"] for r in await query(pg.dsn, "SELECT idempotency_key FROM dispatches")}
-    delivered_twice = sum(1 for k, n in agency.keys.items() if n > 1)
-    undelivered = len(dispatch_keys - set(agency.keys))
+    per_key = Counter(agency.keys())
+    delivered_twice = sum(1 for n in per_key.values() if n > 1)
+    undelivered = len(dispatch_keys - set(per_key))
     for e in events:
         say(e)
     say(f"console feed lost {dict(console.closed_by)}, back (resynced on another core) within "
@@ -568,7 +540,7 @@ async def main_async(args: argparse.Namespace) -> str:
     units = [f"u{i:03d}" for i in range(args.units)]
     rabbit = RabbitCluster(3)
     pg = OwnPostgres()
-    agency = Agency()
+    agency = WebhookReceiver()
     cores: list[Core] = []
     try:
         took = await asyncio.to_thread(rabbit.start)

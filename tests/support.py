@@ -323,6 +323,8 @@ class Api:
 class Received:
     body: bytes
     headers: dict[str, str]
+    at: float = 0.0  # time.monotonic() of its arrival
+    signature_ok: bool = True
 
     @property
     def json(self) -> Any:
@@ -331,43 +333,63 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Stands in for a brigade's dispatch server: a real HTTP server on loopback."""
+    """Stands in for a brigade's dispatch server: a real HTTP server on loopback (tests and benches).
+
+    `port` 0 takes a free one at start(); a fixed port gives the URL before the server runs (a server that is down
+    until `start()`). `fail_first` requests are answered 503."""
 
     fail_first: int = 0
+    port: int = 0
+    secret: str = WEBHOOK_SECRET
     received: list[Received] = field(default_factory=list)
-    signature_ok: list[bool] = field(default_factory=list)
     url: str = ""
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
+
+    def __post_init__(self) -> None:
+        if self.port:
+            self.url = f"http://127.0.0.1:{self.port}/dispatch"
+
+    @property
+    def signature_ok(self) -> list[bool]:
+        return [r.signature_ok for r in self.received]
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/dispatch", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}/dispatch"
+        self.port = self.port or free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.url = f"http://127.0.0.1:{self.port}/dispatch"
 
     async def stop(self) -> None:
         if self._runner:
             await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        at = time.monotonic()
         body = await request.read()
-        self.received.append(Received(body, dict(request.headers)))
-        self.signature_ok.append(verify(WEBHOOK_SECRET, body, request.headers.get(SIGNATURE_HEADER)))
+        ok = verify(self.secret, body, request.headers.get(SIGNATURE_HEADER))
+        self.received.append(Received(body, dict(request.headers), at, ok))
         self._event.set()
         if len(self.received) <= self.fail_first:
             return web.Response(status=503, text="busy")
         return web.json_response({"ok": True})
 
+    def keys(self) -> list[str]:
+        """Each request's idempotency key, in order of arrival."""
+        return [r.headers.get(IDEMPOTENCY_HEADER, "") for r in self.received]
+
     def unique_keys(self) -> set[str]:
-        return {r.headers[IDEMPOTENCY_HEADER] for r in self.received}
+        return set(self.keys())
 
     async def wait_for(self, count: int, timeout: float = 10) -> None:
+        await self.wait_until(lambda: len(self.received) >= count, timeout)
+
+    async def wait_until(self, check: Callable[[], bool], timeout: float = 10) -> None:
         async def go() -> None:
-            while len(self.received) < count:
+            while not check():
                 self._event.clear()
                 await self._event.wait()
         await asyncio.wait_for(go(), timeout)

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,9 @@ import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
-from notify.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
-from tests.support import ROOT, Broker, free_port, restart_mosquitto, start_mosquitto
+from tests.support import ROOT, Broker, WebhookReceiver, free_port, restart_mosquitto, start_mosquitto
 
 BROKER_CONF = ROOT / "deploy" / "mosquitto" / "firelink.conf"
 SECRET = "no-loss-webhook-secret"
@@ -342,39 +340,9 @@ def test_broker_restarts_lose_nothing(prod_broker: Broker, make_core: Callable[.
         pub.close()
 
 
-@dataclass
-class Agency:
-    """The brigade's dispatch server on a fixed loopback port, started only when told to."""
-
-    port: int
-    received: list[tuple[str, bytes, bool]] = field(default_factory=list)  # key, body, signature ok
-    _runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/dispatch"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/dispatch", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        ok = verify(SECRET, body, request.headers.get(SIGNATURE_HEADER))
-        self.received.append((request.headers.get(IDEMPOTENCY_HEADER, ""), body, ok))
-        return web.json_response({"ok": True})
-
-
 async def test_outbox_survives_kill9_and_delivers_once_per_key(prod_broker: Broker,
                                                                 make_core: Callable[..., Core]) -> None:
-    agency = Agency(free_port())  # not listening yet: the brigade's server is down
+    agency = WebhookReceiver(port=free_port(), secret=SECRET)  # not listening yet: the brigade's server is down
     core = make_core(prod_broker, webhook_url=agency.url)
     await asyncio.to_thread(core.start)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
@@ -411,11 +379,11 @@ async def test_outbox_survives_kill9_and_delivers_once_per_key(prod_broker: Brok
         await asyncio.to_thread(
             wait_until, lambda: core.query("SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0,
             20, "every outbox message delivered")
-        assert {k for k, _, _ in agency.received} == keys
-        assert all(ok for _, _, ok in agency.received), "bad signature"
-        per_key = Counter(k for k, _, _ in agency.received)
+        assert agency.unique_keys() == keys
+        assert all(agency.signature_ok), "bad signature"
+        per_key = Counter(agency.keys())
         assert set(per_key.values()) == {1}, per_key  # nothing failed after the restart: exactly once
-        bodies = {k: json.loads(b) for k, b, _ in agency.received}
+        bodies = {k: r.json for k, r in zip(agency.keys(), agency.received, strict=True)}
         assert {b["agency"] for b in bodies.values()} == {"fire", "medical"}
         assert all(b["incident_id"] == incident_id and b["idempotency_key"] == k for k, b in bodies.items())
         statuses = {r[0] for r in core.query("SELECT status FROM dispatches")}

@@ -38,6 +38,7 @@ TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
 KEYFRAME_EVERY_S = 10.0  # ask the phone for a key frame when the last one is older
 KEYFRAME_MIN_GAP_S = 0.3  # at most one request per this (a burst of viewers' losses is one request)
 MAX_BEHIND = 45  # frames queued for one subscriber (about 2 s) before it skips to the next key frame
+MAX_GOP = 1200  # frames kept since the last key frame (a phone that ignores key-frame requests: memory bounded)
 
 KeyframeFn = Callable[[], None]
 
@@ -206,6 +207,8 @@ class CallVideo:
         self.frames += 1
         if pkt.key:
             self.gop = [pkt]
+        elif len(self.gop) >= MAX_GOP:
+            self.gop = []  # no snapshot until the phone's next key frame
         elif self.gop:
             self.gop.append(pkt)
             if now - self.gop[0].at > KEYFRAME_EVERY_S:

@@ -88,7 +88,8 @@ class MediaRoom:
             raise BadOffer("not a session description (SDP starting with v=0)")
         await self.leave(key)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice))
-        pc.addTransceiver("video", direction="recvonly").setCodecPreferences(VP8_ONLY)  # the offer's video m-line
+        if any(line.startswith("m=video") for line in offer_sdp.splitlines()):  # its video m-line: VP8 only
+            pc.addTransceiver("video", direction="recvonly").setCodecPreferences(VP8_ONLY)
         peer = Peer(key, pc, sends_video)
         self.peers[key] = peer
 

@@ -215,3 +215,18 @@ async def test_an_offer_without_vp8_video_is_refused_with_the_reason() -> None:
     finally:
         await room.close()
         await pc.close()
+
+
+async def test_an_audio_only_participant_joins() -> None:
+    from ingest.calls.room import MediaRoom
+    from ingest.calls.testsrc import ClientPeer
+
+    room, peer = MediaRoom(), ClientPeer(audio=ToneTrack(440))  # e.g. a console without video
+    try:
+        answer = await room.join("officer", await peer.offer(), sends_video=False)
+        assert "m=video" not in answer
+        await peer.accept(answer)
+        await peer.connected()
+    finally:
+        await peer.close()
+        await room.close()

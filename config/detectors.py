@@ -49,6 +49,38 @@ class Thresholds(_Model):
     )
 
 
+class TemporalCheck(_Model):
+    # Chosen on fire8's video sequences (positives) and still scenes made of fire-mix pictures (negatives), never on
+    # the clips bench/detect_video.py measures (docs/detectors.md, "Video-level truth").
+    enabled: bool = Field(
+        True, title="Temporal check",
+        description=(
+            "Before k-of-n confirmation fires, the picture must change inside the candidate boxes (flames flicker, "
+            "smoke moves) beyond the camera's own global shift, noise and compression: a photo of a fire on a wall "
+            "or a still fire-coloured object never confirms (detectors/temporal.py)."
+        ),
+    )
+    size: int = Field(
+        160, ge=32, le=640, title="Analysis width",
+        description="Width in pixels of the grey copy the change is measured on (only frames with candidate boxes).",
+    )
+    pixel_threshold: float = Field(
+        16.0, gt=0, le=255, title="Pixel change",
+        description="Grey-level difference (after compensating the camera's global shift) for a changed pixel.",
+    )
+    min_change: float = Field(
+        0.1, ge=0, le=1, title="Changed fraction",
+        description=(
+            "A frame shows change when the fraction of changed pixels inside the class's boxes exceeds the fraction "
+            "outside them by at least this much."
+        ),
+    )
+    min_frames: int = Field(
+        1, ge=1, title="Frames with change",
+        description="Frames of the confirmation window (the last n) that must show change for the alarm to fire.",
+    )
+
+
 class Confirmation(_Model):
     k: int = Field(4, ge=1, title="Hits needed (k)", description="Frames with a persistent detection needed …")
     n: int = Field(6, ge=1, title="Window (n)", description="… among the last n sampled frames of a camera.")
@@ -62,6 +94,10 @@ class Confirmation(_Model):
     rearm_after_s: float = Field(
         120.0, ge=0, title="Re-arm after",
         description="After an alarm, a camera/class raises a new one only once it has been quiet this long.",
+    )
+    temporal: TemporalCheck = Field(
+        default_factory=TemporalCheck, title="Temporal check",
+        description="Change inside the candidate boxes over the window, required before an alarm fires.",
     )
 
     @model_validator(mode="after")

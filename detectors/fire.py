@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -258,7 +258,10 @@ class Confirmer:
         self.last_seen: dict[str, float] = {}
         self.disarmed: dict[str, bool] = {"smoke": False, "fire": False}
 
-    def update(self, t: float, kept: list[tuple[str, Box]]) -> list[Confirmed]:
+    def update(self, t: float, kept: list[tuple[str, Box]],
+               gate: Callable[[str], bool] | None = None) -> list[Confirmed]:
+        """`gate(class)`, when given, must also agree before a region confirms (the temporal check); while it does
+        not, the class stays armed and the next frame asks again."""
         out = []
         for cls_name in self.tracks:
             boxes = [b for n, b in kept if n == cls_name]
@@ -292,6 +295,8 @@ class Confirmer:
             self.tracks[cls_name] = [tr for tr in tracks if any(tr.hits)]
             for tr in self.tracks[cls_name]:
                 if not self.disarmed[cls_name] and tr.hits[-1] and sum(tr.hits) >= self.k:
+                    if gate is not None and not gate(cls_name):
+                        break
                     self.disarmed[cls_name] = True
                     conf = max(b.conf for b in tr.last_boxes)
                     out.append(Confirmed(cls_name, KINDS[cls_name], tr.first_t, conf, list(tr.last_boxes)))

@@ -21,6 +21,7 @@ from config.detectors import CameraDetectors, DetectorsConfig, Point
 from detectors.base import Camera, Sample, register
 from detectors.fire import Confirmed, Confirmer, FireDetector
 from detectors.model import Box
+from detectors.temporal import TemporalGate
 from ingest.contract import AlarmDetection, AlarmIn, BoxJson, DetectionEvent, DetectionFrame, video_alarm_note
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def alarm_detection(camera: Camera, t: float, frame: np.ndarray, c: Confirmed) -
 class _Watched:
     camera: Camera  # replaced whole (never mutated) when its masks change: a frame sees old or new, never a mix
     confirmer: Confirmer
+    temporal: TemporalGate
 
 
 @register
@@ -93,7 +95,8 @@ class SmokeFire:
 
     def watch(self, camera: Camera) -> None:
         c = self.cfg.confirmation
-        self._watched[camera.camera_id] = _Watched(camera, Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s))
+        self._watched[camera.camera_id] = _Watched(camera, Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s),
+                                                   TemporalGate(c.temporal, c.n))
 
     def fps(self, camera_id: str) -> float:
         w = self._watched.get(camera_id)
@@ -140,4 +143,8 @@ class SmokeFire:
                 kept: list[tuple[str, Box]]) -> list[AlarmDetection]:
         """Boxes that passed every per-box stage → the camera's confirmed alarms."""
         w = self._watched[camera_id]
-        return [alarm_detection(w.camera, t, frame, c) for c in w.confirmer.update(t, kept)]
+        gate = None
+        if w.temporal.cfg.enabled:
+            w.temporal.observe(frame, kept)
+            gate = w.temporal.passes
+        return [alarm_detection(w.camera, t, frame, c) for c in w.confirmer.update(t, kept, gate)]

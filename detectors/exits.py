@@ -14,7 +14,8 @@ work pixels. Per analysed frame:
    is textured in both images and still correlates with the model (normalised cross-correlation ≥ ``min_ncc``, same
    colour) is the same surface re-lit, not a change. A fourth cue sees what one frame cannot (low light: an object a
    few grey levels from the floor, under as much noise): the cell's grey difference from the model averaged over
-   the frames it has been still (up to 30; motion or a lighting step restarts it), against a threshold measured per
+   the frames it has been still (up to 30; a passer-by pauses it — it goes on if the same still content comes back,
+   restarts if not — and a lighting step restarts it), against a threshold measured per
    zone — 4× its noise (the frame-to-frame noise of the cell, shrunk by the frames averaged, plus the model's own),
    3× the spread of the free cells' averages (what the lighting correction leaves), at least 1 grey level. A changed
    cell needs two changed neighbours (noise is isolated).
@@ -23,7 +24,8 @@ work pixels. Per analysed frame:
    clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
    occupied/free state, so people walking past an obstruction neither create nor hide one.
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
-   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`; once a hazard is
+   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard` (a drop of up to
+   6 s just after a passer-by, cells they covered not yet judged again, does not restart the dwell); once a hazard is
    open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
 5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
    ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
@@ -70,6 +72,10 @@ _SLOW_MIN = 3  # frames a cell must have been still before its average is judged
 _SLOW_MAX = 30  # the average's memory (frames): older frames fade
 _STEP_Z = 0.954  # median |a − b| of two N(0, σ²) draws, in σ
 _HALF_P25 = 0.319  # 25th percentile of |N(0, σ²)|, in σ
+_RESUME_K = 3.0  # a cell still again after motion resumes its paused average while its new one is this close (σ)
+_RESUME_N = 5  # ... and merges them after this many still frames
+_DIP_S = 6.0  # the obstructed share may drop this long just after a passer-by without restarting the dwell
+_OCCLUDED = 0.05  # share of the zone unknown (moving, clipped, people) at which the zone counts as occluded
 
 
 Box = tuple[float, float, float, float]
@@ -204,6 +210,14 @@ def _neighbours(m: np.ndarray) -> np.ndarray:
     return sum(p[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))  # type: ignore[return-value]
 
 
+@dataclass
+class _Average:
+    """Per cell: a mean grey difference from the background model and the frames in it."""
+
+    mean: np.ndarray
+    n: np.ndarray
+
+
 class _Planes:
     """A zone's picture at work resolution, in the reference's exposure: grey (as is, for the structure test),
     and smoothed grey, chroma (Cb, Cr) and grey-level gradients (for the comparisons: noise averages out)."""
@@ -306,9 +320,15 @@ class _Zone:
         self.slow_mean = np.zeros((self.gh, self.gw), np.float32)
         self.slow_n = np.zeros((self.gh, self.gw), np.float32)
         self.slow_sigma: float | None = None
+        # while a passer-by covers a cell, the average it had (the fresh average and this one, joined while they
+        # agree: what is judged)
+        self.paused = _Average(np.zeros((self.gh, self.gw), np.float32), np.zeros((self.gh, self.gw), np.float32))
+        self.joined = _Average(np.zeros((self.gh, self.gw), np.float32), np.zeros((self.gh, self.gw), np.float32))
         self.model_var = np.ones((self.gh, self.gw), np.float32)
         self._s_prev: np.ndarray | None = None
         self.blocked_since: float | None = None
+        self.dip_since: float | None = None  # the obstructed share dropped just after the zone was occluded
+        self.occluded_t: float | None = None  # the last time part of the zone could not be judged
         self.hazard: ExitHazard | None = None
         self.hazard_since: float | None = None
         self.clear_since: float | None = None
@@ -360,7 +380,7 @@ class _Zone:
             moving |= (cur.differences(prev, gh, gw, self._d_prev) > 0.6 * thr[:, None, None]).any(axis=0)
         self.history.append((t, cur))
         clipped = _blocks(cur.blind.astype(np.float32), gh, gw) > 0.5
-        slow, slow_weak = self._still_average(cur, self.used & ~moving & ~clipped)
+        slow, slow_weak = self._still_average(cur, self.used & ~moving & ~clipped, self.used & moving & ~clipped)
         # hysteresis: cells over the thresholds with two changed neighbours, grown into adjacent cells over half the
         # thresholds (an object's low-contrast side next to its clear core; isolated noise never starts a region)
         changed = (((d > thr[:, None, None]).any(axis=0) & ~same) | slow) & self.used
@@ -375,14 +395,18 @@ class _Zone:
         self._unknown = moving | clipped  # (the watcher adds the cells under people)
         return changed, self._unknown
 
-    def _still_average(self, cur: _Planes, still: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _still_average(self, cur: _Planes, still: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(changed, weakly changed) cells by their grey difference from the model averaged over the frames they have
         been still. Noise falls with the square root of those frames, so an object only a few grey levels from the
         floor (low light: as close as the noise of one frame) still shows. Its threshold is measured, not fixed: the
         single-frame noise of a cell's difference (from consecutive frames, which a still object does not change),
         scaled to the frames averaged and the model's own noise, and the spread of the free cells' averages (what
         the lighting correction leaves over the zone). A lighting step (most cells moving at once by more than the
-        noise) restarts every average."""
+        noise) restarts every average. Motion (a passer-by) pauses a cell's average: once the cell is still again a
+        fresh average starts, judged joined with the paused one while the two agree (within `_RESUME_K` σ of their
+        difference: the same still content came back) and merged with it after `_RESUME_N` frames; when they
+        disagree the paused one is dropped. So a person standing or gone leaves no ghost, an object placed behind a
+        passer-by is not diluted by the floor it covers, and an object behind people keeps its evidence."""
         s = _blocks(cur.ib - self.model.ib, self.gh, self.gw) - self.offset[0]
         prev, self._s_prev = self._s_prev, s
         none = np.zeros_like(still)
@@ -390,21 +414,50 @@ class _Zone:
             step = float(np.median(np.abs(s - prev)[still])) / _STEP_Z
             if self.slow_sigma is not None and step > 4 * self.slow_sigma:  # a lighting step
                 self.slow_n[:] = 0
+                self.paused.n[:] = 0
+                self.joined.n[:] = 0
             elif self._unknown.mean() <= 0.3:
                 self.slow_sigma = step if self.slow_sigma is None else (
                     self.slow_sigma + _NOISE_RATE * (step - self.slow_sigma))
+        sigma = 0.0 if self.slow_sigma is None else self.slow_sigma
         n = np.where(still, np.minimum(self.slow_n + 1, _SLOW_MAX), 0).astype(np.float32)
-        self.slow_mean = np.where(still, self.slow_mean + (s - self.slow_mean) / np.maximum(n, 1), 0)
-        self.slow_n = n
-        ready = n >= _SLOW_MIN
+        mean = np.where(still, self.slow_mean + (s - self.slow_mean) / np.maximum(n, 1), 0).astype(np.float32)
+        # motion pauses: the average a cell had when a passer-by covered it waits for the cell to be still again;
+        # clipping drops it
+        p = self.paused
+        was = self.joined.n > 0
+        p.n = np.where(moving & was, self.joined.n, np.where(moving | still, p.n, 0)).astype(np.float32)
+        p.mean = np.where(moving & was, self.joined.mean, p.mean).astype(np.float32)
+        # still again: the fresh average and the paused one disagree (other content came back) → the paused one goes
+        pending = still & (p.n > 0)
+        other = pending & (np.abs(mean - p.mean) > _RESUME_K * sigma * np.sqrt(1 / np.maximum(n, 1)
+                                                                                + 1 / np.maximum(p.n, 1)))
+        p.n[other] = 0
+        # an obstruction gone: the model under it was not learnt while it stood there, so what differs now may be
+        # the scene's own drift since then; the model counts that uncertain (as many frames' variance as the
+        # difference is from the noise), which learning then shrinks
+        gone = other & self.occupied
+        if gone.any() and sigma > 0:
+            self.model_var = np.where(gone, np.maximum(self.model_var, np.square(mean / sigma)),
+                                      self.model_var).astype(np.float32)
+        both = still & (p.n > 0)
+        jn = np.where(both, np.minimum(n + p.n, _SLOW_MAX), n).astype(np.float32)
+        jm = np.where(both, (mean * n + p.mean * p.n) / np.maximum(n + p.n, 1), mean).astype(np.float32)
+        self.joined = _Average(jm, jn)
+        merged = both & (n >= _RESUME_N)  # agreed for long enough: one average again
+        self.slow_n = np.where(merged, jn, n).astype(np.float32)
+        self.slow_mean = np.where(merged, jm, mean).astype(np.float32)
+        p.n[merged] = 0
+        n, mean = jn, jm
+        ready = still & (n >= _SLOW_MIN)
         free = ready & ~self.occupied
         if self.slow_sigma is None or free.sum() < max(4.0, 0.25 * float(self.used.sum())):
             return none, none
-        spread = float(np.percentile(np.abs(self.slow_mean[free]), 25)) / _HALF_P25
+        spread = float(np.percentile(np.abs(mean[free]), 25)) / _HALF_P25
         thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * spread,
                                                  _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1)
                                                                                      + self.model_var)))
-        dev = np.abs(self.slow_mean)
+        dev = np.abs(mean)
         return ready & (dev > thr), ready & (dev > 0.5 * thr)
 
     def _compare(self, cur: _Planes, thr: np.ndarray) -> np.ndarray:
@@ -607,6 +660,8 @@ class ExitWatcher:
             z.occupied = occupied
             z.learn(~changed & ~unknown & ~z.occupied, alpha)
             z.fraction = float(np.sum(z.weights * z.occupied))
+            if float(np.sum(z.weights * unknown)) >= _OCCLUDED:
+                z.occluded_t = t
             events += self._advance(z, t, frame)
         self._learn_global(cur, light.lut, alpha)
         self.last_t = t
@@ -634,6 +689,8 @@ class ExitWatcher:
         zc = z.cfg
         assert self.ref_color is not None
         if z.hazard is None:
+            if z.fraction >= zc.min_fraction * 0.8:
+                z.dip_since = None
             if z.fraction >= zc.min_fraction:
                 if z.blocked_since is None:
                     z.blocked_since = t
@@ -645,8 +702,14 @@ class ExitWatcher:
                     )
                     z.clear_since = None
                     return [z.hazard]
-            elif z.fraction < zc.min_fraction * 0.8:
-                z.blocked_since = None
+            elif z.fraction < zc.min_fraction * 0.8 and z.blocked_since is not None:
+                # just after a passer-by (cells they covered not yet judged again) the share may drop for a few
+                # frames: the dwell goes on if the obstruction is back within `_DIP_S`, otherwise it restarts
+                if (z.dip_since is None and z.occluded_t is not None and t - z.occluded_t <= _DIP_S
+                        and t - z.blocked_since > _DIP_S):
+                    z.dip_since = t
+                if z.dip_since is None or t - z.dip_since > _DIP_S:
+                    z.blocked_since = z.dip_since = None
             return []
         if z.fraction < zc.min_fraction / 2:
             if z.clear_since is None:

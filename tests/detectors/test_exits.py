@@ -146,3 +146,56 @@ def test_people_walking_through_and_standing_less_than_the_dwell_never_flag(scen
 def test_lighting_changes_never_flag(scenes, lighting: str) -> None:
     _, events = composited(scenes, lighting, seconds=120)
     assert events == []
+
+
+# ------------------------------------------------------------------ the still-cell average through passers-by
+# A dark floor in low light (grey 30, sensor noise σ 6 per pixel), a zone of 1 % of the frame, an object 7 grey
+# levels darker than the floor over half of it (under the single-frame thresholds: the still-cell average shows it),
+# and a person-like bright blob crossing the zone every 6 s: between crossings a cell is still for only 2-3 frames,
+# so an average that restarted with every crossing never held the object (the watcher before the pause never
+# flagged it). Synthetic, so the scene is exactly this.
+
+SLOW_DWELL = 10.0
+SLOW_ZONE = (300, 200, 364, 248)  # x0, y0, x1, y1 in a 640×480 frame: 1.0 % of it
+
+
+def _low_light_scene(t: int, rng: np.random.Generator, floor: np.ndarray, obj: tuple[float, float] | None,
+                     walker: bool, stand: tuple[float, float] | None) -> np.ndarray:
+    img = floor.copy()
+    x0, y0, x1, y1 = SLOW_ZONE
+    if obj is not None and obj[0] <= t < obj[1]:
+        img[y0:y1, x0:(x0 + x1) // 2] -= 7.0
+    if walker and t % 6 in (0, 1, 2):  # crosses the zone from left to right in three frames, every 6 s
+        bx = x0 - 20 + (t % 6) * 40
+        img[y0 - 40:y1 + 10, bx:bx + 28] = 90.0
+    if stand is not None and stand[0] <= t < stand[1]:
+        img[y0 - 40:y1 + 10, x0 + 10:x0 + 38] = 90.0
+    img += rng.normal(0.0, 6.0, img.shape).astype(np.float32)
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def low_light_passers(obj: tuple[float, float] | None, stand: tuple[float, float] | None = None,
+                      seconds: int = 60, watcher_type: type = ExitWatcher) -> list[tuple[float, object]]:
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    floor = (30.0 + 3.0 * np.sin(xx / 23.0) * np.cos(yy / 17.0)).astype(np.float32)  # a dark, faintly textured floor
+    x0, y0, x1, y1 = SLOW_ZONE
+    zone = ExitZoneConfig(id="door", polygon=[(x0 / 639, y0 / 479), (x1 / 639, y0 / 479), (x1 / 639, y1 / 479),
+                                              (x0 / 639, y1 / 479)], dwell_s=SLOW_DWELL, clear_s=3.0)
+    w = watcher_type("stairs", [zone], ExitAnalysis(person_weights=None))
+    w.set_reference(_low_light_scene(-1, rng, floor, None, False, None))
+    events: list[tuple[float, object]] = []
+    for t in range(seconds):
+        events += [(float(t), e) for e in w.update(float(t), _low_light_scene(t, rng, floor, obj, True, stand))]
+    return events
+
+
+def test_faint_object_behind_passers_by_is_flagged_within_dwell_plus_10s() -> None:
+    events = low_light_passers(obj=(10.0, 50.0))
+    hazards = [t for t, e in events if isinstance(e, ExitHazard)]
+    assert hazards and 10.0 + SLOW_DWELL <= hazards[0] <= 10.0 + SLOW_DWELL + 10, events
+    assert len(hazards) == 1
+
+
+def test_person_standing_less_than_the_dwell_among_passers_by_never_flags() -> None:
+    assert low_light_passers(obj=None, stand=(12.0, 12.0 + 0.7 * SLOW_DWELL)) == []

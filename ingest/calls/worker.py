@@ -1,6 +1,6 @@
 """Call media in worker processes, away from the core's event loop.
 
-A call's media (ingest.calls.room: WebRTC, mixing, relaying, recording) costs a quarter of a core; in the core's
+A call's media (ingest.calls.room: WebRTC, mixing, relaying, recording) costs about a tenth of a core; in the core's
 own process its event loop would share that work with alarm intake. So the rooms live in `processes` worker
 processes (spawned, one asyncio loop each); the core keeps the calls' state, rules and record (dispatch.calls) and
 drives each room through a RemoteRoom: the same methods, as messages over a pipe. A worker pushes each

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import av
 import numpy as np
@@ -49,8 +49,7 @@ QUEUE_FRAMES = 400
 POLL_S = 0.02
 HOLD_S = 0.1  # a track ending more than this before the recording's end is extended to it
 
-Kind = Literal["audio", "video"]
-Item = tuple[Kind, "av.AudioFrame | VideoPacket", float] | None
+Item = tuple["av.AudioFrame | VideoPacket", float] | None  # (what, seconds since start); None: the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,7 @@ class CallRecorder:
             except MediaStreamError:
                 return
             if isinstance(frame, av.AudioFrame):
-                self._queue.append(("audio", frame, time.monotonic() - self.origin))
+                self._queue.append((frame, time.monotonic() - self.origin))
 
     async def _read_video(self, feed: VideoFeed) -> None:
         while True:
@@ -131,7 +130,7 @@ class CallRecorder:
                 self.dropped += 1
                 feed.resync()
                 continue
-            self._queue.append(("video", pkt, time.monotonic() - self.origin))
+            self._queue.append((pkt, time.monotonic() - self.origin))
 
     # ------------------------------------------------------------ encoding thread
 
@@ -174,7 +173,7 @@ class _Encoder:
                 continue
             if item is None:
                 break
-            _kind, frame, at = item
+            frame, at = item
             if isinstance(frame, VideoPacket):
                 if self.container is None:
                     self.open(*(vp8_size(frame.data) or DEFAULT_SIZE))
@@ -287,6 +286,6 @@ class _Encoder:
         part.replace(self.rec.path)
         audio_s = self.samples / AUDIO_RATE
         audio_end = (self.audio_start or 0.0) + audio_s
-        video_s = last - (self.first_video or 0.0) if self.first_video is not None else 0.0
+        video_s = last if self.first_video is not None else 0.0  # (the first picture stands from 0)
         return Recording(self.rec.path, max(audio_end, last), audio_s, video_s, self.video_frames,
                          self.size[0], self.size[1], self.rec.path.stat().st_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,23 +14,51 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from dispatch.sqlite_inline import inline_connector
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's write lock before it fails
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_file(url: str) -> str | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+            and not parsed.query.get("uri"):
+        return parsed.database
+    return None
 
 
 def make_engine(url: str, echo: bool = False, **kwargs: Any) -> AsyncEngine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if path := _sqlite_file(url):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo, **kwargs)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(BUSY_TIMEOUT_S * 1000)))
+    return engine
+
+
+def make_write_engine(url: str, echo: bool = False) -> AsyncEngine | None:
+    """The single writer's own engine where it pays: a SQLite file, its statements run on the event loop
+    (dispatch.sqlite_inline). None elsewhere (PostgreSQL's driver is asynchronous already; an in-memory database
+    must stay one connection)."""
+    path = _sqlite_file(url)
+    if path is None:
+        return None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, echo=echo, async_creator=inline_connector(path, BUSY_TIMEOUT_S),
+                                 pool_size=1, max_overflow=1)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas(0))  # never wait on the loop: sqlite_inline
     return engine
 
 
@@ -49,6 +78,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.write_engine = make_write_engine(url, echo)
+        self.write_sessions = self.sessions if self.write_engine is None else async_sessionmaker(
+            self.write_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -56,6 +88,10 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessions()
+
+    def write_session(self) -> AsyncSession:
+        """The single writer's session (dispatch.writer); everything else reads and writes through `session`."""
+        return self.write_sessions()
 
     async def alive(self) -> bool:
         try:
@@ -70,6 +106,8 @@ class Database:
             await conn.run_sync(_run_alembic_upgrade)
 
     async def dispose(self) -> None:
+        if self.write_engine is not None:
+            await self.write_engine.dispose()
         await self.engine.dispose()
 
 

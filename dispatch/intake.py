@@ -61,6 +61,12 @@ LOCK_UNITS = text("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtex
 MERGE_TARGETS = select(Incident).where(Incident.unit_id.in_(bindparam("units", expanding=True)),
                                        Incident.merge_target.is_(True)).with_for_update()
 
+# A batch of more items than this is a long transaction (dispatch.writer.Writer.tx): on SQLite its statements run on
+# the database's thread, not the loop. Measured (bench/README.md, 2026-12-01): at 200/s batches are of one alarm and
+# running them on the loop cuts the median to a quarter; at 1,000/s running every batch there doubled the p99.
+LONG_BATCH = 4
+
+
 class Intake:
     """Alarms, refusals and device status into the record, one transaction per batch."""
 
@@ -78,7 +84,7 @@ class Intake:
         """
         if not items:
             return []
-        async with self.core.writer.tx() as tx:
+        async with self.core.writer.tx(long=len(items) > LONG_BATCH) as tx:
             return await self._ingest(tx, items, notes or {})
 
     async def record_of(self, incident_id: int, action: str) -> list[dict[str, Any]]:

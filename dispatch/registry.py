@@ -287,7 +287,7 @@ class Registry:
         now = self.core.clock()
         values: list[dict[str, Any]] = []
         made: dict[str, Unit] = {}
-        async with self.core.writer.tx() as tx:
+        async with self.core.writer.tx(long=True) as tx:  # up to thousands of rows: off the loop
             s = tx.session
             ids = [r.unit_id for r in checked.rows]
             codes = [r.fields.credit_code for r in checked.rows if r.fields.credit_code]

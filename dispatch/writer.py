@@ -28,6 +28,7 @@ from dispatch.db import LOCK_ROWS, Database
 from dispatch.events import Event, EventBus
 from dispatch.models import ChainHead, ClusterEvent, RecordEntry, table_of
 from dispatch.records import ChainForked, RecordChain, head_signature
+from dispatch.sqlite_inline import set_inline
 from ingest.contract import utcnow
 
 INSERT_RECORDS = insert(table_of(RecordEntry))  # built once; a Core insert (the rows are plain dicts already)
@@ -86,12 +87,15 @@ class Writer:
                 self.records.set_head(head.hash, head.seq)
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
+    async def tx(self, long: bool = False) -> AsyncIterator[Tx]:
+        """`long`: a transaction with much SQL (a large intake batch); on SQLite it runs on the database thread
+        instead of the event loop (dispatch.sqlite_inline)."""
         async with self._lock:
-            tx = Tx(self.db.session())
+            tx = Tx(self.db.write_session())
             if self.cluster is not None:
                 tx.session.info[LOCK_ROWS] = True  # rows read to be changed are locked (dispatch.db.locks_rows)
             try:
+                await set_inline(tx.session, not long)
                 yield tx
                 if tx.records:
                     await tx.session.execute(INSERT_RECORDS, tx.records)

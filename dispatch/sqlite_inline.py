@@ -4,7 +4,7 @@ aiosqlite runs every call (cursor, execute, fetch, commit) on its own thread and
 event loop: two thread switches per call, some twenty per intake transaction — most of an alarm's time from the
 broker to the console on a quiet machine (bench/README.md, issue 10). The writer's statements are short and bounded
 (one transaction at a time, dispatch.writer), so they run inline instead: no hand-off, the same sqlite3 calls.
-A long transaction (a large intake batch, a unit import) still runs on aiosqlite's thread (`set_inline`): its SQL
+A long transaction (a large intake batch, a unit import) still runs on aiosqlite's thread (`OFFLOADED`): its SQL
 then uses the other core while the loop serves the consoles.
 
 What must never happen is the loop blocking on another connection's lock (that connection may need the loop to
@@ -18,10 +18,13 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import aiosqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+
+OFFLOADED: ContextVar[bool] = ContextVar("firelink_sqlite_offloaded", default=False)
+"""Set for the task running a long transaction (dispatch.writer.Writer.tx): its statements go to aiosqlite's thread."""
 
 BUSY_RETRY_FIRST_S = 0.001
 BUSY_RETRY_MAX_S = 0.05
@@ -39,10 +42,9 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Callable[[], sqlite3.Connection], busy_timeout_s: float) -> None:
         super().__init__(connector, iter_chunk_size=64)
         self._busy_timeout_s = busy_timeout_s
-        self.inline = True  # False: this transaction's calls go to aiosqlite's thread, as usual (set_inline)
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self.inline:
+        if OFFLOADED.get():
             return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
@@ -56,14 +58,6 @@ class InlineConnection(aiosqlite.Connection):
                     raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, BUSY_RETRY_MAX_S)
-
-
-async def set_inline(session: AsyncSession, inline: bool) -> None:
-    """Whether the session's transaction runs its statements on the loop (short ones: the fewest hand-offs) or on
-    aiosqlite's thread (long ones: the loop serves the consoles meanwhile, and the SQL uses the other core)."""
-    raw = await (await session.connection()).get_raw_connection()
-    if isinstance(raw.driver_connection, InlineConnection):
-        raw.driver_connection.inline = inline
 
 
 def inline_connector(path: str, busy_timeout_s: float) -> Callable[[], Any]:

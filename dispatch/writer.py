@@ -28,7 +28,7 @@ from dispatch.db import LOCK_ROWS, Database
 from dispatch.events import Event, EventBus
 from dispatch.models import ChainHead, ClusterEvent, RecordEntry, table_of
 from dispatch.records import ChainForked, RecordChain, head_signature
-from dispatch.sqlite_inline import set_inline
+from dispatch.sqlite_inline import OFFLOADED
 from ingest.contract import utcnow
 
 INSERT_RECORDS = insert(table_of(RecordEntry))  # built once; a Core insert (the rows are plain dicts already)
@@ -94,8 +94,8 @@ class Writer:
             tx = Tx(self.db.write_session())
             if self.cluster is not None:
                 tx.session.info[LOCK_ROWS] = True  # rows read to be changed are locked (dispatch.db.locks_rows)
+            offloaded = OFFLOADED.set(long)
             try:
-                await set_inline(tx.session, not long)
                 yield tx
                 if tx.records:
                     await tx.session.execute(INSERT_RECORDS, tx.records)
@@ -108,6 +108,7 @@ class Writer:
                 raise
             finally:
                 await tx.session.close()
+                OFFLOADED.reset(offloaded)
             self.records.committed()
             for fn in tx.after_commit:
                 fn()

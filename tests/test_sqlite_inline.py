@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from dispatch.db import Database
-from dispatch.sqlite_inline import InlineConnection, inline_connector, set_inline
+from dispatch.events import EventBus
+from dispatch.sqlite_inline import InlineConnection, inline_connector
+from dispatch.writer import Writer
 
 
 @pytest.fixture
@@ -35,14 +37,14 @@ async def test_the_writer_session_runs_its_statements_on_the_loop_thread(db: Dat
         assert (await s.execute(text("SELECT n FROM t"))).scalars().all() == [1]
 
 
-@pytest.mark.parametrize("inline", [True, False])
-async def test_a_long_transaction_runs_on_the_database_thread(db: Database, inline: bool) -> None:
-    async with db.write_session() as s:
-        await set_inline(s, inline)
-        raw = await (await s.connection()).get_raw_connection()
+@pytest.mark.parametrize("long", [False, True])
+async def test_a_long_transaction_runs_on_the_database_thread(db: Database, long: bool) -> None:
+    writer = Writer(db, EventBus())
+    async with writer.tx(long=long) as tx:
+        raw = await (await tx.session.connection()).get_raw_connection()
         raw.driver_connection._conn.create_function("thread_id", 0, threading.get_ident)
-        ran_on = (await s.execute(text("SELECT thread_id()"))).scalar_one()
-    assert (ran_on == threading.get_ident()) is inline
+        ran_on = (await tx.session.execute(text("SELECT thread_id()"))).scalar_one()
+    assert (ran_on != threading.get_ident()) is long
 
 
 async def test_a_locked_database_is_waited_for_without_blocking_the_loop(db: Database) -> None:

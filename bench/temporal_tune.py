@@ -15,8 +15,8 @@ bench/detect_video.py does NOT measure:
 The model and the per-box stages run once per sampled frame (shipped defaults) and their boxes are cached; the frames
 are rebuilt (deterministic) and each frame's change is recorded at several pixel thresholds, and its unexplained
 fraction at several residual thresholds and optical-flow settings. Then every candidate setting is replayed through
-the camera's k-of-n `Confirmer` with `detectors.temporal.window_passes` (the production rule): first the per-frame
-rule (min change, frames, motion test), then early confirmation on the chosen rule. Prints, per candidate: positive
+the camera's k-of-n `Confirmer` with `detectors.temporal.window_passes` (the production rule: min change, frames,
+motion test). Prints, per candidate: positive
 sequences alarmed and their median first alarm, still and moving scenes alarmed.
 
     python bench/temporal_tune.py [--stills 6] [--moving 4] [--seconds 20] [--moving-seconds 10] [--cache FILE]
@@ -187,7 +187,7 @@ def replay(kept: list[tuple[float, Any]], changes: list[dict[str, Any]], dcfg: D
            tc: TemporalCheck) -> tuple[int, float | None]:
     """Alarms and first-alarm time of one recording with the temporal check `tc` (disabled: no check)."""
     c = dcfg.confirmation
-    conf = Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s, tc.early_k if tc.enabled else None)
+    conf = Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s)
     window: dict[str, list[Change | None]] = {"smoke": [], "fire": []}
     alarms, first = 0, None
     for (t, k), ch in zip(kept, changes, strict=True):
@@ -200,8 +200,8 @@ def replay(kept: list[tuple[float, Any]], changes: list[dict[str, Any]], dcfg: D
                 un = v["un"][(tc.flow_size, tc.flow_window, tc.flow_margin, tc.residual_threshold)]
                 w.append(Change(inside, outside, (0.0, 0.0), un))
 
-        def gate(cls: str, hits: int, k_: int) -> bool:
-            return window_passes(tc, window[cls][-c.n:], hits, k_)
+        def gate(cls: str) -> bool:
+            return window_passes(tc, window[cls][-c.n:])
 
         ev = conf.update(t, k, gate if tc.enabled else None)
         if ev:
@@ -257,20 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     line("no check", base.model_copy(update={"enabled": False}))
     line("previous default (pixel 16, change 0.10, 1 frame, no motion test)",
          base.model_copy(update={"pixel_threshold": 16.0, "min_change": 0.1, "min_frames": 1,
-                                 "min_unexplained": 0.0, "early_k": 4}))
+                                 "min_unexplained": 0.0}))
     for pt, mc, mf in itertools.product(PIXEL_THRESHOLDS, (0.05, 0.1, 0.15), (1, 2)):
         for fl, rt, mu in itertools.product(FLOWS, RESIDUAL_THRESHOLDS, (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)):
             tc = base.model_copy(update={"pixel_threshold": pt, "min_change": mc, "min_frames": mf,
                                          "flow_size": fl[0], "flow_window": fl[1], "flow_margin": fl[2],
-                                         "residual_threshold": rt, "min_unexplained": mu, "early_k": 4})
+                                         "residual_threshold": rt, "min_unexplained": mu})
             line(f"pixel {pt:.0f} chg {mc:.2f} fr {mf} flow {fl[0]}/{fl[1]}/{fl[2]} resid {rt:.0f} unexpl {mu:.2f}",
                  tc)
-    print(f"early confirmation on the default rule (pixel {base.pixel_threshold:.0f}, change {base.min_change}, "
-          f"{base.min_frames} frame, flow {base.flow_size}/{base.flow_window}/{base.flow_margin}, residual "
-          f"{base.residual_threshold:.0f}, unexplained {base.min_unexplained})")
-    for ek, ef, ec in itertools.product((2, 3), (1, 2), (0.1, 0.15, 0.2, 0.3, 0.4)):
-        tc = base.model_copy(update={"early_k": ek, "early_frames": ef, "early_change": ec})
-        line(f"early k {ek} frames {ef} change {ec:.2f}", tc)
     print("per recording, without → with the default check: alarms, first alarm")
     for name, r in data.items():
         if name not in sp:

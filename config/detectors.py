@@ -103,15 +103,6 @@ class TemporalCheck(_Model):
         0.5, ge=0, le=1, title="Motion margin",
         description="The crop extends the boxes by this share of their size on every side (content moving in).",
     )
-    early_k: int = Field(
-        4, ge=1, title="Early confirmation (hits)",
-        description=(
-            "A region with at least this many hits (fewer than k) confirms early when `early_frames` of the window's "
-            "frames changed by `early_change` (and pass the motion test); k or more: no early confirmation."
-        ),
-    )
-    early_frames: int = Field(2, ge=1, title="Early confirmation (frames with strong change)")
-    early_change: float = Field(0.3, ge=0, le=1, title="Early confirmation (changed fraction)")
 
 
 class Confirmation(_Model):

@@ -252,18 +252,16 @@ class Confirmed:
 class Confirmer:
     """k-of-n confirmation with region persistence, per class, for one camera."""
 
-    def __init__(self, k: int, n: int, min_overlap: float, rearm_after_s: float, early_k: int | None = None) -> None:
+    def __init__(self, k: int, n: int, min_overlap: float, rearm_after_s: float) -> None:
         self.k, self.n, self.min_overlap, self.rearm_after_s = k, n, min_overlap, rearm_after_s
-        self.early_k = min(k, early_k) if early_k is not None else k  # fewer hits the gate may accept
         self.tracks: dict[str, list[_Track]] = {"smoke": [], "fire": []}
         self.last_seen: dict[str, float] = {}
         self.disarmed: dict[str, bool] = {"smoke": False, "fire": False}
 
     def update(self, t: float, kept: list[tuple[str, Box]],
-               gate: Callable[[str, int, int], bool] | None = None) -> list[Confirmed]:
-        """`gate(class, hits, k)`, when given, must also agree before a region confirms (the temporal check); it is
-        asked from `early_k` hits on (without a gate: k). While it does not agree, the class stays armed and the next
-        frame asks again."""
+               gate: Callable[[str], bool] | None = None) -> list[Confirmed]:
+        """`gate(class)`, when given, must also agree before a region confirms (the temporal check); while it does
+        not, the class stays armed and the next frame asks again."""
         out = []
         for cls_name in self.tracks:
             boxes = [b for n, b in kept if n == cls_name]
@@ -296,9 +294,8 @@ class Confirmer:
                 tr.hits.append(hit[j])
             self.tracks[cls_name] = [tr for tr in tracks if any(tr.hits)]
             for tr in self.tracks[cls_name]:
-                hits = sum(tr.hits)
-                if not self.disarmed[cls_name] and tr.hits[-1] and hits >= (self.k if gate is None else self.early_k):
-                    if gate is not None and not gate(cls_name, hits, self.k):
+                if not self.disarmed[cls_name] and tr.hits[-1] and sum(tr.hits) >= self.k:
+                    if gate is not None and not gate(cls_name):
                         break
                     self.disarmed[cls_name] = True
                     conf = max(b.conf for b in tr.last_boxes)

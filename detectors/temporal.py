@@ -9,8 +9,7 @@ boxes. Change that the boxes' own content explains by moving — a car driving t
 carried past — is not evidence of fire: `unexplained` warps the previous frame's crop around the boxes by the dense
 optical flow between the two crops (Farneback, `flow_size` px) and keeps the fraction of box pixels still changed.
 Flames flicker and smoke grows and thins, which no smooth motion field reproduces. `window_passes` then lets k-of-n
-confirmation fire only when enough of the window's frames changed and were not explained by motion, and earlier (at
-`early_k` hits) when the evidence is strong.
+confirmation fire only when enough of the window's frames changed and were not explained by motion.
 
 Cost: only frames with candidate boxes, on a `size`-px-wide grey copy (two resizes, one phase correlation, one warp;
 well under a millisecond at 160 px) plus, on frames whose change passed, one optical flow on two `flow_size`-px
@@ -46,10 +45,9 @@ class Change:
         """Change inside the boxes beyond the change of the whole scene."""
         return self.inside - self.outside
 
-    def changed(self, cfg: TemporalCheck, min_change: float | None = None) -> bool:
+    def changed(self, cfg: TemporalCheck) -> bool:
         """Enough change inside the boxes, and enough of it not explained by the content moving."""
-        return (self.score >= (cfg.min_change if min_change is None else min_change)
-                and self.unexplained >= cfg.min_unexplained)
+        return self.score >= cfg.min_change and self.unexplained >= cfg.min_unexplained
 
 
 def small_grey(frame: np.ndarray, size: int) -> np.ndarray:
@@ -133,16 +131,12 @@ def unexplained(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[tuple[float, 
     return float(residual[inner].mean()) if inner.any() else 0.0
 
 
-def window_passes(cfg: TemporalCheck, window: Sequence[Change | None], hits: int, k: int) -> bool:
-    """The rule over one class's changes in the confirmation window (None: a frame without that class's boxes).
-    With `hits` ≥ k, at least `min_frames` frames must have changed (`Change.changed`); with `early_k` ≤ hits < k,
-    at least `early_frames` must have changed by `early_change` or more."""
+def window_passes(cfg: TemporalCheck, window: Sequence[Change | None]) -> bool:
+    """The rule over one class's changes in the confirmation window (None: a frame without that class's boxes): at
+    least `min_frames` frames changed (`Change.changed`)."""
     if not cfg.enabled:
-        return hits >= k
-    seen = [c for c in window if c is not None]
-    if hits >= k:
-        return sum(c.changed(cfg) for c in seen) >= cfg.min_frames
-    return hits >= cfg.early_k and sum(c.changed(cfg, cfg.early_change) for c in seen) >= cfg.early_frames
+        return True
+    return sum(c.changed(cfg) for c in window if c is not None) >= cfg.min_frames
 
 
 class TemporalGate:
@@ -173,11 +167,11 @@ class TemporalGate:
                     self._prev_small = small_grey(self._prev, self.cfg.size)
                 scale = small.shape[1] / frame.shape[1]
                 found = change(self._prev_small, small, boxes, scale, self.cfg.pixel_threshold)
-                if found.score >= min(self.cfg.min_change, self.cfg.early_change) and self.cfg.min_unexplained > 0:
+                if found.score >= self.cfg.min_change and self.cfg.min_unexplained > 0:
                     found = replace(found, unexplained=unexplained(self._prev, frame, boxes, self.cfg))
             changes.append(found)
         self._prev, self._prev_small = frame, small
 
-    def passes(self, cls_name: str, hits: int, k: int) -> bool:
-        """Whether a region of this class with `hits` of the window's frames may confirm now (`window_passes`)."""
-        return window_passes(self.cfg, self.changes[cls_name], hits, k)
+    def passes(self, cls_name: str) -> bool:
+        """Whether a region of this class may confirm now (`window_passes`)."""
+        return window_passes(self.cfg, self.changes[cls_name])

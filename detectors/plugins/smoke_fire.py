@@ -95,9 +95,8 @@ class SmokeFire:
 
     def watch(self, camera: Camera) -> None:
         c = self.cfg.confirmation
-        early_k = c.temporal.early_k if c.temporal.enabled else None
-        confirmer = Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s, early_k)
-        self._watched[camera.camera_id] = _Watched(camera, confirmer, TemporalGate(c.temporal, c.n))
+        self._watched[camera.camera_id] = _Watched(camera, Confirmer(c.k, c.n, c.min_overlap, c.rearm_after_s),
+                                                   TemporalGate(c.temporal, c.n))
 
     def fps(self, camera_id: str) -> float:
         w = self._watched.get(camera_id)

@@ -17,7 +17,8 @@ camera's rate, model, thresholds, k-of-n confirmation, re-arm) with the shipped 
 None of these clips or pictures chose the shipped thresholds except as one source among eleven of the
 leave-one-source-out fit (bench/detect_eval.py; every fold chose the same operating point). The temporal check of
 the confirmation (`confirmation.temporal`, on by default; `--no-temporal` runs without it) was tuned on none of them
-(bench/temporal_tune.py: fire8's video sequences and still scenes of fire-mix fire pictures).
+(bench/temporal_tune.py: fire8's video sequences, still scenes of fire-mix fire pictures, and the same pictures moved
+rigidly — driven across or swayed — over fire-mix backgrounds, for its motion test).
 """
 
 from __future__ import annotations

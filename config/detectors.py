@@ -79,6 +79,30 @@ class TemporalCheck(_Model):
         1, ge=1, title="Frames with change",
         description="Frames of the confirmation window (the last n) that must show change for the alarm to fire.",
     )
+    min_unexplained: float = Field(
+        0.1, ge=0, le=1, title="Change not explained by motion",
+        description=(
+            "A frame's change counts only when at least this fraction of the boxes' pixels still differ after "
+            "warping the previous frame by the local optical flow: a car driving through, a branch swaying, a poster "
+            "carried past move as a whole; flames flicker and smoke grows and thins. 0: no motion test."
+        ),
+    )
+    residual_threshold: float = Field(
+        16.0, gt=0, le=255, title="Residual pixel change",
+        description="Grey-level difference left after the local motion warp for a pixel to count as unexplained.",
+    )
+    flow_size: int = Field(
+        64, ge=16, le=256, title="Motion analysis size",
+        description="Long side in pixels of the crop around the boxes the local optical flow is computed on.",
+    )
+    flow_window: int = Field(
+        9, ge=3, le=31, title="Motion smoothness",
+        description="Farneback averaging window (pixels of the crop): larger = smoother motion, less flicker fits.",
+    )
+    flow_margin: float = Field(
+        0.5, ge=0, le=1, title="Motion margin",
+        description="The crop extends the boxes by this share of their size on every side (content moving in).",
+    )
 
 
 class Confirmation(_Model):

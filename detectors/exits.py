@@ -6,7 +6,9 @@ work pixels. Per analysed frame:
 
 1. Lighting: the camera's tone change against the reference (exposure, gain, black level, highlight knee) is a curve
    fitted on the pixels outside all zones — the median current grey level per reference grey level, on a 384-px grey
-   copy — and inverted, so the frame is brought back to the reference's exposure before anything is compared.
+   copy — and inverted, so the frame is brought back to the reference's exposure before anything is compared. Below
+   its darkest populated level (a zone's floor darker than everything outside the zones) the curve goes on along the
+   line through its darkest levels, so a black-level shift reaches the darks too.
 2. Each cell is compared with the zone's **background model** (the clear reference, kept fresh, below) on three
    cues: grey level (mean absolute difference > ``diff_threshold``), colour (mean chroma difference >
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 ANALYSIS_WIDTH = 384  # the whole frame's grey copy, for the lighting curve only
 WORK_PX = 8  # work pixels per cell side
 _BINS = 16  # reference grey-level bins of the lighting curve
+_LOW_BINS = 3  # populated bins the tone curve's dark-end slope is fitted on (the darkest ones: the black level)
+_LOW_SPAN = 16.0  # ... which must span at least this many reference grey levels (one bin) to give a slope
+_GAIN_RANGE = (0.25, 4.0)  # camera gains beyond these are not lighting (a fitted slope or gain is clipped to them)
 _CLIPPED = (3, 250)  # grey levels at or beyond which a pixel is clipped (nothing to compare)
 _NOISE_K = 3.0  # a cue's threshold is at least this many times the camera's noise on that cue
 _NOISE_RATE = 0.05  # how fast that noise estimate follows the scene (per analysed frame)
@@ -145,11 +150,25 @@ class _Light:
 _SAME = _Light(_IDENTITY)
 
 
+def _low_slope(med_ref: np.ndarray, med_cur: np.ndarray, counts: np.ndarray, ratio0: float) -> float:
+    """The tone curve's slope below its darkest populated bin: a line through the darkest `_LOW_BINS` bins' medians
+    (count-weighted), so a black-level shift is carried into the darks (a line through the origin, the darkest bin's
+    ratio, turns a +8 black level into a 3–5 grey-level error on a floor darker than everything outside the zones).
+    When those bins span too few levels for a slope, the darkest bin's ratio (gain only) as before."""
+    r, c, w = med_ref[:_LOW_BINS], med_cur[:_LOW_BINS], counts[:_LOW_BINS].astype(np.float64)
+    if r.size < 2 or float(r[-1] - r[0]) < _LOW_SPAN:
+        return ratio0
+    mx, my = np.average(r, weights=w), np.average(c, weights=w)
+    slope = float(np.average((r - mx) * (c - my), weights=w) / max(np.average((r - mx) ** 2, weights=w), 1e-6))
+    return float(np.clip(slope, *_GAIN_RANGE))
+
+
 def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
     """The lighting of the current frame's grey copy `cur` against the reference's, fitted on the pixels `idx` (flat
     indices outside all zones): the median current level of the pixels in each reference level bin gives the
-    camera's tone curve (gain, black level, knee); it is made monotone and inverted. Outside the populated bins the
-    nearest bin's ratio holds; without enough pixels at all, no change."""
+    camera's tone curve (gain, black level, knee); it is made monotone and inverted. Below the populated bins the
+    line through the darkest ones goes on (`_low_slope`), above them the brightest bin's ratio holds; without enough
+    pixels at all, no change."""
     if idx.size < 200:
         return _SAME
     r = ref.ravel()[idx]
@@ -166,7 +185,7 @@ def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
     ratio = med_cur / np.maximum(med_ref, 1.0)
     fwd = np.interp(_IDENTITY, med_ref, med_cur)
     lo, hi = _IDENTITY < med_ref[0], _IDENTITY > med_ref[-1]
-    fwd[lo] = _IDENTITY[lo] * ratio[0]
+    fwd[lo] = med_cur[0] + (_IDENTITY[lo] - med_ref[0]) * _low_slope(med_ref, med_cur, counts[ok], ratio[0])
     fwd[hi] = _IDENTITY[hi] * ratio[-1]
     fwd = np.maximum.accumulate(np.clip(fwd, 0, None)) + _IDENTITY * 1e-4  # monotone, strictly increasing
     lut = np.interp(_IDENTITY, fwd, _IDENTITY).astype(np.float32)
@@ -178,7 +197,7 @@ def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
         gain = float(np.average((med_ref - mx) * (med_cur - my), weights=w) / var) if var > 1 else my / max(mx, 1)
     else:
         gain = float(np.median(ratio))
-    return _Light(lut, float(np.clip(1.0 / max(gain, 1e-3), 0.25, 4.0)))
+    return _Light(lut, float(np.clip(1.0 / max(gain, 1e-3), *_GAIN_RANGE)))
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -199,3 +199,56 @@ def test_faint_object_behind_passers_by_is_flagged_within_dwell_plus_10s() -> No
 
 def test_person_standing_less_than_the_dwell_among_passers_by_never_flags() -> None:
     assert low_light_passers(obj=None, stand=(12.0, 12.0 + 0.7 * SLOW_DWELL)) == []
+
+
+# ------------------------------------------------------------------ exposure jumps with a black-level shift
+# Auto exposure steps the whole picture's gain and black level at once (×1.12 + 8, then ×0.75 − 7). The lighting
+# curve is fitted outside the zones; here the zone's floor (grey 6..46, a ramp) is darker than everything outside it
+# (grey 40..220), so the zone's darks lie below the curve's darkest populated level and the curve must be carried
+# there with the black level, not through the origin (the watcher before flagged this clear zone: its darker half
+# kept a 2-4 grey-level residual that the still-cell average read as a still change). Synthetic, so the scene is
+# exactly this.
+
+JUMP_DWELL = 10.0
+JUMP_ZONE = (280, 200, 360, 260)  # x0, y0, x1, y1 in a 640×480 frame: 1.6 % of it
+JUMPS = ((20, 1.12, 8.0), (38, 0.75, -7.0))  # (from t, gain, black-level offset)
+
+
+def _jump_scene(t: int, rng: np.random.Generator, obj: tuple[float, float] | None) -> np.ndarray:
+    yy, xx = np.mgrid[0:480, 0:640].astype(np.float32)
+    img = 40.0 + 180.0 * xx / 639.0 + 4.0 * np.sin(yy / 9.0)  # outside the zone: every level from 40 to 220
+    x0, y0, x1, y1 = JUMP_ZONE
+    img[y0:y1, x0:x1] = 6.0 + 40.0 * (xx[y0:y1, x0:x1] - x0) / (x1 - x0) + 2.0 * np.sin(yy[y0:y1, x0:x1] / 3.0)
+    if obj is not None and obj[0] <= t < obj[1]:
+        img[y0:y1, x0:x0 + (x1 - x0) // 2] *= 0.6  # a dark object over half the zone (its darker half)
+    gain, off = 1.0, 0.0
+    for jt, jg, jo in JUMPS:
+        if t >= jt:
+            gain, off = jg, jo
+    img = img * gain + off + rng.normal(0.0, 2.0, img.shape).astype(np.float32)
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def exposure_jumps(obj: tuple[float, float] | None, seconds: int = 70,
+                   watcher_type: type = ExitWatcher) -> list[tuple[float, object]]:
+    rng = np.random.default_rng(3)
+    x0, y0, x1, y1 = JUMP_ZONE
+    zone = ExitZoneConfig(id="door", polygon=[(x0 / 639, y0 / 479), (x1 / 639, y0 / 479), (x1 / 639, y1 / 479),
+                                              (x0 / 639, y1 / 479)], dwell_s=JUMP_DWELL, clear_s=3.0)
+    w = watcher_type("yard", [zone], ExitAnalysis(person_weights=None))
+    w.set_reference(_jump_scene(-1, rng, None))
+    events: list[tuple[float, object]] = []
+    for t in range(seconds):
+        events += [(float(t), e) for e in w.update(float(t), _jump_scene(t, rng, obj))]
+    return events
+
+
+def test_exposure_jumps_with_black_level_shifts_never_flag_a_clear_zone() -> None:
+    assert exposure_jumps(obj=None) == []
+
+
+def test_obstruction_placed_around_an_exposure_jump_is_flagged_within_dwell_plus_10s() -> None:
+    events = exposure_jumps(obj=(15.0, 65.0))
+    hazards = [t for t, e in events if isinstance(e, ExitHazard)]
+    assert hazards and 15.0 + JUMP_DWELL <= hazards[0] <= 15.0 + JUMP_DWELL + 10, events
+    assert len(hazards) == 1

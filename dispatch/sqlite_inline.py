@@ -65,10 +65,9 @@ def inline_connector(path: str, busy_timeout_s: float) -> Callable[[], Any]:
 
     async def connect() -> InlineConnection:
         def open_db() -> sqlite3.Connection:
-            # used from the loop's thread, opened and closed on aiosqlite's; one user at a time (the pool's)
-            conn = sqlite3.connect(path, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=0")  # never wait on the loop (see above)
-            return conn
+            # used from the loop's thread, opened and closed on aiosqlite's; one user at a time (the pool's);
+            # timeout 0: never wait on the loop (see above)
+            return sqlite3.connect(path, timeout=0, check_same_thread=False)
 
         conn = InlineConnection(open_db, busy_timeout_s)
         conn._thread.daemon = True  # as SQLAlchemy's aiosqlite dialect does

@@ -16,8 +16,8 @@ The model and the per-box stages run once per sampled frame (shipped defaults) a
 are rebuilt (deterministic) and each frame's change is recorded at several pixel thresholds, and its unexplained
 fraction at several residual thresholds and optical-flow settings. Then every candidate setting is replayed through
 the camera's k-of-n `Confirmer` with `detectors.temporal.window_passes` (the production rule: min change, frames,
-motion test). Prints, per candidate: positive
-sequences alarmed and their median first alarm, still and moving scenes alarmed.
+motion test). Prints, per candidate: positive sequences alarmed and their median first alarm, still and moving
+scenes alarmed.
 
     python bench/temporal_tune.py [--stills 6] [--moving 4] [--seconds 20] [--moving-seconds 10] [--cache FILE]
         [--cached-only]

@@ -58,6 +58,18 @@ def small_grey(frame: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(grey, (size, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+def _box_mask(shape: tuple[int, ...], boxes: Sequence[tuple[float, float, float, float]],
+              origin: tuple[float, float], scale: tuple[float, float]) -> np.ndarray:
+    """The pixels of `boxes` (full-frame pixels) in an image of `shape` whose pixel (0, 0) is the frame's `origin`
+    and whose pixels are `scale` (x, y) of the frame's."""
+    inner = np.zeros(shape[:2], bool)
+    (ox, oy), (sx, sy) = origin, scale
+    for x1, y1, x2, y2 in boxes:
+        inner[max(0, int((y1 - oy) * sy)) : max(0, int(np.ceil((y2 - oy) * sy))),
+              max(0, int((x1 - ox) * sx)) : max(0, int(np.ceil((x2 - ox) * sx)))] = True
+    return inner
+
+
 def change(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[tuple[float, float, float, float]], scale: float,
            pixel_threshold: float) -> Change:
     """Change of the union of `boxes` (pixels of the full frame; `scale` maps them onto the small copies) between two
@@ -69,11 +81,7 @@ def change(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[tuple[float, float
     m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
     moved = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     changed = np.abs(cur - moved) > pixel_threshold
-    inner = np.zeros((h, w), bool)
-    for x1, y1, x2, y2 in boxes:
-        c1, r1 = max(0, int(x1 * scale)), max(0, int(y1 * scale))
-        c2, r2 = min(w, int(np.ceil(x2 * scale))), min(h, int(np.ceil(y2 * scale)))
-        inner[r1:r2, c1:c2] = True
+    inner = _box_mask((h, w), boxes, (0.0, 0.0), (scale, scale))
     valid = np.zeros((h, w), bool)
     b = BORDER + int(np.ceil(max(abs(dx), abs(dy))))
     valid[b : h - b, b : w - b] = True
@@ -123,11 +131,7 @@ def unexplained(prev: np.ndarray, cur: np.ndarray, boxes: Sequence[tuple[float, 
     gx, gy = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
     warped = cv2.remap(a, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     residual = np.abs(b.astype(np.float32) - warped.astype(np.float32)) > cfg.residual_threshold
-    sx, sy = size[0] / (x2 - x1), size[1] / (y2 - y1)
-    inner = np.zeros(residual.shape, bool)
-    for bx1, by1, bx2, by2 in boxes:
-        inner[max(0, int((by1 - y1) * sy)) : int(np.ceil((by2 - y1) * sy)),
-              max(0, int((bx1 - x1) * sx)) : int(np.ceil((bx2 - x1) * sx))] = True
+    inner = _box_mask(residual.shape, boxes, (x1, y1), (size[0] / (x2 - x1), size[1] / (y2 - y1)))
     return float(residual[inner].mean()) if inner.any() else 0.0
 
 

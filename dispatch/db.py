@@ -49,13 +49,12 @@ def make_engine(url: str, echo: bool = False, **kwargs: Any) -> AsyncEngine:
 
 
 def make_write_engine(url: str, echo: bool = False) -> AsyncEngine | None:
-    """The single writer's own engine where it pays: a SQLite file, its statements run on the event loop
-    (dispatch.sqlite_inline). None elsewhere (PostgreSQL's driver is asynchronous already; an in-memory database
-    must stay one connection)."""
+    """The single writer's own engine where it pays: a SQLite file (its folder made by `make_engine`), its statements
+    run on the event loop (dispatch.sqlite_inline). None elsewhere (PostgreSQL's driver is asynchronous already; an
+    in-memory database must stay one connection)."""
     path = _sqlite_file(url)
     if path is None:
         return None
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, echo=echo, async_creator=inline_connector(path, BUSY_TIMEOUT_S),
                                  pool_size=1, max_overflow=1)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas(0))  # never wait on the loop: sqlite_inline

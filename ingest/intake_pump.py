@@ -145,6 +145,9 @@ class IntakePump:
             finally:
                 self._in_progress = 0
             await self._acknowledge_all(batch)
+            # The writer's SQLite statements run on the loop without suspending (dispatch.sqlite_inline): without
+            # this the next batch would start before the consoles were sent the one just committed.
+            await asyncio.sleep(0)
 
     async def _settle(self, batch: list[_Delivery]) -> None:
         """Commits the batch; poison ends up as rejections. Returns when every message is settled."""

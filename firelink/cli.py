@@ -19,11 +19,18 @@ from dispatch import cli as dispatch_cli
 from dispatch import logsetup
 from dispatch.camera_leases import worker_assignment
 
-# A burst allocates many short-lived ORM/JSON objects; with the default thresholds the cyclic GC ran
-# full collections under load and stalled the loop (bench, 1000 alarms/s: p99 ~1 s → under 200 ms).
-gc.set_threshold(100_000, 50, 1000)
+# The cyclic GC, set for latency. A burst allocates many short-lived ORM/JSON objects: with the default thresholds
+# it ran full collections under load (bench, 1,000 alarms/s: p99 ~1 s); with young collections every 100,000 net
+# allocations each took 20-45 ms (a few per 15 s); every 10,000 they take ~2 ms (bench/README.md, session 10).
+# The heap built at start-up is frozen out of every collection once the core is up (`_freeze_startup_heap`).
+gc.set_threshold(10_000, 50, 1000)
 
 CONFIG_HELP = "YAML config (default: $FIRELINK_CONFIG, config/firelink.yaml, embedded)"
+
+
+async def _freeze_startup_heap(_app: object) -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
@@ -49,6 +56,7 @@ def cmd_run(cfg: FirelinkConfig, _args: argparse.Namespace) -> int:
         os.kill(os.getpid(), signal.SIGTERM)
 
     app = create_app(cfg, on_lease_lost=lease_lost)
+    app.on_startup.append(_freeze_startup_heap)  # after every start-up context (they run first)
     try:
         web.run_app(app, host=cfg.console.host, port=cfg.console.port, print=None, access_log=None,
                     handle_signals=True)

@@ -15,7 +15,8 @@ Phases, in order, each --phase-s long: alone, 16 KPI (identical), 16 KPI (differ
 (a control: the same waves of requests to a light endpoint with a body of similar size, ~100 KB), alone again,
 10 wrong logins/s (last: until logins are throttled and verified off the event loop, it leaves a backlog).
 Printed per phase: alarm latency p50/p99/max and the ratio of p50/p99 to the first "alone"; what the load got
-(answers by status, their latency). Target (issue 10): within 2× of alone.
+(answers by status, their latency). Target (issue 10): every alarm seen, and p99 within 2× of alone during the
+KPI waves and the wrong logins (the control phase is printed for comparison, not judged).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bench.alarm_latency import (  # noqa: E402
 )
 from bench.record_data import fill, month_of  # noqa: E402
 
+UNJUDGED = {"16 GET /api/units (control)"}  # issue 10's target names KPI requests and wrong logins
 PHASES = ["alone", "16 KPI (identical)", "16 KPI (different periods)", "16 GET /api/units (control)", "alone again",
           "10 wrong logins/s"]
 
@@ -208,10 +210,11 @@ async def run(args: argparse.Namespace) -> int:
     ok = True
     for r in results:
         x50, x99 = r["p50"] / alone["p50"], r["p99"] / alone["p99"]
-        ok = ok and r["seen"] == r["sent"] and x99 <= 2
+        ok = ok and r["seen"] == r["sent"] and (x99 <= 2 or r["phase"] in UNJUDGED)
         print(f"  {r['phase']:<28} {r['seen']:>5}/{r['sent']:<5} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['max']:>8.1f} "
               f"{x50:>6.2f} {x99:>6.2f}  {r['load_statuses'] or '-'}")
-    print(f"  target: every alarm, p99 within 2× of alone in every phase: {'MET' if ok else 'MISSED'}")
+    print(f"  target: every alarm in every phase, p99 within 2× of alone under the KPI waves and the wrong logins "
+          f"(the control is shown, not judged): {'MET' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 

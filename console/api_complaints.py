@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import secrets
@@ -24,6 +23,7 @@ from pydantic import Field, ValidationError
 from console.api import _Body, _int, _too_many, actor
 from console.api_hazards import stored_image
 from console.appkeys import CLOCK, COMPLAINT_VIEWS, COMPLAINTS, CONFIG, HEAVY, REPORT_LIMITS
+from console.json_text import encode
 from console.routing import ASSISTANTS, OFFICERS, STAFF, Count, HttpError, Query, RouteTable, error, query_of
 from console.security import client_address, secure_cookie
 from dispatch.complaint_photo import Photo, reencode
@@ -43,7 +43,6 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 MAX_FIELD = 16 * 1024  # bytes of one text field of a multipart form (4,000 CJK characters fit)
 FACILITY_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})?$"
 IMAGE = ("image/jpeg",)
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
 class ReportBody(_Body):
@@ -238,7 +237,7 @@ async def get_public_complaint(request: web.Request, _: None) -> web.StreamRespo
     if not verdict.allowed:
         return _refused(verdict, "lookups")
     status = await request.app[COMPLAINT_VIEWS].public_status(request.match_info["receipt"])
-    return web.json_response(status, headers={"Cache-Control": "no-store"}, dumps=_dumps)
+    return web.json_response(status, headers={"Cache-Control": "no-store"}, dumps=encode)
 
 
 @routes.route("GET", "/api/public/units/{unit_id}", "The name of the unit a QR code names (for the report page)",
@@ -248,7 +247,7 @@ async def get_public_unit(request: web.Request, _: None) -> web.StreamResponse:
     if not verdict.allowed:
         return _refused(verdict, "lookups")
     unit = request.app[COMPLAINT_VIEWS].public_unit(request.match_info["unit_id"])
-    return web.json_response(unit, dumps=_dumps)
+    return web.json_response(unit, dumps=encode)
 
 
 # ------------------------------------------------------------------ the 96119 hotline gateway

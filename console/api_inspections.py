@@ -9,7 +9,6 @@ inspection (200) instead of storing another.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import datetime
@@ -23,6 +22,7 @@ from config.taxonomy import shipped_taxonomy
 from console.api import _Body, _int, actor, supervisor
 from console.api_hazards import IMAGES, PDF, _pdf, _renderer, read_uploads
 from console.appkeys import DOCUMENTS, HEAVY, INSPECTION_VIEWS, INSPECTIONS
+from console.json_text import encode
 from console.routing import OFFICERS, STAFF, Count, Query, RouteTable, error, query_of
 from dispatch.errors import BadRequest, NotFound
 from dispatch.inspection_images import Stamp, reencode_photo, signature_png
@@ -167,7 +167,7 @@ async def post_inspection_photo(request: web.Request, _: None) -> web.Response:
     view, created = await service(request).receive_photo(
         PhotoIn(photo.client_id, photo.unit_id, img.jpeg, img.width, img.height, photo.taken_at, photo.lat,
                 photo.lon), who)
-    return web.json_response(view, status=201 if created else 200, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(view, status=201 if created else 200, dumps=encode)
 
 
 @routes.route("GET", "/api/inspection-photos/{id}", "A photo of an inspection", roles=READERS, tag=TAG,
@@ -200,7 +200,7 @@ async def post_inspection(request: web.Request, body: InspectionBody) -> web.Res
     view, created = await service(request).submit(sub, actor(request))
     if created:
         await _seal(request, view)
-    return web.json_response(view, status=201 if created else 200, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(view, status=201 if created else 200, dumps=encode)
 
 
 async def _seal(request: web.Request, view: dict[str, Any]) -> None:

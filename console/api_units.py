@@ -7,7 +7,6 @@ Officers (admin, duty officer) write, within their scope; staff read within thei
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Awaitable
 from datetime import datetime
@@ -20,6 +19,7 @@ from pydantic import BeforeValidator, Field
 from config.facilities import shipped_facilities
 from console.api import actor, supervisor
 from console.appkeys import CLOCK, CONFIG, HEAVY, INCIDENTS, REGISTRY, UNIT_VIEWS
+from console.json_text import encode
 from console.routing import (
     ID_MAX,
     KEY_PATTERN,
@@ -83,7 +83,7 @@ def _unit_id(request: web.Request) -> str:
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers,
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+                             dumps=encode)
 
 
 # ------------------------------------------------------------------ reads

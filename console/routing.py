@@ -8,7 +8,6 @@ Every error is JSON `{"error": "...", ...}`; a 503 also names what is down (`"do
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -20,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from console.appkeys import ROUTES
+from console.json_text import encode
 from console.outage import DB_DOWN, unavailable
 from console.security import ACTOR, COOKIE, CSRF_HEADER, VIA_SESSION, csrf_ok
 from dispatch.actor import Actor
@@ -335,7 +335,7 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             if isinstance(result, web.StreamResponse):
                 resp = result
             else:
-                resp = web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+                resp = web.json_response(result, dumps=encode)
         if resp.status not in route.statuses:
             log.warning("%s %s answered %d, which its route does not declare", request.method, route.template,
                         resp.status)

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from console.appkeys import BUS, CLOCK, DB, INCIDENTS, SOCKETS
+from console.json_text import encode
 from console.routing import EVERYONE, STAFF, RouteTable
 from console.security import ACTOR, COOKIE
 from dispatch import events as ev
@@ -110,14 +110,6 @@ def visible(event: Event, who: Actor, station_of: StationOf = _no_station) -> di
         return None
     shown = shown_to(payload, who, station_of)
     return None if shown is None else {"type": event.type, **shown.to_json()}
-
-
-def encode(message: dict[str, Any]) -> str:
-    """JSON text of a message (orjson; what it cannot encode, e.g. an integer beyond 64 bits, as json does)."""
-    try:
-        return orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(message, ensure_ascii=False)
 
 
 def frame(event: Event, who: Actor, station_of: StationOf = _no_station) -> str | None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from console.appkeys import BUS, HAZARDS, INCIDENTS
-from console.ws import AUDIENCES, PUSHED, encode, frame, visible
+from console.json_text import encode
+from console.ws import AUDIENCES, PUSHED, frame, visible
 from dispatch import events as ev
 from dispatch.actor import SYSTEM, Actor
 from dispatch.events import Event, Payload

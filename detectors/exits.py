@@ -5,10 +5,11 @@ cut into a grid of about ``cells`` cells (never smaller than ``min_cell_px`` cam
 work pixels. Per analysed frame:
 
 1. Lighting: the camera's tone change against the reference (exposure, gain, black level, highlight knee) is a curve
-   fitted on the pixels outside all zones — the median current grey level per reference grey level, on a 384-px grey
-   copy — and inverted, so the frame is brought back to the reference's exposure before anything is compared. Below
-   its darkest populated level (a zone's floor darker than everything outside the zones) the curve goes on along the
-   line through its darkest levels, so a black-level shift reaches the darks too.
+   fitted on the pixels outside all zones — per reference grey-level bin, the median current grey level against the
+   median reference grey level of the same pixels, on a 384-px grey copy — and inverted, so the frame is brought
+   back to the reference's exposure before anything is compared. Below its darkest populated level (a zone's floor
+   darker than everything outside the zones) the curve goes on along the line through its darkest levels, so a
+   black-level shift reaches the darks too.
 2. Each cell is compared with the zone's **background model** (the clear reference, kept fresh, below) on three
    cues: grey level (mean absolute difference > ``diff_threshold``), colour (mean chroma difference >
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag

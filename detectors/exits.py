@@ -5,10 +5,11 @@ cut into a grid of about ``cells`` cells (never smaller than ``min_cell_px`` cam
 work pixels. Per analysed frame:
 
 1. Lighting: the camera's tone change against the reference (exposure, gain, black level, highlight knee) is a curve
-   fitted on the pixels outside all zones — the median current grey level per reference grey level, on a 384-px grey
-   copy — and inverted, so the frame is brought back to the reference's exposure before anything is compared. Below
-   its darkest populated level (a zone's floor darker than everything outside the zones) the curve goes on along the
-   line through its darkest levels, so a black-level shift reaches the darks too.
+   fitted on the pixels outside all zones — per reference grey-level bin, the median current grey level against the
+   median reference grey level of the same pixels, on a 384-px grey copy — and inverted, so the frame is brought
+   back to the reference's exposure before anything is compared. Below its darkest populated level (a zone's floor
+   darker than everything outside the zones) the curve goes on along the line through its darkest levels, so a
+   black-level shift reaches the darks too.
 2. Each cell is compared with the zone's **background model** (the clear reference, kept fresh, below) on three
    cues: grey level (mean absolute difference > ``diff_threshold``), colour (mean chroma difference >
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
@@ -163,10 +164,26 @@ def _low_slope(med_ref: np.ndarray, med_cur: np.ndarray, counts: np.ndarray, rat
     return float(np.clip(slope, *_GAIN_RANGE))
 
 
+def _medians(hist: np.ndarray) -> np.ndarray:
+    """Per row of a (bins, 256) histogram of grey levels: the median level, interpolated inside the level it falls in
+    (each level standing for ±0.5 around it), so a curve point is not rounded to a whole grey level."""
+    cum = np.cumsum(hist, axis=1)
+    half = cum[:, -1:] / 2.0
+    k = (cum >= half).argmax(axis=1)
+    rows = np.arange(hist.shape[0])
+    at = hist[rows, k].astype(np.float64)
+    below = cum[rows, k] - at
+    med: np.ndarray = (k - 0.5 + (half[:, 0] - below) / np.maximum(at, 1.0)).astype(np.float32)
+    return med
+
+
 def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
     """The lighting of the current frame's grey copy `cur` against the reference's, fitted on the pixels `idx` (flat
-    indices outside all zones): the median current level of the pixels in each reference level bin gives the
-    camera's tone curve (gain, black level, knee); it is made monotone and inverted. Below the populated bins the
+    indices outside all zones): the median current level of the pixels in each reference level bin against the
+    median reference level of the same pixels gives the camera's tone curve (gain, black level, knee); it is made
+    monotone and inverted. Median against median: a monotone tone curve maps one to the other, whatever the levels'
+    spread inside the bin (the bin's mean reference level against its median current level put a bin whose pixels
+    crowd at one end 2–3 grey levels off the identity in steady light). Below the populated bins the
     line through the darkest ones goes on (`_low_slope`), above them the brightest bin's ratio holds; without enough
     pixels at all, no change."""
     if idx.size < 200:
@@ -179,9 +196,9 @@ def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
     ok = counts >= max(30, idx.size // 400)
     if not ok.any():
         return _SAME
-    cum = np.cumsum(hist[ok], axis=1)
-    med_cur = (cum >= counts[ok, None] / 2).argmax(axis=1).astype(np.float32)
-    med_ref = (np.bincount(rb, weights=r, minlength=_BINS)[ok] / counts[ok]).astype(np.float32)
+    ri = np.clip(np.rint(r), 0, 255).astype(np.int32)
+    ref_hist = np.bincount(rb * 256 + ri, minlength=_BINS * 256).reshape(_BINS, 256)
+    med_cur, med_ref = _medians(hist[ok]), _medians(ref_hist[ok])
     ratio = med_cur / np.maximum(med_ref, 1.0)
     fwd = np.interp(_IDENTITY, med_ref, med_cur)
     lo, hi = _IDENTITY < med_ref[0], _IDENTITY > med_ref[-1]

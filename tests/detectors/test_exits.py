@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from config.detectors import ExitAnalysis, ExitZoneConfig
-from detectors.exits import ExitWatcher
+from detectors.exits import ExitWatcher, _prep, _tone
 from ingest.contract import ExitCleared, ExitHazard
 
 ZONE = [(0.45, 0.38), (0.80, 0.38), (0.80, 0.62), (0.45, 0.62)]
@@ -252,3 +252,48 @@ def test_obstruction_placed_around_an_exposure_jump_is_flagged_within_dwell_plus
     hazards = [t for t, e in events if isinstance(e, ExitHazard)]
     assert hazards and 15.0 + JUMP_DWELL <= hazards[0] <= 15.0 + JUMP_DWELL + 10, events
     assert len(hazards) == 1
+
+
+# ------------------------------------------------------------------ the lighting curve in steady light
+# The lighting curve pairs, per reference grey-level bin (16 levels wide), the current level with the reference
+# level of the same pixels outside the zones. Where a bin's pixels crowd at one end (here most of the 48..63 bin at
+# 62, a third at 49: an asphalt yard with darker cracks), the bin's *mean* reference level (≈ 58) paired with its
+# *median* current level (62) bent the curve 3–4 grey levels off the identity in steady light; a zone strip at that
+# level (a kerb at grey 61 beside a floor at 74) then kept a −2…−3 residual that the still-cell average read as a
+# still change (held seed 4's `outdoor-asphalt/asphalt/armchair-grey/60%/jumps`, zone `kerb`: flagged at 40 s, before
+# any jump). Median against median: a monotone curve maps one to the other. Synthetic, so the scene is exactly this.
+
+TONE_DWELL = 10.0
+TONE_ZONE = (280, 200, 360, 260)  # x0, y0, x1, y1 in a 640×480 frame: 1.6 % of it
+
+
+def _skewed_bin_scene(rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:480, 0:640]
+    img = np.where(xx < 320, 62.0, 73.0)  # outside: grey 62 (bin 48..63) and 73 (bin 64..79) ...
+    img = np.where((xx < 320) & (yy % 40 < 14), 49.0, img).astype(np.float32)  # ... a third of the first at 49
+    x0, y0, x1, y1 = TONE_ZONE
+    img[y0:y1, x0:x1] = 74.0  # the zone: a floor at 74 ...
+    img[y0:y1, x0:x0 + (x1 - x0) // 4] = 61.0  # ... with a strip at 61 along its left side (a quarter of it)
+    img += rng.normal(0.0, 2.0, img.shape).astype(np.float32)
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_lighting_curve_is_the_identity_in_steady_light_whatever_the_levels_spread_in_a_bin() -> None:
+    rng = np.random.default_rng(7)
+    ref, cur = (_prep(_skewed_bin_scene(rng)) for _ in range(2))
+    free = np.ones(ref.shape, bool)
+    free[118:158, 166:218] = False  # the zone at the analysis size (×0.6)
+    light = _tone(cur, ref.astype(np.float32), np.flatnonzero(free))
+    levels = np.arange(40, 90)
+    assert np.abs(light.lut[levels] - levels).max() < 0.75
+
+
+def test_a_clear_zone_beside_a_skewed_grey_bin_never_flags_in_steady_light() -> None:
+    rng = np.random.default_rng(11)
+    x0, y0, x1, y1 = TONE_ZONE
+    zone = ExitZoneConfig(id="kerb", polygon=[(x0 / 639, y0 / 479), (x1 / 639, y0 / 479), (x1 / 639, y1 / 479),
+                                              (x0 / 639, y1 / 479)], dwell_s=TONE_DWELL, clear_s=3.0)
+    w = ExitWatcher("yard", [zone], ExitAnalysis(person_weights=None))
+    w.set_reference(_skewed_bin_scene(rng))
+    events = [(float(t), e) for t in range(40) for e in w.update(float(t), _skewed_bin_scene(rng))]
+    assert events == []

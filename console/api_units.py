@@ -82,8 +82,7 @@ def _unit_id(request: web.Request) -> str:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers,
-                             dumps=encode)
+    return web.json_response(body, status=status, headers=headers, dumps=encode)
 
 
 # ------------------------------------------------------------------ reads

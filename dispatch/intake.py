@@ -51,6 +51,9 @@ INSERT_ALARMS = insert(table_of(Alarm))
 # One statement for a batch's new incidents; each row comes back with its unit, which is unique among them
 # (else they are inserted one by one): RETURNING's row order is not promised.
 INSERT_INCIDENTS = insert(table_of(Incident)).returning(table_of(Incident).c.id, table_of(Incident).c.unit_id)
+# A batch's merged incidents, in one statement (they are read detached: no unit-of-work flush for them).
+MERGE_ALARMS = update(table_of(Incident)).where(table_of(Incident).c.id == bindparam("b_id")).values(
+    alarm_count=bindparam("b_count"), last_alarm_at=bindparam("b_last", type_=table_of(Incident).c.last_alarm_at.type))
 CLEAR_TARGETS = update(table_of(Incident)).where(
     table_of(Incident).c.unit_id.in_(bindparam("units", expanding=True)),
     table_of(Incident).c.merge_target.is_(True)).values(merge_target=None)
@@ -114,6 +117,9 @@ class Intake:
             chunk = open_ids[start:start + 500]
             if chunk:
                 current.update((r.unit_id, r) for r in (await s.scalars(OPEN_INCIDENTS, {"ids": chunk})))
+        stored = {held.id for held in current.values()}
+        for held in current.values():  # merged into below, written by MERGE_ALARMS (no unit-of-work flush)
+            s.expunge(held)
 
         outcomes: list[str] = []
         accepted: list[tuple[AlarmIn, Incident]] = []
@@ -150,8 +156,12 @@ class Intake:
             outcomes.append("accepted")
 
         await self._insert_incidents(tx, created)
+        merged = {inc.id: inc for _, inc in accepted if inc.id in stored}  # (new incidents' ids are new)
+        if merged:
+            await s.execute(MERGE_ALARMS, [{"b_id": i, "b_count": inc.alarm_count, "b_last": inc.last_alarm_at}
+                                           for i, inc in merged.items()])
         s.add_all(rejections)
-        await s.flush()  # the merged incidents' updates (one statement), the rejections
+        await s.flush()  # the rejections
         tx.events.extend(Event(ev.ALARM_REJECTED, {"rejection": rejection_view(r)}) for r in rejections)
         if not accepted:
             return outcomes

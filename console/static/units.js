@@ -358,23 +358,34 @@ async function main() {
   applyI18n(document);
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
-  state.me = await loadMe();
-  startAlerts(state.me, { page: "units" });
   const paintWho = () => { $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`; };
-  paintWho();
-  [state.tax, state.options] = await Promise.all([get("/api/taxonomy"), get("/api/units/options")]);
-  if (!officer()) {
-    $("new-btn").hidden = true;
-    $("import-label").hidden = true;
-  }
-  paintFilters();
-  $("search").onsubmit = (e) => { e.preventDefault(); state.offset = 0; guard(refreshList); };
-  $("f-class").onchange = () => { paintFilters(); state.offset = 0; guard(refreshList); };
-  for (const id of ["f-type", "f-station", "f-retired"]) $(id).onchange = () => { state.offset = 0; guard(refreshList); };
-  $("prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); guard(refreshList); };
-  $("next").onclick = () => { state.offset += PAGE; guard(refreshList); };
-  $("new-btn").onclick = () => { state.selected = null; edit(null); };
-  $("import-file").onchange = () => { const f = $("import-file").files[0]; if (f) importFile(f); };
+  const ready = (async () => {
+    state.me = await loadMe();
+    startAlerts(state.me, { page: "units" });
+    paintWho();
+    [state.tax, state.options] = await Promise.all([get("/api/taxonomy"), get("/api/units/options")]);
+    if (!officer()) {
+      $("new-btn").hidden = true;
+      $("import-label").hidden = true;
+    }
+    paintFilters();
+    return true;
+  })().catch((err) => { toast(err.message || t("error.generic")); return false; });
+  // Every control is bound before anything is awaited, so the first click (or file chosen) after the page loads is
+  // never lost: each waits for the page's data, then acts.
+  const act = (fn) => ready.then((ok) => (ok ? guard(fn) : null));
+  const reload = (change) => () => act(() => { change(); return refreshList(); });
+  $("search").onsubmit = (e) => { e.preventDefault(); reload(() => { state.offset = 0; })(); };
+  $("f-class").onchange = reload(() => { paintFilters(); state.offset = 0; });
+  for (const id of ["f-type", "f-station", "f-retired"]) $(id).onchange = reload(() => { state.offset = 0; });
+  $("prev").onclick = reload(() => { state.offset = Math.max(0, state.offset - PAGE); });
+  $("next").onclick = reload(() => { state.offset += PAGE; });
+  $("new-btn").onclick = () => act(() => { if (officer()) { state.selected = null; edit(null); } });
+  $("import-file").onchange = () => {
+    const f = $("import-file").files[0];
+    if (f) act(() => (officer() ? importFile(f) : null));
+  };
+  if (!(await ready)) return;
   onLangChange(() => { applyI18n(document); paintWho(); paintFilters(); paintList(); if (!state.editing) paintDetail(); });
   await guard(refreshList);
   const wanted = decodeURIComponent(location.hash.slice(1));

@@ -1,12 +1,15 @@
 """The unit registry page in Chromium: an officer registers a unit through the form — the type from the two-level
 taxonomy, the position first picked on the offline map, then taken from the phone's GPS — finds it by search, sees
-its history; an import with a bad row shows that row and imports nothing; an assessor only reads."""
+its history; an import with a bad row shows that row and imports nothing; a file chosen before the page has its
+data is imported all the same; an assessor only reads."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from dispatch.credit_code import make as credit_code
 from tests.browser.pages import Pages
@@ -103,3 +106,27 @@ async def test_import_with_a_bad_row_lists_it_and_an_assessor_only_reads(pages: 
     await expect(reader.locator("#new-btn")).to_be_hidden()
     await expect(reader.locator("#edit-btn")).to_have_count(0)
     await expect(reader.locator("#qr-link")).to_have_attribute("href", "/api/units/school-1/qr.pdf")
+
+
+async def test_a_file_chosen_before_the_page_has_its_data_is_imported_all_the_same(pages: Pages, app: RunningApp,
+                                                                                  tmp_path: Path) -> None:
+    """The first action after a load is never lost: the import's file is chosen while the page still waits for its
+    data (held here), and is imported once the data is in."""
+    page = await pages.login("officer")
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/units/options", hold)
+    await page.goto(f"{app.url}/units.html")
+    await asyncio.wait_for(held.wait(), 10)
+    csv = tmp_path / "units.csv"
+    csv.write_text("单位名称,地址,单位类型\n丙商店,人民路3号,小商店\n", encoding="utf-8")
+    await page.set_input_files("#import-file", str(csv))
+    release.set()
+    await expect(page.locator("#count")).to_have_text("共 3 个单位")
+    await expect(page.locator("#un-list")).to_contain_text("丙商店")

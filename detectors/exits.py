@@ -151,6 +151,14 @@ class _Light:
 _SAME = _Light(_IDENTITY)
 
 
+def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float, float]:
+    """Weighted least squares of `y` on `x`: (slope, variance of x, mean x, mean y); slope 0 when x does not vary."""
+    mx, my = float(np.average(x, weights=w)), float(np.average(y, weights=w))
+    var = float(np.average((x - mx) ** 2, weights=w))
+    slope = float(np.average((x - mx) * (y - my), weights=w)) / var if var > 1e-6 else 0.0
+    return slope, var, mx, my
+
+
 def _low_slope(med_ref: np.ndarray, med_cur: np.ndarray, counts: np.ndarray, ratio0: float) -> float:
     """The tone curve's slope below its darkest populated bin: a line through the darkest `_LOW_BINS` bins' medians
     (count-weighted), so a black-level shift is carried into the darks (a line through the origin, the darkest bin's
@@ -159,9 +167,7 @@ def _low_slope(med_ref: np.ndarray, med_cur: np.ndarray, counts: np.ndarray, rat
     r, c, w = med_ref[:_LOW_BINS], med_cur[:_LOW_BINS], counts[:_LOW_BINS].astype(np.float64)
     if r.size < 2 or float(r[-1] - r[0]) < _LOW_SPAN:
         return ratio0
-    mx, my = np.average(r, weights=w), np.average(c, weights=w)
-    slope = float(np.average((r - mx) * (c - my), weights=w) / max(np.average((r - mx) ** 2, weights=w), 1e-6))
-    return float(np.clip(slope, *_GAIN_RANGE))
+    return float(np.clip(_fit_line(r, c, w)[0], *_GAIN_RANGE))
 
 
 def _medians(hist: np.ndarray) -> np.ndarray:
@@ -209,9 +215,8 @@ def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
     # the overall gain: the slope of the bins' medians (count-weighted, clipped levels left out)
     w = counts[ok].astype(np.float64) * ((med_cur > 8) & (med_cur < 240))
     if w.sum() > 0 and np.count_nonzero(w) >= 2:
-        mx, my = np.average(med_ref, weights=w), np.average(med_cur, weights=w)
-        var = np.average((med_ref - mx) ** 2, weights=w)
-        gain = float(np.average((med_ref - mx) * (med_cur - my), weights=w) / var) if var > 1 else my / max(mx, 1)
+        slope, var, mx, my = _fit_line(med_ref, med_cur, w)
+        gain = slope if var > 1 else my / max(mx, 1)
     else:
         gain = float(np.median(ratio))
     return _Light(lut, float(np.clip(1.0 / max(gain, 1e-3), *_GAIN_RANGE)))

@@ -295,13 +295,20 @@ async function main() {
   applyI18n(document);
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
-  me = await loadMe();
-  startAlerts(me, { page: "assessor" });
-  $("review-pending").onchange = () => loadReviews().catch((err) => toast(err.message));
   const paintWho = () => { $("who").textContent = `${me.user.username} · ${t("role." + me.user.role)}`; };
-  paintWho();
-  cfg = await get("/api/hazards/config");
-  $("p-value").value = defaultValue("month");
+  const ready = (async () => {
+    me = await loadMe();
+    startAlerts(me, { page: "assessor" });
+    paintWho();
+    cfg = await get("/api/hazards/config");
+    if (!$("p-value").value.trim()) $("p-value").value = defaultValue($("p-kind").value);
+    $("target-form").hidden = !can(me, "targets");  // a station chief or admin sets targets (the server checks too)
+    return true;
+  })().catch((err) => { toast(err.message); return false; });
+  // Every control is bound before anything is awaited, so the first query (or click) after the page loads is never
+  // lost (nor a form's native submission reloading the page): each waits for the page's data, then acts.
+  const act = (fn) => ready.then((ok) => (ok ? fn() : null)).catch((err) => toast(err.message));
+  $("review-pending").onchange = () => act(loadReviews);
   $("p-kind").onchange = () => {
     const range = $("p-kind").value === "range";
     $("p-value").hidden = range; $("p-from").hidden = !range; $("p-to").hidden = !range;
@@ -310,15 +317,15 @@ async function main() {
   $("period-form").addEventListener("submit", (e) => {
     e.preventDefault();
     $("t-month").value = targetMonth();
-    loadKpi().catch((err) => toast(err.message));
-    loadTargets().catch((err) => toast(err.message));
+    act(loadKpi);
+    act(loadTargets);
   });
-  $("target-form").hidden = !can(me, "targets");  // a station chief or admin sets targets (the server checks too)
   $("t-scope").onchange = () => { $("t-officer").disabled = $("t-scope").value === "station"; };
-  $("t-month").onchange = () => loadTargets().catch((err) => toast(err.message));
-  $("target-form").addEventListener("submit", (e) => { e.preventDefault(); saveTarget(false).catch((err) => toast(err.message)); });
-  $("t-remove").onclick = () => saveTarget(true).catch((err) => toast(err.message));
-  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search().catch((err) => toast(err.message)); });
+  $("t-month").onchange = () => act(loadTargets);
+  $("target-form").addEventListener("submit", (e) => { e.preventDefault(); act(() => saveTarget(false)); });
+  $("t-remove").onclick = () => act(() => saveTarget(true));
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); act(search); });
+  if (!(await ready)) return;
   onLangChange(() => { applyI18n(document); paintWho(); loadNow(); loadTargets(); if (last) loadKpi(); });
   await Promise.all([loadNow(), loadKpi(), loadTargets(), loadReviews()]);
   setInterval(() => loadNow().catch(() => {}), 15000);

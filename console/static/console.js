@@ -52,7 +52,15 @@ let callPanel = null; // the live call card (call.js), moved into each incident'
 async function boot() {
   applyI18n(document);
   bindLangToggle($("lang"));
-  state.me = await loadMe();
+  // Bound before anything is awaited, so the first click after the page loads is never lost: the history search
+  // waits for GET /api/me, then runs (and is never a native submission reloading the page).
+  $("logout").addEventListener("click", logout);
+  const ready = loadMe().then((me) => { state.me = me; });
+  const whenReady = (fn) => ready.then(fn, () => null);  // (a failed load is told by boot's catch)
+  $("hist-form").addEventListener("submit", (e) => { e.preventDefault(); whenReady(() => searchHistory(readHistoryForm())); });
+  $("hist-reset").addEventListener("click",
+    () => whenReady(() => searchHistory({ unit: "", kind: "", outcome: "", since: "", until: "" })));
+  await ready;
   AGENCIES = Object.keys(state.me.agencies || {});
   KINDS = (state.me.alarm_kinds || []).map((k) => k.id);
   state.role = state.me.user.role;
@@ -66,7 +74,6 @@ async function boot() {
   paintWho();
 
   alerter = startAlerts(state.me, { page: "console" }); // sound, #mute, title, notifications, health
-  $("logout").addEventListener("click", logout);
   $("close-cancel").addEventListener("click", () => $("close-dialog").close());
   $("close-form").addEventListener("submit", onCloseSubmit);
   $("close-note").addEventListener("keydown", (e) => {
@@ -74,8 +81,6 @@ async function boot() {
   });
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", routeFromHash);
-  $("hist-form").addEventListener("submit", (e) => { e.preventDefault(); searchHistory(readHistoryForm()); });
-  $("hist-reset").addEventListener("click", () => searchHistory({ unit: "", kind: "", outcome: "", since: "", until: "" }));
   onLangChange(() => { paintWho(); renderAll(); if (state.view === "history") renderHistory(); });
 
   paintTimers = startTimers();
@@ -87,7 +92,8 @@ async function boot() {
   const wanted = hashIncident();
   if (!wanted && /^#(overview|history)/.test(location.hash)) routeFromHash();
   await refetchAll();
-  if (wanted) select(wanted);
+  // the linked incident, unless the officer went elsewhere (history, overview) while the incidents loaded
+  if (wanted && hashIncident() === wanted) select(wanted);
   connectLive({ onEvent, onOpen: refetchAll });
 }
 

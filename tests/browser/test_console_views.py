@@ -4,6 +4,7 @@ overview map (offline: no request leaves 127.0.0.1), login's `next`, zeros and n
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from config.cameras import CameraConfig
 from console.appkeys import INCIDENTS
@@ -239,6 +240,42 @@ async def test_closed_incident_is_read_only_and_history_is_searchable(
         await expect(page.locator("#hist-unit")).to_have_value("school-1")
         await expect(rows).to_have_count(2)
         assert not off_host, off_host
+    finally:
+        await pages.close()
+    assert not pages.errors, pages.errors
+
+
+async def test_history_chosen_while_the_linked_incidents_load_is_not_undone(
+        browser: Browser, clocked_app: tuple[RunningApp, Clock]) -> None:
+    """The first click after a load is never lost: the console opened on an incident's link (an alert's 查看), the
+    officer asks for the history while the incidents are still loading (held here) and stays there once they are
+    in — the link's incident does not take the column back."""
+    app, clock = clocked_app
+    inc = await closed_incident(app, clock, "school-1", "smoke", T_HIST, "resolved", "配电箱冒烟，已断电")
+    pages = Pages(browser, app.url)
+    try:
+        page = await pages.new()
+        await login_on(page, app.url, "officer")
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold(route: Route) -> None:
+            held.set()
+            await release.wait()
+            await route.continue_()
+
+        await page.route(re.compile(r"/api/incidents\?state=open$"), hold)
+        await page.goto("about:blank")  # (from "/", only the hash would change: no load)
+        await page.goto(f"{app.url}/#incident/{inc}")
+        await asyncio.wait_for(held.wait(), 10)
+        await page.click("#nav-history")
+        release.set()
+        # the unit list is in (the history's unit filter offers it): the incidents' load has finished
+        await expect(page.locator("#hist-unit option[value=hotel-1]")).to_have_count(1)
+        await expect(page.locator("#history-view")).to_be_visible()
+        await expect(page.locator("#hist-rows tr")).to_have_count(1)
+        await expect(page.locator("#detail-body")).to_be_hidden()
+        assert "#history" in page.url
     finally:
         await pages.close()
     assert not pages.errors, pages.errors

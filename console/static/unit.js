@@ -16,16 +16,20 @@ const state = {
 };
 let alerter;
 let callPanel = null; // the call with the command room (call.js): rings here, one tap answers
+let me = null; // GET /api/me, under way from the start: an alarm raised before it is in goes out once it is
 
 async function boot() {
   applyI18n(document);
   bindLangToggle($("lang"));
-  state.me = await loadMe();
+  me = loadMe();
+  alerter = new Alerter(null, { step: true }); // "tap to enable sound" while the browser blocks it
+  // Bound before anything is awaited: the alarm held (or 退出 tapped) right after the page opens is never lost.
+  $("logout").addEventListener("click", logout);
+  setupHold($("alarm-btn"));
+  state.me = await me;
   if (state.me.user.role !== "unit") return location.replace(state.me.user.role === "agency" ? "/agency.html" : "/");
   state.unitId = state.me.user.unit_id;
-  alerter = new Alerter(null, { step: true }); // "tap to enable sound" while the browser blocks it
   callPanel = new CallPanel($("call-zone"), { side: "unit" });
-  $("logout").addEventListener("click", logout);
   $("reply-form").addEventListener("submit", (e) => { e.preventDefault(); reply(); });
   $("quick-replies").replaceChildren(...[1, 2, 3, 4].map((n) => h("button.chip", {
     type: "button", dataset: { quick: String(n) }, onclick: () => reply(t(`unit.quick.${n}`)),
@@ -34,7 +38,6 @@ async function boot() {
     for (const b of document.querySelectorAll("[data-quick]")) b.textContent = t(`unit.quick.${b.dataset.quick}`);
     render();
   });
-  setupHold($("alarm-btn"));
   $("photo-input").addEventListener("change", sendPhoto);
   await refetch();
   connectLive({ onEvent, onOpen: refetch });
@@ -194,7 +197,8 @@ async function fire() {
   setHint("sending");
   $("alarm-btn").disabled = true;
   try {
-    const res = await post(`/api/units/${encodeURIComponent(state.unitId)}/alarm`, { kind: "one_key" });
+    const unitId = (await me).user.unit_id;
+    const res = await post(`/api/units/${encodeURIComponent(unitId)}/alarm`, { kind: "one_key" });
     if (navigator.vibrate) navigator.vibrate(300);
     state.hint = null;
     if (res.incident_id) await loadIncident(res.incident_id);

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.pages import Pages
 from tests.support import Api, RunningApp
@@ -75,6 +76,40 @@ async def test_unit_presses_alarm_gets_instruction_live_and_replies(pages: Pages
         await shot(page, "unit-dispatched")
         await officer.post(f"/api/incidents/{inc_id}/close", {"outcome": "resolved", "note": ""})
         await expect(page.locator("#status-line")).to_have_text("警情已办结 · 已处置完毕")
+    finally:
+        await officer.close()
+
+
+async def test_an_alarm_held_before_the_page_knows_its_unit_goes_out_all_the_same(
+        pages: Pages, app: RunningApp) -> None:
+    """The first press after a load is never lost: the alarm button is held while the page still waits for GET
+    /api/me (held here); the alarm goes out once the page knows its unit."""
+    page = await pages.login("school", mobile=True)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/me", hold)
+    await page.goto("about:blank")
+    await page.goto(f"{app.url}/unit.html")
+    await asyncio.wait_for(held.wait(), 10)
+    box = await page.locator("#alarm-btn").bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.down()
+    await expect(page.locator("#alarm-hint")).to_have_attribute("data-state", "sending")  # held long enough
+    await page.mouse.up()
+    release.set()
+    await expect(page.locator("#status-line")).to_have_text("报警已发送，等待民警签收")
+    officer = Api(app.url)
+    await officer.login("officer", "officer-pw")
+    try:
+        incidents = await officer.get("/api/incidents")
+        assert [(i["unit_id"], i["kind"]) for i in incidents] == [("school-1", "one_key")]
     finally:
         await officer.close()
 

@@ -281,9 +281,10 @@ function paintDetail() {
   );
 }
 
-function bindForm() {
+/** The new-hazard form's controls; `act` runs an action once the page has its data (see main). */
+function bindForm(act) {
   const form = $("new-form");
-  $("new-btn").onclick = () => { form.hidden = !form.hidden; };
+  $("new-btn").onclick = () => act(() => { if (officer()) form.hidden = !form.hidden; });
   $("f-cancel").onclick = () => { form.hidden = true; };
   $("f-gps").onclick = () => {
     if (!navigator.geolocation) return;
@@ -294,7 +295,7 @@ function bindForm() {
   };
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    guard(async () => {
+    act(async () => {
       const body = { unit_id: $("f-unit").value, category: $("f-category").value, source: $("f-source").value,
         description: $("f-desc").value, ...(state.gps || {}) };
       if ($("f-severity").value) body.severity = $("f-severity").value;
@@ -345,24 +346,31 @@ async function main() {
   applyI18n(document);
   bindLangToggle($("lang"));
   $("logout").onclick = logout;
-  state.me = await loadMe();
-  startAlerts(state.me, { page: "hazards" });
   const paintWho = () => { $("who").textContent = `${state.me.user.username} · ${t("role." + state.me.user.role)}`; };
-  paintWho();
-  const [cfg, units] = await Promise.all([get("/api/hazards/config"), get("/api/units")]);
-  state.cfg = cfg;
-  state.units = units;
-  if (!officer()) {
-    $("new-btn").hidden = true;
-    $("nav-console").hidden = !can(state.me, "read");
-    $("nav-assessor").hidden = !can(state.me, "read") && !state.me.supervision;
-    $("nav-triage").hidden = !can(state.me, "read");
-    const home = { unit: "/unit.html", agency: "/agency.html" }[state.me.user.role];
-    if (home) { $("nav-console").href = home; $("nav-console").hidden = false; }
-  }
-  fillSelects();
-  bindForm();
-  $("filter").onchange = () => guard(refreshList);
+  const ready = (async () => {
+    state.me = await loadMe();
+    startAlerts(state.me, { page: "hazards" });
+    paintWho();
+    const [cfg, units] = await Promise.all([get("/api/hazards/config"), get("/api/units")]);
+    state.cfg = cfg;
+    state.units = units;
+    if (!officer()) {
+      $("new-btn").hidden = true;
+      $("nav-console").hidden = !can(state.me, "read");
+      $("nav-assessor").hidden = !can(state.me, "read") && !state.me.supervision;
+      $("nav-triage").hidden = !can(state.me, "read");
+      const home = { unit: "/unit.html", agency: "/agency.html" }[state.me.user.role];
+      if (home) { $("nav-console").href = home; $("nav-console").hidden = false; }
+    }
+    fillSelects();
+    return true;
+  })().catch((err) => { toast(err.message || t("error.generic")); return false; });
+  // Every control is bound before anything is awaited, so the first click after the page loads is never lost:
+  // each waits for the page's data, then acts.
+  const act = (fn) => ready.then((ok) => (ok ? guard(fn) : null));
+  bindForm(act);
+  $("filter").onchange = () => act(refreshList);
+  if (!(await ready)) return;
   onLangChange(() => { applyI18n(document); paintWho(); paintList(); paintDetail(); paintUnitDocs(); });
   await refreshList();
   await guard(refreshUnitDocs);

@@ -21,6 +21,7 @@ let paintTimers = () => {};
 async function boot() {
   applyI18n(document);
   bindLangToggle($("lang"));
+  $("logout").addEventListener("click", logout);  // before anything is awaited: the first tap is never lost
   state.me = await loadMe();
   const role = state.me.user.role;
   if (role === "unit") return location.replace("/unit.html");
@@ -30,7 +31,6 @@ async function boot() {
   $("who").textContent = state.me.user.username;
   // the fire-rescue brigade reads the supervision work of the stations it oversees (hazards, documents, KPIs)
   $("nav-supervision").hidden = $("nav-evaluation").hidden = !state.me.supervision;
-  $("logout").addEventListener("click", logout);
   alerter = new Alerter($("sound-banner"));
   callPanel = new CallPanel($("call-zone"), {
     side: "agency", follow: true,

@@ -25,13 +25,13 @@ const camUrl = (id, rest) => `/api/cameras/${encodeURIComponent(id)}/${rest}`;
 async function boot() {
   applyI18n(document);
   bindLangToggle($("lang"));
+  $("logout").addEventListener("click", logout);  // before anything is awaited: the first click is never lost
   state.me = await loadMe();
   const role = state.me.user.role;
   if (role === "agency") return location.replace(homeFor(role));
   startAlerts(state.me, { page: "video" });
   $("nav-home").href = homeFor(role);
   $("who").textContent = `${state.me.user.username} · ${t("role." + role)}`;
-  $("logout").addEventListener("click", logout);
   $("page-prev").addEventListener("click", () => setPage(state.page - 1));
   $("page-next").addEventListener("click", () => setPage(state.page + 1));
   $("focus-back").addEventListener("click", () => unfocus());

@@ -1,17 +1,20 @@
-"""Every page's top bar in Chromium: 退出 tapped while the page still waits for GET /api/me (held here) logs out all
-the same."""
+"""Every page's top bar in Chromium: on a phone (390 px) every control of it is on the screen (none runs past the
+right edge), and 退出 tapped while the page still waits for GET /api/me (held here) logs out all the same."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 import pytest
-from playwright.async_api import Error, Route, expect
+from playwright.async_api import Error, Page, Route, expect
 
 from tests.browser.pages import Pages
 from tests.support import RunningApp
+
+Shot = Callable[[Page, str], Awaitable[None]]
 
 # (user, page, what shows the page is settled: its header filled in)
 PAGES = [
@@ -26,6 +29,27 @@ PAGES = [
     ("school", "/unit.html", "#ws-state[data-online='1']"),
 ]
 IDS = [path.strip("/").removesuffix(".html") or "console" for _, path, _ in PAGES]
+
+# The top bar's controls and status marks, each with where it lies (those not shown are left out).
+HEADER_BOXES = """(bar) => [...bar.querySelectorAll('a, button, select, input, .who, .clock, .ws-state, .sound-state')]
+  .filter((e) => e.getClientRects().length)
+  .map((e) => { const r = e.getBoundingClientRect();
+    return { what: e.id || e.className || e.tagName, left: r.left, right: r.right }; })"""
+
+
+@pytest.mark.parametrize(("user", "path", "settled"), PAGES, ids=IDS)
+async def test_every_header_control_is_on_a_phone_screen(pages: Pages, app: RunningApp, shot: Shot,
+                                                         user: str, path: str, settled: str) -> None:
+    page = await pages.login(user, mobile=True)
+    await page.goto(app.url + path)
+    await expect(page.locator(settled).first).to_be_attached()
+    await shot(page, f"header-390-{IDS[PAGES.index((user, path, settled))]}")
+    width = await page.evaluate("() => document.documentElement.clientWidth")
+    assert width == 390
+    boxes = await page.locator("header.topbar").evaluate(HEADER_BOXES)
+    assert any(b["what"] == "logout" for b in boxes), boxes
+    off = [b for b in boxes if b["left"] < 0 or b["right"] > width + 0.5]
+    assert not off, f"past the screen's edge ({width} px): {off}"
 
 
 @pytest.mark.parametrize(("user", "path", "settled"), PAGES, ids=IDS)

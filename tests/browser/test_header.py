@@ -1,5 +1,6 @@
-"""Every page's top bar in Chromium: on a phone (390 px) every control of it is on the screen (none runs past the
-right edge), and 退出 tapped while the page still waits for GET /api/me (held here) logs out all the same."""
+"""Every page's top bar in Chromium: on a phone (390 px) and on a small laptop or tablet (800, 1024 px) every control
+of it is on the screen (none runs past the right edge), and 退出 tapped while the page still waits for GET /api/me
+(held here) logs out all the same."""
 
 from __future__ import annotations
 
@@ -37,15 +38,17 @@ HEADER_BOXES = """(bar) => [...bar.querySelectorAll('a, button, select, input, .
     return { what: e.id || e.className || e.tagName, left: r.left, right: r.right }; })"""
 
 
+@pytest.mark.parametrize("screen", [390, 800, 1024])
 @pytest.mark.parametrize(("user", "path", "settled"), PAGES, ids=IDS)
-async def test_every_header_control_is_on_a_phone_screen(pages: Pages, app: RunningApp, shot: Shot,
-                                                         user: str, path: str, settled: str) -> None:
-    page = await pages.login(user, mobile=True)
+async def test_every_header_control_is_on_the_screen(pages: Pages, app: RunningApp, shot: Shot,
+                                                     user: str, path: str, settled: str, screen: int) -> None:
+    """A phone (390 px), a small laptop (800 px), a tablet held sideways (1024 px)."""
+    page = await (pages.login(user, mobile=True) if screen == 390 else pages.login(user, width=screen, height=768))
     await page.goto(app.url + path)
     await expect(page.locator(settled).first).to_be_attached()
-    await shot(page, f"header-390-{IDS[PAGES.index((user, path, settled))]}")
+    await shot(page, f"header-{screen}-{IDS[PAGES.index((user, path, settled))]}")
     width = await page.evaluate("() => document.documentElement.clientWidth")
-    assert width == 390
+    assert width == screen
     boxes = await page.locator("header.topbar").evaluate(HEADER_BOXES)
     assert any(b["what"] == "logout" for b in boxes), boxes
     off = [b for b in boxes if b["left"] < 0 or b["right"] > width + 0.5]

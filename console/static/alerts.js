@@ -23,6 +23,17 @@ const HEALTH_POLL_MS = 10000;
 const RANK = { off: 0, fault: 1, normal: 2, escalated: 3 };
 const MAX_CARDS = 3;
 
+// The console's 静音 is bound as soon as this module runs, not when the board starts (after GET /api/me): a click
+// while the page still loads is not lost. It silences, once the board has its list of alarms, the alarms that
+// were sounding at the click (opened, or last escalated, before it) — as a click on a loaded page would; an
+// alarm newer than the click still sounds.
+let board = null; // this page's board, once started
+let earlyMute = null; // when 静音 was clicked before the board knew the alarms (this machine's clock, ms)
+document.getElementById("mute")?.addEventListener("click", () => {
+  if (board && board.loaded) board.toggleSilence();
+  else if (earlyMute === null) earlyMute = Date.now(); // (the button still says 静音: a second click means the same)
+});
+
 /**
  * Starts alerting on this page. On the console every user who may open it gets the sound; on the
  * other pages only the station's officers (power "act") do. Returns the board (chime(), silence toggling), or null
@@ -31,7 +42,7 @@ const MAX_CARDS = 3;
 export function startAlerts(me, { page }) {
   const officer = can(me, "act");  // the station's officers (dispatch.roles)
   if (page !== "console" && !officer) return null;
-  const board = new AlarmBoard(page, officer);
+  board = new AlarmBoard(page, officer);
   board.start();
   return board;
 }
@@ -80,6 +91,7 @@ class AlarmBoard {
     this.favicon = null;
     this.baseFavicon = null;
     this.refetch = serialised(() => this.load());
+    this.loaded = false; // the first list of alarms is in
   }
 
   /** One short chime (a unit's reply on the console), whatever the silence. */
@@ -90,9 +102,7 @@ class AlarmBoard {
     document.body.append(this.stack);
     this.placeStack();
     window.addEventListener("resize", () => this.placeStack());
-    this.setupDuty();
-    const mute = document.getElementById("mute");
-    if (mute) mute.addEventListener("click", () => this.toggleSilence());
+    this.setupDuty();  // (#mute is bound at the top of this module)
     window.addEventListener("storage", (e) => {
       if (e.key === SILENCE_KEY) { this.silenced = loadSilence(); this.render(); }
     });
@@ -116,6 +126,11 @@ class AlarmBoard {
   async load() {
     const list = await get("/api/incidents?state=open&limit=1000");
     this.alarms = new Map(list.filter((i) => i.status === "new").map((i) => [i.id, i]));
+    if (!this.loaded) {
+      this.loaded = true;
+      if (earlyMute !== null) this.silenceEarly(earlyMute + (now() - Date.now())); // (on the server's clock)
+      earlyMute = null;
+    }
     this.render();
   }
 
@@ -209,6 +224,16 @@ class AlarmBoard {
     this.render();
   }
 
+  /** 静音 clicked at `at` (server clock) while the page loaded: silences the alarms sounding then, as the click would have. */
+  silenceEarly(at) {
+    const then = this.current().filter((a) => a.kind === "incident" && !this.isSilenced(a)
+      && Date.parse(a.incident.escalated_at || a.incident.opened_at) <= at);
+    if (!then.length) return;
+    const kept = this.silenceActive() ? this.silenced.keys : [];
+    this.silenced = { keys: [...new Set([...kept, ...then.map((a) => a.key)])], until: Date.now() + SILENCE_MAX_MS };
+    saveSilence(this.silenced);
+  }
+
   render() {
     const cur = this.current();
     const max = (list) => list.reduce((m, a) => (RANK[a.level] > RANK[m] ? a.level : m), "off");
@@ -235,7 +260,7 @@ class AlarmBoard {
     mute.dataset.i18n = silenced ? "sound.unmute" : "sound.mute";
     mute.textContent = t(mute.dataset.i18n);
     mute.classList.toggle("on", silenced);
-    mute.disabled = !cur.length;
+    mute.disabled = this.loaded && !cur.length; // (until the alarms are known a click is kept: earlyMute)
   }
 
   placeStack() {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from console.appkeys import BUS, MQTT
 from console.ws import visible
@@ -363,6 +363,44 @@ async def test_escalation_sounds_again_after_silence(browser: Browser, app_facto
         finally:
             await p.close()
         assert not p.errors, p.errors
+
+
+async def test_mute_clicked_while_the_console_loads_silences_the_alarm_sounding_then(
+        pages: Pages, app: RunningApp, broker: Broker, shot: Shot) -> None:
+    """The first click after a load is never lost: 静音 clicked while the console still waits for GET /api/me (held
+    here) silences the open alarm once the page knows it — it never sounds on the reloaded page; a newer alarm
+    sounds all the same."""
+    page = await login(pages, "officer")
+    await alarm(broker, app)
+    await expect(page.locator("#d-unit")).to_have_text("第一小学")
+    await wait_audible(page, NORMAL)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/me", hold)
+    await page.reload()
+    await asyncio.wait_for(held.wait(), 10)
+    await page.click("#mute")
+    release.set()
+    await expect(page.locator("#d-unit")).to_have_text("第一小学")
+    await expect(page.locator("#mute")).to_have_text("取消静音")
+    await expect(page.locator("#sound-state")).to_have_attribute("data-state", "silenced")
+    await expect(page.locator("body")).to_have_attribute("data-alert", "normal")  # still shown, not heard
+    await shot(page, "console-muted-while-loading")
+    await wait_quiet(page, 2.5)
+    assert await audible(page, NORMAL) == 0  # not even a beep before the silence took hold
+
+    since = await mark(page)
+    await alarm(broker, app, "hotel-1", "smoke")  # newer than the click: it sounds
+    await expect(page.locator("#queue .queue-item")).to_have_count(2)
+    await wait_audible(page, NORMAL, since)
+    await expect(page.locator("#sound-state")).to_have_attribute("data-state", "on")
+    await expect(page.locator("#mute")).to_have_text("静音")
 
 
 # ------------------------------------------------------------------ every officer page alerts

@@ -118,6 +118,48 @@ async def test_unit_page_after_ack_and_close_without_dispatch_claims_nothing_and
         await officer.close()
 
 
+# ------------------------------------------------------------ on a phone
+
+# Where an element lies and how it is laid out: its box, and its line height (one line of text or more).
+BOX = """(e) => { const r = e.getBoundingClientRect(); const lh = parseFloat(getComputedStyle(e).lineHeight);
+  return { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height, lh }; }"""
+
+
+async def test_console_on_a_phone_reads_the_queue_and_the_open_incident(pages: Pages, app: RunningApp,
+                                                                       shot: Shot) -> None:
+    """A station leader checks the console on a phone (390 px): the alarm queue and the open incident are each
+    the screen's width, one above the other — beside the queue, the incident's column was squeezed to one
+    character a line."""
+    officer = await api_as(app, "officer")
+    try:
+        await officer.post("/api/units/school-1/alarm", {"kind": "one_key"})
+    finally:
+        await officer.close()
+    page = await pages.login("officer", mobile=True)
+    await expect(page.locator("#d-unit")).to_have_text("第一小学")
+    await expect(page.locator("#ws-state")).to_have_attribute("data-online", "1")
+    await shot(page, "console-phone-incident")
+    width = await page.evaluate("() => document.documentElement.clientWidth")
+    assert width == PHONE["width"]
+    height = await page.evaluate("() => window.innerHeight")
+
+    card = page.locator("#queue .queue-item").first
+    await expect(card).to_contain_text("第一小学")
+    await expect(card).to_be_in_viewport()
+    for what in ("#queue .queue-item", ".d-head", "#d-where", "#d-actions", "#d-info"):
+        part = page.locator(what).first
+        box = await part.evaluate(BOX)
+        assert box["width"] >= 300, f"{what} squeezed: {box}"
+        await part.scroll_into_view_if_needed()
+        await expect(part).to_be_visible()
+        box = await part.evaluate(BOX)
+        assert box["left"] >= 0 and box["right"] <= width + 0.5, f"{what} off the screen: {box}"
+        assert box["top"] >= 0 and box["top"] < height, f"{what} cannot be brought on the screen: {box}"
+    unit = await page.locator("#d-unit").evaluate(BOX)  # the unit's name reads on one line
+    assert unit["height"] < 1.5 * unit["lh"] and unit["right"] <= width, unit
+    await shot(page, "console-phone-incident-detail")  # (scrolled to the unit's particulars)
+
+
 # ------------------------------------------------------------ queue order
 
 

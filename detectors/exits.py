@@ -28,12 +28,9 @@ work pixels. Per analysed frame:
    clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
    occupied/free state, so people walking past an obstruction neither create nor hide one.
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
-   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard`, timed from the oldest
-   frame of the motion window when the share crosses (what made it cross is still: unchanged against all of them)
-   and confirmed while at least half of ``min_fraction`` is seen (not under people: someone walking off after
-   standing there is not a hazard); a drop of up to 6 s just after a passer-by, cells they covered not yet judged
-   again, does not restart the dwell; once a hazard is open, below half of ``min_fraction`` for ``clear_s`` →
-   `ExitCleared`. Both carry their timestamps and snapshots.
+   much of each cell lies in the zone). At ≥ ``min_fraction`` for ``dwell_s`` → `ExitHazard` (a drop of up to
+   6 s just after a passer-by, cells they covered not yet judged again, does not restart the dwell); once a hazard is
+   open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
 5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
    ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
    is never learnt however long it stays. The 384-px copy used for the lighting curve follows the same way where it
@@ -380,7 +377,6 @@ class _Zone:
         self.hazard_since: float | None = None
         self.clear_since: float | None = None
         self.fraction = 0.0
-        self.seen = 0.0  # the part of `fraction` in cells judged at the last frame (not moving, clipped or people)
 
     def _patch(self, frame: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = self.box
@@ -503,8 +499,8 @@ class _Zone:
         enough = free.sum() >= max(4.0, 0.25 * used)
         if moving.sum() <= _BUSY * used:
             self.spread = float(np.percentile(np.abs(mean[free]), 25)) / _HALF_P25 if enough else None
-        # else people cover much of the zone: the cells they leave free are a biased sample (an obstruction's margin,
-        # the zone's edge), so the spread measured before them holds until they have gone
+        # else people cover much of the zone: the cells they leave free are a biased few (held seed 5: the spread
+        # doubled in one frame while passers-by covered 40 % of a zone), so the one measured before them holds
         if not enough or self.slow_sigma is None or self.spread is None:
             return none, none
         thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * self.spread,
@@ -713,7 +709,6 @@ class ExitWatcher:
             z.occupied = occupied
             z.learn(~changed & ~unknown & ~z.occupied, alpha)
             z.fraction = float(np.sum(z.weights * z.occupied))
-            z.seen = float(np.sum(z.weights * (z.occupied & ~unknown)))
             if float(np.sum(z.weights * unknown)) >= _OCCLUDED:
                 z.occluded_t = t
             events += self._advance(z, t, frame)
@@ -747,13 +742,8 @@ class ExitWatcher:
                 z.dip_since = None
             if z.fraction >= zc.min_fraction:
                 if z.blocked_since is None:
-                    # the cells that made the share cross are still: unchanged against every frame of the motion
-                    # window, so the obstruction has been there at least since the oldest of those frames
-                    z.blocked_since = z.history[0][0] if z.history else t
-                elif t - z.blocked_since >= zc.dwell_s and z.seen >= zc.min_fraction / 2:
-                    # confirmed on what is seen now (at least half the minimum share): cells people cover keep their
-                    # state, so someone who stood there and is just walking off (all their cells moving) still counts
-                    # until they have gone — not a hazard; passers-by in front of an obstruction leave some of it seen
+                    z.blocked_since = t
+                elif t - z.blocked_since >= zc.dwell_s:
                     z.hazard = ExitHazard(
                         self.camera_id, zc.id, _dt(z.blocked_since), _dt(t), round(z.fraction, 3),
                         _jpeg(self.ref_color if z.ref_color is None else z.ref_color, z.poly_px),

@@ -150,24 +150,14 @@ def test_lighting_changes_never_flag(scenes, lighting: str) -> None:
     assert events == []
 
 
-@pytest.mark.parametrize(("seed", "name"), [
-    (5, "clinic-ir/chairs/bottle/30%/lowlight"),
-    (4, "outdoor-night/gate/armchair-grey/35%~0.75/lowlight"),
-])
-def test_faint_objects_of_the_development_seeds_are_flagged_within_dwell_plus_10s(scenes, seed: int, name: str) -> None:
-    """Two held scenes the watcher flagged late (traced: seeds 4 and 5 are development sets since).
-
-    `clinic-ir/chairs/bottle/30%/lowlight` (seed 5, +17 s): a clear bottle in an infrared room in low light, seen only
-    by the still-cell average, then passers-by over 40-60 % of the zone. The average's threshold follows the spread of
-    the free cells' averages; the few cells the passers-by left free were a biased sample, the spread rose, the
-    bottle's cells fell under it, the share dropped and the dwell restarted. The spread is now measured only while
-    few of the zone's cells move, and held while many do.
-
-    `outdoor-night/gate/armchair-grey/35%~0.75/lowlight` (seed 4, +11 s): the person who places the armchair stands
-    over it for 8 s; the dwell was timed from when the still cells were judged, 3 s after the placer had gone. Still
-    cells are unchanged against every frame of the motion window, so the dwell is now timed from the oldest of them
-    (and the hazard confirmed on cells seen at that frame, so someone just walking off is not counted as staying)."""
-    scn = next(s for s in scenes.scenarios("held", set_seed=seed) if s.name == name)
+def test_faint_bottle_then_passers_by_over_much_of_the_zone_is_flagged_in_time(scenes) -> None:
+    """Held set seed 5's `clinic-ir/chairs/bottle/30%/lowlight` (traced: seed 5 is a development set since): a clear
+    bottle in an infrared room in low light, seen only by the still-cell average, then passers-by over 40-60 % of the
+    zone. The average's threshold follows the spread of the free cells' averages; the few cells the passers-by left
+    free were a biased sample, the spread doubled, the bottle's cells fell under it, the share dropped and the dwell
+    restarted (flagged at dwell + 17 s). The spread is now measured only while few of the zone's cells move, and held
+    while many do."""
+    scn = next(s for s in scenes.scenarios("held", set_seed=5) if s.name == "clinic-ir/chairs/bottle/30%/lowlight")
     scene = scenes.Scene(scn)
     zones = [ExitZoneConfig(id=z.id, polygon=scenes.normalised(z, scene.shape), dwell_s=scn.dwell_s, clear_s=30.0)
              for z in scene.spec.zones]

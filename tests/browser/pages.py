@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from contextlib import suppress
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Error, Page, Route
 
 PASSWORDS = {"admin": "admin-pw", "officer": "officer-pw", "school": "school-pw", "hotel": "hotel-pw",
              "brigade": "brigade-pw", "medic": "medic-pw", "assessor": "assessor-pw"}
@@ -42,3 +45,31 @@ class Pages:
     async def close(self) -> None:
         for ctx in self.contexts:
             await ctx.close()
+
+
+class HeldRequests:
+    """Requests the page makes to one URL, held until `release()`: the page's data not in yet, so a test can act
+    first (the first click after a load must never be lost) and then let the data come."""
+
+    def __init__(self) -> None:
+        self._seen = asyncio.Event()
+        self._go = asyncio.Event()
+
+    async def _hold(self, route: Route) -> None:
+        self._seen.set()
+        await self._go.wait()
+        with suppress(Error):  # the page may be gone by then (a logout, a reload)
+            await route.continue_()
+
+    async def arrived(self, timeout: float = 10) -> None:
+        """Waits until the page has asked (and is waiting)."""
+        await asyncio.wait_for(self._seen.wait(), timeout)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+async def hold_requests(page: Page, url: str | re.Pattern[str]) -> HeldRequests:
+    held = HeldRequests()
+    await page.route(url, held._hold)
+    return held

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Locator, Page, Route, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from console.appkeys import BUS, MQTT
 from console.ws import visible
 from dispatch import events as ev
 from dispatch.actor import Actor
 from tests.browser.conftest import ARGS, launch, watched_pages
-from tests.browser.pages import PASSWORDS, Pages
+from tests.browser.pages import PASSWORDS, Pages, hold_requests
 from tests.cameras.conftest import RtspCamera, camera, free_port
 from tests.support import Api, Broker, RunningApp, publish
 
@@ -374,19 +374,11 @@ async def test_mute_clicked_while_the_console_loads_silences_the_alarm_sounding_
     await alarm(broker, app)
     await expect(page.locator("#d-unit")).to_have_text("第一小学")
     await wait_audible(page, NORMAL)
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(route: Route) -> None:
-        held.set()
-        await release.wait()
-        await route.continue_()
-
-    await page.route("**/api/me", hold)
+    held = await hold_requests(page, "**/api/me")
     await page.reload()
-    await asyncio.wait_for(held.wait(), 10)
+    await held.arrived()
     await page.click("#mute")
-    release.set()
+    held.release()
     await expect(page.locator("#d-unit")).to_have_text("第一小学")
     await expect(page.locator("#mute")).to_have_text("取消静音")
     await expect(page.locator("#sound-state")).to_have_attribute("data-state", "silenced")

@@ -4,7 +4,6 @@ overview map (offline: no request leaves 127.0.0.1), login's `next`, zeros and n
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,14 +14,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Page, expect
 
 from config.cameras import CameraConfig
 from console.appkeys import INCIDENTS
 from dispatch.actor import Actor
 from dispatch.incidents import Incidents
 from ingest.contract import AlarmIn
-from tests.browser.pages import PASSWORDS, Pages
+from tests.browser.pages import PASSWORDS, Pages, hold_requests
 from tests.support import Api, Broker, RunningApp, base_config, publish, running_app
 
 Shot = Callable[[Page, str], Awaitable[None]]
@@ -298,20 +297,12 @@ async def test_history_chosen_while_the_linked_incidents_load_is_not_undone(
     try:
         page = await pages.new()
         await login_on(page, app.url, "officer")
-        held = asyncio.Event()
-        release = asyncio.Event()
-
-        async def hold(route: Route) -> None:
-            held.set()
-            await release.wait()
-            await route.continue_()
-
-        await page.route(re.compile(r"/api/incidents\?state=open$"), hold)
+        held = await hold_requests(page, re.compile(r"/api/incidents\?state=open$"))
         await page.goto("about:blank")  # (from "/", only the hash would change: no load)
         await page.goto(f"{app.url}/#incident/{inc}")
-        await asyncio.wait_for(held.wait(), 10)
+        await held.arrived()
         await page.click("#nav-history")
-        release.set()
+        held.release()
         # the unit list is in (the history's unit filter offers it): the incidents' load has finished
         await expect(page.locator("#hist-unit option[value=hotel-1]")).to_have_count(1)
         await expect(page.locator("#history-view")).to_be_visible()

@@ -3,30 +3,20 @@ waits for its data (held here) opens the form, with its unit list, once the data
 
 from __future__ import annotations
 
-import asyncio
+from playwright.async_api import expect
 
-from playwright.async_api import Route, expect
-
-from tests.browser.pages import Pages
+from tests.browser.pages import Pages, hold_requests
 from tests.support import RunningApp
 
 
 async def test_new_hazard_clicked_before_the_page_has_its_data_opens_the_form_all_the_same(
         pages: Pages, app: RunningApp) -> None:
     page = await pages.login("officer")
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(route: Route) -> None:
-        held.set()
-        await release.wait()
-        await route.continue_()
-
-    await page.route("**/api/units", hold)
+    held = await hold_requests(page, "**/api/units")
     await page.goto(f"{app.url}/hazards.html")
-    await asyncio.wait_for(held.wait(), 10)
+    await held.arrived()
     await page.click("#new-btn")
-    release.set()
+    held.release()
     await expect(page.locator("#new-form")).to_be_visible()
     await expect(page.locator("#f-unit option[value=school-1]")).to_have_count(1)
     await page.select_option("#f-unit", "school-1")

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 
 import pytest
-from playwright.async_api import Error, Page, Route, WebSocketRoute, expect
+from playwright.async_api import Page, WebSocketRoute, expect
 
-from tests.browser.pages import PASSWORDS, Pages
+from tests.browser.pages import PASSWORDS, Pages, hold_requests
 from tests.support import Api, RunningApp
 
 Shot = Callable[[Page, str], Awaitable[None]]
@@ -113,21 +112,12 @@ async def test_logout_tapped_before_the_page_has_its_data_logs_out(pages: Pages,
                                                                   user: str, path: str, settled: str) -> None:
     """The first click after a load is never lost: 退出 works before the page knows who is logged in."""
     page = await pages.login(user)
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(route: Route) -> None:
-        held.set()
-        await release.wait()
-        with suppress(Error):  # the page may be gone by then
-            await route.continue_()
-
-    await page.route("**/api/me", hold)
+    held = await hold_requests(page, "**/api/me")
     await page.goto("about:blank")  # (a page already there would only change its hash)
     await page.goto(app.url + path)
-    await asyncio.wait_for(held.wait(), 10)
+    await held.arrived()
     await page.click("#logout")
     await expect(page).to_have_url(re.compile(r"/login\.html"))
-    release.set()
+    held.release()
     resp = await page.request.get(app.url + "/api/me")
     assert resp.status == 401  # logged out on the server too

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, expect
 
-from tests.browser.pages import Pages
+from tests.browser.pages import Pages, hold_requests
 from tests.support import Api, RunningApp
 
 Shot = Callable[[Page, str], Awaitable[None]]
@@ -85,25 +84,17 @@ async def test_an_alarm_held_before_the_page_knows_its_unit_goes_out_all_the_sam
     """The first press after a load is never lost: the alarm button is held while the page still waits for GET
     /api/me (held here); the alarm goes out once the page knows its unit."""
     page = await pages.login("school", mobile=True)
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(route: Route) -> None:
-        held.set()
-        await release.wait()
-        await route.continue_()
-
-    await page.route("**/api/me", hold)
+    held = await hold_requests(page, "**/api/me")
     await page.goto("about:blank")
     await page.goto(f"{app.url}/unit.html")
-    await asyncio.wait_for(held.wait(), 10)
+    await held.arrived()
     box = await page.locator("#alarm-btn").bounding_box()
     assert box is not None
     await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     await page.mouse.down()
     await expect(page.locator("#alarm-hint")).to_have_attribute("data-state", "sending")  # held long enough
     await page.mouse.up()
-    release.set()
+    held.release()
     await expect(page.locator("#status-line")).to_have_text("报警已发送，等待民警签收")
     officer = Api(app.url)
     await officer.login("officer", "officer-pw")

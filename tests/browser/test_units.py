@@ -5,14 +5,13 @@ data is imported all the same; an assessor only reads."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, expect
 
 from dispatch.credit_code import make as credit_code
-from tests.browser.pages import Pages
+from tests.browser.pages import Pages, hold_requests
 from tests.support import Api, RunningApp
 
 GPS = {"latitude": 24.829512, "longitude": 108.261234, "accuracy": 8}
@@ -113,20 +112,12 @@ async def test_a_file_chosen_before_the_page_has_its_data_is_imported_all_the_sa
     """The first action after a load is never lost: the import's file is chosen while the page still waits for its
     data (held here), and is imported once the data is in."""
     page = await pages.login("officer")
-    held = asyncio.Event()
-    release = asyncio.Event()
-
-    async def hold(route: Route) -> None:
-        held.set()
-        await release.wait()
-        await route.continue_()
-
-    await page.route("**/api/units/options", hold)
+    held = await hold_requests(page, "**/api/units/options")
     await page.goto(f"{app.url}/units.html")
-    await asyncio.wait_for(held.wait(), 10)
+    await held.arrived()
     csv = tmp_path / "units.csv"
     csv.write_text("单位名称,地址,单位类型\n丙商店,人民路3号,小商店\n", encoding="utf-8")
     await page.set_input_files("#import-file", str(csv))
-    release.set()
+    held.release()
     await expect(page.locator("#count")).to_have_text("共 3 个单位")
     await expect(page.locator("#un-list")).to_contain_text("丙商店")

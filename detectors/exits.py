@@ -32,11 +32,10 @@ work pixels. Per analysed frame:
    restarts below that; at ≥ ``min_fraction`` after ``dwell_s`` → `ExitHazard` (a drop of up to 6 s just after a
    passer-by, cells they covered not yet judged again, does not restart the dwell); once a hazard is
    open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
-5. Background model: free cells (not changed, not unknown, not occupied, and not still with an average leaning
-   away from the model by over half its threshold) follow the scene with the time constant ``background_s`` (slow
-   lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction is never learnt however
-   long it stays, and a faint one is not absorbed before its average shows it. The 384-px copy used for the
-   lighting curve follows the same way where it agrees with the reference.
+5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
+   ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
+   is never learnt however long it stays. The 384-px copy used for the lighting curve follows the same way where it
+   agrees with the reference.
 
 A zone may have its own clear reference (`set_zone_reference`, `set_zones`: captured in the console when that exit was
 clear); it is then compared with that frame, with its own lighting curve, and the others keep the watcher's
@@ -379,9 +378,6 @@ class _Zone:
         self.hazard_since: float | None = None
         self.clear_since: float | None = None
         self.fraction = 0.0
-        # still cells whose average leans away from the model (over half the threshold): not learnt, so a faint
-        # object is not absorbed before it shows
-        self.leaning = np.zeros((self.gh, self.gw), bool)
 
     def _patch(self, frame: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = self.box
@@ -441,7 +437,6 @@ class _Zone:
                 break
             changed = grown
         self._cur = cur
-        self.leaning = slow_weak
         self._unknown = moving | clipped  # (the watcher adds the cells under people)
         return changed, self._unknown
 
@@ -713,7 +708,7 @@ class ExitWatcher:
             occupied = np.where(unknown, z.occupied, changed)
             z.occupied_since = np.where(occupied & ~z.occupied, t, z.occupied_since)
             z.occupied = occupied
-            z.learn(~changed & ~unknown & ~z.occupied & ~z.leaning, alpha)
+            z.learn(~changed & ~unknown & ~z.occupied, alpha)
             z.fraction = float(np.sum(z.weights * z.occupied))
             if float(np.sum(z.weights * unknown)) >= _OCCLUDED:
                 z.occluded_t = t
@@ -745,8 +740,9 @@ class ExitWatcher:
         assert self.ref_color is not None
         if z.hazard is None:
             if z.fraction >= zc.min_fraction * 0.8:
-                # timed from when the share first reached the level it must then not fall below; confirmed once it
-                # is at the minimum after the dwell (a faint object read at 0.22–0.27 restarted at every 0.25)
+                # timed from when the share first reached the level it must then not fall below, confirmed once it
+                # is at the minimum after the dwell (a faint object read at 0.2–0.27 was timed only from its first
+                # 0.25)
                 z.dip_since = None
                 if z.blocked_since is None:
                     z.blocked_since = t

@@ -266,7 +266,7 @@ class _Planes:
     """A zone's picture at work resolution, in the reference's exposure: grey (as is, for the structure test),
     and smoothed grey, chroma (Cb, Cr) and grey-level gradients (for the comparisons: noise averages out)."""
 
-    __slots__ = ("blind", "gx", "gy", "i", "ib", "u", "v")
+    __slots__ = ("blind", "gx", "gy", "i", "ib", "u", "v", "w")
 
     def __init__(self, patch: np.ndarray, light: _Light, model: _Planes | None = None) -> None:
         lut = light.lut
@@ -282,6 +282,9 @@ class _Planes:
             self.i = lut[y]
             self.u, self.v = np.zeros(y.shape, np.float32), np.zeros(y.shape, np.float32)
         self.blind = np.zeros(y.shape, bool)
+        slope = np.gradient(lut)[y]
+        self.w = _smooth(np.where((y >= 128) & (slope > light.chroma), light.chroma / np.maximum(slope, 1e-6),
+                                  1.0).astype(np.float32))
         if model is not None:
             # clipped where the model would be clipped too (a white floor over-exposed): nothing to compare, so the
             # model's own value stands in (no difference either way)
@@ -303,10 +306,11 @@ class _Planes:
         """Per cell: mean |Δ grey|, mean |Δ Cb| + |Δ Cr|, mean |Δ gradient| (x and y) → out (3, gh, gw); `other`'s
         chroma is scaled by `chroma_gain` and `offset` (grey, Cb, Cr) is taken off this picture first."""
         oi, ou, ov = offset
-        out[0] = _blocks(np.abs(self.ib - other.ib - oi), gh, gw)
-        out[1] = _blocks(np.abs(self.u - chroma_gain * other.u - ou) + np.abs(self.v - chroma_gain * other.v - ov),
-                         gh, gw)
-        out[2] = _blocks(np.abs(self.gx - other.gx) + np.abs(self.gy - other.gy), gh, gw)
+        w = self.w
+        out[0] = _blocks(np.abs(self.ib - other.ib - oi) * w, gh, gw)
+        out[1] = _blocks((np.abs(self.u - chroma_gain * other.u - ou) + np.abs(self.v - chroma_gain * other.v - ov))
+                         * w, gh, gw)
+        out[2] = _blocks((np.abs(self.gx - other.gx) + np.abs(self.gy - other.gy)) * w, gh, gw)
         return out
 
 
@@ -452,7 +456,7 @@ class _Zone:
         difference: the same still content came back) and merged with it after `_RESUME_N` frames; when they
         disagree the paused one is dropped. So a person standing or gone leaves no ghost, an object placed behind a
         passer-by is not diluted by the floor it covers, and an object behind people keeps its evidence."""
-        s = _blocks(cur.ib - self.model.ib, self.gh, self.gw) - self.offset[0]
+        s = _blocks((cur.ib - self.model.ib - self.offset[0]) * cur.w, self.gh, self.gw)
         prev, self._s_prev = self._s_prev, s
         none = np.zeros_like(still)
         if prev is not None and still.sum() >= 4:

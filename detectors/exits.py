@@ -9,7 +9,9 @@ work pixels. Per analysed frame:
    median reference grey level of the same pixels, on a 384-px grey copy — and inverted, so the frame is brought
    back to the reference's exposure before anything is compared. Below its darkest populated level (a zone's floor
    darker than everything outside the zones) the curve goes on along the line through its darkest levels, so a
-   black-level shift reaches the darks too.
+   black-level shift reaches the darks too. Where the camera squeezed bright levels (its highlight knee after an
+   exposure step up) the inverted curve stretches them back in level but not in detail, so differences there are
+   weighted down to the camera's own scale (the frame's overall slope over the curve's local one).
 2. Each cell is compared with the zone's **background model** (the clear reference, kept fresh, below) on three
    cues: grey level (mean absolute difference > ``diff_threshold``), colour (mean chroma difference >
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
@@ -66,6 +68,7 @@ _LOW_BINS = 3  # populated bins the tone curve's dark-end slope is fitted on (th
 _LOW_SPAN = 16.0  # ... which must span at least this many reference grey levels (one bin) to give a slope
 _GAIN_RANGE = (0.25, 4.0)  # camera gains beyond these are not lighting (a fitted slope or gain is clipped to them)
 _CLIPPED = (3, 250)  # grey levels at or beyond which a pixel is clipped (nothing to compare)
+_KNEE_FROM = 128  # grey levels from which a camera's squeezed highlights are counted at its own scale
 _NOISE_K = 3.0  # a cue's threshold is at least this many times the camera's noise on that cue
 _NOISE_RATE = 0.05  # how fast that noise estimate follows the scene (per analysed frame)
 _OFFSET_RATE = 0.2  # how fast a zone's left-over grey offset follows (per analysed frame)
@@ -282,9 +285,12 @@ class _Planes:
             self.i = lut[y]
             self.u, self.v = np.zeros(y.shape, np.float32), np.zeros(y.shape, np.float32)
         self.blind = np.zeros(y.shape, bool)
+        # where the camera squeezed its levels (the highlight knee after an exposure step up) the curve stretches
+        # them back in level but not in detail (grain, noise and JPEG steps grow with it): differences there count at
+        # the camera's own scale, weighted by the frame's overall slope over the curve's local one
         slope = np.gradient(lut)[y]
-        self.w = _smooth(np.where((y >= 128) & (slope > light.chroma), light.chroma / np.maximum(slope, 1e-6),
-                                  1.0).astype(np.float32))
+        self.w = _smooth(np.where((y >= _KNEE_FROM) & (slope > light.chroma),
+                                  light.chroma / np.maximum(slope, 1e-6), 1.0).astype(np.float32))
         if model is not None:
             # clipped where the model would be clipped too (a white floor over-exposed): nothing to compare, so the
             # model's own value stands in (no difference either way)

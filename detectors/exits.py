@@ -148,13 +148,17 @@ _IDENTITY = np.arange(256, dtype=np.float32)
 class _Light:
     """The camera's lighting against the reference: `lut` takes a grey level back to the reference's exposure;
     `chroma` scales chroma the same way (chroma is a difference of channels: a black-level shift leaves it, a gain
-    scales it, so the curve's overall slope, not its offset, applies)."""
+    scales it, so the curve's overall slope, not its offset, applies). `weight` (per grey level) counts differences at
+    the camera's own scale where it squeezed its levels (the highlight knee after an exposure step up: the curve
+    stretches them back in level but not in detail — grain, noise and JPEG steps grow with it): the overall slope over
+    the curve's local one there, 1 elsewhere."""
 
     lut: np.ndarray
-    chroma: float = 1.0
+    chroma: float
+    weight: np.ndarray
 
 
-_SAME = _Light(_IDENTITY)
+_SAME = _Light(_IDENTITY, 1.0, np.ones(256, np.float32))
 
 
 def _fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float, float]:
@@ -225,7 +229,10 @@ def _tone(cur: np.ndarray, ref: np.ndarray, idx: np.ndarray) -> _Light:
         gain = slope if var > 1 else my / max(mx, 1)
     else:
         gain = float(np.median(ratio))
-    return _Light(lut, float(np.clip(1.0 / max(gain, 1e-3), *_GAIN_RANGE)))
+    chroma = float(np.clip(1.0 / max(gain, 1e-3), *_GAIN_RANGE))
+    stretch = np.gradient(lut)  # the curve's local slope
+    weight = np.where((_IDENTITY >= _KNEE_FROM) & (stretch > chroma), chroma / np.maximum(stretch, 1e-6), 1.0)
+    return _Light(lut, chroma, weight.astype(np.float32))
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -285,12 +292,7 @@ class _Planes:
             self.i = lut[y]
             self.u, self.v = np.zeros(y.shape, np.float32), np.zeros(y.shape, np.float32)
         self.blind = np.zeros(y.shape, bool)
-        # where the camera squeezed its levels (the highlight knee after an exposure step up) the curve stretches
-        # them back in level but not in detail (grain, noise and JPEG steps grow with it): differences there count at
-        # the camera's own scale, weighted by the frame's overall slope over the curve's local one
-        slope = np.gradient(lut)[y]
-        self.w = _smooth(np.where((y >= _KNEE_FROM) & (slope > light.chroma),
-                                  light.chroma / np.maximum(slope, 1e-6), 1.0).astype(np.float32))
+        self.w = _smooth(light.weight[y])  # < 1 where the camera squeezed its levels (see `_Light`)
         if model is not None:
             # clipped where the model would be clipped too (a white floor over-exposed): nothing to compare, so the
             # model's own value stands in (no difference either way)

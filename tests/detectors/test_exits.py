@@ -359,6 +359,3 @@ def test_a_clear_zone_beside_a_skewed_grey_bin_never_flags_in_steady_light() -> 
     w.set_reference(_skewed_bin_scene(rng))
     events = [(float(t), e) for t in range(40) for e in w.update(float(t), _skewed_bin_scene(rng))]
     assert events == []
-
-
-

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -66,10 +67,33 @@ class RunningClock:
         return self.start + timedelta(seconds=time.monotonic() - self._t0) + self.offset
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1, below the kernel's ephemeral range: a server a test kills and
+    restarts on the same port must find it free, and an outgoing connection's source port (drawn from the
+    ephemeral range, e.g. a client retrying the dead server) could otherwise be holding it. Held open together
+    while choosing, so none is picked twice."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    pool = random.sample(range(15000, low), min(low - 15000, 2000)) if low > 16000 else []
+    socks: list[socket.socket] = []
+    try:
+        for port in [*pool, *[0] * n]:  # port 0 (the kernel's choice) only if the range below is taken
+            if len(socks) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def port_open(host: str, port: int) -> bool:

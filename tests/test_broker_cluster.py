@@ -10,6 +10,7 @@ bounded polls with deadlines.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,12 @@ def rabbit() -> Iterator[RabbitCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _all_nodes_up(rabbit: RabbitCluster) -> None:
+    """Every test starts on three running nodes, whatever an earlier one left behind."""
+    rabbit.heal()
 
 
 @pytest.fixture
@@ -176,7 +183,7 @@ async def test_broker_node_kill9_loses_no_acknowledged_alarm(rabbit: RabbitClust
 async def test_intake_queue_is_a_replicated_quorum_queue(rabbit: RabbitCluster) -> None:
     name = f"intake-{uuid.uuid4().hex[:8]}"
     cfg = AmqpConfig(nodes=["127.0.0.1:1", *rabbit.amqp_nodes()], queue=name)  # a dead node first: skipped
-    alive = next(n for n in rabbit.nodes if n.alive())  # (a node an earlier test killed is skipped too)
+    alive = next(n for n in rabbit.nodes if n.alive())
     assert await declare_intake(cfg, "firelink") == alive.amqp
     assert await declare_intake(cfg, "firelink") == alive.amqp  # again: harmless
     rows = [line.split("\t") for line in rabbit.ctl(alive, "list_queues", "-q", "name", "type", "members").splitlines()]
@@ -192,7 +199,9 @@ async def _true(value: bool) -> bool:
 
 async def test_cores_are_competing_consumers_and_a_dead_ones_messages_go_to_the_other(rabbit: RabbitCluster) -> None:
     """Two intakes on one queue: each message to one of them; what one held unacknowledged when it died goes to the
-    other (redelivered), nothing committed is delivered again."""
+    other (redelivered). A message the first had committed can come to the other again only marked redelivered — an
+    acknowledgement sent just before a connection closes may not reach the queue (RabbitMQ promises at-least-once;
+    CI saw it) — so the core's duplicate check (alarm_id; the attempt journal) sees it coming."""
     prefix = f"fltest-{uuid.uuid4().hex[:8]}"
     cfg = AmqpConfig(nodes=[n.amqp for n in rabbit.nodes if n.alive()], queue=f"intake-{prefix}", prefetch=100)
     await declare_intake(cfg, prefix)
@@ -214,7 +223,7 @@ async def test_cores_are_competing_consumers_and_a_dead_ones_messages_go_to_the_
 
     def take(message: AbstractIncomingMessage, generation: int) -> None:
         if message.redelivered:
-            redelivered_to_b.append(message.body.decode())
+            redelivered_to_b.append(json.loads(message.body)["alarm_id"])
         original_take(message, generation)
 
     b._take = take  # type: ignore[method-assign]
@@ -239,5 +248,5 @@ async def test_cores_are_competing_consumers_and_a_dead_ones_messages_go_to_the_
     finally:
         await b.stop()
     assert committed["a"] and committed["b"] and redelivered_to_b
-    assert not set(committed["a"]) & set(committed["b"]), "an acknowledged message was delivered again"
+    assert set(committed["a"]) & set(committed["b"]) <= set(redelivered_to_b), "a repeat not marked redelivered"
     assert len(committed["b"]) == len(set(committed["b"]))

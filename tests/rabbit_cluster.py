@@ -17,14 +17,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import free_ports
+from tests.support import free_ports, port_open
 
 SBIN = Path("/usr/lib/rabbitmq/bin")
 SERVER = SBIN / "rabbitmq-server"
@@ -154,7 +153,7 @@ mqtt.exchange = amq.topic
                 raise RuntimeError(f"RabbitMQ node {node.name} exited; see {node.base / 'log'}")
             try:
                 self.ctl(node, "await_startup", "--timeout", "5", timeout_s=15)
-                if _port_open(node.mqtt_port):
+                if port_open("127.0.0.1", node.mqtt_port):
                     return
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 pass
@@ -164,7 +163,7 @@ mqtt.exchange = amq.topic
     @staticmethod
     def up(node: RabbitNode) -> bool:
         """The node's process runs and its listeners are open (they open once its app has booted)."""
-        return node.alive() and _port_open(node.amqp_port) and _port_open(node.mqtt_port)
+        return node.alive() and all(port_open("127.0.0.1", p) for p in (node.amqp_port, node.mqtt_port))
 
     def log_tail(self, node: RabbitNode, lines: int = 25) -> str:
         """The last lines of the node's console output and log, for a failure message."""
@@ -233,12 +232,6 @@ mqtt.exchange = amq.topic
             if node.alive():
                 return self.ctl(node, "list_queues", "name", "type", "messages", "leader", "members")
         return ""
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main() -> None:

@@ -201,7 +201,7 @@ async def test_cores_are_competing_consumers_and_a_dead_ones_messages_go_to_the_
     """Two intakes on one queue: each message to one of them; what one held unacknowledged when it died goes to the
     other (redelivered). A message the first had committed can come to the other again only marked redelivered — an
     acknowledgement sent just before a connection closes may not reach the queue (RabbitMQ promises at-least-once;
-    CI saw it) — so the core's duplicate check (alarm_id; the attempt journal) sees it coming."""
+    seen here once) — so the core's duplicate check (alarm_id; the attempt journal) sees it coming."""
     prefix = f"fltest-{uuid.uuid4().hex[:8]}"
     cfg = AmqpConfig(nodes=[n.amqp for n in rabbit.nodes if n.alive()], queue=f"intake-{prefix}", prefetch=100)
     await declare_intake(cfg, prefix)

@@ -783,7 +783,13 @@ async function loadEvidence() {
   finally {
     evidenceBusy = false;
   }
-  if (state.selected === id) renderEvidence(files);
+  if (state.selected === id) {
+    renderEvidence(files);
+    // A file saved after the detail was read: its record entry (证据已保存) belongs in the timeline too.
+    const logged = new Set((state.detail?.timeline || []).filter((e) => e.action === "evidence.saved")
+      .map((e) => (e.data || {}).sha256));
+    if (state.detail?.id === id && files.some((f) => !logged.has(f.sha256))) refreshDetail();
+  }
   if (evidenceAgain) { evidenceAgain = false; loadEvidence(); }
 }
 

